@@ -1,0 +1,195 @@
+"""YAML config -> a typed, validated Config. A bad config is one clear error at start."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
+
+# Names become directory names under DATA/, so keep them to a portable, path-safe set.
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+DEFAULT_CONFIG_TEXT = """\
+# memfs configuration. Every key is optional; see README.md for the full reference.
+#
+# users:                      # memory users; a uid not listed here uses its passwd name (or uid-N)
+#   alice: {uid: 1001}
+#   bob: {uid: 1002, team: eng}
+# teams:
+#   eng:
+#     members: [alice, bob]   # user names from `users:` or passwd
+#     group: eng              # optional: every member of this Unix group too
+# grants:
+#   - {reader: bob, owner: alice}   # bob may read alice's private memory, never write it
+# unknown_uids: allow         # allow | deny: deny gives uids not under `users:` EACCES everywhere
+# limits:
+#   max_file_bytes: 10485760
+"""
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message names the problem in one line."""
+
+
+@dataclass(frozen=True)
+class UserConf:
+    name: str
+    uid: int
+    team: str | None = None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeamConf:
+    name: str
+    members: tuple[str, ...] = ()
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    reader: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
+@dataclass(frozen=True)
+class Config:
+    users: dict[str, UserConf] = field(default_factory=dict)
+    teams: dict[str, TeamConf] = field(default_factory=dict)
+    grants: tuple[Grant, ...] = ()
+    unknown_uids: str = "allow"
+    limits: Limits = field(default_factory=Limits)
+    source: str = "<default>"
+
+
+def _keys(where: str, value: object, allowed: set[str]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+    return value
+
+
+def _name(where: str, value: object) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a valid name (letters, digits, _ . -)")
+    return value
+
+
+def _int(where: str, value: object, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _name_list(where: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list")
+    return tuple(_name(f"{where}[{i}]", v) for i, v in enumerate(value))
+
+
+def parse(data: object, source: str = "<string>") -> Config:
+    top = _keys("config", data, {"users", "teams", "grants", "unknown_uids", "limits"})
+
+    users: dict[str, UserConf] = {}
+    by_uid: dict[int, str] = {}
+    for name, spec in _keys("users", top.get("users"), set(top.get("users") or {})).items():
+        name = _name("users", name)
+        spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases"})
+        if "uid" not in spec:
+            raise ConfigError(f"users.{name}: missing required key 'uid'")
+        uid = _int(f"users.{name}.uid", spec["uid"])
+        if uid in by_uid:
+            raise ConfigError(f"users.{name}: uid {uid} is already used by user {by_uid[uid]!r}")
+        by_uid[uid] = name
+        team = spec.get("team")
+        if team is not None:
+            team = _name(f"users.{name}.team", team)
+        aliases = tuple(str(a) for a in (spec.get("aliases") or ()))
+        users[name] = UserConf(name=name, uid=uid, team=team, aliases=aliases)
+
+    teams: dict[str, TeamConf] = {}
+    for tname, spec in _keys("teams", top.get("teams"), set(top.get("teams") or {})).items():
+        tname = _name("teams", tname)
+        spec = _keys(f"teams.{tname}", spec, {"members", "group"})
+        group = spec.get("group")
+        if group is not None and not isinstance(group, str):
+            raise ConfigError(f"teams.{tname}.group: expected a Unix group name")
+        teams[tname] = TeamConf(
+            name=tname,
+            members=_name_list(f"teams.{tname}.members", spec.get("members")),
+            group=group,
+        )
+
+    grants = []
+    raw_grants = top.get("grants") or []
+    if not isinstance(raw_grants, list):
+        raise ConfigError("grants: expected a list of {reader: NAME, owner: NAME}")
+    for i, g in enumerate(raw_grants):
+        g = _keys(f"grants[{i}]", g, {"reader", "owner"})
+        for key in ("reader", "owner"):
+            if key not in g:
+                raise ConfigError(f"grants[{i}]: missing required key {key!r}")
+        grants.append(
+            Grant(
+                _name(f"grants[{i}].reader", g["reader"]), _name(f"grants[{i}].owner", g["owner"])
+            )
+        )
+
+    unknown = top.get("unknown_uids", "allow")
+    if unknown not in ("allow", "deny"):
+        raise ConfigError(f"unknown_uids: expected 'allow' or 'deny', got {unknown!r}")
+
+    lim = _keys("limits", top.get("limits"), {"max_file_bytes"})
+    limits = Limits(
+        max_file_bytes=_int(
+            "limits.max_file_bytes", lim.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES), 1
+        )
+    )
+
+    for u in users.values():
+        if u.team is not None and u.team not in teams:
+            raise ConfigError(f"users.{u.name}.team: no team named {u.team!r} under teams:")
+    return Config(users, teams, tuple(grants), unknown, limits, source)
+
+
+def load(path: Path | None) -> Config:
+    """Load `path`; None or a missing default means the built-in defaults."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return parse(data, str(path))
+
+
+def ensure_default(path: Path) -> None:
+    """Create a commented default config if there is none yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DEFAULT_CONFIG_TEXT)

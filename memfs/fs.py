@@ -1,0 +1,566 @@
+"""pyfuse3.Operations: each FUSE call becomes identity -> policy -> store.
+
+No policy lives here. The rules that shape this file (see ../shared/fuse-notes.md):
+- The root (inode 1) is per caller: its names, listing and attributes are answered
+  with timeouts 0, and a missing name is ENOENT, never a cached negative entry.
+- Every other inode belongs to one (scope, path), so its attributes and page cache
+  may be kept; every call that carries a ctx still checks the caller.
+- read/write/readdir carry no caller: the decision is made at open/create/opendir
+  and kept in the handle.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+import pyfuse3
+import trio
+from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
+
+from . import policy
+from .control import Control
+from .identity import Identities
+from .inodes import ROOT_INODE, InodeTable, Node
+from .policy import Access, Kind, Principal, Scope
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# Below the root every inode has one scope, so the kernel may cache it (fuse-notes.md).
+CACHE_TIMEOUT = 300.0
+
+_FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: lookup of this name fails inside
+
+# errnos that are a normal answer, not an event worth a log line above debug
+_QUIET = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR, errno.ENODATA}
+
+
+def guarded(fn):
+    """An exception escaping a handler would end pyfuse3.main for every caller: map it."""
+    op = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        try:
+            return await fn(self, *args)
+        except FUSEError as e:
+            if e.errno not in _QUIET and log.isEnabledFor(logging.INFO):
+                log.info("%s%r: %s", op, _brief(args), os.strerror(e.errno))
+            raise
+        except OSError as e:
+            code = e.errno or errno.EIO
+            level = logging.DEBUG if code in _QUIET else logging.WARNING
+            log.log(level, "%s%r: backing store: %s", op, _brief(args), e)
+            raise FUSEError(code) from None
+        except Exception:
+            log.exception("%s%r: internal error, answered EIO", op, _brief(args))
+            raise FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def _brief(args) -> tuple:
+    out = []
+    for a in args:
+        if isinstance(a, RequestContext):
+            out.append(f"uid={a.uid} pid={a.pid}")
+        elif isinstance(a, bytes | int | str):
+            out.append(a)
+    return tuple(out)
+
+
+def _err(code: int):
+    raise FUSEError(code)
+
+
+def _child(path: bytes, name: bytes) -> bytes:
+    return path + b"/" + name if path else name
+
+
+@dataclass(slots=True)
+class FileHandle:
+    node: Node
+    fd: int
+    writable: bool
+    append: bool
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class DirHandle:
+    scope: Scope
+    path: bytes
+    entries: list  # (name, os.stat_result | EntryAttributes | None)
+    is_root: bool
+    team_scope: Scope | None = None  # what `team` means in this caller's root listing
+
+
+class Operations(pyfuse3.Operations):
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, store: Store, ids: Identities, control: Control | None = None):
+        super().__init__()
+        self.store = store
+        self.ids = ids
+        self.inodes = InodeTable()
+        self.control = control or Control(ids, store)
+        self._files: dict[int, FileHandle] = {}
+        self._dirs: dict[int, DirHandle] = {}
+        self._next_dh = 1
+        self._owners: dict[Scope, tuple[int, int]] = {}
+
+    # -- helpers: who, where, attributes ---------------------------------------
+    def _principal(self, ctx: RequestContext) -> Principal:
+        p = self.ids.principal(ctx.uid, ctx.gid)
+        if p.user is None:
+            log.info("uid %d is not mapped to a memory user (unknown_uids: deny)", ctx.uid)
+            raise FUSEError(errno.EACCES)
+        return p
+
+    def _node(self, ino: int) -> Node:
+        node = self.inodes.get(ino)
+        if node is None:
+            raise FUSEError(errno.ESTALE)
+        return node
+
+    def _require(self, p: Principal, scope: Scope, need: Access) -> None:
+        have = policy.access(p, scope)
+        if have < need:
+            raise FUSEError(errno.EACCES if have == Access.NONE else errno.EROFS)
+
+    def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
+        """(scope, path, is_root) of a directory inode the caller may use as `need`."""
+        if ino == ROOT_INODE:
+            return p.private, b"", True
+        node = self._node(ino)
+        self._require(p, node.scope, need)
+        if node.unlinked:
+            raise FUSEError(errno.ENOENT)
+        return node.scope, node.path, False
+
+    def _owner(self, scope: Scope) -> tuple[int, int]:
+        owner = self._owners.get(scope)
+        if owner is None:
+            if scope.kind is Kind.PRIVATE:
+                owner = self.ids.uid_gid(scope.name)
+            else:
+                team = self.ids.teams.get(scope.name)
+                owner = (0, team.gid if team and team.gid is not None else 0)
+            self._owners[scope] = owner
+        return owner
+
+    def _attrs(self, node: Node, st: os.stat_result, timeout: float = CACHE_TIMEOUT):
+        a = EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = timeout
+        a.attr_timeout = CACHE_TIMEOUT
+        a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode)
+        a.st_nlink = st.st_nlink
+        a.st_uid, a.st_gid = self._owner(node.scope)
+        a.st_rdev = 0
+        a.st_size = st.st_size
+        a.st_blksize = st.st_blksize
+        a.st_blocks = st.st_blocks
+        a.st_atime_ns = st.st_atime_ns
+        a.st_mtime_ns = st.st_mtime_ns
+        a.st_ctime_ns = st.st_ctime_ns
+        return a
+
+    def _stat(self, node: Node) -> os.stat_result:
+        if node.unlinked:
+            if not node.open_fds:
+                raise FUSEError(errno.ENOENT)
+            return os.fstat(next(iter(node.open_fds)))
+        return self.store.lstat(node.scope, node.path)
+
+    def _root_attrs(self, p: Principal, ctx: RequestContext) -> EntryAttributes:
+        st = self.store.lstat(p.private, b"")
+        a = EntryAttributes()
+        a.st_ino = ROOT_INODE
+        a.entry_timeout = a.attr_timeout = 0  # the root is a different directory per caller
+        a.st_mode = stat.S_IFDIR | 0o700
+        a.st_nlink = st.st_nlink
+        a.st_uid, a.st_gid = ctx.uid, ctx.gid
+        a.st_size = st.st_size
+        a.st_blksize = st.st_blksize
+        a.st_blocks = st.st_blocks
+        a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+        return a
+
+    def _entry(self, scope: Scope, path: bytes, timeout: float) -> EntryAttributes:
+        """Look up a live backing file, hand the kernel a reference to its node."""
+        st = self.store.lstat(scope, path)
+        if policy.refused_file_type(st.st_mode):
+            raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
+        node = self.inodes.node_for(scope, path)
+        self.inodes.remember(node)
+        return self._attrs(node, st, timeout)
+
+    def _root_special(self, p: Principal, name: bytes) -> bool:
+        """Does this reserved root name exist for this caller?"""
+        return name == policy.CONTROL_NAME or (name == policy.TEAM_NAME and p.team is not None)
+
+    def _new_name(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
+        """Where a new entry called `name` in `parent` goes, after every check on the name."""
+        if len(name) > policy.NAME_MAX:
+            raise FUSEError(errno.ENAMETOOLONG)
+        scope, path, is_root = self._dir(parent, p, Access.WRITE)
+        if is_root and name in policy.RESERVED_ROOT_NAMES:
+            raise FUSEError(errno.EEXIST if self._root_special(p, name) else errno.EPERM)
+        return scope, _child(path, name)
+
+    # -- lookup and attributes ------------------------------------------------
+    @guarded
+    async def lookup(self, parent_inode, name, ctx):
+        if len(name) > policy.NAME_MAX:
+            raise FUSEError(errno.ENAMETOOLONG)
+        if name == _FAULT_NAME:
+            raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
+        p = self._principal(ctx)
+        if self.control.owns(parent_inode):
+            return self.control.lookup(parent_inode, name, p, self)
+        if parent_inode == ROOT_INODE:
+            if name == policy.CONTROL_NAME:
+                return self.control.root_attrs(p)
+            if name == policy.TEAM_NAME:
+                if p.team_scope is None:
+                    raise FUSEError(errno.ENOENT)
+                return self._entry(p.team_scope, b"", 0)
+            if name in (b".", b".."):
+                return self._root_attrs(p, ctx)
+            return self._entry(p.private, name, 0)
+        scope, path, _ = self._dir(parent_inode, p, Access.READ)
+        if name == b".":
+            return self._entry(scope, path, CACHE_TIMEOUT)
+        if name == b"..":
+            raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..' itself
+        return self._entry(scope, _child(path, name), CACHE_TIMEOUT)
+
+    @guarded
+    async def getattr(self, inode, ctx):
+        p = self._principal(ctx)
+        if inode == ROOT_INODE:
+            return self._root_attrs(p, ctx)
+        if self.control.owns(inode):
+            return self.control.getattr(inode, p)
+        node = self._node(inode)
+        self._require(p, node.scope, Access.READ)
+        return self._attrs(node, self._stat(node))
+
+    @guarded
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        p = self._principal(ctx)
+        if inode == ROOT_INODE or self.control.owns(inode):
+            raise FUSEError(errno.EPERM)
+        node = self._node(inode)
+        self._require(p, node.scope, Access.WRITE)
+        handle = self._files.get(fh) if fh is not None else None
+        target = handle.fd if handle is not None else None
+        if target is None and node.unlinked:
+            target = next(iter(node.open_fds), None)
+            if target is None:
+                raise FUSEError(errno.ENOENT)
+        if fields.update_uid or fields.update_gid:
+            uid, gid = self._owner(node.scope)
+            if (fields.update_uid and attr.st_uid != uid) or (
+                fields.update_gid and attr.st_gid != gid
+            ):
+                raise FUSEError(errno.EPERM)  # owners follow the scope; chown cannot change them
+        if fields.update_size:
+            self.store.check_size(attr.st_size)
+            if target is not None:
+                os.ftruncate(target, attr.st_size)
+            else:
+                self.store.truncate(node.scope, node.path, attr.st_size)
+        if fields.update_mode:
+            mode = policy.stored_mode(attr.st_mode)
+            if target is not None:
+                os.fchmod(target, mode)
+            else:
+                self.store.chmod(node.scope, node.path, mode)
+        if fields.update_atime or fields.update_mtime:
+            atime = attr.st_atime_ns if fields.update_atime else None
+            mtime = attr.st_mtime_ns if fields.update_mtime else None
+            if target is not None:
+                st = os.fstat(target)
+                os.utime(target, ns=(atime or st.st_atime_ns, mtime or st.st_mtime_ns))
+            else:
+                self.store.utime(node.scope, node.path, atime, mtime)
+        return self._attrs(node, self._stat(node))
+
+    @guarded
+    async def access(self, inode, mode, ctx):
+        p = self._principal(ctx)
+        if inode == ROOT_INODE:
+            return True
+        if self.control.owns(inode):
+            return not mode & os.W_OK
+        node = self._node(inode)
+        need = Access.WRITE if mode & os.W_OK else Access.READ
+        if policy.access(p, node.scope) < need:
+            return False
+        st = self._stat(node)
+        return policy.owner_bits_allow(
+            st.st_mode, bool(mode & os.R_OK), bool(mode & os.W_OK), bool(mode & os.X_OK)
+        )
+
+    @guarded
+    async def statfs(self, ctx):
+        self._principal(ctx)
+        v = self.store.statvfs()
+        s = pyfuse3.StatvfsData()
+        s.f_bsize, s.f_frsize = v.f_bsize, v.f_frsize
+        s.f_blocks, s.f_bfree, s.f_bavail = v.f_blocks, v.f_bfree, v.f_bavail
+        s.f_files, s.f_ffree, s.f_favail = v.f_files, v.f_ffree, v.f_favail
+        s.f_namemax = policy.NAME_MAX
+        return s
+
+    def forget(self, inode_list):
+        # No ctx, no await, must not raise: pyfuse3 calls it synchronously.
+        try:
+            for ino, count in inode_list:
+                if ino != ROOT_INODE and not self.control.owns(ino):
+                    self.inodes.forget(ino, count)
+        except Exception:
+            log.exception("forget: internal error")
+
+    # -- files ----------------------------------------------------------------
+    def _open_handle(self, node: Node, fd: int, flags: int) -> FileInfo:
+        acc = flags & os.O_ACCMODE
+        writable = acc != os.O_RDONLY
+        handle = FileHandle(node, fd, writable, bool(flags & os.O_APPEND))
+        self._files[fd] = handle
+        self.inodes.opened(node, fd)
+        st = os.fstat(fd)
+        sig = (st.st_mtime_ns, st.st_size)
+        # Keep the kernel's page cache only if nothing changed the file behind its back.
+        keep = node.sig == sig
+        node.sig = sig
+        return FileInfo(fh=fd, keep_cache=keep)
+
+    @guarded
+    async def open(self, inode, flags, ctx):
+        p = self._principal(ctx)
+        if self.control.owns(inode):
+            return self.control.open(inode, flags, p)
+        node = self._node(inode)
+        acc = flags & os.O_ACCMODE
+        writing = acc != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        self._require(p, node.scope, Access.WRITE if writing else Access.READ)
+        if node.unlinked:
+            raise FUSEError(errno.ENOENT)
+        st = self.store.lstat(node.scope, node.path)
+        if stat.S_ISDIR(st.st_mode):
+            raise FUSEError(errno.EISDIR)
+        if not policy.owner_bits_allow(st.st_mode, acc != os.O_WRONLY, writing):
+            raise FUSEError(errno.EACCES)
+        fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
+        return self._open_handle(node, fd, flags)
+
+    @guarded
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        p = self._principal(ctx)
+        if self.control.owns(parent_inode):
+            raise FUSEError(errno.EACCES)
+        scope, path = self._new_name(p, parent_inode, name)
+        fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
+        node = self.inodes.node_for(scope, path)
+        self.inodes.remember(node)
+        info = self._open_handle(node, fd, flags)
+        self._files[fd].dirty = True
+        return info, self._attrs(node, os.fstat(fd))
+
+    @guarded
+    async def read(self, fh, off, size):
+        if self.control.owns_handle(fh):
+            return self.control.read(fh, off, size)
+        return os.pread(self._files[fh].fd, size, off)
+
+    @guarded
+    async def write(self, fh, off, buf):
+        h = self._files[fh]
+        if not h.writable:
+            raise FUSEError(errno.EBADF)
+        end = (os.fstat(h.fd).st_size if h.append else off) + len(buf)
+        self.store.check_size(end)  # EFBIG before a byte of this write is stored
+        n = os.pwrite(h.fd, buf, off)
+        h.dirty = True
+        return n
+
+    @guarded
+    async def flush(self, fh):
+        # Writes go straight to the backing file, so there is nothing left to report at close.
+        return None
+
+    @guarded
+    async def fsync(self, fh, datasync):
+        h = self._files.get(fh)
+        if h is None:
+            return
+        await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, h.fd)
+
+    @guarded
+    async def release(self, fh):
+        if self.control.owns_handle(fh):
+            self.control.release(fh)
+            return
+        h = self._files.pop(fh)
+        try:
+            if h.dirty:
+                st = os.fstat(h.fd)
+                h.node.sig = (st.st_mtime_ns, st.st_size)
+        finally:
+            os.close(h.fd)
+            self.inodes.closed(h.node, h.fd)
+
+    # -- directories ----------------------------------------------------------
+    @guarded
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        p = self._principal(ctx)
+        if self.control.owns(parent_inode):
+            raise FUSEError(errno.EACCES)
+        scope, path = self._new_name(p, parent_inode, name)
+        self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask) | 0o700)
+        timeout = 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
+        return self._entry(scope, path, timeout)
+
+    @guarded
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        p = self._principal(ctx)
+        if policy.refused_file_type(mode) or self.control.owns(parent_inode):
+            raise FUSEError(errno.EPERM)
+        scope, path = self._new_name(p, parent_inode, name)
+        os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
+        timeout = 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
+        return self._entry(scope, path, timeout)
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        raise FUSEError(errno.EPERM)  # memory holds plain files; git and editors fall back
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise FUSEError(errno.EPERM)
+
+    def _existing(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
+        if len(name) > policy.NAME_MAX:
+            raise FUSEError(errno.ENAMETOOLONG)
+        if self.control.owns(parent):
+            raise FUSEError(errno.EACCES)
+        scope, path, is_root = self._dir(parent, p, Access.WRITE)
+        if is_root and name in policy.RESERVED_ROOT_NAMES:
+            # Like a mount point: it is not the caller's to remove or move.
+            raise FUSEError(errno.EBUSY if self._root_special(p, name) else errno.ENOENT)
+        return scope, _child(path, name)
+
+    @guarded
+    async def unlink(self, parent_inode, name, ctx):
+        p = self._principal(ctx)
+        scope, path = self._existing(p, parent_inode, name)
+        self.store.unlink(scope, path)
+        self.inodes.unlinked(scope, path)
+
+    @guarded
+    async def rmdir(self, parent_inode, name, ctx):
+        p = self._principal(ctx)
+        scope, path = self._existing(p, parent_inode, name)
+        self.store.rmdir(scope, path)
+        self.inodes.unlinked(scope, path)
+
+    @guarded
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        p = self._principal(ctx)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise FUSEError(errno.EINVAL)
+        src, src_path = self._existing(p, parent_inode_old, name_old)
+        dst, dst_path = self._new_name_or_existing(p, parent_inode_new, name_new)
+        if not policy.may_move(p, src, dst):
+            raise FUSEError(errno.EACCES)
+        st = self.store.lstat(src, src_path)
+        if flags & pyfuse3.RENAME_NOREPLACE:
+            # No await between this check and the rename: no other handler runs in between.
+            try:
+                self.store.lstat(dst, dst_path)
+            except FileNotFoundError:
+                pass
+            else:
+                raise FUSEError(errno.EEXIST)
+        self.store.rename(src, src_path, dst, dst_path)
+        self.inodes.moved(src, src_path, dst, dst_path, stat.S_ISDIR(st.st_mode))
+
+    def _new_name_or_existing(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
+        if self.control.owns(parent):
+            raise FUSEError(errno.EACCES)
+        return self._new_name(p, parent, name)
+
+    @guarded
+    async def opendir(self, inode, ctx):
+        p = self._principal(ctx)
+        if self.control.owns(inode):
+            entries, scope, path, is_root = self.control.listing(inode, p), None, b"", False
+        elif inode == ROOT_INODE:
+            scope, path, is_root = p.private, b"", True
+            entries = [
+                (n, st)
+                for n, st in self.store.listdir(scope, b"")
+                if n not in policy.RESERVED_ROOT_NAMES
+            ]
+            if p.team_scope is not None:
+                entries.append((policy.TEAM_NAME, None))
+        else:
+            node = self._node(inode)
+            self._require(p, node.scope, Access.READ)
+            if node.unlinked:
+                raise FUSEError(errno.ENOENT)
+            scope, path, is_root = node.scope, node.path, False
+            entries = self.store.listdir(scope, path)
+        fh = self._next_dh
+        self._next_dh += 1
+        # The caller was checked here; readdir carries no ctx and trusts this handle.
+        self._dirs[fh] = DirHandle(scope, path, entries, is_root, p.team_scope)
+        return fh
+
+    @guarded
+    async def readdir(self, fh, start_id, token):
+        d = self._dirs[fh]
+        for i in range(start_id, len(d.entries)):
+            name, st = d.entries[i]
+            if isinstance(st, EntryAttributes):  # control entries come ready-made
+                if not pyfuse3.readdir_reply(token, name, st, i + 1):
+                    return
+                continue
+            if d.is_root and name == policy.TEAM_NAME:
+                scope, path = d.team_scope, b""
+            else:
+                scope, path = d.scope, _child(d.path, name)
+            if st is None:
+                try:
+                    st = self.store.lstat(scope, path)
+                except FileNotFoundError:
+                    continue
+            node = self.inodes.node_for(scope, path)
+            attrs = self._attrs(node, st, 0 if d.is_root else CACHE_TIMEOUT)
+            if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
+                self.inodes.drop_if_unused(node)
+                return
+            self.inodes.remember(node)
+
+    @guarded
+    async def releasedir(self, fh):
+        self._dirs.pop(fh, None)
+
+    @guarded
+    async def fsyncdir(self, fh, datasync):
+        d = self._dirs.get(fh)
+        if d is None or d.scope is None:
+            return
+        fd = os.open(self.store.path(d.scope, d.path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            await trio.to_thread.run_sync(os.fsync, fd)
+        finally:
+            os.close(fd)

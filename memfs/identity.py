@@ -1,0 +1,127 @@
+"""Caller uid -> Principal (user, team, grants), resolved once per uid and cached."""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from dataclasses import dataclass
+
+from .config import NAME_RE, Config, ConfigError
+from .policy import Principal
+
+
+@dataclass(frozen=True)
+class Team:
+    name: str
+    gid: int | None  # the Unix group shown as owner group of team files, if any
+    members: frozenset[str]
+
+
+def _passwd_by_uid(uid: int):
+    try:
+        return pwd.getpwuid(uid)
+    except KeyError:
+        return None
+
+
+def _passwd_by_name(name: str):
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+class Identities:
+    """Maps uids to memory users and users to their team and grants.
+
+    Built once from the config at mount time; every config error that needs the
+    passwd/group databases to see (unknown member, ambiguous team) is raised here,
+    before the daemon starts.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._cache: dict[int, Principal] = {}
+        self.teams: dict[str, Team] = {}
+        member_of: dict[str, list[str]] = {}
+        for t in config.teams.values():
+            members = set()
+            for m in t.members:
+                if not self.known_user(m):
+                    raise ConfigError(f"teams.{t.name}.members: unknown user {m!r}")
+                members.add(m)
+            gid = None
+            if t.group is not None:
+                try:
+                    g = grp.getgrnam(t.group)
+                except KeyError:
+                    raise ConfigError(f"teams.{t.name}.group: no Unix group {t.group!r}") from None
+                gid = g.gr_gid
+                members.update(n for n in g.gr_mem if self.known_user(n))
+                members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == gid)
+            self.teams[t.name] = Team(t.name, gid, frozenset(members))
+            for m in members:
+                member_of.setdefault(m, []).append(t.name)
+
+        self._team_of: dict[str, str] = {}
+        for user, teams in member_of.items():
+            chosen = config.users[user].team if user in config.users else None
+            if chosen is not None:
+                if chosen not in teams:
+                    raise ConfigError(
+                        f"users.{user}.team: {user} is not a member of team {chosen!r}"
+                    )
+                self._team_of[user] = chosen
+            elif len(teams) > 1:
+                raise ConfigError(
+                    f"user {user!r} is in teams {', '.join(sorted(teams))}: "
+                    f"set users.{user}.team to the one shown as team/"
+                )
+            else:
+                self._team_of[user] = teams[0]
+
+        self._readable: dict[str, set[str]] = {}
+        for i, g in enumerate(config.grants):
+            for key in ("reader", "owner"):
+                if not self.known_user(getattr(g, key)):
+                    raise ConfigError(f"grants[{i}].{key}: unknown user {getattr(g, key)!r}")
+            self._readable.setdefault(g.reader, set()).add(g.owner)
+
+    def known_user(self, name: str) -> bool:
+        return name in self.config.users or _passwd_by_name(name) is not None
+
+    def user_name(self, uid: int) -> str | None:
+        conf = self.config
+        for u in conf.users.values():
+            if u.uid == uid:
+                return u.name
+        if conf.unknown_uids == "deny":
+            return None
+        pw = _passwd_by_uid(uid)
+        # A passwd name that a config user already claims (with another uid) is not this uid's.
+        if pw is not None and NAME_RE.match(pw.pw_name) and pw.pw_name not in conf.users:
+            return pw.pw_name
+        return f"uid-{uid}"
+
+    def uid_gid(self, user: str) -> tuple[int, int]:
+        """The uid/gid shown as owner of a user's private files."""
+        if user in self.config.users:
+            uid = self.config.users[user].uid
+            pw = _passwd_by_uid(uid)
+            return uid, (pw.pw_gid if pw else uid)
+        pw = _passwd_by_name(user)
+        if pw is not None:
+            return pw.pw_uid, pw.pw_gid
+        if user.startswith("uid-") and user[4:].isdigit():
+            return int(user[4:]), int(user[4:])
+        return 0, 0
+
+    def principal(self, uid: int, gid: int) -> Principal:
+        p = self._cache.get(uid)
+        if p is None:
+            user = self.user_name(uid)
+            team = self._team_of.get(user) if user else None
+            readable = frozenset(self._readable.get(user, ())) if user else frozenset()
+            p = Principal(uid=uid, gid=gid, user=user, team=team, readable=readable)
+            self._cache[uid] = p
+        return p

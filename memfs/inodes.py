@@ -1,0 +1,116 @@
+"""Inode table: inode <-> (scope, relative path), with kernel lookup counts.
+
+One inode per (scope, path): the kernel's page and attribute caches are keyed by
+inode and shared by every caller, so an inode must never stand for two files.
+Inode numbers are never reused within a mount, so generation stays 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .policy import Scope
+
+ROOT_INODE = 1  # the per-caller private root; it has no fixed scope
+FIRST_DYNAMIC_INODE = 1000  # below: fixed inodes of the control tree
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    ino: int
+    scope: Scope
+    path: bytes  # relative to the scope root; b"" is the scope root itself
+    nlookup: int = 0
+    open_fds: set[int] = field(default_factory=set)
+    unlinked: bool = False  # removed or renamed over while the kernel still knows it
+    sig: tuple[int, int] | None = None  # (mtime_ns, size) when memfs last saw it open or close
+
+
+class InodeTable:
+    def __init__(self) -> None:
+        self._by_ino: dict[int, Node] = {}
+        self._by_key: dict[tuple[Scope, bytes], Node] = {}
+        self._next = FIRST_DYNAMIC_INODE
+
+    def __len__(self) -> int:
+        return len(self._by_ino)
+
+    def get(self, ino: int) -> Node | None:
+        return self._by_ino.get(ino)
+
+    def find(self, scope: Scope, path: bytes) -> Node | None:
+        return self._by_key.get((scope, path))
+
+    def node_for(self, scope: Scope, path: bytes) -> Node:
+        """The node of a live (scope, path), made on first sight."""
+        node = self._by_key.get((scope, path))
+        if node is None:
+            node = Node(self._next, scope, path)
+            self._next += 1
+            self._by_ino[node.ino] = node
+            self._by_key[(scope, path)] = node
+        return node
+
+    def remember(self, node: Node, count: int = 1) -> None:
+        """The kernel got a reference to this node (lookup, create, readdirplus)."""
+        node.nlookup += count
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self._by_ino.get(ino)
+        if node is None:
+            return
+        node.nlookup -= count
+        self._maybe_drop(node)
+
+    def opened(self, node: Node, fd: int) -> None:
+        node.open_fds.add(fd)
+
+    def closed(self, node: Node, fd: int) -> None:
+        node.open_fds.discard(fd)
+        self._maybe_drop(node)
+
+    def drop_if_unused(self, node: Node) -> None:
+        self._maybe_drop(node)
+
+    def _maybe_drop(self, node: Node) -> None:
+        if node.nlookup <= 0 and not node.open_fds:
+            self._by_ino.pop(node.ino, None)
+            if not node.unlinked and self._by_key.get((node.scope, node.path)) is node:
+                del self._by_key[(node.scope, node.path)]
+
+    def unlinked(self, scope: Scope, path: bytes) -> None:
+        """The name is gone; an open or still-known node lives on, reachable by number only."""
+        node = self._by_key.pop((scope, path), None)
+        if node is not None:
+            node.unlinked = True
+            self._maybe_drop(node)
+
+    def moved(
+        self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool
+    ) -> list[Node]:
+        """Re-key the node at src and, for a directory, every known node below it."""
+        self.unlinked(dst, dst_path)
+        if not is_dir:  # the common case (temp file + rename): no scan of the table
+            node = self._by_key.pop((src, src_path), None)
+            if node is None:
+                return []
+            node.scope, node.path = dst, dst_path
+            self._by_key[(dst, dst_path)] = node
+            return [node]
+        prefix = src_path + b"/"
+        moved = []
+        for (scope, path), node in list(self._by_key.items()):
+            if scope != src:
+                continue
+            if path == src_path:
+                new_path = dst_path
+            elif path.startswith(prefix):
+                new_path = dst_path + b"/" + path[len(prefix) :]
+            else:
+                continue
+            del self._by_key[(scope, path)]
+            moved.append((node, new_path))
+        for node, new_path in moved:
+            node.scope, node.path = dst, new_path
+            self._by_key[(dst, new_path)] = node
+        return [n for n, _ in moved]

@@ -1,0 +1,241 @@
+"""The daemon process: checks, pyfuse3 init/main/close, signals, background start."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from . import config as config_mod
+from .control import Control
+from .fs import Operations
+from .identity import Identities
+from .store import Store
+
+log = logging.getLogger("memfs")
+
+RUN_DIR = Path(os.environ.get("MEMFS_RUN_DIR", "/run/memfs"))
+READY_TIMEOUT = 60.0
+
+
+class MountError(Exception):
+    """An expected failure to mount; the message is one line for a person."""
+
+
+@dataclass
+class MountSpec:
+    mountpoint: Path
+    data: Path
+    config: Path | None
+    debug: bool = False
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if not debug:
+        logging.getLogger("pyfuse3").setLevel(logging.WARNING)
+
+
+def pidfile(mountpoint: Path) -> Path:
+    key = hashlib.sha1(os.fsencode(mountpoint)).hexdigest()[:16]
+    return RUN_DIR / f"{key}.pid"
+
+
+def clear_dead_mount(mountpoint: Path) -> bool:
+    """A daemon that died leaves 'transport endpoint is not connected': unmount it."""
+    try:
+        os.stat(mountpoint)
+        return False
+    except OSError as e:
+        if e.errno != errno.ENOTCONN:
+            return False
+    log.warning("%s: clearing a dead mount left by a daemon that is gone", mountpoint)
+    subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=30)
+    return True
+
+
+def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
+    """Everything that can be told to the caller before the daemon starts."""
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        raise MountError(
+            "FUSE is not available: install fuse3 (apt-get install fuse3) and load the fuse module"
+        )
+    mnt = spec.mountpoint
+    clear_dead_mount(mnt)
+    if not mnt.is_dir():
+        raise MountError(f"mountpoint {mnt} does not exist or is not a directory (mkdir -p {mnt})")
+    if os.path.ismount(mnt):
+        raise MountError(f"mountpoint {mnt} is busy: something is already mounted there")
+    try:
+        Store.init_layout(spec.data)
+        probe = spec.data / "state" / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise MountError(f"data directory {spec.data} is not writable: {e.strerror}") from None
+    cfg = config_mod.load(spec.config)
+    return cfg, Identities(cfg)
+
+
+async def _serve(ops: Operations) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def on_signal():
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+                async for sig in sigs:
+                    log.info("received %s: unmounting", signal.Signals(sig).name)
+                    pyfuse3.terminate()
+                    return
+
+        nursery.start_soon(on_signal)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+def run(spec: MountSpec, ready_fd: int | None = None) -> int:
+    """Mount and serve in this process until unmounted or signalled."""
+
+    def report(line: str) -> None:
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, line.encode() + b"\n")
+                os.close(ready_fd)
+            except OSError:
+                pass
+
+    try:
+        cfg, ids = check(spec)
+    except (MountError, config_mod.ConfigError) as e:
+        log.error("%s", e)
+        report(f"error: {e}")
+        return 1
+
+    store = Store(spec.data, cfg.limits.max_file_bytes)
+    ops = Operations(store, ids, Control(ids, store, str(spec.mountpoint)))
+    options = set(pyfuse3.default_options)
+    # The daemon decides every access itself; the kernel must not judge from shown modes.
+    options.discard("default_permissions")
+    options |= {"fsname=memfs", "subtype=memfs", "allow_other"}
+    try:
+        pyfuse3.init(ops, str(spec.mountpoint), options)
+    except Exception as e:  # pyfuse3 raises RuntimeError with libfuse's reason
+        log.error("cannot mount %s: %s", spec.mountpoint, e)
+        report(f"error: cannot mount {spec.mountpoint}: {e}")
+        return 1
+
+    pid_path = pidfile(spec.mountpoint)
+    try:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n")
+    except OSError as e:
+        log.warning("cannot write pid file %s: %s", pid_path, e)
+    log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
+    report("ok")
+    code = 0
+    try:
+        trio.run(_serve, ops)
+    except BaseException:
+        log.exception("daemon main loop failed")
+        code = 1
+    finally:
+        pyfuse3.close(unmount=True)
+        try:
+            pid_path.unlink()
+        except OSError:
+            pass
+        log.info("unmounted %s", spec.mountpoint)
+    return code
+
+
+def start_background(spec: MountSpec) -> None:
+    """Start the daemon detached; return once the mount is ready, else raise MountError."""
+    log_path = spec.data / "state" / "memfs.log"
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "memfs", "mount", str(spec.mountpoint), "--foreground"]
+    cmd += ["--data", str(spec.data), "--ready-fd", str(w)]
+    if spec.config is not None:
+        cmd += ["--config", str(spec.config)]
+    if spec.debug:
+        cmd.append("--debug")
+    with open(log_path, "ab") as logf:
+        # The daemon's output goes to its log, never to our caller's pipes (which it would hold open).
+        proc = subprocess.Popen(
+            cmd,
+            pass_fds=(w,),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            start_new_session=True,
+        )
+    os.close(w)
+    deadline = time.monotonic() + READY_TIMEOUT
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                proc.kill()
+                raise MountError(
+                    f"daemon did not become ready in {READY_TIMEOUT:.0f}s (see {log_path})"
+                )
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(r)
+    line = buf.decode(errors="replace").strip()
+    if line == "ok":
+        return
+    if line.startswith("error: "):
+        raise MountError(line[len("error: ") :])
+    code = proc.wait(timeout=10)
+    raise MountError(f"daemon exited with status {code} before mounting (see {log_path})")
+
+
+def umount(mountpoint: Path, timeout: float = 30.0) -> None:
+    pid = None
+    pf = pidfile(mountpoint)
+    try:
+        pid = int(pf.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    if clear_dead_mount(mountpoint):
+        return
+    if not os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint} is not mounted")
+    res = subprocess.run(
+        ["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, timeout=60
+    )
+    if res.returncode != 0:
+        reason = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "fusermount3 failed"
+        raise MountError(f"cannot unmount {mountpoint}: {reason}")
+    # Wait for the daemon to finish its shutdown work, so a remount finds the data free.
+    if pid is not None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise MountError(
+            f"unmounted {mountpoint}, but daemon {pid} is still running after {timeout:.0f}s"
+        )

@@ -1,0 +1,114 @@
+"""Who may do what on which scope. Pure functions; imports nothing of memfs."""
+
+from __future__ import annotations
+
+import enum
+import stat
+from dataclasses import dataclass
+
+# Names in the private root that belong to memfs, never to a private file.
+TEAM_NAME = b"team"
+CONTROL_NAME = b".memfs"
+RESERVED_ROOT_NAMES = frozenset({TEAM_NAME, CONTROL_NAME})
+
+NAME_MAX = 255
+
+
+class Kind(enum.Enum):
+    PRIVATE = "private"
+    TEAM = "team"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A caller as memfs sees it. `user` is None when the uid cannot be mapped."""
+
+    uid: int
+    gid: int
+    user: str | None
+    team: str | None = None
+    readable: frozenset[str] = frozenset()  # owners whose private scope a grant lets us read
+
+    @property
+    def private(self) -> Scope | None:
+        return Scope(Kind.PRIVATE, self.user) if self.user else None
+
+    @property
+    def team_scope(self) -> Scope | None:
+        return Scope(Kind.TEAM, self.team) if self.team else None
+
+
+class Access(enum.IntEnum):
+    NONE = 0
+    READ = 1
+    WRITE = 2
+
+
+def access(p: Principal, scope: Scope) -> Access:
+    """The most a principal may do in a scope."""
+    if p.user is None:
+        return Access.NONE
+    if scope.kind is Kind.PRIVATE:
+        if scope.name == p.user:
+            return Access.WRITE
+        if scope.name in p.readable:
+            return Access.READ
+        return Access.NONE
+    if scope.kind is Kind.TEAM and scope.name == p.team:
+        return Access.WRITE
+    return Access.NONE
+
+
+def may_move(p: Principal, src: Scope, dst: Scope) -> bool:
+    """A rename needs write access on both sides; that is how a note is promoted to the team."""
+    return access(p, src) >= Access.WRITE and access(p, dst) >= Access.WRITE
+
+
+def creatable_in_root(name: bytes) -> bool:
+    return name not in RESERVED_ROOT_NAMES
+
+
+def valid_name(name: bytes) -> bool:
+    return 0 < len(name) <= NAME_MAX and b"/" not in name and b"\0" not in name
+
+
+def name_too_long(name: bytes) -> bool:
+    return len(name) > NAME_MAX
+
+
+def refused_file_type(mode: int) -> bool:
+    """Only regular files and directories can be made safe; the rest is refused (EPERM)."""
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def shown_mode(kind: Kind, backing_mode: int) -> int:
+    """Permission bits that tell the caller truthfully who may access: the owner only for
+    private entries, the team's group too for team entries. Only the owner bits are stored."""
+    owner = backing_mode & 0o700
+    perm = owner | (owner >> 3) if kind is Kind.TEAM else owner
+    return stat.S_IFMT(backing_mode) | perm
+
+
+def stored_mode(mode: int) -> int:
+    """Keep the owner bits a caller asked for (u+x survives); group/other come from the scope."""
+    return mode & 0o700
+
+
+def owner_bits_allow(mode: int, want_read: bool, want_write: bool, want_exec: bool = False) -> bool:
+    """The caller is the owner class (private) or the group class mirroring it (team)."""
+    if want_read and not mode & stat.S_IRUSR:
+        return False
+    if want_write and not mode & stat.S_IWUSR:
+        return False
+    if want_exec and not mode & stat.S_IXUSR:
+        return False
+    return True
