@@ -69,6 +69,8 @@ def _brief(args) -> tuple:
     for a in args:
         if isinstance(a, RequestContext):
             out.append(f"uid={a.uid} pid={a.pid}")
+        elif isinstance(a, bytes) and len(a) > 80:
+            out.append(f"<{len(a)} bytes>")
         elif isinstance(a, bytes | int | str):
             out.append(a)
     return tuple(out)
@@ -76,6 +78,11 @@ def _brief(args) -> tuple:
 
 def _err(code: int):
     raise FUSEError(code)
+
+
+def _entry_timeout(parent_inode: int) -> float:
+    """Names in the root resolve per caller: the kernel must ask again every time."""
+    return 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
 
 
 def _child(path: bytes, name: bytes) -> bytes:
@@ -257,8 +264,10 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def setattr(self, inode, attr, fields, fh, ctx):
         p = self._principal(ctx)
-        if inode == ROOT_INODE or self.control.owns(inode):
+        if self.control.owns(inode):
             raise FUSEError(errno.EPERM)
+        if inode == ROOT_INODE:
+            return self._setattr_root(p, attr, fields, ctx)
         node = self._node(inode)
         self._require(p, node.scope, Access.WRITE)
         handle = self._files.get(fh) if fh is not None else None
@@ -294,6 +303,20 @@ class Operations(pyfuse3.Operations):
             else:
                 self.store.utime(node.scope, node.path, atime, mtime)
         return self._attrs(node, self._stat(node))
+
+    def _setattr_root(self, p: Principal, attr, fields, ctx) -> EntryAttributes:
+        """The caller owns its root: times apply; it stays rwx for its owner only."""
+        if (fields.update_uid and attr.st_uid != ctx.uid) or (fields.update_gid and attr.st_gid != ctx.gid):
+            raise FUSEError(errno.EPERM)
+        if fields.update_size:
+            raise FUSEError(errno.EISDIR)
+        if fields.update_atime or fields.update_mtime:
+            self.store.utime(
+                p.private, b"",
+                attr.st_atime_ns if fields.update_atime else None,
+                attr.st_mtime_ns if fields.update_mtime else None,
+            )
+        return self._root_attrs(p, ctx)
 
     @guarded
     async def access(self, inode, mode, ctx):
@@ -375,7 +398,7 @@ class Operations(pyfuse3.Operations):
         self.inodes.remember(node)
         info = self._open_handle(node, fd, flags)
         self._files[fd].dirty = True
-        return info, self._attrs(node, os.fstat(fd))
+        return info, self._attrs(node, os.fstat(fd), _entry_timeout(parent_inode))
 
     @guarded
     async def read(self, fh, off, size):
@@ -388,9 +411,13 @@ class Operations(pyfuse3.Operations):
         h = self._files[fh]
         if not h.writable:
             raise FUSEError(errno.EBADF)
-        end = (os.fstat(h.fd).st_size if h.append else off) + len(buf)
-        self.store.check_size(end)  # EFBIG before a byte of this write is stored
-        n = os.pwrite(h.fd, buf, off)
+        start = os.fstat(h.fd).st_size if h.append else off
+        room = self.store.max_file_bytes - start
+        if room <= 0:
+            raise FUSEError(errno.EFBIG)
+        # Like RLIMIT_FSIZE: store what fits below the cap, report a short write, and the
+        # next write gets EFBIG. The kernel splits writes at page boundaries anyway.
+        n = os.pwrite(h.fd, buf[:room] if len(buf) > room else buf, off)
         h.dirty = True
         return n
 
@@ -428,8 +455,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EACCES)
         scope, path = self._new_name(p, parent_inode, name)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask) | 0o700)
-        timeout = 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
-        return self._entry(scope, path, timeout)
+        return self._entry(scope, path, _entry_timeout(parent_inode))
 
     @guarded
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
@@ -438,8 +464,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EPERM)
         scope, path = self._new_name(p, parent_inode, name)
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
-        timeout = 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
-        return self._entry(scope, path, timeout)
+        return self._entry(scope, path, _entry_timeout(parent_inode))
 
     async def symlink(self, parent_inode, name, target, ctx):
         raise FUSEError(errno.EPERM)  # memory holds plain files; git and editors fall back

@@ -1,0 +1,154 @@
+"""Fixtures: a real memfs mount on a temp dir, driven by real processes as several uids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ALICE, BOB, CAROL, DAVE = 1001, 1002, 1003, 1004
+DEFAULT_CONFIG = """
+users:
+  alice: {uid: 1001}
+  bob: {uid: 1002}
+  carol: {uid: 1003}
+"""
+TIMEOUT = 60  # seconds for any one process that touches the mount
+SYS_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike a python under /root
+
+
+def memfs_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "memfs", *args]
+
+
+class Mount:
+    """One memfs daemon on a mountpoint under a world-traversable temp dir."""
+
+    def __init__(self, base: Path, config: str, env: dict | None = None):
+        self.base = base
+        self.mnt = base / "mnt"
+        self.data = base / "data"
+        self.config = base / "config.yaml"
+        self.mnt.mkdir(exist_ok=True)
+        os.chmod(self.mnt, 0o755)
+        self.config.write_text(textwrap.dedent(config))
+        self.env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"), **(env or {}))
+        self.homes: dict[int, Path] = {}
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self, *extra: str) -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            memfs_cmd("mount", str(self.mnt), "--data", str(self.data), "--config", str(self.config), *extra),
+            env=self.env, capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        assert res.returncode == 0, f"mount failed: {res.stderr}"
+        return res
+
+    def pid(self) -> int | None:
+        for f in (self.base / "run").glob("*.pid"):
+            return int(f.read_text().split()[0])
+        return None
+
+    def stop(self) -> None:
+        res = subprocess.run(
+            memfs_cmd("umount", str(self.mnt)), env=self.env, capture_output=True, text=True,
+            timeout=TIMEOUT,
+        )
+        assert res.returncode == 0, f"umount failed: {res.stderr}"
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        """Always leaves no mount and no daemon behind, whatever state the test left."""
+        pid = self.pid()
+        subprocess.run(["fusermount3", "-uz", str(self.mnt)], capture_output=True, timeout=TIMEOUT)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def log(self) -> str:
+        try:
+            return (self.data / "state" / "memfs.log").read_text()
+        except FileNotFoundError:
+            return ""
+
+    # -- acting as a uid ------------------------------------------------------
+    def home(self, uid: int) -> Path:
+        if uid not in self.homes:
+            h = self.base / f"home-{uid}"
+            h.mkdir(exist_ok=True)
+            os.chown(h, uid, uid)
+            self.homes[uid] = h
+        return self.homes[uid]
+
+    def run(self, uid: int, args, cwd=None, input=None, check=True, timeout=TIMEOUT, **kw):
+        """Run a real program as `uid` (group = uid, no supplementary groups)."""
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.home(uid)),
+            "LC_ALL": "C.UTF-8",
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+        env.update(kw.pop("env", {}))
+        # Change directory after the uid switch: subprocess's own cwd= is applied as root,
+        # which on memfs means root's private scope.
+        args = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(cwd or self.mnt), *args]
+        res = subprocess.run(
+            args, cwd="/", input=input, capture_output=True, text=isinstance(input, str | None),
+            timeout=timeout, user=uid, group=uid, extra_groups=[], env=env, **kw,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"{args!r} as uid {uid} failed ({res.returncode}): {res.stderr}")
+        return res
+
+    def sh(self, uid: int, script: str, **kw):
+        return self.run(uid, ["sh", "-ec", script], **kw)
+
+    def py(self, uid: int, code: str, **kw):
+        return self.run(uid, [SYS_PYTHON, "-c", textwrap.dedent(code)], **kw)
+
+    def backing(self, user: str) -> Path:
+        return self.data / "private" / user
+
+
+@pytest.fixture
+def base_dir():
+    base = Path(tempfile.mkdtemp(prefix="memfs-test-", dir="/tmp"))
+    os.chmod(base, 0o755)  # other uids must reach the mountpoint below it
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def make_mount(base_dir):
+    mounts: list[Mount] = []
+
+    def make(config: str = DEFAULT_CONFIG, start: bool = True, env: dict | None = None, sub="m"):
+        b = base_dir / sub
+        b.mkdir()
+        os.chmod(b, 0o755)
+        m = Mount(b, config, env)
+        mounts.append(m)
+        if start:
+            m.start()
+        return m
+
+    yield make
+    for m in mounts:
+        m.cleanup()
+
+
+@pytest.fixture
+def mnt(make_mount) -> Mount:
+    return make_mount()
