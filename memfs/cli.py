@@ -54,16 +54,12 @@ def cmd_umount(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="memfs", description="Per-caller agent memory as a filesystem."
-    )
+    ap = argparse.ArgumentParser(prog="memfs", description="Per-caller agent memory as a filesystem.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mount", help="mount memfs (returns once the mount is ready)")
     m.add_argument("mountpoint")
-    m.add_argument(
-        "--data", default=str(DEFAULT_DATA), help=f"data directory (default {DEFAULT_DATA})"
-    )
+    m.add_argument("--data", default=str(DEFAULT_DATA), help=f"data directory (default {DEFAULT_DATA})")
     m.add_argument(
         "--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG}, created if absent)"
     )

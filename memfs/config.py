@@ -78,9 +78,7 @@ def _keys(where: str, value: object, allowed: set[str]) -> dict:
         raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
     for key in value:
         if key not in allowed:
-            raise ConfigError(
-                f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
-            )
+            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
     return value
 
 
@@ -147,9 +145,7 @@ def parse(data: object, source: str = "<string>") -> Config:
             if key not in g:
                 raise ConfigError(f"grants[{i}]: missing required key {key!r}")
         grants.append(
-            Grant(
-                _name(f"grants[{i}].reader", g["reader"]), _name(f"grants[{i}].owner", g["owner"])
-            )
+            Grant(_name(f"grants[{i}].reader", g["reader"]), _name(f"grants[{i}].owner", g["owner"]))
         )
 
     unknown = top.get("unknown_uids", "allow")
@@ -158,9 +154,7 @@ def parse(data: object, source: str = "<string>") -> Config:
 
     lim = _keys("limits", top.get("limits"), {"max_file_bytes"})
     limits = Limits(
-        max_file_bytes=_int(
-            "limits.max_file_bytes", lim.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES), 1
-        )
+        max_file_bytes=_int("limits.max_file_bytes", lim.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES), 1)
     )
 
     for u in users.values():

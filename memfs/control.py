@@ -115,8 +115,7 @@ class Control:
             "private_path": mnt or "/",
             "team_path": f"{mnt}/team" if p.team else None,
             "grants": [
-                {"owner": o, "access": "read", "path": f"{mnt}/.memfs/users/{o}"}
-                for o in sorted(p.readable)
+                {"owner": o, "access": "read", "path": f"{mnt}/.memfs/users/{o}"} for o in sorted(p.readable)
             ],
         }
         return yaml.safe_dump(info, sort_keys=False).encode()

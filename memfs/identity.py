@@ -68,9 +68,7 @@ class Identities:
             chosen = config.users[user].team if user in config.users else None
             if chosen is not None:
                 if chosen not in teams:
-                    raise ConfigError(
-                        f"users.{user}.team: {user} is not a member of team {chosen!r}"
-                    )
+                    raise ConfigError(f"users.{user}.team: {user} is not a member of team {chosen!r}")
                 self._team_of[user] = chosen
             elif len(teams) > 1:
                 raise ConfigError(

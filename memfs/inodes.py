@@ -85,9 +85,7 @@ class InodeTable:
             node.unlinked = True
             self._maybe_drop(node)
 
-    def moved(
-        self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool
-    ) -> list[Node]:
+    def moved(self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool) -> list[Node]:
         """Re-key the node at src and, for a directory, every known node below it."""
         self.unlinked(dst, dst_path)
         if not is_dir:  # the common case (temp file + rename): no scan of the table

@@ -20,6 +20,7 @@ import trio
 
 from . import config as config_mod
 from .control import Control
+from . import fs as fs_mod
 from .fs import Operations
 from .identity import Identities
 from .store import Store
@@ -64,7 +65,7 @@ def clear_dead_mount(mountpoint: Path) -> bool:
         os.stat(mountpoint)
         return False
     except OSError as e:
-        if e.errno != errno.ENOTCONN:
+        if e.errno not in (errno.ENOTCONN, errno.ECONNABORTED):
             return False
     log.warning("%s: clearing a dead mount left by a daemon that is gone", mountpoint)
     subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=30)
@@ -128,6 +129,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         return 1
 
     store = Store(spec.data, cfg.limits.max_file_bytes)
+    if spec.debug:
+        fs_mod.enable_trace()
     ops = Operations(store, ids, Control(ids, store, str(spec.mountpoint)))
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
@@ -192,9 +195,7 @@ def start_background(spec: MountSpec) -> None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([r], [], [], left)[0]:
                 proc.kill()
-                raise MountError(
-                    f"daemon did not become ready in {READY_TIMEOUT:.0f}s (see {log_path})"
-                )
+                raise MountError(f"daemon did not become ready in {READY_TIMEOUT:.0f}s (see {log_path})")
             chunk = os.read(r, 4096)
             if not chunk:
                 break
@@ -221,9 +222,7 @@ def umount(mountpoint: Path, timeout: float = 30.0) -> None:
         return
     if not os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint} is not mounted")
-    res = subprocess.run(
-        ["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, timeout=60
-    )
+    res = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, timeout=60)
     if res.returncode != 0:
         reason = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "fusermount3 failed"
         raise MountError(f"cannot unmount {mountpoint}: {reason}")
@@ -236,6 +235,4 @@ def umount(mountpoint: Path, timeout: float = 30.0) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.05)
-        raise MountError(
-            f"unmounted {mountpoint}, but daemon {pid} is still running after {timeout:.0f}s"
-        )
+        raise MountError(f"unmounted {mountpoint}, but daemon {pid} is still running after {timeout:.0f}s")

@@ -45,8 +45,19 @@ class Mount:
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str) -> subprocess.CompletedProcess:
         res = subprocess.run(
-            memfs_cmd("mount", str(self.mnt), "--data", str(self.data), "--config", str(self.config), *extra),
-            env=self.env, capture_output=True, text=True, timeout=TIMEOUT,
+            memfs_cmd(
+                "mount",
+                str(self.mnt),
+                "--data",
+                str(self.data),
+                "--config",
+                str(self.config),
+                *extra,
+            ),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
         )
         assert res.returncode == 0, f"mount failed: {res.stderr}"
         return res
@@ -58,7 +69,10 @@ class Mount:
 
     def stop(self) -> None:
         res = subprocess.run(
-            memfs_cmd("umount", str(self.mnt)), env=self.env, capture_output=True, text=True,
+            memfs_cmd("umount", str(self.mnt)),
+            env=self.env,
+            capture_output=True,
+            text=True,
             timeout=TIMEOUT,
         )
         assert res.returncode == 0, f"umount failed: {res.stderr}"
@@ -105,8 +119,17 @@ class Mount:
         # which on memfs means root's private scope.
         args = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(cwd or self.mnt), *args]
         res = subprocess.run(
-            args, cwd="/", input=input, capture_output=True, text=isinstance(input, str | None),
-            timeout=timeout, user=uid, group=uid, extra_groups=[], env=env, **kw,
+            args,
+            cwd="/",
+            input=input,
+            capture_output=True,
+            text=isinstance(input, str | None),
+            timeout=timeout,
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env=env,
+            **kw,
         )
         if check and res.returncode != 0:
             raise AssertionError(f"{args!r} as uid {uid} failed ({res.returncode}): {res.stderr}")

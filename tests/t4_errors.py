@@ -129,8 +129,15 @@ def test_internal_error_answers_eio_and_mount_keeps_serving(make_mount):
 def test_unknown_uids_deny(make_mount):
     m = make_mount("users:\n  alice: {uid: 1001}\nunknown_uids: deny\n")
     m.sh(ALICE, "echo mine > a.md")
-    for stmt in ("os.stat(M)", "os.listdir(M)", "open(M + '/a.md')", "open(M + '/x.md', 'w')",
-                 "os.mkdir(M + '/d')", "os.statvfs(M)", "os.chdir(M)"):
+    for stmt in (
+        "os.stat(M)",
+        "os.listdir(M)",
+        "open(M + '/a.md')",
+        "open(M + '/x.md', 'w')",
+        "os.mkdir(M + '/d')",
+        "os.statvfs(M)",
+        "os.chdir(M)",
+    ):
         code = stmt.replace("M", repr(str(m.mnt)))
         assert errno_of(m, BOB, code, cwd="/") == "EACCES", stmt
     res = m.run(BOB, ["ls", str(m.mnt)], cwd="/", check=False)

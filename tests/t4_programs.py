@@ -37,7 +37,16 @@ def test_cp_mv_rm_mkdir_touch_truncate(mnt):
     )
     listing = sorted(mnt.sh(ALICE, "find . | sort").stdout.split())
     assert listing == sorted(
-        [".", "./a.md", "./c.md", "./t.md", "./deep", "./deep/er", "./deep/er/b.md", "./deep/er/still"]
+        [
+            ".",
+            "./a.md",
+            "./c.md",
+            "./t.md",
+            "./deep",
+            "./deep/er",
+            "./deep/er/b.md",
+            "./deep/er/still",
+        ]
     )
     assert mnt.sh(ALICE, "cat a.md").stdout == "hel"
     assert mnt.sh(ALICE, "cat c.md").stdout == "new\n"

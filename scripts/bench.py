@@ -1,0 +1,142 @@
+"""The core workload on memfs, a native directory and bindfs, interleaved; prints ms per 1000
+files and the ratios memfs/native and memfs/bindfs. Run by scripts/bench (as root; the
+workload itself runs as a non-root uid)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs as the benchmark uid, with the system python, in the target directory.
+WORKER = r"""
+import json, os, random, subprocess, sys, time
+n = int(sys.argv[1]); d = sys.argv[2]
+os.chdir(d)
+rnd = random.Random(1)
+bodies = [("---\nname: e%d\ndescription: entry %d\ntype: project\n---\n" % (i, i)
+           + " ".join(rnd.choice(["alpha", "beta", "gamma", "delta", "memory", "note"]) for _ in range(rnd.randint(150, 300)))
+           ).encode()[: rnd.randint(1024, 2048)] for i in range(n)]
+names = ["e%05d.md" % i for i in range(n)]
+t = {}
+def timed(key, fn):
+    t0 = time.perf_counter(); fn(); t[key] = (time.perf_counter() - t0) * 1000 * 1000 / n
+def create():
+    for name, body in zip(names, bodies):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); os.write(fd, body); os.close(fd)
+def stat_all():
+    for name in names: os.stat(os.path.join(d, name))  # absolute: a walk through the mount root
+def read_all():
+    for name in names:
+        with open(name, "rb") as f: f.read()
+def run(cmd):
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+def unlink():
+    for name in names: os.unlink(name)
+timed("create", create)
+timed("stat1", stat_all); timed("stat2", stat_all)
+timed("read1", read_all); timed("read2", read_all)
+run(["grep", "-r", "-c", "memory", "."])
+timed("grep_r", lambda: run(["grep", "-r", "-c", "memory", "."]))
+timed("ls_l", lambda: run(["ls", "-l", "."]))
+timed("unlink", unlink)
+print(json.dumps(t))
+"""
+
+OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "unlink"]
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120, **kw)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--uid", type=int, default=1001)
+    args = ap.parse_args()
+    uid = args.uid
+
+    base = Path(tempfile.mkdtemp(prefix="memfs-bench-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    memfs_mnt, bind_src, bind_mnt, native = (base / n for n in ("memfs", "bind-src", "bindfs", "native"))
+    for p in (memfs_mnt, bind_src, bind_mnt, native):
+        p.mkdir()
+        os.chmod(p, 0o755)
+    os.chown(native, uid, uid)
+    data, cfg = base / "data", base / "config.yaml"
+    cfg.write_text("")
+    env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
+    memfs = [sys.executable, "-m", "memfs"]
+    try:
+        sh(*memfs, "mount", str(memfs_mnt), "--data", str(data), "--config", str(cfg), env=env)
+        # bindfs as admins use it today: a root-owned directory re-owned to the user.
+        sh(
+            "bindfs",
+            "-o",
+            "allow_other",
+            f"--force-user={uid}",
+            f"--force-group={uid}",
+            "--create-for-user=0",
+            "--create-for-group=0",
+            str(bind_src),
+            str(bind_mnt),
+        )
+        targets = {"memfs": memfs_mnt, "native": native, "bindfs": bind_mnt}
+        results: dict[str, dict[str, list[float]]] = {k: {op: [] for op in OPS} for k in targets}
+        order = list(targets)
+        for r in range(args.rounds):
+            random.Random(r).shuffle(order)
+            for name in order:
+                d = targets[name] / f"round{r}"
+                subprocess.run(
+                    ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "mkdir", str(d)],
+                    check=True,
+                )
+                out = subprocess.run(
+                    [
+                        "setpriv",
+                        f"--reuid={uid}",
+                        f"--regid={uid}",
+                        "--clear-groups",
+                        "/usr/bin/python3",
+                        "-c",
+                        WORKER,
+                        str(args.files),
+                        str(d),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                for op, v in json.loads(out.stdout).items():
+                    results[name][op].append(v)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        med = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in results.items()}
+        print(f"\nms per 1000 files of 1-2 KB (median of {args.rounds} interleaved rounds, uid {uid})\n")
+        print(f"{'op':<8} {'memfs':>9} {'native':>9} {'bindfs':>9} {'memfs/native':>13} {'memfs/bindfs':>13}")
+        for op in OPS:
+            m, n, b = med["memfs"][op], med["native"][op], med["bindfs"][op]
+            print(f"{op:<8} {m:9.1f} {n:9.1f} {b:9.1f} {m / n:13.2f} {m / b:13.2f}")
+        return 0
+    finally:
+        subprocess.run(["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
+        subprocess.run([*memfs, "umount", str(memfs_mnt)], capture_output=True, env=env)
+        subprocess.run(["fusermount3", "-uz", str(memfs_mnt)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
