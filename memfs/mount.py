@@ -19,8 +19,8 @@ import pyfuse3
 import trio
 
 from . import config as config_mod
-from .control import Control
 from . import fs as fs_mod
+from .control import Control
 from .fs import Operations
 from .identity import Identities
 from .store import Store

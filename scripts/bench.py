@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,9 +23,12 @@ import json, os, random, subprocess, sys, time
 n = int(sys.argv[1]); d = sys.argv[2]
 os.chdir(d)
 rnd = random.Random(1)
-bodies = [("---\nname: e%d\ndescription: entry %d\ntype: project\n---\n" % (i, i)
-           + " ".join(rnd.choice(["alpha", "beta", "gamma", "delta", "memory", "note"]) for _ in range(rnd.randint(150, 300)))
-           ).encode()[: rnd.randint(1024, 2048)] for i in range(n)]
+WORDS = ["alpha", "beta", "gamma", "delta", "memory", "note"]
+def body(i):
+    words = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(150, 300)))
+    head = "---\nname: e%d\ndescription: entry %d\ntype: project\n---\n" % (i, i)
+    return (head + words).encode()[: rnd.randint(1024, 2048)]
+bodies = [body(i) for i in range(n)]
 names = ["e%05d.md" % i for i in range(n)]
 t = {}
 def timed(key, fn):
