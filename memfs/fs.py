@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -129,7 +130,25 @@ class Operations(pyfuse3.Operations):
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._next_dh = 1
-        self._owners: dict[Scope, tuple[int, int]] = {}
+        self._owners: dict[Scope, tuple[int, int, bool]] = {}
+        self._invalidations: trio.MemorySendChannel | None = None
+
+    # -- kernel cache invalidation ---------------------------------------------
+    async def run_invalidator(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Tell the kernel to drop cached attributes, from outside any handler:
+        invalidate_inode blocks and can deadlock when called inside a related request."""
+        send, receive = trio.open_memory_channel(math.inf)
+        self._invalidations = send
+        task_status.started()
+        async for ino in receive:
+            try:
+                await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, True)
+            except OSError:
+                pass  # the kernel no longer knows the inode: nothing cached to drop
+
+    def _invalidate(self, ino: int) -> None:
+        if self._invalidations is not None:
+            self._invalidations.send_nowait(ino)
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
@@ -160,14 +179,16 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         return node.scope, node.path, False
 
-    def _owner(self, scope: Scope) -> tuple[int, int]:
+    def _owner(self, scope: Scope) -> tuple[int, int, bool]:
+        """(uid, gid, team_has_group) shown for a scope's files."""
         owner = self._owners.get(scope)
         if owner is None:
             if scope.kind is Kind.PRIVATE:
-                owner = self.ids.uid_gid(scope.name)
+                owner = (*self.ids.uid_gid(scope.name), True)
             else:
                 team = self.ids.teams.get(scope.name)
-                owner = (0, team.gid if team and team.gid is not None else 0)
+                gid = team.gid if team is not None else None
+                owner = (0, gid or 0, gid is not None)
             self._owners[scope] = owner
         return owner
 
@@ -177,9 +198,9 @@ class Operations(pyfuse3.Operations):
         a.generation = 0
         a.entry_timeout = timeout
         a.attr_timeout = CACHE_TIMEOUT
-        a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode)
+        a.st_uid, a.st_gid, has_group = self._owner(node.scope)
+        a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
         a.st_nlink = st.st_nlink
-        a.st_uid, a.st_gid = self._owner(node.scope)
         a.st_rdev = 0
         a.st_size = st.st_size
         a.st_blksize = st.st_blksize
@@ -286,7 +307,7 @@ class Operations(pyfuse3.Operations):
             if target is None:
                 raise FUSEError(errno.ENOENT)
         if fields.update_uid or fields.update_gid:
-            uid, gid = self._owner(node.scope)
+            uid, gid, _ = self._owner(node.scope)
             if (fields.update_uid and attr.st_uid != uid) or (fields.update_gid and attr.st_gid != gid):
                 raise FUSEError(errno.EPERM)  # owners follow the scope; chown cannot change them
         if fields.update_size:
@@ -525,7 +546,10 @@ class Operations(pyfuse3.Operations):
             else:
                 raise FUSEError(errno.EEXIST)
         self.store.rename(src, src_path, dst, dst_path)
-        self.inodes.moved(src, src_path, dst, dst_path, stat.S_ISDIR(st.st_mode))
+        moved = self.inodes.moved(src, src_path, dst, dst_path, stat.S_ISDIR(st.st_mode))
+        if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
+            for node in moved:
+                self._invalidate(node.ino)
 
     def _new_name_or_existing(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
         if self.control.owns(parent):

@@ -106,6 +106,7 @@ async def _serve(ops: Operations) -> None:
                     return
 
         nursery.start_soon(on_signal)
+        await nursery.start(ops.run_invalidator)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 

@@ -90,11 +90,15 @@ def refused_file_type(mode: int) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def shown_mode(kind: Kind, backing_mode: int) -> int:
+def shown_mode(kind: Kind, backing_mode: int, team_has_group: bool = True) -> int:
     """Permission bits that tell the caller truthfully who may access: the owner only for
-    private entries, the team's group too for team entries. Only the owner bits are stored."""
+    private entries, the team's group too for team entries. Only the owner bits are stored.
+    A team without a Unix group shows the bits to everyone: only members ever reach it."""
     owner = backing_mode & 0o700
-    perm = owner | (owner >> 3) if kind is Kind.TEAM else owner
+    if kind is Kind.TEAM:
+        perm = owner | (owner >> 3) | (0 if team_has_group else owner >> 6)
+    else:
+        perm = owner
     return stat.S_IFMT(backing_mode) | perm
 
 

@@ -1,0 +1,288 @@
+"""Team scope, read-only grants and whoami, with an adversarial access matrix."""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import subprocess
+
+import pytest
+import yaml
+from conftest import ALICE, BOB, CAROL, DAVE, TIMEOUT, memfs_cmd
+from t4_isolation import run_switcher
+
+TEAM_CONFIG = """
+users:
+  alice: {uid: 1001}
+  bob: {uid: 1002}
+  carol: {uid: 1003}
+  dave: {uid: 1004}
+teams:
+  eng: {members: [alice, bob]}
+  ops: {members: [dave]}
+grants:
+  - {reader: carol, owner: alice}
+"""
+
+
+@pytest.fixture
+def tm(make_mount):
+    return make_mount(TEAM_CONFIG)
+
+
+def test_members_share_the_team_folder(tm):
+    tm.sh(ALICE, "mkdir -p team/sub; echo '- [Tabs](tabs.md)' > team/MEMORY.md; echo t > team/sub/x.md")
+    assert tm.sh(BOB, "cat team/MEMORY.md team/sub/x.md").stdout == "- [Tabs](tabs.md)\nt\n"
+    tm.sh(BOB, "echo '- [Tests](tests.md)' >> team/MEMORY.md; rm team/sub/x.md")
+    assert (
+        tm.sh(ALICE, "cat team/MEMORY.md; ls team/sub").stdout == "- [Tabs](tabs.md)\n- [Tests](tests.md)\n"
+    )
+    assert (tm.data / "teams" / "eng" / "MEMORY.md").read_text().count("\n") == 2
+    # Not in a team: no `team` at all. In another team: that team's own folder.
+    assert "No such file" in tm.sh(CAROL, "ls team", check=False).stderr
+    assert tm.sh(CAROL, "ls -A").stdout == ""
+    assert tm.sh(DAVE, "ls -A team").stdout == ""
+    tm.sh(DAVE, "echo ops > team/MEMORY.md")
+    assert tm.sh(ALICE, "cat team/MEMORY.md").stdout.count("\n") == 2
+    assert sorted(tm.sh(ALICE, "ls -A").stdout.split()) == ["team"]
+
+
+def test_team_files_show_truthful_owner_and_mode(tm):
+    tm.sh(ALICE, "echo p > p.md; mkdir team/d; echo t > team/t.md")
+    assert tm.run(ALICE, ["stat", "-c", "%a %u", "p.md"]).stdout.split() == ["600", str(ALICE)]
+    # eng has no Unix group: only members ever reach it, so the bits show to all.
+    assert tm.run(BOB, ["stat", "-c", "%a", "team/t.md", "team/d"]).stdout.split() == ["666", "777"]
+    assert tm.sh(BOB, "test -w team/t.md && test -r team/t.md && echo yes").stdout == "yes\n"
+
+
+def test_team_with_unix_group_shows_it(make_mount):
+    name = f"memfs-t{os.getpid() % 100000}"
+    subprocess.run(["groupadd", name], check=True, timeout=TIMEOUT)
+    try:
+        gid = grp.getgrnam(name).gr_gid
+        m = make_mount(
+            f"users:\n  alice: {{uid: 1001}}\nteams:\n  eng: {{members: [alice], group: {name}}}\n"
+        )
+        m.sh(ALICE, "echo t > team/t.md")
+        assert m.run(ALICE, ["stat", "-c", "%a %g", "team/t.md"]).stdout.split() == ["660", str(gid)]
+    finally:
+        subprocess.run(["groupdel", name], check=False, timeout=TIMEOUT)
+
+
+def test_promote_and_demote_by_mv(tm):
+    tm.sh(ALICE, "echo note > note.md; mkdir -p coll; echo c > coll/c.md")
+    assert tm.run(ALICE, ["stat", "-c", "%a", "note.md"]).stdout.strip() == "600"
+    tm.sh(ALICE, "mv note.md team/ && mv coll team/")
+    assert (tm.data / "teams" / "eng" / "note.md").read_text() == "note\n"
+    assert (tm.data / "teams" / "eng" / "coll" / "c.md").read_text() == "c\n"
+    assert not (tm.backing("alice") / "note.md").exists()
+    # The kernel's cached attributes follow the move at once.
+    assert tm.run(ALICE, ["stat", "-c", "%a %u", "team/note.md"]).stdout.split() == ["666", "0"]
+    assert tm.sh(BOB, "cat team/note.md team/coll/c.md").stdout == "note\nc\n"
+    tm.sh(BOB, "mv team/note.md mine.md")
+    assert tm.sh(BOB, "cat mine.md").stdout == "note\n"
+    assert tm.run(BOB, ["stat", "-c", "%a %u", "mine.md"]).stdout.split() == ["600", str(BOB)]
+    assert (tm.backing("bob") / "mine.md").exists()
+    assert "No such file" in tm.sh(ALICE, "cat team/note.md", check=False).stderr
+
+
+def test_grants_are_read_only(tm):
+    tm.sh(ALICE, "echo secret > MEMORY.md; mkdir d; echo x > d/x.md")
+    view = ".memfs/users/alice"
+    assert tm.sh(CAROL, f"cat {view}/MEMORY.md {view}/d/x.md").stdout == "secret\nx\n"
+    assert sorted(tm.sh(CAROL, f"ls {view}").stdout.split()) == ["MEMORY.md", "d"]
+    for cmd in (
+        f"echo no > {view}/MEMORY.md",
+        f"echo no >> {view}/MEMORY.md",
+        f"touch {view}/new.md",
+        f"rm {view}/MEMORY.md",
+        f"mkdir {view}/e",
+        f"mv {view}/d/x.md {view}/y.md",
+        f"mv {view}/MEMORY.md stolen.md",
+        f"chmod 644 {view}/MEMORY.md",
+        f"truncate -s0 {view}/MEMORY.md",
+    ):
+        res = tm.sh(CAROL, cmd, check=False)
+        assert res.returncode != 0, cmd
+        assert "Read-only file system" in res.stderr or "Permission denied" in res.stderr, res.stderr
+    assert (tm.backing("alice") / "MEMORY.md").read_text() == "secret\n"
+    assert sorted(p.name for p in tm.backing("alice").iterdir()) == ["MEMORY.md", "d"]
+    # Without a grant the path does not exist.
+    for uid in (BOB, DAVE):
+        assert "No such file" in tm.sh(uid, f"cat {view}/MEMORY.md", check=False).stderr
+    assert "No such file" in tm.sh(CAROL, "ls .memfs/users/bob", check=False).stderr
+
+
+def test_whoami(tm):
+    who = yaml.safe_load(tm.sh(ALICE, "cat .memfs/whoami").stdout)
+    assert who == {
+        "user": "alice",
+        "uid": ALICE,
+        "team": "eng",
+        "private_path": str(tm.mnt),
+        "team_path": f"{tm.mnt}/team",
+        "grants": [],
+    }
+    who = yaml.safe_load(tm.sh(CAROL, "cat .memfs/whoami").stdout)
+    assert who["team"] is None and who["team_path"] is None
+    assert who["grants"] == [{"owner": "alice", "access": "read", "path": f"{tm.mnt}/.memfs/users/alice"}]
+
+
+def test_control_dir_is_hidden_but_reachable(tm):
+    tm.sh(ALICE, "echo needle > n.md")
+    assert ".memfs" not in tm.sh(ALICE, "ls -a").stdout
+    assert tm.sh(ALICE, "grep -rl alice . || true").stdout == ""  # whoami says 'alice'; not searched
+    assert tm.sh(ALICE, "grep -rl needle .").stdout == "./n.md\n"
+    assert "whoami" in tm.sh(ALICE, "ls .memfs").stdout
+    res = tm.sh(ALICE, "echo x > .memfs/whoami", check=False)
+    assert res.returncode != 0
+
+
+def test_removed_member_loses_access_after_restart(tm):
+    tm.sh(BOB, "echo shared > team/s.md")
+    tm.config.write_text(TEAM_CONFIG.replace("members: [alice, bob]", "members: [alice]"))
+    tm.restart()
+    assert "No such file" in tm.sh(BOB, "cat team/s.md", check=False).stderr
+    assert tm.sh(ALICE, "cat team/s.md").stdout == "shared\n"
+
+
+def test_member_and_non_member_alternate_on_team_names(tm):
+    out = run_switcher(
+        tm,
+        """
+        M = os.environ["M"]
+        for i in range(20):
+            as_uid(1001)
+            if i == 0:
+                open(M + "/team/x.md", "w").write("eng")
+            print("a", attempt(lambda: open(M + "/team/x.md").read()))
+            as_uid(1003); print("c", attempt(lambda: open(M + "/team/x.md").read()),
+                                attempt(lambda: os.listdir(M + "/team")))
+            as_uid(1004); print("d", attempt(lambda: open(M + "/team/x.md").read()))
+            as_uid(1002); print("b", attempt(lambda: open(M + "/team/x.md").read()))
+        """,
+    )
+    assert out == ["a eng", "c ENOENT ENOENT", "d ENOENT", "b eng"] * 20
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ("users:\n  a: {uid: 1001}\nteams:\n  eng: {members: [a, ghost]}\n", "unknown user 'ghost'"),
+        ("users:\n  a: {uid: 1001}\ngrants:\n  - {reader: a, owner: ghost}\n", "unknown user 'ghost'"),
+        ("users:\n  a: {uid: 1001}\n  b: {uid: 1001}\n", "uid 1001"),
+        ("users:\n  a: {uid: 1001}\nteams:\n  x: {members: [a]}\n  y: {members: [a]}\n", "users.a.team"),
+        ("users:\n  a: {uid: 1001, team: z}\nteams:\n  x: {members: [a]}\n", "no team named 'z'"),
+    ],
+)
+def test_config_errors_stop_mount(make_mount, config, needle):
+    m = make_mount(config, start=False)
+    res = subprocess.run(
+        memfs_cmd("mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)),
+        env=m.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert res.returncode != 0
+    assert len(res.stderr.strip().splitlines()) == 1 and needle in res.stderr, res.stderr
+    assert not os.path.ismount(m.mnt)
+
+
+def test_multi_team_user_picks_one(make_mount):
+    m = make_mount(
+        "users:\n  alice: {uid: 1001, team: y}\n  bob: {uid: 1002}\n"
+        "teams:\n  x: {members: [alice, bob]}\n  y: {members: [alice]}\n"
+    )
+    m.sh(ALICE, "echo y > team/f.md")
+    assert (m.data / "teams" / "y" / "f.md").exists()
+    assert "No such file" in m.sh(BOB, "cat team/f.md", check=False).stderr
+
+
+# -- the adversarial matrix ----------------------------------------------------------------
+
+OPS = {
+    "stat": "os.stat(D + '/f.md')",
+    "readdir": "sorted(os.listdir(D)) and None",
+    "open_read": "open(D + '/f.md').read() and None",
+    "open_write": "open(D + '/w.md', 'r+').write('X') and None",
+    "open_trunc": "open(D + '/w2.md', 'w').close()",
+    "create": "open(D + '/new.md', 'x').close()",
+    "mkdir": "os.mkdir(D + '/newdir')",
+    "unlink": "os.unlink(D + '/u.md')",
+    "rmdir": "os.rmdir(D + '/sub')",
+    "rename_within": "os.rename(D + '/r.md', D + '/r2.md')",
+    "rename_out": "os.rename(D + '/o.md', MINE + '/stolen.md')",
+    "rename_in": "os.rename(MINE + '/mine.md', D + '/planted.md')",
+    "chmod": "os.chmod(D + '/c.md', 0o700)",
+    "truncate": "os.truncate(D + '/t.md', 0)",
+    "utime": "os.utime(D + '/ut.md', (0, 0))",
+    "statfs": "os.statvfs(D) and None",
+}
+READS = {"stat", "readdir", "open_read", "statfs"}
+DENIED = {"EACCES", "EROFS"}
+
+
+def snapshot(root) -> dict:
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            body = open(p, "rb").read() if n in files else b""
+            out[os.path.relpath(p, root)] = (st.st_mode, hashlib.sha1(body).hexdigest())
+    return out
+
+
+SETUP = "mkdir -p {d}/sub {d}/full; echo data > {d}/full/x.md; " + " ".join(
+    f"echo {n} > {{d}}/{n}.md;" for n in ("f", "w", "w2", "u", "r", "o", "c", "t", "ut")
+)
+
+# relation -> (owner uid that sets up, dir as the owner sees it, tester uid, how the tester gets there)
+RELATIONS = {
+    "own_private": (ALICE, "m", ALICE, "path", "m"),
+    "own_team": (ALICE, "team/m", BOB, "path", "team/m"),
+    "granted_read": (ALICE, "m", CAROL, "path", ".memfs/users/alice/m"),
+    "other_private_cwd": (ALICE, "m", BOB, "cwd", None),
+    "other_team_cwd": (ALICE, "team/m", DAVE, "cwd", None),
+    "other_private_path": (ALICE, "m", BOB, "path", ".memfs/users/alice/m"),
+    "grant_cwd_of_owner_subdir": (ALICE, "m", CAROL, "cwd", None),
+}
+
+
+def expected(relation: str, op: str) -> set[str]:
+    if relation in ("own_private", "own_team"):
+        return {"ok"}
+    if relation == "granted_read" or relation == "grant_cwd_of_owner_subdir":
+        return {"ok"} if op in READS else DENIED
+    if relation == "other_private_path":
+        return {"ENOENT"}
+    # A process sitting in another scope: refused, except statfs, which reports only the disk.
+    return {"ok"} if op == "statfs" else {"EACCES"}
+
+
+@pytest.mark.parametrize("relation", list(RELATIONS))
+def test_access_matrix(tm, relation):
+    owner, owner_dir, tester, how, tester_dir = RELATIONS[relation]
+    tm.sh(owner, SETUP.format(d=owner_dir))
+    tm.sh(tester, "echo mine > mine.md")
+    before = snapshot(tm.data / "private" / "alice"), snapshot(tm.data / "teams")
+    ops = "\n".join(f"print({op!r}, attempt(lambda: ({code}, None)[1]))" for op, code in OPS.items())
+    if how == "path":
+        goto = f"as_uid({tester}); D = M + '/{tester_dir}'"
+    else:
+        # Sit in the owner's folder as the owner, then become the tester; drop the kernel's
+        # dentry cache so every name is asked of the daemon, not answered from the cache.
+        goto = (
+            f"as_uid({owner}); os.chdir(M + '/{owner_dir}'); os.listdir('.'); D = '.'\n"
+            "os.seteuid(0); open('/proc/sys/vm/drop_caches', 'w').write('2')\n"
+            f"as_uid({tester})"
+        )
+    out = run_switcher(tm, f"M = os.environ['M']\nMINE = M\n{goto}\n{ops}\n")
+    got = dict(line.split() for line in out)
+    wrong = {op: got[op] for op in OPS if got[op] not in expected(relation, op)}
+    assert not wrong, f"{relation}: {wrong}"
+    if relation not in ("own_private", "own_team"):
+        after = snapshot(tm.data / "private" / "alice"), snapshot(tm.data / "teams")
+        assert after == before, f"{relation} changed the owner's files"
