@@ -11,7 +11,8 @@ import yaml
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 
 # Names become directory names under DATA/, so keep them to a portable, path-safe set.
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+UID_NAME_RE = re.compile(r"uid-[0-9]+")  # the name memfs gives a uid with no other name
 
 DEFAULT_CONFIG_TEXT = """\
 # memfs configuration. Every key is optional; see README.md for the full reference.
@@ -82,8 +83,17 @@ def _keys(where: str, value: object, allowed: set[str]) -> dict:
     return value
 
 
+def _mapping(where: str, value: object) -> dict:
+    """A mapping whose keys are names the user chooses (users:, teams:)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of names, got {type(value).__name__}")
+    return value
+
+
 def _name(where: str, value: object) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ConfigError(f"{where}: {value!r} is not a valid name (letters, digits, _ . -)")
     return value
 
@@ -107,7 +117,7 @@ def parse(data: object, source: str = "<string>") -> Config:
 
     users: dict[str, UserConf] = {}
     by_uid: dict[int, str] = {}
-    for name, spec in _keys("users", top.get("users"), set(top.get("users") or {})).items():
+    for name, spec in _mapping("users", top.get("users")).items():
         name = _name("users", name)
         spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases"})
         if "uid" not in spec:
@@ -116,14 +126,19 @@ def parse(data: object, source: str = "<string>") -> Config:
         if uid in by_uid:
             raise ConfigError(f"users.{name}: uid {uid} is already used by user {by_uid[uid]!r}")
         by_uid[uid] = name
+        if UID_NAME_RE.fullmatch(name) and name != f"uid-{uid}":
+            raise ConfigError(f"users.{name}: the name {name!r} is what memfs calls uid {name[4:]}")
         team = spec.get("team")
         if team is not None:
             team = _name(f"users.{name}.team", team)
-        aliases = tuple(str(a) for a in (spec.get("aliases") or ()))
+        raw_aliases = spec.get("aliases") or []
+        if not isinstance(raw_aliases, list):
+            raise ConfigError(f"users.{name}.aliases: expected a list")
+        aliases = tuple(str(a) for a in raw_aliases)
         users[name] = UserConf(name=name, uid=uid, team=team, aliases=aliases)
 
     teams: dict[str, TeamConf] = {}
-    for tname, spec in _keys("teams", top.get("teams"), set(top.get("teams") or {})).items():
+    for tname, spec in _mapping("teams", top.get("teams")).items():
         tname = _name("teams", tname)
         spec = _keys(f"teams.{tname}", spec, {"members", "group"})
         group = spec.get("group")

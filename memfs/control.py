@@ -7,38 +7,66 @@ with direct_io (no page cache) and answered with timeouts 0 (no attribute cache)
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import time
+import urllib.parse
+from dataclasses import dataclass, field
 
 import yaml
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
 from .identity import Identities
+from .index import Hit, Index
 from .policy import Kind, Principal, Scope
 from .store import Store
 
 CONTROL_ROOT = 2
 WHOAMI = 3
 USERS = 4
+SEARCH = 5  # search/<query>: read it for ranked results
+QUERY = 6  # write a query of any length to a handle, then read the results from it
+QUERY_JSON = 7
 
 _FIRST_HANDLE = 1 << 40  # far above any fd, which the files' handles use
+_FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query
+MAX_QUERY_BYTES = 64 * 1024
+MAX_RESULTS = 20
+
+
+@dataclass
+class QueryHandle:
+    """A search through a handle: writes collect the query, the first read runs it."""
+
+    principal: Principal
+    json: bool
+    query: bytearray = field(default_factory=bytearray)
+    result: bytes | None = None
+    pos: int = 0
 
 
 class Control:
-    def __init__(self, ids: Identities, store: Store, mountpoint: str = ""):
+    def __init__(self, ids: Identities, store: Store, mountpoint: str = "", index: Index | None = None):
         self.ids = ids
         self.store = store
         self.mountpoint = mountpoint
-        self._handles: dict[int, bytes] = {}
+        self.index = index
+        self.dirty_paths = lambda: ()  # set by fs: files being written, searched as they are now
+        self._handles: dict[int, bytes | QueryHandle] = {}
         self._next = _FIRST_HANDLE
         self._started = time.time_ns()
         self._files = {WHOAMI: self.whoami}
-        self._names = {CONTROL_ROOT: {b"whoami": WHOAMI, b"users": USERS}}
+        root = {b"whoami": WHOAMI, b"users": USERS}
+        if index is not None:
+            root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
+        self._names = {CONTROL_ROOT: root}
+        self._queries: dict[bytes, int] = {}
+        self._query_names: dict[int, bytes] = {}
 
     # -- what fs.py asks ------------------------------------------------------
     def owns(self, ino: int) -> bool:
-        return 1 < ino < 1000
+        return 1 < ino < 1000 or ino >= _FIRST_QUERY_INODE
 
     def owns_handle(self, fh: int) -> bool:
         return fh >= _FIRST_HANDLE
@@ -62,8 +90,12 @@ class Control:
         return self.getattr(CONTROL_ROOT, p)
 
     def getattr(self, ino: int, p: Principal) -> EntryAttributes:
-        if ino in self._names or ino == USERS:
+        if ino in self._names or ino in (USERS, SEARCH):
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
+        if ino in (QUERY, QUERY_JSON):
+            return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
+        if ino in self._query_names:
+            return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
         if ino in self._files:
             size = len(self._files[ino](p))
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400, size), p)
@@ -76,31 +108,77 @@ class Control:
                 raise FUSEError(errno.ENOENT)
             # A granted owner's private root: an ordinary scope inode, read-only by policy.
             return fs._entry(Scope(Kind.PRIVATE, owner), b"", 0)
+        if parent == SEARCH:
+            return self.getattr(self._query_inode(name), p)
         ino = self._names.get(parent, {}).get(name)
         if ino is None:
             raise FUSEError(errno.ENOENT)
         return self.getattr(ino, p)
 
+    def _query_inode(self, name: bytes) -> int:
+        ino = self._queries.get(name)
+        if ino is None:
+            if len(self._queries) >= 10_000:  # bounded: the kernel asks again for forgotten ones
+                self._queries.clear()
+                self._query_names.clear()
+            ino = _FIRST_QUERY_INODE + len(self._query_names) + 1
+            while ino in self._query_names:
+                ino += 1
+            self._queries[name] = ino
+            self._query_names[ino] = name
+        return ino
+
     def listing(self, ino: int, p: Principal) -> list:
-        if ino == USERS:
-            return []  # grants are reachable by name (see whoami), not enumerated
+        if ino in (USERS, SEARCH):
+            return []  # reachable by name (see whoami and README), not enumerated
         names = self._names.get(ino)
         if names is None:
             raise FUSEError(errno.ENOTDIR)
         return [(n, self.getattr(i, p)) for n, i in names.items()]
 
-    def open(self, ino: int, flags: int, p: Principal) -> FileInfo:
-        if ino not in self._files:
+    def _handle(self, content) -> int:
+        fh = self._next
+        self._next += 1
+        self._handles[fh] = content
+        return fh
+
+    async def open(self, ino: int, flags: int, p: Principal) -> FileInfo:
+        if ino in (QUERY, QUERY_JSON):
+            fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
+            # nonseekable: results follow the query in one stream, whatever the offset
+            return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        if ino not in self._files and ino not in self._query_names:
             raise FUSEError(errno.EISDIR)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise FUSEError(errno.EACCES)
-        fh = self._next
-        self._next += 1
-        self._handles[fh] = self._files[ino](p)
-        return FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        if ino in self._query_names:
+            query = _decode_query(self._query_names[ino])
+            content = await self.search(p, query, as_json=False)
+        else:
+            content = self._files[ino](p)
+        return FileInfo(fh=self._handle(content), direct_io=True, keep_cache=False)
 
-    def read(self, fh: int, off: int, size: int) -> bytes:
-        return self._handles[fh][off : off + size]
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self._handles[fh]
+        if isinstance(h, QueryHandle):
+            if h.result is None:
+                h.result = await self.search(h.principal, _decode_query(bytes(h.query)), h.json)
+            chunk = h.result[h.pos : h.pos + size]
+            h.pos += len(chunk)
+            return chunk
+        return h[off : off + size]
+
+    def write(self, fh: int, off: int, buf: bytes) -> int:
+        h = self._handles[fh]
+        if not isinstance(h, QueryHandle):
+            raise FUSEError(errno.EBADF)
+        if len(h.query) + len(buf) > MAX_QUERY_BYTES:
+            raise FUSEError(errno.EFBIG)
+        if h.result is not None:  # a new query after reading results: start over
+            h.query.clear()
+            h.result, h.pos = None, 0
+        h.query += buf
+        return len(buf)
 
     def release(self, fh: int) -> None:
         self._handles.pop(fh, None)
@@ -119,3 +197,72 @@ class Control:
             ],
         }
         return yaml.safe_dump(info, sort_keys=False).encode()
+
+    # -- search -----------------------------------------------------------------
+    def readable_scopes(self, p: Principal) -> list[Scope]:
+        scopes = [p.private]
+        if p.team_scope is not None:
+            scopes.append(p.team_scope)
+        scopes += [Scope(Kind.PRIVATE, o) for o in sorted(p.readable)]
+        return scopes
+
+    def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
+        """A file's path as this caller sees it under the mount."""
+        if scope.kind is Kind.TEAM:
+            return f"team/{rel}"
+        if scope.name == p.user:
+            return rel
+        return f".memfs/users/{scope.name}/{rel}"
+
+    async def search(self, p: Principal, query: str, as_json: bool) -> bytes:
+        await self.index.flush(self.dirty_paths())
+        hits, total = await self.index.search(self.readable_scopes(p), query, MAX_RESULTS)
+        if as_json:
+            return (
+                json.dumps(
+                    {"query": query, "total": total, "hits": [self._hit_json(p, h) for h in hits]}, indent=2
+                )
+                + "\n"
+            ).encode()
+        return render_markdown(query, total, [(self.view_path(p, h.scope, h.relpath), h) for h in hits])
+
+    def _hit_json(self, p: Principal, h: Hit) -> dict:
+        return {
+            "path": self.view_path(p, h.scope, h.relpath),
+            "score": round(h.score, 3),
+            "name": h.name,
+            "type": h.type,
+            "description": h.description,
+            "snippet": h.snippet,
+            "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.mtime_ns / 1e9)),
+            "problems": h.problems,
+        }
+
+
+def _decode_query(raw: bytes) -> str:
+    """search/<name> may be URL-encoded (for '/' and friends); handles take plain text."""
+    text = raw.decode("utf-8", errors="replace")
+    return urllib.parse.unquote(text) if "%" in text else text
+
+
+def render_markdown(query: str, total: int, hits: list[tuple[str, Hit]]) -> bytes:
+    q = " ".join(query.split())
+    if not hits:
+        return f"# Search: {q}\n\nNo results.\n".encode()
+    shown = f"{len(hits)} of {total}" if total > len(hits) else str(total)
+    out = [f"# Search: {q}", "", f"{shown} result{'s' if total != 1 else ''}", ""]
+    for i, (path, h) in enumerate(hits, 1):
+        out.append(f"## {i}. {path}")
+        out.append(f"- score: {h.score:.2f}")
+        if h.name:
+            out.append(f"- name: {h.name}")
+        if h.type:
+            out.append(f"- type: {h.type}")
+        if h.description:
+            out.append(f"- description: {h.description}")
+        out.append(f"- updated: {time.strftime('%Y-%m-%d %H:%M', time.gmtime(h.mtime_ns / 1e9))}")
+        if h.snippet:
+            out.append("")
+            out.append(f"> {h.snippet}")
+        out.append("")
+    return "\n".join(out).encode()

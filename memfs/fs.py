@@ -26,6 +26,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
 from . import policy
 from .control import Control
 from .identity import Identities
+from .index import Index
 from .inodes import ROOT_INODE, InodeTable, Node
 from .policy import Access, Kind, Principal, Scope
 from .store import Store
@@ -121,12 +122,16 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, store: Store, ids: Identities, control: Control | None = None):
+    def __init__(
+        self, store: Store, ids: Identities, control: Control | None = None, index: Index | None = None
+    ):
         super().__init__()
         self.store = store
         self.ids = ids
+        self.index = index
         self.inodes = InodeTable()
-        self.control = control or Control(ids, store)
+        self.control = control or Control(ids, store, index=index)
+        self.control.dirty_paths = self.dirty_paths
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._next_dh = 1
@@ -149,6 +154,15 @@ class Operations(pyfuse3.Operations):
     def _invalidate(self, ino: int) -> None:
         if self._invalidations is not None:
             self._invalidations.send_nowait(ino)
+
+    # -- index --------------------------------------------------------------------
+    def _changed(self, node: Node) -> None:
+        if self.index is not None and not node.unlinked:
+            self.index.touch(node.scope, node.path)
+
+    def dirty_paths(self):
+        """Files written through handles still open: a search reads them as they are now."""
+        return [(h.node.scope, h.node.path) for h in self._files.values() if h.dirty and not h.node.unlinked]
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
@@ -316,6 +330,7 @@ class Operations(pyfuse3.Operations):
                 os.ftruncate(target, attr.st_size)
             else:
                 self.store.truncate(node.scope, node.path, attr.st_size)
+            self._changed(node)
         if fields.update_mode:
             mode = policy.stored_mode(attr.st_mode)
             if target is not None:
@@ -327,7 +342,13 @@ class Operations(pyfuse3.Operations):
             mtime = attr.st_mtime_ns if fields.update_mtime else None
             if target is not None:
                 st = os.fstat(target)
-                os.utime(target, ns=(atime or st.st_atime_ns, mtime or st.st_mtime_ns))
+                os.utime(
+                    target,
+                    ns=(
+                        st.st_atime_ns if atime is None else atime,
+                        st.st_mtime_ns if mtime is None else mtime,
+                    ),
+                )
             else:
                 self.store.utime(node.scope, node.path, atime, mtime)
         return self._attrs(node, self._stat(node))
@@ -401,7 +422,7 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode, flags, ctx):
         p = self._principal(ctx)
         if self.control.owns(inode):
-            return self.control.open(inode, flags, p)
+            return await self.control.open(inode, flags, p)
         node = self._node(inode)
         acc = flags & os.O_ACCMODE
         writing = acc != os.O_RDONLY or bool(flags & os.O_TRUNC)
@@ -432,11 +453,13 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def read(self, fh, off, size):
         if self.control.owns_handle(fh):
-            return self.control.read(fh, off, size)
+            return await self.control.read(fh, off, size)
         return os.pread(self._files[fh].fd, size, off)
 
     @guarded
     async def write(self, fh, off, buf):
+        if self.control.owns_handle(fh):
+            return self.control.write(fh, off, buf)
         h = self._files[fh]
         if not h.writable:
             raise FUSEError(errno.EBADF)
@@ -459,9 +482,10 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def fsync(self, fh, datasync):
         h = self._files.get(fh)
-        if h is None:
+        if h is None or self.control.owns_handle(fh):
             return
         await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, h.fd)
+        self._changed(h.node)
 
     @guarded
     async def release(self, fh):
@@ -473,6 +497,7 @@ class Operations(pyfuse3.Operations):
             if h.dirty:
                 st = os.fstat(h.fd)
                 h.node.sig = (st.st_mtime_ns, st.st_size)
+                self._changed(h.node)
         finally:
             os.close(h.fd)
             self.inodes.closed(h.node, h.fd)
@@ -519,6 +544,8 @@ class Operations(pyfuse3.Operations):
         scope, path = self._existing(p, parent_inode, name)
         self.store.unlink(scope, path)
         self.inodes.unlinked(scope, path)
+        if self.index is not None:
+            self.index.remove(scope, path)
 
     @guarded
     async def rmdir(self, parent_inode, name, ctx):
@@ -546,7 +573,10 @@ class Operations(pyfuse3.Operations):
             else:
                 raise FUSEError(errno.EEXIST)
         self.store.rename(src, src_path, dst, dst_path)
-        moved = self.inodes.moved(src, src_path, dst, dst_path, stat.S_ISDIR(st.st_mode))
+        is_dir = stat.S_ISDIR(st.st_mode)
+        moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
+        if self.index is not None:
+            self.index.moved(src, src_path, dst, dst_path, is_dir)
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
             for node in moved:
                 self._invalidate(node.ino)

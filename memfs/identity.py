@@ -41,7 +41,7 @@ class Identities:
 
     def __init__(self, config: Config):
         self.config = config
-        self._cache: dict[int, Principal] = {}
+        self._cache: dict[tuple[int, int], Principal] = {}
         self.teams: dict[str, Team] = {}
         member_of: dict[str, list[str]] = {}
         for t in config.teams.values():
@@ -63,12 +63,13 @@ class Identities:
             for m in members:
                 member_of.setdefault(m, []).append(t.name)
 
+        for u in config.users.values():
+            if u.team is not None and u.team not in member_of.get(u.name, []):
+                raise ConfigError(f"users.{u.name}.team: {u.name} is not a member of team {u.team!r}")
         self._team_of: dict[str, str] = {}
         for user, teams in member_of.items():
             chosen = config.users[user].team if user in config.users else None
-            if chosen is not None:
-                if chosen not in teams:
-                    raise ConfigError(f"users.{user}.team: {user} is not a member of team {chosen!r}")
+            if chosen is not None:  # checked above: a member of it
                 self._team_of[user] = chosen
             elif len(teams) > 1:
                 raise ConfigError(
@@ -97,9 +98,11 @@ class Identities:
             return None
         pw = _passwd_by_uid(uid)
         # A passwd name that a config user already claims (with another uid) is not this uid's.
-        if pw is not None and NAME_RE.match(pw.pw_name) and pw.pw_name not in conf.users:
+        if pw is not None and NAME_RE.fullmatch(pw.pw_name) and pw.pw_name not in conf.users:
             return pw.pw_name
-        return f"uid-{uid}"
+        name = f"uid-{uid}"
+        # parse() lets a config user be called uid-N only with uid N, handled above.
+        return None if name in conf.users else name
 
     def uid_gid(self, user: str) -> tuple[int, int]:
         """The uid/gid shown as owner of a user's private files."""
@@ -115,11 +118,11 @@ class Identities:
         return 0, 0
 
     def principal(self, uid: int, gid: int) -> Principal:
-        p = self._cache.get(uid)
+        p = self._cache.get((uid, gid))
         if p is None:
             user = self.user_name(uid)
             team = self._team_of.get(user) if user else None
             readable = frozenset(self._readable.get(user, ())) if user else frozenset()
             p = Principal(uid=uid, gid=gid, user=user, team=team, readable=readable)
-            self._cache[uid] = p
+            self._cache[(uid, gid)] = p
         return p

@@ -23,6 +23,7 @@ from . import fs as fs_mod
 from .control import Control
 from .fs import Operations
 from .identity import Identities
+from .index import Index
 from .store import Store
 
 log = logging.getLogger("memfs")
@@ -95,7 +96,7 @@ def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
     return cfg, Identities(cfg)
 
 
-async def _serve(ops: Operations) -> None:
+async def _serve(ops: Operations, index: Index) -> None:
     async with trio.open_nursery() as nursery:
 
         async def on_signal():
@@ -107,8 +108,12 @@ async def _serve(ops: Operations) -> None:
 
         nursery.start_soon(on_signal)
         await nursery.start(ops.run_invalidator)
+        await nursery.start(index.run_committer)
+        nursery.start_soon(index.reconcile)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+    # Unmounted: apply what is still queued, so the index matches the files at rest.
+    await index.flush()
 
 
 def run(spec: MountSpec, ready_fd: int | None = None) -> int:
@@ -132,7 +137,13 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     store = Store(spec.data, cfg.limits.max_file_bytes)
     if spec.debug:
         fs_mod.enable_trace()
-    ops = Operations(store, ids, Control(ids, store, str(spec.mountpoint)))
+    try:
+        index = Index(spec.data, store)
+    except Exception as e:  # tantivy: locked by another daemon, unreadable files
+        log.error("cannot open the index in %s: %s", spec.data / "index", e)
+        report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
+        return 1
+    ops = Operations(store, ids, Control(ids, store, str(spec.mountpoint), index=index), index=index)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
@@ -154,12 +165,13 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     report("ok")
     code = 0
     try:
-        trio.run(_serve, ops)
+        trio.run(_serve, ops, index)
     except BaseException:
         log.exception("daemon main loop failed")
         code = 1
     finally:
         pyfuse3.close(unmount=True)
+        index.close()
         try:
             pid_path.unlink()
         except OSError:

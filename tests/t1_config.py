@@ -159,7 +159,6 @@ def test_valid_user_names(name):
     assert name in parse({"users": {name: ALICE}}).users
 
 
-@pytest.mark.xfail(strict=True, reason="NAME_RE uses match() with '$', which accepts a trailing newline")
 def test_a_name_with_a_trailing_newline_is_invalid():
     msg = error_of({"users": {"alice\n": ALICE}})
     assert "not a valid name" in msg
@@ -169,9 +168,6 @@ def test_users_must_be_a_mapping():
     assert "users" in error_of({"users": ["alice"]})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=TypeError, reason="a list of mappings under users: escapes as TypeError (unhashable)"
-)
 def test_users_as_a_list_of_mappings_is_a_config_error():
     with pytest.raises(ConfigError):
         parse({"users": [{"alice": ALICE}]})

@@ -1,0 +1,436 @@
+"""Tantivy index of every *.md entry: incremental, batched, scoped search.
+
+Only the daemon writes it (one IndexWriter per index). Updates are queued by the
+filesystem (release/fsync after a write, rename, unlink) and applied in batches in a
+worker thread; a search first applies what is pending, so a caller finds what it just
+wrote. A manifest (sqlite, DATA/state/) remembers the (mtime, size) of what was indexed,
+so a restart re-indexes only files that changed while memfs was not looking.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tantivy
+import trio
+
+from . import entry as entry_mod
+from .policy import Kind, Scope
+from .store import SCOPE_DIRS, Store
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+COMMIT_DELAY = 0.2  # seconds: updates arriving within this window share one commit
+TEXT_FIELDS = ["name", "description", "tags", "body"]
+MAX_BODY_CHARS = 1_000_000  # index at most this much text of one entry
+MAX_QUERY_CHARS = 64 * 1024
+
+
+def _schema() -> tantivy.Schema:
+    b = tantivy.SchemaBuilder()
+    b.add_text_field("key", stored=True, tokenizer_name="raw")  # "<scope>\0<path>": unique
+    b.add_text_field("scope", stored=True, tokenizer_name="raw")  # "private:alice"
+    b.add_text_field("relpath", stored=True, tokenizer_name="raw")
+    b.add_text_field("type", stored=True, tokenizer_name="raw")
+    b.add_text_field("tag", stored=False, tokenizer_name="raw")
+    b.add_text_field("name", stored=True)
+    b.add_text_field("description", stored=True)
+    b.add_text_field("tags", stored=True)
+    b.add_text_field("body", stored=True)
+    b.add_integer_field("mtime", stored=True, fast=True)
+    b.add_integer_field("size", stored=True)
+    b.add_text_field("problems", stored=True, tokenizer_name="raw")
+    return b.build()
+
+
+def is_entry(path: bytes) -> bool:
+    return path.endswith(b".md")
+
+
+def doc_key(scope: Scope, path: bytes) -> str:
+    return f"{scope}\0{os.fsdecode(path)}"
+
+
+@dataclass
+class Hit:
+    scope: Scope
+    relpath: str
+    score: float
+    name: str
+    type: str
+    description: str
+    snippet: str
+    mtime_ns: int
+    problems: list[str]
+
+
+# A queued change: ("index", scope, path) | ("delete", scope, path) | ("delete_tree", scope, path)
+Change = tuple[str, Scope, bytes]
+
+
+class Index:
+    def __init__(self, data: Path, store: Store, types: tuple[str, ...] = entry_mod.DEFAULT_TYPES):
+        self.store = store
+        self.types = types
+        self.dir = data / "index"
+        self.schema = _schema()
+        self._pending: dict[tuple[Scope, bytes], str] = {}
+        self._trees: list[Change] = []
+        self._lock = trio.Lock()
+        self._wake = trio.Event()
+        self._limiter = trio.CapacityLimiter(1)
+        self._ready = trio.Event()  # set once the start-up reconcile is done
+        self.enabled = True
+        self.stats = {"indexed": 0, "deleted": 0, "commits": 0}
+        self._open(data)
+
+    # -- opening --------------------------------------------------------------
+    def _open(self, data: Path) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        version_file = self.dir / "memfs-schema"
+        fresh = not version_file.exists() or version_file.read_text().strip() != SCHEMA_VERSION
+        if fresh:
+            for p in self.dir.iterdir():  # derived data: a schema change rebuilds it
+                if p.is_file():
+                    p.unlink()
+        self.index = tantivy.Index(self.schema, path=str(self.dir), reuse=not fresh)
+        version_file.write_text(SCHEMA_VERSION + "\n")
+        self.writer = self.index.writer(heap_size=64_000_000, num_threads=1)
+        self.db = sqlite3.connect(str(data / "state" / "manifest.sqlite"), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, mtime INTEGER, size INTEGER)"
+        )
+        if fresh:
+            self.db.execute("DELETE FROM manifest")
+        self.db.commit()
+
+    def close(self) -> None:
+        try:
+            self.writer.wait_merging_threads()
+        except Exception:  # the writer is gone after this anyway
+            log.exception("index: waiting for merges failed")
+        self.db.close()
+
+    # -- queueing changes (called from handlers: cheap, no I/O) -----------------
+    def touch(self, scope: Scope, path: bytes) -> None:
+        if is_entry(path):
+            self._pending[(scope, path)] = "index"
+            self._wake.set()
+
+    def remove(self, scope: Scope, path: bytes) -> None:
+        if is_entry(path):
+            self._pending[(scope, path)] = "delete"
+            self._wake.set()
+
+    def moved(self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool) -> None:
+        if not is_dir:
+            self.remove(src, src_path)
+            self.touch(dst, dst_path)
+            return
+        self._trees.append(("delete_tree", src, src_path))
+        self._trees.append(("index_tree", dst, dst_path))
+        self._wake.set()
+
+    # -- applying them --------------------------------------------------------
+    async def run_committer(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            await trio.sleep(COMMIT_DELAY)
+            await self.flush()
+
+    async def flush(self, extra: Iterable[tuple[Scope, bytes]] = ()) -> None:
+        """Make every queued change (and `extra` paths) visible to searches."""
+        for scope, path in extra:
+            self.touch(scope, path)
+        async with self._lock:
+            self._wake = trio.Event()
+            if not self._pending and not self._trees:
+                return
+            pending, self._pending = self._pending, {}
+            trees, self._trees = self._trees, []
+            await trio.to_thread.run_sync(self._apply, pending, trees, limiter=self._limiter)
+
+    def _apply(self, pending: dict, trees: list[Change]) -> None:
+        t0 = time.perf_counter()
+        n = 0
+        for kind, scope, path in trees:
+            if kind == "delete_tree":
+                prefix = doc_key(scope, path) + "/"
+                q = tantivy.Query.regex_query(self.schema, "key", re.escape(prefix) + ".*")
+                self.writer.delete_documents_by_query(q)
+                self.db.execute("DELETE FROM manifest WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+            else:
+                for rel in self._walk(scope, path):
+                    pending[(scope, rel)] = "index"
+        for (scope, path), what in pending.items():
+            key = doc_key(scope, path)
+            self.writer.delete_documents_by_term("key", key)
+            if what == "index":
+                row = self._add(scope, path, key)
+                if row is not None:
+                    self.db.execute("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", row)
+                    n += 1
+                    continue
+            self.db.execute("DELETE FROM manifest WHERE key = ?", (key,))
+        # The index first, then the manifest: a crash in between only re-indexes too much.
+        self.writer.commit()
+        self.db.commit()
+        self.index.reload()
+        self.stats["indexed"] += n
+        self.stats["commits"] += 1
+        log.debug("index: applied %d changes in %.1f ms", len(pending), (time.perf_counter() - t0) * 1000)
+
+    def _add(self, scope: Scope, path: bytes, key: str) -> tuple[str, int, int] | None:
+        """Index one file as it is on disk now; None if it is gone or not a regular file."""
+        try:
+            fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            data = os.read(fd, min(st.st_size, self.store.max_file_bytes) + 1) if st.st_size else b""
+        finally:
+            os.close(fd)
+        e = entry_mod.parse(data, self.types)
+        doc = tantivy.Document(
+            key=key,
+            scope=str(scope),
+            relpath=os.fsdecode(path),
+            type=e.type,
+            name=e.name,
+            description=e.description,
+            tags=" ".join(e.tags),
+            body=e.body[:MAX_BODY_CHARS],
+            mtime=st.st_mtime_ns,
+            size=st.st_size,
+        )
+        for t in e.tags:
+            doc.add_text("tag", t)
+        for p in e.problems:
+            doc.add_text("problems", p)
+        self.writer.add_document(doc)
+        return key, st.st_mtime_ns, st.st_size
+
+    def _walk(self, scope: Scope, path: bytes) -> Iterable[bytes]:
+        root = self.store.path(scope, b"")
+        top = self.store.path(scope, path)
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                if is_entry(f):
+                    yield os.path.relpath(os.path.join(dirpath, f), root)
+
+    # -- start-up reconcile ---------------------------------------------------
+    async def reconcile(self, on_changed: Callable[[Scope, bytes], None] | None = None) -> dict:
+        """Bring the index in line with the files: changed ones re-indexed, vanished dropped."""
+        try:
+            async with self._lock:
+                counts = await trio.to_thread.run_sync(self._reconcile, limiter=self._limiter)
+            log.info(
+                "index: reconciled %d entries (%d re-indexed, %d dropped) in %.2f s",
+                counts["seen"],
+                counts["changed"],
+                counts["dropped"],
+                counts["seconds"],
+            )
+            return counts
+        finally:
+            self._ready.set()
+
+    def _scan(self) -> dict[str, tuple[Scope, bytes, int, int]]:
+        found = {}
+        for kind, sub in SCOPE_DIRS.items():
+            base = self.store.data / os.fsdecode(sub)
+            if not base.is_dir():
+                continue
+            for name in os.listdir(base):
+                scope = Scope(kind, name)
+                root = os.fsencode(base / name)
+                stack = [b""]
+                while stack:
+                    rel = stack.pop()
+                    try:
+                        it = os.scandir(root + b"/" + rel if rel else root)
+                    except OSError:
+                        continue
+                    with it:
+                        for e in it:
+                            child = rel + b"/" + e.name if rel else e.name
+                            if e.is_dir(follow_symlinks=False):
+                                stack.append(child)
+                            elif is_entry(e.name) and e.is_file(follow_symlinks=False):
+                                st = e.stat(follow_symlinks=False)
+                                found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
+        return found
+
+    def _reconcile(self) -> dict:
+        t0 = time.perf_counter()
+        found = self._scan()
+        known = {k: (m, s) for k, m, s in self.db.execute("SELECT key, mtime, size FROM manifest")}
+        pending = {}
+        for key, (scope, path, mtime, size) in found.items():
+            if known.get(key) != (mtime, size):
+                pending[(scope, path)] = "index"
+        vanished = [k for k in known if k not in found]
+        for key in vanished:
+            self.writer.delete_documents_by_term("key", key)
+            self.db.execute("DELETE FROM manifest WHERE key = ?", (key,))
+        if pending or vanished:
+            self._apply(pending, [])
+        return {
+            "seen": len(found),
+            "changed": len(pending),
+            "dropped": len(vanished),
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index everything from scratch (memfs reindex); runs without the daemon."""
+        self.writer.delete_all_documents()
+        self.db.execute("DELETE FROM manifest")
+        found = self._scan()
+        done = 0
+        batch: dict = {}
+        for scope, path, _m, _s in found.values():
+            batch[(scope, path)] = "index"
+            if len(batch) >= 5000:
+                self._apply(batch, [])
+                done += len(batch)
+                batch = {}
+                if progress:
+                    progress(done, len(found))
+        self._apply(batch, [])
+        done += len(batch)
+        if progress:
+            progress(done, len(found))
+        return done
+
+    # -- searching ------------------------------------------------------------
+    async def search(self, scopes: list[Scope], query: str, limit: int = 10) -> tuple[list[Hit], int]:
+        await self._ready.wait()
+        return await trio.to_thread.run_sync(self._search, scopes, query, limit)
+
+    def _search(self, scopes: list[Scope], text: str, limit: int) -> tuple[list[Hit], int]:
+        if not scopes:
+            return [], 0
+        text = text[:MAX_QUERY_CHARS]
+        text, filters = split_filters(text)
+        Occur = tantivy.Occur
+        must: list = []
+        allowed = list(scopes)
+        for f_scope in filters.get("scope", []):
+            kind = {"private": Kind.PRIVATE, "team": Kind.TEAM}.get(f_scope)
+            allowed = [s for s in allowed if s.kind is kind]
+        path_clauses = []
+        for prefix in filters.get("path", []):
+            scope, rel = resolve_view_path(prefix, scopes)
+            if scope is None:
+                allowed = []
+                continue
+            sub = [(Occur.Must, tantivy.Query.term_query(self.schema, "scope", str(scope)))]
+            if rel:
+                sub.append(
+                    (Occur.Must, tantivy.Query.regex_query(self.schema, "relpath", re.escape(rel) + ".*"))
+                )
+            path_clauses.append((Occur.Should, tantivy.Query.boolean_query(sub)))
+        if not allowed:
+            return [], 0
+        # The access filter is a Must clause inside the query: nothing outside it can match.
+        access = tantivy.Query.boolean_query(
+            [(Occur.Should, tantivy.Query.term_query(self.schema, "scope", str(s))) for s in allowed]
+        )
+        must.append((Occur.Must, access))
+        if path_clauses:
+            must.append((Occur.Must, tantivy.Query.boolean_query(path_clauses)))
+        for t in filters.get("type", []):
+            must.append((Occur.Must, tantivy.Query.term_query(self.schema, "type", t)))
+        for t in filters.get("tag", []):
+            must.append((Occur.Must, tantivy.Query.term_query(self.schema, "tag", t)))
+        user_query = None
+        if text.strip():
+            user_query, _errors = self.index.parse_query_lenient(
+                text, TEXT_FIELDS, field_boosts={"name": 3.0, "description": 2.0, "tags": 2.0}
+            )
+            must.append((Occur.Must, user_query))
+        query = tantivy.Query.boolean_query(must)
+        searcher = self.index.searcher()
+        result = searcher.search(query, limit=limit, count=True)
+        snippets = None
+        if user_query is not None:
+            snippets = tantivy.SnippetGenerator.create(searcher, user_query, self.schema, "body")
+            snippets.set_max_num_chars(240)
+        hits = []
+        for score, addr in result.hits:
+            doc = searcher.doc(addr)
+            snippet = ""
+            if snippets is not None:
+                snippet = _markdown_snippet(snippets.snippet_from_doc(doc))
+            if not snippet:
+                body = (doc.get_first("body") or "").strip()
+                snippet = " ".join(body.split())[:240]
+            kind, _, name = (doc.get_first("scope") or "").partition(":")
+            hits.append(
+                Hit(
+                    scope=Scope(Kind(kind), name),
+                    relpath=doc.get_first("relpath") or "",
+                    score=float(score),
+                    name=doc.get_first("name") or "",
+                    type=doc.get_first("type") or "",
+                    description=doc.get_first("description") or "",
+                    snippet=snippet,
+                    mtime_ns=doc.get_first("mtime") or 0,
+                    problems=doc.get_all("problems"),
+                )
+            )
+        return hits, result.count
+
+
+_FILTER_RE = re.compile(r'(?:^|\s)(type|scope|path|tag):("[^"]*"|\S+)')
+
+
+def split_filters(text: str) -> tuple[str, dict[str, list[str]]]:
+    """Pull memfs's own filters (type: scope: path: tag:) out of a query."""
+    filters: dict[str, list[str]] = {}
+
+    def take(m: re.Match) -> str:
+        filters.setdefault(m.group(1), []).append(m.group(2).strip('"'))
+        return " "
+
+    return _FILTER_RE.sub(take, text), filters
+
+
+def resolve_view_path(prefix: str, scopes: list[Scope]) -> tuple[Scope | None, str]:
+    """A path prefix as the caller sees it -> (scope, relative prefix)."""
+    prefix = prefix.lstrip("/")
+    private = next((s for s in scopes if s.kind is Kind.PRIVATE), None)
+    team = next((s for s in scopes if s.kind is Kind.TEAM), None)
+    if prefix == "team" or prefix.startswith("team/"):
+        return team, prefix[5:]
+    if prefix.startswith(".memfs/users/"):
+        owner, _, rel = prefix[len(".memfs/users/") :].partition("/")
+        grant = Scope(Kind.PRIVATE, owner)
+        return (grant if grant in scopes and grant != private else None), rel
+    return private, prefix
+
+
+def _markdown_snippet(snippet) -> str:
+    html = snippet.to_html()
+    if not html:
+        return ""
+    text = html.replace("<b>", "**").replace("</b>", "**")
+    for ent, ch in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#x27;", "'"), ("&amp;", "&")):
+        text = text.replace(ent, ch)
+    return " ".join(text.split())
