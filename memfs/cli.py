@@ -53,6 +53,51 @@ def cmd_umount(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    """Search through the mount, as the calling user: access control stays in the daemon."""
+    handle = Path(args.mount) / ".memfs" / ("query.json" if args.json else "query")
+    try:
+        with open(handle, "r+b", buffering=0) as f:
+            f.write(args.query.encode())
+            out = b"".join(iter(lambda: f.read(65536), b""))
+    except FileNotFoundError:
+        return _fail(f"{args.mount} is not a memfs mount (no {handle}); use --mount")
+    except OSError as e:
+        return _fail(f"search through {args.mount} failed: {e.strerror}")
+    sys.stdout.write(out.decode(errors="replace"))
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    from tqdm import tqdm
+
+    from .index import Index
+    from .store import Store
+
+    data = Path(args.data).absolute()
+    if not (data / "private").is_dir() and not (data / "teams").is_dir():
+        return _fail(f"{data} is not a memfs data directory")
+    cfg = config_mod.load(Path(args.config)) if args.config else config_mod.Config()
+    store = Store(data, cfg.limits.max_file_bytes)
+    try:
+        index = Index(data, store)
+    except ValueError as e:
+        if "LockBusy" in str(e) or "lock" in str(e).lower():
+            return _fail(f"the index in {data} is in use by a running memfs: unmount it first")
+        return _fail(f"cannot open the index in {data}: {e}")
+    with tqdm(unit="entries", desc="reindex", disable=args.quiet) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        n = index.rebuild(progress)
+    index.close()
+    print(f"indexed {n} entries in {data / 'index'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="memfs", description="Per-caller agent memory as a filesystem.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -71,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("umount", help="unmount and wait for the daemon to finish")
     u.add_argument("mountpoint")
     u.set_defaults(func=cmd_umount)
+
+    s = sub.add_parser("search", help="ranked full-text search of the memory you may read")
+    s.add_argument("query")
+    s.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    s.add_argument("--json", action="store_true", help="JSON for scripts")
+    s.set_defaults(func=cmd_search)
+
+    r = sub.add_parser("reindex", help="rebuild the search index from the files (memfs unmounted)")
+    r.add_argument("--data", default=str(DEFAULT_DATA), help=f"data directory (default {DEFAULT_DATA})")
+    r.add_argument("--config", default=None, help="YAML config (for limits)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_reindex)
     return ap
 
 

@@ -29,6 +29,8 @@ DEFAULT_CONFIG_TEXT = """\
 # unknown_uids: allow         # allow | deny: deny gives uids not under `users:` EACCES everywhere
 # limits:
 #   max_file_bytes: 10485760
+# index:
+#   enabled: true             # false: no search index (no .memfs/search)
 """
 
 
@@ -63,12 +65,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class IndexConf:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     users: dict[str, UserConf] = field(default_factory=dict)
     teams: dict[str, TeamConf] = field(default_factory=dict)
     grants: tuple[Grant, ...] = ()
     unknown_uids: str = "allow"
     limits: Limits = field(default_factory=Limits)
+    index: IndexConf = field(default_factory=IndexConf)
     source: str = "<default>"
 
 
@@ -113,7 +121,7 @@ def _name_list(where: str, value: object) -> tuple[str, ...]:
 
 
 def parse(data: object, source: str = "<string>") -> Config:
-    top = _keys("config", data, {"users", "teams", "grants", "unknown_uids", "limits"})
+    top = _keys("config", data, {"users", "teams", "grants", "unknown_uids", "limits", "index"})
 
     users: dict[str, UserConf] = {}
     by_uid: dict[int, str] = {}
@@ -172,10 +180,15 @@ def parse(data: object, source: str = "<string>") -> Config:
         max_file_bytes=_int("limits.max_file_bytes", lim.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES), 1)
     )
 
+    ix = _keys("index", top.get("index"), {"enabled"})
+    enabled = ix.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"index.enabled: expected true or false, got {enabled!r}")
+
     for u in users.values():
         if u.team is not None and u.team not in teams:
             raise ConfigError(f"users.{u.name}.team: no team named {u.team!r} under teams:")
-    return Config(users, teams, tuple(grants), unknown, limits, source)
+    return Config(users, teams, tuple(grants), unknown, limits, IndexConf(enabled), source)
 
 
 def load(path: Path | None) -> Config:

@@ -96,7 +96,7 @@ def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
     return cfg, Identities(cfg)
 
 
-async def _serve(ops: Operations, index: Index) -> None:
+async def _serve(ops: Operations, index: Index | None) -> None:
     async with trio.open_nursery() as nursery:
 
         async def on_signal():
@@ -108,12 +108,13 @@ async def _serve(ops: Operations, index: Index) -> None:
 
         nursery.start_soon(on_signal)
         await nursery.start(ops.run_invalidator)
-        await nursery.start(index.run_committer)
-        nursery.start_soon(index.reconcile)
+        if index is not None:
+            await nursery.start(index.run_committer)
+            nursery.start_soon(index.reconcile)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
-    # Unmounted: apply what is still queued, so the index matches the files at rest.
-    await index.flush()
+    if index is not None:  # unmounted: apply what is still queued, so the index matches the files
+        await index.flush()
 
 
 def run(spec: MountSpec, ready_fd: int | None = None) -> int:
@@ -138,7 +139,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     if spec.debug:
         fs_mod.enable_trace()
     try:
-        index = Index(spec.data, store)
+        index = Index(spec.data, store) if cfg.index.enabled else None
     except Exception as e:  # tantivy: locked by another daemon, unreadable files
         log.error("cannot open the index in %s: %s", spec.data / "index", e)
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
@@ -171,7 +172,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         code = 1
     finally:
         pyfuse3.close(unmount=True)
-        index.close()
+        if index is not None:
+            index.close()
         try:
             pid_path.unlink()
         except OSError:
