@@ -408,7 +408,8 @@ class Operations(pyfuse3.Operations):
     def _open_handle(self, node: Node, fd: int, flags: int) -> FileInfo:
         acc = flags & os.O_ACCMODE
         writable = acc != os.O_RDONLY
-        handle = FileHandle(node, fd, writable, bool(flags & os.O_APPEND))
+        # An O_TRUNC open changed the file even if nothing is written after it.
+        handle = FileHandle(node, fd, writable, bool(flags & os.O_APPEND), dirty=bool(flags & os.O_TRUNC))
         self._files[fd] = handle
         self.inodes.opened(node, fd)
         st = os.fstat(fd)
@@ -564,6 +565,10 @@ class Operations(pyfuse3.Operations):
         if not policy.may_move(p, src, dst):
             raise FUSEError(errno.EACCES)
         st = self.store.lstat(src, src_path)
+        if (src, src_path) == (dst, dst_path):
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                raise FUSEError(errno.EEXIST)
+            return  # rename onto itself: nothing to do (POSIX)
         if flags & pyfuse3.RENAME_NOREPLACE:
             # No await between this check and the rename: no other handler runs in between.
             try:

@@ -200,6 +200,14 @@ def test_rename_over_replaces_atomically(mnt):
     assert out.stdout.split("\n")[:3] == ["old_contents", "new_contents", "['target.md']"]
 
 
+def test_rename_onto_itself_is_a_no_op(mnt):
+    # In a sub-folder the kernel keeps the name cached: the inode must stay valid.
+    mnt.sh(ALICE, "mkdir -p sub/d; echo same > sub/s.md")
+    mnt.py(ALICE, "import os; os.rename('sub/s.md', 'sub/s.md'); os.rename('sub/d', 'sub/d')")
+    assert mnt.sh(ALICE, "cat sub/s.md; ls sub").stdout == "same\nd\ns.md\n"
+    assert mnt.sh(ALICE, "echo more >> sub/s.md; cat sub/s.md; ls sub/d").stdout == "same\nmore\n"
+
+
 def test_files_on_disk_as_written(mnt):
     mnt.sh(ALICE, "mkdir -p notes; printf '%s' '---\nname: x\n---\nbody' > notes/x.md")
     assert (mnt.backing("alice") / "notes" / "x.md").read_text() == "---\nname: x\n---\nbody"

@@ -111,6 +111,9 @@ def test_edits_renames_and_removals_follow(tm):
     write(tm, ALICE, "t.md", "truncate me kiwi")
     tm.sh(ALICE, "truncate -s 0 t.md")
     assert hit_paths(search(tm, ALICE, "kiwi")) == []
+    write(tm, ALICE, "o.md", "emptied by redirection okapi")
+    tm.sh(ALICE, ": > o.md")
+    assert hit_paths(search(tm, ALICE, "okapi")) == []
 
 
 def test_filters(tm):

@@ -1,0 +1,585 @@
+"""Search benchmark: index time, search latency against grep, remount cost, write throughput
+with indexing on and off. Run by `scripts/bench --search` (as root; every measured access
+runs as a non-root uid through the mount).
+
+For each corpus size: generate a deterministic corpus directly in a fresh DATA dir (50
+users, 5 teams of 10, ~80% private / ~20% team entries), mount memfs (first mount indexes
+everything), time searches and `grep -rl` as one uid, unmount and remount the unchanged
+store. Then, once, compare create+write+close throughput on a mount with indexing on and
+one with it off, and time how soon a search finds the last file written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import itertools
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+N_USERS = 50
+N_TEAMS = 5
+FIRST_UID = 2000
+BENCH_UID = FIRST_UID  # u00, member of t0
+TEAM_SHARE = 0.2
+VOCAB_SIZE = 4000
+N_RARE = 120
+TYPES = ["user", "feedback", "project", "reference"]
+TAGS = "infra python testing deploy api perf security docs ci oncall db frontend release style".split()
+PRIVATE_FOLDERS = ["", "projects", "feedback", "reference", "notes/2024", "notes/2025"]
+TEAM_FOLDERS = ["", "decisions", "runbooks", "projects", "reference/apis"]
+SEARCH_TIMEOUT = 3600.0
+
+# Runs as the benchmark uid, with the system python. argv[1]: JSON parameters.
+WORKER = r"""
+import json, os, re, subprocess, sys, time
+cfg = json.loads(sys.argv[1])
+TOTAL = re.compile(rb"^(\d+)(?: of (\d+))? results?$", re.M)
+
+def search(mnt, q):
+    t0 = time.perf_counter()
+    with open(os.path.join(mnt, ".memfs", "search", q), "rb") as f:
+        data = f.read()
+    dt = time.perf_counter() - t0
+    m = TOTAL.search(data)
+    return dt, 0 if m is None else int(m.group(2) or m.group(1))
+
+def grep(d, q):
+    t0 = time.perf_counter()
+    r = subprocess.run(["grep", "-rl", q, "."], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0, len(r.stdout.splitlines())
+
+out = {}
+mode = cfg["mode"]
+if mode == "search":
+    search(cfg["mnt"], cfg["queries"][0])  # warm-up, not counted
+    out["search"] = [[q, *search(cfg["mnt"], q)] for q in cfg["queries"]]
+elif mode == "grep":
+    for d in cfg["dirs"]:
+        grep(d, cfg["words"][0])  # warm the caches, as a user's second grep would find them
+    out["grep"] = {d: [] for d in cfg["dirs"]}
+    for q in cfg["words"]:
+        for d in cfg["dirs"]:
+            out["grep"][d].append([q, *grep(d, q)])
+elif mode == "write":
+    import random
+    rnd = random.Random(cfg["seed"])
+    n, d = cfg["files"], os.path.join(cfg["mnt"], cfg["dir"])
+    os.makedirs(d)
+    syl = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    words = ["".join(rnd.choice(syl) for _ in range(rnd.randint(2, 3))) for _ in range(2000)]
+    tok = cfg["token"]
+    bodies = []
+    for i in range(n):
+        head = "---\nname: %s %d\ndescription: %s\ntype: %s\ntags: [%s]\n---\n\n" % (
+            rnd.choice(words), i, " ".join(rnd.choices(words, k=10)),
+            rnd.choice(["user", "feedback", "project", "reference"]), rnd.choice(words))
+        text = "%s%s%d %s\n" % (head, tok, i, " ".join(rnd.choices(words, k=400)))
+        bodies.append(text.encode()[: rnd.randint(1024, 2048)])
+    names = [os.path.join(d, "w%05d.md" % i) for i in range(n)]
+    t0 = time.perf_counter()
+    for name, body in zip(names, bodies):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, body)
+        os.close(fd)
+    t1 = time.perf_counter()
+    out["write_s"] = t1 - t0
+    if cfg["search"]:
+        # read-your-writes: how soon after the last close a search finds the last file
+        last = "%s%d" % (tok, n - 1)
+        tries = 0
+        while True:
+            tries += 1
+            _, total = search(cfg["mnt"], last)
+            if total >= 1 or time.perf_counter() - t1 > 60:
+                break
+            time.sleep(0.005)
+        out["ryw_s"] = time.perf_counter() - t1
+        out["ryw_tries"] = tries
+        out["ryw_found"] = total >= 1
+print(json.dumps(out))
+"""
+
+
+# -- corpus -------------------------------------------------------------------------------
+def make_vocab(rnd: random.Random, n: int) -> list[str]:
+    syl = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiouy"]
+    seen: set[str] = set()
+    words: list[str] = []
+    while len(words) < n:
+        w = "".join(rnd.choice(syl) for _ in range(rnd.choice((2, 2, 3, 3, 4))))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+@dataclass
+class Corpus:
+    size: int
+    n_private: int = 0
+    n_team: int = 0
+    visible: int = 0  # entries the bench uid can see
+    common: list[str] = field(default_factory=list)
+    mid: list[str] = field(default_factory=list)
+    rare: list[str] = field(default_factory=list)  # each with a handful of hits for the bench uid
+    seconds: float = 0.0
+
+
+def user_name(i: int) -> str:
+    return f"u{i:02d}"
+
+
+def team_of(user: int) -> int:
+    return user // (N_USERS // N_TEAMS)
+
+
+def write_config(path: Path, index_enabled: bool = True) -> None:
+    lines = ["users:"]
+    lines += [f"  {user_name(i)}: {{uid: {FIRST_UID + i}}}" for i in range(N_USERS)]
+    lines.append("teams:")
+    per = N_USERS // N_TEAMS
+    for t in range(N_TEAMS):
+        members = ", ".join(user_name(i) for i in range(t * per, (t + 1) * per))
+        lines.append(f"  t{t}: {{members: [{members}]}}")
+    if not index_enabled:
+        lines.append("index: {enabled: false}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def generate(data: Path, size: int, seed: int = 42) -> Corpus:
+    """Write `size` entries straight into DATA/private/<user>/ and DATA/teams/<team>/."""
+    t0 = time.perf_counter()
+    rnd = random.Random(seed)
+    vocab = make_vocab(random.Random(7), VOCAB_SIZE)
+    cum = list(itertools.accumulate(1.0 / (r + 1) ** 1.05 for r in range(VOCAB_SIZE)))
+    top = cum[-1]
+    rand = rnd.random
+
+    def words(k: int) -> list[str]:
+        return [vocab[bisect.bisect(cum, rand() * top)] for _ in range(k)]
+
+    c = Corpus(size)
+    bench_user, bench_team = BENCH_UID - FIRST_UID, team_of(BENCH_UID - FIRST_UID)
+    owners: list[tuple[str, int]] = []  # ("private"|"teams", index)
+    for _ in range(size):
+        if rnd.random() < TEAM_SHARE:
+            owners.append(("teams", rnd.randrange(N_TEAMS)))
+        else:
+            owners.append(("private", rnd.randrange(N_USERS)))
+    mine = [
+        i
+        for i, (k, n) in enumerate(owners)
+        if (k == "private" and n == bench_user) or (k == "teams" and n == bench_team)
+    ]
+    others = [i for i in range(size) if owners[i] not in (("private", bench_user), ("teams", bench_team))]
+    c.visible = len(mine)
+    c.n_team = sum(1 for k, _ in owners if k == "teams")
+    c.n_private = size - c.n_team
+    # Rare words: 1-6 hits the bench uid can see, 0-8 more it cannot.
+    planted: dict[int, list[str]] = {}
+    for r in range(N_RARE):
+        w = f"zyq{r:04d}"
+        c.rare.append(w)
+        for i in rnd.sample(mine, min(len(mine), rnd.randint(1, 6))):
+            planted.setdefault(i, []).append(w)
+        for i in rnd.sample(others, min(len(others), rnd.randint(0, 8))):
+            planted.setdefault(i, []).append(w)
+    c.common = vocab[:100]
+    c.mid = vocab[100:]
+
+    made: set[Path] = set()
+    for i, (kind, n) in enumerate(owners):
+        if kind == "private":
+            root = data / "private" / user_name(n)
+            folder = PRIVATE_FOLDERS[rnd.randrange(len(PRIVATE_FOLDERS))]
+        else:
+            root = data / "teams" / f"t{n}"
+            folder = TEAM_FOLDERS[rnd.randrange(len(TEAM_FOLDERS))]
+        d = root / folder if folder else root
+        if d not in made:
+            d.mkdir(parents=True, exist_ok=True)
+            made.add(d)
+        name_words = [vocab[100 + rnd.randrange(VOCAB_SIZE - 100)] for _ in range(rnd.randint(2, 4))]
+        body = words(rnd.randint(150, 300))
+        for w in planted.get(i, ()):
+            body.insert(rnd.randrange(len(body) + 1), w)
+        lines = [" ".join(body[j : j + 12]) for j in range(0, len(body), 12)]
+        paras = ["\n".join(lines[j : j + 5]) for j in range(0, len(lines), 5)]
+        text = (
+            "---\n"
+            f"name: {' '.join(name_words)}\n"
+            f"description: {' '.join(words(rnd.randint(6, 14)))}\n"
+            f"type: {TYPES[rnd.randrange(4)]}\n"
+            f"tags: [{', '.join(rnd.sample(TAGS, rnd.randint(1, 3)))}]\n"
+            "---\n\n"
+            f"# {' '.join(name_words).capitalize()}\n\n" + "\n\n".join(paras) + "\n"
+        )
+        (d / f"{'-'.join(name_words[:2])}-{i:06d}.md").write_text(text)
+    c.seconds = time.perf_counter() - t0
+    return c
+
+
+# -- running things -------------------------------------------------------------------------
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+class Bench:
+    def __init__(self, base: Path, debug: bool):
+        self.base = base
+        self.debug = debug
+        self.env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
+        self.mounted: list[Path] = []
+
+    def memfs(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        r = subprocess.run(
+            [sys.executable, "-m", "memfs", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"memfs {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
+        return r
+
+    def mount(self, mnt: Path, data: Path, cfg: Path) -> None:
+        extra = ["--debug"] if self.debug else []
+        self.memfs("mount", str(mnt), "--data", str(data), "--config", str(cfg), *extra)
+        self.mounted.append(mnt)
+
+    def umount(self, mnt: Path) -> None:
+        self.memfs("umount", str(mnt), timeout=600)
+        self.mounted.remove(mnt)
+
+    def first_search(self, mnt: Path, query: str) -> bytes:
+        """One search as the bench uid; blocks until the start-up reconcile is done."""
+        r = subprocess.run(
+            ["cat", str(mnt / ".memfs" / "search" / query)],
+            user=BENCH_UID,
+            group=BENCH_UID,
+            extra_groups=[],
+            capture_output=True,
+            timeout=SEARCH_TIMEOUT,
+            cwd=self.base,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"search through {mnt} failed: {r.stderr.decode().strip()}")
+        return r.stdout
+
+    def worker(self, params: dict, timeout: float = 3600) -> dict:
+        r = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={BENCH_UID}",
+                f"--regid={BENCH_UID}",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                WORKER,
+                json.dumps(params),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.base,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"worker {params['mode']} failed: {r.stderr.strip()[-2000:]}")
+        return json.loads(r.stdout)
+
+    def cleanup(self) -> None:
+        for mnt in list(self.mounted):
+            try:
+                self.umount(mnt)
+            except Exception as e:
+                print(f"cleanup: {e}; lazy unmount of {mnt}", file=sys.stderr)
+                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+                self.mounted.remove(mnt)
+        # A daemon we started that is still alive (its pid file is in our own run dir).
+        for pf in (self.base / "run").glob("*.pid"):
+            try:
+                pid = int(pf.read_text().split()[0])
+                os.kill(pid, signal.SIGTERM)
+                print(f"cleanup: sent SIGTERM to memfs daemon {pid}", file=sys.stderr)
+            except (OSError, ValueError, IndexError):
+                pass
+
+
+def log_lines(data: Path, pattern: str) -> list[str]:
+    try:
+        text = (data / "state" / "memfs.log").read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if pattern in line]
+
+
+def reconciled(line: str) -> str:
+    m = re.search(r"index: reconciled.*", line)
+    return m.group(0) if m else line
+
+
+# -- one corpus size ------------------------------------------------------------------------
+def run_size(b: Bench, size: int, n_queries: int, grep_reps: int) -> dict:
+    root = b.base / f"size{size}"
+    data, mnt, native, cfg = root / "data", root / "mnt", root / "native", root / "config.yaml"
+    for p in (root, mnt, native):
+        p.mkdir(parents=True)
+        os.chmod(p, 0o755)
+    write_config(cfg)
+    log = lambda msg: print(f"[{size}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    res: dict = {"size": size}
+
+    log("generating corpus")
+    c = generate(data, size)
+    res["corpus"] = c
+    log(
+        f"{c.n_private} private + {c.n_team} team entries in {c.seconds:.1f} s; "
+        f"uid {BENCH_UID} sees {c.visible}"
+    )
+
+    # Native copy of what the bench uid can see, for grep's reference time.
+    subprocess.run(["cp", "-a", f"{data}/private/{user_name(0)}/.", str(native)], check=True)
+    (native / "team").mkdir()
+    subprocess.run(["cp", "-a", f"{data}/teams/t{team_of(0)}/.", str(native / "team")], check=True)
+    subprocess.run(["chown", "-R", f"{BENCH_UID}:{BENCH_UID}", str(native)], check=True)
+
+    rnd = random.Random(size)
+    first_q = c.rare[0]
+    log("first mount (indexes everything)")
+    t0 = time.perf_counter()
+    b.mount(mnt, data, cfg)
+    t1 = time.perf_counter()
+    out = b.first_search(mnt, first_q)
+    t2 = time.perf_counter()
+    res["init_mount_s"], res["init_search_s"] = t1 - t0, t2 - t0
+    res["init_log"] = [reconciled(x) for x in log_lines(data, "index: reconciled")]
+    res["first_result_ok"] = b"No results" not in out
+    log(f"mount returned {t1 - t0:.2f} s, first search answered {t2 - t0:.2f} s")
+
+    # Queries: 40% common, 30% mid-frequency, 30% planted rare words.
+    queries = []
+    for _ in range(n_queries):
+        x = rnd.random()
+        pool = c.common if x < 0.4 else c.mid if x < 0.7 else c.rare
+        queries.append(pool[rnd.randrange(len(pool))])
+    log(f"{n_queries} searches")
+    sr = b.worker({"mode": "search", "mnt": str(mnt), "queries": queries})["search"]
+    lat = [dt * 1000 for _q, dt, _n in sr]
+    res["search_ms"] = lat
+    kind = {w: "common" for w in c.common} | {w: "mid" for w in c.mid} | {w: "rare" for w in c.rare}
+    res["search_by_kind"] = {
+        k: statistics.median([dt * 1000 for q, dt, _n in sr if kind[q] == k] or [math.nan])
+        for k in ("common", "mid", "rare")
+    }
+    search_total = {q: n for q, _dt, n in sr}
+
+    # grep: half common, half rare words; each through the mount and over the native copy.
+    words = [
+        c.common[rnd.randrange(20)] if i % 2 == 0 else c.rare[rnd.randrange(N_RARE)] for i in range(grep_reps)
+    ]
+    log(f"{grep_reps} x grep -rl through the mount and on a native copy")
+    g = b.worker({"mode": "grep", "dirs": [str(mnt), str(native)], "words": words})["grep"]
+    res["grep_mnt_ms"] = [dt * 1000 for _q, dt, _n in g[str(mnt)]]
+    res["grep_native_ms"] = [dt * 1000 for _q, dt, _n in g[str(native)]]
+    # Sanity: for the planted words (unique tokens), grep and search must agree on the count.
+    mism = []
+    for (q, _dt, n_mnt), (_q, _dt2, n_nat) in zip(g[str(mnt)], g[str(native)], strict=True):
+        if n_mnt != n_nat:
+            mism.append(f"{q}: grep mount {n_mnt} != native {n_nat}")
+        if q in c.rare and q in search_total and search_total[q] != n_mnt:
+            mism.append(f"{q}: search {search_total[q]} != grep {n_mnt}")
+    res["mismatches"] = mism
+    res["grep_hits"] = {q: n for q, _dt, n in g[str(mnt)]}
+
+    log("umount, remount of the unchanged store")
+    t0 = time.perf_counter()
+    b.umount(mnt)
+    res["umount_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    b.mount(mnt, data, cfg)
+    t1 = time.perf_counter()
+    b.first_search(mnt, first_q)
+    t2 = time.perf_counter()
+    res["re_mount_s"], res["re_search_s"] = t1 - t0, t2 - t0
+    lines = [reconciled(x) for x in log_lines(data, "index: reconciled")]
+    res["re_log"] = lines[len(res["init_log"]) :] or ["(no reconcile line)"]
+    log(f"mount returned {t1 - t0:.2f} s, first search answered {t2 - t0:.2f} s; {res['re_log'][-1]}")
+    b.umount(mnt)
+    shutil.rmtree(root, ignore_errors=True)
+    return res
+
+
+# -- write throughput -----------------------------------------------------------------------
+def run_writes(b: Bench, files: int, rounds: int, seed_entries: int) -> dict:
+    log = lambda msg: print(f"[writes] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    mounts = {}
+    for name, enabled in (("off", False), ("on", True)):
+        root = b.base / f"writes-{name}"
+        data, mnt, cfg = root / "data", root / "mnt", root / "config.yaml"
+        for p in (root, mnt):
+            p.mkdir(parents=True)
+            os.chmod(p, 0o755)
+        write_config(cfg, index_enabled=enabled)
+        generate(data, seed_entries, seed=1)
+        b.mount(mnt, data, cfg)
+        mounts[name] = mnt
+    b.first_search(mounts["on"], "zyq0000")  # the small corpus is indexed before we measure
+    res: dict = {"on": [], "off": [], "ryw_ms": [], "ryw_tries": [], "ryw_found": True}
+    for r in range(rounds):
+        for name in ("off", "on") if r % 2 == 0 else ("on", "off"):
+            out = b.worker(
+                {
+                    "mode": "write",
+                    "mnt": str(mounts[name]),
+                    "dir": f"wbench/round{r}",
+                    "files": files,
+                    "seed": r,
+                    "token": f"tok{r}x",
+                    "search": name == "on",
+                }
+            )
+            res[name].append(files / out["write_s"])
+            msg = f"round {r + 1}/{rounds} index {name}: {files / out['write_s']:.0f} files/s"
+            if name == "on":
+                res["ryw_ms"].append(out["ryw_s"] * 1000)
+                res["ryw_tries"].append(out["ryw_tries"])
+                res["ryw_found"] &= out["ryw_found"]
+                msg += f", last file found by search after {out['ryw_s'] * 1000:.0f} ms"
+            log(msg)
+    for mnt in mounts.values():
+        b.umount(mnt)
+    return res
+
+
+# -- report ---------------------------------------------------------------------------------
+def report(sizes: list[dict], writes: dict | None, args) -> None:
+    print()
+    print(
+        f"memfs search benchmark: {N_USERS} users, {N_TEAMS} teams, ~80% private / ~20% team entries; "
+        f"measured as uid {BENCH_UID} ({user_name(0)}, team t0)"
+    )
+    print(
+        f"{args.queries} searches (40% common, 30% mid-frequency, 30% rare words), "
+        f"{args.grep_reps} greps each"
+    )
+    print()
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, fn) -> None:
+        rows.append((label, [fn(s) for s in sizes]))
+
+    row("entries (private / team)", lambda s: f"{s['corpus'].n_private} / {s['corpus'].n_team}")
+    row(f"entries visible to uid {BENCH_UID}", lambda s: str(s["corpus"].visible))
+    row("corpus generation (plain writes)", lambda s: f"{s['corpus'].seconds:.1f} s")
+    row("first mount: mount returned", lambda s: f"{s['init_mount_s']:.2f} s")
+    row("initial index time (1st search)", lambda s: f"{s['init_search_s']:.2f} s")
+    row("search median", lambda s: f"{statistics.median(s['search_ms']):.2f} ms")
+    row("search p95", lambda s: f"{pct(s['search_ms'], 95):.2f} ms")
+    for k in ("common", "mid", "rare"):
+        row(f"  median, {k} words", lambda s, k=k: f"{s['search_by_kind'][k]:.2f} ms")
+    row("grep -rl through mount: median", lambda s: f"{statistics.median(s['grep_mnt_ms']):.1f} ms")
+    row("grep -rl through mount: p95", lambda s: f"{pct(s['grep_mnt_ms'], 95):.1f} ms")
+    row("grep -rl native copy: median", lambda s: f"{statistics.median(s['grep_native_ms']):.1f} ms")
+    row(
+        "ratio grep(mount) / search",
+        lambda s: f"{statistics.median(s['grep_mnt_ms']) / statistics.median(s['search_ms']):.0f}x",
+    )
+    row(
+        "ratio grep(native) / search",
+        lambda s: f"{statistics.median(s['grep_native_ms']) / statistics.median(s['search_ms']):.1f}x",
+    )
+    row("umount", lambda s: f"{s['umount_s']:.2f} s")
+    row("remount: mount returned", lambda s: f"{s['re_mount_s']:.2f} s")
+    row("remount: first search answered", lambda s: f"{s['re_search_s']:.2f} s")
+    heads = [f"{s['size']} entries" for s in sizes]
+    w0 = max(len(label) for label, _ in rows)
+    w = max(*(len(h) for h in heads), *(len(v) for _, vals in rows for v in vals))
+    print(f"{'':<{w0}}  " + "  ".join(f"{h:>{w}}" for h in heads))
+    for label, vals in rows:
+        print(f"{label:<{w0}}  " + "  ".join(f"{v:>{w}}" for v in vals))
+    print()
+    for s in sizes:
+        print(f"daemon log, {s['size']} entries:")
+        for line in s["init_log"]:
+            print(f"  first mount: {line}")
+        for line in s["re_log"]:
+            print(f"  remount:     {line}")
+        if s["mismatches"]:
+            print("  MISMATCH: " + "; ".join(s["mismatches"]))
+        else:
+            print("  check: grep hit counts (mount = native copy) and, for rare words, = search totals: ok")
+    if writes:
+        on, off = statistics.median(writes["on"]), statistics.median(writes["off"])
+        print()
+        print(
+            f"write throughput: create+write+close of {args.write_files} entries of 1-2 KB "
+            f"as uid {BENCH_UID}, "
+            f"median of {args.write_rounds} alternating rounds"
+        )
+        print(f"  index off: {off:8.0f} files/s   (rounds: {', '.join(f'{x:.0f}' for x in writes['off'])})")
+        print(f"  index on:  {on:8.0f} files/s   (rounds: {', '.join(f'{x:.0f}' for x in writes['on'])})")
+        print(f"  ratio on/off: {on / off:.2f}")
+        print(
+            f"  read-your-writes: a search found the last file {statistics.median(writes['ryw_ms']):.0f} ms "
+            f"(median; rounds: {', '.join(f'{x:.0f}' for x in writes['ryw_ms'])} ms) after its close, "
+            f"on attempt {'/'.join(str(t) for t in writes['ryw_tries'])}"
+            + ("" if writes["ryw_found"] else "  -- NOT FOUND within 60 s")
+        )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["10000", "100000"], help="corpus sizes (entries)")
+    ap.add_argument("--queries", type=int, default=200, help="searches per size")
+    ap.add_argument("--grep-reps", type=int, default=10, help="greps per size and target")
+    ap.add_argument("--write-files", type=int, default=2000)
+    ap.add_argument("--write-rounds", type=int, default=3)
+    ap.add_argument("--no-writes", action="store_true", help="skip the write-throughput comparison")
+    ap.add_argument("--debug", action="store_true", help="mount with --debug (logs every call: slower)")
+    args = ap.parse_args()
+    sizes = [int(x) for s in args.sizes for x in s.split(",") if x]
+    if os.geteuid() != 0:
+        print("bench_search: run as root (it mounts memfs and switches to a test uid)", file=sys.stderr)
+        return 2
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    base = Path(tempfile.mkdtemp(prefix="memfs-bench-search-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    b = Bench(base, args.debug)
+    t_start = time.perf_counter()
+    try:
+        results = [run_size(b, n, args.queries, args.grep_reps) for n in sizes]
+        writes = None
+        if not args.no_writes:
+            writes = run_writes(b, args.write_files, args.write_rounds, seed_entries=1000)
+        report(results, writes, args)
+        print(f"\n(total run time {time.perf_counter() - t_start:.0f} s)")
+        return 0
+    finally:
+        b.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
