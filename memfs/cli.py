@@ -80,7 +80,7 @@ def cmd_reindex(args) -> int:
     cfg = config_mod.load(Path(args.config)) if args.config else config_mod.Config()
     store = Store(data, cfg.limits.max_file_bytes)
     try:
-        index = Index(data, store)
+        index = Index(data, store, cfg.memory.types)
     except ValueError as e:
         if "LockBusy" in str(e) or "lock" in str(e).lower():
             return _fail(f"the index in {data} is in use by a running memfs: unmount it first")

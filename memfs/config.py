@@ -31,6 +31,12 @@ DEFAULT_CONFIG_TEXT = """\
 #   max_file_bytes: 10485760
 # index:
 #   enabled: true             # false: no search index (no .memfs/search)
+# memory:
+#   types: [user, feedback, project, reference]
+# context:                    # .memfs/context.md
+#   max_lines: 200            # per MEMORY.md; the cut is marked, never silent
+#   max_bytes: 25000
+#   stale_days: 30            # older entries show their age
 """
 
 
@@ -70,6 +76,18 @@ class IndexConf:
 
 
 @dataclass(frozen=True)
+class MemoryConf:
+    types: tuple[str, ...] = ("user", "feedback", "project", "reference")
+
+
+@dataclass(frozen=True)
+class ContextConf:
+    max_lines: int = 200
+    max_bytes: int = 25_000
+    stale_days: int = 30  # older entries show their age in context.md
+
+
+@dataclass(frozen=True)
 class Config:
     users: dict[str, UserConf] = field(default_factory=dict)
     teams: dict[str, TeamConf] = field(default_factory=dict)
@@ -77,6 +95,8 @@ class Config:
     unknown_uids: str = "allow"
     limits: Limits = field(default_factory=Limits)
     index: IndexConf = field(default_factory=IndexConf)
+    memory: MemoryConf = field(default_factory=MemoryConf)
+    context: ContextConf = field(default_factory=ContextConf)
     source: str = "<default>"
 
 
@@ -121,7 +141,9 @@ def _name_list(where: str, value: object) -> tuple[str, ...]:
 
 
 def parse(data: object, source: str = "<string>") -> Config:
-    top = _keys("config", data, {"users", "teams", "grants", "unknown_uids", "limits", "index"})
+    top = _keys(
+        "config", data, {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context"}
+    )
 
     users: dict[str, UserConf] = {}
     by_uid: dict[int, str] = {}
@@ -185,10 +207,27 @@ def parse(data: object, source: str = "<string>") -> Config:
     if not isinstance(enabled, bool):
         raise ConfigError(f"index.enabled: expected true or false, got {enabled!r}")
 
+    mem = _keys("memory", top.get("memory"), {"types"})
+    types = MemoryConf.types
+    if "types" in mem:
+        types = _name_list("memory.types", mem["types"])
+        if not types:
+            raise ConfigError("memory.types: give at least one type")
+
+    ctx = _keys("context", top.get("context"), {"max_lines", "max_bytes", "stale_days"})
+    d = ContextConf()
+    context = ContextConf(
+        max_lines=_int("context.max_lines", ctx.get("max_lines", d.max_lines), 1),
+        max_bytes=_int("context.max_bytes", ctx.get("max_bytes", d.max_bytes), 1),
+        stale_days=_int("context.stale_days", ctx.get("stale_days", d.stale_days), 0),
+    )
+
     for u in users.values():
         if u.team is not None and u.team not in teams:
             raise ConfigError(f"users.{u.name}.team: no team named {u.team!r} under teams:")
-    return Config(users, teams, tuple(grants), unknown, limits, IndexConf(enabled), source)
+    return Config(
+        users, teams, tuple(grants), unknown, limits, IndexConf(enabled), MemoryConf(types), context, source
+    )
 
 
 def load(path: Path | None) -> Config:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import yaml
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
+from . import context as ctx_mod
 from .identity import Identities
 from .index import Hit, Index
 from .policy import Kind, Principal, Scope
@@ -28,6 +29,9 @@ USERS = 4
 SEARCH = 5  # search/<query>: read it for ranked results
 QUERY = 6  # write a query of any length to a handle, then read the results from it
 QUERY_JSON = 7
+CONTEXT = 8  # context.md: what a harness injects into a prompt at session start
+INDEX_MD = 9  # index.md: generated from every readable entry's frontmatter
+STATUS = 10  # status: everything wrong, one line each
 
 _FIRST_HANDLE = 1 << 40  # far above any fd, which the files' handles use
 _FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query
@@ -47,19 +51,29 @@ class QueryHandle:
 
 
 class Control:
-    def __init__(self, ids: Identities, store: Store, mountpoint: str = "", index: Index | None = None):
+    def __init__(
+        self,
+        ids: Identities,
+        store: Store,
+        mountpoint: str = "",
+        index: Index | None = None,
+        limits: ctx_mod.Limits | None = None,
+    ):
         self.ids = ids
         self.store = store
         self.mountpoint = mountpoint
         self.index = index
+        self.limits = limits or ctx_mod.Limits()
         self.dirty_paths = lambda: ()  # set by fs: files being written, searched as they are now
         self._handles: dict[int, bytes | QueryHandle] = {}
         self._next = _FIRST_HANDLE
         self._started = time.time_ns()
         self._files = {WHOAMI: self.whoami}
+        self._async_files = {CONTEXT: self.context_md, INDEX_MD: self.index_md, STATUS: self.status}
         root = {b"whoami": WHOAMI, b"users": USERS}
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
+            root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
         self._names = {CONTROL_ROOT: root}
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
@@ -94,7 +108,8 @@ class Control:
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
         if ino in (QUERY, QUERY_JSON):
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
-        if ino in self._query_names:
+        if ino in self._query_names or ino in self._async_files:
+            # Content is made at open; direct_io readers read to EOF whatever the size says.
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
         if ino in self._files:
             size = len(self._files[ino](p))
@@ -147,13 +162,15 @@ class Control:
             fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
             # nonseekable: results follow the query in one stream, whatever the offset
             return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
-        if ino not in self._files and ino not in self._query_names:
+        if ino not in self._files and ino not in self._query_names and ino not in self._async_files:
             raise FUSEError(errno.EISDIR)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise FUSEError(errno.EACCES)
         if ino in self._query_names:
             query = _decode_query(self._query_names[ino])
             content = await self.search(p, query, as_json=False)
+        elif ino in self._async_files:
+            content = await self._async_files[ino](p)
         else:
             content = self._files[ino](p)
         return FileInfo(fh=self._handle(content), direct_io=True, keep_cache=False)
@@ -238,6 +255,70 @@ class Control:
             "problems": h.problems,
         }
 
+    # -- agent views: context.md, index.md, status --------------------------------------
+    async def _views(self, p: Principal):
+        """The caller's MEMORY.md files, readable entries and their analysis, as of now."""
+        await self.index.flush(self.dirty_paths())
+        scopes = self.readable_scopes(p)
+        hits = await self.index.entries(scopes)
+        groups = {p.private: "Private"}
+        if p.team_scope is not None:
+            groups[p.team_scope] = f"Team ({p.team})"
+        for o in sorted(p.readable):
+            groups[Scope(Kind.PRIVATE, o)] = f"{o} (read-only grant)"
+        docs = [
+            ctx_mod.Doc(
+                path=self.view_path(p, h.scope, h.relpath),
+                scope=str(h.scope),
+                relpath=h.relpath,
+                group=groups.get(h.scope, str(h.scope)),
+                name=h.name,
+                description=h.description,
+                type=h.type,
+                mtime_ns=h.mtime_ns,
+                problems=h.problems,
+            )
+            for h in hits
+        ]
+        memos = [
+            ctx_mod.MemoryFile(
+                "Private memory", "MEMORY.md", str(p.private), _read_memory(self.store, p.private)
+            )
+        ]
+        if p.team_scope is not None:
+            memos.append(
+                ctx_mod.MemoryFile(
+                    f"Team memory ({p.team})",
+                    "team/MEMORY.md",
+                    str(p.team_scope),
+                    _read_memory(self.store, p.team_scope),
+                )
+            )
+        by_name = {str(s): s for s in scopes}
+
+        def exists(scope: str, rel: str) -> bool:
+            try:
+                self.store.lstat(by_name[scope], os.fsencode(rel))
+                return True
+            except (OSError, KeyError):
+                return False
+
+        analysis = ctx_mod.analyze(memos, docs, exists, self.limits)
+        return memos, docs, analysis, list(groups.values())
+
+    async def context_md(self, p: Principal) -> bytes:
+        memos, _docs, analysis, _groups = await self._views(p)
+        return ctx_mod.render_context(p.user, memos, analysis, self.limits, time.time_ns()).encode()
+
+    async def index_md(self, p: Principal) -> bytes:
+        _memos, docs, _analysis, groups = await self._views(p)
+        return ctx_mod.render_index(docs, groups).encode()
+
+    async def status(self, p: Principal) -> bytes:
+        memos, docs, analysis, _groups = await self._views(p)
+        lines = ctx_mod.status_lines(memos, docs, analysis, self.limits)
+        return "".join(line + "\n" for line in lines).encode()
+
 
 def _decode_query(raw: bytes) -> str:
     """search/<name> may be URL-encoded (for '/' and friends); handles take plain text."""
@@ -266,3 +347,16 @@ def render_markdown(query: str, total: int, hits: list[tuple[str, Hit]]) -> byte
             out.append(f"> {h.snippet}")
         out.append("")
     return "\n".join(out).encode()
+
+
+def _read_memory(store: Store, scope: Scope) -> str | None:
+    try:
+        fd = store.open(scope, ctx_mod.INDEX_NAME.encode(), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, store.max_file_bytes + 1).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)

@@ -6,6 +6,9 @@ problem, and the file is stored and indexed as written.
 
 from __future__ import annotations
 
+import posixpath
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 import frontmatter
@@ -103,3 +106,38 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
     if e.type and e.type not in types:
         e.problems.append(f"unknown type {e.type!r} (allowed: {', '.join(types)})")
     return e
+
+
+# -- MEMORY.md index lines: "- [Title](file.md) — hook" ------------------------------------
+
+_INDEX_LINE = re.compile(
+    r"^\s*[-*+]\s+\[(?P<title>[^\]]*)\]\((?P<target>[^)\s]+)\)\s*(?:[—–:-]+\s*(?P<hook>.*))?$"
+)
+
+
+@dataclass
+class IndexLine:
+    lineno: int  # 1-based
+    title: str
+    target: str  # as written
+    hook: str
+
+
+def index_lines(text: str) -> list[IndexLine]:
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        m = _INDEX_LINE.match(line)
+        if m:
+            out.append(IndexLine(i, m["title"].strip(), m["target"], (m["hook"] or "").strip()))
+    return out
+
+
+def resolve_link(base_dir: str, target: str) -> str | None:
+    """A link in a MEMORY.md -> a path relative to the scope root; None if it leaves it."""
+    if "://" in target or target.startswith(("mailto:", "#")):
+        return None
+    target = urllib.parse.unquote(target.split("#", 1)[0])
+    path = posixpath.normpath(posixpath.join(base_dir, target)) if base_dir else posixpath.normpath(target)
+    if path.startswith("../") or path == ".." or path.startswith("/"):
+        return None
+    return path

@@ -318,6 +318,40 @@ class Index:
             progress(done, len(found))
         return done
 
+    # -- listing --------------------------------------------------------------
+    async def entries(self, scopes: list[Scope]) -> list[Hit]:
+        """Every indexed entry in these scopes (no ranking, no snippets)."""
+        await self._ready.wait()
+        return await trio.to_thread.run_sync(self._entries, scopes)
+
+    def _entries(self, scopes: list[Scope]) -> list[Hit]:
+        if not scopes:
+            return []
+        query = self._access_query(scopes)
+        searcher = self.index.searcher()
+        result = searcher.search(query, limit=max(1, searcher.num_docs), count=False)
+        return [self._hit(searcher.doc(addr), 0.0, "") for _score, addr in result.hits]
+
+    def _access_query(self, scopes: list[Scope]):
+        return tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "scope", str(s))) for s in scopes]
+        )
+
+    @staticmethod
+    def _hit(doc, score: float, snippet: str) -> Hit:
+        kind, _, name = (doc.get_first("scope") or "").partition(":")
+        return Hit(
+            scope=Scope(Kind(kind), name),
+            relpath=doc.get_first("relpath") or "",
+            score=float(score),
+            name=doc.get_first("name") or "",
+            type=doc.get_first("type") or "",
+            description=doc.get_first("description") or "",
+            snippet=snippet,
+            mtime_ns=doc.get_first("mtime") or 0,
+            problems=doc.get_all("problems"),
+        )
+
     # -- searching ------------------------------------------------------------
     async def search(self, scopes: list[Scope], query: str, limit: int = 10) -> tuple[list[Hit], int]:
         await self._ready.wait()
@@ -349,10 +383,7 @@ class Index:
         if not allowed:
             return [], 0
         # The access filter is a Must clause inside the query: nothing outside it can match.
-        access = tantivy.Query.boolean_query(
-            [(Occur.Should, tantivy.Query.term_query(self.schema, "scope", str(s))) for s in allowed]
-        )
-        must.append((Occur.Must, access))
+        must.append((Occur.Must, self._access_query(allowed)))
         if path_clauses:
             must.append((Occur.Must, tantivy.Query.boolean_query(path_clauses)))
         for t in filters.get("type", []):
@@ -381,20 +412,7 @@ class Index:
             if not snippet:
                 body = (doc.get_first("body") or "").strip()
                 snippet = " ".join(body.split())[:240]
-            kind, _, name = (doc.get_first("scope") or "").partition(":")
-            hits.append(
-                Hit(
-                    scope=Scope(Kind(kind), name),
-                    relpath=doc.get_first("relpath") or "",
-                    score=float(score),
-                    name=doc.get_first("name") or "",
-                    type=doc.get_first("type") or "",
-                    description=doc.get_first("description") or "",
-                    snippet=snippet,
-                    mtime_ns=doc.get_first("mtime") or 0,
-                    problems=doc.get_all("problems"),
-                )
-            )
+            hits.append(self._hit(doc, score, snippet))
         return hits, result.count
 
 

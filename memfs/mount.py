@@ -19,6 +19,7 @@ import pyfuse3
 import trio
 
 from . import config as config_mod
+from . import context as ctx_mod
 from . import fs as fs_mod
 from .control import Control
 from .fs import Operations
@@ -139,12 +140,14 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     if spec.debug:
         fs_mod.enable_trace()
     try:
-        index = Index(spec.data, store) if cfg.index.enabled else None
+        index = Index(spec.data, store, cfg.memory.types) if cfg.index.enabled else None
     except Exception as e:  # tantivy: locked by another daemon, unreadable files
         log.error("cannot open the index in %s: %s", spec.data / "index", e)
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
         return 1
-    ops = Operations(store, ids, Control(ids, store, str(spec.mountpoint), index=index), index=index)
+    limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
+    control = Control(ids, store, str(spec.mountpoint), index=index, limits=limits)
+    ops = Operations(store, ids, control, index=index)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")

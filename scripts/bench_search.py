@@ -100,11 +100,14 @@ elif mode == "write":
     out["write_s"] = t1 - t0
     if cfg["search"]:
         # read-your-writes: how soon after the last close a search finds the last file
+        time.sleep(cfg.get("settle", 0))
         last = "%s%d" % (tok, n - 1)
         tries = 0
         while True:
             tries += 1
-            _, total = search(cfg["mnt"], last)
+            dt, total = search(cfg["mnt"], last)
+            if tries == 1:
+                out["first_search_s"] = dt
             if total >= 1 or time.perf_counter() - t1 > 60:
                 break
             time.sleep(0.005)
@@ -428,6 +431,15 @@ def run_size(b: Bench, size: int, n_queries: int, grep_reps: int) -> dict:
 
 
 # -- write throughput -----------------------------------------------------------------------
+def wait_reconciled(data: Path, before: int, timeout: float = SEARCH_TIMEOUT) -> None:
+    """Wait for the daemon's start-up reconcile without searching (see the committer check)."""
+    deadline = time.monotonic() + timeout
+    while len(log_lines(data, "index: reconciled")) <= before:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no 'index: reconciled' in {data}/state/memfs.log after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def run_writes(b: Bench, files: int, rounds: int, seed_entries: int) -> dict:
     log = lambda msg: print(f"[writes] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     mounts = {}
@@ -441,29 +453,41 @@ def run_writes(b: Bench, files: int, rounds: int, seed_entries: int) -> dict:
         generate(data, seed_entries, seed=1)
         b.mount(mnt, data, cfg)
         mounts[name] = mnt
-    b.first_search(mounts["on"], "zyq0000")  # the small corpus is indexed before we measure
-    res: dict = {"on": [], "off": [], "ryw_ms": [], "ryw_tries": [], "ryw_found": True}
+        if enabled:
+            # The small corpus is indexed before we measure. Not by a search: one while the
+            # committer is idle is exactly what the check below is about.
+            wait_reconciled(data, 0)
+
+    def write(name: str, r: int, n: int, **kw) -> dict:
+        params = {"mode": "write", "mnt": str(mounts[name]), "dir": f"wbench/round{r}", "files": n}
+        params |= {"seed": r, "token": f"tok{r}x", "search": name == "on", **kw}
+        return b.worker(params)
+
+    res: dict = {"on": [], "off": [], "on_searchable": [], "ryw_ms": [], "ryw_tries": [], "ryw_found": True}
     for r in range(rounds):
         for name in ("off", "on") if r % 2 == 0 else ("on", "off"):
-            out = b.worker(
-                {
-                    "mode": "write",
-                    "mnt": str(mounts[name]),
-                    "dir": f"wbench/round{r}",
-                    "files": files,
-                    "seed": r,
-                    "token": f"tok{r}x",
-                    "search": name == "on",
-                }
-            )
+            out = write(name, r, files)
             res[name].append(files / out["write_s"])
             msg = f"round {r + 1}/{rounds} index {name}: {files / out['write_s']:.0f} files/s"
             if name == "on":
+                res["on_searchable"].append(files / (out["write_s"] + out["ryw_s"]))
                 res["ryw_ms"].append(out["ryw_s"] * 1000)
                 res["ryw_tries"].append(out["ryw_tries"])
                 res["ryw_found"] &= out["ryw_found"]
-                msg += f", last file found by search after {out['ryw_s'] * 1000:.0f} ms"
+                msg += f", last file found by search {out['ryw_s'] * 1000:.0f} ms after its close"
             log(msg)
+    # Background indexing check: a search while the committer is idle, then writes, then a
+    # pause of several commit delays: the committer should have indexed them all by then, so
+    # a search costs what a search costs. If it costs ~0.3 ms per file written, the search
+    # indexed them itself: nothing ran in the background.
+    time.sleep(1.0)  # let the committer finish its last batch and go idle
+    b.first_search(mounts["on"], "zyq0001")
+    n_check = 1000
+    out = write("on", rounds, n_check, settle=2.0)
+    res["check_files"] = n_check
+    res["check_search_ms"] = out["first_search_s"] * 1000
+    res["check_found"] = out["ryw_found"]
+    log(f"background check: search 2 s after writing {n_check} files took {res['check_search_ms']:.1f} ms")
     for mnt in mounts.values():
         b.umount(mnt)
     return res
@@ -480,6 +504,7 @@ def report(sizes: list[dict], writes: dict | None, args) -> None:
         f"{args.queries} searches (40% common, 30% mid-frequency, 30% rare words), "
         f"{args.grep_reps} greps each"
     )
+    print(f"load average at start / end: {args.load_start} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     rows: list[tuple[str, list[str]]] = []
 
@@ -543,6 +568,21 @@ def report(sizes: list[dict], writes: dict | None, args) -> None:
             f"on attempt {'/'.join(str(t) for t in writes['ryw_tries'])}"
             + ("" if writes["ryw_found"] else "  -- NOT FOUND within 60 s")
         )
+        on_s = statistics.median(writes["on_searchable"])
+        print(
+            f"  index on, until the last file is searchable: {on_s:.0f} files/s "
+            f"(ratio to off: {on_s / off:.2f})"
+        )
+        ms = writes["check_search_ms"]
+        verdict = (
+            "ok: indexed in the background"
+            if ms < 50
+            else "SLOW: nothing was indexed in the background, the search indexed the backlog itself"
+        )
+        print(
+            f"  background indexing check: idle search, write {writes['check_files']} files, wait 2 s, "
+            f"search: {ms:.1f} ms ({verdict})"
+        )
 
 
 def main() -> int:
@@ -556,6 +596,7 @@ def main() -> int:
     ap.add_argument("--debug", action="store_true", help="mount with --debug (logs every call: slower)")
     args = ap.parse_args()
     sizes = [int(x) for s in args.sizes for x in s.split(",") if x]
+    args.load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if os.geteuid() != 0:
         print("bench_search: run as root (it mounts memfs and switches to a test uid)", file=sys.stderr)
         return 2
