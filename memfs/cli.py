@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -98,6 +99,71 @@ def cmd_reindex(args) -> int:
     return 0
 
 
+def _load_config(path: str | None) -> config_mod.Config:
+    if path is not None:
+        return config_mod.load(Path(path))
+    return config_mod.load(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else config_mod.Config()
+
+
+def cmd_import(args) -> int:
+    from tqdm import tqdm
+
+    from . import migrate
+    from .identity import Identities
+    from .store import Store
+
+    src, data = Path(args.source).absolute(), Path(args.data).absolute()
+    if not src.is_dir():
+        return _fail(f"source {src} is not a directory")
+    try:
+        cfg = _load_config(args.config)
+        ids = Identities(cfg)
+    except config_mod.ConfigError as e:
+        return _fail(str(e))
+    if not config_mod.NAME_RE.fullmatch(args.user):
+        return _fail(f"--user {args.user!r} is not a valid user name")
+    team = args.team or ids.team_of(args.user)
+    if args.team is not None and args.team not in cfg.teams:
+        return _fail(f"--team {args.team!r}: no such team in the config")
+    report = migrate.Report()
+    items, add_index = migrate.plan(args.format, src, args.user, team, cfg, report)
+    if not args.dry_run:
+        Store.init_layout(data)
+    with tqdm(total=len(items), unit="files", desc="import", disable=args.quiet) as bar:
+        migrate.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
+    if report.written:
+        # A live mount caches what it served: tell it which files changed behind its back.
+        for mnt in mount_mod.mounts_of(data):
+            try:
+                with open(mnt / ".memfs" / "refresh", "wb") as f:
+                    f.write(b"".join(os.fsencode(p) + b"\n" for p in report.written))
+            except OSError as e:
+                print(f"memfs: could not notify the mount at {mnt}: {e.strerror}", file=sys.stderr)
+    print(report.summary(args.dry_run))
+    if args.verbose:
+        for what in report.created:
+            print(f"  created {what}")
+        for what, why in report.skipped:
+            print(f"  skipped {what}: {why}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    import json
+
+    from . import doctor
+
+    data = Path(args.data).absolute() if args.data else None
+    config = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    checks = doctor.run(Path(args.mount).absolute(), data, config)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(c.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="memfs", description="Per-caller agent memory as a filesystem.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -122,6 +188,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     s.add_argument("--json", action="store_true", help="JSON for scripts")
     s.set_defaults(func=cmd_search)
+
+    i = sub.add_parser("import", help="bring existing memory in (idempotent)")
+    i.add_argument("source", help="a memory dir, a bot's legacy layout, or a per-user JSON store")
+    i.add_argument("--user", required=True, help="the memfs user that receives it")
+    i.add_argument("--team", default=None, help="the team that receives a team/ folder (default: the user's)")
+    i.add_argument("--data", default=str(DEFAULT_DATA), help=f"data directory (default {DEFAULT_DATA})")
+    i.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
+    i.add_argument("--format", choices=["auto", "dir", "legacy", "json"], default="auto")
+    i.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.add_argument("--verbose", action="store_true", help="list every file")
+    i.set_defaults(func=cmd_import)
+
+    d = sub.add_parser("doctor", help="check FUSE, the mount, the data dir, the config and the index")
+    d.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    d.add_argument("--data", default=None, help="data directory to check (readable by root)")
+    d.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_doctor)
 
     r = sub.add_parser("reindex", help="rebuild the search index from the files (memfs unmounted)")
     r.add_argument("--data", default=str(DEFAULT_DATA), help=f"data directory (default {DEFAULT_DATA})")

@@ -32,11 +32,17 @@ QUERY_JSON = 7
 CONTEXT = 8  # context.md: what a harness injects into a prompt at session start
 INDEX_MD = 9  # index.md: generated from every readable entry's frontmatter
 STATUS = 10  # status: everything wrong, one line each
+REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
 
 _FIRST_HANDLE = 1 << 40  # far above any fd, which the files' handles use
 _FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
+
+
+@dataclass
+class RefreshHandle:
+    data: bytearray = field(default_factory=bytearray)
 
 
 @dataclass
@@ -65,12 +71,13 @@ class Control:
         self.index = index
         self.limits = limits or ctx_mod.Limits()
         self.dirty_paths = lambda: ()  # set by fs: files being written, searched as they are now
+        self.on_refresh = lambda paths: None  # set by fs: re-read these backing paths
         self._handles: dict[int, bytes | QueryHandle] = {}
         self._next = _FIRST_HANDLE
         self._started = time.time_ns()
         self._files = {WHOAMI: self.whoami}
         self._async_files = {CONTEXT: self.context_md, INDEX_MD: self.index_md, STATUS: self.status}
-        root = {b"whoami": WHOAMI, b"users": USERS}
+        root = {b"whoami": WHOAMI, b"users": USERS, b"refresh": REFRESH}
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
             root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
@@ -108,6 +115,10 @@ class Control:
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
         if ino in (QUERY, QUERY_JSON):
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
+        if ino == REFRESH:
+            a = self._attrs(ino, stat.S_IFREG | 0o200)
+            a.st_uid = a.st_gid = 0
+            return a
         if ino in self._query_names or ino in self._async_files:
             # Content is made at open; direct_io readers read to EOF whatever the size says.
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
@@ -158,6 +169,10 @@ class Control:
         return fh
 
     async def open(self, ino: int, flags: int, p: Principal) -> FileInfo:
+        if ino == REFRESH:
+            if p.uid != 0 or flags & os.O_ACCMODE == os.O_RDONLY:
+                raise FUSEError(errno.EACCES)
+            return FileInfo(fh=self._handle(RefreshHandle()), direct_io=True, keep_cache=False)
         if ino in (QUERY, QUERY_JSON):
             fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
             # nonseekable: results follow the query in one stream, whatever the offset
@@ -187,6 +202,9 @@ class Control:
 
     def write(self, fh: int, off: int, buf: bytes) -> int:
         h = self._handles[fh]
+        if isinstance(h, RefreshHandle):
+            h.data += buf
+            return len(buf)
         if not isinstance(h, QueryHandle):
             raise FUSEError(errno.EBADF)
         if len(h.query) + len(buf) > MAX_QUERY_BYTES:
@@ -198,7 +216,11 @@ class Control:
         return len(buf)
 
     def release(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        h = self._handles.pop(fh, None)
+        if isinstance(h, RefreshHandle):
+            self.on_refresh(
+                [os.fsencode(line) for line in h.data.decode(errors="surrogateescape").splitlines()]
+            )
 
     # -- the files ------------------------------------------------------------
     def whoami(self, p: Principal) -> bytes:

@@ -132,6 +132,7 @@ class Operations(pyfuse3.Operations):
         self.inodes = InodeTable()
         self.control = control or Control(ids, store, index=index)
         self.control.dirty_paths = self.dirty_paths
+        self.control.on_refresh = self.refresh
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._next_dh = 1
@@ -145,15 +146,31 @@ class Operations(pyfuse3.Operations):
         send, receive = trio.open_memory_channel(math.inf)
         self._invalidations = send
         task_status.started()
-        async for ino in receive:
+        async for ino, attr_only in receive:
             try:
-                await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, True)
+                await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, attr_only)
             except OSError:
                 pass  # the kernel no longer knows the inode: nothing cached to drop
 
-    def _invalidate(self, ino: int) -> None:
+    def _invalidate(self, ino: int, attr_only: bool = True) -> None:
         if self._invalidations is not None:
-            self._invalidations.send_nowait(ino)
+            self._invalidations.send_nowait((ino, attr_only))
+
+    def refresh(self, paths: list[bytes]) -> None:
+        """Backing files changed behind the kernel's back (memfs import): drop what the
+        kernel cached of them and re-index them."""
+        for path in paths:
+            found = self.store.locate(path)
+            if found is None:
+                log.warning("refresh: %r is not a file under %s", path, self.store.data)
+                continue
+            scope, rel = found
+            node = self.inodes.find(scope, rel)
+            if node is not None:
+                node.sig = None  # next open drops the page cache
+                self._invalidate(node.ino, attr_only=False)
+            if self.index is not None:
+                self.index.touch(scope, rel)
 
     # -- index --------------------------------------------------------------------
     def _changed(self, node: Node) -> None:

@@ -86,6 +86,9 @@ class Identities:
                     raise ConfigError(f"grants[{i}].{key}: unknown user {getattr(g, key)!r}")
             self._readable.setdefault(g.reader, set()).add(g.owner)
 
+    def team_of(self, user: str) -> str | None:
+        return self._team_of.get(user)
+
     def known_user(self, name: str) -> bool:
         return name in self.config.users or _passwd_by_name(name) is not None
 
@@ -121,7 +124,7 @@ class Identities:
         p = self._cache.get((uid, gid))
         if p is None:
             user = self.user_name(uid)
-            team = self._team_of.get(user) if user else None
+            team = self.team_of(user) if user else None
             readable = frozenset(self._readable.get(user, ())) if user else frozenset()
             p = Principal(uid=uid, gid=gid, user=user, team=team, readable=readable)
             self._cache[(uid, gid)] = p

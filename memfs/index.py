@@ -251,30 +251,7 @@ class Index:
             self._ready.set()
 
     def _scan(self) -> dict[str, tuple[Scope, bytes, int, int]]:
-        found = {}
-        for kind, sub in SCOPE_DIRS.items():
-            base = self.store.data / os.fsdecode(sub)
-            if not base.is_dir():
-                continue
-            for name in os.listdir(base):
-                scope = Scope(kind, name)
-                root = os.fsencode(base / name)
-                stack = [b""]
-                while stack:
-                    rel = stack.pop()
-                    try:
-                        it = os.scandir(root + b"/" + rel if rel else root)
-                    except OSError:
-                        continue
-                    with it:
-                        for e in it:
-                            child = rel + b"/" + e.name if rel else e.name
-                            if e.is_dir(follow_symlinks=False):
-                                stack.append(child)
-                            elif is_entry(e.name) and e.is_file(follow_symlinks=False):
-                                st = e.stat(follow_symlinks=False)
-                                found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
-        return found
+        return scan_entries(self.store.data)
 
     def _reconcile(self) -> dict:
         t0 = time.perf_counter()
@@ -414,6 +391,34 @@ class Index:
                 snippet = " ".join(body.split())[:240]
             hits.append(self._hit(doc, score, snippet))
         return hits, result.count
+
+
+def scan_entries(data: Path) -> dict[str, tuple[Scope, bytes, int, int]]:
+    """Every *.md file under DATA/private and DATA/teams: key -> (scope, path, mtime_ns, size)."""
+    found = {}
+    for kind, sub in SCOPE_DIRS.items():
+        base = data / os.fsdecode(sub)
+        if not base.is_dir():
+            continue
+        for name in os.listdir(base):
+            scope = Scope(kind, name)
+            root = os.fsencode(base / name)
+            stack = [b""]
+            while stack:
+                rel = stack.pop()
+                try:
+                    it = os.scandir(root + b"/" + rel if rel else root)
+                except OSError:
+                    continue
+                with it:
+                    for e in it:
+                        child = rel + b"/" + e.name if rel else e.name
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(child)
+                        elif is_entry(e.name) and e.is_file(follow_symlinks=False):
+                            st = e.stat(follow_symlinks=False)
+                            found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
+    return found
 
 
 _FILTER_RE = re.compile(r'(?:^|\s)(type|scope|path|tag):("[^"]*"|\S+)')

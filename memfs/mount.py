@@ -162,7 +162,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     pid_path = pidfile(spec.mountpoint)
     try:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
-        pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n")
+        pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n")
     except OSError as e:
         log.warning("cannot write pid file %s: %s", pid_path, e)
     log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
@@ -227,6 +227,20 @@ def start_background(spec: MountSpec) -> None:
         raise MountError(line[len("error: ") :])
     code = proc.wait(timeout=10)
     raise MountError(f"daemon exited with status {code} before mounting (see {log_path})")
+
+
+def mounts_of(data: Path) -> list[Path]:
+    """Live mountpoints whose daemon serves this data directory."""
+    found = []
+    for pf in RUN_DIR.glob("*.pid") if RUN_DIR.is_dir() else ():
+        try:
+            pid, mnt, pdata = pf.read_text().splitlines()[:3]
+            os.kill(int(pid), 0)
+        except (OSError, ValueError):
+            continue
+        if Path(pdata) == data and os.path.ismount(mnt):
+            found.append(Path(mnt))
+    return found
 
 
 def umount(mountpoint: Path, timeout: float = 30.0) -> None:

@@ -48,6 +48,19 @@ class Store:
         root = self.scope_root(scope)
         return root + b"/" + rel if rel else root
 
+    def locate(self, backing: bytes) -> tuple[Scope, bytes] | None:
+        """A backing path under DATA/ -> (scope, relative path), or None."""
+        prefix = self._root + b"/"
+        if not backing.startswith(prefix):
+            return None
+        parts = backing[len(prefix) :].split(b"/", 2)
+        kinds = {v: k for k, v in SCOPE_DIRS.items()}
+        if len(parts) < 3 or parts[0] not in kinds or not parts[1] or not parts[2]:
+            return None
+        if any(c in (b"", b".", b"..") for c in parts[2].split(b"/")):
+            return None
+        return Scope(kinds[parts[0]], os.fsdecode(parts[1])), parts[2]
+
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
         return os.lstat(self.path(scope, rel))

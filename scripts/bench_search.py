@@ -494,18 +494,7 @@ def run_writes(b: Bench, files: int, rounds: int, seed_entries: int) -> dict:
 
 
 # -- report ---------------------------------------------------------------------------------
-def report(sizes: list[dict], writes: dict | None, args) -> None:
-    print()
-    print(
-        f"memfs search benchmark: {N_USERS} users, {N_TEAMS} teams, ~80% private / ~20% team entries; "
-        f"measured as uid {BENCH_UID} ({user_name(0)}, team t0)"
-    )
-    print(
-        f"{args.queries} searches (40% common, 30% mid-frequency, 30% rare words), "
-        f"{args.grep_reps} greps each"
-    )
-    print(f"load average at start / end: {args.load_start} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print()
+def report_sizes(sizes: list[dict]) -> None:
     rows: list[tuple[str, list[str]]] = []
 
     def row(label: str, fn) -> None:
@@ -551,6 +540,22 @@ def report(sizes: list[dict], writes: dict | None, args) -> None:
             print("  MISMATCH: " + "; ".join(s["mismatches"]))
         else:
             print("  check: grep hit counts (mount = native copy) and, for rare words, = search totals: ok")
+
+
+def report(sizes: list[dict], writes: dict | None, args) -> None:
+    print()
+    print(
+        f"memfs search benchmark: {N_USERS} users, {N_TEAMS} teams, ~80% private / ~20% team entries; "
+        f"measured as uid {BENCH_UID} ({user_name(0)}, team t0)"
+    )
+    print(
+        f"{args.queries} searches (40% common, 30% mid-frequency, 30% rare words), "
+        f"{args.grep_reps} greps each"
+    )
+    print(f"load average at start / end: {args.load_start} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print()
+    if sizes:
+        report_sizes(sizes)
     if writes:
         on, off = statistics.median(writes["on"]), statistics.median(writes["off"])
         print()
@@ -587,7 +592,9 @@ def report(sizes: list[dict], writes: dict | None, args) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", default=["10000", "100000"], help="corpus sizes (entries)")
+    ap.add_argument(
+        "--sizes", nargs="*", default=["10000", "100000"], help="corpus sizes (entries); none: writes only"
+    )
     ap.add_argument("--queries", type=int, default=200, help="searches per size")
     ap.add_argument("--grep-reps", type=int, default=10, help="greps per size and target")
     ap.add_argument("--write-files", type=int, default=2000)

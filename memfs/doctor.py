@@ -1,0 +1,155 @@
+"""memfs doctor: one line per check, OK or what to do."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import random
+import shutil
+import sqlite3
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import config as config_mod
+from .identity import Identities
+from .index import scan_entries
+
+ANSWER_TIMEOUT = 5.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warn: bool = False  # reported, but not broken
+
+    def line(self) -> str:
+        mark = "OK  " if self.ok and not self.warn else ("WARN" if self.ok else "FAIL")
+        return f"{mark} {self.name}: {self.detail}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fuse() -> Check:
+    if not os.path.exists("/dev/fuse"):
+        return Check("fuse", False, "/dev/fuse is missing: load the fuse module (modprobe fuse)")
+    if shutil.which("fusermount3") is None:
+        return Check("fuse", False, "fusermount3 is missing: apt-get install fuse3")
+    return Check("fuse", True, "/dev/fuse and fusermount3 present")
+
+
+def _config(path: Path | None) -> Check:
+    try:
+        cfg = config_mod.load(path) if path is not None else config_mod.Config()
+        Identities(cfg)
+    except config_mod.ConfigError as e:
+        return Check("config", False, f"{e}: fix the config, then remount")
+    src = str(path) if path is not None else "built-in defaults"
+    return Check(
+        "config", True, f"{src}: {len(cfg.users)} users, {len(cfg.teams)} teams, {len(cfg.grants)} grants"
+    )
+
+
+def _data(data: Path) -> Check:
+    try:
+        st = data.stat()
+    except FileNotFoundError:
+        return Check("data", False, f"{data} does not exist: memfs mount creates it")
+    except OSError as e:
+        return Check("data", False, f"{data}: {e.strerror}")
+    if not stat.S_ISDIR(st.st_mode):
+        return Check("data", False, f"{data} is not a directory")
+    if st.st_uid != 0:
+        return Check("data", False, f"{data} is owned by uid {st.st_uid}: chown root {data}")
+    if st.st_mode & 0o077:
+        return Check(
+            "data",
+            False,
+            f"{data} is mode {stat.S_IMODE(st.st_mode):o}: others can bypass memfs; chmod 700 {data}",
+        )
+    missing = [d for d in ("private", "teams", "index", "state") if not (data / d).is_dir()]
+    if missing:
+        return Check("data", False, f"{data} lacks {', '.join(missing)}: mount memfs once to create them")
+    return Check("data", True, f"{data} is root's, mode 700")
+
+
+def _answers(path: Path) -> bool:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(os.stat, path)
+        fut.result(timeout=ANSWER_TIMEOUT)
+    return True
+
+
+def _mount(mnt: Path) -> tuple[Check, bool]:
+    fstype = None
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and parts[1] == str(mnt):
+                fstype = parts[2]
+    except OSError:
+        pass
+    if fstype is None:
+        return Check("mount", False, f"nothing is mounted at {mnt}: memfs mount {mnt}"), False
+    if fstype != "fuse.memfs":
+        return Check("mount", False, f"{mnt} is a {fstype} mount, not memfs"), False
+    try:
+        _answers(mnt / ".memfs" / "whoami")
+    except concurrent.futures.TimeoutError:
+        return Check("mount", False, f"{mnt} does not answer within {ANSWER_TIMEOUT:.0f}s"), False
+    except OSError as e:
+        return Check("mount", False, f"{mnt}: {e.strerror}: run memfs mount {mnt} again to clear it"), False
+    return Check("mount", True, f"{mnt} answers"), True
+
+
+def _status(mnt: Path) -> Check:
+    try:
+        lines = (mnt / ".memfs" / "status").read_text().splitlines()
+    except OSError as e:
+        return Check("status", False, f"cannot read {mnt}/.memfs/status: {e.strerror}")
+    if not lines:
+        return Check("status", True, "no warnings in your memory")
+    return Check("status", True, f"{len(lines)} warnings in your memory: cat {mnt}/.memfs/status", warn=True)
+
+
+def _index(data: Path, sample: int = 20) -> Check:
+    manifest = data / "state" / "manifest.sqlite"
+    if not manifest.exists():
+        return Check("index", False, "no index yet: mount memfs (it indexes at start) or run memfs reindex")
+    try:
+        import tantivy
+
+        docs = tantivy.Index.open(str(data / "index")).searcher().num_docs
+        db = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
+        known = {k: (m, s) for k, m, s in db.execute("SELECT key, mtime, size FROM manifest")}
+        db.close()
+    except Exception as e:  # a damaged index is a finding, not a crash
+        return Check("index", False, f"cannot read the index: {e}: run memfs reindex (unmounted)")
+    files = scan_entries(data)
+    fix = "remount (reconcile) or run memfs reindex (unmounted)"
+    if not (docs == len(known) == len(files)):
+        return Check(
+            "index", False, f"{docs} indexed, {len(known)} in manifest, {len(files)} entries on disk: {fix}"
+        )
+    keys = random.Random(0).sample(sorted(files), min(sample, len(files)))
+    stale = [k for k in keys if known.get(k) != files[k][2:]]
+    if stale:
+        return Check("index", False, f"{len(stale)} of {len(keys)} sampled entries are stale: {fix}")
+    return Check("index", True, f"{docs} entries indexed, matching the files ({len(keys)} sampled)")
+
+
+def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]:
+    checks = [_fuse(), _config(config)]
+    if data is not None:
+        checks.append(_data(data))
+    if mnt is not None:
+        mcheck, alive = _mount(mnt)
+        checks.append(mcheck)
+        if alive:
+            checks.append(_status(mnt))  # reading it also applies pending index updates
+    if data is not None and os.access(data, os.R_OK | os.X_OK):
+        checks.append(_index(data))
+    return checks
