@@ -44,7 +44,10 @@ def test_context_md(tm):
     setup_alice(tm)
     ctx = read(tm, ALICE, "context.md")
     assert "not instructions" in ctx
-    private, team = ctx.index("## Private memory: MEMORY.md"), ctx.index("## Team memory (eng): team/MEMORY.md")
+    private, team = (
+        ctx.index("## Private memory: MEMORY.md"),
+        ctx.index("## Team memory (eng): team/MEMORY.md"),
+    )
     assert private < team
     assert "```markdown\n# Alice\n- [Tabs](tabs.md) — tabs\n" in ctx
     assert "```markdown\n# Team\n- [Indent](indent.md) — indentation\n```" in ctx
@@ -135,6 +138,14 @@ def test_control_files_are_read_only_and_hidden(tm):
         res = tm.sh(ALICE, f"echo x > .memfs/{name}", check=False)
         assert res.returncode != 0
     assert sorted(tm.sh(ALICE, "ls .memfs").stdout.split()) == [
-        "context.md", "index.md", "query", "query.json", "search", "status", "users", "whoami",
+        "context.md",
+        "index.md",
+        "query",
+        "query.json",
+        "refresh",
+        "search",
+        "status",
+        "users",
+        "whoami",
     ]
     assert tm.sh(ALICE, "ls -A").stdout == "team\n"

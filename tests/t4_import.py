@@ -1,0 +1,210 @@
+"""memfs import (three sources, each twice) and memfs doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ALICE, BOB, TIMEOUT, memfs_cmd
+from t4_search import entry, hit_paths, search, write
+
+CONFIG = """
+users:
+  alice: {uid: 1001, aliases: ["-100123", "u-77"]}
+  bob: {uid: 1002, aliases: ["555"]}
+  carol: {uid: 1003}
+teams:
+  eng: {members: [alice, bob]}
+"""
+
+
+def memfs(m, *args, check=True):
+    res = subprocess.run(memfs_cmd(*args), env=m.env, capture_output=True, text=True, timeout=TIMEOUT)
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def do_import(m, src: Path, *extra) -> str:
+    args = ("import", str(src), "--data", str(m.data), "--config", str(m.config), "--quiet", *extra)
+    return memfs(m, *args).stdout
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and "index" not in p.relative_to(root).parts[:1]
+        and "state" not in p.relative_to(root).parts[:1]
+    }
+
+
+def make_memory_dir(base: Path) -> Path:
+    src = base / "agent-memory"
+    (src / "team").mkdir(parents=True)
+    (src / "notes").mkdir()
+    (src / "MEMORY.md").write_text(
+        "- [Tabs](tabs.md) — we indent with tabs\n- [Deep](notes/deep.md) — deep\n"
+    )
+    (src / "tabs.md").write_text(entry("Tabs", "imported toucan", "feedback", "we indent with tabs"))
+    (src / "notes" / "deep.md").write_text(entry("Deep", "nested toucan", "project"))
+    (src / "team" / "MEMORY.md").write_text("- [Style](style.md) — team style\n")
+    (src / "team" / "style.md").write_text(entry("Style", "team toucan", "reference"))
+    return src
+
+
+@pytest.fixture
+def m(make_mount):
+    return make_mount(CONFIG)
+
+
+def test_import_memory_dir_twice_while_mounted(m, base_dir):
+    src = make_memory_dir(base_dir)
+    write(m, ALICE, "MEMORY.md", "- [Own](own.md) — was here first\n")
+    write(m, ALICE, "own.md", entry("Own", "own", "user"))
+    m.sh(ALICE, "cat MEMORY.md")  # the kernel now caches its size: the import must refresh it
+    out = do_import(m, src, "--user", "alice")
+    assert "created 4, merged 1 index files" in out
+    first = tree(m.data)
+    assert "private/alice/notes/deep.md" in first and "teams/eng/style.md" in first
+    # Without a restart: the mount shows the files (and the merged MEMORY.md), search finds them.
+    idx = m.sh(ALICE, "cat MEMORY.md").stdout
+    assert (
+        idx.startswith("- [Own](own.md)") and "- [Tabs](tabs.md)" in idx and "- [Deep](notes/deep.md)" in idx
+    )
+    assert m.sh(BOB, "cat team/style.md").stdout.startswith("---\nname: Style")
+    assert sorted(hit_paths(search(m, ALICE, "toucan"))) == ["notes/deep.md", "tabs.md", "team/style.md"]
+    # Idempotent.
+    again = do_import(m, src, "--user", "alice")
+    assert "created 0, merged 0 index files" in again and "already there" in again
+    assert tree(m.data) == first
+
+
+def test_import_keeps_existing_files(m, base_dir):
+    src = make_memory_dir(base_dir)
+    write(m, ALICE, "tabs.md", "mine, not the import's\n")
+    out = do_import(m, src, "--user", "alice", "--verbose")
+    assert "exists with other content (kept)" in out
+    assert m.sh(ALICE, "cat tabs.md").stdout == "mine, not the import's\n"
+
+
+def test_import_dry_run_changes_nothing(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)
+    src = make_memory_dir(base_dir)
+    out = do_import(m, src, "--user", "alice", "--dry-run")
+    assert "would create 5" in out
+    assert not (m.data / "private").exists()
+
+
+def test_import_legacy_bot_layout_twice(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)  # works unmounted too; the mount reconciles at start
+    src = base_dir / "bot"
+    (src / "memory" / "-100123").mkdir(parents=True)
+    (src / "memory" / "555").mkdir()
+    (src / "memory" / "999").mkdir()
+    (src / "memory" / "MEMORY.md").write_text("- [Global](global.md) — the service's own\n")
+    (src / "memory" / "global.md").write_text(entry("Global", "global heron", "project"))
+    (src / "memory" / "-100123" / "MEMORY.md").write_text("- [Chat](chat.md) — alice's chat\n")
+    (src / "memory" / "-100123" / "chat.md").write_text(entry("Chat", "chat heron", "user"))
+    (src / "memory" / "555" / "MEMORY.md").write_text("- [B](b.md) — bob's chat\n")
+    (src / "memory" / "555" / "b.md").write_text(entry("B", "bob heron", "user"))
+    (src / "memory" / "999" / "MEMORY.md").write_text("- nobody\n")
+    out = do_import(m, src, "--user", "carol")
+    assert "chat 999 has no user" in out
+    first = tree(m.data)
+    assert first["private/carol/global.md"].startswith(b"---\nname: Global")
+    assert first["private/alice/chat.md"].startswith(b"---\nname: Chat")
+    assert first["private/bob/MEMORY.md"] == b"- [B](b.md) \xe2\x80\x94 bob's chat\n"
+    assert "created 0" in do_import(m, src, "--user", "carol")
+    assert tree(m.data) == first
+    m.start()
+    assert hit_paths(search(m, ALICE, "heron")) == ["chat.md"]
+    assert hit_paths(search(m, BOB, "heron")) == ["b.md"]
+
+
+def test_import_json_store_twice(m, base_dir):
+    src = base_dir / "store"
+    u = src / "users" / "u-77"
+    u.mkdir(parents=True)
+    (u / "short_term.json").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
+    (u / "long_term_user.json").write_text(
+        json.dumps(
+            {
+                "profile": {"name": "Alice", "role": "data engineer", "language": "Go"},
+                "knowledge": [
+                    {
+                        "id": "k1",
+                        "topic": "Indentation",
+                        "content": "Prefers tabs over spaces.",
+                        "category": "preference",
+                    },
+                    {
+                        "id": "k2",
+                        "content": "Works on the billing pipeline.",
+                        "category": "project",
+                        "tags": ["billing"],
+                    },
+                    "Likes short answers.",
+                ],
+            }
+        )
+    )
+    (u / "mid_term.json").write_text(
+        json.dumps({"summaries": [{"id": "s1", "summary": "Migrated billing to Kafka."}]})
+    )
+    out = do_import(m, src, "--user", "alice")
+    assert "created 6" in out and "short-term conversation buffer" in out
+    b = m.backing("alice")
+    names = sorted(p.name for p in b.iterdir())
+    assert "profile.md" in names and "MEMORY.md" in names and len(names) == 6
+    prof = (b / "profile.md").read_text()
+    assert "type: user" in prof and "- **role**: data engineer" in prof
+    pref = next(b.glob("knowledge-indentation-*.md")).read_text()
+    assert "name: Indentation" in pref and "type: feedback" in pref and "Prefers tabs" in pref
+    assert "type: project" in next(b.glob("summary-*.md")).read_text()
+    # Each created entry has its line in MEMORY.md, so nothing is flagged.
+    assert m.run(ALICE, ["cat", ".memfs/status"]).stdout == ""
+    assert hit_paths(search(m, ALICE, "billing type:project"))
+    first = tree(m.data)
+    assert "created 0, merged 0" in do_import(m, src, "--user", "alice")
+    assert tree(m.data) == first
+
+
+def test_import_errors_are_one_line(m, base_dir):
+    res = memfs(m, "import", str(base_dir / "nope"), "--user", "alice", "--data", str(m.data), check=False)
+    assert res.returncode != 0 and "is not a directory" in res.stderr
+    src = make_memory_dir(base_dir)
+    res = memfs(m, "import", str(src), "--user", "../x", "--data", str(m.data), check=False)
+    assert res.returncode != 0 and "not a valid user name" in res.stderr
+
+
+# -- doctor ------------------------------------------------------------------------------------
+def test_doctor_healthy_and_broken(m):
+    write(m, ALICE, "MEMORY.md", "- [Gone](gone.md) — dangling\n")
+    args = ["doctor", "--mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)]
+    ok = memfs(m, *args)
+    lines = ok.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines] == ["fuse:", "config:", "data:", "mount:", "status:", "index:"]
+    assert all(ln.startswith("OK") for ln in lines), ok.stdout
+    # As alice, through the mount: her warnings are summed up.
+    res = m.run(ALICE, [*memfs_cmd("doctor", "--mount", str(m.mnt)), "--config", str(m.config)], check=False)
+    if res.returncode == 0:  # alice can run this checkout's venv
+        assert "WARN status: 1 warnings" in res.stdout
+    data = json.loads(memfs(m, *args, "--json").stdout)
+    assert {c["name"] for c in data} == {"fuse", "config", "data", "mount", "status", "index"}
+    # Broken: the data dir opened to others, an entry edited behind memfs's back, the mount gone.
+    os.chmod(m.data, 0o755)
+    m.stop()
+    (m.data / "private" / "alice" / "sneaky.md").write_text("added while unmounted\n")
+    bad = memfs(m, *args, check=False)
+    assert bad.returncode != 0
+    out = bad.stdout
+    assert "FAIL data:" in out and "chmod 700" in out
+    assert "FAIL mount: nothing is mounted" in out
+    assert "FAIL index:" in out and "entries on disk" in out
+    m.config.write_text("bogus: 1\n")
+    assert "FAIL config: config: unknown key 'bogus'" in memfs(m, *args, check=False).stdout
