@@ -174,6 +174,12 @@ def test_import_json_store_twice(m, base_dir):
     assert tree(m.data) == first
 
 
+def test_refresh_is_root_only(m):
+    write(m, ALICE, "x.md", "x\n")
+    res = m.sh(ALICE, f"echo {m.data}/private/bob/x.md > .memfs/refresh", check=False)
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+
+
 def test_import_errors_are_one_line(m, base_dir):
     res = memfs(m, "import", str(base_dir / "nope"), "--user", "alice", "--data", str(m.data), check=False)
     assert res.returncode != 0 and "is not a directory" in res.stderr
