@@ -19,7 +19,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
 from . import context as ctx_mod
 from .identity import Identities
-from .index import Hit, Index
+from .index import Hit, Index, IndexUnavailable, display_path
 from .policy import Kind, Principal, Scope
 from .store import Store
 
@@ -247,14 +247,21 @@ class Control:
 
     def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
         """A file's path as this caller sees it under the mount."""
+        rel = display_path(rel)
         if scope.kind is Kind.TEAM:
             return f"team/{rel}"
         if scope.name == p.user:
             return rel
         return f".memfs/users/{scope.name}/{rel}"
 
+    async def _flush(self) -> None:
+        try:
+            await self.index.flush(self.dirty_paths())
+        except IndexUnavailable:
+            pass  # answer from the index as it is; the changes stay queued
+
     async def search(self, p: Principal, query: str, as_json: bool) -> bytes:
-        await self.index.flush(self.dirty_paths())
+        await self._flush()
         hits, total = await self.index.search(self.readable_scopes(p), query, MAX_RESULTS)
         if as_json:
             return (
@@ -280,7 +287,7 @@ class Control:
     # -- agent views: context.md, index.md, status --------------------------------------
     async def _views(self, p: Principal):
         """The caller's MEMORY.md files, readable entries and their analysis, as of now."""
-        await self.index.flush(self.dirty_paths())
+        await self._flush()
         scopes = self.readable_scopes(p)
         hits = await self.index.entries(scopes)
         groups = {p.private: "Private"}

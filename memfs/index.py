@@ -56,8 +56,27 @@ def is_entry(path: bytes) -> bool:
     return path.endswith(b".md")
 
 
+def path_text(path: bytes) -> str:
+    """A name as Tantivy can store it: UTF-8 as is; other bytes as "\0x" + hex (names
+    cannot hold NUL, so this never collides with a real name)."""
+    try:
+        return path.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\0x" + path.hex()
+
+
+def path_bytes(text: str) -> bytes:
+    return bytes.fromhex(text[2:]) if text.startswith("\0x") else text.encode("utf-8")
+
+
+def display_path(text: str) -> str:
+    """A stored path as a person reads it: odd bytes and control characters escaped."""
+    raw = path_bytes(text).decode("utf-8", errors="backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
+
+
 def doc_key(scope: Scope, path: bytes) -> str:
-    return f"{scope}\0{os.fsdecode(path)}"
+    return f"{scope}\0{path_text(path)}"
 
 
 @dataclass
@@ -71,6 +90,10 @@ class Hit:
     snippet: str
     mtime_ns: int
     problems: list[str]
+
+
+class IndexUnavailable(Exception):
+    """The index could not be updated (disk full, I/O error); the changes stay queued."""
 
 
 # A queued change: ("index", scope, path) | ("delete", scope, path) | ("delete_tree", scope, path)
@@ -145,10 +168,23 @@ class Index:
     # -- applying them --------------------------------------------------------
     async def run_committer(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        delay = COMMIT_DELAY
         while True:
             await self._wake.wait()
-            await trio.sleep(COMMIT_DELAY)
-            await self.flush()
+            await trio.sleep(delay)
+            try:
+                await self.flush()
+                delay = COMMIT_DELAY
+            except IndexUnavailable:
+                delay = min(delay * 2, 30.0)  # back off while the disk is full
+
+    def _rollback(self) -> None:
+        try:
+            self.writer.rollback()
+            self.db.rollback()
+        except Exception as e:  # the writer may be unusable after an I/O error: make a new one
+            log.warning("index: rollback failed (%s); reopening the writer", e)
+            self.writer = self.index.writer(heap_size=64_000_000, num_threads=1)
 
     async def flush(self, extra: Iterable[tuple[Scope, bytes]] = ()) -> None:
         """Make every queued change (and `extra` paths) visible to searches."""
@@ -160,7 +196,15 @@ class Index:
                 return
             pending, self._pending = self._pending, {}
             trees, self._trees = self._trees, []
-            await trio.to_thread.run_sync(self._apply, pending, trees, limiter=self._limiter)
+            try:
+                await trio.to_thread.run_sync(self._apply, pending, trees, limiter=self._limiter)
+            except Exception as e:  # e.g. ENOSPC under DATA/: keep the changes for the next try
+                log.error("index: commit failed, will retry: %s", e)
+                await trio.to_thread.run_sync(self._rollback, limiter=self._limiter)
+                pending.update(self._pending)
+                self._pending = pending
+                self._trees = trees + self._trees
+                raise IndexUnavailable(str(e)) from e
 
     def _apply(self, pending: dict, trees: list[Change]) -> None:
         t0 = time.perf_counter()
@@ -178,7 +222,11 @@ class Index:
             key = doc_key(scope, path)
             self.writer.delete_documents_by_term("key", key)
             if what == "index":
-                row = self._add(scope, path, key)
+                try:
+                    row = self._add(scope, path, key)
+                except Exception:  # one odd file must not keep the others out of the index
+                    log.exception("index: cannot index %s/%r", scope, path)
+                    row = None
                 if row is not None:
                     self.db.execute("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", row)
                     n += 1
@@ -209,7 +257,7 @@ class Index:
         doc = tantivy.Document(
             key=key,
             scope=str(scope),
-            relpath=os.fsdecode(path),
+            relpath=path_text(path),
             type=e.type,
             name=e.name,
             description=e.description,

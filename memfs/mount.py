@@ -24,7 +24,7 @@ from . import fs as fs_mod
 from .control import Control
 from .fs import Operations
 from .identity import Identities
-from .index import Index
+from .index import Index, IndexUnavailable
 from .store import Store
 
 log = logging.getLogger("memfs")
@@ -115,7 +115,10 @@ async def _serve(ops: Operations, index: Index | None) -> None:
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
     if index is not None:  # unmounted: apply what is still queued, so the index matches the files
-        await index.flush()
+        try:
+            await index.flush()
+        except IndexUnavailable:
+            log.warning("index: queued updates not applied; the next mount reconciles them")
 
 
 def run(spec: MountSpec, ready_fd: int | None = None) -> int:
