@@ -1,0 +1,623 @@
+"""Randomized model checking: memfs against a native directory, op by op, as several uids.
+
+A seeded driver (`random.Random(seed)`) generates long random sequences of file-system
+operations (create, write at random offsets and past EOF, truncate up and down, rename of
+files and directories including over existing ones and across the private/team boundary,
+unlink, mkdir, rmdir of empty and non-empty folders, read, listdir, stat, and operations
+through file handles kept open across steps) by alice (1001), bob (1002) and carol (1003);
+alice and bob share the team `eng`, carol is in no team.
+
+Every operation runs twice in ONE long-lived root helper (`/usr/bin/python3`) that switches
+its effective uid with `os.seteuid` (saved uid stays 0, as in t4_isolation's SWITCHER): once
+on the mount, once on a native mirror under the test's temp dir:
+
+    memfs  MNT/<rel>                    native  native/<uid>/<rel>
+    memfs  MNT/team/<rel>               native  native/team-eng/<rel>   (alice, bob)
+    memfs  MNT/team/<rel> as carol      native  native/noteam/<rel>     (never exists: ENOENT)
+
+After every step the two results must agree (return value or errno name), and so must the
+state (type, size, link count, content or listing) of every path the step touched and of
+their parents; every 50 steps and at the end the whole tree of every uid is compared, and
+at the end memfs's backing store must equal the native mirror byte for byte. Isolation is
+checked on everything memfs returns: data is written as tokens `<uid:step>`, and a uid may
+only ever read tokens of uids that can legitimately reach it (carol: only her own; alice and
+bob: their own and each other's, through the team); a listing never shows another uid's
+`mine-<uid>.md`; memfs shows private files owned by the caller and team files owned by root.
+
+Not generated (documented differences from a native directory, see README): symlinks, hard
+links, fifos, chmod, over-long names, the reserved names `team`/`.memfs` as targets.
+
+Reproduce a failure: the message names the seed, the step and the op; run
+
+    MEMFS_MODEL_SEED=<seed> MEMFS_MODEL_STEPS=<steps> .venv/bin/python -m pytest tests/t5_model.py -q
+
+(`MEMFS_MODEL_SEED` takes one seed or a comma-separated list; the run is deterministic for a
+seed and a step count: each seed starts from a fresh mount and empty mirrors). Defaults: seeds
+1, 2, 3 with 600 steps each. A soak run: `MEMFS_SOAK=1` (20 seeds x 5000 steps unless
+`MEMFS_MODEL_SEED` / `MEMFS_MODEL_STEPS` say otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import select
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import SYS_PYTHON, TIMEOUT
+
+ALICE, BOB, CAROL = 1001, 1002, 1003
+UIDS = (ALICE, BOB, CAROL)
+TEAM = (ALICE, BOB)  # members of eng
+USER_NAMES = {ALICE: "alice", BOB: "bob", CAROL: "carol"}
+MODEL_CONFIG = """
+users:
+  alice: {uid: 1001}
+  bob: {uid: 1002}
+  carol: {uid: 1003}
+teams:
+  eng: {members: [alice, bob]}
+"""
+
+SOAK = os.environ.get("MEMFS_SOAK", "") not in ("", "0")
+_SEEDS_ENV = os.environ.get("MEMFS_MODEL_SEED", "")
+SEEDS = [int(s) for s in _SEEDS_ENV.split(",") if s.strip()] or (list(range(1, 21)) if SOAK else [1, 2, 3])
+STEPS = int(os.environ.get("MEMFS_MODEL_STEPS") or (5000 if SOAK else 600))
+FULL_EVERY = 50  # steps between whole-tree comparisons
+
+# Relative paths: a small pool, so that collisions (rename over, rmdir of a non-empty folder,
+# a file where a folder is expected) happen often. MINE is each uid's own name.
+MINE = "MINE"
+PRIVATE_PATHS = ["a.md", "b.md", MINE, "d1", "d2", "d1/c.md", "d1/a.md", "d1/d3", "d1/d3/e.md", "d2/c.md"]
+TEAM_PATHS = ["team/x.md", "team/a.md", "team/d1", "team/d2", "team/d1/c.md", "team/d1/d3", "team/d1/d3/e.md"]
+HANDLE_SLOTS = 2  # open handles a uid may hold across steps
+TOKEN = re.compile(r"<(\d+):\d+>")
+MINE_NAME = re.compile(r"mine-(\d+)\.md")
+
+# The helper: root, one process for the whole run. It receives one JSON line per step,
+# {"uid": U, "calls": [[op, args...], ...]}, runs every call with the effective uid U and
+# answers one JSON line: per call ["ok", value] or ["err", "ENOENT"].
+HELPER = r"""
+import errno, json, os, stat, sys
+
+os.setgroups([])
+os.umask(0)
+HANDLES = {}
+
+
+def as_uid(uid):
+    os.seteuid(0)
+    os.setegid(uid)
+    os.seteuid(uid)
+
+
+def dec(s):
+    return s.encode("latin-1")
+
+
+def enc(b):
+    return b.decode("latin-1")
+
+
+def read_all(fd):
+    out, off = [], 0
+    while True:
+        b = os.pread(fd, 1 << 20, off)
+        if not b:
+            return b"".join(out)
+        out.append(b)
+        off += len(b)
+
+
+def probe(p):
+    st = os.lstat(p)
+    if stat.S_ISDIR(st.st_mode):
+        return ["d", None, st.st_nlink, st.st_uid, sorted(os.listdir(p))]
+    if stat.S_ISREG(st.st_mode):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            return ["f", st.st_size, st.st_nlink, st.st_uid, enc(read_all(fd))]
+        finally:
+            os.close(fd)
+    return ["?", oct(st.st_mode), st.st_nlink, st.st_uid, None]
+
+
+def walk(root, skip_team):
+    out = {}
+
+    def rec(rel):
+        pr = probe(root + "/" + rel if rel else root)
+        out[rel] = pr
+        if pr[0] == "d":
+            for n in pr[4]:
+                if not (skip_team and rel == "" and n == "team"):
+                    rec(rel + "/" + n if rel else n)
+
+    rec("")
+    return out
+
+
+CREATE_FLAGS = {"plain": 0, "excl": os.O_EXCL, "trunc": os.O_TRUNC}
+HOPEN_FLAGS = {"rw": 0, "append": os.O_APPEND, "creat": os.O_CREAT, "trunc": os.O_TRUNC}
+
+
+def create(p, how, data):
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | CREATE_FLAGS[how], 0o666)
+    try:
+        return os.write(fd, dec(data))
+    finally:
+        os.close(fd)
+
+
+def write(p, off, data, append):
+    fd = os.open(p, os.O_WRONLY | (os.O_APPEND if append else 0))
+    try:
+        return os.write(fd, dec(data)) if append else os.pwrite(fd, dec(data), off)
+    finally:
+        os.close(fd)
+
+
+def ftruncate(p, n):
+    fd = os.open(p, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, n)
+    finally:
+        os.close(fd)
+
+
+def read(p, off, size):
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        return enc(os.pread(fd, size, off))
+    finally:
+        os.close(fd)
+
+
+def stat_(p):
+    st = os.stat(p)
+    kind = "d" if stat.S_ISDIR(st.st_mode) else "f" if stat.S_ISREG(st.st_mode) else "?"
+    return [kind, st.st_size if kind == "f" else None, st.st_nlink, st.st_uid]
+
+
+def fd_of(h):
+    if h not in HANDLES:
+        raise OSError(errno.EBADF, "no such handle")
+    return HANDLES[h]
+
+
+def hopen(h, p, how):
+    HANDLES[h] = os.open(p, os.O_RDWR | HOPEN_FLAGS[how], 0o666)
+
+
+def hwrite(h, off, data, append):
+    fd = fd_of(h)
+    return os.write(fd, dec(data)) if append else os.pwrite(fd, dec(data), off)
+
+
+def hprobe(h):
+    fd = fd_of(h)
+    st = os.fstat(fd)
+    return [st.st_size, st.st_nlink, enc(read_all(fd))]
+
+
+OPS = {
+    "create": create,
+    "write": write,
+    "truncate": os.truncate,
+    "ftruncate": ftruncate,
+    "open_trunc": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)),
+    "rename": os.rename,
+    "unlink": os.unlink,
+    "mkdir": lambda p: os.mkdir(p, 0o777),
+    "rmdir": os.rmdir,
+    "read": read,
+    "listdir": lambda p: sorted(os.listdir(p)),
+    "stat": stat_,
+    "probe": probe,
+    "walk": walk,
+    "hopen": hopen,
+    "hwrite": hwrite,
+    "hread": lambda h, off, size: enc(os.pread(fd_of(h), size, off)),
+    "htrunc": lambda h, n: os.ftruncate(fd_of(h), n),
+    "hclose": lambda h: os.close(fd_of(h)) or HANDLES.pop(h) and None,
+    "hprobe": hprobe,
+}
+
+for line in sys.stdin:
+    req = json.loads(line)
+    as_uid(req["uid"])
+    out = []
+    for name, *args in req["calls"]:
+        try:
+            out.append(["ok", OPS[name](*args)])
+        except OSError as e:
+            out.append(["err", errno.errorcode.get(e.errno, str(e.errno))])
+    as_uid(0)
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+"""
+
+
+class Helper:
+    """The root helper process: one request (a list of calls as one uid) per step."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [SYS_PYTHON, "-c", HELPER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+        )
+
+    def call(self, uid: int, calls: list) -> list:
+        self.proc.stdin.write(json.dumps({"uid": uid, "calls": calls}) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
+        if not ready:
+            raise AssertionError(f"no answer from the helper in {TIMEOUT} s: memfs hung?")
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=TIMEOUT)
+            raise AssertionError(f"helper died: {self.proc.stderr.read()}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class ModelFailure(AssertionError):
+    pass
+
+
+class Model:
+    """Generates the steps, runs them on both sides through the helper, compares."""
+
+    def __init__(self, helper: Helper, mnt: Path, native: Path, seed: int, steps: int):
+        self.helper = helper
+        self.mnt = str(mnt)
+        self.native = native
+        self.seed = seed
+        self.steps = steps
+        self.rng = random.Random(seed)
+        self.step = 0
+        self.history: list[str] = []
+        self.handles: dict[int, list[int]] = {uid: [] for uid in UIDS}  # open slots per uid
+        self.counts: dict[str, int] = {}
+        self.outcomes: dict[str, int] = {}
+        native.mkdir(mode=0o755)
+        for uid in UIDS:
+            d = native / str(uid)
+            d.mkdir(mode=0o700)
+            os.chown(d, uid, uid)
+        (native / "team-eng").mkdir()
+        os.chmod(native / "team-eng", 0o777)  # both members create, rename and remove there
+
+    # -- paths ------------------------------------------------------------------
+    def resolve(self, uid: int, rel: str) -> str:
+        return rel.replace(MINE, f"mine-{uid}.md")
+
+    def mpath(self, rel: str) -> str:
+        return f"{self.mnt}/{rel}" if rel else self.mnt
+
+    def npath(self, uid: int, rel: str) -> str:
+        if rel == "team" or rel.startswith("team/"):
+            base = self.native / ("team-eng" if uid in TEAM else "noteam")
+            rest = rel[len("team") + 1 :]
+        else:
+            base, rest = self.native / str(uid), rel
+        return f"{base}/{rest}" if rest else str(base)
+
+    # -- generation -----------------------------------------------------------
+    def pick_path(self, uid: int, want: str | None = None) -> str:
+        """A relative path from the pool; `want` 'f' or 'd' biases toward files or folders."""
+        rng = self.rng
+        pool = TEAM_PATHS if rng.random() < 0.35 else PRIVATE_PATHS
+        if want is not None and rng.random() < 0.85:
+            pool = [p for p in pool if (p.endswith(".md") or p == MINE) == (want == "f")]
+        return self.resolve(uid, rng.choice(pool))
+
+    def data(self, uid: int) -> str:
+        return f"<{uid}:{self.step}>" * self.rng.choice((1, 1, 2, 3, 7, 40))
+
+    def offset(self) -> int:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.3:
+            return 0
+        if r < 0.7:
+            return rng.randint(0, 60)
+        if r < 0.97:
+            return rng.randint(0, 9000)  # holes across page boundaries
+        return rng.randint(60000, 70000)
+
+    def generate(self) -> tuple[int, str, list[str], list, int | None]:
+        """(uid, op, relative paths, extra args, handle slot)."""
+        rng = self.rng
+        uid = rng.choice(UIDS)
+        ops = [
+            ("create", 12),
+            ("write", 16),
+            ("truncate", 6),
+            ("ftruncate", 3),
+            ("open_trunc", 2),
+            ("rename", 16),
+            ("unlink", 8),
+            ("mkdir", 10),
+            ("rmdir", 8),
+            ("read", 8),
+            ("listdir", 6),
+            ("stat", 4),
+            ("hopen", 3),
+            ("hwrite", 5),
+            ("hread", 3),
+            ("htrunc", 1),
+            ("hclose", 2),
+        ]
+        op = rng.choices([o for o, _ in ops], weights=[w for _, w in ops])[0]
+        slots = self.handles[uid]
+        if op.startswith("h") and op != "hopen" and not slots:
+            op = "hopen"
+        if op == "hopen" and len(slots) >= HANDLE_SLOTS:
+            op = "hclose"
+        if op == "create":
+            how = rng.choice(("plain", "excl", "trunc"))
+            return uid, op, [self.pick_path(uid, "f")], [how, self.data(uid)], None
+        if op == "write":
+            append = rng.random() < 0.2
+            return uid, op, [self.pick_path(uid, "f")], [self.offset(), self.data(uid), append], None
+        if op in ("truncate", "ftruncate"):
+            return uid, op, [self.pick_path(uid, "f")], [self.offset()], None
+        if op == "open_trunc":
+            return uid, op, [self.pick_path(uid, "f")], [], None
+        if op == "rename":
+            src = self.pick_path(uid)
+            is_file = src.endswith(".md")
+            dst = self.pick_path(uid, "f" if is_file else "d")
+            return uid, op, [src, dst], [], None
+        if op in ("unlink", "read"):
+            extra = [self.offset() if rng.random() < 0.3 else 0, rng.choice((1 << 20, 1, 100, 5000))]
+            return uid, op, [self.pick_path(uid, "f")], extra if op == "read" else [], None
+        if op in ("mkdir", "rmdir"):
+            return uid, op, [self.pick_path(uid, "d")], [], None
+        if op == "listdir":
+            return uid, op, [rng.choice(("", "team", self.pick_path(uid, "d")))], [], None
+        if op == "stat":
+            return uid, op, [self.pick_path(uid)], [], None
+        if op == "hopen":
+            slot = min(set(range(HANDLE_SLOTS)) - set(slots))
+            how = rng.choice(("rw", "append", "creat", "trunc"))
+            return uid, op, [self.pick_path(uid, "f")], [how], slot
+        slot = rng.choice(sorted(slots))
+        if op == "hwrite":
+            return uid, op, [], [self.offset(), self.data(uid), rng.random() < 0.2], slot
+        if op == "hread":
+            return uid, op, [], [self.offset() if rng.random() < 0.3 else 0, rng.choice((1 << 20, 7))], slot
+        if op == "htrunc":
+            return uid, op, [], [self.offset()], slot
+        return uid, "hclose", [], [], slot
+
+    # -- checking -------------------------------------------------------------
+    def fail(self, what: str) -> None:
+        recent = "\n".join(self.history[-25:])
+        raise ModelFailure(
+            f"seed={self.seed} step={self.step}: {what}\n"
+            f"last steps:\n{recent}\n"
+            f"reproduce: MEMFS_MODEL_SEED={self.seed} MEMFS_MODEL_STEPS={self.step + 1} "
+            ".venv/bin/python -m pytest tests/t5_model.py -q"
+        )
+
+    def allowed_tokens(self, uid: int) -> set[str]:
+        return {str(u) for u in TEAM} if uid in TEAM else {str(uid)}
+
+    def check_isolation(self, uid: int, rel: str, kind: str, value) -> None:
+        """Nothing memfs returned to `uid` may carry another uid's data or names."""
+        if kind == "data":
+            bad = {t for t in TOKEN.findall(value) if t not in self.allowed_tokens(uid)}
+            if bad:
+                self.fail(f"LEAK: uid {uid} read data of uid(s) {sorted(bad)} at {rel!r}")
+        elif kind == "names":
+            bad = {u for u in MINE_NAME.findall(" ".join(value)) if u != str(uid)}
+            if bad or ".memfs" in value:
+                self.fail(f"LEAK: uid {uid} listed {value} at {rel!r}")
+
+    def normalize_probe(self, uid: int, rel: str, res: list, memfs: bool) -> list:
+        """Drop what legitimately differs (owner, the root's `team` entry); check it on memfs."""
+        if res[0] != "ok":
+            return res
+        kind, size, nlink, owner, payload = res[1]
+        if memfs:
+            in_team = rel == "team" or rel.startswith("team/")
+            want_owner = 0 if in_team else uid
+            if owner != want_owner:
+                self.fail(f"memfs shows {rel!r} owned by {owner} to uid {uid}, expected {want_owner}")
+            if kind == "f":
+                self.check_isolation(uid, rel, "data", payload)
+            elif kind == "d":
+                self.check_isolation(uid, rel, "names", payload)
+                if rel == "":
+                    if ("team" in payload) != (uid in TEAM):
+                        self.fail(f"root listing of uid {uid}: {payload}")
+                    payload = [n for n in payload if n != "team"]
+        return ["ok", [kind, size, nlink, payload]]
+
+    def compare(self, what: str, m, n) -> None:
+        if m != n:
+            self.fail(f"{what}: memfs={_short(m)} native={_short(n)}")
+
+    def run_step(self) -> None:
+        uid, op, rels, extra, slot = self.generate()
+        self.counts[op] = self.counts.get(op, 0) + 1
+        desc = f"  step {self.step}: uid {uid} {op} {rels} {_short(extra, 60)}" + (
+            f" handle {slot}" if slot is not None else ""
+        )
+        self.history.append(desc)
+        hm, hn = f"m{uid}-{slot}", f"n{uid}-{slot}"
+        if slot is not None:
+            m_call = [op, hm, *[self.mpath(r) for r in rels], *extra]
+            n_call = [op, hn, *[self.npath(uid, r) for r in rels], *extra]
+        else:
+            m_call = [op, *[self.mpath(r) for r in rels], *extra]
+            n_call = [op, *[self.npath(uid, r) for r in rels], *extra]
+        touched = []
+        for r in rels:
+            for p in (r, _parent(r)):
+                if p not in touched:
+                    touched.append(p)
+        calls = [m_call, n_call]
+        for r in touched:
+            calls += [["probe", self.mpath(r)], ["probe", self.npath(uid, r)]]
+        after_handle = slot is not None and op != "hclose"
+        if after_handle:
+            calls += [["hprobe", hm], ["hprobe", hn]]
+        out = self.helper.call(uid, calls)
+        m, n = out[0], out[1]
+        if op == "stat":  # owners differ by design; check memfs's, compare the rest
+            if m[0] == "ok":
+                in_team = rels[0] == "team" or rels[0].startswith("team/")
+                if m[1][3] != (0 if in_team else uid):
+                    self.fail(f"stat {rels[0]!r} as {uid}: owner {m[1][3]}")
+                m = ["ok", m[1][:3]]
+            if n[0] == "ok":
+                n = ["ok", n[1][:3]]
+        if m[0] == "ok" and op in ("read", "hread"):
+            self.check_isolation(uid, str(rels), "data", m[1])
+        if m[0] == "ok" and op == "listdir":
+            self.check_isolation(uid, rels[0], "names", m[1])
+            if rels[0] == "":
+                if ("team" in m[1]) != (uid in TEAM):
+                    self.fail(f"root listing of uid {uid}: {m[1]}")
+                m = ["ok", [x for x in m[1] if x != "team"]]
+        self.compare(f"result of {op} {rels}", m, n)
+        outcome = f"{op}:{m[1] if m[0] == 'err' else 'ok'}"
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if op == "hopen" and m[0] == "ok":
+            self.handles[uid].append(slot)
+        if op == "hclose":
+            self.handles[uid].remove(slot)
+        for i, r in enumerate(touched):
+            pm = self.normalize_probe(uid, r, out[2 + 2 * i], True)
+            pn = self.normalize_probe(uid, r, out[3 + 2 * i], False)
+            self.compare(f"state of {r!r} after {op}", pm, pn)
+        if after_handle:
+            pm, pn = out[-2], out[-1]
+            if pm[0] == "ok":
+                self.check_isolation(uid, f"handle {slot}", "data", pm[1][2])
+            self.compare(f"state through handle {slot} after {op}", pm, pn)
+
+    def full_check(self) -> None:
+        """Every uid's whole tree (and the team's) on both sides; carol has no team."""
+        for uid in UIDS:
+            calls = [["walk", self.mnt, True], ["walk", self.npath(uid, ""), False]]
+            if uid in TEAM:
+                calls += [["walk", self.mpath("team"), False], ["walk", self.npath(uid, "team"), False]]
+            else:
+                calls += [["stat", self.mpath("team")], ["listdir", self.mpath("team")]]
+            out = self.helper.call(uid, calls)
+            trees = []
+            for res, base, memfs in ((out[0], "", True), (out[1], "", False)) + (
+                ((out[2], "team", True), (out[3], "team", False)) if uid in TEAM else ()
+            ):
+                if res[0] != "ok":
+                    self.fail(f"walk of {base!r} as {uid}: {res}")
+                trees.append(
+                    {
+                        rel: self.normalize_probe(uid, _join(base, rel), ["ok", pr], memfs)
+                        for rel, pr in res[1].items()
+                    }
+                )
+            for i in range(0, len(trees), 2):
+                m, n = trees[i], trees[i + 1]
+                if m != n:
+                    diff = {k: (m.get(k), n.get(k)) for k in sorted(set(m) | set(n)) if m.get(k) != n.get(k)}
+                    self.fail(f"whole tree of uid {uid} differs: {_short(diff, 2000)}")
+            if uid not in TEAM and out[2:] != [["err", "ENOENT"], ["err", "ENOENT"]]:
+                self.fail(f"team/ for uid {uid} (in no team): {out[2:]}")
+
+    def close_handles(self) -> None:
+        for uid in UIDS:
+            calls = []
+            for slot in self.handles[uid]:
+                calls += [["hclose", f"m{uid}-{slot}"], ["hclose", f"n{uid}-{slot}"]]
+            if calls:
+                out = self.helper.call(uid, calls)
+                self.compare(f"closing handles of {uid}", out[0::2], out[1::2])
+            self.handles[uid] = []
+
+    def run(self) -> None:
+        for step in range(self.steps):
+            self.step = step
+            self.run_step()
+            if self.step % FULL_EVERY == FULL_EVERY - 1:
+                self.full_check()
+        self.step = self.steps
+        self.history.append("  (end: closing handles, full comparison)")
+        self.close_handles()
+        self.full_check()
+
+
+def _parent(rel: str) -> str:
+    return rel.rpartition("/")[0]
+
+
+def _join(base: str, rel: str) -> str:
+    return f"{base}/{rel}" if base and rel else base or rel
+
+
+def _short(v, limit: int = 400) -> str:
+    s = repr(v)
+    return s if len(s) <= limit else s[:limit] + f"...({len(s)} chars)"
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Relative path -> content (None for a folder), as root sees it on disk."""
+    if not root.exists():
+        return {}
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for d in dirs:
+            out[os.path.normpath(os.path.join(rel, d))] = None
+        for f in files:
+            out[os.path.normpath(os.path.join(rel, f))] = Path(dirpath, f).read_bytes()
+    return out
+
+
+def run_model(make_mount, base_dir: Path, seed: int, steps: int) -> Model:
+    m = make_mount(MODEL_CONFIG)
+    helper = Helper()
+    try:
+        model = Model(helper, m.mnt, base_dir / "native", seed, steps)
+        model.run()
+    finally:
+        helper.close()
+    # What memfs stored is exactly what the native mirror holds.
+    for uid in UIDS:
+        stored, mirror = _tree(m.backing(USER_NAMES[uid])), _tree(base_dir / "native" / str(uid))
+        assert stored == mirror, f"seed={seed}: backing store of uid {uid} differs from the mirror"
+    stored, mirror = _tree(m.data / "teams" / "eng"), _tree(base_dir / "native" / "team-eng")
+    assert stored == mirror, f"seed={seed}: backing store of team eng differs from the mirror"
+    assert "Traceback" not in m.log(), m.log()
+    return model
+
+
+@pytest.mark.timeout(600 if SOAK else 180)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_ops_match_native(make_mount, base_dir, seed):
+    model = run_model(make_mount, base_dir, seed, STEPS)
+    # The run must have exercised what it claims to: successes and collisions alike.
+    if STEPS >= 400:
+        for outcome in ("rename:ok", "rmdir:ENOTEMPTY", "write:ok", "hwrite:ok", "unlink:ok", "mkdir:EEXIST"):
+            assert model.outcomes.get(outcome, 0) > 0, (outcome, model.outcomes)
