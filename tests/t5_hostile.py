@@ -59,7 +59,8 @@ def test_binary_md_is_stored_and_flagged(mnt):
 
 def test_yaml_alias_bomb_and_huge_frontmatter(mnt):
     bomb = "---\na: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
-        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
     )
     bomb += "name: bomb\n---\nalias bomb body quagga\n"
     huge = (
@@ -88,7 +89,9 @@ def test_hostile_queries(mnt):
     syntax = ('(+-"[]{}^~*?:\\/&|!' * 20)[:255]
     out = mnt.py(
         ALICE,
-        f"import urllib.parse; print(open('.memfs/search/' + urllib.parse.quote({syntax!r}, safe='')[:255]).read())",
+        "import urllib.parse\n"
+        f"name = urllib.parse.quote({syntax!r}, safe='')[:255]\n"
+        "print(open('.memfs/search/' + name).read())",
     )
     assert out.stdout.startswith("# Search:")
     parens = "(" * 255
