@@ -1,0 +1,133 @@
+"""Crashes and a full disk: nothing that close() or fsync() reported as written is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import ALICE, SYS_PYTHON, TIMEOUT, memfs_cmd
+from t4_search import hit_paths, search
+
+# Writes entries as alice until the mount fails; after each close() (and fsync() for every
+# third file) that returned success it appends the file's name and hash to a log outside
+# the mount.
+STORM = r"""
+import hashlib, json, os, sys
+mnt, log = sys.argv[1], open(sys.argv[2], "a", buffering=1)  # opened as root, written as alice
+os.setgid(1001); os.setuid(1001)
+os.makedirs(f"{mnt}/storm", exist_ok=True)
+i = 0
+while True:
+    name = f"storm/e{i:05d}.md"
+    head = f"---\nname: e{i}\ndescription: storm entry\ntype: project\n---\n"
+    body = (head + f"petrel {i} " * 100).encode()
+    try:
+        fd = os.open(f"{mnt}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, body)
+        if i % 3 == 0:
+            os.fsync(fd)
+        os.close(fd)
+    except OSError as e:
+        print("stopped", i, e.errno, file=sys.stderr)
+        break
+    log.write(json.dumps([name, hashlib.sha1(body).hexdigest()]) + "\n")
+    i += 1
+"""
+
+
+def wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_kill_9_in_a_write_storm(mnt, base_dir):
+    log = base_dir / "storm.log"
+    log.touch()
+    storm = subprocess.Popen(
+        [SYS_PYTHON, "-c", STORM, str(mnt.mnt), str(log)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: len(log.read_text().splitlines()) >= 300, "300 written entries")
+        os.kill(mnt.pid(), signal.SIGKILL)
+        _, err = storm.communicate(timeout=TIMEOUT)
+        assert "stopped" in err
+    finally:
+        storm.kill()
+    written = [json.loads(line) for line in log.read_text().splitlines()]
+    # `memfs mount` clears the dead mount by itself and comes back.
+    mnt.start()
+    for name, digest in written:
+        data = (mnt.backing("alice") / name).read_bytes()
+        assert hashlib.sha1(data).hexdigest() == digest, name
+    got = mnt.py(ALICE, "import os; print(len(os.listdir('storm')))").stdout
+    assert int(got) >= len(written)
+    # After the reconcile the index agrees with the files (the one cut mid-write may be empty).
+    with_word = sum(b"petrel" in p.read_bytes() for p in (mnt.backing("alice") / "storm").iterdir())
+    assert with_word >= len(written)
+    assert f"of {with_word} results" in search(mnt, ALICE, "petrel")
+    doctor = subprocess.run(
+        memfs_cmd("doctor", "--mount", str(mnt.mnt), "--data", str(mnt.data)),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=mnt.env,
+    )
+    assert "OK   index:" in doctor.stdout, doctor.stdout
+
+
+@pytest.fixture
+def small_disk(base_dir):
+    """DATA/ on a 4 MiB tmpfs, so it fills up."""
+    d = base_dir / "small"
+    d.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "memfs-test", str(d)], check=True, timeout=TIMEOUT
+    )
+    yield d
+    subprocess.run(["umount", "-l", str(d)], timeout=TIMEOUT)
+
+
+def test_full_disk(make_mount, small_disk):
+    m = make_mount(start=False)
+    m.data = small_disk / "data"
+    m.start()
+    m.sh(ALICE, "echo '- [Keep](keep.md) — kept' > MEMORY.md; printf 'keep me puffin\\n' > keep.md")
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
+    out = m.py(
+        ALICE,
+        """
+        import errno, os
+        n = 0
+        try:
+            while True:
+                with open(f"fill{n}.bin", "wb") as f:
+                    f.write(os.urandom(256 * 1024))
+                n += 1
+        except OSError as e:
+            print(errno.errorcode[e.errno], n)
+        """,
+    )
+    code, n = out.stdout.split()
+    assert code == "ENOSPC" and int(n) > 0
+    # Writers get ENOSPC; what was stored is intact, reads and search keep working.
+    res = m.run(ALICE, ["bash", "-c", "echo more > another.md"], check=False)
+    assert res.returncode != 0 and "No space left" in res.stderr
+    assert m.sh(ALICE, "cat keep.md MEMORY.md").stdout == "keep me puffin\n- [Keep](keep.md) — kept\n"
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
+    # n full fills, a partial one, keep.md, MEMORY.md, and another.md, created before its write failed
+    assert m.sh(ALICE, "ls | wc -l").stdout.strip() == str(int(n) + 4)
+    assert m.sh(ALICE, "wc -c < another.md").stdout.strip() == "0"
+    # Space freed: it recovers, and the index catches up.
+    m.sh(ALICE, "rm -f fill*.bin")
+    m.sh(ALICE, "printf 'after recovery gannet\\n' > after.md")
+    assert m.sh(ALICE, "cat after.md").stdout == "after recovery gannet\n"
+    assert hit_paths(search(m, ALICE, "gannet")) == ["after.md"]
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
