@@ -28,6 +28,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         raise yaml.scanner.ScannerError(None, None, "YAML anchors are not allowed", self.get_mark())
 
 
+_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SPLITTER = frontmatter.YAMLHandler()
 
 
@@ -76,8 +77,11 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
     if len(fm.encode()) > MAX_FRONTMATTER:
         e.problems.append(f"frontmatter larger than {MAX_FRONTMATTER} bytes: not parsed")
         return e
+    # libyaml's loader is ~6x faster, but it cannot refuse aliases: use it only on text that
+    # cannot hold an anchor or alias (no '&' or '*'), the pure-Python guard otherwise.
+    loader = _FastLoader if "&" not in fm and "*" not in fm else _NoAliasLoader
     try:
-        meta = yaml.load(fm, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+        meta = yaml.load(fm, Loader=loader)  # noqa: S506 (both are SafeLoader variants)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark else ""

@@ -208,6 +208,12 @@ class Operations(pyfuse3.Operations):
         self._require(p, node.scope, need)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
+        # The directory's own owner bits apply as on any filesystem: x to pass, w to change.
+        st = self.store.lstat(node.scope, node.path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise FUSEError(errno.ENOTDIR)
+        if not policy.owner_bits_allow(st.st_mode, False, need >= Access.WRITE, True):
+            raise FUSEError(errno.EACCES)
         return node.scope, node.path, False
 
     def _owner(self, scope: Scope) -> tuple[int, int, bool]:
@@ -341,7 +347,20 @@ class Operations(pyfuse3.Operations):
             uid, gid, _ = self._owner(node.scope)
             if (fields.update_uid and attr.st_uid != uid) or (fields.update_gid and attr.st_gid != gid):
                 raise FUSEError(errno.EPERM)  # owners follow the scope; chown cannot change them
+            # Accepted as a no-op, but a successful chown still marks the change (ctime).
+            if target is not None:
+                os.fchown(target, -1, -1)
+            else:
+                self.store.touch_ctime(node.scope, node.path)
+        elif not any((fields.update_size, fields.update_mode, fields.update_atime, fields.update_mtime)):
+            # chown(-1, -1) and friends: nothing changes but the change time.
+            if target is not None:
+                os.fchown(target, -1, -1)
+            else:
+                self.store.touch_ctime(node.scope, node.path)
         if fields.update_size:
+            if handle is None and not policy.owner_bits_allow(self._stat(node).st_mode, False, True):
+                raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open
             self.store.check_size(attr.st_size)
             if target is not None:
                 os.ftruncate(target, attr.st_size)
@@ -527,7 +546,7 @@ class Operations(pyfuse3.Operations):
         if self.control.owns(parent_inode):
             raise FUSEError(errno.EACCES)
         scope, path = self._new_name(p, parent_inode, name)
-        self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask) | 0o700)
+        self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         return self._entry(scope, path, _entry_timeout(parent_inode))
 
     @guarded
@@ -575,8 +594,8 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         p = self._principal(ctx)
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise FUSEError(errno.EINVAL)
+        if flags & ~pyfuse3.RENAME_NOREPLACE:
+            raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE, RENAME_WHITEOUT: not supported
         src, src_path = self._existing(p, parent_inode_old, name_old)
         dst, dst_path = self._new_name_or_existing(p, parent_inode_new, name_new)
         if not policy.may_move(p, src, dst):
@@ -625,6 +644,8 @@ class Operations(pyfuse3.Operations):
             self._require(p, node.scope, Access.READ)
             if node.unlinked:
                 raise FUSEError(errno.ENOENT)
+            if not policy.owner_bits_allow(self.store.lstat(node.scope, node.path).st_mode, True, False):
+                raise FUSEError(errno.EACCES)
             scope, path, is_root = node.scope, node.path, False
             entries = self.store.listdir(scope, path)
         fh = self._next_dh

@@ -171,6 +171,7 @@ class Index:
         delay = COMMIT_DELAY
         while True:
             await self._wake.wait()
+            self._wake = trio.Event()  # only the committer resets it: flush() must not strand it
             await trio.sleep(delay)
             try:
                 await self.flush()
@@ -191,7 +192,6 @@ class Index:
         for scope, path in extra:
             self.touch(scope, path)
         async with self._lock:
-            self._wake = trio.Event()
             if not self._pending and not self._trees:
                 return
             pending, self._pending = self._pending, {}

@@ -246,6 +246,15 @@ def mounts_of(data: Path) -> list[Path]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Running, not just a zombie waiting for its parent (init) to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def umount(mountpoint: Path, timeout: float = 30.0) -> None:
     pid = None
     pf = pidfile(mountpoint)
@@ -265,9 +274,7 @@ def umount(mountpoint: Path, timeout: float = 30.0) -> None:
     if pid is not None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _alive(pid):
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise MountError(f"unmounted {mountpoint}, but daemon {pid} is still running after {timeout:.0f}s")

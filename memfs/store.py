@@ -114,6 +114,9 @@ class Store:
     def chmod(self, scope: Scope, rel: bytes, mode: int) -> None:
         os.chmod(self.path(scope, rel), mode, follow_symlinks=False)
 
+    def touch_ctime(self, scope: Scope, rel: bytes) -> None:
+        os.chown(self.path(scope, rel), -1, -1, follow_symlinks=False)
+
     def utime(self, scope: Scope, rel: bytes, atime_ns: int | None, mtime_ns: int | None) -> None:
         path = self.path(scope, rel)
         if atime_ns is None or mtime_ns is None:

@@ -76,6 +76,27 @@ def test_read_your_writes(tm):
         assert hit_paths(search(tm, ALICE, word)) == [f"n{i}.md"], i
 
 
+def test_background_indexing_goes_on_after_an_idle_search(tm):
+    import sqlite3
+    import time
+
+    search(tm, ALICE, "nothing")  # a search while nothing is queued
+    write(tm, ALICE, "bg.md", entry("BG", "background kinkajou"))
+    manifest = tm.data / "state" / "manifest.sqlite"
+
+    def indexed() -> bool:
+        db = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
+        try:
+            return any(k.endswith("\0bg.md") for (k,) in db.execute("SELECT key FROM manifest"))
+        finally:
+            db.close()
+
+    deadline = time.monotonic() + 20  # the committer batches every 200 ms
+    while not indexed():
+        assert time.monotonic() < deadline, "the committer never indexed bg.md by itself"
+        time.sleep(0.05)
+
+
 def test_search_sees_a_file_still_being_written(tm):
     out = tm.py(
         ALICE,

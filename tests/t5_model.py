@@ -39,6 +39,7 @@ seed and a step count: each seed starts from a fresh mount and empty mirrors). D
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -72,11 +73,24 @@ FULL_EVERY = 50  # steps between whole-tree comparisons
 # Relative paths: a small pool, so that collisions (rename over, rmdir of a non-empty folder,
 # a file where a folder is expected) happen often. MINE is each uid's own name.
 MINE = "MINE"
-PRIVATE_PATHS = ["a.md", "b.md", MINE, "d1", "d2", "d1/c.md", "d1/a.md", "d1/d3", "d1/d3/e.md", "d2/c.md"]
+PRIVATE_PATHS = [
+    "a.md",
+    "b.md",
+    MINE,
+    "n.txt",
+    "d1",
+    "d2",
+    "d1/c.md",
+    "d1/a.md",
+    "d1/d3",
+    "d1/d3/e.md",
+    "d2/c.md",
+]
 TEAM_PATHS = ["team/x.md", "team/a.md", "team/d1", "team/d2", "team/d1/c.md", "team/d1/d3", "team/d1/d3/e.md"]
 HANDLE_SLOTS = 2  # open handles a uid may hold across steps
 TOKEN = re.compile(r"<(\d+):\d+>")
 MINE_NAME = re.compile(r"mine-(\d+)\.md")
+ERRNAMES = set(errno.errorcode.values())
 
 # The helper: root, one process for the whole run. It receives one JSON line per step,
 # {"uid": U, "calls": [[op, args...], ...]}, runs every call with the effective uid U and
@@ -200,8 +214,16 @@ def hwrite(h, off, data, append):
 
 def hprobe(h):
     fd = fd_of(h)
-    st = os.fstat(fd)
-    return [st.st_size, st.st_nlink, enc(read_all(fd))]
+    try:
+        st = os.fstat(fd)
+        meta = [st.st_size, st.st_nlink]
+    except OSError as e:
+        meta = errno.errorcode[e.errno]
+    try:
+        data = enc(read_all(fd))
+    except OSError as e:
+        data = errno.errorcode[e.errno]
+    return [meta, data]
 
 
 OPS = {
@@ -223,8 +245,10 @@ OPS = {
     "hwrite": hwrite,
     "hread": lambda h, off, size: enc(os.pread(fd_of(h), size, off)),
     "htrunc": lambda h, n: os.ftruncate(fd_of(h), n),
+    "hfsync": lambda h: os.fsync(fd_of(h)),
     "hclose": lambda h: os.close(fd_of(h)) or HANDLES.pop(h) and None,
     "hprobe": hprobe,
+    "hwhere": lambda h: os.readlink(f"/proc/self/fd/{fd_of(h)}").removesuffix(" (deleted)"),
 }
 
 for line in sys.stdin:
@@ -294,6 +318,8 @@ class Model:
         self.rng = random.Random(seed)
         self.step = 0
         self.history: list[str] = []
+        self.state: dict[str, str] = {}  # what exists for the uid of the step being generated
+        self.ops: list[tuple] = []  # every step run, as (uid, op, rels, extra, slot)
         self.handles: dict[int, list[int]] = {uid: [] for uid in UIDS}  # open slots per uid
         self.counts: dict[str, int] = {}
         self.outcomes: dict[str, int] = {}
@@ -321,13 +347,40 @@ class Model:
         return f"{base}/{rest}" if rest else str(base)
 
     # -- generation -----------------------------------------------------------
-    def pick_path(self, uid: int, want: str | None = None) -> str:
-        """A relative path from the pool; `want` 'f' or 'd' biases toward files or folders."""
+    def native_state(self, uid: int) -> dict[str, str]:
+        """What exists now for `uid` ('f' or 'd' per relative path), read from the native mirror
+        as root. A deterministic function of the steps so far, so a seed replays exactly."""
+        roots = [("", self.native / str(uid))] + (
+            [("team/", self.native / "team-eng")] if uid in TEAM else []
+        )
+        state = {}
+        for prefix, root in roots:
+            for dirpath, dirs, files in os.walk(root):
+                rel = os.path.relpath(dirpath, root)
+                rel = "" if rel == "." else rel + "/"
+                state.update({prefix + rel + d: "d" for d in dirs})
+                state.update({prefix + rel + f: "f" for f in files})
+        return state
+
+    def pick_path(self, uid: int, want: str | None = None, how: str = "any") -> str:
+        """A relative path from the pool. `want` 'f' or 'd' biases toward files or folders;
+        `how` 'existing' toward paths that exist, 'fresh' toward new names in existing folders,
+        so that most steps do something (and some still hit a missing parent)."""
         rng = self.rng
-        pool = TEAM_PATHS if rng.random() < 0.35 else PRIVATE_PATHS
+        team_share = 0.35 if uid in TEAM else 0.1
+        pool = [self.resolve(uid, p) for p in (TEAM_PATHS if rng.random() < team_share else PRIVATE_PATHS)]
         if want is not None and rng.random() < 0.85:
-            pool = [p for p in pool if (p.endswith(".md") or p == MINE) == (want == "f")]
-        return self.resolve(uid, rng.choice(pool))
+            pool = [p for p in pool if _file_name(p) == (want == "f")]
+        state = self.state
+        if how == "existing":
+            cands = [p for p in pool if p in state and (want is None or state[p] == want)]
+        elif how == "fresh":
+            cands = [p for p in pool if p not in state and (_parent(p) in state or _parent(p) == "")]
+        else:
+            cands = []
+        if cands and rng.random() < 0.8:
+            return rng.choice(cands)
+        return rng.choice(pool)
 
     def data(self, uid: int) -> str:
         return f"<{uid}:{self.step}>" * self.rng.choice((1, 1, 2, 3, 7, 40))
@@ -347,6 +400,7 @@ class Model:
         """(uid, op, relative paths, extra args, handle slot)."""
         rng = self.rng
         uid = rng.choice(UIDS)
+        self.state = self.native_state(uid)
         ops = [
             ("create", 12),
             ("write", 16),
@@ -364,6 +418,7 @@ class Model:
             ("hwrite", 5),
             ("hread", 3),
             ("htrunc", 1),
+            ("hfsync", 1),
             ("hclose", 2),
         ]
         op = rng.choices([o for o, _ in ops], weights=[w for _, w in ops])[0]
@@ -374,32 +429,36 @@ class Model:
             op = "hclose"
         if op == "create":
             how = rng.choice(("plain", "excl", "trunc"))
-            return uid, op, [self.pick_path(uid, "f")], [how, self.data(uid)], None
+            path = self.pick_path(uid, "f", rng.choice(("fresh", "existing")))
+            return uid, op, [path], [how, self.data(uid)], None
         if op == "write":
             append = rng.random() < 0.2
-            return uid, op, [self.pick_path(uid, "f")], [self.offset(), self.data(uid), append], None
+            path = self.pick_path(uid, "f", "existing")
+            return uid, op, [path], [self.offset(), self.data(uid), append], None
         if op in ("truncate", "ftruncate"):
-            return uid, op, [self.pick_path(uid, "f")], [self.offset()], None
+            return uid, op, [self.pick_path(uid, "f", "existing")], [self.offset()], None
         if op == "open_trunc":
-            return uid, op, [self.pick_path(uid, "f")], [], None
+            return uid, op, [self.pick_path(uid, "f", "existing")], [], None
         if op == "rename":
-            src = self.pick_path(uid)
-            is_file = src.endswith(".md")
-            dst = self.pick_path(uid, "f" if is_file else "d")
+            src = self.pick_path(uid, None, "existing")
+            kind = self.state.get(src, "f" if _file_name(src) else "d")
+            dst = self.pick_path(uid, kind, rng.choice(("fresh", "existing", "any")))
             return uid, op, [src, dst], [], None
         if op in ("unlink", "read"):
             extra = [self.offset() if rng.random() < 0.3 else 0, rng.choice((1 << 20, 1, 100, 5000))]
-            return uid, op, [self.pick_path(uid, "f")], extra if op == "read" else [], None
-        if op in ("mkdir", "rmdir"):
-            return uid, op, [self.pick_path(uid, "d")], [], None
+            return uid, op, [self.pick_path(uid, "f", "existing")], extra if op == "read" else [], None
+        if op == "mkdir":
+            return uid, op, [self.pick_path(uid, "d", "fresh")], [], None
+        if op == "rmdir":
+            return uid, op, [self.pick_path(uid, "d", "existing")], [], None
         if op == "listdir":
-            return uid, op, [rng.choice(("", "team", self.pick_path(uid, "d")))], [], None
+            return uid, op, [rng.choice(("", "team", self.pick_path(uid, "d", "existing")))], [], None
         if op == "stat":
-            return uid, op, [self.pick_path(uid)], [], None
+            return uid, op, [self.pick_path(uid, None, "existing")], [], None
         if op == "hopen":
             slot = min(set(range(HANDLE_SLOTS)) - set(slots))
             how = rng.choice(("rw", "append", "creat", "trunc"))
-            return uid, op, [self.pick_path(uid, "f")], [how], slot
+            return uid, op, [self.pick_path(uid, "f", "existing")], [how], slot
         slot = rng.choice(sorted(slots))
         if op == "hwrite":
             return uid, op, [], [self.offset(), self.data(uid), rng.random() < 0.2], slot
@@ -407,6 +466,8 @@ class Model:
             return uid, op, [], [self.offset() if rng.random() < 0.3 else 0, rng.choice((1 << 20, 7))], slot
         if op == "htrunc":
             return uid, op, [], [self.offset()], slot
+        if op == "hfsync":
+            return uid, op, [], [], slot
         return uid, "hclose", [], [], slot
 
     # -- checking -------------------------------------------------------------
@@ -457,14 +518,18 @@ class Model:
         if m != n:
             self.fail(f"{what}: memfs={_short(m)} native={_short(n)}")
 
-    def run_step(self) -> None:
-        uid, op, rels, extra, slot = self.generate()
+    def run_step(self, step: tuple | None = None) -> None:
+        uid, op, rels, extra, slot = step or self.generate()
+        self.ops.append((uid, op, rels, extra, slot))
         self.counts[op] = self.counts.get(op, 0) + 1
         desc = f"  step {self.step}: uid {uid} {op} {rels} {_short(extra, 60)}" + (
             f" handle {slot}" if slot is not None else ""
         )
         self.history.append(desc)
         hm, hn = f"m{uid}-{slot}", f"n{uid}-{slot}"
+        if slot is not None and op != "hopen" and self.foreign(uid, hn):
+            self.drop_foreign_handle(uid, slot)
+            return
         if slot is not None:
             m_call = [op, hm, *[self.mpath(r) for r in rels], *extra]
             n_call = [op, hn, *[self.npath(uid, r) for r in rels], *extra]
@@ -503,9 +568,9 @@ class Model:
         self.compare(f"result of {op} {rels}", m, n)
         outcome = f"{op}:{m[1] if m[0] == 'err' else 'ok'}"
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        if op == "hopen" and m[0] == "ok":
+        if op == "hopen" and m[0] == "ok" and slot not in self.handles[uid]:
             self.handles[uid].append(slot)
-        if op == "hclose":
+        if op == "hclose" and slot in self.handles[uid]:
             self.handles[uid].remove(slot)
         for i, r in enumerate(touched):
             pm = self.normalize_probe(uid, r, out[2 + 2 * i], True)
@@ -513,9 +578,43 @@ class Model:
             self.compare(f"state of {r!r} after {op}", pm, pn)
         if after_handle:
             pm, pn = out[-2], out[-1]
-            if pm[0] == "ok":
-                self.check_isolation(uid, f"handle {slot}", "data", pm[1][2])
+            if pm[0] == "ok" and pm[1][1] not in ERRNAMES:
+                self.check_isolation(uid, f"handle {slot}", "data", pm[1][1])
             self.compare(f"state through handle {slot} after {op}", pm, pn)
+
+    def foreign(self, uid: int, hn: str) -> bool:
+        """Is the file behind this native handle now (or last) in another uid's private tree?
+        Only a team member can do that, by moving a team file into its own private folder."""
+        (res,) = self.helper.call(uid, [["hwhere", hn]])
+        if res[0] != "ok":
+            return False  # no such handle (a minimized script dropped its open): EBADF both sides
+        rel = os.path.relpath(res[1], self.native)
+        owner = rel.split("/", 1)[0]
+        return owner.isdigit() and int(owner) != uid
+
+    def drop_foreign_handle(self, uid: int, slot: int) -> None:
+        """A handle whose file a teammate moved into their private folder. As designed, the
+        decision made at open stays in the handle for read/write (no caller on those calls),
+        while calls that carry a caller are checked against the file's scope now: EACCES for
+        fstat, ftruncate, and for read or an O_APPEND write whenever the kernel first asks for
+        fresh attributes (getattr). Which one fails depends on the kernel's attribute cache, and
+        a native directory never fails there, so the driver compares what answered and closes."""
+        hm, hn = f"m{uid}-{slot}", f"n{uid}-{slot}"
+        self.history[-1] += "  -> file moved out of reach: probe and close instead"
+        self.counts["hdrop"] = self.counts.get("hdrop", 0) + 1
+        pm, pn, cm, cn = self.helper.call(
+            uid, [["hprobe", hm], ["hprobe", hn], ["hclose", hm], ["hclose", hn]]
+        )
+        if pm[0] != "ok" or pn[0] != "ok":
+            self.fail(f"probe of foreign handle {slot}: memfs={pm} native={pn}")
+        # Each may be EACCES, or answered (from the kernel's caches): then it must be right.
+        if pm[1][0] != "EACCES":
+            self.compare(f"fstat of foreign handle {slot}", pm[1][0], pn[1][0])
+        if pm[1][1] != "EACCES":
+            self.check_isolation(uid, f"foreign handle {slot}", "data", pm[1][1])
+            self.compare(f"content through foreign handle {slot}", pm[1][1], pn[1][1])
+        self.compare(f"close of foreign handle {slot}", cm, cn)
+        self.handles[uid].remove(slot)
 
     def full_check(self) -> None:
         """Every uid's whole tree (and the team's) on both sides; carol has no team."""
@@ -556,16 +655,24 @@ class Model:
                 self.compare(f"closing handles of {uid}", out[0::2], out[1::2])
             self.handles[uid] = []
 
-    def run(self) -> None:
+    def run(self, script: list[tuple] | None = None) -> None:
+        """The seeded random run, or the given steps (a regression or a minimized run)."""
+        if script is not None:
+            self.steps = len(script)
         for step in range(self.steps):
             self.step = step
-            self.run_step()
+            self.run_step(script[step] if script is not None else None)
             if self.step % FULL_EVERY == FULL_EVERY - 1:
                 self.full_check()
         self.step = self.steps
         self.history.append("  (end: closing handles, full comparison)")
         self.close_handles()
         self.full_check()
+
+
+def _file_name(rel: str) -> bool:
+    """In the pool, files have a dot in their name (x.md, n.txt) and folders do not."""
+    return "." in rel.rpartition("/")[2]
 
 
 def _parent(rel: str) -> str:
