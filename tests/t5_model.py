@@ -62,13 +62,16 @@ users:
   carol: {uid: 1003}
 teams:
   eng: {members: [alice, bob]}
+limits:
+  max_file_bytes: 65536
 """
+CAP = 65536  # as limits.max_file_bytes; the native side gets it as RLIMIT_FSIZE
 
 SOAK = os.environ.get("MEMFS_SOAK", "") not in ("", "0")
 _SEEDS_ENV = os.environ.get("MEMFS_MODEL_SEED", "")
 SEEDS = [int(s) for s in _SEEDS_ENV.split(",") if s.strip()] or (list(range(1, 21)) if SOAK else [1, 2, 3])
 STEPS = int(os.environ.get("MEMFS_MODEL_STEPS") or (5000 if SOAK else 600))
-FULL_EVERY = 50  # steps between whole-tree comparisons
+FULL_EVERY = 10  # steps between whole-tree comparisons
 
 # Relative paths: a small pool, so that collisions (rename over, rmdir of a non-empty folder,
 # a file where a folder is expected) happen often. MINE is each uid's own name.
@@ -96,10 +99,13 @@ ERRNAMES = set(errno.errorcode.values())
 # {"uid": U, "calls": [[op, args...], ...]}, runs every call with the effective uid U and
 # answers one JSON line: per call ["ok", value] or ["err", "ENOENT"].
 HELPER = r"""
-import errno, json, os, stat, sys
+import errno, json, os, resource, signal, stat, sys
 
 os.setgroups([])
 os.umask(0)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past RLIMIT_FSIZE: EFBIG, not a signal
+NATIVE = os.environ["NATIVE"] + "/"
+CAP = int(os.environ["CAP"])
 HANDLES = {}
 
 
@@ -256,6 +262,10 @@ for line in sys.stdin:
     as_uid(req["uid"])
     out = []
     for name, *args in req["calls"]:
+        # memfs caps file sizes like RLIMIT_FSIZE would (README): the native side gets the rlimit.
+        native = str(args[0]).startswith((NATIVE, "n"))
+        soft = CAP if native else resource.RLIM_INFINITY
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, resource.RLIM_INFINITY))
         try:
             out.append(["ok", OPS[name](*args)])
         except OSError as e:
@@ -269,7 +279,7 @@ for line in sys.stdin:
 class Helper:
     """The root helper process: one request (a list of calls as one uid) per step."""
 
-    def __init__(self):
+    def __init__(self, native: Path):
         self.proc = subprocess.Popen(
             [SYS_PYTHON, "-c", HELPER],
             stdin=subprocess.PIPE,
@@ -277,7 +287,7 @@ class Helper:
             stderr=subprocess.PIPE,
             text=True,
             cwd="/",
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "NATIVE": str(native), "CAP": str(CAP)},
         )
 
     def call(self, uid: int, calls: list) -> list:
@@ -392,9 +402,9 @@ class Model:
             return 0
         if r < 0.7:
             return rng.randint(0, 60)
-        if r < 0.97:
+        if r < 0.95:
             return rng.randint(0, 9000)  # holes across page boundaries
-        return rng.randint(60000, 70000)
+        return rng.choice((rng.randint(60000, 70000), rng.randint(CAP - 300, CAP + 10)))  # the cap
 
     def generate(self) -> tuple[int, str, list[str], list, int | None]:
         """(uid, op, relative paths, extra args, handle slot)."""
@@ -473,10 +483,11 @@ class Model:
     # -- checking -------------------------------------------------------------
     def fail(self, what: str) -> None:
         recent = "\n".join(self.history[-25:])
+        steps = min(self.step + 1, self.steps)  # a failure in the final check: the same run
         raise ModelFailure(
             f"seed={self.seed} step={self.step}: {what}\n"
             f"last steps:\n{recent}\n"
-            f"reproduce: MEMFS_MODEL_SEED={self.seed} MEMFS_MODEL_STEPS={self.step + 1} "
+            f"reproduce: MEMFS_MODEL_SEED={self.seed} MEMFS_MODEL_STEPS={steps} "
             ".venv/bin/python -m pytest tests/t5_model.py -q"
         )
 
@@ -704,7 +715,7 @@ def _tree(root: Path) -> dict[str, bytes | None]:
 
 def run_model(make_mount, base_dir: Path, seed: int, steps: int) -> Model:
     m = make_mount(MODEL_CONFIG)
-    helper = Helper()
+    helper = Helper(base_dir / "native")
     try:
         model = Model(helper, m.mnt, base_dir / "native", seed, steps)
         model.run()
@@ -726,5 +737,13 @@ def test_random_ops_match_native(make_mount, base_dir, seed):
     model = run_model(make_mount, base_dir, seed, STEPS)
     # The run must have exercised what it claims to: successes and collisions alike.
     if STEPS >= 400:
-        for outcome in ("rename:ok", "rmdir:ENOTEMPTY", "write:ok", "hwrite:ok", "unlink:ok", "mkdir:EEXIST"):
+        for outcome in (
+            "rename:ok",
+            "rmdir:ENOTEMPTY",
+            "write:ok",
+            "hwrite:ok",
+            "unlink:ok",
+            "mkdir:EEXIST",
+        ):
             assert model.outcomes.get(outcome, 0) > 0, (outcome, model.outcomes)
+        assert any(o.endswith(":EFBIG") for o in model.outcomes), model.outcomes
