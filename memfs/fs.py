@@ -281,13 +281,19 @@ class Operations(pyfuse3.Operations):
         """Does this reserved root name exist for this caller?"""
         return name == policy.CONTROL_NAME or (name == policy.TEAM_NAME and p.team is not None)
 
-    def _new_name(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
-        """Where a new entry called `name` in `parent` goes, after every check on the name."""
+    def _target(self, p: Principal, parent: int, name: bytes, creating: bool) -> tuple[Scope, bytes]:
+        """(scope, path) of `name` in directory `parent`, for a call that changes it."""
         if len(name) > policy.NAME_MAX:
             raise FUSEError(errno.ENAMETOOLONG)
+        if self.control.owns(parent):
+            raise FUSEError(errno.EACCES)
         scope, path, is_root = self._dir(parent, p, Access.WRITE)
         if is_root and name in policy.RESERVED_ROOT_NAMES:
-            raise FUSEError(errno.EEXIST if self._root_special(p, name) else errno.EPERM)
+            exists = self._root_special(p, name)
+            if creating:
+                raise FUSEError(errno.EEXIST if exists else errno.EPERM)
+            # Like a mount point: it is not the caller's to remove or move.
+            raise FUSEError(errno.EBUSY if exists else errno.ENOENT)
         return scope, _child(path, name)
 
     # -- lookup and attributes ------------------------------------------------
@@ -477,9 +483,7 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def create(self, parent_inode, name, mode, flags, ctx):
         p = self._principal(ctx)
-        if self.control.owns(parent_inode):
-            raise FUSEError(errno.EACCES)
-        scope, path = self._new_name(p, parent_inode, name)
+        scope, path = self._target(p, parent_inode, name, creating=True)
         fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
         node = self.inodes.node_for(scope, path)
         self.inodes.remember(node)
@@ -543,18 +547,16 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def mkdir(self, parent_inode, name, mode, ctx):
         p = self._principal(ctx)
-        if self.control.owns(parent_inode):
-            raise FUSEError(errno.EACCES)
-        scope, path = self._new_name(p, parent_inode, name)
+        scope, path = self._target(p, parent_inode, name, creating=True)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         return self._entry(scope, path, _entry_timeout(parent_inode))
 
     @guarded
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         p = self._principal(ctx)
-        if policy.refused_file_type(mode) or self.control.owns(parent_inode):
+        if policy.refused_file_type(mode):
             raise FUSEError(errno.EPERM)
-        scope, path = self._new_name(p, parent_inode, name)
+        scope, path = self._target(p, parent_inode, name, creating=True)
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
         return self._entry(scope, path, _entry_timeout(parent_inode))
 
@@ -564,21 +566,10 @@ class Operations(pyfuse3.Operations):
     async def link(self, inode, new_parent_inode, new_name, ctx):
         raise FUSEError(errno.EPERM)
 
-    def _existing(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
-        if len(name) > policy.NAME_MAX:
-            raise FUSEError(errno.ENAMETOOLONG)
-        if self.control.owns(parent):
-            raise FUSEError(errno.EACCES)
-        scope, path, is_root = self._dir(parent, p, Access.WRITE)
-        if is_root and name in policy.RESERVED_ROOT_NAMES:
-            # Like a mount point: it is not the caller's to remove or move.
-            raise FUSEError(errno.EBUSY if self._root_special(p, name) else errno.ENOENT)
-        return scope, _child(path, name)
-
     @guarded
     async def unlink(self, parent_inode, name, ctx):
         p = self._principal(ctx)
-        scope, path = self._existing(p, parent_inode, name)
+        scope, path = self._target(p, parent_inode, name, creating=False)
         self.store.unlink(scope, path)
         self.inodes.unlinked(scope, path)
         if self.index is not None:
@@ -587,7 +578,7 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def rmdir(self, parent_inode, name, ctx):
         p = self._principal(ctx)
-        scope, path = self._existing(p, parent_inode, name)
+        scope, path = self._target(p, parent_inode, name, creating=False)
         self.store.rmdir(scope, path)
         self.inodes.unlinked(scope, path)
 
@@ -596,8 +587,8 @@ class Operations(pyfuse3.Operations):
         p = self._principal(ctx)
         if flags & ~pyfuse3.RENAME_NOREPLACE:
             raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE, RENAME_WHITEOUT: not supported
-        src, src_path = self._existing(p, parent_inode_old, name_old)
-        dst, dst_path = self._new_name_or_existing(p, parent_inode_new, name_new)
+        src, src_path = self._target(p, parent_inode_old, name_old, creating=False)
+        dst, dst_path = self._target(p, parent_inode_new, name_new, creating=True)
         if not policy.may_move(p, src, dst):
             raise FUSEError(errno.EACCES)
         st = self.store.lstat(src, src_path)
@@ -621,11 +612,6 @@ class Operations(pyfuse3.Operations):
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
             for node in moved:
                 self._invalidate(node.ino)
-
-    def _new_name_or_existing(self, p: Principal, parent: int, name: bytes) -> tuple[Scope, bytes]:
-        if self.control.owns(parent):
-            raise FUSEError(errno.EACCES)
-        return self._new_name(p, parent, name)
 
     @guarded
     async def opendir(self, inode, ctx):
