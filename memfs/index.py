@@ -28,7 +28,7 @@ from .store import SCOPE_DIRS, Store
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 COMMIT_DELAY = 0.2  # seconds: updates arriving within this window share one commit
 TEXT_FIELDS = ["name", "description", "tags", "body"]
 MAX_BODY_CHARS = 1_000_000  # index at most this much text of one entry
@@ -39,6 +39,7 @@ def _schema() -> tantivy.Schema:
     b = tantivy.SchemaBuilder()
     b.add_text_field("key", stored=True, tokenizer_name="raw")  # "<scope>\0<path>": unique
     b.add_text_field("scope", stored=True, tokenizer_name="raw")  # "private:alice"
+    b.add_text_field("owner", stored=True, tokenizer_name="raw")  # the user or team: "alice", "eng"
     b.add_text_field("relpath", stored=True, tokenizer_name="raw")
     b.add_text_field("type", stored=True, tokenizer_name="raw")
     b.add_text_field("tag", stored=False, tokenizer_name="raw")
@@ -257,6 +258,7 @@ class Index:
         doc = tantivy.Document(
             key=key,
             scope=str(scope),
+            owner=scope.name,
             relpath=path_text(path),
             type=e.type,
             name=e.name,
