@@ -620,7 +620,9 @@ class Operations(pyfuse3.Operations):
             entries, scope, path, is_root = self.control.listing(inode, p), None, b"", False
         elif inode == ROOT_INODE:
             scope, path, is_root = p.private, b"", True
-            entries = [
+            here = self._root_attrs(p, ctx)
+            entries = [(b".", here), (b"..", here)]
+            entries += [
                 (n, st) for n, st in self.store.listdir(scope, b"") if n not in policy.RESERVED_ROOT_NAMES
             ]
             if p.team_scope is not None:
@@ -630,10 +632,17 @@ class Operations(pyfuse3.Operations):
             self._require(p, node.scope, Access.READ)
             if node.unlinked:
                 raise FUSEError(errno.ENOENT)
-            if not policy.owner_bits_allow(self.store.lstat(node.scope, node.path).st_mode, True, False):
+            st = self.store.lstat(node.scope, node.path)
+            if not policy.owner_bits_allow(st.st_mode, True, False):
                 raise FUSEError(errno.EACCES)
             scope, path, is_root = node.scope, node.path, False
-            entries = self.store.listdir(scope, path)
+            here = self._attrs(node, st)
+            # '..' only needs to look like a directory: the kernel resolves '..' itself.
+            parent = self.inodes.find(scope, path.rpartition(b"/")[0]) if path else None
+            up = self._attrs(parent, st) if parent is not None else here
+            if parent is None:
+                up.st_ino = ROOT_INODE
+            entries = [(b".", here), (b"..", up)] + self.store.listdir(scope, path)
         fh = self._next_dh
         self._next_dh += 1
         # The caller was checked here; readdir carries no ctx and trusts this handle.
@@ -645,7 +654,7 @@ class Operations(pyfuse3.Operations):
         d = self._dirs[fh]
         for i in range(start_id, len(d.entries)):
             name, st = d.entries[i]
-            if isinstance(st, EntryAttributes):  # control entries come ready-made
+            if isinstance(st, EntryAttributes):  # '.', '..' and control entries: no lookup count
                 if not pyfuse3.readdir_reply(token, name, st, i + 1):
                     return
                 continue

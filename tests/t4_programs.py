@@ -81,7 +81,7 @@ def test_sed_perl_python_node(mnt):
     )
     assert mnt.sh(ALICE, "cat note.md").stdout == "colour: teal\n"
     mnt.run(ALICE, ["node", "-e", "require('fs').writeFileSync('note.md', 'from node\\n')"])
-    assert mnt.sh(ALICE, "cat note.md; ls -a").stdout == "from node\nnote.md\n"
+    assert mnt.sh(ALICE, "cat note.md; ls -A").stdout == "from node\nnote.md\n"
 
 
 def test_tar_extract_and_grep_find_df(mnt, base_dir):
@@ -128,7 +128,7 @@ def test_git_in_subfolder(mnt):
 def test_vim_edits_in_place(mnt):
     mnt.sh(ALICE, "printf 'line one\\n' > v.md")
     mnt.run(ALICE, ["vim", "-Es", "-u", "NONE", "-c", "%s/one/two/", "-c", "wq", "v.md"])
-    assert mnt.sh(ALICE, "cat v.md; ls -a").stdout == "line two\nv.md\n"
+    assert mnt.sh(ALICE, "cat v.md; ls -A").stdout == "line two\nv.md\n"
 
 
 def test_two_uids_same_paths_see_their_own(mnt):
