@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--uid", type=int, default=1001)
+    ap.add_argument("--no-index", action="store_true", help="mount memfs with index: {enabled: false}")
     args = ap.parse_args()
     uid = args.uid
 
@@ -78,7 +79,7 @@ def main() -> int:
         os.chmod(p, 0o755)
     os.chown(native, uid, uid)
     data, cfg = base / "data", base / "config.yaml"
-    cfg.write_text("")
+    cfg.write_text("index: {enabled: false}\n" if args.no_index else "")
     env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
     memfs = [sys.executable, "-m", "memfs"]
     try:
