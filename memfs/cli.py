@@ -35,7 +35,7 @@ def cmd_mount(args) -> int:
         debug=args.debug,
     )
     if args.foreground:
-        mount_mod.setup_logging(args.debug)
+        mount_mod.setup_logging(args.debug, Path(args.log_file) if args.log_file else None)
         return mount_mod.run(spec, ready_fd=args.ready_fd)
     try:
         mount_mod.check(spec)
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--foreground", action="store_true", help="stay attached and log to stderr")
     m.add_argument("--debug", action="store_true", help="log every handler call")
     m.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    m.add_argument("--log-file", default=None, help=argparse.SUPPRESS)
     m.set_defaults(func=cmd_mount)
 
     u = sub.add_parser("umount", help="unmount and wait for the daemon to finish")

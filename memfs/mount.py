@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import logging.handlers
 import os
 import select
 import shutil
@@ -45,13 +46,17 @@ class MountSpec:
     debug: bool = False
 
 
-def setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+def setup_logging(debug: bool, log_file: Path | None = None) -> None:
+    """stderr in the foreground; a rotating file (10 MiB x 3) for a detached daemon, so
+    that a caller provoking errors in a loop cannot fill the disk with the log."""
+    if log_file is not None:
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=10 * 1024 * 1024, backupCount=3
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
     if not debug:
         logging.getLogger("pyfuse3").setLevel(logging.WARNING)
 
@@ -193,12 +198,13 @@ def start_background(spec: MountSpec) -> None:
     log_path = spec.data / "state" / "memfs.log"
     r, w = os.pipe()
     cmd = [sys.executable, "-m", "memfs", "mount", str(spec.mountpoint), "--foreground"]
-    cmd += ["--data", str(spec.data), "--ready-fd", str(w)]
+    cmd += ["--data", str(spec.data), "--ready-fd", str(w), "--log-file", str(log_path)]
     if spec.config is not None:
         cmd += ["--config", str(spec.config)]
     if spec.debug:
         cmd.append("--debug")
-    with open(log_path, "ab") as logf:
+    # What escapes logging (a crash in the interpreter itself) lands beside the log.
+    with open(spec.data / "state" / "daemon.err", "ab") as logf:
         # The daemon's output goes to its log, never to our caller's pipes (which it would hold open).
         proc = subprocess.Popen(
             cmd,
