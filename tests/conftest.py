@@ -157,11 +157,14 @@ def base_dir():
 def make_mount(base_dir):
     mounts: list[Mount] = []
 
-    def make(config: str = DEFAULT_CONFIG, start: bool = True, env: dict | None = None, sub="m"):
+    def make(
+        config: str = DEFAULT_CONFIG, start: bool = True, env: dict | None = None, sub="m", log_errors=False
+    ):
         b = base_dir / sub
         b.mkdir()
         os.chmod(b, 0o755)
         m = Mount(b, config, env)
+        m.log_errors = log_errors
         mounts.append(m)
         if start:
             m.start()
@@ -170,6 +173,11 @@ def make_mount(base_dir):
     yield make
     for m in mounts:
         m.cleanup()
+    # Like S3QL's checklogs: an error the daemon logged fails the test, unless it expected one.
+    for m in mounts:
+        bad = [ln for ln in m.log().splitlines() if " ERROR " in ln or "Traceback" in ln]
+        if bad and not m.log_errors:
+            pytest.fail("the daemon logged errors:\n" + "\n".join(bad[:10]))
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ def test_reserved_root_names(mnt):
 
 
 def test_internal_error_answers_eio_and_mount_keeps_serving(make_mount):
-    m = make_mount(env={"MEMFS_FAULT_NAME": "boom.md"})
+    m = make_mount(env={"MEMFS_FAULT_NAME": "boom.md"}, log_errors=True)
     m.sh(ALICE, "echo fine > ok.md")
     assert errno_of(m, ALICE, "os.stat('boom.md')") == "EIO"
     assert errno_of(m, BOB, "open('boom.md', 'w')") == "EIO"

@@ -96,7 +96,7 @@ def small_disk(base_dir):
 
 
 def test_full_disk(make_mount, small_disk):
-    m = make_mount(start=False)
+    m = make_mount(start=False, log_errors=True)  # the index commit fails while the disk is full
     m.data = small_disk / "data"
     m.start()
     m.sh(ALICE, "echo '- [Keep](keep.md) — kept' > MEMORY.md; printf 'keep me puffin\\n' > keep.md")
