@@ -284,8 +284,9 @@ class Index:
                     yield os.path.relpath(os.path.join(dirpath, f), root)
 
     # -- start-up reconcile ---------------------------------------------------
-    async def reconcile(self, on_changed: Callable[[Scope, bytes], None] | None = None) -> dict:
+    async def reconcile(self) -> dict:
         """Bring the index in line with the files: changed ones re-indexed, vanished dropped."""
+        counts: dict = {}
         try:
             async with self._lock:
                 counts = await trio.to_thread.run_sync(self._reconcile, limiter=self._limiter)
@@ -296,9 +297,12 @@ class Index:
                 counts["dropped"],
                 counts["seconds"],
             )
-            return counts
+        except Exception:  # e.g. a full disk: keep serving; searches answer from the old index
+            log.exception("index: reconcile failed; the next mount tries again")
+            await trio.to_thread.run_sync(self._rollback, limiter=self._limiter)
         finally:
-            self._ready.set()
+            self._ready.set()  # searches wait for this, whatever happened
+        return counts
 
     def _scan(self) -> dict[str, tuple[Scope, bytes, int, int]]:
         return scan_entries(self.store.data)

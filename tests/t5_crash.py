@@ -125,6 +125,10 @@ def test_full_disk(make_mount, small_disk):
     # n full fills, a partial one, keep.md, MEMORY.md, and another.md, created before its write failed
     assert m.sh(ALICE, "ls | wc -l").stdout.strip() == str(int(n) + 4)
     assert m.sh(ALICE, "wc -c < another.md").stdout.strip() == "0"
+    # A restart while the disk is still full: it mounts and serves (the reconcile may fail).
+    m.restart()
+    assert m.sh(ALICE, "cat keep.md").stdout == "keep me puffin\n"
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
     # Space freed: it recovers, and the index catches up.
     m.sh(ALICE, "rm -f fill*.bin")
     m.sh(ALICE, "printf 'after recovery gannet\\n' > after.md")
