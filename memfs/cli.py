@@ -78,7 +78,10 @@ def cmd_reindex(args) -> int:
     data = Path(args.data).absolute()
     if not (data / "private").is_dir() and not (data / "teams").is_dir():
         return _fail(f"{data} is not a memfs data directory")
-    cfg = config_mod.load(Path(args.config)) if args.config else config_mod.Config()
+    try:
+        cfg = _load_config(args.config)
+    except config_mod.ConfigError as e:
+        return _fail(str(e))
     store = Store(data, cfg.limits.max_file_bytes)
     try:
         index = Index(data, store, cfg.memory.types)
@@ -99,10 +102,15 @@ def cmd_reindex(args) -> int:
     return 0
 
 
-def _load_config(path: str | None) -> config_mod.Config:
-    if path is not None:
-        return config_mod.load(Path(path))
-    return config_mod.load(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else config_mod.Config()
+def _config_path(arg: str | None) -> Path | None:
+    """--config, else the default file if there is one, else None (built-in defaults)."""
+    if arg is not None:
+        return Path(arg)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _load_config(arg: str | None) -> config_mod.Config:
+    return config_mod.load(_config_path(arg))
 
 
 def cmd_import(args) -> int:
@@ -154,8 +162,7 @@ def cmd_doctor(args) -> int:
     from . import doctor
 
     data = Path(args.data).absolute() if args.data else None
-    config = Path(args.config) if args.config else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    checks = doctor.run(Path(args.mount).absolute(), data, config)
+    checks = doctor.run(Path(args.mount).absolute(), data, _config_path(args.config))
     if args.json:
         print(json.dumps([c.as_dict() for c in checks], indent=2))
     else:
@@ -211,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reindex", help="rebuild the search index from the files (memfs unmounted)")
     r.add_argument("--data", default=str(DEFAULT_DATA), help=f"data directory (default {DEFAULT_DATA})")
-    r.add_argument("--config", default=None, help="YAML config (for limits)")
+    r.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_reindex)
     return ap

@@ -159,8 +159,9 @@ def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limi
         stale = []
         for il, rel in c.links:
             d = a.by_key.get((memo.scope, rel)) if rel is not None and il.lineno <= c.kept else None
-            if d is not None and _age(d, now_ns, limits):
-                stale.append(f"- {d.path}{_age(d, now_ns, limits)}")
+            age = _age(d, now_ns, limits) if d is not None else ""
+            if age:
+                stale.append(f"- {d.path}{age}")
         if stale:
             out += ["", f"Entries above older than {limits.stale_days} days (check they still hold):", *stale]
     if a.unindexed:

@@ -20,7 +20,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 from . import context as ctx_mod
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, display_path
-from .policy import Kind, Principal, Scope
+from .policy import Kind, Principal, Scope, readable_scopes
 from .store import Store
 
 CONTROL_ROOT = 2
@@ -84,6 +84,7 @@ class Control:
         self._names = {CONTROL_ROOT: root}
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
+        self._next_query_ino = _FIRST_QUERY_INODE
 
     # -- what fs.py asks ------------------------------------------------------
     def owns(self, ino: int) -> bool:
@@ -147,9 +148,8 @@ class Control:
             if len(self._queries) >= 10_000:  # bounded: the kernel asks again for forgotten ones
                 self._queries.clear()
                 self._query_names.clear()
-            ino = _FIRST_QUERY_INODE + len(self._query_names) + 1
-            while ino in self._query_names:
-                ino += 1
+            self._next_query_ino += 1  # never reused, so an old number cannot name a new query
+            ino = self._next_query_ino
             self._queries[name] = ino
             self._query_names[ino] = name
         return ino
@@ -218,9 +218,7 @@ class Control:
     def release(self, fh: int) -> None:
         h = self._handles.pop(fh, None)
         if isinstance(h, RefreshHandle):
-            self.on_refresh(
-                [os.fsencode(line) for line in h.data.decode(errors="surrogateescape").splitlines()]
-            )
+            self.on_refresh(bytes(h.data).splitlines())
 
     # -- the files ------------------------------------------------------------
     def whoami(self, p: Principal) -> bytes:
@@ -238,13 +236,6 @@ class Control:
         return yaml.safe_dump(info, sort_keys=False).encode()
 
     # -- search -----------------------------------------------------------------
-    def readable_scopes(self, p: Principal) -> list[Scope]:
-        scopes = [p.private]
-        if p.team_scope is not None:
-            scopes.append(p.team_scope)
-        scopes += [Scope(Kind.PRIVATE, o) for o in sorted(p.readable)]
-        return scopes
-
     def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
         """A file's path as this caller sees it under the mount."""
         rel = display_path(rel)
@@ -262,7 +253,7 @@ class Control:
 
     async def search(self, p: Principal, query: str, as_json: bool) -> bytes:
         await self._flush()
-        hits, total = await self.index.search(self.readable_scopes(p), query, MAX_RESULTS)
+        hits, total = await self.index.search(readable_scopes(p), query, MAX_RESULTS)
         if as_json:
             return (
                 json.dumps(
@@ -288,7 +279,7 @@ class Control:
     async def _views(self, p: Principal):
         """The caller's MEMORY.md files, readable entries and their analysis, as of now."""
         await self._flush()
-        scopes = self.readable_scopes(p)
+        scopes = readable_scopes(p)
         hits = await self.index.entries(scopes)
         groups = {p.private: "Private"}
         if p.team_scope is not None:

@@ -97,7 +97,8 @@ class IndexUnavailable(Exception):
     """The index could not be updated (disk full, I/O error); the changes stay queued."""
 
 
-# A queued change: ("index", scope, path) | ("delete", scope, path) | ("delete_tree", scope, path)
+# A queued folder change: ("delete_tree" | "index_tree", scope, path). Single files are
+# queued as {(scope, path): "index" | "delete"}.
 Change = tuple[str, Scope, bytes]
 
 
@@ -113,8 +114,6 @@ class Index:
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(1)
         self._ready = trio.Event()  # set once the start-up reconcile is done
-        self.enabled = True
-        self.stats = {"indexed": 0, "deleted": 0, "commits": 0}
         self._open(data)
 
     # -- opening --------------------------------------------------------------
@@ -209,7 +208,6 @@ class Index:
 
     def _apply(self, pending: dict, trees: list[Change]) -> None:
         t0 = time.perf_counter()
-        n = 0
         for kind, scope, path in trees:
             if kind == "delete_tree":
                 prefix = doc_key(scope, path) + "/"
@@ -230,15 +228,12 @@ class Index:
                     row = None
                 if row is not None:
                     self.db.execute("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", row)
-                    n += 1
                     continue
             self.db.execute("DELETE FROM manifest WHERE key = ?", (key,))
         # The index first, then the manifest: a crash in between only re-indexes too much.
         self.writer.commit()
         self.db.commit()
         self.index.reload()
-        self.stats["indexed"] += n
-        self.stats["commits"] += 1
         log.debug("index: applied %d changes in %.1f ms", len(pending), (time.perf_counter() - t0) * 1000)
 
     def _add(self, scope: Scope, path: bytes, key: str) -> tuple[str, int, int] | None:
@@ -276,12 +271,7 @@ class Index:
         return key, st.st_mtime_ns, st.st_size
 
     def _walk(self, scope: Scope, path: bytes) -> Iterable[bytes]:
-        root = self.store.path(scope, b"")
-        top = self.store.path(scope, path)
-        for dirpath, _dirs, files in os.walk(top):
-            for f in files:
-                if is_entry(f):
-                    yield os.path.relpath(os.path.join(dirpath, f), root)
+        return (rel for rel, _st in walk_entries(self.store.path(scope, b""), path))
 
     # -- start-up reconcile ---------------------------------------------------
     async def reconcile(self) -> dict:
@@ -304,12 +294,9 @@ class Index:
             self._ready.set()  # searches wait for this, whatever happened
         return counts
 
-    def _scan(self) -> dict[str, tuple[Scope, bytes, int, int]]:
-        return scan_entries(self.store.data)
-
     def _reconcile(self) -> dict:
         t0 = time.perf_counter()
-        found = self._scan()
+        found = scan_entries(self.store.data)
         known = {k: (m, s) for k, m, s in self.db.execute("SELECT key, mtime, size FROM manifest")}
         pending = {}
         for key, (scope, path, mtime, size) in found.items():
@@ -332,7 +319,7 @@ class Index:
         """Index everything from scratch (memfs reindex); runs without the daemon."""
         self.writer.delete_all_documents()
         self.db.execute("DELETE FROM manifest")
-        found = self._scan()
+        found = scan_entries(self.store.data)
         done = 0
         batch: dict = {}
         for scope, path, _m, _s in found.values():
@@ -447,6 +434,24 @@ class Index:
         return hits, result.count
 
 
+def walk_entries(root: bytes, top: bytes = b""):
+    """(path relative to root, stat) of every *.md file at or below root/top; no symlinks."""
+    stack = [top]
+    while stack:
+        rel = stack.pop()
+        try:
+            it = os.scandir(root + b"/" + rel if rel else root)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                child = rel + b"/" + e.name if rel else e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(child)
+                elif is_entry(e.name) and e.is_file(follow_symlinks=False):
+                    yield child, e.stat(follow_symlinks=False)
+
+
 def scan_entries(data: Path) -> dict[str, tuple[Scope, bytes, int, int]]:
     """Every *.md file under DATA/private and DATA/teams: key -> (scope, path, mtime_ns, size)."""
     found = {}
@@ -456,22 +461,8 @@ def scan_entries(data: Path) -> dict[str, tuple[Scope, bytes, int, int]]:
             continue
         for name in os.listdir(base):
             scope = Scope(kind, name)
-            root = os.fsencode(base / name)
-            stack = [b""]
-            while stack:
-                rel = stack.pop()
-                try:
-                    it = os.scandir(root + b"/" + rel if rel else root)
-                except OSError:
-                    continue
-                with it:
-                    for e in it:
-                        child = rel + b"/" + e.name if rel else e.name
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(child)
-                        elif is_entry(e.name) and e.is_file(follow_symlinks=False):
-                            st = e.stat(follow_symlinks=False)
-                            found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
+            for child, st in walk_entries(os.fsencode(base / name)):
+                found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
     return found
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from . import entry
 from .config import Config
 from .policy import Kind, Scope
 from .store import SCOPE_DIRS
@@ -227,12 +228,8 @@ def _knowledge_item(scope: Scope, k, i: int, source: Path, default_type: str) ->
 def _index_line(item: Item) -> str | None:
     if not item.rel.endswith(".md") or item.rel.rsplit("/", 1)[-1] == INDEX:
         return None
-    text = item.content.decode("utf-8", errors="replace")
-    m = re.search(r"^name:\s*(.+)$", text, re.M)
-    d = re.search(r"^description:\s*(.+)$", text, re.M)
-    title = m.group(1).strip().strip("'\"") if m else item.rel
-    hook = d.group(1).strip().strip("'\"") if d else ""
-    return f"- [{title}]({item.rel})" + (f" — {hook}" if hook else "")
+    e = entry.parse(item.content)
+    return f"- [{e.name or item.rel}]({item.rel})" + (f" — {e.description}" if e.description else "")
 
 
 def _write(path: Path, data: bytes) -> None:

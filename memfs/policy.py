@@ -68,6 +68,16 @@ def access(p: Principal, scope: Scope) -> Access:
     return Access.NONE
 
 
+def readable_scopes(p: Principal) -> list[Scope]:
+    """Every scope a principal may read: its own, its team's, and its grants' owners'."""
+    if p.user is None:
+        return []
+    scopes = [p.private]
+    if p.team_scope is not None:
+        scopes.append(p.team_scope)
+    return scopes + [Scope(Kind.PRIVATE, o) for o in sorted(p.readable)]
+
+
 def may_move(p: Principal, src: Scope, dst: Scope) -> bool:
     """A rename needs write access on both sides; that is how a note is promoted to the team."""
     return access(p, src) >= Access.WRITE and access(p, dst) >= Access.WRITE
