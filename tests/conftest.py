@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ users:
 """
 TIMEOUT = 60  # seconds for any one process that touches the mount
 SYS_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike a python under /root
+
+
+def wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    """Poll a condition with a deadline (a bounded wait for a state, not a sleep for luck)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 def memfs_cmd(*args: str) -> list[str]:

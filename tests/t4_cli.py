@@ -6,11 +6,10 @@ import errno
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, TIMEOUT, memfs_cmd
+from conftest import ALICE, TIMEOUT, memfs_cmd, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,14 +31,6 @@ def one_line_failure(res) -> str:
     assert len(lines) == 1, res.stderr
     assert "Traceback" not in res.stderr
     return lines[0]
-
-
-def wait_for(cond, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_mount_prints_where_and_umount_waits(make_mount):

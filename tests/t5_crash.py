@@ -7,10 +7,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
-from conftest import ALICE, SYS_PYTHON, TIMEOUT, memfs_cmd
+from conftest import ALICE, SYS_PYTHON, TIMEOUT, memfs_cmd, wait_for
 from t4_search import hit_paths, search
 
 # Writes entries as alice until the mount fails; after each close() (and fsync() for every
@@ -38,14 +37,6 @@ while True:
     log.write(json.dumps([name, hashlib.sha1(body).hexdigest()]) + "\n")
     i += 1
 """
-
-
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_kill_9_in_a_write_storm(mnt, base_dir):
