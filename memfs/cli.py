@@ -72,7 +72,7 @@ def cmd_search(args) -> int:
 def cmd_reindex(args) -> int:
     from tqdm import tqdm
 
-    from .index import Index
+    from .index import Index, IndexBusy
     from .store import Store
 
     data = Path(args.data).absolute()
@@ -85,9 +85,9 @@ def cmd_reindex(args) -> int:
     store = Store(data, cfg.limits.max_file_bytes)
     try:
         index = Index(data, store, cfg.memory.types)
-    except ValueError as e:
-        if "LockBusy" in str(e) or "lock" in str(e).lower():
-            return _fail(f"the index in {data} is in use by a running memfs: unmount it first")
+    except IndexBusy:
+        return _fail(f"the index in {data} is in use by a running memfs: unmount it first")
+    except (OSError, ValueError) as e:
         return _fail(f"cannot open the index in {data}: {e}")
     with tqdm(unit="entries", desc="reindex", disable=args.quiet) as bar:
 

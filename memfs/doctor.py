@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import config as config_mod
+from . import layout
 from .identity import Identities
 from .index import scan_entries
 
@@ -122,13 +123,16 @@ def _index(data: Path, sample: int = 20) -> Check:
     try:
         import tantivy
 
-        docs = tantivy.Index.open(str(data / "index")).searcher().num_docs
+        docs = sum(
+            tantivy.Index.open(str(layout.index_dir(data, scope))).searcher().num_docs
+            for scope in layout.scopes_in(layout.index_root(data))
+        )
         db = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
         known = {k: (m, s) for k, m, s in db.execute("SELECT key, mtime, size FROM manifest")}
         db.close()
     except Exception as e:  # a damaged index is a finding, not a crash
         return Check("index", False, f"cannot read the index: {e}: run memfs reindex (unmounted)")
-    files = scan_entries(data)
+    files = scan_entries(data).found
     fix = "remount (reconcile) or run memfs reindex (unmounted)"
     if not (docs == len(known) == len(files)):
         return Check(

@@ -11,9 +11,8 @@ import os
 import stat
 from pathlib import Path
 
-from .policy import Kind, Scope
-
-SCOPE_DIRS = {Kind.PRIVATE: b"private", Kind.TEAM: b"teams"}
+from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
+from .policy import Scope
 
 # Never follow a symlink an admin may have left in DATA/: memfs does not create them.
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -32,7 +31,7 @@ class Store:
         """Create DATA/ and its top folders, private to root (0700): only memfs hands out access."""
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700)
-        for sub in ("private", "teams", "index", "state"):
+        for sub in TOP_DIRS:
             (data / sub).mkdir(mode=0o700, exist_ok=True)
 
     def scope_root(self, scope: Scope) -> bytes:
@@ -54,7 +53,7 @@ class Store:
         if not backing.startswith(prefix):
             return None
         parts = backing[len(prefix) :].split(b"/", 2)
-        kinds = {v: k for k, v in SCOPE_DIRS.items()}
+        kinds = KIND_OF_DIR
         if len(parts) < 3 or parts[0] not in kinds or not parts[1] or not parts[2]:
             return None
         if any(c in (b"", b".", b"..") for c in parts[2].split(b"/")):

@@ -59,10 +59,10 @@ async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch):
     write(index, b"bad.md", "bad dugong")
     real_add = index._add
 
-    def add(scope, path, key):
+    def add(w, scope, path, key):
         if path == b"bad.md":
             raise ValueError("odd file")
-        return real_add(scope, path, key)
+        return real_add(w, scope, path, key)
 
     monkeypatch.setattr(index, "_add", add)
     index.touch(ALICE, b"good.md")

@@ -1,0 +1,78 @@
+"""User query text -> something Tantivy can parse at a bounded cost, plus memfs's filters.
+
+Tantivy's parser recurses once per nesting level and per prefix operator: about 3,000
+nested parentheses (or 30,000 `NOT`s) overflow a worker thread's stack and kill the
+process, which no Python guard can catch. So a query is handed to the parser only when
+it is small (length, terms and nesting all capped); anything larger is searched as its
+plain words.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..policy import Kind, Scope
+
+MAX_QUERY_CHARS = 64 * 1024  # what a query handle accepts
+MAX_SYNTAX_CHARS = 2048  # longer text is searched as words
+MAX_TERMS = 64  # tokens handed to the parser as syntax
+MAX_WORDS = 1024  # plain words: the parser reads these without recursion
+MAX_DEPTH = 8
+
+_FILTER_RE = re.compile(r'(?:^|\s)(type|scope|path|tag):("[^"]*"|\S+)')
+_TOKEN_RE = re.compile(r"[()]|[^\s()]+")
+_WORD_RE = re.compile(r"\w+")
+
+
+def split_filters(text: str) -> tuple[str, dict[str, list[str]]]:
+    """Pull memfs's own filters (type: scope: path: tag:) out of a query."""
+    filters: dict[str, list[str]] = {}
+
+    def take(m: re.Match) -> str:
+        filters.setdefault(m.group(1), []).append(m.group(2).strip('"'))
+        return " "
+
+    return _FILTER_RE.sub(take, text), filters
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    for c in text:
+        if c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def bounded(text: str) -> tuple[str, bool]:
+    """(text safe for the Tantivy parser, whether it was reduced to plain words)."""
+    if len(text) <= MAX_SYNTAX_CHARS and _depth(text) <= MAX_DEPTH:
+        tokens = _TOKEN_RE.findall(text)
+        if len(tokens) <= MAX_TERMS:
+            return text, False
+    words: list[str] = []
+    seen: set[str] = set()
+    for m in _WORD_RE.finditer(text):
+        w = m.group().lower()  # lower case: AND/OR/NOT/TO are words here, not operators
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+            if len(words) == MAX_WORDS:
+                break
+    return " ".join(words), True
+
+
+def resolve_view_path(prefix: str, scopes: list[Scope]) -> tuple[Scope | None, str]:
+    """A path prefix as the caller sees it -> (scope, relative prefix)."""
+    prefix = prefix.strip("/")
+    private = next((s for s in scopes if s.kind is Kind.PRIVATE), None)
+    team = next((s for s in scopes if s.kind is Kind.TEAM), None)
+    if prefix == "team" or prefix.startswith("team/"):
+        return team, prefix[5:]
+    if prefix.startswith(".memfs/users/"):
+        owner, _, rel = prefix[len(".memfs/users/") :].partition("/")
+        grant = Scope(Kind.PRIVATE, owner)
+        return (grant if grant in scopes and grant != private else None), rel
+    return private, prefix

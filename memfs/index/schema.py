@@ -1,0 +1,68 @@
+"""What one indexed entry looks like: the Tantivy schema, document keys, path encoding."""
+
+from __future__ import annotations
+
+import tantivy
+
+from ..policy import Scope
+
+SCHEMA_VERSION = "3"  # 3: one index per scope, `dirs` for folder moves
+TEXT_FIELDS = ["name", "description", "tags", "body"]
+MAX_BODY_CHARS = 1_000_000  # index at most this much text of one entry
+
+
+def build_schema() -> tantivy.Schema:
+    b = tantivy.SchemaBuilder()
+    b.add_text_field("key", stored=True, tokenizer_name="raw")  # "<scope>\0<path>": unique
+    b.add_text_field("scope", stored=True, tokenizer_name="raw")  # "private:alice"
+    b.add_text_field("relpath", stored=True, tokenizer_name="raw")
+    # Every folder above the entry ("a", "a/b"): a folder move or a path: filter is one
+    # term lookup, never a regex (whose automaton has a size limit and leaks memory).
+    b.add_text_field("dirs", stored=False, tokenizer_name="raw")
+    b.add_text_field("type", stored=True, tokenizer_name="raw")
+    b.add_text_field("tag", stored=False, tokenizer_name="raw")
+    b.add_text_field("name", stored=True)
+    b.add_text_field("description", stored=True)
+    b.add_text_field("tags", stored=True)
+    b.add_text_field("body", stored=True)
+    b.add_integer_field("mtime", stored=True, fast=True)
+    b.add_text_field("problems", stored=True, tokenizer_name="raw")
+    return b.build()
+
+
+def is_entry(path: bytes) -> bool:
+    return path.endswith(b".md")
+
+
+def path_text(path: bytes) -> str:
+    """A name as Tantivy can store it: UTF-8 as is; other bytes as "\0x" + hex (names
+    cannot hold NUL, so this never collides with a real name)."""
+    try:
+        return path.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\0x" + path.hex()
+
+
+def path_bytes(text: str) -> bytes:
+    return bytes.fromhex(text[2:]) if text.startswith("\0x") else text.encode("utf-8")
+
+
+def display_path(text: str) -> str:
+    """A stored path as a person reads it: odd bytes and control characters escaped."""
+    raw = path_bytes(text).decode("utf-8", errors="backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
+
+
+def doc_key(scope: Scope, path: bytes) -> str:
+    return f"{scope}\0{path_text(path)}"
+
+
+def split_key(key: str) -> tuple[str, bytes]:
+    scope, _, text = key.partition("\0")
+    return scope, path_bytes(text)
+
+
+def folders(path: bytes) -> list[str]:
+    """The `dirs` terms of an entry: each folder above it, as path_text."""
+    parts = path.split(b"/")[:-1]
+    return [path_text(b"/".join(parts[: i + 1])) for i in range(len(parts))]

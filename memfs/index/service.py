@@ -1,0 +1,554 @@
+"""The search index of every *.md entry: incremental, batched, one Tantivy index per scope.
+
+Only the daemon writes it. The filesystem queues updates (release/fsync after a write,
+rename, unlink); a committer applies them in batches in a worker thread; a search first
+applies what is pending in the scopes it reads, so a caller finds what it just wrote. A
+manifest (sqlite, DATA/state/) remembers the (mtime, size) of what was indexed, so a
+restart re-indexes only files that changed while memfs was not looking.
+
+Failures stay where they start: one file that cannot be indexed is logged and skipped;
+a scope whose commit fails is retried with backoff without holding up the others, and
+after a few failures its changes are left to a reconcile of that scope.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tantivy
+import trio
+
+from .. import entry as entry_mod
+from .. import layout
+from ..policy import Kind, Scope
+from ..store import Store
+from .query import MAX_QUERY_CHARS, bounded, resolve_view_path, split_filters
+from .scan import scan_entries, walk_entries
+from .schema import (
+    MAX_BODY_CHARS,
+    SCHEMA_VERSION,
+    TEXT_FIELDS,
+    build_schema,
+    doc_key,
+    folders,
+    is_entry,
+    path_text,
+    split_key,
+)
+from .shards import Shards
+
+log = logging.getLogger("memfs.index")
+
+COMMIT_DELAY = 0.2  # seconds: updates arriving within this window share one commit
+MAX_BATCH = 2000  # changes per commit cycle: a flood by one caller is applied in slices
+MAX_FAILURES = 5  # failed commits of one scope before its changes are left to a reconcile
+MAX_BACKOFF = 30.0
+BOOSTS = {"name": 3.0, "description": 2.0, "tags": 2.0}
+
+
+@dataclass
+class Hit:
+    scope: Scope
+    relpath: str
+    score: float
+    name: str
+    type: str
+    description: str
+    snippet: str
+    mtime_ns: int
+    problems: list[str]
+
+
+class IndexBusy(Exception):
+    """Another process (a mounted daemon, a reindex) has the index open for writing."""
+
+
+class IndexUnavailable(Exception):
+    """The index could not be updated (disk full, I/O error); the changes stay queued."""
+
+
+# One queued change of a scope: ("index" | "delete" | "delete_tree" | "index_tree", path)
+Op = tuple[str, bytes]
+
+
+class Index:
+    def __init__(self, data: Path, store: Store, types: tuple[str, ...] = entry_mod.DEFAULT_TYPES):
+        self.data = data
+        self.store = store
+        self.types = types
+        self.schema = build_schema()
+        # Per scope, in order of arrival: path -> latest file change, plus folder changes.
+        self._pending: dict[Scope, dict[bytes, str]] = {}
+        self._trees: dict[Scope, list[Op]] = {}
+        self._failures: dict[Scope, int] = {}
+        self._stale: set[Scope] = set()  # changes given up on: reconcile these scopes
+        self._lock = trio.Lock()
+        self._wake = trio.Event()
+        self._limiter = trio.CapacityLimiter(1)  # one writer thread
+        self._ready = trio.Event()  # set once the start-up reconcile is done
+        self._open_db()
+        self.shards = Shards(data, self.schema)
+
+    # -- opening --------------------------------------------------------------
+    def _open_db(self) -> None:
+        root = layout.index_root(self.data)
+        root.mkdir(parents=True, exist_ok=True)
+        # Writers open lazily per scope, so Tantivy's own lock cannot tell that a daemon
+        # has this index: one lock for the whole index, held while this object lives.
+        self._lockfile = open(self.data / "state" / "index.lock", "wb")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            raise IndexBusy(f"the index in {root} is in use by another process") from None
+        version_file = root / "memfs-schema"
+        fresh = not version_file.exists() or version_file.read_text().strip() != SCHEMA_VERSION
+        if fresh:  # derived data: a schema change rebuilds it
+            for p in root.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            version_file.write_text(SCHEMA_VERSION + "\n")
+        self.db = sqlite3.connect(str(self.data / "state" / "manifest.sqlite"), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, mtime INTEGER, size INTEGER)"
+        )
+        if fresh:
+            self.db.execute("DELETE FROM manifest")
+        self.db.commit()
+
+    def close(self) -> None:
+        self.shards.close()
+        self.db.close()
+        self._lockfile.close()
+
+    # -- queueing changes (called from handlers: cheap, no I/O) -----------------
+    def _queue(self, scope: Scope, path: bytes, what: str) -> None:
+        q = self._pending.setdefault(scope, {})
+        q.pop(path, None)  # keep arrival order: the latest change of a path goes last
+        q[path] = what
+        self._wake.set()
+
+    def touch(self, scope: Scope, path: bytes) -> None:
+        if is_entry(path):
+            self._queue(scope, path, "index")
+
+    def remove(self, scope: Scope, path: bytes) -> None:
+        if is_entry(path):
+            self._queue(scope, path, "delete")
+
+    def moved(self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool) -> None:
+        if not is_dir:
+            self.remove(src, src_path)
+            self.touch(dst, dst_path)
+            return
+        # Files queued before the move are applied first, under their old paths.
+        self._trees.setdefault(src, []).append(("delete_tree", src_path))
+        self._trees.setdefault(dst, []).append(("index_tree", dst_path))
+        self._wake.set()
+
+    def _take(self, scopes: Iterable[Scope] | None, limit: int | None) -> dict[Scope, list[Op]]:
+        """Queued changes of these scopes (default all), up to `limit` of them: folder
+        changes of a scope first, then its files in the order they arrived."""
+        batch: dict[Scope, list[Op]] = {}
+        n = 0
+        for scope in list(self._pending.keys() | self._trees.keys()) if scopes is None else scopes:
+            ops = self._trees.pop(scope, [])
+            files = self._pending.get(scope, {})
+            while files and (limit is None or n + len(ops) < limit):
+                path = next(iter(files))
+                ops.append((files.pop(path), path))
+            if not files:
+                self._pending.pop(scope, None)
+            if ops:
+                batch[scope] = ops
+                n += len(ops)
+            if limit is not None and n >= limit:
+                break
+        return batch
+
+    def _requeue(self, scope: Scope, ops: list[Op]) -> None:
+        """Put back a batch that failed, behind nothing newer of the same path."""
+        newer = self._pending.get(scope, {})
+        files = {p: w for w, p in ops if w in ("index", "delete") and p not in newer}
+        self._pending[scope] = {**files, **newer}
+        trees = [op for op in ops if op[0] in ("delete_tree", "index_tree")]
+        if trees:
+            self._trees[scope] = trees + self._trees.get(scope, [])
+
+    def pending_count(self) -> int:
+        return sum(len(q) for q in self._pending.values()) + sum(len(t) for t in self._trees.values())
+
+    # -- applying them --------------------------------------------------------
+    async def run_committer(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        delay = COMMIT_DELAY
+        while True:
+            if not self.pending_count() and not self._stale:
+                await self._wake.wait()
+            self._wake = trio.Event()  # only the committer resets it: flush() must not strand it
+            await trio.sleep(delay)
+            try:
+                await self.flush(limit=MAX_BATCH)
+                if self._stale:
+                    await self.reconcile_stale()
+                delay = COMMIT_DELAY
+            except IndexUnavailable:
+                delay = min(delay * 2, MAX_BACKOFF)  # back off while the disk is full
+
+    async def flush(
+        self,
+        extra: Iterable[tuple[Scope, bytes]] = (),
+        scopes: Iterable[Scope] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """Make queued changes (and `extra` paths) visible to searches: those of `scopes`
+        only if given (a caller waits for its own scopes, not for everyone's backlog)."""
+        for scope, path in extra:
+            self.touch(scope, path)
+        async with self._lock:
+            batch = self._take(scopes, limit)
+            if not batch:
+                return
+            try:
+                failed = await trio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
+            except Exception as e:  # not one scope's failure: keep every change for a retry
+                failed = {scope: str(e) for scope in batch}
+                await trio.to_thread.run_sync(self._fail_all, batch, e, limiter=self._limiter)
+        if failed:
+            raise IndexUnavailable(", ".join(f"{s}: {e}" for s, e in failed.items()))
+
+    def _apply(self, batch: dict[Scope, list[Op]]) -> dict[Scope, str]:
+        """Apply each scope's changes and commit them; {scope: error} for those that failed."""
+        failed = {}
+        for scope, ops in batch.items():
+            t0 = time.perf_counter()
+            try:
+                self._apply_scope(scope, ops)
+            except Exception as e:  # e.g. ENOSPC under DATA/: this scope only
+                failed[scope] = str(e)
+                self._failed(scope, ops, e)
+                continue
+            self._failures.pop(scope, None)
+            log.debug("index: %s: %d changes in %.1f ms", scope, len(ops), (time.perf_counter() - t0) * 1e3)
+        return failed
+
+    def _fail_all(self, batch: dict[Scope, list[Op]], e: Exception) -> None:
+        for scope, ops in batch.items():
+            self._failed(scope, ops, e)
+
+    def _failed(self, scope: Scope, ops: list[Op], e: Exception) -> None:
+        n = self._failures[scope] = self._failures.get(scope, 0) + 1
+        self.db.rollback()
+        shard = self.shards.get(scope)
+        if shard is not None and shard.writer is not None:
+            try:
+                shard.writer.rollback()
+            except Exception:  # unusable after an I/O error: drop it, a new one opens next time
+                self.shards.drop_writer(shard)
+        if n < MAX_FAILURES:
+            log.warning("index: %s: commit failed (%s); %d changes kept for a retry", scope, e, len(ops))
+            self._requeue(scope, ops)
+        else:
+            log.error("index: %s: commit failed %d times (%s); left to a reconcile of the scope", scope, n, e)
+            self._stale.add(scope)
+
+    def _apply_scope(self, scope: Scope, ops: list[Op]) -> None:
+        shard = self.shards.get(scope, create=True)
+        w = self.shards.writer(shard)
+        rows: list[tuple[str, tuple]] = []
+        for what, path in ops:
+            if what == "delete_tree":
+                w.delete_documents_by_term("dirs", path_text(path))
+                lo = doc_key(scope, path) + "/"
+                rows.append(("DELETE FROM manifest WHERE key >= ? AND key < ?", (lo, lo[:-1] + "0")))
+                continue
+            if what == "index_tree":
+                for rel, _st in walk_entries(self.store.path(scope, b""), path, []):
+                    ops.append(("index", rel))  # walked now: later ops of this batch see them
+                continue
+            key = doc_key(scope, path)
+            w.delete_documents_by_term("key", key)
+            row = None
+            if what == "index":
+                try:
+                    row = self._add(w, scope, path, key)
+                except Exception:  # one odd file must not keep the others out of the index
+                    log.exception("index: cannot index %s/%s; skipped", scope, path_text(path))
+            if row is None:
+                rows.append(("DELETE FROM manifest WHERE key = ?", (key,)))
+            else:
+                rows.append(("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", row))
+        # The index first, then the manifest: a crash in between only re-indexes too much.
+        w.commit()
+        shard.index.reload()
+        for sql, args in rows:
+            self.db.execute(sql, args)
+        self.db.commit()
+
+    def _add(self, w, scope: Scope, path: bytes, key: str) -> tuple[str, int, int] | None:
+        """Index one file as it is on disk now; None if it is gone, not a regular file,
+        or cannot be read (logged: a reconcile tries again)."""
+        try:
+            fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("index: cannot open %s/%s: %s; skipped", scope, path_text(path), e)
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            data = os.read(fd, min(st.st_size, self.store.max_file_bytes) + 1) if st.st_size else b""
+        except OSError as e:
+            log.warning("index: cannot read %s/%s: %s; skipped", scope, path_text(path), e)
+            return None
+        finally:
+            os.close(fd)
+        w.add_document(self._document(scope, path, key, st, data))
+        return key, st.st_mtime_ns, st.st_size
+
+    def _document(self, scope: Scope, path: bytes, key: str, st: os.stat_result, data: bytes):
+        e = entry_mod.parse(data, self.types)
+        doc = tantivy.Document(
+            key=key,
+            scope=str(scope),
+            relpath=path_text(path),
+            type=e.type,
+            name=e.name,
+            description=e.description,
+            tags=" ".join(e.tags),
+            body=e.body[:MAX_BODY_CHARS],
+            mtime=st.st_mtime_ns,
+        )
+        for d in folders(path):
+            doc.add_text("dirs", d)
+        for t in e.tags:
+            doc.add_text("tag", t)
+        for p in e.problems:
+            doc.add_text("problems", p)
+        return doc
+
+    # -- reconcile: the index brought in line with the files ----------------------
+    async def reconcile(self) -> dict:
+        """At start: changed files re-indexed, vanished ones dropped."""
+        counts: dict = {}
+        try:
+            async with self._lock:
+                counts = await trio.to_thread.run_sync(self._reconcile, None, limiter=self._limiter)
+            log.info(
+                "index: reconciled %d entries (%d re-indexed, %d dropped) in %.2f s",
+                counts["seen"],
+                counts["changed"],
+                counts["dropped"],
+                counts["seconds"],
+            )
+        except Exception:  # e.g. a full disk: keep serving; searches answer from the old index
+            log.exception("index: reconcile failed; the next mount tries again")
+        finally:
+            self._ready.set()  # searches wait for this, whatever happened
+        return counts
+
+    async def reconcile_stale(self) -> None:
+        """Scopes whose changes were given up on: scan them again (raises IndexUnavailable)."""
+        scopes, self._stale = sorted(self._stale, key=str), set()
+        try:
+            async with self._lock:
+                counts = await trio.to_thread.run_sync(self._reconcile, scopes, limiter=self._limiter)
+        except Exception as e:
+            self._stale.update(scopes)
+            raise IndexUnavailable(str(e)) from e
+        if counts["failed"]:
+            self._stale.update(counts["failed"])
+            raise IndexUnavailable("reconcile of " + ", ".join(map(str, counts["failed"])))
+        log.info("index: reconciled %s: %d re-indexed", ", ".join(map(str, scopes)), counts["changed"])
+
+    def _reconcile(self, scopes: list[Scope] | None) -> dict:
+        t0 = time.perf_counter()
+        scan = scan_entries(self.data, scopes)
+        if scopes is None:
+            rows = self.db.execute("SELECT key, mtime, size FROM manifest")
+        else:
+            rows = []
+            for s in scopes:
+                lo = f"{s}\0"
+                q = "SELECT key, mtime, size FROM manifest WHERE key >= ? AND key < ?"
+                rows += self.db.execute(q, (lo, f"{s}\x01")).fetchall()
+        known = {k: (m, s) for k, m, s in rows}
+        batch: dict[Scope, list[Op]] = {}
+        changed = dropped = 0
+        for key, (scope, path, mtime, size) in scan.found.items():
+            if known.get(key) != (mtime, size):
+                batch.setdefault(scope, []).append(("index", path))
+                changed += 1
+        by_name = {str(s): s for s in scan.unreadable}
+        for key in known.keys() - scan.found.keys():
+            scope_name, path = split_key(key)
+            kind, _, name = scope_name.partition(":")
+            scope = by_name.get(scope_name) or Scope(Kind(kind), name)
+            if scan.unknown(scope, path):
+                continue  # unreadable just now (EACCES, EMFILE, EIO), not gone
+            batch.setdefault(scope, []).append(("delete", path))
+            dropped += 1
+        for scope, tops in scan.unreadable.items():
+            log.warning(
+                "index: %s: cannot read %d folder(s) (%s...); their entries kept", scope, len(tops), tops[0]
+            )
+        failed = self._apply(batch)
+        return {
+            "seen": len(scan.found),
+            "changed": changed,
+            "dropped": dropped,
+            "failed": list(failed),
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index everything from scratch (memfs reindex); runs without the daemon."""
+        self.shards.close()
+        for scope in self.shards.scopes():
+            shutil.rmtree(layout.index_dir(self.data, scope))
+        self.shards = Shards(self.data, self.schema)
+        self.db.execute("DELETE FROM manifest")
+        self.db.commit()
+        found = scan_entries(self.data).found
+        done = 0
+        by_scope: dict[Scope, list[Op]] = {}
+        for scope, path, _m, _s in found.values():
+            by_scope.setdefault(scope, []).append(("index", path))
+        for scope, ops in by_scope.items():
+            for i in range(0, len(ops), 5000):
+                failed = self._apply({scope: ops[i : i + 5000]})
+                if failed:
+                    raise IndexUnavailable(failed[scope])
+                done += len(ops[i : i + 5000])
+                if progress:
+                    progress(done, len(found))
+        if progress:
+            progress(done, len(found))
+        return done
+
+    # -- reading --------------------------------------------------------------
+    async def entries(self, scopes: list[Scope], limiter: trio.CapacityLimiter | None = None) -> list[Hit]:
+        """Every indexed entry in these scopes (no ranking, no snippets)."""
+        await self._ready.wait()
+        return await trio.to_thread.run_sync(self._entries, scopes, limiter=limiter)
+
+    def _entries(self, scopes: list[Scope]) -> list[Hit]:
+        out = []
+        for scope in scopes:
+            shard = self.shards.get(scope)
+            if shard is None:
+                continue
+            searcher = shard.index.searcher()
+            if not searcher.num_docs:
+                continue
+            result = searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False)
+            out += [_hit(searcher.doc(addr), 0.0, "") for _score, addr in result.hits]
+        return out
+
+    async def search(
+        self, scopes: list[Scope], query: str, limit: int = 10, limiter: trio.CapacityLimiter | None = None
+    ) -> tuple[list[Hit], int]:
+        await self._ready.wait()
+        return await trio.to_thread.run_sync(self._search, scopes, query, limit, limiter=limiter)
+
+    def _search(self, scopes: list[Scope], text: str, limit: int) -> tuple[list[Hit], int]:
+        text, filters = split_filters(text[:MAX_QUERY_CHARS])
+        text, _plain = bounded(text)
+        Occur, Q = tantivy.Occur, tantivy.Query
+        allowed = list(scopes)
+        for f_scope in filters.get("scope", []):
+            kind = {"private": Kind.PRIVATE, "team": Kind.TEAM}.get(f_scope)
+            allowed = [s for s in allowed if s.kind is kind]
+        folders_of: dict[Scope, list[str]] = {}  # path: filters, per scope
+        if "path" in filters:
+            for prefix in filters["path"]:
+                scope, rel = resolve_view_path(prefix, scopes)
+                if scope is not None:
+                    folders_of.setdefault(scope, []).append(rel)
+            allowed = [s for s in allowed if s in folders_of]
+        found = []  # (score, scope, doc, shard searcher, parsed user query)
+        total = 0
+        for scope in allowed:
+            shard = self.shards.get(scope)
+            if shard is None:
+                continue
+            # Each scope has its own index, so its statistics come from what the caller may
+            # read; the scope term is a second lock on the same door.
+            must = [(Occur.Must, Q.term_query(self.schema, "scope", str(scope)))]
+            rels = folders_of.get(scope)
+            if rels is not None and "" not in rels:
+                paths = []
+                for rel in rels:
+                    paths.append((Occur.Should, Q.term_query(self.schema, "dirs", rel)))
+                    paths.append((Occur.Should, Q.term_query(self.schema, "relpath", rel)))
+                must.append((Occur.Must, Q.boolean_query(paths)))
+            for t in filters.get("type", []):
+                must.append((Occur.Must, Q.term_query(self.schema, "type", t)))
+            for t in filters.get("tag", []):
+                must.append((Occur.Must, Q.term_query(self.schema, "tag", t)))
+            user_query = None
+            if text.strip():
+                user_query, _errors = shard.index.parse_query_lenient(text, TEXT_FIELDS, field_boosts=BOOSTS)
+                must.append((Occur.Must, user_query))
+            searcher = shard.index.searcher()
+            result = searcher.search(Q.boolean_query(must), limit=limit, count=True)
+            total += result.count
+            found += [(score, str(scope), addr, searcher, shard, user_query) for score, addr in result.hits]
+        found.sort(key=lambda f: (-f[0], f[1]))
+        hits = []
+        snippets: dict[int, object] = {}
+        for score, _scope, addr, searcher, shard, user_query in found[:limit]:
+            doc = searcher.doc(addr)
+            snippet = ""
+            if user_query is not None:
+                gen = snippets.get(id(shard))
+                if gen is None:
+                    gen = snippets[id(shard)] = _snippets(searcher, user_query, self.schema)
+                snippet = _markdown_snippet(gen.snippet_from_doc(doc))
+            if not snippet:
+                snippet = " ".join((doc.get_first("body") or "").split())[:240]
+            hits.append(_hit(doc, score, snippet))
+        return hits, total
+
+
+def _snippets(searcher, query, schema):
+    gen = tantivy.SnippetGenerator.create(searcher, query, schema, "body")
+    gen.set_max_num_chars(240)
+    return gen
+
+
+def _hit(doc, score: float, snippet: str) -> Hit:
+    kind, _, name = (doc.get_first("scope") or "").partition(":")
+    return Hit(
+        scope=Scope(Kind(kind), name),
+        relpath=doc.get_first("relpath") or "",
+        score=float(score),
+        name=doc.get_first("name") or "",
+        type=doc.get_first("type") or "",
+        description=doc.get_first("description") or "",
+        snippet=snippet,
+        mtime_ns=doc.get_first("mtime") or 0,
+        problems=doc.get_all("problems"),
+    )
+
+
+def _markdown_snippet(snippet) -> str:
+    html = snippet.to_html()
+    if not html:
+        return ""
+    text = html.replace("<b>", "**").replace("</b>", "**")
+    for ent, ch in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#x27;", "'"), ("&amp;", "&")):
+        text = text.replace(ent, ch)
+    return " ".join(text.split())

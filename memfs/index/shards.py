@@ -1,0 +1,102 @@
+"""One Tantivy index per scope (DATA/index/<private|teams>/<name>/).
+
+Per-scope indexes keep BM25's statistics (document frequencies, counts, lengths) to the
+documents of one scope, so a caller's scores depend only on what it may read. Indexes
+are opened on demand and kept in a bounded LRU; writers (one thread and one lock each)
+in a smaller one, closed when evicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import tantivy
+
+from .. import layout
+from ..policy import Scope
+
+log = logging.getLogger(__name__)
+
+WRITER_HEAP = 20_000_000  # bytes; Tantivy's minimum is 15 MB per thread
+MAX_OPEN = 256
+MAX_WRITERS = 8
+
+
+class Shard:
+    def __init__(self, scope: Scope, path: Path, schema: tantivy.Schema):
+        self.scope = scope
+        self.path = path
+        self.index = tantivy.Index(schema, path=str(path), reuse=True)
+        self.writer: tantivy.IndexWriter | None = None
+
+
+class Shards:
+    def __init__(self, data: Path, schema: tantivy.Schema):
+        self.data = data
+        self.schema = schema
+        self._open: OrderedDict[Scope, Shard] = OrderedDict()
+        self._writers: OrderedDict[Scope, Shard] = OrderedDict()
+        self._lock = threading.Lock()  # searches (worker threads) and the committer share the cache
+
+    def get(self, scope: Scope, create: bool = False) -> Shard | None:
+        """The scope's index; None if it has none yet and `create` is false."""
+        with self._lock:
+            shard = self._open.get(scope)
+            if shard is not None:
+                self._open.move_to_end(scope)
+                return shard
+            path = layout.index_dir(self.data, scope)
+            if not (path / "meta.json").exists():
+                if not create:
+                    return None
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shard = Shard(scope, path, self.schema)
+            self._open[scope] = shard
+            while len(self._open) > MAX_OPEN:
+                old_scope, old = next(iter(self._open.items()))
+                if old.writer is not None:  # the writer's LRU decides; keep it open meanwhile
+                    self._open.move_to_end(old_scope)
+                    break
+                del self._open[old_scope]
+            return shard
+
+    def writer(self, shard: Shard) -> tantivy.IndexWriter:
+        """The shard's writer, opened on demand (only the committer's thread calls this)."""
+        with self._lock:
+            if shard.writer is None:
+                shard.writer = shard.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+            self._writers[shard.scope] = shard
+            self._writers.move_to_end(shard.scope)
+            evict = []
+            while len(self._writers) > MAX_WRITERS:
+                evict.append(self._writers.popitem(last=False)[1])
+        for old in evict:
+            self._close_writer(old)
+        return shard.writer
+
+    def drop_writer(self, shard: Shard) -> None:
+        """Forget a writer that failed: dropping it releases its lock, so a new one can open."""
+        with self._lock:
+            self._writers.pop(shard.scope, None)
+            shard.writer = None
+
+    def _close_writer(self, shard: Shard) -> None:
+        w, shard.writer = shard.writer, None
+        if w is not None:
+            try:
+                w.wait_merging_threads()
+            except Exception as e:  # it is gone after this either way
+                log.warning("index: closing the writer of %s: %s", shard.scope, e)
+
+    def close(self) -> None:
+        with self._lock:
+            shards = list(self._writers.values())
+            self._writers.clear()
+        for shard in shards:
+            self._close_writer(shard)
+
+    def scopes(self) -> list[Scope]:
+        return layout.scopes_in(layout.index_root(self.data))
