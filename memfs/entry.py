@@ -6,6 +6,7 @@ problem, and the file is stored and indexed as written.
 
 from __future__ import annotations
 
+import datetime
 import posixpath
 import re
 import urllib.parse
@@ -18,17 +19,32 @@ DEFAULT_TYPES = ("user", "feedback", "project", "reference")
 MAX_FRONTMATTER = 64 * 1024  # bytes of YAML parsed; larger blocks are flagged, not parsed
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader without anchors/aliases: an alias bomb cannot blow up memory or time."""
+MAX_DEPTH = 64  # nesting levels of frontmatter YAML; deeper is flagged, not parsed
+MAX_TAGS = 100
 
-    def fetch_alias(self):
-        raise yaml.scanner.ScannerError(None, None, "YAML aliases are not allowed", self.get_mark())
+# libyaml: ~6x faster than the pure-Python parser, which holds the GIL long enough to
+# slow every other caller's requests.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALARS = (str, int, float, bool, datetime.date)
 
-    def fetch_anchor(self):
-        raise yaml.scanner.ScannerError(None, None, "YAML anchors are not allowed", self.get_mark())
+
+def _refusal(fm: str) -> str | None:
+    """Why this YAML must not be loaded, judged from libyaml's flat event stream: aliases
+    (a billion laughs is small as a graph, huge once walked) and deep nesting (building
+    the objects recurses in C: ~30,000 levels overflow a thread's stack)."""
+    depth = 0
+    for ev in yaml.parse(fm, Loader=_Loader):
+        if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+            return "frontmatter is not valid YAML: YAML anchors are not allowed"
+        if isinstance(ev, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"frontmatter nests deeper than {MAX_DEPTH} levels: not parsed"
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
-_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SPLITTER = frontmatter.YAMLHandler()
 
 
@@ -39,17 +55,16 @@ class Entry:
     type: str = ""
     tags: list[str] = field(default_factory=list)
     body: str = ""
-    fields: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    has_frontmatter: bool = False
 
 
 def _text(value) -> str:
-    if value is None:
-        return ""
+    """A scalar as text; anything else (a list, a mapping) is not a name or a type."""
     if isinstance(value, str):
         return value.strip()
-    return str(value)
+    if isinstance(value, _SCALARS):
+        return str(value)
+    return ""
 
 
 def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
@@ -72,30 +87,26 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
         e.body = text
         e.problems.append("frontmatter is not closed with ---")
         return e
-    e.has_frontmatter = True
     e.body = body
     if len(fm.encode()) > MAX_FRONTMATTER:
         e.problems.append(f"frontmatter larger than {MAX_FRONTMATTER} bytes: not parsed")
         return e
-    # libyaml's loader is ~6x faster, but it cannot refuse aliases: use it only on text that
-    # cannot hold an anchor or alias (no '&' or '*'), the pure-Python guard otherwise.
-    loader = _FastLoader if "&" not in fm and "*" not in fm else _NoAliasLoader
     try:
-        meta = yaml.load(fm, Loader=loader)  # noqa: S506 (both are SafeLoader variants)
+        refused = _refusal(fm)
+        meta = None if refused else yaml.load(fm, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark else ""
         e.problems.append(f"frontmatter is not valid YAML{where}: {getattr(err, 'problem', None) or err}")
         return e
-    except RecursionError:
-        e.problems.append("frontmatter nests too deeply")
+    if refused:
+        e.problems.append(refused)
         return e
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         e.problems.append("frontmatter is not a mapping of keys")
         return e
-    e.fields = {str(k): v for k, v in meta.items()}
     e.name = _text(meta.get("name"))
     e.description = _text(meta.get("description"))
     e.type = _text(meta.get("type"))
@@ -103,7 +114,7 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.replace(",", " ").split()]
     if isinstance(tags, list):
-        e.tags = [_text(t) for t in tags if _text(t)]
+        e.tags = [_text(t) for t in tags[:MAX_TAGS] if _text(t)]
     for key in ("name", "description", "type"):
         if not getattr(e, key):
             e.problems.append(f"frontmatter has no {key}")

@@ -138,3 +138,22 @@ def test_merge_index_appends_only_new_lines():
     assert migrate._merge_index(b"- a\n", ["- a", "- b"]) == b"- a\n- b\n"
     assert migrate._merge_index(b"- a", ["- b"]) == b"- a\n- b\n"
     assert migrate._merge_index(b"- a\n- b\n", ["- b", ""]) is None
+
+
+def test_deep_yaml_nesting_is_flagged_not_parsed():
+    # ~30,000 levels overflowed a thread's stack inside libyaml's object builder (SIGSEGV).
+    for fm in (
+        "a: " + "[" * 30000 + "]" * 30000,
+        "a: " + "{x: " * 12000 + "1" + "}" * 12000,
+        "- " * 30000 + "x",
+    ):
+        e = entry.parse(f"---\n{fm}\n---\nbody\n".encode())
+        assert any("nests deeper than" in p for p in e.problems), e.problems
+    ok = entry.parse(b"---\nname: n\ndescription: d\ntype: user\nx: " + b"[" * 60 + b"]" * 60 + b"\n---\n")
+    assert ok.problems == []
+
+
+def test_non_scalar_fields_are_not_text():
+    e = entry.parse(b"---\nname: [a, b]\ndescription: {x: 1}\ntype: user\ntags: [ok, [no], {n: 1}]\n---\n")
+    assert (e.name, e.description, e.tags) == ("", "", ["ok"])
+    assert "frontmatter has no name" in e.problems
