@@ -8,15 +8,22 @@ Sources:
 
 Nothing is ever overwritten: an existing file with other content is kept and reported;
 MEMORY.md files are merged line by line. Running an import twice changes nothing.
+
+Root runs this on folders other users own: nothing in a source is followed (Folder), and
+only --user's memory and its team's are written (_only_for); the rest is skipped, with why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,47 +76,183 @@ class Report:
         return "\n".join(lines)
 
 
+# -- reading without following ------------------------------------------------------------------
+# The source may belong to someone else, who can swap any entry for a symlink at any moment (to
+# /etc/shadow, to /root). So every name is opened relative to its parent's fd with O_NOFOLLOW, the
+# type is checked with fstat on the fd we hold and the content read from that fd: there is no
+# window between a check and a use. O_NONBLOCK: opening a fifo must not wait for a writer.
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+MAX_DEPTH = 64  # deeper folders are refused: a planted deep tree must not exhaust fds or the stack
+
+
+class Refused(Exception):
+    """One entry is not read (or written); the message says why, in a few words."""
+
+
+def _why(e: OSError) -> str:
+    return "symbolic link (not followed)" if e.errno == errno.ELOOP else e.strerror or str(e)
+
+
+def _open(path: Path | str, flags: int, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """The fd and what it is (fstat on the fd itself); FileNotFoundError passes through."""
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise Refused(_why(e)) from None
+    return fd, os.fstat(fd)
+
+
+def _folder_of(fd: int, st: os.stat_result, path: Path, limit: int | None) -> Folder:
+    if not stat.S_ISDIR(st.st_mode):
+        os.close(fd)
+        raise Refused("not a directory")
+    return Folder(fd, path, limit)
+
+
+class Folder:
+    """A directory held open by fd; names in it are opened relative to that fd, never followed.
+    FileNotFoundError passes through: callers treat a missing name as absent."""
+
+    def __init__(self, fd: int, path: Path, limit: int | None):
+        self.fd, self.path, self.limit = fd, path, limit
+
+    @classmethod
+    def open(cls, path: Path, limit: int | None = None, follow: bool = False) -> Folder:
+        """`path`, resolved once by the kernel; its last name is not followed unless `follow`."""
+        return _folder_of(*_open(path, _OPEN & ~os.O_NOFOLLOW if follow else _OPEN), path, limit)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Folder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def names(self) -> list[str]:
+        return sorted(os.listdir(self.fd))
+
+    def dirnames(self) -> list[str]:
+        """Names listed as folders (symlinks are not). A hint for planning only: subdir() checks
+        again on the fd it opens."""
+        with os.scandir(self.fd) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+
+    def subdir(self, name: str, create: bool = False) -> Folder:
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=self.fd)
+        return _folder_of(*_open(name, _OPEN, self.fd), self.path / name, self.limit)
+
+    def get(self, name: str) -> Folder | bytes:
+        """A Folder (to close) for a directory, the content of a regular file; else Refused."""
+        fd, st = _open(name, _OPEN, self.fd)
+        if stat.S_ISDIR(st.st_mode):
+            return Folder(fd, self.path / name, self.limit)
+        try:
+            if not stat.S_ISREG(st.st_mode):
+                raise Refused("not a regular file")
+            too_big = Refused(f"larger than limits.max_file_bytes ({self.limit} bytes)")
+            if self.limit is not None and st.st_size > self.limit:
+                raise too_big
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read() if self.limit is None else f.read(self.limit + 1)
+            if self.limit is not None and len(data) > self.limit:  # it grew since fstat
+                raise too_big
+            return data
+        finally:
+            os.close(fd)
+
+    def read(self, name: str) -> bytes:
+        got = self.get(name)
+        if isinstance(got, Folder):
+            got.close()
+            raise Refused("not a regular file")
+        return got
+
+    def walk(self, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, bytes | Refused]]:
+        """(relative posix path, content or why not) for every file below, in name order."""
+        for name in self.names():
+            rel = prefix + name
+            try:
+                got = self.get(name)
+            except FileNotFoundError:
+                continue  # removed since it was listed
+            except Refused as e:
+                yield rel, e
+                continue
+            if isinstance(got, bytes):
+                yield rel, got
+                continue
+            with got:
+                if depth >= MAX_DEPTH:
+                    yield rel, Refused(f"folders nested deeper than {MAX_DEPTH}")
+                else:
+                    yield from got.walk(rel + "/", depth + 1)
+
+    def write(self, name: str, data: bytes) -> None:
+        """Replace `name` atomically with a temp file this call creates (O_EXCL: never an
+        existing file or a symlink left in its place)."""
+        tmp = f".{name}.memfs-import"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=self.fd)  # left by an interrupted import; unlink never follows
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=self.fd)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                f.write(data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+
+def _top(src: Folder, name: str) -> Folder:
+    """The folder a format is built on (memory/, users/): without it the source is not that format."""
+    try:
+        return src.subdir(name)
+    except (Refused, FileNotFoundError) as e:
+        raise ImportError_(f"source {src.path} has no {name}/ folder ({_reason(e)})") from None
+
+
 # -- detection ---------------------------------------------------------------------------------
-def detect(src: Path) -> str:
-    if (src / "users").is_dir() and any(
-        (d / n).is_file()
-        for d in (src / "users").iterdir()
-        if d.is_dir()
-        for n in ("short_term.json", "mid_term.json", "long_term_user.json")
-    ):
-        return "json"
-    if (src / "memory").is_dir():
-        return "legacy"
-    return "dir"
+JSON_FILES = {"short_term.json", "mid_term.json", "long_term_user.json"}
+
+
+def detect(src: Folder) -> str:
+    """The format, from names only: the planner then opens what it reads without following."""
+    dirs = src.dirnames()
+    if "users" in dirs:
+        with contextlib.suppress(Refused, FileNotFoundError), src.subdir("users") as users:
+            for name in users.dirnames():
+                with contextlib.suppress(Refused, FileNotFoundError), users.subdir(name) as d:
+                    if JSON_FILES & set(d.names()):
+                        return "json"
+    return "legacy" if "memory" in dirs else "dir"
 
 
 # -- planning ----------------------------------------------------------------------------------
-def _files(root: Path):
-    """Regular files below root, as (relative posix path, path); symlinks are not followed."""
-    for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(dirpath) / name
-            yield p.relative_to(root).as_posix(), p
-
-
-def plan_dir(src: Path, user: str, team: str | None, report: Report) -> list[Item]:
+def plan_dir(src: Folder, user: str, team: str | None, report: Report) -> list[Item]:
     items = []
     private = Scope(Kind.PRIVATE, user)
-    for rel, p in _files(src):
-        if p.is_symlink() or not p.is_file():
-            report.skipped.append((str(p), "not a regular file"))
+    for rel, got in src.walk():
+        shown = str(src.path / rel)
+        if isinstance(got, Refused):
+            report.skipped.append((shown, str(got)))
             continue
         scope, dest = private, rel
         if rel.startswith("team/"):
             if team is None:
-                report.skipped.append((str(p), "team/ file but no team (give --team or users.<name>.team)"))
+                report.skipped.append((shown, "team/ file but no team (give --team or users.<name>.team)"))
                 continue
             scope, dest = Scope(Kind.TEAM, team), rel[len("team/") :]
         elif rel in ("team", ".memfs") or rel.startswith(".memfs/"):
-            report.skipped.append((str(p), "reserved name in a memfs root"))
+            report.skipped.append((shown, "reserved name in a memfs root"))
             continue
-        items.append(Item(scope, dest, p.read_bytes(), str(p)))
+        items.append(Item(scope, dest, got, shown))
     return items
 
 
@@ -117,23 +260,30 @@ def _chat_users(config: Config) -> dict[str, str]:
     return {str(alias): u.name for u in config.users.values() for alias in u.aliases}
 
 
-def plan_legacy(src: Path, user: str, config: Config, report: Report) -> list[Item]:
-    mem = src / "memory"
+def plan_legacy(src: Folder, user: str, config: Config, report: Report) -> list[Item]:
     items = []
     chats = _chat_users(config)
-    for child in sorted(mem.iterdir()):
-        if child.is_dir() and not child.is_symlink():
-            owner = chats.get(child.name)
-            if owner is None:
-                report.skipped.append(
-                    (str(child), f"chat {child.name} has no user (add it to users.<name>.aliases)")
-                )
+    with _top(src, "memory") as mem:
+        for name in mem.names():
+            shown = str(mem.path / name)
+            try:
+                got = mem.get(name)
+            except FileNotFoundError:
                 continue
-            items += plan_dir(child, owner, None, report)
-        elif child.is_file() and not child.is_symlink():
-            items.append(Item(Scope(Kind.PRIVATE, user), child.name, child.read_bytes(), str(child)))
-        else:
-            report.skipped.append((str(child), "not a regular file"))
+            except Refused as e:
+                report.skipped.append((shown, str(e)))
+                continue
+            if isinstance(got, bytes):
+                items.append(Item(Scope(Kind.PRIVATE, user), name, got, shown))
+                continue
+            with got:
+                owner = chats.get(name)
+                if owner is None:
+                    report.skipped.append(
+                        (shown, f"chat {name} has no user (add it to users.<name>.aliases)")
+                    )
+                    continue
+                items += plan_dir(got, owner, None, report)
     return items
 
 
@@ -149,12 +299,17 @@ def _entry(name: str, description: str, type_: str, body: str, extra: dict | Non
     return f"---\n{fm}---\n{body.rstrip()}\n".encode()
 
 
-def _load_json(path: Path, report: Report):
+def _load_json(d: Folder, name: str, report: Report):
+    """The parsed file; None when it is absent or unusable (then reported)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        report.skipped.append((str(path), f"unreadable JSON: {e}"))
+        return json.loads(d.read(name))
+    except FileNotFoundError:
         return None
+    except Refused as e:
+        report.skipped.append((str(d.path / name), str(e)))
+    except (OSError, ValueError) as e:
+        report.skipped.append((str(d.path / name), f"unreadable JSON: {e}"))
+    return None
 
 
 def _items_list(data, keys) -> list:
@@ -167,39 +322,56 @@ def _items_list(data, keys) -> list:
     return []
 
 
-def plan_json(src: Path, user: str | None, config: Config, report: Report) -> list[Item]:
-    users_dir = src / "users"
-    ids = sorted(d for d in users_dir.iterdir() if d.is_dir())
+def plan_json(src: Folder | Path, user: str | None, config: Config, report: Report) -> list[Item]:
+    if isinstance(src, Path):  # called on its own rather than through plan()
+        with Folder.open(src, config.limits.max_file_bytes) as root:
+            return plan_json(root, user, config, report)
     chats = _chat_users(config)
     items = []
-    for d in ids:
-        owner = chats.get(d.name) or (d.name if d.name in config.users else None)
-        if owner is None and user is not None and len(ids) == 1:
-            owner = user
-        if owner is None:
-            report.skipped.append((str(d), f"user id {d.name} has no user (add it to users.<name>.aliases)"))
-            continue
-        scope = Scope(Kind.PRIVATE, owner)
-        if (d / "short_term.json").exists():
-            report.skipped.append((str(d / "short_term.json"), "short-term conversation buffer, not memory"))
-        long = _load_json(d / "long_term_user.json", report) if (d / "long_term_user.json").exists() else None
-        if isinstance(long, dict) and isinstance(long.get("profile"), dict) and long["profile"]:
-            profile = long["profile"]
-            body = "\n".join(f"- **{k}**: {v}" for k, v in profile.items())
-            who = profile.get("name") or owner
-            items.append(
-                Item(
-                    scope,
-                    "profile.md",
-                    _entry(f"Profile of {who}", f"who {who} is and what they prefer", "user", body),
-                    str(d),
-                )
+    with _top(src, "users") as users:
+        ids = users.dirnames()
+        for name in ids:
+            shown = str(users.path / name)
+            owner = chats.get(name) or (name if name in config.users else None)
+            if owner is None and user is not None and len(ids) == 1:
+                owner = user
+            if owner is None:
+                report.skipped.append((shown, f"user id {name} has no user (add it to users.<name>.aliases)"))
+                continue
+            try:
+                d = users.subdir(name)
+            except FileNotFoundError:
+                continue
+            except Refused as e:
+                report.skipped.append((shown, str(e)))
+                continue
+            with d:
+                items += _plan_json_user(d, Scope(Kind.PRIVATE, owner), report)
+    return items
+
+
+def _plan_json_user(d: Folder, scope: Scope, report: Report) -> list[Item]:
+    items = []
+    if "short_term.json" in d.names():
+        report.skipped.append((str(d.path / "short_term.json"), "short-term conversation buffer, not memory"))
+    long = _load_json(d, "long_term_user.json", report)
+    if isinstance(long, dict) and isinstance(long.get("profile"), dict) and long["profile"]:
+        profile = long["profile"]
+        body = "\n".join(f"- **{k}**: {v}" for k, v in profile.items())
+        who = profile.get("name") or scope.name
+        items.append(
+            Item(
+                scope,
+                "profile.md",
+                _entry(f"Profile of {who}", f"who {who} is and what they prefer", "user", body),
+                str(d.path),
             )
-        for i, k in enumerate(_items_list(long, ("knowledge", "facts", "items"))):
-            items.append(_knowledge_item(scope, k, i, d / "long_term_user.json", "reference"))
-        mid = _load_json(d / "mid_term.json", report) if (d / "mid_term.json").exists() else None
-        for i, k in enumerate(_items_list(mid, ("summaries", "knowledge", "items"))):
-            items.append(_knowledge_item(scope, k, i, d / "mid_term.json", "project"))
+        )
+    for i, k in enumerate(_items_list(long, ("knowledge", "facts", "items"))):
+        items.append(_knowledge_item(scope, k, i, d.path / "long_term_user.json", "reference"))
+    mid = _load_json(d, "mid_term.json", report)
+    for i, k in enumerate(_items_list(mid, ("summaries", "knowledge", "items"))):
+        items.append(_knowledge_item(scope, k, i, d.path / "mid_term.json", "project"))
     return items
 
 
@@ -232,18 +404,6 @@ def _index_line(item: Item) -> str | None:
     return f"- [{e.name or item.rel}]({item.rel})" + (f" — {e.description}" if e.description else "")
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.memfs-import")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def _merge_index(existing: bytes, incoming: list[str]) -> bytes | None:
     """Append the lines of `incoming` that are not in `existing` yet; None if nothing to add."""
     have = set(existing.decode("utf-8", errors="replace").splitlines())
@@ -258,49 +418,115 @@ def _dest(data: Path, scope: Scope, rel: str) -> Path:
     return data / os.fsdecode(SCOPE_DIRS[scope.kind]) / scope.name / rel
 
 
+def _folder(data: Path, scope: Scope, rel: str, create: bool) -> Folder:
+    """The folder that holds `rel`, walked down from DATA/ one name at a time: memfs makes no
+    symlinks there, so one found on the way is refused rather than written through."""
+    folder = Folder.open(data, follow=True)  # DATA/ itself is the admin's choice
+    for name in (os.fsdecode(SCOPE_DIRS[scope.kind]), scope.name, *rel.split("/")[:-1]):
+        with folder:  # closes the parent once the child is open
+            folder = folder.subdir(name, create)
+    return folder
+
+
+def _existing(data: Path, scope: Scope, rel: str) -> bytes | None:
+    """What `rel` holds under DATA/, None if it is not there yet."""
+    try:
+        with _folder(data, scope, rel, create=False) as folder:
+            return folder.read(rel.rsplit("/", 1)[-1])
+    except FileNotFoundError:
+        return None
+
+
+def _write(data: Path, scope: Scope, rel: str, content: bytes) -> None:
+    with _folder(data, scope, rel, create=True) as folder:
+        folder.write(rel.rsplit("/", 1)[-1], content)
+
+
+def _create(data: Path, item: Item, dry_run: bool) -> str | None:
+    """Write a new file; None when it is (or would be) created, else why not."""
+    try:
+        existing = _existing(data, item.scope, item.rel)
+        if existing is None and not dry_run:
+            _write(data, item.scope, item.rel, item.content)
+    except Refused as e:
+        return f"{e} in DATA/ (nothing written)"
+    if existing is None:
+        return None
+    return "already there" if existing == item.content else "exists with other content (kept)"
+
+
 def apply(
     items: list[Item], data: Path, report: Report, dry_run: bool, progress=None, add_index=False
 ) -> None:
     """Write the planned files under DATA/ (never over an existing one), then merge MEMORY.md lines."""
     index_lines: dict[Scope, list[str]] = {}
     for item in items:
-        dest, shown = _dest(data, item.scope, item.rel), f"{item.scope}/{item.rel}"
+        shown = f"{item.scope}/{item.rel}"
         if item.rel == INDEX:
             text = item.content.decode("utf-8", errors="replace")
             index_lines.setdefault(item.scope, []).extend(text.splitlines())
-        elif dest.exists() or dest.is_symlink():
-            same = dest.is_file() and dest.read_bytes() == item.content
-            report.skipped.append((shown, "already there" if same else "exists with other content (kept)"))
+        elif why := _create(data, item, dry_run):
+            report.skipped.append((shown, why))
         else:
             if not dry_run:
-                _write(dest, item.content)
-                report.written.append(dest)
+                report.written.append(_dest(data, item.scope, item.rel))
             report.created.append(shown)
             if add_index and (line := _index_line(item)):
                 index_lines.setdefault(item.scope, []).append(line)
         if progress:
             progress()
     for scope, lines in index_lines.items():
-        dest = _dest(data, scope, INDEX)
-        existing = dest.read_bytes() if dest.is_file() else b""
-        merged = _merge_index(existing, lines)
+        shown = f"{scope}/{INDEX}"
+        try:
+            existing = _existing(data, scope, INDEX) or b""
+            merged = _merge_index(existing, lines)
+            if merged is not None and not dry_run:
+                _write(data, scope, INDEX, merged)
+        except Refused as e:
+            report.skipped.append((shown, f"{e} in DATA/ (nothing written)"))
+            continue
         if merged is None:
-            report.skipped.append((f"{scope}/{INDEX}", "already there"))
+            report.skipped.append((shown, "already there"))
             continue
         if not dry_run:
-            _write(dest, merged)
-            report.written.append(dest)
-        (report.merged if existing else report.created).append(f"{scope}/{INDEX}")
+            report.written.append(_dest(data, scope, INDEX))
+        (report.merged if existing else report.created).append(shown)
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) else str(e)
+
+
+def _only_for(user: str, team: str | None, items: list[Item], report: Report) -> list[Item]:
+    """What goes to --user's private memory or its team. Whoever owns the source names its
+    folders: a users/alice/ (or alice's chat id) in a source imported for mallory must not
+    reach alice."""
+    allowed = {Scope(Kind.PRIVATE, user)} | ({Scope(Kind.TEAM, team)} if team else set())
+    kept = []
+    for item in items:
+        if item.scope in allowed:
+            kept.append(item)
+        else:
+            owner = f"{'user' if item.scope.kind is Kind.PRIVATE else 'team'} {item.scope.name}"
+            report.skipped.append((item.source, f"belongs to {owner}, not --user {user}"))
+    return kept
 
 
 def plan(
     fmt: str, src: Path, user: str, team: str | None, config: Config, report: Report
 ) -> tuple[list[Item], bool]:
-    """(items, whether created entries get MEMORY.md lines)"""
-    if fmt == "auto":
-        fmt = detect(src)
-    if fmt == "json":
-        return plan_json(src, user, config, report), True
-    if fmt == "legacy":
-        return plan_legacy(src, user, config, report), False
-    return plan_dir(src, user, team, report), False
+    """(items for `user` and `team` only, whether created entries get MEMORY.md lines)"""
+    try:
+        root = Folder.open(src, config.limits.max_file_bytes)
+    except (Refused, FileNotFoundError) as e:
+        raise ImportError_(f"source {src} is not a directory ({_reason(e)})") from None
+    with root:
+        if fmt == "auto":
+            fmt = detect(root)
+        if fmt == "json":
+            items, add_index = plan_json(root, user, config, report), True
+        elif fmt == "legacy":
+            items, add_index = plan_legacy(root, user, config, report), False
+        else:
+            items, add_index = plan_dir(root, user, team, report), False
+    return _only_for(user, team, items, report), add_index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ users:
   alice: {uid: 1001, aliases: ["-100123", "u-77"]}
   bob: {uid: 1002, aliases: ["555"]}
   carol: {uid: 1003}
+  mallory: {uid: 1004}
 teams:
   eng: {members: [alice, bob]}
 """
@@ -113,17 +115,22 @@ def test_import_legacy_bot_layout_twice(make_mount, base_dir):
     (src / "memory" / "555" / "MEMORY.md").write_text("- [B](b.md) — bob's chat\n")
     (src / "memory" / "555" / "b.md").write_text(entry("B", "bob heron", "user"))
     (src / "memory" / "999" / "MEMORY.md").write_text("- nobody\n")
-    out = do_import(m, src, "--user", "carol")
-    assert "chat 999 has no user" in out
+    out = do_import(m, src, "--user", "alice")
+    # Bob's chat is refused: only --user's memory is written.
+    assert "chat 999 has no user" in out and "skipped 2: belongs to user bob, not --user alice" in out
     first = tree(m.data)
-    assert first["private/carol/global.md"].startswith(b"---\nname: Global")
+    assert first["private/alice/global.md"].startswith(b"---\nname: Global")
     assert first["private/alice/chat.md"].startswith(b"---\nname: Chat")
-    assert first["private/bob/MEMORY.md"] == b"- [B](b.md) \xe2\x80\x94 bob's chat\n"
-    assert "created 0" in do_import(m, src, "--user", "carol")
+    assert first["private/alice/MEMORY.md"].decode().splitlines() == [
+        "- [Chat](chat.md) — alice's chat",
+        "- [Global](global.md) — the service's own",
+    ]
+    assert not [k for k in first if not k.startswith("private/alice/")]
+    assert "created 0" in do_import(m, src, "--user", "alice")
     assert tree(m.data) == first
     m.start()
-    assert hit_paths(search(m, ALICE, "heron")) == ["chat.md"]
-    assert hit_paths(search(m, BOB, "heron")) == ["b.md"]
+    assert sorted(hit_paths(search(m, ALICE, "heron"))) == ["chat.md", "global.md"]
+    assert hit_paths(search(m, BOB, "heron")) == []
 
 
 def test_import_json_store_twice(m, base_dir):
@@ -172,6 +179,103 @@ def test_import_json_store_twice(m, base_dir):
     first = tree(m.data)
     assert "created 0, merged 0" in do_import(m, src, "--user", "alice")
     assert tree(m.data) == first
+
+
+# -- a source owned by someone else ------------------------------------------------------------
+SECRET = "root-only-secret-8f3a"
+
+
+def secrets(base: Path) -> Path:
+    """Root-only files and a root-only folder, each of which would import if followed."""
+    d = base / "root-only"
+    d.mkdir(mode=0o700)
+    (d / "mid_term.json").write_text(json.dumps({"summaries": [{"id": "s", "summary": SECRET}]}))
+    (d / "long_term_user.json").write_text(json.dumps({"profile": {"name": SECRET}}))
+    (d / "secret.md").write_text(entry("Secret", SECRET, "user"))
+    for p in d.iterdir():
+        p.chmod(0o600)
+    return d
+
+
+def assert_no_secret(data: Path) -> None:
+    leaked = [p for p in data.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaked
+
+
+def test_import_json_follows_no_symlink(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)
+    root_only = secrets(base_dir)
+    users = base_dir / "store" / "users"
+    (users / "u-77").mkdir(parents=True)
+    (users / "u-77" / "mid_term.json").symlink_to(root_only / "mid_term.json")
+    (users / "u-77" / "long_term_user.json").symlink_to(root_only / "long_term_user.json")
+    (users / "alice").symlink_to(root_only)
+    out = do_import(m, base_dir / "store", "--user", "alice")
+    assert "created 0" in out and "skipped 2: symbolic link (not followed)" in out
+    assert_no_secret(m.data)
+
+
+def test_import_dir_follows_no_symlink(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)
+    root_only = secrets(base_dir)
+    src = make_memory_dir(base_dir)
+    (src / "leak.md").symlink_to(root_only / "secret.md")
+    (src / "linked").symlink_to(root_only)
+    (src / "team" / "linked.md").symlink_to(root_only / "secret.md")
+    out = do_import(m, src, "--user", "alice", "--verbose")
+    assert "created 5, merged 0 index files" in out and "skipped 3: symbolic link (not followed)" in out
+    assert f"skipped {src / 'linked'}: symbolic link (not followed)" in out
+    assert_no_secret(m.data)
+    assert not (m.backing("alice") / "linked").exists()
+
+
+def test_import_source_root_symlink_refused(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)
+    (base_dir / "export").symlink_to(secrets(base_dir))
+    args = (
+        "import",
+        str(base_dir / "export"),
+        "--user",
+        "alice",
+        "--data",
+        str(m.data),
+        "--config",
+        str(m.config),
+    )
+    res = memfs(m, *args, check=False)
+    assert res.returncode != 0 and "is not a directory (symbolic link (not followed))" in res.stderr
+    assert not m.data.exists()
+
+
+def test_import_skips_fifos_and_big_files(make_mount, base_dir):
+    m = make_mount(CONFIG + "limits: {max_file_bytes: 1000}\n", start=False)
+    src = make_memory_dir(base_dir)
+    os.mkfifo(src / "pipe.md")  # nobody writes: reading it would wait forever
+    (src / "big.md").write_text("x" * 1001)
+    out = do_import(m, src, "--user", "alice")
+    assert "created 5" in out and "skipped 1: not a regular file" in out
+    assert "skipped 1: larger than limits.max_file_bytes (1000 bytes)" in out
+    assert not (m.backing("alice") / "pipe.md").exists() and not (m.backing("alice") / "big.md").exists()
+
+
+def test_import_writes_only_into_the_users_memory(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)
+    users = base_dir / "store" / "users"
+    for who in ("alice", "mallory"):
+        (users / who).mkdir(parents=True)
+        (users / who / "mid_term.json").write_text(
+            json.dumps({"summaries": [{"id": who, "summary": f"planted by mallory as {who}"}]})
+        )
+    out = do_import(m, base_dir / "store", "--user", "mallory", "--verbose")
+    assert "created 2" in out and "skipped 1: belongs to user alice, not --user mallory" in out
+    assert f"skipped {users / 'alice' / 'mid_term.json'}#alice: belongs to user alice" in out
+    assert not (m.data / "private" / "alice").exists()
+    assert len(list(m.backing("mallory").glob("summary-*.md"))) == 1
+    # The store's one user folder still maps to --user, whatever its id.
+    (users / "mallory").rename(users / "42")
+    shutil.rmtree(users / "alice")
+    assert "created 2, merged 0" in do_import(m, base_dir / "store", "--user", "carol")
+    assert len(list(m.backing("carol").glob("summary-*.md"))) == 1
 
 
 def test_refresh_is_root_only(m):
