@@ -121,8 +121,6 @@ def cmd_import(args) -> int:
     from .store import Store
 
     src, data = Path(args.source).absolute(), Path(args.data).absolute()
-    if not src.is_dir():
-        return _fail(f"source {src} is not a directory")
     try:
         cfg = _load_config(args.config)
         ids = Identities(cfg)
@@ -134,7 +132,12 @@ def cmd_import(args) -> int:
     if args.team is not None and args.team not in cfg.teams:
         return _fail(f"--team {args.team!r}: no such team in the config")
     report = migrate.Report()
-    items, add_index = migrate.plan(args.format, src, args.user, team, cfg, report)
+    try:
+        # The source is opened once, below it nothing is followed, and only --user's memory
+        # (and its team's) is planned: the source may belong to someone else (migrate.Folder).
+        items, add_index = migrate.plan(args.format, src, args.user, team, cfg, report)
+    except migrate.ImportError_ as e:
+        return _fail(str(e))
     if not args.dry_run:
         Store.init_layout(data)
     with tqdm(total=len(items), unit="files", desc="import", disable=args.quiet) as bar:
