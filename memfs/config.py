@@ -27,8 +27,14 @@ DEFAULT_CONFIG_TEXT = """\
 # grants:
 #   - {reader: bob, owner: alice}   # bob may read alice's private memory, never write it
 # unknown_uids: allow         # allow | deny: deny gives uids not under `users:` EACCES everywhere
-# limits:
-#   max_file_bytes: 10485760
+# limits:                     # fair shares; a caller over one gets the error, never the others
+#   max_file_bytes: 10M       # one file (EFBIG)
+#   user_bytes: 1G            # one user's private memory (EDQUOT)
+#   user_files: 100000        # files and folders in it (EDQUOT)
+#   team_bytes: 4G
+#   team_files: 400000
+#   open_files: 1024          # handles one uid holds open (EMFILE)
+#   open_queries: 64          # of those, .memfs/ files (search results, query handles)
 # index:
 #   enabled: true             # false: no search index (no .memfs/search)
 # memory:
@@ -67,7 +73,29 @@ class Grant:
 
 @dataclass(frozen=True)
 class Limits:
+    """Fair shares: what one caller may take of what all callers share."""
+
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    user_bytes: int = 1 << 30  # bytes stored in one user's private memory (EDQUOT past it)
+    user_files: int = 100_000  # files and folders in it
+    team_bytes: int = 4 << 30
+    team_files: int = 400_000
+    open_files: int = 1024  # handles (files, folders, control files) one uid holds open (EMFILE)
+    open_queries: int = 64  # of those, .memfs/ control handles (search results, queries)
+
+
+_SIZE_RE = re.compile(r"\s*([0-9]+)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(where: str, value: object, minimum: int = 1) -> int:
+    """A byte count: an integer or a string like "512M" or "2GiB"."""
+    if isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value)
+        if m is None:
+            raise ConfigError(f"{where}: expected a size like 1048576, 512M or 2GiB, got {value!r}")
+        value = int(m.group(1)) * _UNITS[m.group(2).upper()]
+    return _int(where, value, minimum)
 
 
 @dataclass(frozen=True)
@@ -197,9 +225,13 @@ def parse(data: object, source: str = "<string>") -> Config:
     if unknown not in ("allow", "deny"):
         raise ConfigError(f"unknown_uids: expected 'allow' or 'deny', got {unknown!r}")
 
-    lim = _keys("limits", top.get("limits"), {"max_file_bytes"})
+    dl = Limits()
+    sizes = {"max_file_bytes", "user_bytes", "team_bytes"}
+    counts = {"user_files", "team_files", "open_files", "open_queries"}
+    lim = _keys("limits", top.get("limits"), sizes | counts)
     limits = Limits(
-        max_file_bytes=_int("limits.max_file_bytes", lim.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES), 1)
+        **{k: _size(f"limits.{k}", lim.get(k, getattr(dl, k))) for k in sizes},
+        **{k: _int(f"limits.{k}", lim.get(k, getattr(dl, k)), 1) for k in counts},
     )
 
     ix = _keys("index", top.get("index"), {"enabled"})

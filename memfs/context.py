@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .entry import IndexLine, index_lines, resolve_link
 
 INDEX_NAME = "MEMORY.md"
+ANALYZED_BYTES = 1 << 20  # of a MEMORY.md, at most this much is read and analysed
 DAY_NS = 86_400 * 10**9
 
 
@@ -42,7 +43,9 @@ class MemoryFile:
     label: str  # "Private memory", "Team memory (eng)"
     path: str  # as the caller sees it
     scope: str
-    text: str | None  # None: there is none yet
+    text: str | None  # None: there is none yet; else what was read of it
+    more_lines: int = 0  # lines past what was read (counted, not analysed)
+    size: int | None = None  # bytes in the whole file
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Cut:
 
     @property
     def cut(self) -> int:
-        return len(self.lines) - self.kept
+        return len(self.lines) + self.memo.more_lines - self.kept
 
 
 @dataclass
@@ -208,9 +211,10 @@ def status_lines(memos: list[MemoryFile], docs: list[Doc], a: Analysis, limits: 
             out += [f"{d.path}: {p}" for p in d.problems]
     for c in a.cuts:
         if c.cut:
-            size = len((c.memo.text or "").encode())
+            size = c.memo.size if c.memo.size is not None else len((c.memo.text or "").encode())
+            lines = len(c.lines) + c.memo.more_lines
             out.append(
-                f"{c.memo.path}: {len(c.lines)} lines, {size} bytes: over the context cap "
+                f"{c.memo.path}: {lines} lines, {size} bytes: over the context cap "
                 f"({limits.max_lines} lines, {limits.max_bytes} bytes); {c.cut} lines are cut from "
                 "context.md: consolidate it"
             )

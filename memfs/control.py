@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+import trio
 import yaml
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
@@ -70,13 +71,22 @@ class Control:
         self.mountpoint = mountpoint
         self.index = index
         self.limits = limits or ctx_mod.Limits()
-        self.dirty_paths = lambda: ()  # set by fs: files being written, searched as they are now
+        self.dirty_paths = lambda scopes: ()  # set by fs: files being written, searched as they are now
         self.on_refresh = lambda paths: None  # set by fs: re-read these backing paths
+        self.usage = _no_usage  # set by fs: the caller's usage against its limits
         self._handles: dict[int, bytes | QueryHandle] = {}
         self._next = _FIRST_HANDLE
         self._started = time.time_ns()
-        self._files = {WHOAMI: self.whoami}
-        self._async_files = {CONTEXT: self.context_md, INDEX_MD: self.index_md, STATUS: self.status}
+        # Heavy work (searches, views) runs in threads, one at a time per caller: one caller's
+        # load queues behind itself, never in front of the others.
+        self._limiters: dict[int, trio.CapacityLimiter] = {}
+        self._files: dict = {}
+        self._async_files = {
+            WHOAMI: self.whoami,
+            CONTEXT: self.context_md,
+            INDEX_MD: self.index_md,
+            STATUS: self.status,
+        }
         root = {b"whoami": WHOAMI, b"users": USERS, b"refresh": REFRESH}
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
@@ -134,7 +144,7 @@ class Control:
             if owner not in p.readable:
                 raise FUSEError(errno.ENOENT)
             # A granted owner's private root: an ordinary scope inode, read-only by policy.
-            return fs._entry(Scope(Kind.PRIVATE, owner), b"", 0)
+            return fs._entry(Scope(Kind.PRIVATE, owner), b"", 0, view=True)
         if parent == SEARCH:
             return self.getattr(self._query_inode(name), p)
         ino = self._names.get(parent, {}).get(name)
@@ -221,7 +231,13 @@ class Control:
             self.on_refresh(bytes(h.data).splitlines())
 
     # -- the files ------------------------------------------------------------
-    def whoami(self, p: Principal) -> bytes:
+    def limiter(self, p: Principal) -> trio.CapacityLimiter:
+        lim = self._limiters.get(p.uid)
+        if lim is None:
+            lim = self._limiters[p.uid] = trio.CapacityLimiter(1)
+        return lim
+
+    async def whoami(self, p: Principal) -> bytes:
         mnt = self.mountpoint.rstrip("/")
         info = {
             "user": p.user,
@@ -232,6 +248,7 @@ class Control:
             "grants": [
                 {"owner": o, "access": "read", "path": f"{mnt}/.memfs/users/{o}"} for o in sorted(p.readable)
             ],
+            "usage": await self.usage(p),
         }
         return yaml.safe_dump(info, sort_keys=False).encode()
 
@@ -245,15 +262,19 @@ class Control:
             return rel
         return f".memfs/users/{scope.name}/{rel}"
 
-    async def _flush(self) -> None:
+    async def _flush(self, p: Principal, scopes: list[Scope]) -> None:
+        """Read-your-writes: apply what is queued in the scopes the caller reads (only
+        those: a caller never waits for another's backlog). Root (an admin, memfs doctor)
+        waits for everything."""
         try:
-            await self.index.flush(self.dirty_paths())
+            await self.index.flush(self.dirty_paths(scopes), scopes=None if p.uid == 0 else scopes)
         except IndexUnavailable:
             pass  # answer from the index as it is; the changes stay queued
 
     async def search(self, p: Principal, query: str, as_json: bool) -> bytes:
-        await self._flush()
-        hits, total = await self.index.search(readable_scopes(p), query, MAX_RESULTS)
+        scopes = readable_scopes(p)
+        await self._flush(p, scopes)
+        hits, total = await self.index.search(scopes, query, MAX_RESULTS, limiter=self.limiter(p))
         if as_json:
             return (
                 json.dumps(
@@ -276,11 +297,18 @@ class Control:
         }
 
     # -- agent views: context.md, index.md, status --------------------------------------
-    async def _views(self, p: Principal):
-        """The caller's MEMORY.md files, readable entries and their analysis, as of now."""
-        await self._flush()
+    async def _view(self, p: Principal, render) -> bytes:
+        """Build one view from the caller's MEMORY.md files and readable entries, in a
+        worker thread behind the caller's own limiter (a 10 MiB MEMORY.md costs its
+        writer, not everyone)."""
         scopes = readable_scopes(p)
-        hits = await self.index.entries(scopes)
+        await self._flush(p, scopes)
+        hits = await self.index.entries(scopes, limiter=self.limiter(p))
+        return await trio.to_thread.run_sync(
+            self._build_view, p, scopes, hits, render, limiter=self.limiter(p)
+        )
+
+    def _build_view(self, p: Principal, scopes: list[Scope], hits: list[Hit], render) -> bytes:
         groups = {p.private: "Private"}
         if p.team_scope is not None:
             groups[p.team_scope] = f"Team ({p.team})"
@@ -300,44 +328,43 @@ class Control:
             )
             for h in hits
         ]
-        memos = [
-            ctx_mod.MemoryFile(
-                "Private memory", "MEMORY.md", str(p.private), _read_memory(self.store, p.private)
-            )
-        ]
+        memos = [_read_memory(self.store, p.private, "Private memory", "MEMORY.md", self.limits)]
         if p.team_scope is not None:
-            memos.append(
-                ctx_mod.MemoryFile(
-                    f"Team memory ({p.team})",
-                    "team/MEMORY.md",
-                    str(p.team_scope),
-                    _read_memory(self.store, p.team_scope),
-                )
-            )
+            label = f"Team memory ({p.team})"
+            memos.append(_read_memory(self.store, p.team_scope, label, "team/MEMORY.md", self.limits))
         by_name = {str(s): s for s in scopes}
 
         def exists(scope: str, rel: str) -> bool:
             try:
                 self.store.lstat(by_name[scope], os.fsencode(rel))
                 return True
-            except (OSError, KeyError):
+            except (OSError, KeyError, ValueError):  # ValueError: a NUL in a link target
                 return False
 
         analysis = ctx_mod.analyze(memos, docs, exists, self.limits)
-        return memos, docs, analysis, list(groups.values())
+        return render(p, memos, docs, analysis, list(groups.values())).encode()
 
     async def context_md(self, p: Principal) -> bytes:
-        memos, _docs, analysis, _groups = await self._views(p)
-        return ctx_mod.render_context(p.user, memos, analysis, self.limits, time.time_ns()).encode()
+        def render(p, memos, docs, analysis, groups):
+            return ctx_mod.render_context(p.user, memos, analysis, self.limits, time.time_ns())
+
+        return await self._view(p, render)
 
     async def index_md(self, p: Principal) -> bytes:
-        _memos, docs, _analysis, groups = await self._views(p)
-        return ctx_mod.render_index(docs, groups).encode()
+        return await self._view(
+            p, lambda p, memos, docs, analysis, groups: ctx_mod.render_index(docs, groups)
+        )
 
     async def status(self, p: Principal) -> bytes:
-        memos, docs, analysis, _groups = await self._views(p)
-        lines = ctx_mod.status_lines(memos, docs, analysis, self.limits)
-        return "".join(line + "\n" for line in lines).encode()
+        def render(p, memos, docs, analysis, groups):
+            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits)
+            return "".join(line + "\n" for line in lines)
+
+        return await self._view(p, render)
+
+
+async def _no_usage(p: Principal) -> dict:
+    return {}
 
 
 def _decode_query(raw: bytes) -> str:
@@ -369,14 +396,32 @@ def render_markdown(query: str, total: int, hits: list[tuple[str, Hit]]) -> byte
     return "\n".join(out).encode()
 
 
-def _read_memory(store: Store, scope: Scope) -> str | None:
+def _read_memory(store: Store, scope: Scope, label: str, path: str, limits: ctx_mod.Limits):
+    """A scope's MEMORY.md, read only as far as the views need: the part that can reach
+    context.md (its caps) and a margin for the index lines beyond; the rest is counted,
+    not read into memory (a 10 MiB file costs a scan of its newlines, not a parse)."""
+    memo = ctx_mod.MemoryFile(label, path, str(scope), None)
     try:
         fd = store.open(scope, ctx_mod.INDEX_NAME.encode(), os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
-        return None
+        return memo
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, store.max_file_bytes + 1).decode("utf-8", errors="replace")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return memo
+        keep = max(ctx_mod.ANALYZED_BYTES, 4 * limits.max_bytes)
+        data = os.read(fd, keep)
+        if len(data) == keep:  # more: count its lines without keeping them
+            data = data[: data.rfind(b"\n") + 1] or data
+            rest, pos, last = 0, len(data), b"\n"
+            while chunk := os.pread(fd, 1 << 20, pos):
+                rest += chunk.count(b"\n")
+                pos, last = pos + len(chunk), chunk[-1:]
+            memo.more_lines = rest + (last != b"\n")  # an unterminated last line counts too
+            memo.size = pos
+        else:
+            memo.size = len(data)
+        memo.text = data.decode("utf-8", errors="replace")
+        return memo
     finally:
         os.close(fd)

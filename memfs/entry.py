@@ -152,6 +152,8 @@ def resolve_link(base_dir: str, target: str) -> str | None:
     if "://" in target or target.startswith(("mailto:", "#")):
         return None
     target = urllib.parse.unquote(target.split("#", 1)[0])
+    if not target or "\0" in target:  # no file can have this name
+        return None
     path = posixpath.normpath(posixpath.join(base_dir, target)) if base_dir else posixpath.normpath(target)
     if path.startswith("../") or path == ".." or path.startswith("/"):
         return None

@@ -24,17 +24,22 @@ import trio
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
 
 from . import policy
+from .config import Limits
 from .control import Control
 from .identity import Identities
 from .index import Index
 from .inodes import ROOT_INODE, InodeTable, Node
 from .policy import Access, Kind, Principal, Scope
+from .quota import OpenCounts, Quotas, Usage, count_tree
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 # Below the root every inode has one scope, so the kernel may cache it (fuse-notes.md).
 CACHE_TIMEOUT = 300.0
+# A grant reader's view of another user's tree: the owner's renames cannot be pushed to
+# the view's dentries, so the kernel keeps them briefly.
+VIEW_TIMEOUT = 1.0
 
 _FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: lookup of this name fails inside
 
@@ -104,18 +109,52 @@ def _child(path: bytes, name: bytes) -> bytes:
 class FileHandle:
     node: Node
     fd: int
+    uid: int
     writable: bool
     append: bool
     dirty: bool = False
+    indexed: tuple[int, int] | None = None  # (mtime_ns, size) last handed to the index
 
 
 @dataclass(slots=True)
 class DirHandle:
-    scope: Scope
+    """A listing read as the kernel asks for it: memory per handle stays bounded whatever
+    the folder's size. `start` makes the entry stream again (after a seekdir)."""
+
+    uid: int
+    scope: Scope | None
     path: bytes
-    entries: list  # (name, os.stat_result | EntryAttributes | None)
+    start: object  # () -> iterator of (name, os.stat_result | EntryAttributes | None)
     is_root: bool
+    view: bool = False  # a grant reader's view: inodes of its own
     team_scope: Scope | None = None  # what `team` means in this caller's root listing
+    entries: object = None  # the current iterator
+    pos: int = 0  # offset of the next entry it yields
+    back: tuple | None = None  # an entry the kernel had no room for, to send again
+
+    def close(self) -> None:
+        close = getattr(self.entries, "close", None)
+        if close is not None:
+            close()  # a generator over os.scandir: releases its directory fd now
+        self.entries = None
+
+    def seek(self, offset: int):
+        if self.entries is None or offset != self.pos - (self.back is not None):
+            self.close()
+            self.entries, self.pos, self.back = iter(self.start()), 0, None
+            for _ in range(offset):
+                if next(self.entries, None) is None:
+                    break
+                self.pos += 1
+
+    def next(self):
+        if self.back is not None:
+            item, self.back = self.back, None
+            return item
+        item = next(self.entries, None)
+        if item is not None:
+            self.pos += 1
+        return item
 
 
 class Operations(pyfuse3.Operations):
@@ -123,7 +162,12 @@ class Operations(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(
-        self, store: Store, ids: Identities, control: Control | None = None, index: Index | None = None
+        self,
+        store: Store,
+        ids: Identities,
+        control: Control | None = None,
+        index: Index | None = None,
+        limits: Limits | None = None,
     ):
         super().__init__()
         self.store = store
@@ -133,28 +177,39 @@ class Operations(pyfuse3.Operations):
         self.control = control or Control(ids, store, index=index)
         self.control.dirty_paths = self.dirty_paths
         self.control.on_refresh = self.refresh
+        limits = limits or Limits(max_file_bytes=store.max_file_bytes)
+        self.quotas = Quotas(store, limits)
+        self.opens = OpenCounts(limits)
+        self.control.usage = self.usage
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
+        self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it
         self._next_dh = 1
         self._owners: dict[Scope, tuple[int, int, bool]] = {}
-        self._invalidations: trio.MemorySendChannel | None = None
+        self._invalidations, self._invalidation_queue = trio.open_memory_channel(math.inf)
 
     # -- kernel cache invalidation ---------------------------------------------
-    async def run_invalidator(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Tell the kernel to drop cached attributes, from outside any handler:
-        invalidate_inode blocks and can deadlock when called inside a related request."""
-        send, receive = trio.open_memory_channel(math.inf)
-        self._invalidations = send
-        task_status.started()
-        async for ino, attr_only in receive:
+    async def run_invalidator(self) -> None:
+        """Tell the kernel to drop what it cached, from outside any handler: the calls
+        block and can deadlock when made inside a related request. A name in the root is
+        dropped after a rename brings it there: the kernel moved the old folder's dentry,
+        with that folder's long timeout, and would show it to every caller."""
+        async for what, ino, arg in self._invalidation_queue:
             try:
-                await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, attr_only)
+                if what == "inode":
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, arg)
+                else:
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_entry, ino, arg)
             except OSError:
-                pass  # the kernel no longer knows the inode: nothing cached to drop
+                pass  # the kernel no longer knows it: nothing cached to drop
+            except Exception:  # never let one odd reply end the task (and the mount)
+                log.exception("invalidate %s %r: failed", what, ino)
 
     def _invalidate(self, ino: int, attr_only: bool = True) -> None:
-        if self._invalidations is not None:
-            self._invalidations.send_nowait((ino, attr_only))
+        self._invalidations.send_nowait(("inode", ino, attr_only))
+
+    def _invalidate_name(self, parent: int, name: bytes) -> None:
+        self._invalidations.send_nowait(("entry", parent, name))
 
     def refresh(self, paths: list[bytes]) -> None:
         """Backing files changed behind the kernel's back (memfs import): drop what the
@@ -165,10 +220,11 @@ class Operations(pyfuse3.Operations):
                 log.warning("refresh: %r is not a file under %s", path, self.store.data)
                 continue
             scope, rel = found
-            node = self.inodes.find(scope, rel)
-            if node is not None:
-                node.sig = None  # next open drops the page cache
-                self._invalidate(node.ino, attr_only=False)
+            for view in (False, True):
+                node = self.inodes.find(scope, rel, view)
+                if node is not None:
+                    node.sig = None  # next open drops the page cache
+                    self._invalidate(node.ino, attr_only=False)
             if self.index is not None:
                 self.index.touch(scope, rel)
 
@@ -177,9 +233,32 @@ class Operations(pyfuse3.Operations):
         if self.index is not None and not node.unlinked:
             self.index.touch(node.scope, node.path)
 
-    def dirty_paths(self):
-        """Files written through handles still open: a search reads them as they are now."""
-        return [(h.node.scope, h.node.path) for h in self._files.values() if h.dirty and not h.node.unlinked]
+    def dirty_paths(self, scopes: list[Scope]):
+        """Files in these scopes written through handles still open and changed since the
+        index last saw them: a search reads them as they are now (and only those)."""
+        wanted = set(scopes)
+        out = []
+        for h in self._files.values():
+            if h.dirty and not h.node.unlinked and h.node.scope in wanted:
+                st = os.fstat(h.fd)
+                sig = (st.st_mtime_ns, st.st_size)
+                if sig != h.indexed:
+                    h.indexed = sig
+                    out.append((h.node.scope, h.node.path))
+        return out
+
+    async def usage(self, p: Principal) -> dict:
+        """The caller's usage against its limits, for .memfs/whoami."""
+        held, control = self.opens.held(p.uid)
+        lim = self.opens.limits
+        out = {"open_files": held, "open_files_limit": lim.open_files}
+        out |= {"open_queries": control, "open_queries_limit": lim.open_queries}
+        for label, scope in (("private", p.private), ("team", p.team_scope)):
+            if scope is not None:
+                u, cap = await self.quotas.usage(scope), self.quotas.caps(scope)
+                out |= {f"{label}_bytes": u.bytes, f"{label}_bytes_limit": cap.bytes}
+                out |= {f"{label}_files": u.files, f"{label}_files_limit": cap.files}
+        return out
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
@@ -195,8 +274,11 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ESTALE)
         return node
 
-    def _require(self, p: Principal, scope: Scope, need: Access) -> None:
-        have = policy.access(p, scope)
+    def _require(self, p: Principal, node: Node | Scope, need: Access) -> None:
+        if isinstance(node, Scope):
+            have = policy.access(p, node)
+        else:
+            have = policy.access(p, node.scope, node.view)
         if have < need:
             raise FUSEError(errno.EACCES if have == Access.NONE else errno.EROFS)
 
@@ -205,7 +287,7 @@ class Operations(pyfuse3.Operations):
         if ino == ROOT_INODE:
             return p.private, b"", True
         node = self._node(ino)
-        self._require(p, node.scope, need)
+        self._require(p, node, need)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
         # The directory's own owner bits apply as on any filesystem: x to pass, w to change.
@@ -233,8 +315,8 @@ class Operations(pyfuse3.Operations):
         a = EntryAttributes()
         a.st_ino = node.ino
         a.generation = 0
-        a.entry_timeout = timeout
-        a.attr_timeout = CACHE_TIMEOUT
+        a.entry_timeout = min(timeout, VIEW_TIMEOUT) if node.view else timeout
+        a.attr_timeout = VIEW_TIMEOUT if node.view else CACHE_TIMEOUT
         a.st_uid, a.st_gid, has_group = self._owner(node.scope)
         a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
         a.st_nlink = st.st_nlink
@@ -268,12 +350,12 @@ class Operations(pyfuse3.Operations):
         a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
         return a
 
-    def _entry(self, scope: Scope, path: bytes, timeout: float) -> EntryAttributes:
+    def _entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
         """Look up a live backing file, hand the kernel a reference to its node."""
         st = self.store.lstat(scope, path)
         if policy.refused_file_type(st.st_mode):
             raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
-        node = self.inodes.node_for(scope, path)
+        node = self.inodes.node_for(scope, path, view)
         self.inodes.remember(node)
         return self._attrs(node, st, timeout)
 
@@ -317,11 +399,12 @@ class Operations(pyfuse3.Operations):
                 return self._root_attrs(p, ctx)
             return self._entry(p.private, name, 0)
         scope, path, _ = self._dir(parent_inode, p, Access.READ)
+        view = self._node(parent_inode).view
         if name == b".":
-            return self._entry(scope, path, CACHE_TIMEOUT)
+            return self._entry(scope, path, CACHE_TIMEOUT, view)
         if name == b"..":
             raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..' itself
-        return self._entry(scope, _child(path, name), CACHE_TIMEOUT)
+        return self._entry(scope, _child(path, name), CACHE_TIMEOUT, view)
 
     @guarded
     async def getattr(self, inode, ctx):
@@ -331,7 +414,7 @@ class Operations(pyfuse3.Operations):
         if self.control.owns(inode):
             return self.control.getattr(inode, p)
         node = self._node(inode)
-        self._require(p, node.scope, Access.READ)
+        self._require(p, node, Access.READ)
         return self._attrs(node, self._stat(node))
 
     @guarded
@@ -342,7 +425,7 @@ class Operations(pyfuse3.Operations):
         if inode == ROOT_INODE:
             return self._setattr_root(p, attr, fields, ctx)
         node = self._node(inode)
-        self._require(p, node.scope, Access.WRITE)
+        self._require(p, node, Access.WRITE)
         handle = self._files.get(fh) if fh is not None else None
         target = handle.fd if handle is not None else None
         if target is None and node.unlinked:
@@ -368,10 +451,14 @@ class Operations(pyfuse3.Operations):
             if handle is None and not policy.owner_bits_allow(self._stat(node).st_mode, False, True):
                 raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open
             self.store.check_size(attr.st_size)
+            grow = attr.st_size - self._stat(node).st_size
+            if grow > 0:
+                await self.quotas.need(node.scope, grow)
             if target is not None:
                 os.ftruncate(target, attr.st_size)
             else:
                 self.store.truncate(node.scope, node.path, attr.st_size)
+            self.quotas.add(node.scope, grow)
             self._changed(node)
         if fields.update_mode:
             mode = policy.stored_mode(attr.st_mode)
@@ -419,7 +506,7 @@ class Operations(pyfuse3.Operations):
             return not mode & os.W_OK
         node = self._node(inode)
         need = Access.WRITE if mode & os.W_OK else Access.READ
-        if policy.access(p, node.scope) < need:
+        if policy.access(p, node.scope, node.view) < need:
             return False
         st = self._stat(node)
         return policy.owner_bits_allow(
@@ -447,11 +534,12 @@ class Operations(pyfuse3.Operations):
             log.exception("forget: internal error")
 
     # -- files ----------------------------------------------------------------
-    def _open_handle(self, node: Node, fd: int, flags: int) -> FileInfo:
+    def _open_handle(self, node: Node, fd: int, flags: int, uid: int) -> FileInfo:
         acc = flags & os.O_ACCMODE
         writable = acc != os.O_RDONLY
         # An O_TRUNC open changed the file even if nothing is written after it.
-        handle = FileHandle(node, fd, writable, bool(flags & os.O_APPEND), dirty=bool(flags & os.O_TRUNC))
+        dirty = bool(flags & os.O_TRUNC)
+        handle = FileHandle(node, fd, uid, writable, bool(flags & os.O_APPEND), dirty=dirty)
         self._files[fd] = handle
         self.inodes.opened(node, fd)
         st = os.fstat(fd)
@@ -465,11 +553,18 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode, flags, ctx):
         p = self._principal(ctx)
         if self.control.owns(inode):
-            return await self.control.open(inode, flags, p)
+            self.opens.take(ctx.uid, control=True)
+            try:
+                info = await self.control.open(inode, flags, p)
+            except BaseException:
+                self.opens.give(ctx.uid, control=True)
+                raise
+            self._control_uids[info.fh] = ctx.uid
+            return info
         node = self._node(inode)
         acc = flags & os.O_ACCMODE
         writing = acc != os.O_RDONLY or bool(flags & os.O_TRUNC)
-        self._require(p, node.scope, Access.WRITE if writing else Access.READ)
+        self._require(p, node, Access.WRITE if writing else Access.READ)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
         st = self.store.lstat(node.scope, node.path)
@@ -477,17 +572,33 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EISDIR)
         if not policy.owner_bits_allow(st.st_mode, acc != os.O_WRONLY, writing):
             raise FUSEError(errno.EACCES)
-        fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
-        return self._open_handle(node, fd, flags)
+        if writing:
+            await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
+        self.opens.take(ctx.uid)
+        try:
+            fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
+        except BaseException:
+            self.opens.give(ctx.uid)
+            raise
+        if flags & os.O_TRUNC:
+            self.quotas.add(node.scope, -st.st_size)
+        return self._open_handle(node, fd, flags, ctx.uid)
 
     @guarded
     async def create(self, parent_inode, name, mode, flags, ctx):
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
-        fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
+        await self.quotas.need(scope, files=1)
+        self.opens.take(ctx.uid)
+        try:
+            fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
+        except BaseException:
+            self.opens.give(ctx.uid)
+            raise
+        self.quotas.add(scope, files=1)
         node = self.inodes.node_for(scope, path)
         self.inodes.remember(node)
-        info = self._open_handle(node, fd, flags)
+        info = self._open_handle(node, fd, flags, ctx.uid)
         self._files[fd].dirty = True
         return info, self._attrs(node, os.fstat(fd), _entry_timeout(parent_inode))
 
@@ -504,13 +615,20 @@ class Operations(pyfuse3.Operations):
         h = self._files[fh]
         if not h.writable:
             raise FUSEError(errno.EBADF)
-        start = os.fstat(h.fd).st_size if h.append else off
+        size = os.fstat(h.fd).st_size
+        start = size if h.append else off
         room = self.store.max_file_bytes - start
         if room <= 0:
             raise FUSEError(errno.EFBIG)
+        # Growth past the end counts against the scope's quota; rewriting in place does not.
+        quota_room = self.quotas.room(h.node.scope) + max(0, size - start)
+        if quota_room <= 0 and start + len(buf) > size:
+            raise FUSEError(errno.EDQUOT)
+        room = min(room, max(quota_room, 0)) if start + len(buf) > size else room
         # Like RLIMIT_FSIZE: store what fits below the cap, report a short write, and the
-        # next write gets EFBIG. The kernel splits writes at page boundaries anyway.
+        # next write gets EFBIG (or EDQUOT). The kernel splits writes at page boundaries anyway.
         n = os.pwrite(h.fd, buf[:room] if len(buf) > room else buf, off)
+        self.quotas.add(h.node.scope, max(0, start + n - size))
         h.dirty = True
         return n
 
@@ -531,24 +649,30 @@ class Operations(pyfuse3.Operations):
     @guarded
     async def release(self, fh):
         if self.control.owns_handle(fh):
+            self.opens.give(self._control_uids.pop(fh, -1), control=True)
             self.control.release(fh)
             return
         h = self._files.pop(fh)
         try:
+            st = os.fstat(h.fd)
             if h.dirty:
-                st = os.fstat(h.fd)
                 h.node.sig = (st.st_mtime_ns, st.st_size)
                 self._changed(h.node)
+            if h.node.unlinked and h.node.open_fds == {h.fd}:
+                self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:
             os.close(h.fd)
             self.inodes.closed(h.node, h.fd)
+            self.opens.give(h.uid)
 
     # -- directories ----------------------------------------------------------
     @guarded
     async def mkdir(self, parent_inode, name, mode, ctx):
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
+        await self.quotas.need(scope, files=1)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
+        self.quotas.add(scope, files=1)
         return self._entry(scope, path, _entry_timeout(parent_inode))
 
     @guarded
@@ -557,7 +681,9 @@ class Operations(pyfuse3.Operations):
         if policy.refused_file_type(mode):
             raise FUSEError(errno.EPERM)
         scope, path = self._target(p, parent_inode, name, creating=True)
+        await self.quotas.need(scope, files=1)
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
+        self.quotas.add(scope, files=1)
         return self._entry(scope, path, _entry_timeout(parent_inode))
 
     async def symlink(self, parent_inode, name, target, ctx):
@@ -570,17 +696,25 @@ class Operations(pyfuse3.Operations):
     async def unlink(self, parent_inode, name, ctx):
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
+        st = self.store.lstat(scope, path)
         self.store.unlink(scope, path)
-        self.inodes.unlinked(scope, path)
+        self._gone(scope, self.inodes.unlinked(scope, path), st)
         if self.index is not None:
             self.index.remove(scope, path)
+
+    def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
+        """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
+        still open keeps its bytes charged until its last close."""
+        still_open = any(n.open_fds for n in nodes)
+        self.quotas.add(scope, 0 if still_open or stat.S_ISDIR(st.st_mode) else -st.st_size, -1)
 
     @guarded
     async def rmdir(self, parent_inode, name, ctx):
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
+        st = self.store.lstat(scope, path)
         self.store.rmdir(scope, path)
-        self.inodes.unlinked(scope, path)
+        self._gone(scope, self.inodes.unlinked(scope, path), st)
 
     @guarded
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
@@ -596,66 +730,101 @@ class Operations(pyfuse3.Operations):
             if flags & pyfuse3.RENAME_NOREPLACE:
                 raise FUSEError(errno.EEXIST)
             return  # rename onto itself: nothing to do (POSIX)
-        if flags & pyfuse3.RENAME_NOREPLACE:
-            # No await between this check and the rename: no other handler runs in between.
-            try:
-                self.store.lstat(dst, dst_path)
-            except FileNotFoundError:
-                pass
-            else:
-                raise FUSEError(errno.EEXIST)
-        self.store.rename(src, src_path, dst, dst_path)
         is_dir = stat.S_ISDIR(st.st_mode)
+        carried = None
+        if src != dst:  # what moves to the other scope counts against its quota
+            carried = await self._tree_usage(src, src_path, st)
+            await self.quotas.usage(src)
+            await self.quotas.need(dst, carried.bytes, carried.files)
+        # No await from here to the rename: no other handler runs in between.
+        try:
+            replaced = self.store.lstat(dst, dst_path)
+        except FileNotFoundError:
+            replaced = None
+        if replaced is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise FUSEError(errno.EEXIST)
+        over = [n for v in (False, True) if (n := self.inodes.find(dst, dst_path, v)) is not None]
+        self.store.rename(src, src_path, dst, dst_path)
+        if replaced is not None:
+            self._gone(dst, over, replaced)
+        if carried is not None:
+            self.quotas.add(src, -carried.bytes, -carried.files)
+            self.quotas.add(dst, carried.bytes, carried.files)
         moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
         if self.index is not None:
             self.index.moved(src, src_path, dst, dst_path, is_dir)
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
             for node in moved:
                 self._invalidate(node.ino)
+        if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
+            self._invalidate_name(ROOT_INODE, name_new)
+
+    async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
+        if not stat.S_ISDIR(st.st_mode):
+            return Usage(st.st_size, 1)
+        u = await trio.to_thread.run_sync(count_tree, self.store.path(scope, path))
+        return Usage(u.bytes, u.files + 1)
 
     @guarded
     async def opendir(self, inode, ctx):
         p = self._principal(ctx)
+        view = False
         if self.control.owns(inode):
-            entries, scope, path, is_root = self.control.listing(inode, p), None, b"", False
+            listing = self.control.listing(inode, p)
+            scope, path, is_root = None, b"", False
+
+            def start():
+                return listing
         elif inode == ROOT_INODE:
             scope, path, is_root = p.private, b"", True
             here = self._root_attrs(p, ctx)
-            entries = [(b".", here), (b"..", here)]
-            entries += [
-                (n, st) for n, st in self.store.listdir(scope, b"") if n not in policy.RESERVED_ROOT_NAMES
-            ]
-            if p.team_scope is not None:
-                entries.append((policy.TEAM_NAME, None))
+            team = p.team_scope
+
+            def start():
+                yield b".", here
+                yield b"..", here
+                for n, st in self.store.iterdir(scope, b""):
+                    if n not in policy.RESERVED_ROOT_NAMES:
+                        yield n, st
+                if team is not None:
+                    yield policy.TEAM_NAME, None
         else:
             node = self._node(inode)
-            self._require(p, node.scope, Access.READ)
+            self._require(p, node, Access.READ)
             if node.unlinked:
                 raise FUSEError(errno.ENOENT)
             st = self.store.lstat(node.scope, node.path)
             if not policy.owner_bits_allow(st.st_mode, True, False):
                 raise FUSEError(errno.EACCES)
-            scope, path, is_root = node.scope, node.path, False
+            scope, path, is_root, view = node.scope, node.path, False, node.view
             here = self._attrs(node, st)
             # '..' only needs to look like a directory: the kernel resolves '..' itself.
-            parent = self.inodes.find(scope, path.rpartition(b"/")[0]) if path else None
+            parent = self.inodes.find(scope, path.rpartition(b"/")[0], view) if path else None
             up = self._attrs(parent, st) if parent is not None else here
             if parent is None:
                 up.st_ino = ROOT_INODE
-            entries = [(b".", here), (b"..", up)] + self.store.listdir(scope, path)
+
+            def start():
+                yield b".", here
+                yield b"..", up
+                yield from self.store.iterdir(scope, path)
+
+        self.opens.take(ctx.uid)
         fh = self._next_dh
         self._next_dh += 1
         # The caller was checked here; readdir carries no ctx and trusts this handle.
-        self._dirs[fh] = DirHandle(scope, path, entries, is_root, p.team_scope)
+        self._dirs[fh] = DirHandle(ctx.uid, scope, path, start, is_root, view, p.team_scope)
         return fh
 
     @guarded
     async def readdir(self, fh, start_id, token):
         d = self._dirs[fh]
-        for i in range(start_id, len(d.entries)):
-            name, st = d.entries[i]
+        d.seek(start_id)
+        while (item := d.next()) is not None:
+            name, st = item
             if isinstance(st, EntryAttributes):  # '.', '..' and control entries: no lookup count
-                if not pyfuse3.readdir_reply(token, name, st, i + 1):
+                if not pyfuse3.readdir_reply(token, name, st, d.pos):
+                    d.back = item
                     return
                 continue
             if d.is_root and name == policy.TEAM_NAME:
@@ -667,16 +836,20 @@ class Operations(pyfuse3.Operations):
                     st = self.store.lstat(scope, path)
                 except FileNotFoundError:
                     continue
-            node = self.inodes.node_for(scope, path)
+            node = self.inodes.node_for(scope, path, d.view)
             attrs = self._attrs(node, st, 0 if d.is_root else CACHE_TIMEOUT)
-            if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
+            if not pyfuse3.readdir_reply(token, name, attrs, d.pos):
                 self.inodes.drop_if_unused(node)
+                d.back = item
                 return
             self.inodes.remember(node)
 
     @guarded
     async def releasedir(self, fh):
-        self._dirs.pop(fh, None)
+        d = self._dirs.pop(fh, None)
+        if d is not None:
+            d.close()
+            self.opens.give(d.uid)
 
     @guarded
     async def fsyncdir(self, fh, datasync):

@@ -1,7 +1,9 @@
 """Inode table: inode <-> (scope, relative path), with kernel lookup counts.
 
-One inode per (scope, path): the kernel's page and attribute caches are keyed by
-inode and shared by every caller, so an inode must never stand for two files.
+One inode per (scope, path, view): the kernel's page and attribute caches are keyed by
+inode and shared by every caller, so an inode must never stand for two files. A grant
+reader's view (.memfs/users/<owner>/...) gets inodes of its own: Linux keeps one name
+per directory inode, and a shared one would move the owner's cwd into the view.
 Inode numbers are never reused within a mount, so generation stays 0.
 """
 
@@ -23,13 +25,14 @@ class Node:
     nlookup: int = 0
     open_fds: set[int] = field(default_factory=set)
     unlinked: bool = False  # removed or renamed over while the kernel still knows it
+    view: bool = False  # reached through a grant view, not the owner's tree
     sig: tuple[int, int] | None = None  # (mtime_ns, size) when memfs last saw it open or close
 
 
 class InodeTable:
     def __init__(self) -> None:
         self._by_ino: dict[int, Node] = {}
-        self._by_key: dict[tuple[Scope, bytes], Node] = {}
+        self._by_key: dict[tuple[Scope, bytes, bool], Node] = {}
         self._next = FIRST_DYNAMIC_INODE
 
     def __len__(self) -> int:
@@ -38,17 +41,17 @@ class InodeTable:
     def get(self, ino: int) -> Node | None:
         return self._by_ino.get(ino)
 
-    def find(self, scope: Scope, path: bytes) -> Node | None:
-        return self._by_key.get((scope, path))
+    def find(self, scope: Scope, path: bytes, view: bool = False) -> Node | None:
+        return self._by_key.get((scope, path, view))
 
-    def node_for(self, scope: Scope, path: bytes) -> Node:
+    def node_for(self, scope: Scope, path: bytes, view: bool = False) -> Node:
         """The node of a live (scope, path), made on first sight."""
-        node = self._by_key.get((scope, path))
+        node = self._by_key.get((scope, path, view))
         if node is None:
-            node = Node(self._next, scope, path)
+            node = Node(self._next, scope, path, view=view)
             self._next += 1
             self._by_ino[node.ino] = node
-            self._by_key[(scope, path)] = node
+            self._by_key[(scope, path, view)] = node
         return node
 
     def remember(self, node: Node, count: int = 1) -> None:
@@ -75,29 +78,36 @@ class InodeTable:
     def _maybe_drop(self, node: Node) -> None:
         if node.nlookup <= 0 and not node.open_fds:
             self._by_ino.pop(node.ino, None)
-            if not node.unlinked and self._by_key.get((node.scope, node.path)) is node:
-                del self._by_key[(node.scope, node.path)]
+            key = (node.scope, node.path, node.view)
+            if not node.unlinked and self._by_key.get(key) is node:
+                del self._by_key[key]
 
-    def unlinked(self, scope: Scope, path: bytes) -> None:
+    def unlinked(self, scope: Scope, path: bytes) -> list[Node]:
         """The name is gone; an open or still-known node lives on, reachable by number only."""
-        node = self._by_key.pop((scope, path), None)
-        if node is not None:
-            node.unlinked = True
-            self._maybe_drop(node)
+        gone = []
+        for view in (False, True):
+            node = self._by_key.pop((scope, path, view), None)
+            if node is not None:
+                node.unlinked = True
+                gone.append(node)
+                self._maybe_drop(node)
+        return gone
 
     def moved(self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool) -> list[Node]:
         """Re-key the node at src and, for a directory, every known node below it."""
         self.unlinked(dst, dst_path)
         if not is_dir:  # the common case (temp file + rename): no scan of the table
-            node = self._by_key.pop((src, src_path), None)
-            if node is None:
-                return []
-            node.scope, node.path = dst, dst_path
-            self._by_key[(dst, dst_path)] = node
-            return [node]
+            moved = []
+            for view in (False, True):
+                node = self._by_key.pop((src, src_path, view), None)
+                if node is not None:
+                    node.scope, node.path = dst, dst_path
+                    self._by_key[(dst, dst_path, view)] = node
+                    moved.append(node)
+            return moved
         prefix = src_path + b"/"
-        moved = []
-        for (scope, path), node in list(self._by_key.items()):
+        found = []
+        for (scope, path, view), node in list(self._by_key.items()):
             if scope != src:
                 continue
             if path == src_path:
@@ -106,9 +116,9 @@ class InodeTable:
                 new_path = dst_path + b"/" + path[len(prefix) :]
             else:
                 continue
-            del self._by_key[(scope, path)]
-            moved.append((node, new_path))
-        for node, new_path in moved:
+            del self._by_key[(scope, path, view)]
+            found.append((node, new_path))
+        for node, new_path in found:
             node.scope, node.path = dst, new_path
-            self._by_key[(dst, new_path)] = node
-        return [n for n, _ in moved]
+            self._by_key[(dst, new_path, node.view)] = node
+        return [n for n, _ in found]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import errno
+import faulthandler
 import hashlib
 import logging
 import logging.handlers
 import os
+import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,19 @@ def setup_logging(debug: bool, log_file: Path | None = None) -> None:
         logging.getLogger("pyfuse3").setLevel(logging.WARNING)
 
 
+def raise_nofile() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one (systemd starts services at 1024):
+    every open handle holds a backing fd. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, e)
+    return soft
+
+
 def pidfile(mountpoint: Path) -> Path:
     key = hashlib.sha1(os.fsencode(mountpoint)).hexdigest()[:16]
     return RUN_DIR / f"{key}.pid"
@@ -102,6 +118,23 @@ def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
     return cfg, Identities(cfg)
 
 
+async def supervised(name: str, task, *args) -> None:
+    """Run a background task like a handler is run: an unexpected exception is logged and
+    the task restarted after a backoff, never allowed to end pyfuse3.main for everyone."""
+    delay = 0.1
+    while True:
+        started = trio.current_time()
+        try:
+            await task(*args)
+            return
+        except Exception:
+            log.exception("%s: failed; restarting in %.1f s", name, delay)
+        if trio.current_time() - started > 60:
+            delay = 0.1  # it had been running fine: this is a new failure, not a loop
+        await trio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
 async def _serve(ops: Operations, index: Index | None) -> None:
     async with trio.open_nursery() as nursery:
 
@@ -112,11 +145,11 @@ async def _serve(ops: Operations, index: Index | None) -> None:
                     pyfuse3.terminate()
                     return
 
-        nursery.start_soon(on_signal)
-        await nursery.start(ops.run_invalidator)
+        nursery.start_soon(on_signal, name="signals")
+        nursery.start_soon(supervised, "invalidator", ops.run_invalidator, name="invalidator")
         if index is not None:
-            await nursery.start(index.run_committer)
-            nursery.start_soon(index.reconcile)
+            nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
+            nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
     if index is not None:  # unmounted: apply what is still queued, so the index matches the files
@@ -155,7 +188,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         return 1
     limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
     control = Control(ids, store, str(spec.mountpoint), index=index, limits=limits)
-    ops = Operations(store, ids, control, index=index)
+    ops = Operations(store, ids, control, index=index, limits=cfg.limits)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
@@ -173,6 +206,19 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n")
     except OSError as e:
         log.warning("cannot write pid file %s: %s", pid_path, e)
+    nofile = raise_nofile()
+    if nofile < 4 * cfg.limits.open_files:
+        log.warning(
+            "only %d file descriptors (hard limit): limits.open_files %d lets 4 uids take them all",
+            nofile,
+            cfg.limits.open_files,
+        )
+    # Worker threads (index, views) hold the GIL between blocking calls; a shorter switch
+    # interval bounds how long a handler waits for it behind them.
+    sys.setswitchinterval(0.001)
+    # A native stack overflow cannot be caught; deep recursion in C needs a deep stack.
+    threading.stack_size(64 * 1024 * 1024)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: dump a stuck daemon's stacks
     log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
     report("ok")
     code = 0

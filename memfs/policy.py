@@ -53,8 +53,11 @@ class Access(enum.IntEnum):
     WRITE = 2
 
 
-def access(p: Principal, scope: Scope) -> Access:
-    """The most a principal may do in a scope."""
+def access(p: Principal, scope: Scope, view: bool = False) -> Access:
+    """The most a principal may do in a scope; through a grant view (.memfs/users/<owner>/)
+    at most read, whoever looks."""
+    if view:
+        return min(access(p, scope), Access.READ)
     if p.user is None:
         return Access.NONE
     if scope.kind is Kind.PRIVATE:

@@ -64,8 +64,9 @@ class Store:
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
         return os.lstat(self.path(scope, rel))
 
-    def listdir(self, scope: Scope, rel: bytes) -> list[tuple[bytes, os.stat_result]]:
-        out = []
+    def iterdir(self, scope: Scope, rel: bytes):
+        """(name, stat) of the files and folders in a folder, read as they are asked for:
+        a listing of any size costs one directory fd and a few entries of memory."""
         with os.scandir(self.path(scope, rel)) as it:
             for e in it:
                 try:
@@ -73,8 +74,7 @@ class Store:
                 except FileNotFoundError:
                     continue  # removed between readdir and stat
                 if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-                    out.append((e.name, st))
-        return out
+                    yield e.name, st
 
     def statvfs(self) -> os.statvfs_result:
         return os.statvfs(self._root)

@@ -116,6 +116,9 @@ def test_grants_are_read_only(tm):
 
 def test_whoami(tm):
     who = yaml.safe_load(tm.sh(ALICE, "cat .memfs/whoami").stdout)
+    usage = who.pop("usage")
+    assert usage["open_files"] == 1 and usage["open_files_limit"] == 1024  # the handle being read
+    assert usage["private_files"] == 0 and usage["team_bytes_limit"] == 4 << 30
     assert who == {
         "user": "alice",
         "uid": ALICE,

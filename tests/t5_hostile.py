@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import ALICE, BOB
+from conftest import ALICE, BOB, DEFAULT_CONFIG
 from t4_search import entry, hit_paths, search, search_json
 
 
@@ -158,7 +158,8 @@ def test_deep_nesting(mnt):
     assert mnt.sh(ALICE, "ls -A").stdout == ""
 
 
-def test_100k_files_in_one_folder(mnt):
+def test_100k_files_in_one_folder(make_mount):
+    mnt = make_mount(DEFAULT_CONFIG + "limits: {user_files: 200000}\n")
     n = 100_000
     mnt.py(
         ALICE,

@@ -189,8 +189,7 @@ class Index:
         return sum(len(q) for q in self._pending.values()) + sum(len(t) for t in self._trees.values())
 
     # -- applying them --------------------------------------------------------
-    async def run_committer(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+    async def run_committer(self) -> None:
         delay = COMMIT_DELAY
         while True:
             if not self.pending_count() and not self._stale:

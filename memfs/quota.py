@@ -1,0 +1,142 @@
+"""Fair shares: open handles per uid (EMFILE) and bytes and files per scope (EDQUOT).
+
+Usage of a scope is counted from its folder the first time it is needed after mount
+(off the loop), then kept up to date by the handlers; a remount counts again, so drift
+from changes made behind memfs's back does not last.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+import trio
+from pyfuse3 import FUSEError
+
+from .config import Limits
+from .policy import Kind, Scope
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Usage:
+    bytes: int = 0
+    files: int = 0  # files and folders
+
+
+def count_tree(root: bytes) -> Usage:
+    """Bytes (apparent size) and entries below a folder; what vanishes meanwhile is skipped."""
+    u = Usage()
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        try:
+            it = os.scandir(top)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                u.files += 1
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(e.path)
+                else:
+                    u.bytes += st.st_size
+    return u
+
+
+class Quotas:
+    def __init__(self, store: Store, limits: Limits):
+        self.store = store
+        self.limits = limits
+        self._usage: dict[Scope, Usage] = {}
+        self._counting: dict[Scope, trio.Event] = {}
+
+    def caps(self, scope: Scope) -> Usage:
+        lim = self.limits
+        if scope.kind is Kind.TEAM:
+            return Usage(lim.team_bytes, lim.team_files)
+        return Usage(lim.user_bytes, lim.user_files)
+
+    async def usage(self, scope: Scope) -> Usage:
+        """The scope's usage, counted off the loop on first need (one count at a time per scope)."""
+        u = self._usage.get(scope)
+        while u is None:
+            done = self._counting.get(scope)
+            if done is not None:
+                await done.wait()
+            else:
+                done = self._counting[scope] = trio.Event()
+                try:
+                    root = self.store.path(scope, b"")
+                    self._usage[scope] = await trio.to_thread.run_sync(count_tree, root)
+                finally:
+                    del self._counting[scope]
+                    done.set()
+            u = self._usage.get(scope)
+        return u
+
+    def known(self, scope: Scope) -> Usage | None:
+        return self._usage.get(scope)
+
+    async def need(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
+        """EDQUOT unless the scope has room for this much more."""
+        u, cap = await self.usage(scope), self.caps(scope)
+        if (files > 0 and u.files + files > cap.files) or (nbytes > 0 and u.bytes + nbytes > cap.bytes):
+            log.info(
+                "%s: quota reached (%d/%d bytes, %d/%d files)", scope, u.bytes, cap.bytes, u.files, cap.files
+            )
+            raise FUSEError(errno.EDQUOT)
+
+    def room(self, scope: Scope) -> int:
+        """Bytes the scope may still grow by (its usage is known: it was needed at open)."""
+        u = self._usage.get(scope)
+        return self.caps(scope).bytes - u.bytes if u is not None else self.caps(scope).bytes
+
+    def add(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
+        u = self._usage.get(scope)
+        if u is not None:  # unknown: the first count will see the change on disk
+            u.bytes = max(0, u.bytes + nbytes)
+            u.files = max(0, u.files + files)
+
+
+class OpenCounts:
+    """Handles held open per uid: one uid cannot take every file descriptor of the daemon."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._files: dict[int, int] = {}
+        self._control: dict[int, int] = {}
+
+    def take(self, uid: int, control: bool = False) -> None:
+        n = self._files.get(uid, 0)
+        if n >= self.limits.open_files:
+            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, n)
+            raise FUSEError(errno.EMFILE)
+        if control:
+            c = self._control.get(uid, 0)
+            if c >= self.limits.open_queries:
+                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, c)
+                raise FUSEError(errno.EMFILE)
+            self._control[uid] = c + 1
+        self._files[uid] = n + 1
+
+    def give(self, uid: int, control: bool = False) -> None:
+        self._files[uid] = self._files.get(uid, 1) - 1
+        if not self._files[uid]:
+            del self._files[uid]
+        if control:
+            self._control[uid] = self._control.get(uid, 1) - 1
+            if not self._control[uid]:
+                del self._control[uid]
+
+    def held(self, uid: int) -> tuple[int, int]:
+        return self._files.get(uid, 0), self._control.get(uid, 0)
