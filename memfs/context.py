@@ -13,6 +13,8 @@ from .entry import IndexLine, index_lines, resolve_link
 INDEX_NAME = "MEMORY.md"
 ANALYZED_BYTES = 1 << 20  # of a MEMORY.md, at most this much is read and analysed
 DAY_NS = 86_400 * 10**9
+MAX_LISTED = 50  # items per list in context.md; the rest is counted (status lists them all)
+MAX_ITEM_CHARS = 300  # of one listed item (a title can be a megabyte long)
 
 
 @dataclass
@@ -126,6 +128,15 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def _capped(lines: list[str]) -> list[str]:
+    """The first MAX_LISTED lines and how many more: context.md stays bounded whatever
+    the memory holds (status lists them all)."""
+    shown = [ln if len(ln) <= MAX_ITEM_CHARS else ln[:MAX_ITEM_CHARS] + "…" for ln in lines[:MAX_LISTED]]
+    if len(lines) > MAX_LISTED:
+        shown.append(f"- ... and {len(lines) - MAX_LISTED} more (see .memfs/status)")
+    return shown
+
+
 def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limits, now_ns: int) -> str:
     out = [
         f"# Memory for {user}",
@@ -150,10 +161,12 @@ def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limi
                     dropped.append(a.by_key[(memo.scope, rel)])
             if dropped:
                 out += ["", "Entries whose index lines were cut (newest first):"]
-                for d in sorted(dropped, key=lambda d: -d.mtime_ns):
-                    out.append(
+                out += _capped(
+                    [
                         f"- [{d.name or d.relpath}]({d.path}) — {d.description}{_age(d, now_ns, limits)}"
-                    )
+                        for d in sorted(dropped, key=lambda d: -d.mtime_ns)
+                    ]
+                )
             out += [
                 "",
                 f"{memo.path} is over its cap ({limits.max_lines} lines, {limits.max_bytes} bytes): "
@@ -166,17 +179,20 @@ def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limi
             if age:
                 stale.append(f"- {d.path}{age}")
         if stale:
-            out += ["", f"Entries above older than {limits.stale_days} days (check they still hold):", *stale]
+            out += ["", f"Entries above older than {limits.stale_days} days (check they still hold):"]
+            out += _capped(stale)
     if a.unindexed:
         out += ["", "## Entries with no line in any MEMORY.md (newest first)", ""]
+        listed = []
         for d in a.unindexed:
-            label = d.name or d.relpath
             desc = f" — {d.description}" if d.description else ""
-            out.append(f"- [{label}]({d.path}){desc}{_age(d, now_ns, limits)}")
+            listed.append(f"- [{d.name or d.relpath}]({d.path}){desc}{_age(d, now_ns, limits)}")
+        out += _capped(listed)
     if a.dangling:
         out += ["", "## Index lines whose file does not exist", ""]
-        for memo, il in a.dangling:
-            out.append(f"- {memo.path} line {il.lineno}: [{il.title}]({il.target})")
+        out += _capped(
+            [f"- {memo.path} line {il.lineno}: [{il.title}]({il.target})" for memo, il in a.dangling]
+        )
     return "\n".join(out) + "\n"
 
 
