@@ -99,6 +99,9 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
         where = f" at line {mark.line + 2}" if mark else ""
         e.problems.append(f"frontmatter is not valid YAML{where}: {getattr(err, 'problem', None) or err}")
         return e
+    except (ValueError, OverflowError, TypeError) as err:  # a 5,000-digit int, an odd date, a list as a key
+        e.problems.append(f"frontmatter cannot be read: {str(err)[:200]}")
+        return e
     if refused:
         e.problems.append(refused)
         return e

@@ -157,3 +157,9 @@ def test_non_scalar_fields_are_not_text():
     e = entry.parse(b"---\nname: [a, b]\ndescription: {x: 1}\ntype: user\ntags: [ok, [no], {n: 1}]\n---\n")
     assert (e.name, e.description, e.tags) == ("", "", ["ok"])
     assert "frontmatter has no name" in e.problems
+
+
+def test_frontmatter_values_python_cannot_build_are_flagged():
+    for fm in ("n: " + "9" * 5000, "d: 2024-02-31", "? [a, b]\n: v"):
+        e = entry.parse(f"---\nname: x\n{fm}\n---\nbody\n".encode())
+        assert e.body.strip() == "body" and any("frontmatter" in p for p in e.problems), (fm, e.problems)

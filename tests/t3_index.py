@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 import trio
 
-from memfs.index import Index, IndexUnavailable
+from memfs.index import Index, IndexUnavailable, service
 from memfs.policy import Kind, Scope
 from memfs.store import Store
 
@@ -43,11 +44,11 @@ async def test_failed_commit_keeps_changes_queued(index, monkeypatch):
     await index.reconcile()
     write(index, b"a.md", "queued aardwolf")
     index.touch(ALICE, b"a.md")
-    real_apply = index._apply
-    monkeypatch.setattr(index, "_apply", disk_full)
+    real_apply = index._apply_scope
+    monkeypatch.setattr(index, "_apply_scope", disk_full)
     with pytest.raises(IndexUnavailable):
         await index.flush()
-    monkeypatch.setattr(index, "_apply", real_apply)
+    monkeypatch.setattr(index, "_apply_scope", real_apply)
     await index.flush()  # space is back: the queued change is applied
     hits, total = await index.search([ALICE], "aardwolf")
     assert total == 1 and hits[0].relpath == "a.md"
@@ -70,3 +71,99 @@ async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch):
     await index.flush()
     hits, _ = await index.search([ALICE], "dugong")
     assert [h.relpath for h in hits] == ["good.md"]
+
+
+MALLORY = Scope(Kind.PRIVATE, "mallory")
+
+
+async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch):
+    await index.reconcile()
+    index.store.path(MALLORY, b"")
+    with open(index.store.path(MALLORY, b"m.md"), "w") as f:
+        f.write("mallory gerenuk")
+    write(index, b"a.md", "alice gerenuk")
+    real = index._apply_scope
+    broken = {MALLORY}
+
+    def apply_scope(scope, ops):
+        if scope in broken:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(scope, ops)
+
+    monkeypatch.setattr(index, "_apply_scope", apply_scope)
+    for _attempt in range(service.MAX_FAILURES):
+        index.touch(MALLORY, b"m.md")
+        index.touch(ALICE, b"a.md")
+        with pytest.raises(IndexUnavailable):
+            await index.flush()
+        # alice's change went in at once, whatever mallory's scope does
+        assert [h.relpath for h in (await index.search([ALICE], "gerenuk"))[0]] == ["a.md"]
+    # Given up on after MAX_FAILURES: nothing of mallory's is queued, the scope is stale...
+    assert index.pending_count() == 0 and index._stale == {MALLORY}
+    broken.clear()
+    await index.reconcile_stale()  # ...and a reconcile of that scope brings it back
+    assert [h.relpath for h in (await index.search([MALLORY], "gerenuk"))[0]] == ["m.md"]
+
+
+async def test_reconcile_keeps_entries_below_a_folder_it_cannot_read(index, monkeypatch):
+    os.makedirs(index.store.path(ALICE, b"sub"))
+    write(index, b"sub/k.md", "kept kinkajou")
+    write(index, b"top.md", "top kinkajou")
+    await index.reconcile()
+    real = os.scandir
+
+    def scandir(path):
+        if os.fsencode(path).endswith(b"/sub"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    os.unlink(index.store.path(ALICE, b"top.md"))
+    counts = await index.reconcile()
+    assert counts["dropped"] == 1  # top.md is really gone; sub/k.md is only unreadable
+    assert [h.relpath for h in (await index.search([ALICE], "kinkajou"))[0]] == ["sub/k.md"]
+
+
+async def test_folder_moves_use_no_regex_and_any_path_length(index):
+    await index.reconcile()
+    deep = b"/".join([b"d" * 250] * 6)  # ~1,500 bytes: past Tantivy's regex size limit
+    os.makedirs(index.store.path(ALICE, b"a/" + deep))
+    write(index, b"a/" + deep + b"/n.md", "deep numbat")
+    index.touch(ALICE, b"a/" + deep + b"/n.md")
+    await index.flush()
+    os.rename(index.store.path(ALICE, b"a"), index.store.path(ALICE, b"b"))
+    index.moved(ALICE, b"a", ALICE, b"b", True)
+    await index.flush()
+    hits, total = await index.search([ALICE], "numbat")
+    assert total == 1 and hits[0].relpath == "b/" + deep.decode() + "/n.md"
+    hits, total = await index.search([ALICE], "numbat path:b/" + "d" * 250)
+    assert total == 1
+    rows = index.db.execute("SELECT key FROM manifest").fetchall()
+    assert [r[0].split("\0")[1] for r in rows] == ["b/" + deep.decode() + "/n.md"]
+
+
+def test_queries_are_bounded_before_parsing():
+    from memfs.index.query import MAX_TERMS, MAX_WORDS, bounded
+
+    assert bounded("tabs OR spaces") == ("tabs OR spaces", False)
+    text, plain = bounded("(" * 3000 + "x" + ")" * 3000)
+    assert plain and text == "x"
+    text, plain = bounded("NOT " * 30000 + "x")
+    assert plain and text == "not x"
+    text, plain = bounded(" ".join(f"w{i}" for i in range(5000)))
+    assert plain and len(text.split()) == MAX_WORDS
+    assert not bounded(" ".join(["a"] * MAX_TERMS))[1]
+
+
+async def test_supervised_tasks_are_restarted():
+    from memfs.mount import supervised
+
+    runs = []
+
+    async def flaky():
+        runs.append(1)
+        if len(runs) < 3:
+            raise RuntimeError("boom")
+
+    await supervised("flaky", flaky)
+    assert len(runs) == 3

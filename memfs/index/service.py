@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -91,9 +92,12 @@ class Index:
         self._trees: dict[Scope, list[Op]] = {}
         self._failures: dict[Scope, int] = {}
         self._stale: set[Scope] = set()  # changes given up on: reconcile these scopes
-        self._lock = trio.Lock()
+        # One lock per scope: a commit of one scope never waits for another's (a flood of
+        # folder moves by one caller cannot hold up another's read-your-writes).
+        self._locks: dict[Scope, trio.Lock] = {}
+        self._db_lock = threading.Lock()  # manifest writes from several worker threads
         self._wake = trio.Event()
-        self._limiter = trio.CapacityLimiter(1)  # one writer thread
+        self._limiter = trio.CapacityLimiter(4)  # worker threads applying changes
         self._ready = trio.Event()  # set once the start-up reconcile is done
         self._open_db()
         self.shards = Shards(data, self.schema)
@@ -156,25 +160,23 @@ class Index:
         self._trees.setdefault(dst, []).append(("index_tree", dst_path))
         self._wake.set()
 
-    def _take(self, scopes: Iterable[Scope] | None, limit: int | None) -> dict[Scope, list[Op]]:
-        """Queued changes of these scopes (default all), up to `limit` of them: folder
-        changes of a scope first, then its files in the order they arrived."""
-        batch: dict[Scope, list[Op]] = {}
-        n = 0
-        for scope in list(self._pending.keys() | self._trees.keys()) if scopes is None else scopes:
-            ops = self._trees.pop(scope, [])
-            files = self._pending.get(scope, {})
-            while files and (limit is None or n + len(ops) < limit):
-                path = next(iter(files))
-                ops.append((files.pop(path), path))
-            if not files:
-                self._pending.pop(scope, None)
-            if ops:
-                batch[scope] = ops
-                n += len(ops)
-            if limit is not None and n >= limit:
-                break
-        return batch
+    def _take(self, scope: Scope, limit: int | None) -> list[Op]:
+        """Queued changes of a scope, up to `limit`: its folder changes first, then its
+        files in the order they arrived."""
+        ops = self._trees.pop(scope, [])
+        files = self._pending.get(scope, {})
+        while files and (limit is None or len(ops) < limit):
+            path = next(iter(files))
+            ops.append((files.pop(path), path))
+        if not files:
+            self._pending.pop(scope, None)
+        return ops
+
+    def _lock(self, scope: Scope) -> trio.Lock:
+        lock = self._locks.get(scope)
+        if lock is None:
+            lock = self._locks[scope] = trio.Lock()
+        return lock
 
     def _requeue(self, scope: Scope, ops: list[Op]) -> None:
         """Put back a batch that failed, behind nothing newer of the same path."""
@@ -214,51 +216,60 @@ class Index:
         only if given (a caller waits for its own scopes, not for everyone's backlog)."""
         for scope, path in extra:
             self.touch(scope, path)
-        async with self._lock:
-            batch = self._take(scopes, limit)
-            if not batch:
-                return
-            try:
-                failed = await trio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
-            except Exception as e:  # not one scope's failure: keep every change for a retry
-                failed = {scope: str(e) for scope in batch}
-                await trio.to_thread.run_sync(self._fail_all, batch, e, limiter=self._limiter)
+        await self._ready.wait()  # the start-up reconcile goes first
+        queued = self._pending.keys() | self._trees.keys()
+        targets = sorted(queued, key=str) if scopes is None else [s for s in scopes if s in queued]
+        failed = {}
+        for scope in targets:
+            async with self._lock(scope):  # taken under the lock: a scope's changes stay in order
+                ops = self._take(scope, limit)
+                if not ops:
+                    continue
+                error = await trio.to_thread.run_sync(self._apply_one, scope, ops, limiter=self._limiter)
+                if error is not None:
+                    failed[scope] = error
+                    self._give_up_or_retry(scope, ops, error)
         if failed:
             raise IndexUnavailable(", ".join(f"{s}: {e}" for s, e in failed.items()))
 
     def _apply(self, batch: dict[Scope, list[Op]]) -> dict[Scope, str]:
-        """Apply each scope's changes and commit them; {scope: error} for those that failed."""
+        """Apply each scope's changes (in this thread); {scope: error} for those that failed."""
         failed = {}
         for scope, ops in batch.items():
-            t0 = time.perf_counter()
-            try:
-                self._apply_scope(scope, ops)
-            except Exception as e:  # e.g. ENOSPC under DATA/: this scope only
-                failed[scope] = str(e)
-                self._failed(scope, ops, e)
-                continue
-            self._failures.pop(scope, None)
-            log.debug("index: %s: %d changes in %.1f ms", scope, len(ops), (time.perf_counter() - t0) * 1e3)
+            error = self._apply_one(scope, ops)
+            if error is not None:
+                failed[scope] = error
         return failed
 
-    def _fail_all(self, batch: dict[Scope, list[Op]], e: Exception) -> None:
-        for scope, ops in batch.items():
-            self._failed(scope, ops, e)
+    def _apply_one(self, scope: Scope, ops: list[Op]) -> str | None:
+        """Apply and commit one scope's changes; the error if that failed (rolled back)."""
+        t0 = time.perf_counter()
+        try:
+            self._apply_scope(scope, ops)
+        except Exception as e:  # e.g. ENOSPC under DATA/: this scope only
+            shard = self.shards.get(scope)
+            if shard is not None and shard.writer is not None:
+                try:
+                    shard.writer.rollback()
+                except Exception:  # unusable after an I/O error: drop it, a new one opens next time
+                    self.shards.drop_writer(shard)
+            return str(e) or type(e).__name__
+        log.debug("index: %s: %d changes in %.1f ms", scope, len(ops), (time.perf_counter() - t0) * 1e3)
+        return None
 
-    def _failed(self, scope: Scope, ops: list[Op], e: Exception) -> None:
+    def _give_up_or_retry(self, scope: Scope, ops: list[Op], error: str) -> None:
+        """After a failed commit (on the loop): keep the changes for a retry, or after
+        MAX_FAILURES leave the scope to a reconcile, so nothing is lost and no poisoned
+        change is retried forever."""
         n = self._failures[scope] = self._failures.get(scope, 0) + 1
-        self.db.rollback()
-        shard = self.shards.get(scope)
-        if shard is not None and shard.writer is not None:
-            try:
-                shard.writer.rollback()
-            except Exception:  # unusable after an I/O error: drop it, a new one opens next time
-                self.shards.drop_writer(shard)
         if n < MAX_FAILURES:
-            log.warning("index: %s: commit failed (%s); %d changes kept for a retry", scope, e, len(ops))
+            log.warning("index: %s: commit failed (%s); %d changes kept for a retry", scope, error, len(ops))
             self._requeue(scope, ops)
         else:
-            log.error("index: %s: commit failed %d times (%s); left to a reconcile of the scope", scope, n, e)
+            log.error(
+                "index: %s: commit failed %d times (%s); left to a reconcile of the scope", scope, n, error
+            )
+            self._failures.pop(scope, None)
             self._stale.add(scope)
 
     def _apply_scope(self, scope: Scope, ops: list[Op]) -> None:
@@ -290,9 +301,15 @@ class Index:
         # The index first, then the manifest: a crash in between only re-indexes too much.
         w.commit()
         shard.index.reload()
-        for sql, args in rows:
-            self.db.execute(sql, args)
-        self.db.commit()
+        self._failures.pop(scope, None)
+        with self._db_lock:
+            try:
+                for sql, args in rows:
+                    self.db.execute(sql, args)
+                self.db.commit()
+            except Exception:
+                self.db.rollback()
+                raise
 
     def _add(self, w, scope: Scope, path: bytes, key: str) -> tuple[str, int, int] | None:
         """Index one file as it is on disk now; None if it is gone, not a regular file,
@@ -340,11 +357,11 @@ class Index:
 
     # -- reconcile: the index brought in line with the files ----------------------
     async def reconcile(self) -> dict:
-        """At start: changed files re-indexed, vanished ones dropped."""
+        """At start: changed files re-indexed, vanished ones dropped (flushes wait for it)."""
         counts: dict = {}
         try:
-            async with self._lock:
-                counts = await trio.to_thread.run_sync(self._reconcile, None, limiter=self._limiter)
+            counts = await trio.to_thread.run_sync(self._reconcile, None, limiter=self._limiter)
+            self._stale.update(counts["failed"])
             log.info(
                 "index: reconciled %d entries (%d re-indexed, %d dropped) in %.2f s",
                 counts["seen"],
@@ -360,17 +377,16 @@ class Index:
 
     async def reconcile_stale(self) -> None:
         """Scopes whose changes were given up on: scan them again (raises IndexUnavailable)."""
-        scopes, self._stale = sorted(self._stale, key=str), set()
-        try:
-            async with self._lock:
-                counts = await trio.to_thread.run_sync(self._reconcile, scopes, limiter=self._limiter)
-        except Exception as e:
-            self._stale.update(scopes)
-            raise IndexUnavailable(str(e)) from e
-        if counts["failed"]:
-            self._stale.update(counts["failed"])
-            raise IndexUnavailable("reconcile of " + ", ".join(map(str, counts["failed"])))
-        log.info("index: reconciled %s: %d re-indexed", ", ".join(map(str, scopes)), counts["changed"])
+        for scope in sorted(self._stale, key=str):
+            async with self._lock(scope):
+                try:
+                    counts = await trio.to_thread.run_sync(self._reconcile, [scope], limiter=self._limiter)
+                except Exception as e:
+                    raise IndexUnavailable(f"reconcile of {scope}: {e}") from e
+            if counts["failed"]:
+                raise IndexUnavailable(f"reconcile of {scope} failed")
+            self._stale.discard(scope)
+            log.info("index: reconciled %s: %d re-indexed", scope, counts["changed"])
 
     def _reconcile(self, scopes: list[Scope] | None) -> dict:
         t0 = time.perf_counter()
