@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 import pytest
 import trio
+import trio.testing
 
 from memfs.index import Index, IndexUnavailable, service
 from memfs.policy import Kind, Scope
@@ -167,3 +169,33 @@ async def test_supervised_tasks_are_restarted():
 
     await supervised("flaky", flaky)
     assert len(runs) == 3
+
+
+async def test_a_search_waits_for_its_scope_commit_in_flight(index, monkeypatch):
+    # The committer had taken alice's change and was applying it: a search of alice's saw
+    # nothing queued and answered without it.
+    await index.reconcile()
+    write(index, b"a.md", "inflight serval")
+    index.touch(ALICE, b"a.md")
+    started, release = threading.Event(), threading.Event()
+    real = index._apply_scope
+
+    def slow(scope, ops):
+        started.set()
+        release.wait(30)
+        return real(scope, ops)
+
+    monkeypatch.setattr(index, "_apply_scope", slow)
+    found = []
+
+    async def reader():
+        await index.flush(scopes=[ALICE])
+        found.extend(h.relpath for h in (await index.search([ALICE], "serval"))[0])
+
+    async with trio.open_nursery() as n:
+        n.start_soon(index.flush)  # the committer
+        await trio.to_thread.run_sync(started.wait, 30)
+        n.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert found == ["a.md"]

@@ -217,7 +217,9 @@ class Index:
         for scope, path in extra:
             self.touch(scope, path)
         await self._ready.wait()  # the start-up reconcile goes first
-        queued = self._pending.keys() | self._trees.keys()
+        # A scope being applied right now counts too: its changes are not visible yet.
+        busy = {s for s, lock in self._locks.items() if lock.locked()}
+        queued = self._pending.keys() | self._trees.keys() | busy
         targets = sorted(queued, key=str) if scopes is None else [s for s in scopes if s in queued]
         failed = {}
         for scope in targets:
