@@ -9,6 +9,8 @@ import threading
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memfs.index import Index, IndexUnavailable, service
 from memfs.policy import Kind, Scope
@@ -199,3 +201,23 @@ async def test_a_search_waits_for_its_scope_commit_in_flight(index, monkeypatch)
         await trio.testing.wait_all_tasks_blocked()
         release.set()
     assert found == ["a.md"]
+
+
+SYNTAX = ["(", ")", '"', "+", "-", "NOT ", "AND ", "OR ", "body:", "name:", "type:", "path:", "~", "^2"]
+SYNTAX += ["*", "[a TO z]", "{", "}", "IN [a b]", "/re.*/", "x", "y ", "\\", ":", "!", " ", "é", "\0"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts=st.lists(st.sampled_from(SYNTAX), max_size=400), depth=st.integers(0, 5000))
+def test_random_query_syntax_never_reaches_the_parser_unbounded(tmp_path_factory, parts, depth):
+    # In process: a native stack overflow here would kill the test run itself.
+    data = tmp_path_factory.mktemp("q")
+    Store.init_layout(data)
+    ix = Index(data, Store(data, 1 << 20))
+    try:
+        ix._apply({ALICE: []})
+        text = "(" * depth + "".join(parts) + ")" * depth
+        hits, total = ix._search([ALICE], text, 10)
+        assert total == 0
+    finally:
+        ix.close()
