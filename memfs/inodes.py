@@ -32,7 +32,8 @@ class Node:
 class InodeTable:
     def __init__(self) -> None:
         self._by_ino: dict[int, Node] = {}
-        self._by_key: dict[tuple[Scope, bytes, bool], Node] = {}
+        # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
+        self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
         self._next = FIRST_DYNAMIC_INODE
 
     def __len__(self) -> int:
@@ -42,16 +43,17 @@ class InodeTable:
         return self._by_ino.get(ino)
 
     def find(self, scope: Scope, path: bytes, view: bool = False) -> Node | None:
-        return self._by_key.get((scope, path, view))
+        return self._by_key.get(scope, {}).get((path, view))
 
     def node_for(self, scope: Scope, path: bytes, view: bool = False) -> Node:
         """The node of a live (scope, path), made on first sight."""
-        node = self._by_key.get((scope, path, view))
+        keys = self._by_key.setdefault(scope, {})
+        node = keys.get((path, view))
         if node is None:
             node = Node(self._next, scope, path, view=view)
             self._next += 1
             self._by_ino[node.ino] = node
-            self._by_key[(scope, path, view)] = node
+            keys[(path, view)] = node
         return node
 
     def remember(self, node: Node, count: int = 1) -> None:
@@ -78,15 +80,17 @@ class InodeTable:
     def _maybe_drop(self, node: Node) -> None:
         if node.nlookup <= 0 and not node.open_fds:
             self._by_ino.pop(node.ino, None)
-            key = (node.scope, node.path, node.view)
-            if not node.unlinked and self._by_key.get(key) is node:
-                del self._by_key[key]
+            keys = self._by_key.get(node.scope, {})
+            if not node.unlinked and keys.get((node.path, node.view)) is node:
+                del keys[(node.path, node.view)]
+                if not keys:
+                    del self._by_key[node.scope]
 
     def unlinked(self, scope: Scope, path: bytes) -> list[Node]:
         """The name is gone; an open or still-known node lives on, reachable by number only."""
         gone = []
         for view in (False, True):
-            node = self._by_key.pop((scope, path, view), None)
+            node = self._by_key.get(scope, {}).pop((path, view), None)
             if node is not None:
                 node.unlinked = True
                 gone.append(node)
@@ -99,26 +103,25 @@ class InodeTable:
         if not is_dir:  # the common case (temp file + rename): no scan of the table
             moved = []
             for view in (False, True):
-                node = self._by_key.pop((src, src_path, view), None)
+                node = self._by_key.get(src, {}).pop((src_path, view), None)
                 if node is not None:
                     node.scope, node.path = dst, dst_path
-                    self._by_key[(dst, dst_path, view)] = node
+                    self._by_key.setdefault(dst, {})[(dst_path, view)] = node
                     moved.append(node)
             return moved
         prefix = src_path + b"/"
         found = []
-        for (scope, path, view), node in list(self._by_key.items()):
-            if scope != src:
-                continue
+        keys = self._by_key.get(src, {})
+        for (path, view), node in list(keys.items()):
             if path == src_path:
                 new_path = dst_path
             elif path.startswith(prefix):
                 new_path = dst_path + b"/" + path[len(prefix) :]
             else:
                 continue
-            del self._by_key[(scope, path, view)]
+            del keys[(path, view)]
             found.append((node, new_path))
         for node, new_path in found:
             node.scope, node.path = dst, new_path
-            self._by_key[(dst, new_path, node.view)] = node
+            self._by_key.setdefault(dst, {})[(new_path, node.view)] = node
         return [n for n, _ in found]

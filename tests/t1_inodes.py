@@ -1,0 +1,49 @@
+"""InodeTable: one inode per (scope, path, view), re-keyed on moves, kept while known."""
+
+from __future__ import annotations
+
+from memfs.inodes import InodeTable
+from memfs.policy import Kind, Scope
+
+A = Scope(Kind.PRIVATE, "alice")
+T = Scope(Kind.TEAM, "eng")
+
+
+def test_a_grant_view_has_inodes_of_its_own():
+    t = InodeTable()
+    own, view = t.node_for(A, b"notes"), t.node_for(A, b"notes", view=True)
+    assert own.ino != view.ino and view.view and not own.view
+    assert t.node_for(A, b"notes") is own and t.find(A, b"notes", True) is view
+
+
+def test_folder_move_rekeys_both_trees_and_only_below_it():
+    t = InodeTable()
+    below = [t.node_for(A, b"d/x"), t.node_for(A, b"d/x", view=True), t.node_for(A, b"d")]
+    beside = t.node_for(A, b"dd/x")
+    moved = t.moved(A, b"d", T, b"e", True)
+    assert sorted(n.ino for n in moved) == sorted(n.ino for n in below)
+    assert t.find(T, b"e/x") is below[0] and t.find(T, b"e/x", True) is below[1]
+    assert t.find(A, b"d/x") is None and t.find(A, b"dd/x") is beside
+
+
+def test_unlinked_nodes_live_while_known_or_open():
+    t = InodeTable()
+    n = t.node_for(A, b"f")
+    t.remember(n)
+    t.opened(n, 7)
+    t.unlinked(A, b"f")
+    assert n.unlinked and t.get(n.ino) is n and t.find(A, b"f") is None
+    t.forget(n.ino, 1)
+    assert t.get(n.ino) is n  # still open
+    t.closed(n, 7)
+    assert t.get(n.ino) is None
+    again = t.node_for(A, b"f")
+    assert again.ino != n.ino  # numbers are never reused
+
+
+def test_rename_over_a_name_unlinks_what_was_there():
+    t = InodeTable()
+    src, dst = t.node_for(A, b"a"), t.node_for(A, b"b")
+    t.remember(dst)
+    t.moved(A, b"a", A, b"b", False)
+    assert t.find(A, b"b") is src and dst.unlinked and t.get(dst.ino) is dst
