@@ -190,9 +190,23 @@ def test_bad_unknown_uids_is_an_error(value):
     assert "unknown_uids" in error_of({"unknown_uids": value})
 
 
-@pytest.mark.parametrize("value", [0, -5, "1M", True, 1.5])
+@pytest.mark.parametrize("value", [0, -5, "1X", "lots", "-1M", True, 1.5])
 def test_bad_max_file_bytes_is_an_error(value):
     assert "limits.max_file_bytes" in error_of({"limits": {"max_file_bytes": value}})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "want"),
+    [("max_file_bytes", "1M", 1 << 20), ("user_bytes", "2GiB", 2 << 30), ("team_bytes", "512k", 512 << 10)],
+)
+def test_sizes_take_units(key, value, want):
+    assert getattr(parse({"limits": {key: value}}).limits, key) == want
+
+
+@pytest.mark.parametrize("key", ["user_files", "team_files", "open_files", "open_queries"])
+def test_counts_are_positive_integers(key):
+    assert f"limits.{key}" in error_of({"limits": {key: 0}})
+    assert f"limits.{key}" in error_of({"limits": {key: "10"}})
 
 
 def test_max_file_bytes_of_one_is_allowed():

@@ -38,7 +38,7 @@ def disk_full(*args):
 
 
 async def test_failed_reconcile_leaves_searches_working(index, monkeypatch):
-    monkeypatch.setattr(index, "_reconcile", disk_full)
+    monkeypatch.setattr(index, "_plan", disk_full)
     assert await index.reconcile() == {}
     with trio.fail_after(5):  # searches do not wait forever for a reconcile that failed
         assert await index.search([ALICE], "anything") == ([], 0)

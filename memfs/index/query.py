@@ -46,9 +46,10 @@ def _depth(text: str) -> int:
     return deepest
 
 
-def bounded(text: str) -> tuple[str, bool]:
-    """(text safe for the Tantivy parser, whether it was reduced to plain words)."""
-    if len(text) <= MAX_SYNTAX_CHARS and _depth(text) <= MAX_DEPTH:
+def bounded(text: str, plain: bool = False) -> tuple[str, bool]:
+    """(text safe for the Tantivy parser, whether it was reduced to plain words). `plain`
+    forces words: for syntax the parser accepts but the search refuses (`body:*`)."""
+    if not plain and len(text) <= MAX_SYNTAX_CHARS and _depth(text) <= MAX_DEPTH:
         tokens = _TOKEN_RE.findall(text)
         if len(tokens) <= MAX_TERMS:
             return text, False

@@ -45,7 +45,7 @@ from .schema import (
     path_text,
     split_key,
 )
-from .shards import Shards
+from .shards import Shard, Shards
 
 log = logging.getLogger("memfs.index")
 
@@ -277,6 +277,12 @@ class Index:
     def _apply_scope(self, scope: Scope, ops: list[Op]) -> None:
         shard = self.shards.get(scope, create=True)
         w = self.shards.writer(shard)
+        try:
+            self._write_scope(scope, shard, w, ops)
+        finally:
+            self.shards.release(shard)
+
+    def _write_scope(self, scope: Scope, shard: Shard, w, ops: list[Op]) -> None:
         rows: list[tuple[str, tuple]] = []
         for what, path in ops:
             if what == "delete_tree":
@@ -359,11 +365,23 @@ class Index:
 
     # -- reconcile: the index brought in line with the files ----------------------
     async def reconcile(self) -> dict:
-        """At start: changed files re-indexed, vanished ones dropped (flushes wait for it)."""
+        """At start: changed files re-indexed, vanished ones dropped (flushes wait for it).
+        Scopes are applied two at a time: a first mount of 1,000 users is 1,000 commits."""
         counts: dict = {}
         try:
-            counts = await trio.to_thread.run_sync(self._reconcile, None, limiter=self._limiter)
-            self._stale.update(counts["failed"])
+            batch, counts = await trio.to_thread.run_sync(self._plan, None, limiter=self._limiter)
+            limiter = trio.CapacityLimiter(2)
+            failed = counts["failed"]
+
+            async def apply(scope: Scope, ops: list[Op]) -> None:
+                if await trio.to_thread.run_sync(self._apply_one, scope, ops, limiter=limiter):
+                    failed.append(scope)
+
+            async with trio.open_nursery() as nursery:
+                for scope, ops in batch.items():
+                    nursery.start_soon(apply, scope, ops)
+            self._stale.update(failed)
+            counts["seconds"] = time.perf_counter() - counts["t0"]
             log.info(
                 "index: reconciled %d entries (%d re-indexed, %d dropped) in %.2f s",
                 counts["seen"],
@@ -391,6 +409,13 @@ class Index:
             log.info("index: reconciled %s: %d re-indexed", scope, counts["changed"])
 
     def _reconcile(self, scopes: list[Scope] | None) -> dict:
+        batch, counts = self._plan(scopes)
+        counts["failed"] = list(self._apply(batch))
+        counts["seconds"] = time.perf_counter() - counts["t0"]
+        return counts
+
+    def _plan(self, scopes: list[Scope] | None) -> tuple[dict[Scope, list[Op]], dict]:
+        """What a reconcile must apply: files changed since the manifest, files gone."""
         t0 = time.perf_counter()
         scan = scan_entries(self.data, scopes)
         if scopes is None:
@@ -421,13 +446,12 @@ class Index:
             log.warning(
                 "index: %s: cannot read %d folder(s) (%s...); their entries kept", scope, len(tops), tops[0]
             )
-        failed = self._apply(batch)
-        return {
+        return batch, {
             "seen": len(scan.found),
             "changed": changed,
             "dropped": dropped,
-            "failed": list(failed),
-            "seconds": time.perf_counter() - t0,
+            "failed": [],
+            "t0": t0,
         }
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
@@ -482,7 +506,16 @@ class Index:
 
     def _search(self, scopes: list[Scope], text: str, limit: int) -> tuple[list[Hit], int]:
         text, filters = split_filters(text[:MAX_QUERY_CHARS])
-        text, _plain = bounded(text)
+        words, plain = bounded(text)
+        try:
+            return self._search_in(scopes, words, filters, limit)
+        except ValueError as e:  # syntax the parser takes but a search refuses (`body:*`)
+            if plain:
+                raise
+            log.debug("index: query %r refused (%s); searched as words", text[:200], e)
+            return self._search_in(scopes, bounded(text, plain=True)[0], filters, limit)
+
+    def _search_in(self, scopes: list[Scope], text: str, filters: dict, limit: int) -> tuple[list[Hit], int]:
         Occur, Q = tantivy.Occur, tantivy.Query
         allowed = list(scopes)
         for f_scope in filters.get("scope", []):

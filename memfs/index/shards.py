@@ -34,6 +34,7 @@ class Shard:
         # per index polling meta.json (hundreds of them with hundreds of scopes open).
         self.index.config_reader(reload_policy="Manual", num_warmers=0)
         self.writer: tantivy.IndexWriter | None = None
+        self.busy = 0  # threads applying changes with the writer now: it is not evicted
 
 
 class Shards:
@@ -67,18 +68,25 @@ class Shards:
             return shard
 
     def writer(self, shard: Shard) -> tantivy.IndexWriter:
-        """The shard's writer, opened on demand (only the committer's thread calls this)."""
+        """The shard's writer, opened on demand; give it back with release(). One thread
+        per scope at a time (the scope's lock); several scopes may write at once."""
         with self._lock:
             if shard.writer is None:
                 shard.writer = shard.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+            shard.busy += 1
             self._writers[shard.scope] = shard
             self._writers.move_to_end(shard.scope)
-            evict = []
-            while len(self._writers) > MAX_WRITERS:
-                evict.append(self._writers.popitem(last=False)[1])
+            evict = [old for old in self._writers.values() if not old.busy]
+            evict = evict[: max(0, len(self._writers) - MAX_WRITERS)]
+            for old in evict:
+                del self._writers[old.scope]
         for old in evict:
             self._close_writer(old)
         return shard.writer
+
+    def release(self, shard: Shard) -> None:
+        with self._lock:
+            shard.busy -= 1
 
     def drop_writer(self, shard: Shard) -> None:
         """Forget a writer that failed: dropping it releases its lock, so a new one can open."""
