@@ -8,6 +8,13 @@ everything), time searches and `grep -rl` as one uid, unmount and remount the un
 store. Then, once, compare create+write+close throughput on a mount with indexing on, one
 with it off and a native directory, time how soon a search finds the last file written,
 and check that files written after an idle search are indexed in the background.
+
+--scale instead: one corpus of --users users x --per-user entries each (~20% of them in
+the user's team, teams of --team-size), as many scopes as a real site; measures the first
+mount (until the first search answers: initial indexing done), the daemon's RSS, search
+latency for 1 and for N concurrent searchers (each its own uid), the remount, and writes
+JSON to --out. It measures whichever memfs is importable: PYTHONPATH=/old/checkout runs an
+older one (the daemon inherits the environment and runs from a neutral cwd).
 """
 
 from __future__ import annotations
@@ -68,7 +75,11 @@ out = {}
 mode = cfg["mode"]
 if mode == "search":
     search(cfg["mnt"], cfg["queries"][0])  # warm-up, not counted
+    if "start_at" in cfg:  # concurrent searchers start together
+        time.sleep(max(0.0, cfg["start_at"] - time.time()))
+    out["t0"] = time.time()
     out["search"] = [[q, *search(cfg["mnt"], q)] for q in cfg["queries"]]
+    out["t1"] = time.time()
 elif mode == "grep":
     for d in cfg["dirs"]:
         grep(d, cfg["words"][0])  # warm the caches, as a user's second grep would find them
@@ -142,6 +153,23 @@ class Corpus:
     mid: list[str] = field(default_factory=list)
     rare: list[str] = field(default_factory=list)  # each with a handful of hits for the bench uid
     seconds: float = 0.0
+    # per searcher (user index): entries it can see, and each rare word's count of them
+    visible_by: dict[int, int] = field(default_factory=dict)
+    rare_hits: dict[int, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Who exists: users u00.. with uids from FIRST_UID, teams t0.. of consecutive users."""
+
+    n_users: int = N_USERS
+    n_teams: int = N_TEAMS
+
+    def team_of(self, user: int) -> int:
+        return min(user // (self.n_users // self.n_teams), self.n_teams - 1)
+
+
+DEFAULT_LAYOUT = Layout()
 
 
 def user_name(i: int) -> str:
@@ -149,24 +177,34 @@ def user_name(i: int) -> str:
 
 
 def team_of(user: int) -> int:
-    return user // (N_USERS // N_TEAMS)
+    return DEFAULT_LAYOUT.team_of(user)
 
 
-def write_config(path: Path, index_enabled: bool = True) -> None:
+def write_config(path: Path, index_enabled: bool = True, lay: Layout = DEFAULT_LAYOUT) -> None:
     lines = ["users:"]
-    lines += [f"  {user_name(i)}: {{uid: {FIRST_UID + i}}}" for i in range(N_USERS)]
+    lines += [f"  {user_name(i)}: {{uid: {FIRST_UID + i}}}" for i in range(lay.n_users)]
     lines.append("teams:")
-    per = N_USERS // N_TEAMS
-    for t in range(N_TEAMS):
-        members = ", ".join(user_name(i) for i in range(t * per, (t + 1) * per))
-        lines.append(f"  t{t}: {{members: [{members}]}}")
+    members: dict[int, list[str]] = {}
+    for i in range(lay.n_users):
+        members.setdefault(lay.team_of(i), []).append(user_name(i))
+    for t in range(lay.n_teams):
+        lines.append(f"  t{t}: {{members: [{', '.join(members.get(t, []))}]}}")
     if not index_enabled:
         lines.append("index: {enabled: false}")
     path.write_text("\n".join(lines) + "\n")
 
 
-def generate(data: Path, size: int, seed: int = 42) -> Corpus:
-    """Write `size` entries straight into DATA/private/<user>/ and DATA/teams/<team>/."""
+def generate(
+    data: Path,
+    size: int,
+    seed: int = 42,
+    lay: Layout = DEFAULT_LAYOUT,
+    per_user: int | None = None,
+    searchers: tuple[int, ...] = (BENCH_UID - FIRST_UID,),
+) -> Corpus:
+    """Write `size` entries straight into DATA/private/<user>/ and DATA/teams/<team>/:
+    owners drawn at random, or (per_user) exactly per_user entries for each user, each in
+    its private memory or (TEAM_SHARE) its team's. Rare words get hits for each searcher."""
     t0 = time.perf_counter()
     rnd = random.Random(seed)
     vocab = make_vocab(random.Random(7), VOCAB_SIZE)
@@ -177,32 +215,40 @@ def generate(data: Path, size: int, seed: int = 42) -> Corpus:
     def words(k: int) -> list[str]:
         return [vocab[bisect.bisect(cum, rand() * top)] for _ in range(k)]
 
-    c = Corpus(size)
-    bench_user, bench_team = BENCH_UID - FIRST_UID, team_of(BENCH_UID - FIRST_UID)
     owners: list[tuple[str, int]] = []  # ("private"|"teams", index)
-    for _ in range(size):
-        if rnd.random() < TEAM_SHARE:
-            owners.append(("teams", rnd.randrange(N_TEAMS)))
-        else:
-            owners.append(("private", rnd.randrange(N_USERS)))
-    mine = [
-        i
-        for i, (k, n) in enumerate(owners)
-        if (k == "private" and n == bench_user) or (k == "teams" and n == bench_team)
-    ]
-    others = [i for i in range(size) if owners[i] not in (("private", bench_user), ("teams", bench_team))]
-    c.visible = len(mine)
+    if per_user is None:
+        for _ in range(size):
+            if rnd.random() < TEAM_SHARE:
+                owners.append(("teams", rnd.randrange(lay.n_teams)))
+            else:
+                owners.append(("private", rnd.randrange(lay.n_users)))
+    else:
+        size = lay.n_users * per_user
+        for u in range(lay.n_users):
+            for _ in range(per_user):
+                owners.append(("teams", lay.team_of(u)) if rnd.random() < TEAM_SHARE else ("private", u))
+    c = Corpus(size)
+    sees = {s: {("private", s), ("teams", lay.team_of(s))} for s in searchers}
+    mine = {s: [i for i, o in enumerate(owners) if o in sees[s]] for s in searchers}
+    anyone = set().union(*sees.values())
+    others = [i for i in range(size) if owners[i] not in anyone]
+    c.visible = len(mine[searchers[0]])
+    c.visible_by = {s: len(m) for s, m in mine.items()}
     c.n_team = sum(1 for k, _ in owners if k == "teams")
     c.n_private = size - c.n_team
-    # Rare words: 1-6 hits the bench uid can see, 0-8 more it cannot.
+    # Rare words: 1-6 hits each searcher can see, 0-8 more none of them can.
     planted: dict[int, list[str]] = {}
     for r in range(N_RARE):
         w = f"zyq{r:04d}"
         c.rare.append(w)
-        for i in rnd.sample(mine, min(len(mine), rnd.randint(1, 6))):
-            planted.setdefault(i, []).append(w)
+        for s in searchers:
+            for i in rnd.sample(mine[s], min(len(mine[s]), rnd.randint(1, 6))):
+                planted.setdefault(i, []).append(w)
         for i in rnd.sample(others, min(len(others), rnd.randint(0, 8))):
             planted.setdefault(i, []).append(w)
+    c.rare_hits = {
+        s: {w: sum(1 for i in m if w in planted.get(i, ())) for w in c.rare} for s, m in mine.items()
+    }
     c.common = vocab[:100]
     c.mid = vocab[100:]
 
@@ -249,7 +295,29 @@ class Bench:
         self.base = base
         self.debug = debug
         self.env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
+        # memfs runs from a neutral cwd (`python -m` puts the cwd first on sys.path, ahead of
+        # PYTHONPATH): an explicit PYTHONPATH picks the memfs to measure, else this checkout.
+        self.env.setdefault("PYTHONPATH", str(REPO))
         self.mounted: list[Path] = []
+
+    def memfs_file(self) -> str:
+        """Where the memfs that `memfs mount` runs (and its daemon) is imported from."""
+        r = subprocess.run(
+            [sys.executable, "-c", "import memfs; print(memfs.__file__)"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            cwd=self.base,
+            check=True,
+        )
+        return r.stdout.strip()
+
+    def daemon_pid(self, mnt: Path) -> int:
+        for pf in (self.base / "run").glob("*.pid"):
+            lines = pf.read_text().splitlines()
+            if len(lines) >= 2 and Path(lines[1]) == mnt:
+                return int(lines[0])
+        raise RuntimeError(f"no pid file for {mnt} in {self.base / 'run'}")
 
     def memfs(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         r = subprocess.run(
@@ -258,7 +326,7 @@ class Bench:
             capture_output=True,
             text=True,
             timeout=timeout,
-            cwd=REPO,
+            cwd=self.base,
         )
         if r.returncode != 0:
             raise RuntimeError(f"memfs {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
@@ -273,12 +341,12 @@ class Bench:
         self.memfs("umount", str(mnt), timeout=600)
         self.mounted.remove(mnt)
 
-    def first_search(self, mnt: Path, query: str) -> bytes:
+    def first_search(self, mnt: Path, query: str, uid: int = BENCH_UID) -> bytes:
         """One search as the bench uid; blocks until the start-up reconcile is done."""
         r = subprocess.run(
             ["cat", str(mnt / ".memfs" / "search" / query)],
-            user=BENCH_UID,
-            group=BENCH_UID,
+            user=uid,
+            group=uid,
             extra_groups=[],
             capture_output=True,
             timeout=SEARCH_TIMEOUT,
@@ -288,26 +356,42 @@ class Bench:
             raise RuntimeError(f"search through {mnt} failed: {r.stderr.decode().strip()}")
         return r.stdout
 
-    def worker(self, params: dict, timeout: float = 3600) -> dict:
-        r = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={BENCH_UID}",
-                f"--regid={BENCH_UID}",
-                "--clear-groups",
-                "/usr/bin/python3",
-                "-c",
-                WORKER,
-                json.dumps(params),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.base,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"worker {params['mode']} failed: {r.stderr.strip()[-2000:]}")
-        return json.loads(r.stdout)
+    def worker(self, params: dict, timeout: float = 3600, uid: int = BENCH_UID) -> dict:
+        return self.workers([(uid, params)], timeout)[0]
+
+    def workers(self, jobs: list[tuple[int, dict]], timeout: float = 3600) -> list[dict]:
+        """Run workers (uid, params) at the same time; their outputs in the same order."""
+        procs = [
+            subprocess.Popen(
+                [
+                    "setpriv",
+                    f"--reuid={uid}",
+                    f"--regid={uid}",
+                    "--clear-groups",
+                    "/usr/bin/python3",
+                    "-c",
+                    WORKER,
+                    json.dumps(params),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=self.base,
+            )
+            for uid, params in jobs
+        ]
+        outs = []
+        for (_uid, params), proc in zip(jobs, procs, strict=True):
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                for p in procs:
+                    p.kill()
+                raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"worker {params['mode']} failed: {err.strip()[-2000:]}")
+            outs.append(json.loads(out))
+        return outs
 
     def cleanup(self) -> None:
         for mnt in list(self.mounted):
@@ -505,6 +589,254 @@ def run_writes(b: Bench, where: Path, files: int, rounds: int, seed_entries: int
     return res
 
 
+# -- scale: many users, many scopes --------------------------------------------------------
+def proc_status(pid: int) -> dict:
+    """VmRSS, VmHWM (MiB) and Threads of a live process, plus its open fds."""
+    out: dict = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, val = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(val.split()[0]) / 1024
+            elif key == "Threads":
+                out[key] = int(val)
+    out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    return out
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    """The daemon's CPU use (% of one core) over `seconds` with no caller doing anything."""
+
+    def ticks() -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    t0, c0 = time.perf_counter(), ticks()
+    time.sleep(seconds)
+    return 100 * (ticks() - c0) / os.sysconf("SC_CLK_TCK") / (time.perf_counter() - t0)
+
+
+def dir_usage(path: Path) -> dict:
+    n = size = dirs = 0
+    for _root, ds, fs in os.walk(path):
+        dirs += len(ds)
+        for name in fs:
+            try:
+                size += os.lstat(os.path.join(_root, name)).st_blocks * 512
+                n += 1
+            except OSError:
+                pass
+    return {"files": n, "dirs": dirs, "mib": size / 2**20}
+
+
+def lat_stats(ms: list[float]) -> dict:
+    return {
+        "n": len(ms),
+        "p50": statistics.median(ms),
+        "p90": pct(ms, 90),
+        "p99": pct(ms, 99),
+        "max": max(ms),
+    }
+
+
+def run_scale(b: Bench, args) -> dict:
+    lay = Layout(args.users, max(1, args.users // args.team_size))
+    counts = sorted({int(x) for x in args.searchers.split(",") if x})
+    n_conc = max(counts)
+    # Searchers spread over the users (so over different teams); the first is the bench uid.
+    who = tuple(sorted({(k * lay.n_users) // n_conc for k in range(n_conc)}))
+    root = b.base / "scale"
+    data, mnt, cfg = root / "data", root / "mnt", root / "config.yaml"
+    for d in (root, mnt):
+        d.mkdir(parents=True)
+        os.chmod(d, 0o755)
+    write_config(cfg, lay=lay)
+    log = lambda msg: print(f"[scale] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    load = lambda: " ".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
+    res: dict = {
+        "users": lay.n_users,
+        "teams": lay.n_teams,
+        "per_user": args.per_user,
+        "searchers": list(who),
+        "idle_seconds": args.idle_seconds,
+    }
+    res["memfs"] = b.memfs_file()
+    res["python"] = sys.executable
+    res["git"] = subprocess.run(
+        ["git", "-C", str(Path(res["memfs"]).parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(Path(res["memfs"]).parent), "status", "--porcelain", "--", "."],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if dirty:
+        res["git"] += " + uncommitted changes"
+    log(f"memfs imported from {res['memfs']} (commit {res['git'] or '?'})")
+
+    log(f"generating {lay.n_users} users x {args.per_user} entries, {lay.n_teams} teams")
+    c = generate(data, 0, seed=args.seed, lay=lay, per_user=args.per_user, searchers=who)
+    res["corpus"] = {
+        "entries": c.size,
+        "private": c.n_private,
+        "team": c.n_team,
+        "visible_by_uid": {FIRST_UID + u: n for u, n in c.visible_by.items()},
+        "generate_s": c.seconds,
+        "data": dir_usage(data),
+    }
+    log(
+        f"{c.n_private} private + {c.n_team} team entries in {c.seconds:.1f} s; "
+        f"visible per searcher: {c.visible_by}"
+    )
+    subprocess.run(["sync"], check=False)
+
+    def queries(seed: int, n: int) -> list[str]:
+        rnd = random.Random(seed)
+        out = []
+        for _ in range(n):
+            x = rnd.random()
+            pool = c.common if x < 0.4 else c.mid if x < 0.7 else c.rare
+            out.append(pool[rnd.randrange(len(pool))])
+        return out
+
+    first_q = next(w for w in c.rare if c.rare_hits[who[0]][w])
+    mism: list[str] = []
+
+    def mount_until_answer(what: str) -> None:
+        res[f"{what}_load"] = load()
+        n_logs = len(log_lines(data, "index: reconciled"))
+        t0 = time.perf_counter()
+        b.mount(mnt, data, cfg)
+        t1 = time.perf_counter()
+        out = b.first_search(mnt, first_q)
+        t2 = time.perf_counter()
+        pid = b.daemon_pid(mnt)
+        res[f"{what}_mount_s"], res[f"{what}_answer_s"] = t1 - t0, t2 - t0
+        res[f"{what}_proc"] = proc_status(pid)
+        res[f"{what}_log"] = [reconciled(x) for x in log_lines(data, "index: reconciled")[n_logs:]]
+        if b"No results" in out or not out.strip():
+            mism.append(f"{what}: the first search ({first_q}) found nothing")
+        log(
+            f"{what}: mount returned {t1 - t0:.2f} s, first search answered {t2 - t0:.2f} s, "
+            f"daemon {pid} RSS {res[f'{what}_proc']['VmRSS']:.0f} MiB; {(res[f'{what}_log'] or ['?'])[-1]}"
+        )
+
+    def search_pass(label: str, n: int) -> None:
+        uids = [FIRST_UID + u for u in who[:n]]
+        start_at = time.time() + 1.0 + 0.3 * n  # after every worker's warm-up search
+        jobs = [
+            (
+                uid,
+                {
+                    "mode": "search",
+                    "mnt": str(mnt),
+                    "queries": queries(uid, args.queries),
+                    "start_at": start_at,
+                },
+            )
+            for uid in uids
+        ]
+        res[f"{label}_load"] = load()
+        outs = b.workers(jobs)
+        ms = [dt * 1000 for o in outs for _q, dt, _n in o["search"]]
+        wall = max(o["t1"] for o in outs) - min(o["t0"] for o in outs)
+        res[label] = lat_stats(ms) | {"qps": len(ms) / wall, "wall_s": wall}
+        for uid, o in zip(uids, outs, strict=True):
+            exp = c.rare_hits[uid - FIRST_UID]
+            for q, _dt, total in o["search"]:
+                if q in exp and exp[q] != total:
+                    mism.append(f"{label}: uid {uid} {q}: search found {total}, planted {exp[q]}")
+        log(
+            f"{label}: {len(uids)} searcher(s) x {args.queries}: p50 {res[label]['p50']:.2f} ms, "
+            f"p99 {res[label]['p99']:.2f} ms, {res[label]['qps']:.0f} searches/s"
+        )
+
+    log("first mount (indexes everything)")
+    mount_until_answer("init")
+    res["index_disk"] = dir_usage(data / "index")
+    res["index_layout"] = "per-scope" if (data / "index" / "private").is_dir() else "single"
+    log(
+        f"index: {res['index_layout']}, {res['index_disk']['files']} files, "
+        f"{res['index_disk']['mib']:.0f} MiB"
+    )
+    for n in counts:
+        search_pass(f"search_{n}", n)
+    res["after_search_proc"] = proc_status(b.daemon_pid(mnt))
+    res["idle_cpu"] = idle_cpu(b.daemon_pid(mnt), args.idle_seconds)
+    log(f"idle daemon: {res['idle_cpu']:.1f}% of a core over {args.idle_seconds:.0f} s")
+
+    log("umount, remount of the unchanged store")
+    t0 = time.perf_counter()
+    b.umount(mnt)
+    res["umount_s"] = time.perf_counter() - t0
+    mount_until_answer("re")
+    search_pass("re_search_1", 1)
+    res["re_after_search_proc"] = proc_status(b.daemon_pid(mnt))
+    res["re_idle_cpu"] = idle_cpu(b.daemon_pid(mnt), args.idle_seconds)
+    b.umount(mnt)
+    res["mismatches"] = mism
+    return res
+
+
+def report_scale(r: dict) -> None:
+    print()
+    print(
+        f"memfs scale benchmark: {r['corpus']['entries']} entries ({r['corpus']['private']} private, "
+        f"{r['corpus']['team']} team) = {r['users']} users x {r['per_user']}, {r['teams']} teams; "
+        f"index {r['index_layout']}"
+    )
+    print(
+        f"memfs from {r['memfs']} (commit {r['git'] or '?'}); "
+        f"searchers: uids {[FIRST_UID + u for u in r['searchers']]}"
+    )
+    rows = [
+        ("first mount: mount returned", f"{r['init_mount_s']:.2f} s"),
+        ("first mount: first search answered", f"{r['init_answer_s']:.2f} s"),
+        ("  daemon RSS then", f"{r['init_proc']['VmRSS']:.0f} MiB (peak {r['init_proc']['VmHWM']:.0f})"),
+    ]
+    for key in sorted(k for k in r if re.fullmatch(r"search_\d+", k)):
+        s, n = r[key], key.split("_")[1]
+        rows.append((f"search, {n} searcher(s): p50 / p99", f"{s['p50']:.2f} / {s['p99']:.2f} ms"))
+        rows.append(("  searches/s (all searchers)", f"{s['qps']:.0f}"))
+    a = r["after_search_proc"]
+    rows += [
+        ("  daemon RSS after the searches", f"{a['VmRSS']:.0f} MiB (peak {a['VmHWM']:.0f})"),
+        ("  daemon threads / fds", f"{a['Threads']} / {a['fds']}"),
+        (f"  daemon CPU while idle ({r['idle_seconds']:.0f} s)", f"{r['idle_cpu']:.1f}% of a core"),
+        ("umount", f"{r['umount_s']:.2f} s"),
+        ("remount: mount returned", f"{r['re_mount_s']:.2f} s"),
+        ("remount: first search answered", f"{r['re_answer_s']:.2f} s"),
+        ("  daemon RSS then", f"{r['re_proc']['VmRSS']:.0f} MiB (peak {r['re_proc']['VmHWM']:.0f})"),
+        (
+            "remount, 1 searcher: p50 / p99",
+            f"{r['re_search_1']['p50']:.2f} / {r['re_search_1']['p99']:.2f} ms",
+        ),
+        ("  daemon RSS after them", f"{r['re_after_search_proc']['VmRSS']:.0f} MiB"),
+        (
+            "  daemon threads / fds",
+            f"{r['re_after_search_proc']['Threads']} / {r['re_after_search_proc']['fds']}",
+        ),
+        ("  daemon CPU while idle", f"{r['re_idle_cpu']:.1f}% of a core"),
+        ("index on disk", f"{r['index_disk']['mib']:.0f} MiB in {r['index_disk']['files']} files"),
+    ]
+    w0 = max(len(label) for label, _ in rows)
+    for label, val in rows:
+        print(f"{label:<{w0}}  {val}")
+    print(f"daemon log, first mount: {'; '.join(r['init_log']) or '(no reconcile line)'}")
+    print(f"daemon log, remount:     {'; '.join(r['re_log']) or '(no reconcile line)'}")
+    print(
+        "load average at first mount / 1 searcher / remount: "
+        f"{r['init_load']} / {r.get('search_1_load', '-')} / {r['re_load']}"
+    )
+    if r["mismatches"]:
+        print(f"MISMATCH ({len(r['mismatches'])}): " + "; ".join(r["mismatches"][:10]))
+    else:
+        print("check: every rare word's search total = the entries planted for that searcher: ok")
+
+
 # -- report ---------------------------------------------------------------------------------
 def report_sizes(sizes: list[dict]) -> None:
     rows: list[tuple[str, list[str]]] = []
@@ -629,7 +961,22 @@ def main() -> int:
     )
     ap.add_argument("--no-writes", action="store_true", help="skip the write-throughput comparison")
     ap.add_argument("--debug", action="store_true", help="mount with --debug (logs every call: slower)")
+    sc = ap.add_argument_group("--scale: many users (replaces --sizes and the write comparison)")
+    sc.add_argument("--scale", action="store_true", help="users x per-user entries, 1 and N searchers")
+    sc.add_argument("--users", type=int, default=1000)
+    sc.add_argument("--per-user", type=int, default=100, help="entries per user (~20%% in its team)")
+    sc.add_argument("--team-size", type=int, default=10, help="users per team")
+    sc.add_argument(
+        "--searchers", default="1,4", help="concurrent searcher counts, each searcher its own uid"
+    )
+    sc.add_argument("--seed", type=int, default=42)
+    sc.add_argument("--idle-seconds", type=float, default=5.0, help="how long to watch the idle daemon's CPU")
+    sc.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--tmp", default="/var/tmp", help="where the corpus and mounts go")
+    ap.add_argument("--keep", action="store_true", help="keep the data (print where) instead of deleting it")
     args = ap.parse_args()
+    if args.scale and args.queries == ap.get_default("queries"):
+        args.queries = 300
     sizes = [int(x) for s in args.sizes for x in s.split(",") if x]
     args.load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if os.geteuid() != 0:
@@ -640,12 +987,20 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
-    base = Path(tempfile.mkdtemp(prefix="memfs-bench-search-", dir="/var/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="memfs-bench-search-", dir=args.tmp))
     os.chmod(base, 0o755)
     cleanup_dirs: list[Path] = []
     b = Bench(base, args.debug)
     t_start = time.perf_counter()
     try:
+        if args.scale:
+            r = run_scale(b, args)
+            r["total_s"] = time.perf_counter() - t_start
+            if args.out:
+                Path(args.out).write_text(json.dumps(r, indent=1, default=str) + "\n")
+            report_scale(r)
+            print(f"\n(total run time {r['total_s']:.0f} s)")
+            return 1 if r["mismatches"] else 0
         results = [run_size(b, n, args.queries, args.grep_reps) for n in sizes]
         writes = None
         if not args.no_writes:
@@ -662,7 +1017,10 @@ def main() -> int:
     finally:
         b.cleanup()
         for d in (base, *cleanup_dirs):
-            shutil.rmtree(d, ignore_errors=True)
+            if args.keep:
+                print(f"bench_search: kept {d}", file=sys.stderr)
+            else:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -366,11 +366,12 @@ class Index:
     # -- reconcile: the index brought in line with the files ----------------------
     async def reconcile(self) -> dict:
         """At start: changed files re-indexed, vanished ones dropped (flushes wait for it).
-        Scopes are applied two at a time: a first mount of 1,000 users is 1,000 commits."""
+        Scopes are applied four at a time: a first mount of 1,000 users is 1,000 commits,
+        each mostly waiting for its writer's own indexing thread."""
         counts: dict = {}
         try:
             batch, counts = await trio.to_thread.run_sync(self._plan, None, limiter=self._limiter)
-            limiter = trio.CapacityLimiter(2)
+            limiter = trio.CapacityLimiter(4)
             failed = counts["failed"]
 
             async def apply(scope: Scope, ops: list[Op]) -> None:

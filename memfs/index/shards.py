@@ -21,7 +21,7 @@ from ..policy import Scope
 log = logging.getLogger(__name__)
 
 WRITER_HEAP = 20_000_000  # bytes; Tantivy's minimum is 15 MB per thread
-MAX_OPEN = 64  # each open index keeps a file-watcher thread in Tantivy
+MAX_OPEN = 64  # each open index keeps a thread polling its meta.json (tantivy-py 0.27)
 MAX_WRITERS = 8
 
 
@@ -30,8 +30,7 @@ class Shard:
         self.scope = scope
         self.path = path
         self.index = tantivy.Index(schema, path=str(path), reuse=True)
-        # Only this process writes, and it reloads after each commit: no watcher thread
-        # per index polling meta.json (hundreds of them with hundreds of scopes open).
+        # Only this process writes, and it reloads after each commit itself.
         self.index.config_reader(reload_policy="Manual", num_warmers=0)
         self.writer: tantivy.IndexWriter | None = None
         self.busy = 0  # threads applying changes with the writer now: it is not evicted
