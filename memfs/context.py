@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .entry import IndexLine, index_lines, resolve_link
 
 INDEX_NAME = "MEMORY.md"
-ANALYZED_BYTES = 1 << 20  # of a MEMORY.md, at most this much is read and analysed
+ANALYZED_BYTES = 256 << 10  # of a MEMORY.md, at most this much is read and analysed
 DAY_NS = 86_400 * 10**9
 MAX_LISTED = 50  # items per list in context.md; the rest is counted (status lists them all)
 MAX_ITEM_CHARS = 300  # of one listed item (a title can be a megabyte long)

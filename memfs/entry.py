@@ -20,6 +20,7 @@ MAX_FRONTMATTER = 64 * 1024  # bytes of YAML parsed; larger blocks are flagged, 
 
 
 MAX_DEPTH = 64  # nesting levels of frontmatter YAML; deeper is flagged, not parsed
+MAX_EVENTS = 5000  # YAML events (scalars, collections) in a frontmatter; a real one has < 100
 MAX_TAGS = 100
 
 # libyaml: ~6x faster than the pure-Python parser, which holds the GIL long enough to
@@ -28,12 +29,23 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = (str, int, float, bool, datetime.date)
 
 
+def _simple(fm: str) -> bool:
+    """Cheap and conservative: can this YAML hold no alias and no deep nesting? Then the
+    event scan is skipped (it costs as much as the load, holding the GIL)."""
+    if "&" in fm or "*" in fm or fm.count("[") + fm.count("{") > MAX_DEPTH or fm.count("\n") > 200:
+        return False
+    return all(len(ln) - len(ln.lstrip()) < MAX_DEPTH and ln.count("- ") < 8 for ln in fm.splitlines())
+
+
 def _refusal(fm: str) -> str | None:
     """Why this YAML must not be loaded, judged from libyaml's flat event stream: aliases
-    (a billion laughs is small as a graph, huge once walked) and deep nesting (building
-    the objects recurses in C: ~30,000 levels overflow a thread's stack)."""
+    (a billion laughs is small as a graph, huge once walked), deep nesting (building the
+    objects recurses in C: ~30,000 levels overflow a thread's stack) and sheer size (its
+    parsing holds the GIL that every caller's requests need)."""
     depth = 0
-    for ev in yaml.parse(fm, Loader=_Loader):
+    for n, ev in enumerate(yaml.parse(fm, Loader=_Loader)):
+        if n > MAX_EVENTS:
+            return f"frontmatter has more than {MAX_EVENTS} YAML values: not parsed"
         if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
             return "frontmatter is not valid YAML: YAML anchors are not allowed"
         if isinstance(ev, yaml.CollectionStartEvent):
@@ -92,7 +104,7 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
         e.problems.append(f"frontmatter larger than {MAX_FRONTMATTER} bytes: not parsed")
         return e
     try:
-        refused = _refusal(fm)
+        refused = None if _simple(fm) else _refusal(fm)
         meta = None if refused else yaml.load(fm, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)

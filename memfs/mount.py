@@ -215,7 +215,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         )
     # Worker threads (index, views) hold the GIL between blocking calls; a shorter switch
     # interval bounds how long a handler waits for it behind them.
-    sys.setswitchinterval(0.001)
+    sys.setswitchinterval(0.0005)
     # A native stack overflow cannot be caught; deep recursion in C needs a deep stack.
     threading.stack_size(64 * 1024 * 1024)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: dump a stuck daemon's stacks

@@ -163,3 +163,11 @@ def test_frontmatter_values_python_cannot_build_are_flagged():
     for fm in ("n: " + "9" * 5000, "d: 2024-02-31", "? [a, b]\n: v"):
         e = entry.parse(f"---\nname: x\n{fm}\n---\nbody\n".encode())
         assert e.body.strip() == "body" and any("frontmatter" in p for p in e.problems), (fm, e.problems)
+
+
+def test_frontmatter_with_too_many_values_is_flagged_not_parsed():
+    fm = "name: big\n" + "".join(f"k{i}: {{a: [{i}, {i}], b: null}}\n" for i in range(2000))
+    e = entry.parse(f"---\n{fm}---\nbody\n".encode())
+    assert any("more than 5000 YAML values" in p for p in e.problems), e.problems
+    small = "name: n\ndescription: d\ntype: user\n" + "".join(f"k{i}: v\n" for i in range(150))
+    assert entry.parse(f"---\n{small}---\n".encode()).problems == []
