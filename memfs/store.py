@@ -16,6 +16,9 @@ from .policy import Scope
 
 # Never follow a symlink an admin may have left in DATA/: memfs does not create them.
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+# The kernel already bypasses its page cache for a caller's O_DIRECT, but hands memfs
+# unaligned buffers: a backing fd opened O_DIRECT would answer them with EINVAL.
+_NOT_PASSED = os.O_DIRECT
 
 
 class Store:
@@ -81,10 +84,10 @@ class Store:
 
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
-        return os.open(self.path(scope, rel), (flags & ~os.O_CREAT) | _NOFOLLOW)
+        return os.open(self.path(scope, rel), (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
-        return os.open(self.path(scope, rel), flags | os.O_CREAT | _NOFOLLOW, mode)
+        return os.open(self.path(scope, rel), (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW, mode)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         os.mkdir(self.path(scope, rel), mode)

@@ -146,3 +146,24 @@ def test_survives_remount(mnt):
     mnt.sh(ALICE, "mkdir -p a/b; echo keep > a/b/c.md; echo top > MEMORY.md")
     mnt.restart()
     assert mnt.sh(ALICE, "cat a/b/c.md MEMORY.md").stdout == "keep\ntop\n"
+
+
+def test_o_direct_reads_and_writes(mnt):
+    # O_DIRECT was passed to the backing open: every aligned read and write got EINVAL.
+    out = mnt.py(
+        ALICE,
+        """
+        import mmap, os
+        buf = mmap.mmap(-1, 8192)
+        buf.write(b"d" * 8192)
+        fd = os.open("direct.bin", os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+        print(os.pwrite(fd, buf, 0), os.pwrite(fd, buf, 4096))
+        back = mmap.mmap(-1, 4096)
+        print(os.preadv(fd, [back], 4096))
+        os.close(fd)
+        fd = os.open("direct.bin", os.O_RDONLY | os.O_DIRECT)
+        print(os.preadv(fd, [back], 0), back[:4] == b"dddd")
+        """,
+    )
+    assert out.stdout.split() == ["8192", "8192", "4096", "4096", "True"]
+    assert (mnt.backing("alice") / "direct.bin").stat().st_size == 12288
