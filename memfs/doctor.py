@@ -71,7 +71,9 @@ def _data(data: Path) -> Check:
             False,
             f"{data} is mode {stat.S_IMODE(st.st_mode):o}: others can bypass memfs; chmod 700 {data}",
         )
-    missing = [d for d in ("private", "teams", "index", "state") if not (data / d).is_dir()]
+    if not os.access(data, os.R_OK | os.X_OK):
+        return Check("data", True, f"{data} is root's, mode 700 (run doctor as root to check inside it)")
+    missing = [d for d in layout.TOP_DIRS if not (data / d).is_dir()]
     if missing:
         return Check("data", False, f"{data} lacks {', '.join(missing)}: mount memfs once to create them")
     return Check("data", True, f"{data} is root's, mode 700")

@@ -304,6 +304,14 @@ def test_doctor_healthy_and_broken(m):
     res = m.run(ALICE, [*memfs_cmd("doctor", "--mount", str(m.mnt)), "--config", str(m.config)], check=False)
     if res.returncode == 0:  # alice can run this checkout's venv
         assert "WARN status: 1 warnings" in res.stdout
+    # As alice with --data: she cannot look inside DATA/, and doctor says so (no traceback).
+    res = m.run(ALICE, [*memfs_cmd("doctor", *args[1:])], check=False)
+    if "data:" in res.stdout:  # alice can run this checkout's venv
+        assert (
+            "Traceback" not in res.stderr
+            and "OK   data:" in res.stdout
+            and "run doctor as root" in res.stdout
+        )
     data = json.loads(memfs(m, *args, "--json").stdout)
     assert {c["name"] for c in data} == {"fuse", "config", "data", "mount", "status", "index"}
     # Broken: the data dir opened to others, an entry edited behind memfs's back, the mount gone.
