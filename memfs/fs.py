@@ -92,10 +92,6 @@ def _brief(args) -> tuple:
     return tuple(out)
 
 
-def _err(code: int):
-    raise FUSEError(code)
-
-
 def _entry_timeout(parent_inode: int) -> float:
     """Names in the root resolve per caller: the kernel must ask again every time."""
     return 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
@@ -365,7 +361,7 @@ class Operations(pyfuse3.Operations):
 
     def _target(self, p: Principal, parent: int, name: bytes, creating: bool) -> tuple[Scope, bytes]:
         """(scope, path) of `name` in directory `parent`, for a call that changes it."""
-        if len(name) > policy.NAME_MAX:
+        if policy.name_too_long(name):
             raise FUSEError(errno.ENAMETOOLONG)
         if self.control.owns(parent):
             raise FUSEError(errno.EACCES)
@@ -381,7 +377,7 @@ class Operations(pyfuse3.Operations):
     # -- lookup and attributes ------------------------------------------------
     @guarded
     async def lookup(self, parent_inode, name, ctx):
-        if len(name) > policy.NAME_MAX:
+        if policy.name_too_long(name):
             raise FUSEError(errno.ENAMETOOLONG)
         if name == _FAULT_NAME:
             raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")

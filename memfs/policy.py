@@ -86,15 +86,8 @@ def may_move(p: Principal, src: Scope, dst: Scope) -> bool:
     return access(p, src) >= Access.WRITE and access(p, dst) >= Access.WRITE
 
 
-def creatable_in_root(name: bytes) -> bool:
-    return name not in RESERVED_ROOT_NAMES
-
-
-def valid_name(name: bytes) -> bool:
-    return 0 < len(name) <= NAME_MAX and b"/" not in name and b"\0" not in name
-
-
 def name_too_long(name: bytes) -> bool:
+    """ENAMETOOLONG. The kernel hands FUSE names already split on '/' and without NUL."""
     return len(name) > NAME_MAX
 
 

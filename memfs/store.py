@@ -1,7 +1,7 @@
 """The backing directory: where each scope's files live, and the disk calls on them.
 
-Paths are bytes relative to a scope root; they come from FUSE names that the kernel
-already split on '/', and `policy.valid_name` rejects the rest. Nothing here knows FUSE.
+Paths are bytes relative to a scope root, built from FUSE names that the kernel already
+split on '/' (no NUL, never '.' or '..'); fs checks their length. Nothing here knows FUSE.
 """
 
 from __future__ import annotations
