@@ -351,7 +351,7 @@ class Operations(pyfuse3.Operations):
         st = self.store.lstat(scope, path)
         if policy.refused_file_type(st.st_mode):
             raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
-        node = self.inodes.node_for(scope, path, view)
+        node = self.inodes.node_for(scope, path, view, st.st_ino)
         self.inodes.remember(node)
         return self._attrs(node, st, timeout)
 
@@ -592,11 +592,12 @@ class Operations(pyfuse3.Operations):
             self.opens.give(ctx.uid)
             raise
         self.quotas.add(scope, files=1)
-        node = self.inodes.node_for(scope, path)
+        st = os.fstat(fd)
+        node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
         self.inodes.remember(node)
         info = self._open_handle(node, fd, flags, ctx.uid)
         self._files[fd].dirty = True
-        return info, self._attrs(node, os.fstat(fd), _entry_timeout(parent_inode))
+        return info, self._attrs(node, st, _entry_timeout(parent_inode))
 
     @guarded
     async def read(self, fh, off, size):
@@ -832,7 +833,7 @@ class Operations(pyfuse3.Operations):
                     st = self.store.lstat(scope, path)
                 except FileNotFoundError:
                     continue
-            node = self.inodes.node_for(scope, path, d.view)
+            node = self.inodes.node_for(scope, path, d.view, st.st_ino)
             attrs = self._attrs(node, st, 0 if d.is_root else CACHE_TIMEOUT)
             if not pyfuse3.readdir_reply(token, name, attrs, d.pos):
                 self.inodes.drop_if_unused(node)

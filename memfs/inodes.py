@@ -4,7 +4,12 @@ One inode per (scope, path, view): the kernel's page and attribute caches are ke
 inode and shared by every caller, so an inode must never stand for two files. A grant
 reader's view (.memfs/users/<owner>/...) gets inodes of its own: Linux keeps one name
 per directory inode, and a shared one would move the owner's cwd into the view.
-Inode numbers are never reused within a mount, so generation stays 0.
+
+A node's number comes from its backing file's inode number, so `st_ino` stays the same
+for the file's whole life: across renames, the kernel forgetting it (memory pressure,
+drop_caches) and remounts, as tools that key on (dev, ino) expect. Only when that number
+is still held by another node the kernel knows (a backing inode reused while an old one
+is open) does a node get a number of its own, from a range no backing number reaches.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from .policy import Scope
 
 ROOT_INODE = 1  # the per-caller private root; it has no fixed scope
 FIRST_DYNAMIC_INODE = 1000  # below: fixed inodes of the control tree
+BACKING_BASE = 1 << 20  # inode = BACKING_BASE + backing st_ino (+ VIEW_BIT in a grant view)
+VIEW_BIT = 1 << 40
+OWN_BASE = 1 << 42  # numbers of nodes that cannot use their backing one (query inodes: 1 << 41)
 
 
 @dataclass(slots=True, eq=False)
@@ -34,7 +42,7 @@ class InodeTable:
         self._by_ino: dict[int, Node] = {}
         # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
         self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
-        self._next = FIRST_DYNAMIC_INODE
+        self._next = OWN_BASE
 
     def __len__(self) -> int:
         return len(self._by_ino)
@@ -45,16 +53,23 @@ class InodeTable:
     def find(self, scope: Scope, path: bytes, view: bool = False) -> Node | None:
         return self._by_key.get(scope, {}).get((path, view))
 
-    def node_for(self, scope: Scope, path: bytes, view: bool = False) -> Node:
+    def node_for(self, scope: Scope, path: bytes, view: bool = False, backing_ino: int | None = None) -> Node:
         """The node of a live (scope, path), made on first sight."""
         keys = self._by_key.setdefault(scope, {})
         node = keys.get((path, view))
         if node is None:
-            node = Node(self._next, scope, path, view=view)
-            self._next += 1
+            node = Node(self._number(backing_ino, view), scope, path, view=view)
             self._by_ino[node.ino] = node
             keys[(path, view)] = node
         return node
+
+    def _number(self, backing_ino: int | None, view: bool) -> int:
+        if backing_ino is not None and 0 < backing_ino < VIEW_BIT - BACKING_BASE:
+            ino = BACKING_BASE + backing_ino + (VIEW_BIT if view else 0)
+            if ino not in self._by_ino:
+                return ino
+        self._next += 1
+        return self._next
 
     def remember(self, node: Node, count: int = 1) -> None:
         """The kernel got a reference to this node (lookup, create, readdirplus)."""

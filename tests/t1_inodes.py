@@ -47,3 +47,18 @@ def test_rename_over_a_name_unlinks_what_was_there():
     t.remember(dst)
     t.moved(A, b"a", A, b"b", False)
     assert t.find(A, b"b") is src and dst.unlinked and t.get(dst.ino) is dst
+
+
+def test_numbers_follow_the_backing_inode_and_never_collide():
+    t = InodeTable()
+    n = t.node_for(A, b"f", backing_ino=4242)
+    assert t.node_for(A, b"f", view=True, backing_ino=4242).ino != n.ino
+    t.remember(n)
+    t.forget(n.ino, 1)  # the kernel forgot it: the same file gets the same number again
+    assert t.get(n.ino) is None and t.node_for(A, b"f", backing_ino=4242).ino == n.ino
+    # A reused backing inode while the old node is still known: a number of its own.
+    old = t.node_for(A, b"old", backing_ino=77)
+    t.remember(old)
+    t.unlinked(A, b"old")
+    new = t.node_for(A, b"new", backing_ino=77)
+    assert new.ino != old.ino and t.get(old.ino) is old

@@ -213,3 +213,22 @@ def test_files_on_disk_as_written(mnt):
     assert (mnt.backing("alice") / "notes" / "x.md").read_text() == "---\nname: x\n---\nbody"
     bob = mnt.backing("bob")
     assert not bob.exists() or not any(bob.iterdir())
+
+
+def test_st_ino_is_stable_for_a_files_life(mnt):
+    # st_ino changed after any cache drop and after a refused rename: tools keyed on
+    # (dev, ino) (rsync, tar -g, git's index, editors) saw a new file each time.
+    mnt.sh(ALICE, "mkdir -p a b && echo x > a/x && echo y > b/y && chmod 500 a")
+    ino = mnt.sh(ALICE, "stat -c %i a/x").stdout
+    assert mnt.sh(ALICE, "mv -T b/y a/x", check=False).returncode != 0  # refused: a is 0500
+    assert mnt.sh(ALICE, "stat -c %i a/x").stdout == ino
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")
+    assert mnt.sh(ALICE, "stat -c %i a/x").stdout == ino
+    mnt.sh(ALICE, "chmod 700 a && mv a/x a/z")
+    assert mnt.sh(ALICE, "stat -c %i a/z").stdout == ino
+    mnt.restart()
+    assert mnt.sh(ALICE, "stat -c %i a/z").stdout == ino
+    # Unique among live files.
+    inos = mnt.sh(ALICE, "stat -c %i a a/z b").stdout.split()
+    assert len(set(inos)) == len(inos)
