@@ -759,7 +759,7 @@ class Operations(pyfuse3.Operations):
     async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
         if not stat.S_ISDIR(st.st_mode):
             return Usage(st.st_size, 1)
-        u = await trio.to_thread.run_sync(count_tree, self.store.path(scope, path))
+        u = await trio.to_thread.run_sync(count_tree, self.store.root_fd(scope), path)
         return Usage(u.bytes, u.files + 1)
 
     @guarded
@@ -853,7 +853,7 @@ class Operations(pyfuse3.Operations):
         d = self._dirs.get(fh)
         if d is None or d.scope is None:
             return
-        fd = os.open(self.store.path(d.scope, d.path), os.O_RDONLY | os.O_DIRECTORY)
+        fd = self.store.open_dir(d.scope, d.path)
         try:
             await trio.to_thread.run_sync(os.fsync, fd)
         finally:

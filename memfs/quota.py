@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import stat
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import trio
 from pyfuse3 import FUSEError
 
 from .config import Limits
+from .index.scan import walk_tree
 from .policy import Kind, Scope
 from .store import Store
 
@@ -29,27 +29,13 @@ class Usage:
     files: int = 0  # files and folders
 
 
-def count_tree(root: bytes) -> Usage:
+def count_tree(root_fd: int, top: bytes = b"") -> Usage:
     """Bytes (apparent size) and entries below a folder; what vanishes meanwhile is skipped."""
     u = Usage()
-    stack = [root]
-    while stack:
-        top = stack.pop()
-        try:
-            it = os.scandir(top)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with it:
-            for e in it:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                u.files += 1
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(e.path)
-                else:
-                    u.bytes += st.st_size
+    for _rel, st in walk_tree(root_fd, top):
+        u.files += 1
+        if not stat.S_ISDIR(st.st_mode):
+            u.bytes += st.st_size
     return u
 
 
@@ -76,7 +62,7 @@ class Quotas:
             else:
                 done = self._counting[scope] = trio.Event()
                 try:
-                    root = self.store.path(scope, b"")
+                    root = self.store.root_fd(scope)
                     self._usage[scope] = await trio.to_thread.run_sync(count_tree, root)
                 finally:
                     del self._counting[scope]

@@ -22,11 +22,14 @@ _NOT_PASSED = os.O_DIRECT
 
 
 class Store:
+    """Every call works relative to a directory fd of its scope's root (openat, renameat,
+    ...): a path that fits PATH_MAX for the caller fits for memfs too, wherever DATA/ lives."""
+
     def __init__(self, data: Path, max_file_bytes: int):
         self.data = data
         self.max_file_bytes = max_file_bytes
         self._root = os.fsencode(data)
-        self._scope_roots: dict[Scope, bytes] = {}
+        self._scope_fds: dict[Scope, int] = {}
 
     # -- layout ---------------------------------------------------------------
     @staticmethod
@@ -37,18 +40,20 @@ class Store:
         for sub in TOP_DIRS:
             (data / sub).mkdir(mode=0o700, exist_ok=True)
 
-    def scope_root(self, scope: Scope) -> bytes:
-        root = self._scope_roots.get(scope)
-        if root is None:
+    def root_fd(self, scope: Scope) -> int:
+        """A directory fd of the scope's folder, made on first use (new users need no set-up)."""
+        fd = self._scope_fds.get(scope)
+        if fd is None:
             root = b"/".join((self._root, SCOPE_DIRS[scope.kind], os.fsencode(scope.name)))
-            # A scope's folder is created on first use, so new users need no set-up.
             os.makedirs(root, mode=0o700, exist_ok=True)
-            self._scope_roots[scope] = root
-        return root
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+            self._scope_fds[scope] = fd
+        return fd
 
-    def path(self, scope: Scope, rel: bytes) -> bytes:
-        root = self.scope_root(scope)
-        return root + b"/" + rel if rel else root
+    def close(self) -> None:
+        for fd in self._scope_fds.values():
+            os.close(fd)
+        self._scope_fds.clear()
 
     def locate(self, backing: bytes) -> tuple[Scope, bytes] | None:
         """A backing path under DATA/ -> (scope, relative path), or None."""
@@ -65,41 +70,50 @@ class Store:
 
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        return os.lstat(self.path(scope, rel))
+        return os.stat(rel or b".", dir_fd=self.root_fd(scope), follow_symlinks=False)
+
+    def open_dir(self, scope: Scope, rel: bytes) -> int:
+        return os.open(rel or b".", os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=self.root_fd(scope))
 
     def iterdir(self, scope: Scope, rel: bytes):
         """(name, stat) of the files and folders in a folder, read as they are asked for:
         a listing of any size costs one directory fd and a few entries of memory."""
-        with os.scandir(self.path(scope, rel)) as it:
-            for e in it:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # removed between readdir and stat
-                if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-                    yield e.name, st
+        fd = self.open_dir(scope, rel)
+        try:
+            with os.scandir(fd) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # removed between readdir and stat
+                    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                        yield os.fsencode(e.name), st
+        finally:
+            os.close(fd)
 
     def statvfs(self) -> os.statvfs_result:
         return os.statvfs(self._root)
 
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
-        return os.open(self.path(scope, rel), (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW)
+        flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
+        return os.open(rel or b".", flags, dir_fd=self.root_fd(scope))
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
-        return os.open(self.path(scope, rel), (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW, mode)
+        flags = (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW
+        return os.open(rel, flags, mode, dir_fd=self.root_fd(scope))
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
-        os.mkdir(self.path(scope, rel), mode)
+        os.mkdir(rel, mode, dir_fd=self.root_fd(scope))
 
     def unlink(self, scope: Scope, rel: bytes) -> None:
-        os.unlink(self.path(scope, rel))
+        os.unlink(rel, dir_fd=self.root_fd(scope))
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
-        os.rmdir(self.path(scope, rel))
+        os.rmdir(rel, dir_fd=self.root_fd(scope))
 
     def rename(self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes) -> None:
-        os.rename(self.path(src, src_rel), self.path(dst, dst_rel))
+        os.rename(src_rel, dst_rel, src_dir_fd=self.root_fd(src), dst_dir_fd=self.root_fd(dst))
 
     def check_size(self, size: int) -> None:
         if size > self.max_file_bytes:
@@ -114,15 +128,19 @@ class Store:
             os.close(fd)
 
     def chmod(self, scope: Scope, rel: bytes, mode: int) -> None:
-        os.chmod(self.path(scope, rel), mode, follow_symlinks=False)
+        # Through an fd: Linux has no fchmodat that refuses a symlink.
+        fd = self.open(scope, rel, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def touch_ctime(self, scope: Scope, rel: bytes) -> None:
-        os.chown(self.path(scope, rel), -1, -1, follow_symlinks=False)
+        os.chown(rel or b".", -1, -1, dir_fd=self.root_fd(scope), follow_symlinks=False)
 
     def utime(self, scope: Scope, rel: bytes, atime_ns: int | None, mtime_ns: int | None) -> None:
-        path = self.path(scope, rel)
         if atime_ns is None or mtime_ns is None:
-            st = os.lstat(path)
+            st = self.lstat(scope, rel)
             atime_ns = st.st_atime_ns if atime_ns is None else atime_ns
             mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
-        os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+        os.utime(rel or b".", ns=(atime_ns, mtime_ns), dir_fd=self.root_fd(scope), follow_symlinks=False)

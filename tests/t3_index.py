@@ -12,6 +12,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memfs import layout
 from memfs.index import Index, IndexUnavailable, service
 from memfs.policy import Kind, Scope
 from memfs.store import Store
@@ -27,8 +28,14 @@ def index(tmp_path):
     ix.close()
 
 
+def backing(ix, scope: Scope, rel: bytes = b"") -> bytes:
+    root = os.fsencode(layout.scope_dir(ix.data, scope))
+    os.makedirs(root, exist_ok=True)
+    return root + b"/" + rel if rel else root
+
+
 def write(ix, rel: bytes, text: str) -> None:
-    path = ix.store.path(ALICE, rel)
+    path = backing(ix, ALICE, rel)
     with open(path, "w") as f:
         f.write(text)
 
@@ -82,8 +89,7 @@ MALLORY = Scope(Kind.PRIVATE, "mallory")
 
 async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch):
     await index.reconcile()
-    index.store.path(MALLORY, b"")
-    with open(index.store.path(MALLORY, b"m.md"), "w") as f:
+    with open(backing(index, MALLORY, b"m.md"), "w") as f:
         f.write("mallory gerenuk")
     write(index, b"a.md", "alice gerenuk")
     real = index._apply_scope
@@ -110,19 +116,19 @@ async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch):
 
 
 async def test_reconcile_keeps_entries_below_a_folder_it_cannot_read(index, monkeypatch):
-    os.makedirs(index.store.path(ALICE, b"sub"))
+    os.makedirs(backing(index, ALICE, b"sub"))
     write(index, b"sub/k.md", "kept kinkajou")
     write(index, b"top.md", "top kinkajou")
     await index.reconcile()
-    real = os.scandir
+    real = os.open
 
-    def scandir(path):
-        if os.fsencode(path).endswith(b"/sub"):
+    def open_(path, *args, **kw):
+        if path == b"sub":
             raise OSError(errno.EMFILE, "Too many open files")
-        return real(path)
+        return real(path, *args, **kw)
 
-    monkeypatch.setattr(os, "scandir", scandir)
-    os.unlink(index.store.path(ALICE, b"top.md"))
+    monkeypatch.setattr(os, "open", open_)
+    os.unlink(backing(index, ALICE, b"top.md"))
     counts = await index.reconcile()
     assert counts["dropped"] == 1  # top.md is really gone; sub/k.md is only unreadable
     assert [h.relpath for h in (await index.search([ALICE], "kinkajou"))[0]] == ["sub/k.md"]
@@ -131,11 +137,11 @@ async def test_reconcile_keeps_entries_below_a_folder_it_cannot_read(index, monk
 async def test_folder_moves_use_no_regex_and_any_path_length(index):
     await index.reconcile()
     deep = b"/".join([b"d" * 250] * 6)  # ~1,500 bytes: past Tantivy's regex size limit
-    os.makedirs(index.store.path(ALICE, b"a/" + deep))
+    os.makedirs(backing(index, ALICE, b"a/" + deep))
     write(index, b"a/" + deep + b"/n.md", "deep numbat")
     index.touch(ALICE, b"a/" + deep + b"/n.md")
     await index.flush()
-    os.rename(index.store.path(ALICE, b"a"), index.store.path(ALICE, b"b"))
+    os.rename(backing(index, ALICE, b"a"), backing(index, ALICE, b"b"))
     index.moved(ALICE, b"a", ALICE, b"b", True)
     await index.flush()
     hits, total = await index.search([ALICE], "numbat")

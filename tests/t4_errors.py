@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import ALICE, BOB
+from t4_search import search
 
 ERRNO_OF = """
 import errno, os, sys
@@ -144,3 +145,29 @@ def test_unknown_uids_deny(make_mount):
     assert res.returncode != 0 and "Permission denied" in res.stderr
     assert m.sh(ALICE, "cat a.md").stdout == "mine\n"
     assert sorted(p.name for p in m.data.joinpath("private").iterdir()) == ["alice"]
+
+
+def test_paths_up_to_path_max_work_wherever_data_lives(mnt):
+    # memfs worked on DATA/private/<user>/<path>: a relative path under 4096 bytes failed
+    # with ENAMETOOLONG once the data dir's prefix was added (ext4 takes it).
+    out = mnt.py(
+        ALICE,
+        """
+        import os
+        top = "/".join(["d" * 250] * 15 + ["e" * 200])
+        os.makedirs(top)
+        name = top + "/" + "f" * 117 + ".md"
+        print(len(name))
+        with open(name, "w") as f:
+            f.write("---\\nname: deep\\ndescription: d\\ntype: user\\n---\\nfar down aardvark\\n")
+        print(open(name).read().split()[-1], os.stat(name).st_size)
+        os.rename(name, top + "/g.md")
+        print(sorted(os.listdir(top)))
+        """,
+    )
+    length, content, listing = out.stdout.splitlines()
+    assert int(length) == 4086 and content.split()[0] == "aardvark" and listing == "['g.md']"
+    found = search(mnt, ALICE, "aardvark")
+    assert "g.md" in found
+    mnt.run(ALICE, ["rm", "-r", "d" * 250])
+    assert "Warning" not in mnt.log() and " WARNING " not in mnt.log()

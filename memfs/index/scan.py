@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,12 @@ from .. import layout
 from ..policy import Scope
 from .schema import doc_key, is_entry
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-def walk_entries(root: bytes, top: bytes = b"", unreadable: list | None = None) -> Iterator:
-    """(path relative to root, stat) of every *.md file at or below root/top.
+
+def walk_tree(root_fd: int, top: bytes = b"", unreadable: list | None = None) -> Iterator:
+    """(path relative to root_fd, stat) of every file and folder below root/top; paths are
+    opened relative to root_fd, so their length counts from the scope, not from /.
 
     A folder that vanishes while walking is skipped. One that cannot be read (EACCES,
     EMFILE, EIO) is added to `unreadable` (or raises without it): the entries below it
@@ -23,7 +27,7 @@ def walk_entries(root: bytes, top: bytes = b"", unreadable: list | None = None) 
     while stack:
         rel = stack.pop()
         try:
-            it = os.scandir(root + b"/" + rel if rel else root)
+            fd = os.open(rel or b".", _DIR, dir_fd=root_fd)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 continue
@@ -31,16 +35,27 @@ def walk_entries(root: bytes, top: bytes = b"", unreadable: list | None = None) 
                 raise
             unreadable.append(rel)
             continue
-        with it:
-            for e in it:
-                child = rel + b"/" + e.name if rel else e.name
-                try:
-                    if e.is_dir(follow_symlinks=False):
+        try:
+            with os.scandir(fd) as it:
+                for e in it:
+                    name = os.fsencode(e.name)
+                    child = rel + b"/" + name if rel else name
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
                         stack.append(child)
-                    elif is_entry(e.name) and e.is_file(follow_symlinks=False):
-                        yield child, e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
+                    yield child, st
+        finally:
+            os.close(fd)
+
+
+def walk_entries(root_fd: int, top: bytes = b"", unreadable: list | None = None) -> Iterator:
+    """(path, stat) of every *.md regular file at or below root/top."""
+    for rel, st in walk_tree(root_fd, top, unreadable):
+        if stat.S_ISREG(st.st_mode) and is_entry(rel):
+            yield rel, st
 
 
 @dataclass
@@ -62,9 +77,16 @@ def scan_entries(data: Path, scopes: list[Scope] | None = None) -> Scan:
     """Every *.md file of these scopes (default: every scope under DATA/)."""
     scan = Scan()
     for scope in layout.scopes_in(data) if scopes is None else scopes:
+        try:
+            root = os.open(layout.scope_dir(data, scope), _DIR)
+        except FileNotFoundError:
+            continue  # the scope's folder is gone: so are its entries
         bad: list[bytes] = []
-        for child, st in walk_entries(os.fsencode(layout.scope_dir(data, scope)), b"", bad):
-            scan.found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
+        try:
+            for child, st in walk_entries(root, b"", bad):
+                scan.found[doc_key(scope, child)] = (scope, child, st.st_mtime_ns, st.st_size)
+        finally:
+            os.close(root)
         if bad:
             scan.unreadable[scope] = bad
     return scan

@@ -291,7 +291,7 @@ class Index:
                 rows.append(("DELETE FROM manifest WHERE key >= ? AND key < ?", (lo, lo[:-1] + "0")))
                 continue
             if what == "index_tree":
-                for rel, _st in walk_entries(self.store.path(scope, b""), path, []):
+                for rel, _st in walk_entries(self.store.root_fd(scope), path, []):
                     ops.append(("index", rel))  # walked now: later ops of this batch see them
                 continue
             key = doc_key(scope, path)
