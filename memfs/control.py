@@ -21,6 +21,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 from . import context as ctx_mod
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, display_path
+from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
 from .policy import Kind, Principal, Scope, readable_scopes
 from .store import Store
 
@@ -36,7 +37,7 @@ STATUS = 10  # status: everything wrong, one line each
 REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
 
 _FIRST_HANDLE = 1 << 40  # far above any fd, which the files' handles use
-_FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query
+_FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query (below OWN_BASE)
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
 
@@ -98,7 +99,7 @@ class Control:
 
     # -- what fs.py asks ------------------------------------------------------
     def owns(self, ino: int) -> bool:
-        return 1 < ino < 1000 or ino >= _FIRST_QUERY_INODE
+        return 1 < ino < FIRST_DYNAMIC_INODE or _FIRST_QUERY_INODE <= ino < OWN_BASE
 
     def owns_handle(self, fh: int) -> bool:
         return fh >= _FIRST_HANDLE

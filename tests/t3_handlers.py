@@ -14,7 +14,7 @@ from pyfuse3 import EntryAttributes, FUSEError
 from memfs.config import parse
 from memfs.fs import Operations
 from memfs.identity import Identities
-from memfs.inodes import ROOT_INODE
+from memfs.inodes import OWN_BASE, ROOT_INODE
 from memfs.store import Store
 
 ALICE, BOB, CAROL, STRANGER = 1001, 1002, 1003, 4000123
@@ -398,3 +398,23 @@ async def test_forget_drops_the_inode(ops):
     assert await errno_of(ops.getattr(ino, ctx(ALICE))) == errno.ESTALE
     # Looked up again, the same file has the same number (it follows the backing inode).
     assert (await ops.lookup(ROOT_INODE, b"f.md", ctx(ALICE))).st_ino == ino
+
+
+async def test_a_file_whose_backing_number_is_taken_is_served_normally(ops, monkeypatch):
+    # ext4 reuses a freed inode number at once; while the kernel still knows the old node
+    # the new file gets a number of its own, which must not be taken for a control file
+    # (it was: EISDIR on open, EPERM on chmod).
+    real = ops.inodes._number
+    monkeypatch.setattr(ops.inodes, "_number", lambda backing, view: real(None, view))
+    fh, ino = await create(ops, ALICE, b"b.md")
+    assert ino >= OWN_BASE and not ops.control.owns(ino)
+    await ops.release(fh)
+    fi = await ops.open(ino, os.O_RDWR, ctx(ALICE))
+    assert await ops.write(fi.fh, 0, b"new") == 3
+    await ops.release(fi.fh)
+    attr = EntryAttributes()
+    attr.st_mode = 0o600
+    await ops.setattr(ino, attr, fields("mode"), None, ctx(ALICE))
+    assert (await ops.getattr(ino, ctx(ALICE))).st_size == 3
+    ops.forget([(ino, 1)])
+    assert await errno_of(ops.getattr(ino, ctx(ALICE))) == errno.ESTALE
