@@ -281,19 +281,32 @@ class Index:
             self._write_scope(scope, shard, w, ops)
         finally:
             self.shards.release(shard)
+        self.shards.recycle(shard)
 
     def _write_scope(self, scope: Scope, shard: Shard, w, ops: list[Op]) -> None:
+        """Folder deletes first, in order; then each file once, as it is on disk now. A
+        folder moved back and forth 1,000 times in one batch indexes its entries once."""
         rows: list[tuple[str, tuple]] = []
+        files: dict[bytes, str] = {}
+        trees_deleted: set[bytes] = set()
         for what, path in ops:
             if what == "delete_tree":
+                if path in trees_deleted:
+                    continue  # every delete stays in Tantivy's writer until it is closed
+                trees_deleted.add(path)
+                shard.deletes += 1
                 w.delete_documents_by_term("dirs", path_text(path))
                 lo = doc_key(scope, path) + "/"
                 rows.append(("DELETE FROM manifest WHERE key >= ? AND key < ?", (lo, lo[:-1] + "0")))
-                continue
-            if what == "index_tree":
+            elif what == "index_tree":
                 for rel, _st in walk_entries(self.store.root_fd(scope), path, []):
-                    ops.append(("index", rel))  # walked now: later ops of this batch see them
-                continue
+                    files.pop(rel, None)
+                    files[rel] = "index"
+            else:
+                files.pop(path, None)
+                files[path] = what
+        shard.deletes += len(files)
+        for path, what in files.items():
             key = doc_key(scope, path)
             w.delete_documents_by_term("key", key)
             row = None

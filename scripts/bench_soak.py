@@ -1,0 +1,150 @@
+"""Memory soak: does the daemon's RSS return near its start after tens of thousands of
+mixed operations? Run by `scripts/bench --soak` (as root; the work runs as uid 1001).
+
+Phases (each as uid 1001 through the mount): folder renames back and forth (empty, then
+holding .md entries), creates and unlinks of many files, .md writes that get indexed,
+and a mix of all of them. After each phase the daemon's RSS is read; at the end the
+kernel's caches are dropped (so it forgets every inode) and RSS is read again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+UID = 1001
+CONFIG = "users:\n  alice: {uid: 1001}\n"
+
+WORK = r"""
+import os, random, sys
+phase, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(1)
+os.makedirs("soak", exist_ok=True)
+os.chdir("soak")
+if phase == "rename_empty":
+    os.makedirs("a", exist_ok=True)
+    for i in range(n):
+        os.rename("a", "b"); os.rename("b", "a")
+elif phase == "rename_full":
+    os.makedirs("f/sub", exist_ok=True)
+    for i in range(20):
+        open(f"f/sub/n{i}.md", "w").write(f"---\nname: n{i}\ndescription: d\ntype: user\n---\nsoak {i}\n")
+    for i in range(n):
+        os.rename("f", "g"); os.rename("g", "f")
+elif phase == "create_unlink":
+    os.makedirs("c", exist_ok=True)
+    for i in range(n):
+        p = f"c/x{i % 500}.txt"
+        open(p, "w").write("x" * 100)
+        if i % 2:
+            os.unlink(p)
+elif phase == "md_writes":
+    os.makedirs("m", exist_ok=True)
+    for i in range(n):
+        open(f"m/e{i % 300}.md", "w").write(f"---\nname: e{i}\ndescription: d\ntype: user\n---\nbody {i}\n")
+elif phase == "mix":
+    os.makedirs("x/d0", exist_ok=True)
+    for i in range(n):
+        k = rnd.randrange(5)
+        d = f"x/d{rnd.randrange(20)}"
+        os.makedirs(d, exist_ok=True)
+        if k == 0:
+            open(f"{d}/f{rnd.randrange(50)}.md", "w").write(f"mix {i}")
+        elif k == 1:
+            for name in os.listdir(d)[:3]:
+                try: os.unlink(f"{d}/{name}")
+                except (FileNotFoundError, IsADirectoryError): pass
+        elif k == 2:
+            try: os.rename(d, f"x/d{rnd.randrange(20)}")
+            except OSError: pass
+        elif k == 3:
+            os.listdir(d)
+        else:
+            try: os.stat(f"{d}/f{rnd.randrange(50)}.md")
+            except FileNotFoundError: pass
+print("done")
+"""
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ops", type=int, default=4000, help="operations per phase (x2 for renames)")
+    ap.add_argument("--index", action=argparse.BooleanOptionalAction, default=True)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run as root (scripts/bench --soak)", file=sys.stderr)
+        return 2
+    base = Path(tempfile.mkdtemp(prefix="memfs-soak-"))
+    os.chmod(base, 0o755)
+    mnt, data = base / "mnt", base / "data"
+    mnt.mkdir()
+    os.chmod(mnt, 0o755)
+    (base / "config.yaml").write_text(CONFIG + ("" if args.index else "index: {enabled: false}\n"))
+    env = dict(
+        os.environ, MEMFS_RUN_DIR=str(base / "run"), PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO))
+    )
+    memfs = [sys.executable, "-m", "memfs"]
+    script = base / "work.py"
+    script.write_text(textwrap.dedent(WORK))
+    os.chmod(script, 0o644)
+    try:
+        subprocess.run(
+            [*memfs, "mount", str(mnt), "--data", str(data), "--config", str(base / "config.yaml")],
+            env=env,
+            cwd=base,
+            check=True,
+            timeout=120,
+        )
+        pid = int(next((base / "run").glob("*.pid")).read_text().split()[0])
+        rows = [("start", rss_kib(pid), 0.0)]
+        phases = ["rename_empty", "rename_full", "create_unlink", "md_writes", "mix"]
+        total = 0
+        for phase in phases:
+            t0 = time.perf_counter()
+            subprocess.run(
+                ["/usr/bin/python3", str(script), phase, str(args.ops)],
+                cwd=mnt,
+                user=UID,
+                group=UID,
+                extra_groups=[],
+                check=True,
+                timeout=3600,
+                stdout=subprocess.DEVNULL,
+            )
+            total += args.ops * (2 if phase.startswith("rename") else 1)
+            rows.append((phase, rss_kib(pid), time.perf_counter() - t0))
+        subprocess.run(["cat", str(mnt / ".memfs" / "status")], user=UID, group=UID, capture_output=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")
+        time.sleep(2)  # the kernel's forgets arrive asynchronously
+        rows.append(("drop_caches", rss_kib(pid), 0.0))
+        print(f"memfs soak: {total} operations as uid {UID}, index {'on' if args.index else 'off'}")
+        print(f"{'after':<15} {'RSS MiB':>8} {'seconds':>8}")
+        for name, kib, secs in rows:
+            print(f"{name:<15} {kib / 1024:8.1f} {secs:8.1f}")
+        start, end = rows[0][1], rows[-1][1]
+        print(f"RSS end/start: {end / start:.2f} ({(end - start) / 1024:+.1f} MiB)")
+    finally:
+        subprocess.run([*memfs, "umount", str(mnt)], env=env, cwd=base, capture_output=True, timeout=120)
+        subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
