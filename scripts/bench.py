@@ -1,6 +1,8 @@
 """The core workload on memfs, a native directory and bindfs, interleaved; prints ms per 1000
 files and the ratios memfs/native and memfs/bindfs. Run by scripts/bench (as root; the
-workload itself runs as a non-root uid)."""
+workload itself runs as a non-root uid). It measures whichever memfs is importable:
+PYTHONPATH=/old/checkout runs an older one (the daemon inherits the environment and runs from
+a neutral cwd)."""
 
 from __future__ import annotations
 
@@ -81,9 +83,14 @@ def main() -> int:
     data, cfg = base / "data", base / "config.yaml"
     cfg.write_text("index: {enabled: false}\n" if args.no_index else "")
     env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
+    # memfs runs from a neutral cwd (`python -m` puts the cwd first on sys.path, ahead of
+    # PYTHONPATH): an explicit PYTHONPATH picks the memfs to measure, else this checkout.
+    env.setdefault("PYTHONPATH", str(REPO))
     memfs = [sys.executable, "-m", "memfs"]
     try:
-        sh(*memfs, "mount", str(memfs_mnt), "--data", str(data), "--config", str(cfg), env=env)
+        where = sh(sys.executable, "-c", "import memfs; print(memfs.__file__)", env=env, cwd=base).stdout
+        print(f"memfs from {where.strip()}", file=sys.stderr)
+        sh(*memfs, "mount", str(memfs_mnt), "--data", str(data), "--config", str(cfg), env=env, cwd=base)
         # bindfs as admins use it today: a root-owned directory re-owned to the user.
         sh(
             "bindfs",
@@ -136,7 +143,7 @@ def main() -> int:
         return 0
     finally:
         subprocess.run(["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
-        subprocess.run([*memfs, "umount", str(memfs_mnt)], capture_output=True, env=env)
+        subprocess.run([*memfs, "umount", str(memfs_mnt)], capture_output=True, env=env, cwd=base)
         subprocess.run(["fusermount3", "-uz", str(memfs_mnt)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
