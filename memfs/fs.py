@@ -30,7 +30,7 @@ from .identity import Identities
 from .index import Index
 from .inodes import ROOT_INODE, InodeTable, Node
 from .policy import Access, Kind, Principal, Scope
-from .quota import OpenCounts, Quotas, Usage, count_tree
+from .quota import OpenCounts, Quotas, Usage
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -759,7 +759,7 @@ class Operations(pyfuse3.Operations):
     async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
         if not stat.S_ISDIR(st.st_mode):
             return Usage(st.st_size, 1)
-        u = await trio.to_thread.run_sync(count_tree, self.store.root_fd(scope), path)
+        u = await trio.to_thread.run_sync(self.quotas.count, scope, path)
         return Usage(u.bytes, u.files + 1)
 
     @guarded

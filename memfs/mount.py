@@ -243,6 +243,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         pyfuse3.close(unmount=True)
         if index is not None:
             index.close()
+        store.close()
         try:
             pid_path.unlink()
         except OSError:

@@ -46,6 +46,11 @@ class Quotas:
         self._usage: dict[Scope, Usage] = {}
         self._counting: dict[Scope, trio.Event] = {}
 
+    def count(self, scope: Scope, top: bytes) -> Usage:
+        """Count a folder of a scope (in a worker thread)."""
+        with self.store.at(scope) as root:
+            return count_tree(root, top)
+
     def caps(self, scope: Scope) -> Usage:
         lim = self.limits
         if scope.kind is Kind.TEAM:
@@ -62,8 +67,7 @@ class Quotas:
             else:
                 done = self._counting[scope] = trio.Event()
                 try:
-                    root = self.store.root_fd(scope)
-                    self._usage[scope] = await trio.to_thread.run_sync(count_tree, root)
+                    self._usage[scope] = await trio.to_thread.run_sync(self.count, scope, b"")
                 finally:
                     del self._counting[scope]
                     done.set()

@@ -9,6 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
@@ -19,6 +23,7 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 # The kernel already bypasses its page cache for a caller's O_DIRECT, but hands memfs
 # unaligned buffers: a backing fd opened O_DIRECT would answer them with EINVAL.
 _NOT_PASSED = os.O_DIRECT
+MAX_ROOT_FDS = 256
 
 
 class Store:
@@ -29,7 +34,10 @@ class Store:
         self.data = data
         self.max_file_bytes = max_file_bytes
         self._root = os.fsencode(data)
-        self._scope_fds: dict[Scope, int] = {}
+        # scope -> [fd, users]: at most MAX_ROOT_FDS kept open (a thousand users must not
+        # hold a thousand fds); one in use by any thread is never closed under it.
+        self._roots: OrderedDict[Scope, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     # -- layout ---------------------------------------------------------------
     @staticmethod
@@ -40,20 +48,32 @@ class Store:
         for sub in TOP_DIRS:
             (data / sub).mkdir(mode=0o700, exist_ok=True)
 
-    def root_fd(self, scope: Scope) -> int:
-        """A directory fd of the scope's folder, made on first use (new users need no set-up)."""
-        fd = self._scope_fds.get(scope)
-        if fd is None:
-            root = b"/".join((self._root, SCOPE_DIRS[scope.kind], os.fsencode(scope.name)))
-            os.makedirs(root, mode=0o700, exist_ok=True)
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
-            self._scope_fds[scope] = fd
-        return fd
+    @contextmanager
+    def at(self, scope: Scope) -> Iterator[int]:
+        """A directory fd of the scope's folder for the duration of the block, the folder
+        made on first use (new users need no set-up)."""
+        with self._lock:
+            entry = self._roots.get(scope)
+            if entry is None:
+                root = b"/".join((self._root, SCOPE_DIRS[scope.kind], os.fsencode(scope.name)))
+                os.makedirs(root, mode=0o700, exist_ok=True)
+                entry = self._roots[scope] = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW), 0]
+            self._roots.move_to_end(scope)
+            entry[1] += 1
+            idle = [s for s, e in self._roots.items() if not e[1]][: len(self._roots) - MAX_ROOT_FDS]
+            for old in idle:
+                os.close(self._roots.pop(old)[0])
+        try:
+            yield entry[0]
+        finally:
+            with self._lock:
+                entry[1] -= 1
 
     def close(self) -> None:
-        for fd in self._scope_fds.values():
-            os.close(fd)
-        self._scope_fds.clear()
+        with self._lock:
+            for fd, _users in self._roots.values():
+                os.close(fd)
+            self._roots.clear()
 
     def locate(self, backing: bytes) -> tuple[Scope, bytes] | None:
         """A backing path under DATA/ -> (scope, relative path), or None."""
@@ -70,10 +90,12 @@ class Store:
 
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        return os.stat(rel or b".", dir_fd=self.root_fd(scope), follow_symlinks=False)
+        with self.at(scope) as root:
+            return os.stat(rel or b".", dir_fd=root, follow_symlinks=False)
 
     def open_dir(self, scope: Scope, rel: bytes) -> int:
-        return os.open(rel or b".", os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=self.root_fd(scope))
+        with self.at(scope) as root:
+            return os.open(rel or b".", os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=root)
 
     def iterdir(self, scope: Scope, rel: bytes):
         """(name, stat) of the files and folders in a folder, read as they are asked for:
@@ -97,23 +119,29 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
-        return os.open(rel or b".", flags, dir_fd=self.root_fd(scope))
+        with self.at(scope) as root:
+            return os.open(rel or b".", flags, dir_fd=root)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
         flags = (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW
-        return os.open(rel, flags, mode, dir_fd=self.root_fd(scope))
+        with self.at(scope) as root:
+            return os.open(rel, flags, mode, dir_fd=root)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
-        os.mkdir(rel, mode, dir_fd=self.root_fd(scope))
+        with self.at(scope) as root:
+            os.mkdir(rel, mode, dir_fd=root)
 
     def unlink(self, scope: Scope, rel: bytes) -> None:
-        os.unlink(rel, dir_fd=self.root_fd(scope))
+        with self.at(scope) as root:
+            os.unlink(rel, dir_fd=root)
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
-        os.rmdir(rel, dir_fd=self.root_fd(scope))
+        with self.at(scope) as root:
+            os.rmdir(rel, dir_fd=root)
 
     def rename(self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes) -> None:
-        os.rename(src_rel, dst_rel, src_dir_fd=self.root_fd(src), dst_dir_fd=self.root_fd(dst))
+        with self.at(src) as src_root, self.at(dst) as dst_root:
+            os.rename(src_rel, dst_rel, src_dir_fd=src_root, dst_dir_fd=dst_root)
 
     def check_size(self, size: int) -> None:
         if size > self.max_file_bytes:
@@ -136,11 +164,13 @@ class Store:
             os.close(fd)
 
     def touch_ctime(self, scope: Scope, rel: bytes) -> None:
-        os.chown(rel or b".", -1, -1, dir_fd=self.root_fd(scope), follow_symlinks=False)
+        with self.at(scope) as root:
+            os.chown(rel or b".", -1, -1, dir_fd=root, follow_symlinks=False)
 
     def utime(self, scope: Scope, rel: bytes, atime_ns: int | None, mtime_ns: int | None) -> None:
         if atime_ns is None or mtime_ns is None:
             st = self.lstat(scope, rel)
             atime_ns = st.st_atime_ns if atime_ns is None else atime_ns
             mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
-        os.utime(rel or b".", ns=(atime_ns, mtime_ns), dir_fd=self.root_fd(scope), follow_symlinks=False)
+        with self.at(scope) as root:
+            os.utime(rel or b".", ns=(atime_ns, mtime_ns), dir_fd=root, follow_symlinks=False)

@@ -299,7 +299,9 @@ class Index:
                 lo = doc_key(scope, path) + "/"
                 rows.append(("DELETE FROM manifest WHERE key >= ? AND key < ?", (lo, lo[:-1] + "0")))
             elif what == "index_tree":
-                for rel, _st in walk_entries(self.store.root_fd(scope), path, []):
+                with self.store.at(scope) as root:
+                    walked = [rel for rel, _st in walk_entries(root, path, [])]
+                for rel in walked:
                     files.pop(rel, None)
                     files[rel] = "index"
             else:
