@@ -44,7 +44,15 @@ VIEW_TIMEOUT = 1.0
 _FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: lookup of this name fails inside
 
 # errnos that are a normal answer, not an event worth a log line above debug
-_QUIET = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR, errno.ENODATA}
+_QUIET = {
+    errno.ENOENT,
+    errno.EEXIST,
+    errno.ENOTEMPTY,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENODATA,
+    errno.ENAMETOOLONG,  # the caller's name or path: an answer, not an event
+}
 
 
 _TRACE = [False]  # set by enable_trace(): one debug line per handler call
