@@ -26,6 +26,34 @@ _NOT_PASSED = os.O_DIRECT
 MAX_ROOT_FDS = 256
 
 
+LONG_PATH = 3072  # longer relative paths are reached by hops (a syscall takes < 4096 bytes)
+_HOP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@contextmanager
+def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
+    """(fd, name) with `name` short enough for one syscall: a long path is reached by
+    opening whole leading components a few thousand bytes at a time. A caller's path is
+    limited by PATH_MAX from its own cwd, not from the scope's root, so memfs's may be
+    longer than PATH_MAX."""
+    if len(rel) < LONG_PATH:
+        yield dir_fd, rel or b"."
+        return
+    hops = []
+    try:
+        while len(rel) >= LONG_PATH:
+            cut = rel.rfind(b"/", 0, LONG_PATH)
+            if cut <= 0:
+                raise OSError(errno.ENAMETOOLONG, "File name too long")
+            dir_fd = os.open(rel[:cut], _HOP, dir_fd=dir_fd)
+            hops.append(dir_fd)
+            rel = rel[cut + 1 :]
+        yield dir_fd, rel
+    finally:
+        for fd in hops:
+            os.close(fd)
+
+
 class Store:
     """Every call works relative to a directory fd of its scope's root (openat, renameat,
     ...): a path that fits PATH_MAX for the caller fits for memfs too, wherever DATA/ lives."""
@@ -69,6 +97,12 @@ class Store:
             with self._lock:
                 entry[1] -= 1
 
+    @contextmanager
+    def place(self, scope: Scope, rel: bytes) -> Iterator[tuple[int, bytes]]:
+        """(directory fd, name relative to it) for a path of a scope, for an *at() call."""
+        with self.at(scope) as root, beneath(root, rel) as where:
+            yield where
+
     def close(self) -> None:
         with self._lock:
             for fd, _users in self._roots.values():
@@ -90,12 +124,12 @@ class Store:
 
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        with self.at(scope) as root:
-            return os.stat(rel or b".", dir_fd=root, follow_symlinks=False)
+        with self.place(scope, rel) as (where, name):
+            return os.stat(name, dir_fd=where, follow_symlinks=False)
 
     def open_dir(self, scope: Scope, rel: bytes) -> int:
-        with self.at(scope) as root:
-            return os.open(rel or b".", os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=root)
+        with self.place(scope, rel) as (where, name):
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=where)
 
     def iterdir(self, scope: Scope, rel: bytes):
         """(name, stat) of the files and folders in a folder, read as they are asked for:
@@ -119,29 +153,29 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
-        with self.at(scope) as root:
-            return os.open(rel or b".", flags, dir_fd=root)
+        with self.place(scope, rel) as (where, name):
+            return os.open(name, flags, dir_fd=where)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
         flags = (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW
-        with self.at(scope) as root:
-            return os.open(rel, flags, mode, dir_fd=root)
+        with self.place(scope, rel) as (where, name):
+            return os.open(name, flags, mode, dir_fd=where)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
-        with self.at(scope) as root:
-            os.mkdir(rel, mode, dir_fd=root)
+        with self.place(scope, rel) as (where, name):
+            os.mkdir(name, mode, dir_fd=where)
 
     def unlink(self, scope: Scope, rel: bytes) -> None:
-        with self.at(scope) as root:
-            os.unlink(rel, dir_fd=root)
+        with self.place(scope, rel) as (where, name):
+            os.unlink(name, dir_fd=where)
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
-        with self.at(scope) as root:
-            os.rmdir(rel, dir_fd=root)
+        with self.place(scope, rel) as (where, name):
+            os.rmdir(name, dir_fd=where)
 
     def rename(self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes) -> None:
-        with self.at(src) as src_root, self.at(dst) as dst_root:
-            os.rename(src_rel, dst_rel, src_dir_fd=src_root, dst_dir_fd=dst_root)
+        with self.place(src, src_rel) as (a, a_name), self.place(dst, dst_rel) as (b, b_name):
+            os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
 
     def check_size(self, size: int) -> None:
         if size > self.max_file_bytes:
@@ -164,13 +198,13 @@ class Store:
             os.close(fd)
 
     def touch_ctime(self, scope: Scope, rel: bytes) -> None:
-        with self.at(scope) as root:
-            os.chown(rel or b".", -1, -1, dir_fd=root, follow_symlinks=False)
+        with self.place(scope, rel) as (where, name):
+            os.chown(name, -1, -1, dir_fd=where, follow_symlinks=False)
 
     def utime(self, scope: Scope, rel: bytes, atime_ns: int | None, mtime_ns: int | None) -> None:
         if atime_ns is None or mtime_ns is None:
             st = self.lstat(scope, rel)
             atime_ns = st.st_atime_ns if atime_ns is None else atime_ns
             mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
-        with self.at(scope) as root:
-            os.utime(rel or b".", ns=(atime_ns, mtime_ns), dir_fd=root, follow_symlinks=False)
+        with self.place(scope, rel) as (where, name):
+            os.utime(name, ns=(atime_ns, mtime_ns), dir_fd=where, follow_symlinks=False)

@@ -171,3 +171,29 @@ def test_paths_up_to_path_max_work_wherever_data_lives(mnt):
     assert "g.md" in found
     mnt.run(ALICE, ["rm", "-r", "d" * 250])
     assert "Warning" not in mnt.log() and " WARNING " not in mnt.log()
+
+
+def test_paths_past_path_max_below_the_scope_root(mnt):
+    # A caller's path is limited from its own cwd: by cd-ing down, a tree can grow far past
+    # 4096 bytes from the scope's root, as on ext4. memfs reaches such paths in hops.
+    out = mnt.py(
+        ALICE,
+        """
+        import os
+        for i in range(40):  # 40 x 251 bytes: ~10 KB below the root
+            os.mkdir("d" * 250)
+            os.chdir("d" * 250)
+        with open("deep.md", "w") as f:
+            f.write("---\\nname: deep\\ndescription: d\\ntype: user\\n---\\nvery deep okapi\\n")
+        os.rename("deep.md", "deeper.md")
+        os.chmod("deeper.md", 0o640)
+        os.utime("deeper.md", (1, 2))
+        st = os.stat("deeper.md")
+        print(open("deeper.md").read().split()[-1], os.listdir("."), oct(st.st_mode & 0o777), st.st_mtime)
+        """,
+    )
+    assert out.stdout.split() == ["okapi", "['deeper.md']", "0o600", "2.0"]
+    found = search(mnt, ALICE, "okapi")
+    assert "deeper.md" in found
+    mnt.run(ALICE, ["rm", "-r", "d" * 250])
+    assert mnt.sh(ALICE, "ls -A").stdout == ""

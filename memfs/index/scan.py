@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import layout
 from ..policy import Scope
+from ..store import beneath
 from .schema import doc_key, is_entry
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -27,7 +28,8 @@ def walk_tree(root_fd: int, top: bytes = b"", unreadable: list | None = None) ->
     while stack:
         rel = stack.pop()
         try:
-            fd = os.open(rel or b".", _DIR, dir_fd=root_fd)
+            with beneath(root_fd, rel) as (where, name):
+                fd = os.open(name, _DIR, dir_fd=where)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 continue
