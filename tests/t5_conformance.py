@@ -40,6 +40,10 @@ DIFFERENCES: dict[str, tuple[dict, str]] = {
     "chmod_setuid": ({"mode": "0o700"}, "chmod keeps only the owner rwx bits"),
     "chmod_dir_sticky": ({"mode": "0o700"}, "chmod keeps only the owner rwx bits"),
     "rename_exchange": ({"result": "EINVAL", "a": "A", "b": "B"}, "renameat2(RENAME_EXCHANGE) refused"),
+    "fallocate_extends": (
+        {"result": "ENOTSUP", "size": 0},
+        "pyfuse3 3.5 has no fallocate handler: the kernel answers EOPNOTSUPP (posix_fallocate falls back)",
+    ),
     "setxattr": ({"result": "ENOTSUP"}, "extended attributes not supported"),
     "getxattr_missing": ({"result": "ENOTSUP"}, "extended attributes not supported"),
     "listxattr": ({"result": "ENOTSUP", "names": None}, "extended attributes not supported"),
@@ -514,6 +518,63 @@ def rename_noreplace_new():
     r = result(renameat2, "a", "b", RENAME_NOREPLACE)
     r.update(listing=listing(), b=content("b"))
     return r
+
+
+@case()
+def o_direct_aligned_io():
+    buf = mmap.mmap(-1, 8192)
+    buf.write(b"d" * 8192)
+    fd = os.open("f", O_RDWR | O_CREAT | os.O_DIRECT, 0o600)
+    try:
+        written = os.pwrite(fd, buf, 0)
+        back = mmap.mmap(-1, 4096)
+        read = os.preadv(fd, [back], 4096)
+    finally:
+        os.close(fd)
+    same = back[:] == buf[4096:]
+    return {"result": "ok", "written": written, "read": read, "same": same, "size": size("f")}
+
+
+def fallocate(path, mode_, offset, length):
+    fd = os.open(path, O_WRONLY)
+    try:
+        checked(libc.fallocate(fd, mode_, ctypes.c_long(offset), ctypes.c_long(length)))
+    finally:
+        os.close(fd)
+
+
+@case()
+def fallocate_extends():
+    put("f")
+    r = result(fallocate, "f", 0, 0, 1 << 20)
+    r["size"] = size("f")
+    return r
+
+
+@case()
+def path_max_relative():
+    top = "/".join(["d" * 250] * 15 + ["e" * 200])
+    os.makedirs(top)
+    name = top + "/" + "f" * 120
+    r = result(put, name, b"deep")
+    r["length"] = len(name)
+    r["content"] = content(name)
+    os.rename(name, top + "/g")
+    r["renamed"] = os.listdir(top)
+    return r
+
+
+@case()
+def st_ino_stable_over_rename_and_refusal():
+    make("a/ b/")
+    put("a/x", b"x")
+    put("b/y", b"y")
+    ino = os.stat("a/x").st_ino
+    os.chmod("a", 0o500)
+    refused = attempt(os.rename, "b/y", "a/x")
+    os.chmod("a", 0o700)
+    os.rename("a/x", "a/z")
+    return {"result": "ok", "refused": refused, "same": os.stat("a/z").st_ino == ino}
 
 
 @case()
