@@ -81,7 +81,6 @@ class Control:
         # Heavy work (searches, views) runs in threads, one at a time per caller: one caller's
         # load queues behind itself, never in front of the others.
         self._limiters: dict[int, trio.CapacityLimiter] = {}
-        self._files: dict = {}
         self._async_files = {
             WHOAMI: self.whoami,
             CONTEXT: self.context_md,
@@ -134,9 +133,6 @@ class Control:
         if ino in self._query_names or ino in self._async_files:
             # Content is made at open; direct_io readers read to EOF whatever the size says.
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
-        if ino in self._files:
-            size = len(self._files[ino](p))
-            return self._owned(self._attrs(ino, stat.S_IFREG | 0o400, size), p)
         raise FUSEError(errno.ENOENT)
 
     def lookup(self, parent: int, name: bytes, p: Principal, fs) -> EntryAttributes:
@@ -188,17 +184,15 @@ class Control:
             fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
             # nonseekable: results follow the query in one stream, whatever the offset
             return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
-        if ino not in self._files and ino not in self._query_names and ino not in self._async_files:
+        if ino not in self._query_names and ino not in self._async_files:
             raise FUSEError(errno.EISDIR)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise FUSEError(errno.EACCES)
         if ino in self._query_names:
             query = _decode_query(self._query_names[ino])
             content = await self.search(p, query, as_json=False)
-        elif ino in self._async_files:
-            content = await self._async_files[ino](p)
         else:
-            content = self._files[ino](p)
+            content = await self._async_files[ino](p)
         return FileInfo(fh=self._handle(content), direct_io=True, keep_cache=False)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:

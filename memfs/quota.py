@@ -74,9 +74,6 @@ class Quotas:
             u = self._usage.get(scope)
         return u
 
-    def known(self, scope: Scope) -> Usage | None:
-        return self._usage.get(scope)
-
     async def need(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
         """EDQUOT unless the scope has room for this much more."""
         u, cap = await self.usage(scope), self.caps(scope)
