@@ -83,6 +83,7 @@ _SEEDS_ENV = os.environ.get("MEMFS_MODEL_SEED", "")
 SEEDS = [int(s) for s in _SEEDS_ENV.split(",") if s.strip()] or (list(range(1, 21)) if SOAK else [1, 2, 3])
 STEPS = int(os.environ.get("MEMFS_MODEL_STEPS") or (5000 if SOAK else 800))
 FULL_EVERY = 10  # steps between whole-tree comparisons
+IDENTITY_EVERY = 50  # steps between inode identity checks (each drops the kernel's caches)
 
 # Relative paths: a small pool, so that collisions (rename over, rmdir of a non-empty folder,
 # a file where a folder is expected) happen often. MINE is each uid's own name.
@@ -170,6 +171,22 @@ def walk(root, skip_team):
 
     rec("")
     return out
+
+
+def inos(root, skip_team):
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        rel = "" if rel == "." else rel + "/"
+        if skip_team and rel == "" and "team" in dirs:
+            dirs.remove("team")
+        for n in dirs + files:
+            out[rel + n] = os.lstat(os.path.join(dirpath, n)).st_ino
+    return out
+
+
+def ino(p):
+    return os.lstat(p).st_ino
 
 
 CREATE_FLAGS = {"plain": 0, "excl": os.O_EXCL, "trunc": os.O_TRUNC}
@@ -270,6 +287,8 @@ OPS = {
     "stat": stat_,
     "probe": probe,
     "walk": walk,
+    "inos": inos,
+    "ino": ino,
     "hopen": hopen,
     "hwrite": hwrite,
     "hread": lambda h, off, size: enc(os.pread(fd_of(h), size, off)),
@@ -582,8 +601,14 @@ class Model:
         after_handle = slot is not None and op != "hclose"
         if after_handle:
             calls += [["hprobe", hm], ["hprobe", hn]]
+        identity = op.startswith("rename") and rels[0] != rels[1]
+        if identity:  # which file each name is, before the rename
+            before = self.helper.call(uid, [["ino", m_call[1]], ["ino", n_call[1]]])
         out = self.helper.call(uid, calls)
         m, n = out[0], out[1]
+        if identity:
+            after = self.helper.call(uid, [["ino", m_call[2]], ["ino", n_call[2]]])
+            self.check_rename_identity(rels, before, after)
         if op == "stat":  # owners differ by design; check memfs's, compare the rest
             if m[0] == "ok":
                 in_team = rels[0] == "team" or rels[0].startswith("team/")
@@ -616,6 +641,49 @@ class Model:
             if pm[0] == "ok" and pm[1][1] not in ERRNAMES:
                 self.check_isolation(uid, f"handle {slot}", "data", pm[1][1])
             self.compare(f"state through handle {slot} after {op}", pm, pn)
+
+    def check_rename_identity(self, rels: list[str], before: list, after: list) -> None:
+        """st_ino follows the file: the destination name is the source file on memfs exactly
+        when it is on the native side (a done rename, a refused one, or one that failed)."""
+        (mb, nb), (ma, na) = before, after
+        if mb[0] != nb[0] or ma[0] != na[0]:
+            self.fail(f"inode lookups around rename {rels}: memfs={mb, ma} native={nb, na}")
+        if mb[0] == "ok" and ma[0] == "ok" and (mb[1] == ma[1]) != (nb[1] == na[1]):
+            self.fail(f"rename {rels}: the file behind the new name changed identity on one side only")
+
+    def check_identity(self) -> None:
+        """Two names are the same file on memfs exactly when they are natively (every uid's
+        tree and the team's, at once), and memfs's numbers survive the kernel forgetting
+        every inode (drop_caches)."""
+
+        def snapshot() -> tuple[dict, dict]:
+            mem, nat = {}, {}
+            for uid in UIDS:
+                calls = [["inos", self.mnt, True], ["inos", self.npath(uid, ""), False]]
+                if uid in TEAM:
+                    calls += [["inos", self.mpath("team"), False], ["inos", self.npath(uid, "team"), False]]
+                out = self.helper.call(uid, calls)
+                for i in range(0, len(out), 2):
+                    base = "" if i == 0 else "team/"
+                    if out[i][0] != "ok" or out[i + 1][0] != "ok":
+                        self.fail(f"inode walk as {uid}: {out[i]} {out[i + 1]}")
+                    owner = "team" if base else str(uid)
+                    mem.update({(owner, base + r): v for r, v in out[i][1].items()})
+                    nat.update({(owner, base + r): v for r, v in out[i + 1][1].items()})
+            return mem, nat
+
+        mem, nat = snapshot()
+        pairs = {(mem[k], nat[k]) for k in mem.keys() & nat.keys()}
+        if len({m for m, _ in pairs}) != len(pairs) or len({n for _, n in pairs}) != len(pairs):
+            self.fail(f"inode numbers do not match file identity: {_short(sorted(pairs), 800)}")
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")
+        again, _ = snapshot()
+        if again != mem:
+            moved = {
+                k: (mem.get(k), again.get(k)) for k in mem.keys() | again.keys() if mem.get(k) != again.get(k)
+            }
+            self.fail(f"st_ino changed across drop_caches: {_short(moved, 800)}")
 
     def foreign(self, uid: int, hn: str) -> bool:
         """Is the file behind this native handle now (or last) in another uid's private tree?
@@ -699,6 +767,8 @@ class Model:
             self.run_step(script[step] if script is not None else None)
             if self.step % FULL_EVERY == FULL_EVERY - 1:
                 self.full_check()
+            if self.step % IDENTITY_EVERY == IDENTITY_EVERY - 1:
+                self.check_identity()
         self.step = self.steps
         self.history.append("  (end: closing handles, full comparison)")
         self.close_handles()
