@@ -29,7 +29,7 @@ from .control import Control
 from .identity import Identities
 from .index import Index
 from .inodes import ROOT_INODE, InodeTable, Node
-from .policy import Access, Kind, Principal, Scope
+from .policy import Access, Principal, Scope
 from .quota import OpenCounts, Quotas, Usage
 from .store import Store
 
@@ -41,7 +41,7 @@ CACHE_TIMEOUT = 300.0
 # the view's dentries, so the kernel keeps them briefly.
 VIEW_TIMEOUT = 1.0
 
-_FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: lookup of this name fails inside
+_FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: a call naming it fails inside
 
 # errnos that are a normal answer, not an event worth a log line above debug
 _QUIET = {
@@ -71,6 +71,8 @@ def guarded(fn):
         if _TRACE[0]:
             log.debug("%s%r", op, _brief(args))
         try:
+            if _FAULT_NAME is not None and _FAULT_NAME in args:
+                raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
             return await fn(self, *args)
         except FUSEError as e:
             if e.errno not in _QUIET and log.isEnabledFor(logging.INFO):
@@ -98,6 +100,17 @@ def _brief(args) -> tuple:
         elif isinstance(a, bytes | int | str):
             out.append(a)
     return tuple(out)
+
+
+def _chown_request(attr, fields) -> tuple[int | None, int | None]:
+    return (attr.st_uid if fields.update_uid else None, attr.st_gid if fields.update_gid else None)
+
+
+def _times_request(attr, fields) -> tuple[int | None, int | None]:
+    return (
+        attr.st_atime_ns if fields.update_atime else None,
+        attr.st_mtime_ns if fields.update_mtime else None,
+    )
 
 
 def _entry_timeout(parent_inode: int) -> float:
@@ -189,7 +202,6 @@ class Operations(pyfuse3.Operations):
         self._dirs: dict[int, DirHandle] = {}
         self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it
         self._next_dh = 1
-        self._owners: dict[Scope, tuple[int, int, bool]] = {}
         self._invalidations, self._invalidation_queue = trio.open_memory_channel(math.inf)
 
     # -- kernel cache invalidation ---------------------------------------------
@@ -302,26 +314,13 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EACCES)
         return node.scope, node.path, False
 
-    def _owner(self, scope: Scope) -> tuple[int, int, bool]:
-        """(uid, gid, team_has_group) shown for a scope's files."""
-        owner = self._owners.get(scope)
-        if owner is None:
-            if scope.kind is Kind.PRIVATE:
-                owner = (*self.ids.uid_gid(scope.name), True)
-            else:
-                team = self.ids.teams.get(scope.name)
-                gid = team.gid if team is not None else None
-                owner = (0, gid or 0, gid is not None)
-            self._owners[scope] = owner
-        return owner
-
     def _attrs(self, node: Node, st: os.stat_result, timeout: float = CACHE_TIMEOUT):
         a = EntryAttributes()
         a.st_ino = node.ino
         a.generation = 0
         a.entry_timeout = min(timeout, VIEW_TIMEOUT) if node.view else timeout
         a.attr_timeout = VIEW_TIMEOUT if node.view else CACHE_TIMEOUT
-        a.st_uid, a.st_gid, has_group = self._owner(node.scope)
+        a.st_uid, a.st_gid, has_group = self.ids.shown_owner(node.scope)
         a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
         a.st_nlink = st.st_nlink
         a.st_rdev = 0
@@ -387,8 +386,6 @@ class Operations(pyfuse3.Operations):
     async def lookup(self, parent_inode, name, ctx):
         if policy.name_too_long(name):
             raise FUSEError(errno.ENAMETOOLONG)
-        if name == _FAULT_NAME:
-            raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
         p = self._principal(ctx)
         if self.control.owns(parent_inode):
             return self.control.lookup(parent_inode, name, p, self)
@@ -431,64 +428,44 @@ class Operations(pyfuse3.Operations):
         node = self._node(inode)
         self._require(p, node, Access.WRITE)
         handle = self._files.get(fh) if fh is not None else None
-        target = handle.fd if handle is not None else None
-        if target is None and node.unlinked:
-            target = next(iter(node.open_fds), None)
-            if target is None:
-                raise FUSEError(errno.ENOENT)
-        if fields.update_uid or fields.update_gid:
-            uid, gid, _ = self._owner(node.scope)
-            if (fields.update_uid and attr.st_uid != uid) or (fields.update_gid and attr.st_gid != gid):
-                raise FUSEError(errno.EPERM)  # owners follow the scope; chown cannot change them
-            # Accepted as a no-op, but a successful chown still marks the change (ctime).
-            if target is not None:
-                os.fchown(target, -1, -1)
-            else:
-                self.store.touch_ctime(node.scope, node.path)
-        elif not any((fields.update_size, fields.update_mode, fields.update_atime, fields.update_mtime)):
-            # chown(-1, -1) and friends: nothing changes but the change time.
-            if target is not None:
-                os.fchown(target, -1, -1)
-            else:
-                self.store.touch_ctime(node.scope, node.path)
+        target = self._change_target(node, handle)
+        uid, gid, _ = self.ids.shown_owner(node.scope)
+        if not policy.chown_allowed((uid, gid), *_chown_request(attr, fields)):
+            raise FUSEError(errno.EPERM)
+        if not (fields.update_size or fields.update_mode or fields.update_atime or fields.update_mtime):
+            target.touch_ctime()  # chown to the shown owner (or -1): only the change time moves
         if fields.update_size:
-            if handle is None and not policy.owner_bits_allow(self._stat(node).st_mode, False, True):
-                raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open
-            self.store.check_size(attr.st_size)
-            grow = attr.st_size - self._stat(node).st_size
-            if grow > 0:
-                await self.quotas.need(node.scope, grow)
-            if target is not None:
-                os.ftruncate(target, attr.st_size)
-            else:
-                self.store.truncate(node.scope, node.path, attr.st_size)
-            self.quotas.add(node.scope, grow)
-            self._changed(node)
+            await self._resize(node, target, attr.st_size, checked_at_open=handle is not None)
         if fields.update_mode:
-            mode = policy.stored_mode(attr.st_mode)
-            if target is not None:
-                os.fchmod(target, mode)
-            else:
-                self.store.chmod(node.scope, node.path, mode)
+            target.chmod(policy.stored_mode(attr.st_mode))
         if fields.update_atime or fields.update_mtime:
-            atime = attr.st_atime_ns if fields.update_atime else None
-            mtime = attr.st_mtime_ns if fields.update_mtime else None
-            if target is not None:
-                st = os.fstat(target)
-                os.utime(
-                    target,
-                    ns=(
-                        st.st_atime_ns if atime is None else atime,
-                        st.st_mtime_ns if mtime is None else mtime,
-                    ),
-                )
-            else:
-                self.store.utime(node.scope, node.path, atime, mtime)
+            target.utime(*_times_request(attr, fields))
         return self._attrs(node, self._stat(node))
+
+    def _change_target(self, node: Node, handle: FileHandle | None):
+        """What setattr changes: the caller's handle if it gave one, an open fd of an
+        unlinked file, else the file by name."""
+        fd = handle.fd if handle is not None else None
+        if fd is None and node.unlinked:
+            fd = next(iter(node.open_fds), None)
+            if fd is None:
+                raise FUSEError(errno.ENOENT)
+        return self.store.target(node.scope, node.path, fd)
+
+    async def _resize(self, node: Node, target, size: int, checked_at_open: bool) -> None:
+        if not checked_at_open and not policy.owner_bits_allow(self._stat(node).st_mode, False, True):
+            raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open
+        self.store.check_size(size)
+        grow = size - self._stat(node).st_size
+        if grow > 0:
+            await self.quotas.need(node.scope, grow)
+        target.truncate(size)
+        self.quotas.add(node.scope, grow)
+        self._changed(node)
 
     def _setattr_root(self, p: Principal, attr, fields, ctx) -> EntryAttributes:
         """The caller owns its root: times apply; it stays rwx for its owner only."""
-        if (fields.update_uid and attr.st_uid != ctx.uid) or (fields.update_gid and attr.st_gid != ctx.gid):
+        if not policy.chown_allowed((ctx.uid, ctx.gid), *_chown_request(attr, fields)):
             raise FUSEError(errno.EPERM)
         if fields.update_size:
             raise FUSEError(errno.EISDIR)
@@ -496,8 +473,7 @@ class Operations(pyfuse3.Operations):
             self.store.utime(
                 p.private,
                 b"",
-                attr.st_atime_ns if fields.update_atime else None,
-                attr.st_mtime_ns if fields.update_mtime else None,
+                *_times_request(attr, fields),
             )
         return self._root_attrs(p, ctx)
 
@@ -622,7 +598,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EBADF)
         size = os.fstat(h.fd).st_size
         start = size if h.append else off
-        room = self.store.max_file_bytes - start
+        room = self.store.room(start)
         if room <= 0:
             raise FUSEError(errno.EFBIG)
         # Growth past the end counts against the scope's quota; rewriting in place does not.

@@ -7,7 +7,7 @@ import pwd
 from dataclasses import dataclass
 
 from .config import NAME_RE, Config, ConfigError
-from .policy import Principal
+from .policy import Kind, Principal, Scope
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Identities:
     def __init__(self, config: Config):
         self.config = config
         self._cache: dict[tuple[int, int], Principal] = {}
+        self._owners: dict[Scope, tuple[int, int, bool]] = {}
         self.teams: dict[str, Team] = {}
         member_of: dict[str, list[str]] = {}
         for t in config.teams.values():
@@ -119,6 +120,20 @@ class Identities:
         if user.startswith("uid-") and user[4:].isdigit():
             return int(user[4:]), int(user[4:])
         return 0, 0
+
+    def shown_owner(self, scope: Scope) -> tuple[int, int, bool]:
+        """(uid, gid, team_has_group) shown as owner of a scope's files: the user for a
+        private scope; root and the team's Unix group (if any) for a team."""
+        owner = self._owners.get(scope)
+        if owner is None:
+            if scope.kind is Kind.PRIVATE:
+                owner = (*self.uid_gid(scope.name), True)
+            else:
+                team = self.teams.get(scope.name)
+                gid = team.gid if team is not None else None
+                owner = (0, gid or 0, gid is not None)
+            self._owners[scope] = owner
+        return owner
 
     def principal(self, uid: int, gid: int) -> Principal:
         p = self._cache.get((uid, gid))

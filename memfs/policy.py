@@ -91,6 +91,12 @@ def name_too_long(name: bytes) -> bool:
     return len(name) > NAME_MAX
 
 
+def chown_allowed(shown: tuple[int, int], uid: int | None, gid: int | None) -> bool:
+    """Owners follow the scope: chown may only name the owner and group already shown
+    (accepted as a no-op that marks ctime); None is 'leave it' (-1)."""
+    return (uid is None or uid == shown[0]) and (gid is None or gid == shown[1])
+
+
 def refused_file_type(mode: int) -> bool:
     """Only regular files and directories can be made safe; the rest is refused (EPERM)."""
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
@@ -177,9 +178,16 @@ class Store:
         with self.place(src, src_rel) as (a, a_name), self.place(dst, dst_rel) as (b, b_name):
             os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
 
+    def room(self, offset: int) -> int:
+        """Bytes a file may still take from `offset` before the size cap."""
+        return self.max_file_bytes - offset
+
     def check_size(self, size: int) -> None:
-        if size > self.max_file_bytes:
+        if self.room(size) < 0:
             raise OSError(errno.EFBIG, "file size cap reached")
+
+    def target(self, scope: Scope, rel: bytes, fd: int | None) -> Target:
+        return Target(self, scope, rel, fd)
 
     def truncate(self, scope: Scope, rel: bytes, size: int) -> None:
         self.check_size(size)
@@ -208,3 +216,41 @@ class Store:
             mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
         with self.place(scope, rel) as (where, name):
             os.utime(name, ns=(atime_ns, mtime_ns), dir_fd=where, follow_symlinks=False)
+
+
+@dataclass(slots=True)
+class Target:
+    """A file to change (setattr): through an open fd when there is one (the file may be
+    unlinked), else by its name."""
+
+    store: Store
+    scope: Scope
+    rel: bytes
+    fd: int | None
+
+    def touch_ctime(self) -> None:
+        if self.fd is not None:
+            os.fchown(self.fd, -1, -1)
+        else:
+            self.store.touch_ctime(self.scope, self.rel)
+
+    def truncate(self, size: int) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, size)
+        else:
+            self.store.truncate(self.scope, self.rel, size)
+
+    def chmod(self, mode: int) -> None:
+        if self.fd is not None:
+            os.fchmod(self.fd, mode)
+        else:
+            self.store.chmod(self.scope, self.rel, mode)
+
+    def utime(self, atime_ns: int | None, mtime_ns: int | None) -> None:
+        if self.fd is None:
+            self.store.utime(self.scope, self.rel, atime_ns, mtime_ns)
+            return
+        st = os.fstat(self.fd)
+        atime_ns = st.st_atime_ns if atime_ns is None else atime_ns
+        mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
+        os.utime(self.fd, ns=(atime_ns, mtime_ns))

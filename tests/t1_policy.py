@@ -328,3 +328,21 @@ def test_principal_readable_has_grant_owners():
     assert bob.readable == frozenset({"alice", "carol"})
     assert ids.principal(1001, 1001).readable == frozenset()
     assert policy.access(bob, Scope(Kind.PRIVATE, "alice")) is Access.READ
+
+
+def test_chown_may_only_name_the_shown_owner():
+    assert policy.chown_allowed((1001, 1001), None, None)
+    assert policy.chown_allowed((1001, 1001), 1001, None)
+    assert policy.chown_allowed((0, 50), 0, 50)
+    assert not policy.chown_allowed((1001, 1001), 0, None)
+    assert not policy.chown_allowed((0, 50), None, 51)
+
+
+def test_grant_views_are_read_only_for_everyone():
+    alice = Principal(uid=1001, gid=1001, user="alice")
+    own = Scope(Kind.PRIVATE, "alice")
+    assert policy.access(alice, own) is Access.WRITE
+    assert policy.access(alice, own, view=True) is Access.READ
+    carol = Principal(uid=1003, gid=1003, user="carol", readable=frozenset({"alice"}))
+    assert policy.access(carol, own, view=True) is Access.READ
+    assert policy.access(Principal(uid=1004, gid=1004, user="dave"), own, view=True) is Access.NONE
