@@ -12,20 +12,20 @@ No policy lives here. The rules that shape this file (see ../shared/fuse-notes.m
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import math
 import os
 import stat
-from dataclasses import dataclass
 
 import pyfuse3
 import trio
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
 
-from . import policy
+from . import logline, policy
 from .config import Limits
 from .control import Control
+from .guard import guarded
+from .handles import DirHandle, FileHandle
 from .identity import Identities
 from .index import Index
 from .inodes import ROOT_INODE, InodeTable, Node
@@ -40,66 +40,6 @@ CACHE_TIMEOUT = 300.0
 # A grant reader's view of another user's tree: the owner's renames cannot be pushed to
 # the view's dentries, so the kernel keeps them briefly.
 VIEW_TIMEOUT = 1.0
-
-_FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: a call naming it fails inside
-
-# errnos that are a normal answer, not an event worth a log line above debug
-_QUIET = {
-    errno.ENOENT,
-    errno.EEXIST,
-    errno.ENOTEMPTY,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.ENODATA,
-    errno.ENAMETOOLONG,  # the caller's name or path: an answer, not an event
-}
-
-
-_TRACE = [False]  # set by enable_trace(): one debug line per handler call
-
-
-def enable_trace(on: bool = True) -> None:
-    _TRACE[0] = on
-
-
-def guarded(fn):
-    """An exception escaping a handler would end pyfuse3.main for every caller: map it."""
-    op = fn.__name__
-
-    @functools.wraps(fn)
-    async def wrapper(self, *args):
-        if _TRACE[0]:
-            log.debug("%s%r", op, _brief(args))
-        try:
-            if _FAULT_NAME is not None and _FAULT_NAME in args:
-                raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
-            return await fn(self, *args)
-        except FUSEError as e:
-            if e.errno not in _QUIET and log.isEnabledFor(logging.INFO):
-                log.info("%s%r: %s", op, _brief(args), os.strerror(e.errno))
-            raise
-        except OSError as e:
-            code = e.errno or errno.EIO
-            level = logging.DEBUG if code in _QUIET else logging.WARNING
-            log.log(level, "%s%r: backing store: %s", op, _brief(args), e)
-            raise FUSEError(code) from None
-        except Exception:
-            log.exception("%s%r: internal error, answered EIO", op, _brief(args))
-            raise FUSEError(errno.EIO) from None
-
-    return wrapper
-
-
-def _brief(args) -> tuple:
-    out = []
-    for a in args:
-        if isinstance(a, RequestContext):
-            out.append(f"uid={a.uid} pid={a.pid}")
-        elif isinstance(a, bytes) and len(a) > 80:
-            out.append(f"<{len(a)} bytes>")
-        elif isinstance(a, bytes | int | str):
-            out.append(a)
-    return tuple(out)
 
 
 def _chown_request(attr, fields) -> tuple[int | None, int | None]:
@@ -120,58 +60,6 @@ def _entry_timeout(parent_inode: int) -> float:
 
 def _child(path: bytes, name: bytes) -> bytes:
     return path + b"/" + name if path else name
-
-
-@dataclass(slots=True)
-class FileHandle:
-    node: Node
-    fd: int
-    uid: int
-    writable: bool
-    append: bool
-    dirty: bool = False
-    indexed: tuple[int, int] | None = None  # (mtime_ns, size) last handed to the index
-
-
-@dataclass(slots=True)
-class DirHandle:
-    """A listing read as the kernel asks for it: memory per handle stays bounded whatever
-    the folder's size. `start` makes the entry stream again (after a seekdir)."""
-
-    uid: int
-    scope: Scope | None
-    path: bytes
-    start: object  # () -> iterator of (name, os.stat_result | EntryAttributes | None)
-    is_root: bool
-    view: bool = False  # a grant reader's view: inodes of its own
-    team_scope: Scope | None = None  # what `team` means in this caller's root listing
-    entries: object = None  # the current iterator
-    pos: int = 0  # offset of the next entry it yields
-    back: tuple | None = None  # an entry the kernel had no room for, to send again
-
-    def close(self) -> None:
-        close = getattr(self.entries, "close", None)
-        if close is not None:
-            close()  # a generator over os.scandir: releases its directory fd now
-        self.entries = None
-
-    def seek(self, offset: int):
-        if self.entries is None or offset != self.pos - (self.back is not None):
-            self.close()
-            self.entries, self.pos, self.back = iter(self.start()), 0, None
-            for _ in range(offset):
-                if next(self.entries, None) is None:
-                    break
-                self.pos += 1
-
-    def next(self):
-        if self.back is not None:
-            item, self.back = self.back, None
-            return item
-        item = next(self.entries, None)
-        if item is not None:
-            self.pos += 1
-        return item
 
 
 class Operations(pyfuse3.Operations):
@@ -276,6 +164,24 @@ class Operations(pyfuse3.Operations):
                 out |= {f"{label}_files": u.files, f"{label}_files_limit": cap.files}
         return out
 
+    # -- log lines -----------------------------------------------------------------
+    _BY_HANDLE = frozenset({"read", "write", "fsync", "release", "readdir", "releasedir", "fsyncdir"})
+
+    def describe(self, op: str, args: tuple) -> str:
+        """`uid=1001(alice) notes/x.md` for a log line: the caller and the path its request
+        names, as that caller sees it (a handle's owner for calls that carry no caller)."""
+        ctx = next((a for a in args if isinstance(a, RequestContext)), None)
+        uid, node, name = (ctx.uid if ctx is not None else None), None, None
+        first = args[0] if args and isinstance(args[0], int) else None
+        if first is not None and op in self._BY_HANDLE:
+            h = self._files.get(first) or self._dirs.get(first)
+            uid, node = (h.uid, getattr(h, "node", None)) if h is not None else (uid, None)
+        elif first is not None:
+            node = self.inodes.get(first)
+            name = args[1] if len(args) > 1 and isinstance(args[1], bytes) else None
+        p = self.ids.principal(uid, uid) if uid is not None else None
+        return logline.subject(p, uid, node, name, first, self.control.view_path)
+
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
         p = self.ids.principal(ctx.uid, ctx.gid)
@@ -374,11 +280,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EACCES)
         scope, path, is_root = self._dir(parent, p, Access.WRITE)
         if is_root and name in policy.RESERVED_ROOT_NAMES:
-            exists = self._root_special(p, name)
-            if creating:
-                raise FUSEError(errno.EEXIST if exists else errno.EPERM)
-            # Like a mount point: it is not the caller's to remove or move.
-            raise FUSEError(errno.EBUSY if exists else errno.ENOENT)
+            raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
         return scope, _child(path, name)
 
     # -- lookup and attributes ------------------------------------------------

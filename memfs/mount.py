@@ -25,7 +25,7 @@ import trio
 
 from . import config as config_mod
 from . import context as ctx_mod
-from . import fs as fs_mod
+from . import guard
 from .control import Control
 from .fs import Operations
 from .identity import Identities
@@ -190,7 +190,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
 
     store = Store(spec.data, cfg.limits.max_file_bytes)
     if spec.debug:
-        fs_mod.enable_trace()
+        guard.enable_trace()
     try:
         index = Index(spec.data, store, cfg.memory.types) if cfg.index.enabled else None
     except Exception as e:  # tantivy: locked by another daemon, unreadable files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import stat
 from dataclasses import dataclass
 
@@ -89,6 +90,14 @@ def may_move(p: Principal, src: Scope, dst: Scope) -> bool:
 def name_too_long(name: bytes) -> bool:
     """ENAMETOOLONG. The kernel hands FUSE names already split on '/' and without NUL."""
     return len(name) > NAME_MAX
+
+
+def reserved_name_errno(exists_for_caller: bool, creating: bool) -> int:
+    """A change to `team` or `.memfs` in the root: EEXIST/EPERM to create one (it exists
+    for this caller or not), EBUSY/ENOENT to remove or move one, like a mount point."""
+    if creating:
+        return errno.EEXIST if exists_for_caller else errno.EPERM
+    return errno.EBUSY if exists_for_caller else errno.ENOENT
 
 
 def chown_allowed(shown: tuple[int, int], uid: int | None, gid: int | None) -> bool:

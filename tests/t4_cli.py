@@ -129,3 +129,14 @@ def test_scripts_mount_is_idempotent(make_mount):
         res = subprocess.run(args, env=m.env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr
         assert expect in res.stdout
+
+
+def test_debug_and_error_lines_name_op_caller_path_and_errno(make_mount):
+    m = make_mount(start=False)
+    m.start("--debug")
+    m.sh(ALICE, "mkdir -p n && echo x > n/a.md && cat n/a.md >/dev/null")
+    assert m.sh(ALICE, "mkdir team", check=False).returncode != 0
+    log = m.log()
+    assert "create uid=1001(alice) n/a.md" in log
+    assert "read uid=1001(alice) n/a.md" in log  # read carries no caller: the handle's is named
+    assert "mkdir uid=1001(alice) team: Operation not permitted (EPERM)" in log

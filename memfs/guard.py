@@ -1,0 +1,69 @@
+"""The guard around every handler: an exception escaping one would end pyfuse3.main for
+every caller, so each is mapped to an errno and logged with the op, the caller, the path
+as the caller sees it and the errno. Also the --debug trace, one line per call."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+
+from pyfuse3 import FUSEError
+
+log = logging.getLogger("memfs.fs")
+
+_FAULT_NAME = os.environb.get(b"MEMFS_FAULT_NAME")  # test hook: a call naming it fails inside
+
+# errnos that are a normal answer, not an event worth a log line above debug
+_QUIET = {
+    errno.ENOENT,
+    errno.EEXIST,
+    errno.ENOTEMPTY,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENODATA,
+    errno.ENAMETOOLONG,  # the caller's name or path: an answer, not an event
+}
+
+
+_TRACE = [False]  # set by enable_trace(): one debug line per handler call
+
+
+def enable_trace(on: bool = True) -> None:
+    _TRACE[0] = on
+
+
+def _name(code: int) -> str:
+    return errno.errorcode.get(code, str(code))
+
+
+def guarded(fn):
+    """Map whatever escapes a handler to an errno; log it as `op caller path: errno`.
+    `self.describe(op, args)` names the caller and the path (fs.Operations knows both)."""
+    op = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        if _TRACE[0]:
+            log.debug("%s %s", op, self.describe(op, args))
+        try:
+            if _FAULT_NAME is not None and _FAULT_NAME in args:
+                raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
+            return await fn(self, *args)
+        except FUSEError as e:
+            if e.errno not in _QUIET and log.isEnabledFor(logging.INFO):
+                log.info("%s %s: %s (%s)", op, self.describe(op, args), os.strerror(e.errno), _name(e.errno))
+            raise
+        except OSError as e:
+            code = e.errno or errno.EIO
+            level = logging.DEBUG if code in _QUIET else logging.WARNING
+            log.log(
+                level, "%s %s: backing store: %s (%s)", op, self.describe(op, args), e.strerror, _name(code)
+            )
+            raise FUSEError(code) from None
+        except Exception:
+            log.exception("%s %s: internal error, answered EIO", op, self.describe(op, args))
+            raise FUSEError(errno.EIO) from None
+
+    return wrapper
