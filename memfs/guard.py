@@ -24,6 +24,8 @@ _QUIET = {
     errno.EISDIR,
     errno.ENODATA,
     errno.ENAMETOOLONG,  # the caller's name or path: an answer, not an event
+    errno.EFBIG,  # past the size cap, as the caller asked
+    errno.EDQUOT,
 }
 
 

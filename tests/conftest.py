@@ -183,9 +183,10 @@ def make_mount(base_dir):
     yield make
     for m in mounts:
         m.cleanup()
-    # Like S3QL's checklogs: an error the daemon logged fails the test, unless it expected one.
+    # Like S3QL's checklogs: a warning or error the daemon logged fails the test, unless it
+    # expected one (log_errors=True).
     for m in mounts:
-        bad = [ln for ln in m.log().splitlines() if " ERROR " in ln or "Traceback" in ln]
+        bad = [ln for ln in m.log().splitlines() if " ERROR " in ln or " WARNING " in ln or "Traceback" in ln]
         if bad and not m.log_errors:
             pytest.fail("the daemon logged errors:\n" + "\n".join(bad[:10]))
 
