@@ -13,6 +13,7 @@ import stat
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 import yaml
@@ -58,6 +59,22 @@ class QueryHandle:
     pos: int = 0
 
 
+class FsHost(Protocol):
+    """What the control files need of the filesystem, handed over at construction."""
+
+    def entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
+        """Look up a scope's path as a node the kernel may hold (a grant view's root)."""
+
+    def dirty_paths(self, scopes: list[Scope]) -> list[tuple[Scope, bytes]]:
+        """Files of these scopes being written through open handles, changed since indexed."""
+
+    def refresh(self, paths: list[bytes]) -> None:
+        """Backing paths changed behind memfs's back (memfs import): drop caches, re-index."""
+
+    async def usage(self, p: Principal) -> dict:
+        """The caller's usage against its limits."""
+
+
 class Control:
     def __init__(
         self,
@@ -66,15 +83,14 @@ class Control:
         mountpoint: str = "",
         index: Index | None = None,
         limits: ctx_mod.Limits | None = None,
+        host: FsHost | None = None,
     ):
         self.ids = ids
         self.store = store
         self.mountpoint = mountpoint
         self.index = index
         self.limits = limits or ctx_mod.Limits()
-        self.dirty_paths = lambda scopes: ()  # set by fs: files being written, searched as they are now
-        self.on_refresh = lambda paths: None  # set by fs: re-read these backing paths
-        self.usage = _no_usage  # set by fs: the caller's usage against its limits
+        self.host = host
         self._handles: dict[int, bytes | QueryHandle] = {}
         self._next = _FIRST_HANDLE
         self._started = time.time_ns()
@@ -135,13 +151,13 @@ class Control:
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
         raise FUSEError(errno.ENOENT)
 
-    def lookup(self, parent: int, name: bytes, p: Principal, fs) -> EntryAttributes:
+    def lookup(self, parent: int, name: bytes, p: Principal) -> EntryAttributes:
         if parent == USERS:
             owner = os.fsdecode(name)
             if owner not in p.readable:
                 raise FUSEError(errno.ENOENT)
             # A granted owner's private root: an ordinary scope inode, read-only by policy.
-            return fs._entry(Scope(Kind.PRIVATE, owner), b"", 0, view=True)
+            return self.host.entry(Scope(Kind.PRIVATE, owner), b"", 0, view=True)
         if parent == SEARCH:
             return self.getattr(self._query_inode(name), p)
         ino = self._names.get(parent, {}).get(name)
@@ -223,7 +239,7 @@ class Control:
     def release(self, fh: int) -> None:
         h = self._handles.pop(fh, None)
         if isinstance(h, RefreshHandle):
-            self.on_refresh(bytes(h.data).splitlines())
+            self.host.refresh(bytes(h.data).splitlines())
 
     # -- the files ------------------------------------------------------------
     def limiter(self, p: Principal) -> trio.CapacityLimiter:
@@ -243,7 +259,7 @@ class Control:
             "grants": [
                 {"owner": o, "access": "read", "path": f"{mnt}/.memfs/users/{o}"} for o in sorted(p.readable)
             ],
-            "usage": await self.usage(p),
+            "usage": await self.host.usage(p),
         }
         return yaml.safe_dump(info, sort_keys=False).encode()
 
@@ -262,7 +278,7 @@ class Control:
         those: a caller never waits for another's backlog). Root (an admin, memfs doctor)
         waits for everything."""
         try:
-            await self.index.flush(self.dirty_paths(scopes), scopes=None if p.uid == 0 else scopes)
+            await self.index.flush(self.host.dirty_paths(scopes), scopes=None if p.uid == 0 else scopes)
         except IndexUnavailable:
             pass  # answer from the index as it is; the changes stay queued
 
@@ -356,10 +372,6 @@ class Control:
             return "".join(line + "\n" for line in lines)
 
         return await self._view(p, render)
-
-
-async def _no_usage(p: Principal) -> dict:
-    return {}
 
 
 def _decode_query(raw: bytes) -> str:

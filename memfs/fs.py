@@ -21,6 +21,7 @@ import pyfuse3
 import trio
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
 
+from . import context as ctx_mod
 from . import logline, policy
 from .config import Limits
 from .control import Control
@@ -70,22 +71,21 @@ class Operations(pyfuse3.Operations):
         self,
         store: Store,
         ids: Identities,
-        control: Control | None = None,
         index: Index | None = None,
         limits: Limits | None = None,
+        mountpoint: str = "",
+        context: ctx_mod.Limits | None = None,
     ):
         super().__init__()
         self.store = store
         self.ids = ids
         self.index = index
         self.inodes = InodeTable()
-        self.control = control or Control(ids, store, index=index)
-        self.control.dirty_paths = self.dirty_paths
-        self.control.on_refresh = self.refresh
+        # The control files get what they need of this class through FsHost, given here.
+        self.control = Control(ids, store, mountpoint, index=index, limits=context, host=self)
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = Quotas(store, limits)
         self.opens = OpenCounts(limits)
-        self.control.usage = self.usage
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it
@@ -259,7 +259,7 @@ class Operations(pyfuse3.Operations):
         a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
         return a
 
-    def _entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
+    def entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
         """Look up a live backing file, hand the kernel a reference to its node."""
         st = self.store.lstat(scope, path)
         if policy.refused_file_type(st.st_mode):
@@ -290,24 +290,24 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENAMETOOLONG)
         p = self._principal(ctx)
         if self.control.owns(parent_inode):
-            return self.control.lookup(parent_inode, name, p, self)
+            return self.control.lookup(parent_inode, name, p)
         if parent_inode == ROOT_INODE:
             if name == policy.CONTROL_NAME:
                 return self.control.root_attrs(p)
             if name == policy.TEAM_NAME:
                 if p.team_scope is None:
                     raise FUSEError(errno.ENOENT)
-                return self._entry(p.team_scope, b"", 0)
+                return self.entry(p.team_scope, b"", 0)
             if name in (b".", b".."):
                 return self._root_attrs(p, ctx)
-            return self._entry(p.private, name, 0)
+            return self.entry(p.private, name, 0)
         scope, path, _ = self._dir(parent_inode, p, Access.READ)
         view = self._node(parent_inode).view
         if name == b".":
-            return self._entry(scope, path, CACHE_TIMEOUT, view)
+            return self.entry(scope, path, CACHE_TIMEOUT, view)
         if name == b"..":
             raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..' itself
-        return self._entry(scope, _child(path, name), CACHE_TIMEOUT, view)
+        return self.entry(scope, _child(path, name), CACHE_TIMEOUT, view)
 
     @guarded
     async def getattr(self, inode, ctx):
@@ -556,7 +556,7 @@ class Operations(pyfuse3.Operations):
         await self.quotas.need(scope, files=1)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         self.quotas.add(scope, files=1)
-        return self._entry(scope, path, _entry_timeout(parent_inode))
+        return self.entry(scope, path, _entry_timeout(parent_inode))
 
     @guarded
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
@@ -567,7 +567,7 @@ class Operations(pyfuse3.Operations):
         await self.quotas.need(scope, files=1)
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
         self.quotas.add(scope, files=1)
-        return self._entry(scope, path, _entry_timeout(parent_inode))
+        return self.entry(scope, path, _entry_timeout(parent_inode))
 
     async def symlink(self, parent_inode, name, target, ctx):
         raise FUSEError(errno.EPERM)  # memory holds plain files; git and editors fall back

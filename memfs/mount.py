@@ -26,7 +26,6 @@ import trio
 from . import config as config_mod
 from . import context as ctx_mod
 from . import guard
-from .control import Control
 from .fs import Operations
 from .identity import Identities
 from .index import Index, IndexUnavailable
@@ -198,8 +197,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
         return 1
     limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
-    control = Control(ids, store, str(spec.mountpoint), index=index, limits=limits)
-    ops = Operations(store, ids, control, index=index, limits=cfg.limits)
+    ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
