@@ -532,50 +532,44 @@ class Index:
             return self._search_in(scopes, bounded(text, plain=True)[0], filters, limit)
 
     def _search_in(self, scopes: list[Scope], text: str, filters: dict, limit: int) -> tuple[list[Hit], int]:
-        Occur, Q = tantivy.Occur, tantivy.Query
-        allowed = list(scopes)
-        for f_scope in filters.get("scope", []):
-            kind = {"private": Kind.PRIVATE, "team": Kind.TEAM}.get(f_scope)
-            allowed = [s for s in allowed if s.kind is kind]
-        folders_of: dict[Scope, list[str]] = {}  # path: filters, per scope
-        if "path" in filters:
-            for prefix in filters["path"]:
-                scope, rel = resolve_view_path(prefix, scopes)
-                if scope is not None:
-                    folders_of.setdefault(scope, []).append(rel)
-            allowed = [s for s in allowed if s in folders_of]
-        found = []  # (score, scope, doc, shard searcher, parsed user query)
+        found = []  # (score, scope, doc address, searcher, shard, parsed user query)
         total = 0
-        for scope in allowed:
+        for scope, wanted in _targets(scopes, filters):
             shard = self.shards.get(scope)
             if shard is None:
                 continue
-            # Each scope has its own index, so its statistics come from what the caller may
-            # read; the scope term is a second lock on the same door.
-            must = [(Occur.Must, Q.term_query(self.schema, "scope", str(scope)))]
-            rels = folders_of.get(scope)
-            if rels is not None and "" not in rels:
-                paths = []
-                for rel in rels:
-                    paths.append((Occur.Should, Q.term_query(self.schema, "dirs", rel)))
-                    paths.append((Occur.Should, Q.term_query(self.schema, "relpath", rel)))
-                must.append((Occur.Must, Q.boolean_query(paths)))
-            for t in filters.get("type", []):
-                must.append((Occur.Must, Q.term_query(self.schema, "type", t)))
-            for t in filters.get("tag", []):
-                must.append((Occur.Must, Q.term_query(self.schema, "tag", t)))
+            must = self._filters(scope, wanted, filters)
             user_query = None
             if text.strip():
                 user_query, _errors = shard.index.parse_query_lenient(text, TEXT_FIELDS, field_boosts=BOOSTS)
-                must.append((Occur.Must, user_query))
+                must.append((tantivy.Occur.Must, user_query))
             searcher = shard.index.searcher()
-            result = searcher.search(Q.boolean_query(must), limit=limit, count=True)
+            result = searcher.search(tantivy.Query.boolean_query(must), limit=limit, count=True)
             total += result.count
             found += [(score, str(scope), addr, searcher, shard, user_query) for score, addr in result.hits]
         found.sort(key=lambda f: (-f[0], f[1]))
+        return self._hits(found[:limit]), total
+
+    def _filters(self, scope: Scope, wanted: list[str] | None, filters: dict) -> list:
+        """Must clauses of one scope's search. Each scope has its own index, so its
+        statistics come from what the caller may read; the scope term is a second lock."""
+        Occur, Q = tantivy.Occur, tantivy.Query
+        must = [(Occur.Must, Q.term_query(self.schema, "scope", str(scope)))]
+        if wanted is not None and "" not in wanted:
+            paths = []
+            for rel in wanted:
+                paths.append((Occur.Should, Q.term_query(self.schema, "dirs", rel)))
+                paths.append((Occur.Should, Q.term_query(self.schema, "relpath", rel)))
+            must.append((Occur.Must, Q.boolean_query(paths)))
+        for field in ("type", "tag"):
+            for t in filters.get(field, []):
+                must.append((Occur.Must, Q.term_query(self.schema, field, t)))
+        return must
+
+    def _hits(self, found: list) -> list[Hit]:
         hits = []
-        snippets: dict[int, object] = {}
-        for score, _scope, addr, searcher, shard, user_query in found[:limit]:
+        snippets: dict[int, object] = {}  # one generator per shard
+        for score, _scope, addr, searcher, shard, user_query in found:
             doc = searcher.doc(addr)
             snippet = ""
             if user_query is not None:
@@ -586,7 +580,24 @@ class Index:
             if not snippet:
                 snippet = " ".join((doc.get_first("body") or "").split())[:240]
             hits.append(_hit(doc, score, snippet))
-        return hits, total
+        return hits
+
+
+def _targets(scopes: list[Scope], filters: dict) -> list[tuple[Scope, list[str] | None]]:
+    """The scopes a search runs in (scope: and path: narrow the caller's), each with the
+    folders its path: filters name (None: no path filter)."""
+    allowed = list(scopes)
+    for f_scope in filters.get("scope", []):
+        kind = {"private": Kind.PRIVATE, "team": Kind.TEAM}.get(f_scope)
+        allowed = [s for s in allowed if s.kind is kind]
+    if "path" not in filters:
+        return [(s, None) for s in allowed]
+    wanted: dict[Scope, list[str]] = {}
+    for prefix in filters["path"]:
+        scope, rel = resolve_view_path(prefix, scopes)
+        if scope is not None:
+            wanted.setdefault(scope, []).append(rel)
+    return [(s, wanted[s]) for s in allowed if s in wanted]
 
 
 def _snippets(searcher, query, schema):
