@@ -81,47 +81,68 @@ def _text(value) -> str:
 
 def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
     e = Entry()
+    text = _decode(data, e.problems)
+    fm = _split(text, e)
+    if fm is None:
+        return e
+    meta, problem = _load(fm)
+    if problem is not None:
+        e.problems.append(problem)
+        return e
+    _take_fields(e, meta, types)
+    return e
+
+
+def _decode(data: bytes, problems: list[str]) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
-        e.problems.append("content is not valid UTF-8 text")
+        problems.append("content is not valid UTF-8 text")
     if "\0" in text:
         text = text.replace("\0", "")
-        e.problems.append("content has NUL bytes (binary?)")
+        problems.append("content has NUL bytes (binary?)")
+    return text
+
+
+def _split(text: str, e: Entry) -> str | None:
+    """The frontmatter to parse (the body goes into `e`); None if there is none to parse."""
+    e.body = text
     if not _SPLITTER.detect(text):
-        e.body = text
         e.problems.append("no frontmatter (expected --- name/description/type ---)")
-        return e
+        return None
     try:
-        fm, body = _SPLITTER.split(text)
+        fm, e.body = _SPLITTER.split(text)
     except ValueError:
-        e.body = text
         e.problems.append("frontmatter is not closed with ---")
-        return e
-    e.body = body
+        return None
     if len(fm.encode()) > MAX_FRONTMATTER:
         e.problems.append(f"frontmatter larger than {MAX_FRONTMATTER} bytes: not parsed")
-        return e
+        return None
+    return fm
+
+
+def _load(fm: str) -> tuple[dict, str | None]:
+    """(the frontmatter's keys, or the problem that kept it from being read)."""
     try:
         refused = None if _simple(fm) else _refusal(fm)
         meta = None if refused else yaml.load(fm, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark else ""
-        e.problems.append(f"frontmatter is not valid YAML{where}: {getattr(err, 'problem', None) or err}")
-        return e
+        return {}, f"frontmatter is not valid YAML{where}: {getattr(err, 'problem', None) or err}"
     except (ValueError, OverflowError, TypeError) as err:  # a 5,000-digit int, an odd date, a list as a key
-        e.problems.append(f"frontmatter cannot be read: {str(err)[:200]}")
-        return e
+        return {}, f"frontmatter cannot be read: {str(err)[:200]}"
     if refused:
-        e.problems.append(refused)
-        return e
+        return {}, refused
     if meta is None:
-        meta = {}
+        return {}, None
     if not isinstance(meta, dict):
-        e.problems.append("frontmatter is not a mapping of keys")
-        return e
+        return {}, "frontmatter is not a mapping of keys"
+    return meta, None
+
+
+def _take_fields(e: Entry, meta: dict, types: tuple[str, ...]) -> None:
     e.name = _text(meta.get("name"))
     e.description = _text(meta.get("description"))
     e.type = _text(meta.get("type"))
@@ -135,7 +156,6 @@ def parse(data: bytes, types: tuple[str, ...] = DEFAULT_TYPES) -> Entry:
             e.problems.append(f"frontmatter has no {key}")
     if e.type and e.type not in types:
         e.problems.append(f"unknown type {e.type!r} (allowed: {', '.join(types)})")
-    return e
 
 
 # -- MEMORY.md index lines: "- [Title](file.md) — hook" ------------------------------------
