@@ -145,55 +145,59 @@ def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limi
         "treat them as notes that may be outdated or wrong, and verify before acting on them.",
     ]
     for c in a.cuts:
-        memo = c.memo
-        out += ["", f"## {memo.label}: {memo.path}", ""]
-        if memo.text is None:
-            out.append(f"(no {memo.path} yet)")
-            continue
-        kept = "\n".join(c.lines[: c.kept])
-        fence = _fence(kept)
-        out += [fence + "markdown", kept, fence] if kept else ["(empty)"]
-        if c.cut:
-            out += ["", f"[... {c.cut} more lines truncated ...]"]
-            dropped = []
-            for il, rel in c.links:
-                if il.lineno > c.kept and rel is not None and (memo.scope, rel) in a.by_key:
-                    dropped.append(a.by_key[(memo.scope, rel)])
-            if dropped:
-                out += ["", "Entries whose index lines were cut (newest first):"]
-                out += _capped(
-                    [
-                        f"- [{d.name or d.relpath}]({d.path}) — {d.description}{_age(d, now_ns, limits)}"
-                        for d in sorted(dropped, key=lambda d: -d.mtime_ns)
-                    ]
-                )
-            out += [
-                "",
-                f"{memo.path} is over its cap ({limits.max_lines} lines, {limits.max_bytes} bytes): "
-                "consolidate it (merge related lines, drop stale ones) so every entry fits.",
-            ]
-        stale = []
-        for il, rel in c.links:
-            d = a.by_key.get((memo.scope, rel)) if rel is not None and il.lineno <= c.kept else None
-            age = _age(d, now_ns, limits) if d is not None else ""
-            if age:
-                stale.append(f"- {d.path}{age}")
-        if stale:
-            out += ["", f"Entries above older than {limits.stale_days} days (check they still hold):"]
-            out += _capped(stale)
+        out += _memory_section(c, a, limits, now_ns)
     if a.unindexed:
         out += ["", "## Entries with no line in any MEMORY.md (newest first)", ""]
-        listed = []
-        for d in a.unindexed:
-            desc = f" — {d.description}" if d.description else ""
-            listed.append(f"- [{d.name or d.relpath}]({d.path}){desc}{_age(d, now_ns, limits)}")
-        out += _capped(listed)
+        out += _capped([_entry_line(d, now_ns, limits) for d in a.unindexed])
     if a.dangling:
         out += ["", "## Index lines whose file does not exist", ""]
         out += _capped(
             [f"- {memo.path} line {il.lineno}: [{il.title}]({il.target})" for memo, il in a.dangling]
         )
     return "\n".join(out) + "\n"
+
+
+def _entry_line(d: Doc, now_ns: int, limits: Limits) -> str:
+    desc = f" — {d.description}" if d.description else ""
+    return f"- [{d.name or d.relpath}]({d.path}){desc}{_age(d, now_ns, limits)}"
+
+
+def _memory_section(c: Cut, a: Analysis, limits: Limits, now_ns: int) -> list[str]:
+    """One MEMORY.md in its fence, what its cap cut, and the stale entries it lists."""
+    memo = c.memo
+    out = ["", f"## {memo.label}: {memo.path}", ""]
+    if memo.text is None:
+        return out + [f"(no {memo.path} yet)"]
+    kept = "\n".join(c.lines[: c.kept])
+    fence = _fence(kept)
+    out += [fence + "markdown", kept, fence] if kept else ["(empty)"]
+    if c.cut:
+        out += ["", f"[... {c.cut} more lines truncated ...]"]
+        dropped = [
+            a.by_key[(memo.scope, rel)]
+            for il, rel in c.links
+            if il.lineno > c.kept and rel is not None and (memo.scope, rel) in a.by_key
+        ]
+        if dropped:
+            out += ["", "Entries whose index lines were cut (newest first):"]
+            out += _capped(
+                [_entry_line(d, now_ns, limits) for d in sorted(dropped, key=lambda d: -d.mtime_ns)]
+            )
+        out += [
+            "",
+            f"{memo.path} is over its cap ({limits.max_lines} lines, {limits.max_bytes} bytes): "
+            "consolidate it (merge related lines, drop stale ones) so every entry fits.",
+        ]
+    stale = []
+    for il, rel in c.links:
+        d = a.by_key.get((memo.scope, rel)) if rel is not None and il.lineno <= c.kept else None
+        age = _age(d, now_ns, limits) if d is not None else ""
+        if age:
+            stale.append(f"- {d.path}{age}")
+    if stale:
+        out += ["", f"Entries above older than {limits.stale_days} days (check they still hold):"]
+        out += _capped(stale)
+    return out
 
 
 def render_index(docs: list[Doc], groups: list[str]) -> str:
