@@ -172,47 +172,78 @@ def parse(data: object, source: str = "<string>") -> Config:
     top = _keys(
         "config", data, {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context"}
     )
+    users = _users(top.get("users"))
+    teams = _teams(top.get("teams"))
+    for u in users.values():
+        if u.team is not None and u.team not in teams:
+            raise ConfigError(f"users.{u.name}.team: no team named {u.team!r} under teams:")
+    unknown = top.get("unknown_uids", "allow")
+    if unknown not in ("allow", "deny"):
+        raise ConfigError(f"unknown_uids: expected 'allow' or 'deny', got {unknown!r}")
+    ix = _keys("index", top.get("index"), {"enabled"})
+    enabled = ix.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"index.enabled: expected true or false, got {enabled!r}")
+    return Config(
+        users,
+        teams,
+        _grants(top.get("grants")),
+        unknown,
+        _limits(top.get("limits")),
+        IndexConf(enabled),
+        _memory(top.get("memory")),
+        _context(top.get("context")),
+        source,
+    )
 
+
+def _user(name: str, spec: object, by_uid: dict[int, str]) -> UserConf:
+    spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases"})
+    if "uid" not in spec:
+        raise ConfigError(f"users.{name}: missing required key 'uid'")
+    uid = _int(f"users.{name}.uid", spec["uid"])
+    if uid in by_uid:
+        raise ConfigError(f"users.{name}: uid {uid} is already used by user {by_uid[uid]!r}")
+    by_uid[uid] = name
+    if UID_NAME_RE.fullmatch(name) and name != f"uid-{uid}":
+        raise ConfigError(f"users.{name}: the name {name!r} is what memfs calls uid {name[4:]}")
+    team = spec.get("team")
+    if team is not None:
+        team = _name(f"users.{name}.team", team)
+    raw_aliases = spec.get("aliases") or []
+    if not isinstance(raw_aliases, list):
+        raise ConfigError(f"users.{name}.aliases: expected a list")
+    return UserConf(name=name, uid=uid, team=team, aliases=tuple(str(a) for a in raw_aliases))
+
+
+def _users(value: object) -> dict[str, UserConf]:
     users: dict[str, UserConf] = {}
     by_uid: dict[int, str] = {}
-    for name, spec in _mapping("users", top.get("users")).items():
+    for name, spec in _mapping("users", value).items():
         name = _name("users", name)
-        spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases"})
-        if "uid" not in spec:
-            raise ConfigError(f"users.{name}: missing required key 'uid'")
-        uid = _int(f"users.{name}.uid", spec["uid"])
-        if uid in by_uid:
-            raise ConfigError(f"users.{name}: uid {uid} is already used by user {by_uid[uid]!r}")
-        by_uid[uid] = name
-        if UID_NAME_RE.fullmatch(name) and name != f"uid-{uid}":
-            raise ConfigError(f"users.{name}: the name {name!r} is what memfs calls uid {name[4:]}")
-        team = spec.get("team")
-        if team is not None:
-            team = _name(f"users.{name}.team", team)
-        raw_aliases = spec.get("aliases") or []
-        if not isinstance(raw_aliases, list):
-            raise ConfigError(f"users.{name}.aliases: expected a list")
-        aliases = tuple(str(a) for a in raw_aliases)
-        users[name] = UserConf(name=name, uid=uid, team=team, aliases=aliases)
+        users[name] = _user(name, spec, by_uid)
+    return users
 
+
+def _teams(value: object) -> dict[str, TeamConf]:
     teams: dict[str, TeamConf] = {}
-    for tname, spec in _mapping("teams", top.get("teams")).items():
+    for tname, spec in _mapping("teams", value).items():
         tname = _name("teams", tname)
         spec = _keys(f"teams.{tname}", spec, {"members", "group"})
         group = spec.get("group")
         if group is not None and not isinstance(group, str):
             raise ConfigError(f"teams.{tname}.group: expected a Unix group name")
-        teams[tname] = TeamConf(
-            name=tname,
-            members=_name_list(f"teams.{tname}.members", spec.get("members")),
-            group=group,
-        )
+        members = _name_list(f"teams.{tname}.members", spec.get("members"))
+        teams[tname] = TeamConf(name=tname, members=members, group=group)
+    return teams
 
-    grants = []
-    raw_grants = top.get("grants") or []
-    if not isinstance(raw_grants, list):
+
+def _grants(value: object) -> tuple[Grant, ...]:
+    raw = value or []
+    if not isinstance(raw, list):
         raise ConfigError("grants: expected a list of {reader: NAME, owner: NAME}")
-    for i, g in enumerate(raw_grants):
+    grants = []
+    for i, g in enumerate(raw):
         g = _keys(f"grants[{i}]", g, {"reader", "owner"})
         for key in ("reader", "owner"):
             if key not in g:
@@ -220,45 +251,37 @@ def parse(data: object, source: str = "<string>") -> Config:
         grants.append(
             Grant(_name(f"grants[{i}].reader", g["reader"]), _name(f"grants[{i}].owner", g["owner"]))
         )
+    return tuple(grants)
 
-    unknown = top.get("unknown_uids", "allow")
-    if unknown not in ("allow", "deny"):
-        raise ConfigError(f"unknown_uids: expected 'allow' or 'deny', got {unknown!r}")
 
+def _limits(value: object) -> Limits:
     dl = Limits()
     sizes = {"max_file_bytes", "user_bytes", "team_bytes"}
     counts = {"user_files", "team_files", "open_files", "open_queries"}
-    lim = _keys("limits", top.get("limits"), sizes | counts)
-    limits = Limits(
+    lim = _keys("limits", value, sizes | counts)
+    return Limits(
         **{k: _size(f"limits.{k}", lim.get(k, getattr(dl, k))) for k in sizes},
         **{k: _int(f"limits.{k}", lim.get(k, getattr(dl, k)), 1) for k in counts},
     )
 
-    ix = _keys("index", top.get("index"), {"enabled"})
-    enabled = ix.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"index.enabled: expected true or false, got {enabled!r}")
 
-    mem = _keys("memory", top.get("memory"), {"types"})
-    types = MemoryConf.types
-    if "types" in mem:
-        types = _name_list("memory.types", mem["types"])
-        if not types:
-            raise ConfigError("memory.types: give at least one type")
+def _memory(value: object) -> MemoryConf:
+    mem = _keys("memory", value, {"types"})
+    if "types" not in mem:
+        return MemoryConf()
+    types = _name_list("memory.types", mem["types"])
+    if not types:
+        raise ConfigError("memory.types: give at least one type")
+    return MemoryConf(types)
 
-    ctx = _keys("context", top.get("context"), {"max_lines", "max_bytes", "stale_days"})
+
+def _context(value: object) -> ContextConf:
+    ctx = _keys("context", value, {"max_lines", "max_bytes", "stale_days"})
     d = ContextConf()
-    context = ContextConf(
+    return ContextConf(
         max_lines=_int("context.max_lines", ctx.get("max_lines", d.max_lines), 1),
         max_bytes=_int("context.max_bytes", ctx.get("max_bytes", d.max_bytes), 1),
         stale_days=_int("context.stale_days", ctx.get("stale_days", d.stale_days), 0),
-    )
-
-    for u in users.values():
-        if u.team is not None and u.team not in teams:
-            raise ConfigError(f"users.{u.name}.team: no team named {u.team!r} under teams:")
-    return Config(
-        users, teams, tuple(grants), unknown, limits, IndexConf(enabled), MemoryConf(types), context, source
     )
 
 
