@@ -43,49 +43,53 @@ class Identities:
         self.config = config
         self._cache: dict[tuple[int, int], Principal] = {}
         self._owners: dict[Scope, tuple[int, int, bool]] = {}
-        self.teams: dict[str, Team] = {}
+        self.teams = {t.name: self._team(t) for t in config.teams.values()}
         member_of: dict[str, list[str]] = {}
-        for t in config.teams.values():
-            members = set()
-            for m in t.members:
-                if not self.known_user(m):
-                    raise ConfigError(f"teams.{t.name}.members: unknown user {m!r}")
-                members.add(m)
-            gid = None
-            if t.group is not None:
-                try:
-                    g = grp.getgrnam(t.group)
-                except KeyError:
-                    raise ConfigError(f"teams.{t.name}.group: no Unix group {t.group!r}") from None
-                gid = g.gr_gid
-                members.update(n for n in g.gr_mem if self.known_user(n))
-                members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == gid)
-            self.teams[t.name] = Team(t.name, gid, frozenset(members))
-            for m in members:
-                member_of.setdefault(m, []).append(t.name)
-
-        for u in config.users.values():
-            if u.team is not None and u.team not in member_of.get(u.name, []):
-                raise ConfigError(f"users.{u.name}.team: {u.name} is not a member of team {u.team!r}")
-        self._team_of: dict[str, str] = {}
-        for user, teams in member_of.items():
-            chosen = config.users[user].team if user in config.users else None
-            if chosen is not None:  # checked above: a member of it
-                self._team_of[user] = chosen
-            elif len(teams) > 1:
-                raise ConfigError(
-                    f"user {user!r} is in teams {', '.join(sorted(teams))}: "
-                    f"set users.{user}.team to the one shown as team/"
-                )
-            else:
-                self._team_of[user] = teams[0]
-
+        for team in self.teams.values():
+            for m in team.members:
+                member_of.setdefault(m, []).append(team.name)
+        self._team_of = self._choose_teams(member_of)
         self._readable: dict[str, set[str]] = {}
         for i, g in enumerate(config.grants):
             for key in ("reader", "owner"):
                 if not self.known_user(getattr(g, key)):
                     raise ConfigError(f"grants[{i}].{key}: unknown user {getattr(g, key)!r}")
             self._readable.setdefault(g.reader, set()).add(g.owner)
+
+    def _team(self, t) -> Team:
+        """A team's members: those listed, plus every member of its Unix group if it has one."""
+        members = set()
+        for m in t.members:
+            if not self.known_user(m):
+                raise ConfigError(f"teams.{t.name}.members: unknown user {m!r}")
+            members.add(m)
+        gid = None
+        if t.group is not None:
+            try:
+                g = grp.getgrnam(t.group)
+            except KeyError:
+                raise ConfigError(f"teams.{t.name}.group: no Unix group {t.group!r}") from None
+            gid = g.gr_gid
+            members.update(n for n in g.gr_mem if self.known_user(n))
+            members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == gid)
+        return Team(t.name, gid, frozenset(members))
+
+    def _choose_teams(self, member_of: dict[str, list[str]]) -> dict[str, str]:
+        """The one team shown as team/ for each member: the only one, or users.<name>.team."""
+        users = self.config.users
+        for u in users.values():
+            if u.team is not None and u.team not in member_of.get(u.name, []):
+                raise ConfigError(f"users.{u.name}.team: {u.name} is not a member of team {u.team!r}")
+        team_of = {}
+        for user, teams in member_of.items():
+            chosen = users[user].team if user in users else None
+            if chosen is None and len(teams) > 1:
+                raise ConfigError(
+                    f"user {user!r} is in teams {', '.join(sorted(teams))}: "
+                    f"set users.{user}.team to the one shown as team/"
+                )
+            team_of[user] = chosen or teams[0]
+        return team_of
 
     def team_of(self, user: str) -> str | None:
         return self._team_of.get(user)
