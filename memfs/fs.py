@@ -19,28 +19,24 @@ import stat
 
 import pyfuse3
 import trio
-from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
+from pyfuse3 import EntryAttributes, FUSEError, RequestContext
 
 from . import context as ctx_mod
 from . import logline, policy
 from .config import Limits
 from .control import Control
+from .dir_ops import DirOps
+from .file_ops import FileOps
 from .guard import guarded
 from .handles import DirHandle, FileHandle
 from .identity import Identities
 from .index import Index
-from .inodes import ROOT_INODE, InodeTable, Node
+from .inodes import CACHE_TIMEOUT, ROOT_INODE, VIEW_TIMEOUT, InodeTable, Node
 from .policy import Access, Principal, Scope
-from .quota import OpenCounts, Quotas, Usage
-from .store import Store
+from .quota import OpenCounts, Quotas
+from .store import Store, child_path
 
 log = logging.getLogger(__name__)
-
-# Below the root every inode has one scope, so the kernel may cache it (fuse-notes.md).
-CACHE_TIMEOUT = 300.0
-# A grant reader's view of another user's tree: the owner's renames cannot be pushed to
-# the view's dentries, so the kernel keeps them briefly.
-VIEW_TIMEOUT = 1.0
 
 
 def _chown_request(attr, fields) -> tuple[int | None, int | None]:
@@ -54,16 +50,7 @@ def _times_request(attr, fields) -> tuple[int | None, int | None]:
     )
 
 
-def _entry_timeout(parent_inode: int) -> float:
-    """Names in the root resolve per caller: the kernel must ask again every time."""
-    return 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
-
-
-def _child(path: bytes, name: bytes) -> bytes:
-    return path + b"/" + name if path else name
-
-
-class Operations(pyfuse3.Operations):
+class Operations(FileOps, DirOps, pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
@@ -281,7 +268,7 @@ class Operations(pyfuse3.Operations):
         scope, path, is_root = self._dir(parent, p, Access.WRITE)
         if is_root and name in policy.RESERVED_ROOT_NAMES:
             raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
-        return scope, _child(path, name)
+        return scope, child_path(path, name)
 
     # -- lookup and attributes ------------------------------------------------
     @guarded
@@ -307,7 +294,7 @@ class Operations(pyfuse3.Operations):
             return self.entry(scope, path, CACHE_TIMEOUT, view)
         if name == b"..":
             raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..' itself
-        return self.entry(scope, _child(path, name), CACHE_TIMEOUT, view)
+        return self.entry(scope, child_path(path, name), CACHE_TIMEOUT, view)
 
     @guarded
     async def getattr(self, inode, ctx):
@@ -414,333 +401,3 @@ class Operations(pyfuse3.Operations):
                     self.inodes.forget(ino, count)
         except Exception:
             log.exception("forget: internal error")
-
-    # -- files ----------------------------------------------------------------
-    def _open_handle(self, node: Node, fd: int, flags: int, uid: int) -> FileInfo:
-        acc = flags & os.O_ACCMODE
-        writable = acc != os.O_RDONLY
-        # An O_TRUNC open changed the file even if nothing is written after it.
-        dirty = bool(flags & os.O_TRUNC)
-        handle = FileHandle(node, fd, uid, writable, bool(flags & os.O_APPEND), dirty=dirty)
-        self._files[fd] = handle
-        self.inodes.opened(node, fd)
-        st = os.fstat(fd)
-        sig = (st.st_mtime_ns, st.st_size)
-        # Keep the kernel's page cache only if nothing changed the file behind its back.
-        keep = node.sig == sig
-        node.sig = sig
-        return FileInfo(fh=fd, keep_cache=keep)
-
-    @guarded
-    async def open(self, inode, flags, ctx):
-        p = self._principal(ctx)
-        if self.control.owns(inode):
-            self.opens.take(ctx.uid, control=True)
-            try:
-                info = await self.control.open(inode, flags, p)
-            except BaseException:
-                self.opens.give(ctx.uid, control=True)
-                raise
-            self._control_uids[info.fh] = ctx.uid
-            return info
-        node = self._node(inode)
-        acc = flags & os.O_ACCMODE
-        writing = acc != os.O_RDONLY or bool(flags & os.O_TRUNC)
-        self._require(p, node, Access.WRITE if writing else Access.READ)
-        if node.unlinked:
-            raise FUSEError(errno.ENOENT)
-        st = self.store.lstat(node.scope, node.path)
-        if stat.S_ISDIR(st.st_mode):
-            raise FUSEError(errno.EISDIR)
-        if not policy.owner_bits_allow(st.st_mode, acc != os.O_WRONLY, writing):
-            raise FUSEError(errno.EACCES)
-        if writing:
-            await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
-        self.opens.take(ctx.uid)
-        try:
-            fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
-        except BaseException:
-            self.opens.give(ctx.uid)
-            raise
-        if flags & os.O_TRUNC:
-            self.quotas.add(node.scope, -st.st_size)
-        return self._open_handle(node, fd, flags, ctx.uid)
-
-    @guarded
-    async def create(self, parent_inode, name, mode, flags, ctx):
-        p = self._principal(ctx)
-        scope, path = self._target(p, parent_inode, name, creating=True)
-        await self.quotas.need(scope, files=1)
-        self.opens.take(ctx.uid)
-        try:
-            fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
-        except BaseException:
-            self.opens.give(ctx.uid)
-            raise
-        self.quotas.add(scope, files=1)
-        st = os.fstat(fd)
-        node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
-        self.inodes.remember(node)
-        info = self._open_handle(node, fd, flags, ctx.uid)
-        self._files[fd].dirty = True
-        return info, self._attrs(node, st, _entry_timeout(parent_inode))
-
-    @guarded
-    async def read(self, fh, off, size):
-        if self.control.owns_handle(fh):
-            return await self.control.read(fh, off, size)
-        return os.pread(self._files[fh].fd, size, off)
-
-    @guarded
-    async def write(self, fh, off, buf):
-        if self.control.owns_handle(fh):
-            return self.control.write(fh, off, buf)
-        h = self._files[fh]
-        if not h.writable:
-            raise FUSEError(errno.EBADF)
-        size = os.fstat(h.fd).st_size
-        start = size if h.append else off
-        room = self.store.room(start)
-        if room <= 0:
-            raise FUSEError(errno.EFBIG)
-        # Growth past the end counts against the scope's quota; rewriting in place does not.
-        quota_room = self.quotas.room(h.node.scope) + max(0, size - start)
-        if quota_room <= 0 and start + len(buf) > size:
-            raise FUSEError(errno.EDQUOT)
-        room = min(room, max(quota_room, 0)) if start + len(buf) > size else room
-        # Like RLIMIT_FSIZE: store what fits below the cap, report a short write, and the
-        # next write gets EFBIG (or EDQUOT). The kernel splits writes at page boundaries anyway.
-        n = os.pwrite(h.fd, buf[:room] if len(buf) > room else buf, off)
-        self.quotas.add(h.node.scope, max(0, start + n - size))
-        h.dirty = True
-        return n
-
-    async def flush(self, fh):
-        # Writes go straight to the backing file, so close() has nothing left to report.
-        # ENOSYS tells the kernel to stop sending flush at all: one round trip less per
-        # close (measured ~20% on create+write+close), no error reporting lost.
-        raise FUSEError(errno.ENOSYS)
-
-    @guarded
-    async def fsync(self, fh, datasync):
-        h = self._files.get(fh)
-        if h is None or self.control.owns_handle(fh):
-            return
-        await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, h.fd)
-        self._changed(h.node)
-
-    @guarded
-    async def release(self, fh):
-        if self.control.owns_handle(fh):
-            self.opens.give(self._control_uids.pop(fh, -1), control=True)
-            self.control.release(fh)
-            return
-        h = self._files.pop(fh)
-        try:
-            st = os.fstat(h.fd)
-            if h.dirty:
-                h.node.sig = (st.st_mtime_ns, st.st_size)
-                self._changed(h.node)
-            if h.node.unlinked and h.node.open_fds == {h.fd}:
-                self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
-        finally:
-            os.close(h.fd)
-            self.inodes.closed(h.node, h.fd)
-            self.opens.give(h.uid)
-
-    # -- directories ----------------------------------------------------------
-    @guarded
-    async def mkdir(self, parent_inode, name, mode, ctx):
-        p = self._principal(ctx)
-        scope, path = self._target(p, parent_inode, name, creating=True)
-        await self.quotas.need(scope, files=1)
-        self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
-        self.quotas.add(scope, files=1)
-        return self.entry(scope, path, _entry_timeout(parent_inode))
-
-    @guarded
-    async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        p = self._principal(ctx)
-        if policy.refused_file_type(mode):
-            raise FUSEError(errno.EPERM)
-        scope, path = self._target(p, parent_inode, name, creating=True)
-        await self.quotas.need(scope, files=1)
-        os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
-        self.quotas.add(scope, files=1)
-        return self.entry(scope, path, _entry_timeout(parent_inode))
-
-    async def symlink(self, parent_inode, name, target, ctx):
-        raise FUSEError(errno.EPERM)  # memory holds plain files; git and editors fall back
-
-    async def link(self, inode, new_parent_inode, new_name, ctx):
-        raise FUSEError(errno.EPERM)
-
-    @guarded
-    async def unlink(self, parent_inode, name, ctx):
-        p = self._principal(ctx)
-        scope, path = self._target(p, parent_inode, name, creating=False)
-        st = self.store.lstat(scope, path)
-        self.store.unlink(scope, path)
-        self._gone(scope, self.inodes.unlinked(scope, path), st)
-        if self.index is not None:
-            self.index.remove(scope, path)
-
-    def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
-        """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
-        still open keeps its bytes charged until its last close."""
-        still_open = any(n.open_fds for n in nodes)
-        self.quotas.add(scope, 0 if still_open or stat.S_ISDIR(st.st_mode) else -st.st_size, -1)
-
-    @guarded
-    async def rmdir(self, parent_inode, name, ctx):
-        p = self._principal(ctx)
-        scope, path = self._target(p, parent_inode, name, creating=False)
-        st = self.store.lstat(scope, path)
-        self.store.rmdir(scope, path)
-        self._gone(scope, self.inodes.unlinked(scope, path), st)
-
-    @guarded
-    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        p = self._principal(ctx)
-        if flags & ~pyfuse3.RENAME_NOREPLACE:
-            raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE, RENAME_WHITEOUT: not supported
-        src, src_path = self._target(p, parent_inode_old, name_old, creating=False)
-        dst, dst_path = self._target(p, parent_inode_new, name_new, creating=True)
-        if not policy.may_move(p, src, dst):
-            raise FUSEError(errno.EACCES)
-        st = self.store.lstat(src, src_path)
-        if (src, src_path) == (dst, dst_path):
-            if flags & pyfuse3.RENAME_NOREPLACE:
-                raise FUSEError(errno.EEXIST)
-            return  # rename onto itself: nothing to do (POSIX)
-        is_dir = stat.S_ISDIR(st.st_mode)
-        carried = None
-        if src != dst:  # what moves to the other scope counts against its quota
-            carried = await self._tree_usage(src, src_path, st)
-            await self.quotas.usage(src)
-            await self.quotas.need(dst, carried.bytes, carried.files)
-        # No await from here to the rename: no other handler runs in between.
-        try:
-            replaced = self.store.lstat(dst, dst_path)
-        except FileNotFoundError:
-            replaced = None
-        if replaced is not None and flags & pyfuse3.RENAME_NOREPLACE:
-            raise FUSEError(errno.EEXIST)
-        over = [n for v in (False, True) if (n := self.inodes.find(dst, dst_path, v)) is not None]
-        self.store.rename(src, src_path, dst, dst_path)
-        if replaced is not None:
-            self._gone(dst, over, replaced)
-        if carried is not None:
-            self.quotas.add(src, -carried.bytes, -carried.files)
-            self.quotas.add(dst, carried.bytes, carried.files)
-        moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
-        if self.index is not None:
-            self.index.moved(src, src_path, dst, dst_path, is_dir)
-        if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
-            for node in moved:
-                self._invalidate(node.ino)
-        if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
-            self._invalidate_name(ROOT_INODE, name_new)
-
-    async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
-        if not stat.S_ISDIR(st.st_mode):
-            return Usage(st.st_size, 1)
-        u = await trio.to_thread.run_sync(self.quotas.count, scope, path)
-        return Usage(u.bytes, u.files + 1)
-
-    @guarded
-    async def opendir(self, inode, ctx):
-        p = self._principal(ctx)
-        view = False
-        if self.control.owns(inode):
-            listing = self.control.listing(inode, p)
-            scope, path, is_root = None, b"", False
-
-            def start():
-                return listing
-        elif inode == ROOT_INODE:
-            scope, path, is_root = p.private, b"", True
-            here = self._root_attrs(p, ctx)
-            team = p.team_scope
-
-            def start():
-                yield b".", here
-                yield b"..", here
-                for n, st in self.store.iterdir(scope, b""):
-                    if n not in policy.RESERVED_ROOT_NAMES:
-                        yield n, st
-                if team is not None:
-                    yield policy.TEAM_NAME, None
-        else:
-            node = self._node(inode)
-            self._require(p, node, Access.READ)
-            if node.unlinked:
-                raise FUSEError(errno.ENOENT)
-            st = self.store.lstat(node.scope, node.path)
-            if not policy.owner_bits_allow(st.st_mode, True, False):
-                raise FUSEError(errno.EACCES)
-            scope, path, is_root, view = node.scope, node.path, False, node.view
-            here = self._attrs(node, st)
-            # '..' only needs to look like a directory: the kernel resolves '..' itself.
-            parent = self.inodes.find(scope, path.rpartition(b"/")[0], view) if path else None
-            up = self._attrs(parent, st) if parent is not None else here
-            if parent is None:
-                up.st_ino = ROOT_INODE
-
-            def start():
-                yield b".", here
-                yield b"..", up
-                yield from self.store.iterdir(scope, path)
-
-        self.opens.take(ctx.uid)
-        fh = self._next_dh
-        self._next_dh += 1
-        # The caller was checked here; readdir carries no ctx and trusts this handle.
-        self._dirs[fh] = DirHandle(ctx.uid, scope, path, start, is_root, view, p.team_scope)
-        return fh
-
-    @guarded
-    async def readdir(self, fh, start_id, token):
-        d = self._dirs[fh]
-        d.seek(start_id)
-        while (item := d.next()) is not None:
-            name, st = item
-            if isinstance(st, EntryAttributes):  # '.', '..' and control entries: no lookup count
-                if not pyfuse3.readdir_reply(token, name, st, d.pos):
-                    d.back = item
-                    return
-                continue
-            if d.is_root and name == policy.TEAM_NAME:
-                scope, path = d.team_scope, b""
-            else:
-                scope, path = d.scope, _child(d.path, name)
-            if st is None:
-                try:
-                    st = self.store.lstat(scope, path)
-                except FileNotFoundError:
-                    continue
-            node = self.inodes.node_for(scope, path, d.view, st.st_ino)
-            attrs = self._attrs(node, st, 0 if d.is_root else CACHE_TIMEOUT)
-            if not pyfuse3.readdir_reply(token, name, attrs, d.pos):
-                self.inodes.drop_if_unused(node)
-                d.back = item
-                return
-            self.inodes.remember(node)
-
-    @guarded
-    async def releasedir(self, fh):
-        d = self._dirs.pop(fh, None)
-        if d is not None:
-            d.close()
-            self.opens.give(d.uid)
-
-    @guarded
-    async def fsyncdir(self, fh, datasync):
-        d = self._dirs.get(fh)
-        if d is None or d.scope is None:
-            return
-        fd = self.store.open_dir(d.scope, d.path)
-        try:
-            await trio.to_thread.run_sync(os.fsync, fd)
-        finally:
-            os.close(fd)

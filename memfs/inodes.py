@@ -24,6 +24,17 @@ BACKING_BASE = 1 << 20  # inode = BACKING_BASE + backing st_ino (+ VIEW_BIT in a
 VIEW_BIT = 1 << 40
 OWN_BASE = 1 << 42  # numbers of nodes that cannot use their backing one (query inodes: 1 << 41)
 
+# Below the root every inode has one scope, so the kernel may cache it (fuse-notes.md).
+CACHE_TIMEOUT = 300.0
+# A grant reader's view of another user's tree: the owner's renames cannot be pushed to
+# the view's dentries, so the kernel keeps them briefly.
+VIEW_TIMEOUT = 1.0
+
+
+def entry_timeout(parent_inode: int) -> float:
+    """Names in the root resolve per caller: the kernel must ask again every time."""
+    return 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT
+
 
 @dataclass(slots=True, eq=False)
 class Node:

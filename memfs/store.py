@@ -31,6 +31,11 @@ LONG_PATH = 3072  # longer relative paths are reached by hops (a syscall takes <
 _HOP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def child_path(path: bytes, name: bytes) -> bytes:
+    """A name in a folder of a scope, as a path relative to the scope's root."""
+    return path + b"/" + name if path else name
+
+
 @contextmanager
 def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
     """(fd, name) with `name` short enough for one syscall: a long path is reached by

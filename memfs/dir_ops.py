@@ -1,0 +1,221 @@
+"""Name and folder handlers: mkdir, unlink, rmdir, rename, opendir, readdir (a mixin of
+fs.Operations)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pyfuse3
+import trio
+from pyfuse3 import EntryAttributes, FUSEError
+
+from . import policy
+from .guard import guarded
+from .handles import DirHandle
+from .inodes import CACHE_TIMEOUT, ROOT_INODE, Node, entry_timeout
+from .policy import Access, Scope
+from .quota import Usage
+from .store import child_path
+
+
+class DirOps:
+    """Uses what fs.Operations sets up: store, inodes, quotas, opens, index, _dirs."""
+
+    # -- directories ----------------------------------------------------------
+    @guarded
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        p = self._principal(ctx)
+        scope, path = self._target(p, parent_inode, name, creating=True)
+        await self.quotas.need(scope, files=1)
+        self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
+        self.quotas.add(scope, files=1)
+        return self.entry(scope, path, entry_timeout(parent_inode))
+
+    @guarded
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        p = self._principal(ctx)
+        if policy.refused_file_type(mode):
+            raise FUSEError(errno.EPERM)
+        scope, path = self._target(p, parent_inode, name, creating=True)
+        await self.quotas.need(scope, files=1)
+        os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
+        self.quotas.add(scope, files=1)
+        return self.entry(scope, path, entry_timeout(parent_inode))
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        raise FUSEError(errno.EPERM)  # memory holds plain files; git and editors fall back
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise FUSEError(errno.EPERM)
+
+    @guarded
+    async def unlink(self, parent_inode, name, ctx):
+        p = self._principal(ctx)
+        scope, path = self._target(p, parent_inode, name, creating=False)
+        st = self.store.lstat(scope, path)
+        self.store.unlink(scope, path)
+        self._gone(scope, self.inodes.unlinked(scope, path), st)
+        if self.index is not None:
+            self.index.remove(scope, path)
+
+    def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
+        """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
+        still open keeps its bytes charged until its last close."""
+        still_open = any(n.open_fds for n in nodes)
+        self.quotas.add(scope, 0 if still_open or stat.S_ISDIR(st.st_mode) else -st.st_size, -1)
+
+    @guarded
+    async def rmdir(self, parent_inode, name, ctx):
+        p = self._principal(ctx)
+        scope, path = self._target(p, parent_inode, name, creating=False)
+        st = self.store.lstat(scope, path)
+        self.store.rmdir(scope, path)
+        self._gone(scope, self.inodes.unlinked(scope, path), st)
+
+    @guarded
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        p = self._principal(ctx)
+        if flags & ~pyfuse3.RENAME_NOREPLACE:
+            raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE, RENAME_WHITEOUT: not supported
+        src, src_path = self._target(p, parent_inode_old, name_old, creating=False)
+        dst, dst_path = self._target(p, parent_inode_new, name_new, creating=True)
+        if not policy.may_move(p, src, dst):
+            raise FUSEError(errno.EACCES)
+        st = self.store.lstat(src, src_path)
+        if (src, src_path) == (dst, dst_path):
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                raise FUSEError(errno.EEXIST)
+            return  # rename onto itself: nothing to do (POSIX)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        carried = None
+        if src != dst:  # what moves to the other scope counts against its quota
+            carried = await self._tree_usage(src, src_path, st)
+            await self.quotas.usage(src)
+            await self.quotas.need(dst, carried.bytes, carried.files)
+        # No await from here to the rename: no other handler runs in between.
+        try:
+            replaced = self.store.lstat(dst, dst_path)
+        except FileNotFoundError:
+            replaced = None
+        if replaced is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise FUSEError(errno.EEXIST)
+        over = [n for v in (False, True) if (n := self.inodes.find(dst, dst_path, v)) is not None]
+        self.store.rename(src, src_path, dst, dst_path)
+        if replaced is not None:
+            self._gone(dst, over, replaced)
+        if carried is not None:
+            self.quotas.add(src, -carried.bytes, -carried.files)
+            self.quotas.add(dst, carried.bytes, carried.files)
+        moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
+        if self.index is not None:
+            self.index.moved(src, src_path, dst, dst_path, is_dir)
+        if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
+            for node in moved:
+                self._invalidate(node.ino)
+        if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
+            self._invalidate_name(ROOT_INODE, name_new)
+
+    async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
+        if not stat.S_ISDIR(st.st_mode):
+            return Usage(st.st_size, 1)
+        u = await trio.to_thread.run_sync(self.quotas.count, scope, path)
+        return Usage(u.bytes, u.files + 1)
+
+    @guarded
+    async def opendir(self, inode, ctx):
+        p = self._principal(ctx)
+        view = False
+        if self.control.owns(inode):
+            listing = self.control.listing(inode, p)
+            scope, path, is_root = None, b"", False
+
+            def start():
+                return listing
+        elif inode == ROOT_INODE:
+            scope, path, is_root = p.private, b"", True
+            here = self._root_attrs(p, ctx)
+            team = p.team_scope
+
+            def start():
+                yield b".", here
+                yield b"..", here
+                for n, st in self.store.iterdir(scope, b""):
+                    if n not in policy.RESERVED_ROOT_NAMES:
+                        yield n, st
+                if team is not None:
+                    yield policy.TEAM_NAME, None
+        else:
+            node = self._node(inode)
+            self._require(p, node, Access.READ)
+            if node.unlinked:
+                raise FUSEError(errno.ENOENT)
+            st = self.store.lstat(node.scope, node.path)
+            if not policy.owner_bits_allow(st.st_mode, True, False):
+                raise FUSEError(errno.EACCES)
+            scope, path, is_root, view = node.scope, node.path, False, node.view
+            here = self._attrs(node, st)
+            # '..' only needs to look like a directory: the kernel resolves '..' itself.
+            parent = self.inodes.find(scope, path.rpartition(b"/")[0], view) if path else None
+            up = self._attrs(parent, st) if parent is not None else here
+            if parent is None:
+                up.st_ino = ROOT_INODE
+
+            def start():
+                yield b".", here
+                yield b"..", up
+                yield from self.store.iterdir(scope, path)
+
+        self.opens.take(ctx.uid)
+        fh = self._next_dh
+        self._next_dh += 1
+        # The caller was checked here; readdir carries no ctx and trusts this handle.
+        self._dirs[fh] = DirHandle(ctx.uid, scope, path, start, is_root, view, p.team_scope)
+        return fh
+
+    @guarded
+    async def readdir(self, fh, start_id, token):
+        d = self._dirs[fh]
+        d.seek(start_id)
+        while (item := d.next()) is not None:
+            name, st = item
+            if isinstance(st, EntryAttributes):  # '.', '..' and control entries: no lookup count
+                if not pyfuse3.readdir_reply(token, name, st, d.pos):
+                    d.back = item
+                    return
+                continue
+            if d.is_root and name == policy.TEAM_NAME:
+                scope, path = d.team_scope, b""
+            else:
+                scope, path = d.scope, child_path(d.path, name)
+            if st is None:
+                try:
+                    st = self.store.lstat(scope, path)
+                except FileNotFoundError:
+                    continue
+            node = self.inodes.node_for(scope, path, d.view, st.st_ino)
+            attrs = self._attrs(node, st, 0 if d.is_root else CACHE_TIMEOUT)
+            if not pyfuse3.readdir_reply(token, name, attrs, d.pos):
+                self.inodes.drop_if_unused(node)
+                d.back = item
+                return
+            self.inodes.remember(node)
+
+    @guarded
+    async def releasedir(self, fh):
+        d = self._dirs.pop(fh, None)
+        if d is not None:
+            d.close()
+            self.opens.give(d.uid)
+
+    @guarded
+    async def fsyncdir(self, fh, datasync):
+        d = self._dirs.get(fh)
+        if d is None or d.scope is None:
+            return
+        fd = self.store.open_dir(d.scope, d.path)
+        try:
+            await trio.to_thread.run_sync(os.fsync, fd)
+        finally:
+            os.close(fd)
