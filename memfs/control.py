@@ -20,6 +20,7 @@ import yaml
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
 from . import context as ctx_mod
+from . import layout
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, display_path
 from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
@@ -266,12 +267,7 @@ class Control:
     # -- search -----------------------------------------------------------------
     def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
         """A file's path as this caller sees it under the mount."""
-        rel = display_path(rel)
-        if scope.kind is Kind.TEAM:
-            return f"team/{rel}"
-        if scope.name == p.user:
-            return rel
-        return f".memfs/users/{scope.name}/{rel}"
+        return layout.view_path(p, scope, display_path(rel))
 
     async def _flush(self, p: Principal, scopes: list[Scope]) -> None:
         """Read-your-writes: apply what is queued in the scopes the caller reads (only

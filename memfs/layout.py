@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .policy import Kind, Scope
+from .policy import Kind, Principal, Scope
+
+TEAM_VIEW = "team"  # where a caller sees its team's scope
+GRANT_VIEW = ".memfs/users"  # where a grant reader sees an owner's private scope
 
 SCOPE_DIRS = {Kind.PRIVATE: b"private", Kind.TEAM: b"teams"}
 KIND_OF_DIR = {v: k for k, v in SCOPE_DIRS.items()}
@@ -41,3 +44,27 @@ def scopes_in(base: Path) -> list[Scope]:
             continue
         found += [Scope(kind, n) for n in sorted(names) if (top / n).is_dir()]
     return found
+
+
+def view_path(p: Principal, scope: Scope, rel: str) -> str:
+    """A path of a scope as this caller sees it under the mount (rel already printable)."""
+    if scope.kind is Kind.TEAM:
+        return f"{TEAM_VIEW}/{rel}"
+    if scope.name == p.user:
+        return rel
+    return f"{GRANT_VIEW}/{scope.name}/{rel}"
+
+
+def resolve_view_path(prefix: str, scopes: list[Scope]) -> tuple[Scope | None, str]:
+    """The inverse: a path prefix as the caller sees it -> (one of its scopes, relative
+    prefix); None where it names no scope the caller can read."""
+    prefix = prefix.strip("/")
+    private = next((s for s in scopes if s.kind is Kind.PRIVATE), None)
+    team = next((s for s in scopes if s.kind is Kind.TEAM), None)
+    if prefix == TEAM_VIEW or prefix.startswith(TEAM_VIEW + "/"):
+        return team, prefix[len(TEAM_VIEW) + 1 :]
+    if prefix.startswith(GRANT_VIEW + "/"):
+        owner, _, rel = prefix[len(GRANT_VIEW) + 1 :].partition("/")
+        grant = Scope(Kind.PRIVATE, owner)
+        return (grant if grant in scopes and grant != private else None), rel
+    return private, prefix

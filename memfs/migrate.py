@@ -29,10 +29,10 @@ from pathlib import Path
 
 import yaml
 
-from . import entry
+from . import entry, layout
 from .config import Config
+from .layout import SCOPE_DIRS
 from .policy import Kind, Scope
-from .store import SCOPE_DIRS
 
 INDEX = "MEMORY.md"
 CATEGORY_TYPES = {
@@ -415,7 +415,7 @@ def _merge_index(existing: bytes, incoming: list[str]) -> bytes | None:
 
 
 def _dest(data: Path, scope: Scope, rel: str) -> Path:
-    return data / os.fsdecode(SCOPE_DIRS[scope.kind]) / scope.name / rel
+    return layout.scope_dir(data, scope) / rel
 
 
 def _folder(data: Path, scope: Scope, rel: str, create: bool) -> Folder:

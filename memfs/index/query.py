@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-from ..policy import Kind, Scope
-
 MAX_QUERY_CHARS = 64 * 1024  # what a query handle accepts
 MAX_SYNTAX_CHARS = 2048  # longer text is searched as words
 MAX_TERMS = 64  # tokens handed to the parser as syntax
@@ -63,17 +61,3 @@ def bounded(text: str, plain: bool = False) -> tuple[str, bool]:
             if len(words) == MAX_WORDS:
                 break
     return " ".join(words), True
-
-
-def resolve_view_path(prefix: str, scopes: list[Scope]) -> tuple[Scope | None, str]:
-    """A path prefix as the caller sees it -> (scope, relative prefix)."""
-    prefix = prefix.strip("/")
-    private = next((s for s in scopes if s.kind is Kind.PRIVATE), None)
-    team = next((s for s in scopes if s.kind is Kind.TEAM), None)
-    if prefix == "team" or prefix.startswith("team/"):
-        return team, prefix[5:]
-    if prefix.startswith(".memfs/users/"):
-        owner, _, rel = prefix[len(".memfs/users/") :].partition("/")
-        grant = Scope(Kind.PRIVATE, owner)
-        return (grant if grant in scopes and grant != private else None), rel
-    return private, prefix

@@ -30,9 +30,10 @@ import trio
 
 from .. import entry as entry_mod
 from .. import layout
+from ..layout import resolve_view_path
 from ..policy import Kind, Scope
 from ..store import Store
-from .query import MAX_QUERY_CHARS, bounded, resolve_view_path, split_filters
+from .query import MAX_QUERY_CHARS, bounded, split_filters
 from .scan import scan_entries, walk_entries
 from .schema import (
     MAX_BODY_CHARS,
