@@ -157,7 +157,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     def describe(self, op: str, args: tuple) -> str:
         """`uid=1001(alice) notes/x.md` for a log line: the caller and the path its request
         names, as that caller sees it (a handle's owner for calls that carry no caller)."""
-        ctx = next((a for a in args if isinstance(a, RequestContext)), None)
+        ctx = next((a for a in args if hasattr(a, "uid") and hasattr(a, "umask")), None)
         uid, node, name = (ctx.uid if ctx is not None else None), None, None
         first = args[0] if args and isinstance(args[0], int) else None
         if first is not None and op in self._BY_HANDLE:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -51,6 +53,8 @@ class Mount:
         self.config.write_text(textwrap.dedent(config))
         self.env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"), **(env or {}))
         self.homes: dict[int, Path] = {}
+        self.expected: list[tuple[re.Pattern, int | None]] = []
+        self.log_errors = False
 
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str) -> subprocess.CompletedProcess:
@@ -90,6 +94,51 @@ class Mount:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def expect_log(self, pattern: str, count: int | None = None) -> None:
+        """A warning or error this test provokes on purpose (like S3QL's assert_logs):
+        matching lines are not failures; with `count`, exactly that many must appear."""
+        self.expected.append((re.compile(pattern), count))
+
+    def finish(self) -> list[str]:
+        """Unmount the way a user does and check the daemon ended well: `memfs umount`
+        succeeds, the log says so, and the index agrees with the files. Problems, if any."""
+        if not os.path.ismount(self.mnt):
+            return []
+        res = subprocess.run(
+            memfs_cmd("umount", str(self.mnt)), env=self.env, capture_output=True, text=True, timeout=TIMEOUT
+        )
+        if res.returncode != 0:
+            return [f"memfs umount failed: {res.stderr.strip()}"]
+        if self.log_errors:
+            return []  # a test that breaks the daemon's surroundings (a full disk) on purpose
+        tail = self.log().splitlines()[-3:]
+        if not any(f"unmounted {self.mnt}" in ln for ln in tail):
+            return [f"the daemon did not end with its shutdown line: {tail}"]
+        if (self.data / "state" / "manifest.sqlite").exists():
+            from memfs import doctor
+
+            check = doctor._index(self.data)
+            if not check.ok:
+                return [f"after umount the index does not match the files: {check.line()}"]
+        return []
+
+    def unexpected_log(self) -> list[str]:
+        lines = [
+            ln for ln in self.log().splitlines() if " ERROR " in ln or " WARNING " in ln or "Traceback" in ln
+        ]
+        bad = []
+        seen = [0] * len(self.expected)
+        for ln in lines:
+            hit = next((i for i, (rx, _n) in enumerate(self.expected) if rx.search(ln)), None)
+            if hit is None:
+                bad.append(ln)
+            else:
+                seen[hit] += 1
+        for (rx, n), got in zip(self.expected, seen, strict=True):
+            if n is not None and got != n:
+                bad.append(f"expected {n} log line(s) matching {rx.pattern!r}, got {got}")
+        return bad
 
     def cleanup(self) -> None:
         """Always leaves no mount and no daemon behind, whatever state the test left."""
@@ -181,14 +230,55 @@ def make_mount(base_dir):
         return m
 
     yield make
+    problems = []
     for m in mounts:
-        m.cleanup()
+        try:
+            problems += m.finish()
+        finally:
+            m.cleanup()
     # Like S3QL's checklogs: a warning or error the daemon logged fails the test, unless it
-    # expected one (log_errors=True).
+    # expected it (m.expect_log, or log_errors=True for a test that provokes many).
     for m in mounts:
-        bad = [ln for ln in m.log().splitlines() if " ERROR " in ln or " WARNING " in ln or "Traceback" in ln]
+        bad = m.unexpected_log()
         if bad and not m.log_errors:
-            pytest.fail("the daemon logged errors:\n" + "\n".join(bad[:10]))
+            problems.append("the daemon logged:\n" + "\n".join(bad[:10]))
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+class ExpectedLogs:
+    """In-process checklogs for the tiers without a daemon (t1, t3)."""
+
+    def __init__(self):
+        self.expected: list[tuple[re.Pattern, int | None]] = []
+
+    def expect(self, pattern: str, count: int | None = None) -> None:
+        self.expected.append((re.compile(pattern), count))
+
+
+@pytest.fixture(autouse=True)
+def checklogs(request, caplog):
+    """Fail a test on any WARNING or worse logged in this process that it did not expect."""
+    logs = ExpectedLogs()
+    request.node.expected_logs = logs
+    caplog.set_level(logging.WARNING, logger="memfs")
+    yield logs
+    seen = [0] * len(logs.expected)
+    bad = []
+    for r in caplog.get_records("call") + caplog.get_records("teardown"):
+        if r.levelno < logging.WARNING or not r.name.startswith("memfs"):
+            continue
+        msg = r.getMessage()
+        hit = next((i for i, (rx, _n) in enumerate(logs.expected) if rx.search(msg)), None)
+        if hit is None:
+            bad.append(f"{r.levelname} {r.name}: {msg}")
+        else:
+            seen[hit] += 1
+    for (rx, n), got in zip(logs.expected, seen, strict=True):
+        if n is not None and got != n:
+            bad.append(f"expected {n} log record(s) matching {rx.pattern!r}, got {got}")
+    if bad:
+        pytest.fail("unexpected log records:\n" + "\n".join(bad[:10]))
 
 
 @pytest.fixture

@@ -45,12 +45,29 @@ def data(tmp_path):
     return d
 
 
+def check_inode_table(t) -> None:
+    """The table's invariants: every name maps to a live node that is itself, keyed by its
+    own (scope, path, view); every node kept is known to the kernel or open."""
+    for scope, keys in t._by_key.items():
+        for (path, view), node in keys.items():
+            assert (node.scope, node.path, node.view) == (scope, path, view), node
+            assert not node.unlinked and t._by_ino.get(node.ino) is node, node
+    for ino, node in t._by_ino.items():
+        assert node.ino == ino
+        assert node.nlookup > 0 or node.open_fds, f"a node nobody holds was kept: {node}"
+
+
 @pytest.fixture
 def make_ops(data):
-    def make(config=CONFIG, max_file_bytes=1024 * 1024) -> Operations:
-        return Operations(Store(data, max_file_bytes), Identities(parse(config)))
+    made = []
 
-    return make
+    def make(config=CONFIG, max_file_bytes=1024 * 1024) -> Operations:
+        made.append(Operations(Store(data, max_file_bytes), Identities(parse(config))))
+        return made[-1]
+
+    yield make
+    for o in made:
+        check_inode_table(o.inodes)
 
 
 @pytest.fixture
@@ -312,7 +329,8 @@ async def test_rename_into_the_team(ops, data):
 # -- robustness -----------------------------------------------------------------------
 
 
-async def test_an_internal_error_is_eio_and_the_next_call_works(ops, monkeypatch):
+async def test_an_internal_error_is_eio_and_the_next_call_works(ops, monkeypatch, checklogs):
+    checklogs.expect(r"internal error, answered EIO", 1)
     await make_file(ops, ALICE, b"a.md", b"A")
 
     def boom(*args):
@@ -324,7 +342,9 @@ async def test_an_internal_error_is_eio_and_the_next_call_works(ops, monkeypatch
     assert (await ops.lookup(ROOT_INODE, b"a.md", ctx(ALICE))).st_size == 1
 
 
-async def test_a_backing_os_error_keeps_its_errno(ops, monkeypatch):
+async def test_a_backing_os_error_keeps_its_errno(ops, monkeypatch, checklogs):
+    checklogs.expect(r"backing store: denied \(EACCES\)")
+
     def denied(*args):
         raise PermissionError(errno.EACCES, "denied")
 

@@ -44,14 +44,16 @@ def disk_full(*args):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-async def test_failed_reconcile_leaves_searches_working(index, monkeypatch):
+async def test_failed_reconcile_leaves_searches_working(index, monkeypatch, checklogs):
+    checklogs.expect(r"reconcile failed; the next mount tries again", 1)
     monkeypatch.setattr(index, "_plan", disk_full)
     assert await index.reconcile() == {}
     with trio.fail_after(5):  # searches do not wait forever for a reconcile that failed
         assert await index.search([ALICE], "anything") == ([], 0)
 
 
-async def test_failed_commit_keeps_changes_queued(index, monkeypatch):
+async def test_failed_commit_keeps_changes_queued(index, monkeypatch, checklogs):
+    checklogs.expect(r"commit failed \(\[Errno 28\].*1 changes kept for a retry", 1)
     await index.reconcile()
     write(index, b"a.md", "queued aardwolf")
     index.touch(ALICE, b"a.md")
@@ -65,7 +67,8 @@ async def test_failed_commit_keeps_changes_queued(index, monkeypatch):
     assert total == 1 and hits[0].relpath == "a.md"
 
 
-async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch):
+async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch, checklogs):
+    checklogs.expect(r"cannot index private:alice/bad.md; skipped", 1)
     await index.reconcile()
     write(index, b"good.md", "good dugong")
     write(index, b"bad.md", "bad dugong")
@@ -87,7 +90,9 @@ async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch):
 MALLORY = Scope(Kind.PRIVATE, "mallory")
 
 
-async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch):
+async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch, checklogs):
+    checklogs.expect(r"private:mallory: commit failed \(", service.MAX_FAILURES - 1)
+    checklogs.expect(r"private:mallory: commit failed 5 times .* left to a reconcile", 1)
     await index.reconcile()
     with open(backing(index, MALLORY, b"m.md"), "w") as f:
         f.write("mallory gerenuk")
@@ -115,7 +120,8 @@ async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch):
     assert [h.relpath for h in (await index.search([MALLORY], "gerenuk"))[0]] == ["m.md"]
 
 
-async def test_reconcile_keeps_entries_below_a_folder_it_cannot_read(index, monkeypatch):
+async def test_reconcile_keeps_entries_below_a_folder_it_cannot_read(index, monkeypatch, checklogs):
+    checklogs.expect(r"private:alice: cannot read 1 folder\(s\)", 1)
     os.makedirs(backing(index, ALICE, b"sub"))
     write(index, b"sub/k.md", "kept kinkajou")
     write(index, b"top.md", "top kinkajou")
@@ -165,7 +171,8 @@ def test_queries_are_bounded_before_parsing():
     assert not bounded(" ".join(["a"] * MAX_TERMS))[1]
 
 
-async def test_supervised_tasks_are_restarted():
+async def test_supervised_tasks_are_restarted(checklogs):
+    checklogs.expect(r"flaky: failed; restarting", 2)
     from memfs.mount import supervised
 
     runs = []

@@ -64,6 +64,7 @@ def spawn(m, uid: int, code: str, cwd: str = "."):
     )
 
 
+@pytest.mark.slow
 def test_query_syntax_cannot_crash_the_daemon(am):
     # Tantivy's parser recursed once per level: 3,000 parentheses overflowed its stack.
     out = am.py(
@@ -108,6 +109,7 @@ def test_a_long_folder_move_does_not_stop_indexing(am):
     alive(am)
 
 
+@pytest.mark.slow
 def test_a_huge_memory_md_is_read_within_its_caps(am):
     lines = 580_000
     am.py(

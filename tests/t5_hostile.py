@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import ALICE, BOB, DEFAULT_CONFIG
 from t4_search import entry, hit_paths, search, search_json
 
@@ -134,6 +135,7 @@ def test_size_cap_exactly_and_one_past(make_mount):
     assert (m.backing("uid-1001") / "past.md").stat().st_size == 4096
 
 
+@pytest.mark.slow
 def test_deep_nesting(mnt):
     out = mnt.py(
         ALICE,
@@ -158,6 +160,7 @@ def test_deep_nesting(mnt):
     assert mnt.sh(ALICE, "ls -A").stdout == ""
 
 
+@pytest.mark.slow
 def test_100k_files_in_one_folder(make_mount):
     mnt = make_mount(DEFAULT_CONFIG + "limits: {user_files: 200000}\n")
     n = 100_000

@@ -77,6 +77,7 @@ print(json.dumps({"n": len(lat), "p50_us": pick(0.5), "p99_us": pick(0.99), "max
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(SECONDS * 10 + 120)
 def test_load_across_uids(make_mount, base_dir):
     m = make_mount(TEAM_CONFIG)

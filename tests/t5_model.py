@@ -826,6 +826,7 @@ def run_model(make_mount, base_dir: Path, seed: int, steps: int, script: list | 
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(max(180, STEPS // 20))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_ops_match_native(make_mount, base_dir, seed):
