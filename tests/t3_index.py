@@ -234,3 +234,24 @@ def test_random_query_syntax_never_reaches_the_parser_unbounded(tmp_path_factory
         assert total == 0
     finally:
         ix.close()
+
+
+async def test_a_flush_cancelled_before_its_thread_starts_loses_nothing(index, monkeypatch):
+    # The committer is cancelled at unmount; a batch it had taken off the queue was lost if
+    # the cancel arrived before the worker thread started (the index then missed entries).
+    await index.reconcile()
+    write(index, b"c.md", "cancelled caracal")
+    index.touch(ALICE, b"c.md")
+    real_take = index._take
+    with trio.CancelScope() as cs:
+
+        def take(scope, limit):
+            ops = real_take(scope, limit)
+            cs.cancel()  # the unmount arrives right now
+            return ops
+
+        monkeypatch.setattr(index, "_take", take)
+        await index.flush()
+    monkeypatch.setattr(index, "_take", real_take)
+    hits, total = await index.search([ALICE], "caracal")
+    assert total == 1

@@ -228,7 +228,10 @@ class Index:
                 ops = self._take(scope, limit)
                 if not ops:
                     continue
-                error = await trio.to_thread.run_sync(self._apply_one, scope, ops, limiter=self._limiter)
+                # Taken off the queue, a batch is applied whatever happens to this task: a
+                # cancellation (unmount) before the thread starts would lose it.
+                with trio.CancelScope(shield=True):
+                    error = await trio.to_thread.run_sync(self._apply_one, scope, ops, limiter=self._limiter)
                 if error is not None:
                     failed[scope] = error
                     self._give_up_or_retry(scope, ops, error)
