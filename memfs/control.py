@@ -1,4 +1,5 @@
-"""The .memfs/ control tree: read-only files whose content depends on the caller.
+"""The .memfs/ control tree: files whose content depends on the caller (whoami, context.md,
+index.md, status, search/<query>), the read-write query handles, and root's refresh.
 
 The same inode serves different bytes to different callers, so these files are opened
 with direct_io (no page cache) and answered with timeouts 0 (no attribute cache).

@@ -9,7 +9,17 @@ import stat
 
 import pyfuse3
 import trio
-from pyfuse3 import EntryAttributes, FUSEError
+from pyfuse3 import (
+    EntryAttributes,
+    FileHandleT,
+    FileNameT,
+    FlagT,
+    FUSEError,
+    InodeT,
+    ModeT,
+    ReaddirToken,
+    RequestContext,
+)
 
 from . import policy
 from .guard import guarded
@@ -25,7 +35,9 @@ class DirOps:
 
     # -- directories ----------------------------------------------------------
     @guarded
-    async def mkdir(self, parent_inode, name, mode, ctx):
+    async def mkdir(
+        self, parent_inode: InodeT, name: FileNameT, mode: ModeT, ctx: RequestContext
+    ) -> EntryAttributes:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
@@ -34,7 +46,9 @@ class DirOps:
         return self.entry(scope, path, entry_timeout(parent_inode))
 
     @guarded
-    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+    async def mknod(
+        self, parent_inode: InodeT, name: FileNameT, mode: ModeT, rdev: int, ctx: RequestContext
+    ) -> EntryAttributes:
         p = self._principal(ctx)
         if policy.refused_file_type(mode):
             raise FUSEError(errno.EPERM)
@@ -44,14 +58,18 @@ class DirOps:
         self.quotas.add(scope, files=1)
         return self.entry(scope, path, entry_timeout(parent_inode))
 
-    async def symlink(self, parent_inode, name, target, ctx):
+    async def symlink(
+        self, parent_inode: InodeT, name: FileNameT, target: FileNameT, ctx: RequestContext
+    ) -> EntryAttributes:
         raise FUSEError(errno.EPERM)  # memory holds plain files; git and editors fall back
 
-    async def link(self, inode, new_parent_inode, new_name, ctx):
+    async def link(
+        self, inode: InodeT, new_parent_inode: InodeT, new_name: FileNameT, ctx: RequestContext
+    ) -> EntryAttributes:
         raise FUSEError(errno.EPERM)
 
     @guarded
-    async def unlink(self, parent_inode, name, ctx):
+    async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
         st = self.store.lstat(scope, path)
@@ -67,7 +85,7 @@ class DirOps:
         self.quotas.add(scope, 0 if still_open or stat.S_ISDIR(st.st_mode) else -st.st_size, -1)
 
     @guarded
-    async def rmdir(self, parent_inode, name, ctx):
+    async def rmdir(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
         st = self.store.lstat(scope, path)
@@ -75,7 +93,15 @@ class DirOps:
         self._gone(scope, self.inodes.unlinked(scope, path), st)
 
     @guarded
-    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+    async def rename(
+        self,
+        parent_inode_old: InodeT,
+        name_old: FileNameT,
+        parent_inode_new: InodeT,
+        name_new: FileNameT,
+        flags: FlagT,
+        ctx: RequestContext,
+    ) -> None:
         p = self._principal(ctx)
         if flags & ~pyfuse3.RENAME_NOREPLACE:
             raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE, RENAME_WHITEOUT: not supported
@@ -124,7 +150,7 @@ class DirOps:
         return Usage(u.bytes, u.files + 1)
 
     @guarded
-    async def opendir(self, inode, ctx):
+    async def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
         p = self._principal(ctx)
         view = False
         if self.control.owns(inode):
@@ -175,7 +201,7 @@ class DirOps:
         return fh
 
     @guarded
-    async def readdir(self, fh, start_id, token):
+    async def readdir(self, fh: FileHandleT, start_id: int, token: ReaddirToken) -> None:
         d = self._dirs[fh]
         d.seek(start_id)
         while (item := d.next()) is not None:
@@ -203,14 +229,14 @@ class DirOps:
             self.inodes.remember(node)
 
     @guarded
-    async def releasedir(self, fh):
+    async def releasedir(self, fh: FileHandleT) -> None:
         d = self._dirs.pop(fh, None)
         if d is not None:
             d.close()
             self.opens.give(d.uid)
 
     @guarded
-    async def fsyncdir(self, fh, datasync):
+    async def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
         d = self._dirs.get(fh)
         if d is None or d.scope is None:
             return

@@ -7,7 +7,17 @@ import os
 import stat
 
 import trio
-from pyfuse3 import FileInfo, FUSEError
+from pyfuse3 import (
+    EntryAttributes,
+    FileHandleT,
+    FileInfo,
+    FileNameT,
+    FlagT,
+    FUSEError,
+    InodeT,
+    ModeT,
+    RequestContext,
+)
 
 from . import policy
 from .guard import guarded
@@ -36,7 +46,7 @@ class FileOps:
         return FileInfo(fh=fd, keep_cache=keep)
 
     @guarded
-    async def open(self, inode, flags, ctx):
+    async def open(self, inode: InodeT, flags: FlagT, ctx: RequestContext) -> FileInfo:
         p = self._principal(ctx)
         if self.control.owns(inode):
             self.opens.take(ctx.uid, control=True)
@@ -71,7 +81,9 @@ class FileOps:
         return self._open_handle(node, fd, flags, ctx.uid)
 
     @guarded
-    async def create(self, parent_inode, name, mode, flags, ctx):
+    async def create(
+        self, parent_inode: InodeT, name: FileNameT, mode: ModeT, flags: FlagT, ctx: RequestContext
+    ) -> tuple[FileInfo, EntryAttributes]:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
@@ -90,13 +102,13 @@ class FileOps:
         return info, self._attrs(node, st, entry_timeout(parent_inode))
 
     @guarded
-    async def read(self, fh, off, size):
+    async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
         if self.control.owns_handle(fh):
             return await self.control.read(fh, off, size)
         return os.pread(self._files[fh].fd, size, off)
 
     @guarded
-    async def write(self, fh, off, buf):
+    async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
         if self.control.owns_handle(fh):
             return self.control.write(fh, off, buf)
         h = self._files[fh]
@@ -119,14 +131,14 @@ class FileOps:
         h.dirty = True
         return n
 
-    async def flush(self, fh):
+    async def flush(self, fh: FileHandleT) -> None:
         # Writes go straight to the backing file, so close() has nothing left to report.
         # ENOSYS tells the kernel to stop sending flush at all: one round trip less per
         # close (measured ~20% on create+write+close), no error reporting lost.
         raise FUSEError(errno.ENOSYS)
 
     @guarded
-    async def fsync(self, fh, datasync):
+    async def fsync(self, fh: FileHandleT, datasync: bool) -> None:
         h = self._files.get(fh)
         if h is None or self.control.owns_handle(fh):
             return
@@ -134,7 +146,7 @@ class FileOps:
         self._changed(h.node)
 
     @guarded
-    async def release(self, fh):
+    async def release(self, fh: FileHandleT) -> None:
         if self.control.owns_handle(fh):
             self.opens.give(self._control_uids.pop(fh, -1), control=True)
             self.control.release(fh)

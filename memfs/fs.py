@@ -1,6 +1,6 @@
 """pyfuse3.Operations: each FUSE call becomes identity -> policy -> store.
 
-No policy lives here. The rules that shape this file (see ../shared/fuse-notes.md):
+No policy lives here. The rules that shape this file (measured kernel behaviour):
 - The root (inode 1) is per caller: its names, listing and attributes are answered
   with timeouts 0, and a missing name is ENOENT, never a cached negative entry.
 - Every other inode belongs to one (scope, path), so its attributes and page cache
@@ -16,10 +16,21 @@ import logging
 import math
 import os
 import stat
+from collections.abc import Sequence
 
 import pyfuse3
 import trio
-from pyfuse3 import EntryAttributes, FUSEError, RequestContext
+from pyfuse3 import (
+    EntryAttributes,
+    FileHandleT,
+    FileNameT,
+    FUSEError,
+    InodeT,
+    ModeT,
+    RequestContext,
+    SetattrFields,
+    StatvfsData,
+)
 
 from . import context as ctx_mod
 from . import logline, policy
@@ -272,7 +283,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
 
     # -- lookup and attributes ------------------------------------------------
     @guarded
-    async def lookup(self, parent_inode, name, ctx):
+    async def lookup(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> EntryAttributes:
         if policy.name_too_long(name):
             raise FUSEError(errno.ENAMETOOLONG)
         p = self._principal(ctx)
@@ -297,7 +308,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return self.entry(scope, child_path(path, name), CACHE_TIMEOUT, view)
 
     @guarded
-    async def getattr(self, inode, ctx):
+    async def getattr(self, inode: InodeT, ctx: RequestContext) -> EntryAttributes:
         p = self._principal(ctx)
         if inode == ROOT_INODE:
             return self._root_attrs(p, ctx)
@@ -308,7 +319,14 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return self._attrs(node, self._stat(node))
 
     @guarded
-    async def setattr(self, inode, attr, fields, fh, ctx):
+    async def setattr(
+        self,
+        inode: InodeT,
+        attr: EntryAttributes,
+        fields: SetattrFields,
+        fh: FileHandleT | None,
+        ctx: RequestContext,
+    ) -> EntryAttributes:
         p = self._principal(ctx)
         if self.control.owns(inode):
             raise FUSEError(errno.EPERM)
@@ -367,7 +385,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return self._root_attrs(p, ctx)
 
     @guarded
-    async def access(self, inode, mode, ctx):
+    async def access(self, inode: InodeT, mode: ModeT, ctx: RequestContext) -> bool:
         p = self._principal(ctx)
         if inode == ROOT_INODE:
             return True
@@ -383,7 +401,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         )
 
     @guarded
-    async def statfs(self, ctx):
+    async def statfs(self, ctx: RequestContext) -> StatvfsData:
         self._principal(ctx)
         v = self.store.statvfs()
         s = pyfuse3.StatvfsData()
@@ -393,8 +411,9 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         s.f_namemax = policy.NAME_MAX
         return s
 
-    def forget(self, inode_list):
-        # No ctx, no await, must not raise: pyfuse3 calls it synchronously.
+    def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
+        # pyfuse3 calls this from its C callback and awaits what it returns, if anything: a
+        # plain function has updated the table before the next request. No ctx; must not raise.
         try:
             for ino, count in inode_list:
                 if ino != ROOT_INODE and not self.control.owns(ino):

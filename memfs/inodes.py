@@ -24,7 +24,7 @@ BACKING_BASE = 1 << 20  # inode = BACKING_BASE + backing st_ino (+ VIEW_BIT in a
 VIEW_BIT = 1 << 40
 OWN_BASE = 1 << 42  # numbers of nodes that cannot use their backing one (query inodes: 1 << 41)
 
-# Below the root every inode has one scope, so the kernel may cache it (fuse-notes.md).
+# Below the root every inode has one scope, so the kernel may cache it.
 CACHE_TIMEOUT = 300.0
 # A grant reader's view of another user's tree: the owner's renames cannot be pushed to
 # the view's dentries, so the kernel keeps them briefly.

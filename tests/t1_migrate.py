@@ -5,13 +5,14 @@ worst moment, so each test is the attacker winning the race every time."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from memfs import migrate
-from memfs.config import Config
+from memfs.config import Config, parse
 from memfs.policy import Kind, Scope
 
 SECRET = b"root-only-secret"
@@ -118,3 +119,30 @@ def test_apply_follows_no_symlink_in_data(tmp_path):
     assert (alice / "new.md").read_bytes() == b"new\n" and not (alice / ".new.md.memfs-import").exists()
     assert (alice / "MEMORY.md").is_symlink() and secret.read_bytes() == SECRET
     assert list(outside.iterdir()) == []
+
+
+def test_json_import_plan(tmp_path):
+    u = tmp_path / "users" / "42"
+    u.mkdir(parents=True)
+    (u / "long_term_user.json").write_text(
+        json.dumps(
+            {
+                "profile": {"name": "Al"},
+                "knowledge": [{"id": 1, "content": "Uses vim.", "category": "preference"}],
+            }
+        )
+    )
+    cfg = parse({"users": {"al": {"uid": 1001, "aliases": [42]}}})
+    report = migrate.Report()
+    items = migrate.plan_json(tmp_path, None, cfg, report)
+    assert sorted(i.rel.split("-")[0] for i in items) == ["knowledge", "profile.md"]
+    k = next(i for i in items if i.rel.startswith("knowledge"))
+    assert k.scope == Scope(Kind.PRIVATE, "al") and b"type: feedback" in k.content
+    # The same input gives the same names: that is what makes a second import a no-op.
+    assert [i.rel for i in migrate.plan_json(tmp_path, None, cfg, migrate.Report())] == [i.rel for i in items]
+
+
+def test_merge_index_appends_only_new_lines():
+    assert migrate._merge_index(b"- a\n", ["- a", "- b"]) == b"- a\n- b\n"
+    assert migrate._merge_index(b"- a", ["- b"]) == b"- a\n- b\n"
+    assert migrate._merge_index(b"- a\n- b\n", ["- b", ""]) is None

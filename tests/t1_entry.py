@@ -1,0 +1,78 @@
+"""Entries: frontmatter parsing and its guards, MEMORY.md index lines and links."""
+
+from __future__ import annotations
+
+from memfs import entry
+
+
+def test_frontmatter_fields_and_problems():
+    e = entry.parse(b"---\nname: N\ndescription: D\ntype: user\ntags: a, b\n---\nbody")
+    assert (e.name, e.description, e.type, e.tags, e.body.strip(), e.problems) == (
+        "N",
+        "D",
+        "user",
+        ["a", "b"],
+        "body",
+        [],
+    )
+    assert entry.parse(b"plain").problems == ["no frontmatter (expected --- name/description/type ---)"]
+    assert "frontmatter has no type" in entry.parse(b"---\nname: N\ndescription: D\n---\n").problems
+    assert entry.parse(b"---\n- a list\n---\n").problems == ["frontmatter is not a mapping of keys"]
+    e = entry.parse(b"---\nname: x\ntype: memo\n---\n", types=("memo",))
+    assert not any("unknown type" in p for p in e.problems)
+
+
+def test_aliases_are_refused_with_either_loader():
+    assert "anchors are not allowed" in entry.parse(b"---\na: &x [1]\nb: *x\n---\n").problems[0]
+    # A '*' or '&' in plain text takes the guarded loader but still parses.
+    e = entry.parse(b"---\nname: a & b\ndescription: '*important*'\ntype: user\n---\n")
+    assert (e.name, e.description, e.problems) == ("a & b", "*important*", [])
+
+
+def test_index_lines_and_links():
+    lines = entry.index_lines(
+        "# T\n- [A](a.md) — hook a\n* [B](dir/b.md#x) - hb\n- [W](http://x) — web\ntext\n"
+    )
+    assert [(x.lineno, x.title, x.target, x.hook) for x in lines] == [
+        (2, "A", "a.md", "hook a"),
+        (3, "B", "dir/b.md#x", "hb"),
+        (4, "W", "http://x", "web"),
+    ]
+    assert entry.resolve_link("", "dir/b.md#x") == "dir/b.md"
+    assert entry.resolve_link("", "a%20b.md") == "a b.md"
+    assert entry.resolve_link("", "http://x") is None
+    assert entry.resolve_link("", "../../etc/passwd") is None
+    assert entry.resolve_link("", "/etc/passwd") is None
+
+
+def test_deep_yaml_nesting_is_flagged_not_parsed():
+    # ~30,000 levels overflowed a thread's stack inside libyaml's object builder (SIGSEGV).
+    for fm in (
+        "a: " + "[" * 30000 + "]" * 30000,
+        "a: " + "{x: " * 12000 + "1" + "}" * 12000,
+        "- " * 30000 + "x",
+    ):
+        e = entry.parse(f"---\n{fm}\n---\nbody\n".encode())
+        assert any("nests deeper than" in p for p in e.problems), e.problems
+    ok = entry.parse(b"---\nname: n\ndescription: d\ntype: user\nx: " + b"[" * 60 + b"]" * 60 + b"\n---\n")
+    assert ok.problems == []
+
+
+def test_non_scalar_fields_are_not_text():
+    e = entry.parse(b"---\nname: [a, b]\ndescription: {x: 1}\ntype: user\ntags: [ok, [no], {n: 1}]\n---\n")
+    assert (e.name, e.description, e.tags) == ("", "", ["ok"])
+    assert "frontmatter has no name" in e.problems
+
+
+def test_frontmatter_values_python_cannot_build_are_flagged():
+    for fm in ("n: " + "9" * 5000, "d: 2024-02-31", "? [a, b]\n: v"):
+        e = entry.parse(f"---\nname: x\n{fm}\n---\nbody\n".encode())
+        assert e.body.strip() == "body" and any("frontmatter" in p for p in e.problems), (fm, e.problems)
+
+
+def test_frontmatter_with_too_many_values_is_flagged_not_parsed():
+    fm = "name: big\n" + "".join(f"k{i}: {{a: [{i}, {i}], b: null}}\n" for i in range(2000))
+    e = entry.parse(f"---\n{fm}---\nbody\n".encode())
+    assert any("more than 5000 YAML values" in p for p in e.problems), e.problems
+    small = "name: n\ndescription: d\ntype: user\n" + "".join(f"k{i}: v\n" for i in range(150))
+    assert entry.parse(f"---\n{small}---\n".encode()).problems == []
