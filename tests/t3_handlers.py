@@ -14,6 +14,7 @@ from pyfuse3 import EntryAttributes, FUSEError
 from memfs.config import parse
 from memfs.fs import Operations
 from memfs.identity import Identities
+from memfs.index import Index
 from memfs.inodes import OWN_BASE, ROOT_INODE
 from memfs.store import Store
 
@@ -59,15 +60,21 @@ def check_inode_table(t) -> None:
 
 @pytest.fixture
 def make_ops(data):
+    """Operations as a mount builds them, index included (its queue is what handlers feed;
+    no committer runs here)."""
     made = []
 
-    def make(config=CONFIG, max_file_bytes=1024 * 1024) -> Operations:
-        made.append(Operations(Store(data, max_file_bytes), Identities(parse(config))))
+    def make(config=CONFIG, max_file_bytes=1024 * 1024, index=True) -> Operations:
+        store = Store(data, max_file_bytes)
+        ix = Index(data, store) if index and not any(o.index for o in made) else None
+        made.append(Operations(store, Identities(parse(config)), ix))
         return made[-1]
 
     yield make
     for o in made:
         check_inode_table(o.inodes)
+        if o.index is not None:
+            o.index.close()
 
 
 @pytest.fixture
@@ -438,3 +445,19 @@ async def test_a_file_whose_backing_number_is_taken_is_served_normally(ops, monk
     assert (await ops.getattr(ino, ctx(ALICE))).st_size == 3
     ops.forget([(ino, 1)])
     assert await errno_of(ops.getattr(ino, ctx(ALICE))) == errno.ESTALE
+
+
+async def test_handlers_feed_the_index_queue(ops):
+    # What a search will apply: written entries, renames of files and folders, removals.
+    alice = ctx(ALICE)
+    await make_file(ops, ALICE, b"a.md", b"x")
+    await make_file(ops, ALICE, b"notes.txt", b"x")  # not an entry: never queued
+    private = ops.ids.principal(ALICE, ALICE).private
+    assert ops.index._pending[private] == {b"a.md": "index"}
+    d = (await ops.mkdir(ROOT_INODE, b"d", 0o700, alice)).st_ino
+    await make_file(ops, ALICE, b"n.md", b"x", parent=d)
+    await ops.rename(ROOT_INODE, b"d", ROOT_INODE, b"e", 0, alice)
+    assert ops.index._trees[private] == [("delete_tree", b"d"), ("index_tree", b"e")]
+    await ops.rename(ROOT_INODE, b"a.md", ROOT_INODE, b"b.md", 0, alice)
+    await ops.unlink(ROOT_INODE, b"b.md", alice)
+    assert ops.index._pending[private] == {b"d/n.md": "index", b"a.md": "delete", b"b.md": "delete"}
