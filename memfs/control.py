@@ -21,7 +21,7 @@ import yaml
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
 from . import context as ctx_mod
-from . import layout
+from . import layout, policy
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, display_path
 from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
@@ -156,7 +156,7 @@ class Control:
     def lookup(self, parent: int, name: bytes, p: Principal) -> EntryAttributes:
         if parent == USERS:
             owner = os.fsdecode(name)
-            if owner not in p.readable:
+            if not policy.sees_grant(p, owner):
                 raise FUSEError(errno.ENOENT)
             # A granted owner's private root: an ordinary scope inode, read-only by policy.
             return self.host.entry(Scope(Kind.PRIVATE, owner), b"", 0, view=True)
@@ -195,7 +195,7 @@ class Control:
 
     async def open(self, ino: int, flags: int, p: Principal) -> FileInfo:
         if ino == REFRESH:
-            if p.uid != 0 or flags & os.O_ACCMODE == os.O_RDONLY:
+            if not policy.may_refresh(p) or flags & os.O_ACCMODE == os.O_RDONLY:
                 raise FUSEError(errno.EACCES)
             return FileInfo(fh=self._handle(RefreshHandle()), direct_io=True, keep_cache=False)
         if ino in (QUERY, QUERY_JSON):

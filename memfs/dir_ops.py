@@ -103,7 +103,7 @@ class DirOps:
         ctx: RequestContext,
     ) -> None:
         p = self._principal(ctx)
-        if flags & ~pyfuse3.RENAME_NOREPLACE:
+        if not policy.rename_flags_supported(flags):
             raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE, RENAME_WHITEOUT: not supported
         src, src_path = self._target(p, parent_inode_old, name_old, creating=False)
         dst, dst_path = self._target(p, parent_inode_new, name_new, creating=True)

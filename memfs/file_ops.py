@@ -58,15 +58,14 @@ class FileOps:
             self._control_uids[info.fh] = ctx.uid
             return info
         node = self._node(inode)
-        acc = flags & os.O_ACCMODE
-        writing = acc != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        reading, writing = policy.open_wants(flags)
         self._require(p, node, Access.WRITE if writing else Access.READ)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
         st = self.store.lstat(node.scope, node.path)
         if stat.S_ISDIR(st.st_mode):
             raise FUSEError(errno.EISDIR)
-        if not policy.owner_bits_allow(st.st_mode, acc != os.O_WRONLY, writing):
+        if not policy.owner_bits_allow(st.st_mode, reading, writing):
             raise FUSEError(errno.EACCES)
         if writing:
             await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop

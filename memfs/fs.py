@@ -200,7 +200,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         else:
             have = policy.access(p, node.scope, node.view)
         if have < need:
-            raise FUSEError(errno.EACCES if have == Access.NONE else errno.EROFS)
+            raise FUSEError(policy.denied_errno(have))
 
     def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
         """(scope, path, is_root) of a directory inode the caller may use as `need`."""

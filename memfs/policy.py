@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import stat
 from dataclasses import dataclass
 
@@ -98,6 +99,34 @@ def reserved_name_errno(exists_for_caller: bool, creating: bool) -> int:
     if creating:
         return errno.EEXIST if exists_for_caller else errno.EPERM
     return errno.EBUSY if exists_for_caller else errno.ENOENT
+
+
+def denied_errno(have: Access) -> int:
+    """Refused: EACCES where the caller has no access, EROFS where it may only read."""
+    return errno.EACCES if have == Access.NONE else errno.EROFS
+
+
+def open_wants(flags: int) -> tuple[bool, bool]:
+    """(reads, writes) of an open: O_TRUNC changes the file even when opened read-only."""
+    acc = flags & os.O_ACCMODE
+    return acc != os.O_WRONLY, acc != os.O_RDONLY or bool(flags & os.O_TRUNC)
+
+
+RENAME_NOREPLACE = 1  # renameat2 flags memfs supports; EXCHANGE and WHITEOUT are refused
+
+
+def rename_flags_supported(flags: int) -> bool:
+    return not flags & ~RENAME_NOREPLACE
+
+
+def may_refresh(p: Principal) -> bool:
+    """Only root tells memfs that backing files changed behind its back (memfs import)."""
+    return p.uid == 0
+
+
+def sees_grant(p: Principal, owner: str) -> bool:
+    """.memfs/users/<owner>/ exists for a caller only with a grant to read that owner."""
+    return owner in p.readable
 
 
 def chown_allowed(shown: tuple[int, int], uid: int | None, gid: int | None) -> bool:

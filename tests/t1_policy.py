@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import stat
 
 import pytest
@@ -346,3 +347,23 @@ def test_grant_views_are_read_only_for_everyone():
     carol = Principal(uid=1003, gid=1003, user="carol", readable=frozenset({"alice"}))
     assert policy.access(carol, own, view=True) is Access.READ
     assert policy.access(Principal(uid=1004, gid=1004, user="dave"), own, view=True) is Access.NONE
+
+
+def test_small_rules_fs_asks():
+    import os
+
+    assert policy.open_wants(os.O_RDONLY) == (True, False)
+    assert policy.open_wants(os.O_RDONLY | os.O_TRUNC) == (True, True)  # O_TRUNC is a write
+    assert policy.open_wants(os.O_WRONLY) == (False, True)
+    assert policy.denied_errno(Access.NONE) == errno.EACCES
+    assert policy.denied_errno(Access.READ) == errno.EROFS
+    assert policy.rename_flags_supported(0) and policy.rename_flags_supported(1)
+    assert not policy.rename_flags_supported(2) and not policy.rename_flags_supported(4)
+    root = Principal(uid=0, gid=0, user="root")
+    carol = Principal(uid=1003, gid=1003, user="carol", readable=frozenset({"alice"}))
+    assert policy.may_refresh(root) and not policy.may_refresh(carol)
+    assert policy.sees_grant(carol, "alice") and not policy.sees_grant(carol, "bob")
+    assert policy.reserved_name_errno(True, True) == errno.EEXIST
+    assert policy.reserved_name_errno(False, True) == errno.EPERM
+    assert policy.reserved_name_errno(True, False) == errno.EBUSY
+    assert policy.reserved_name_errno(False, False) == errno.ENOENT
