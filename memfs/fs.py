@@ -360,10 +360,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return self.store.target(node.scope, node.path, fd)
 
     async def _resize(self, node: Node, target, size: int, checked_at_open: bool) -> None:
-        if not checked_at_open and not policy.owner_bits_allow(self._stat(node).st_mode, False, True):
+        st = self._stat(node)
+        if not checked_at_open and not policy.owner_bits_allow(st.st_mode, False, True):
             raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open
         self.store.check_size(size)
-        grow = size - self._stat(node).st_size
+        grow = size - st.st_size
         if grow > 0:
             await self.quotas.need(node.scope, grow)
         target.truncate(size)
