@@ -10,15 +10,15 @@ from __future__ import annotations
 import errno
 import logging
 import stat
+from collections import Counter
 from dataclasses import dataclass
 
 import trio
 from pyfuse3 import FUSEError
 
 from .config import Limits
-from .index.scan import walk_tree
 from .policy import Kind, Scope
-from .store import Store
+from .store import Store, walk_tree
 
 log = logging.getLogger(__name__)
 
@@ -100,30 +100,25 @@ class OpenCounts:
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self._files: dict[int, int] = {}
-        self._control: dict[int, int] = {}
+        self._files: Counter[int] = Counter()
+        self._control: Counter[int] = Counter()  # of those, .memfs handles
 
     def take(self, uid: int, control: bool = False) -> None:
-        n = self._files.get(uid, 0)
-        if n >= self.limits.open_files:
-            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, n)
+        if self._files[uid] >= self.limits.open_files:
+            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, self._files[uid])
             raise FUSEError(errno.EMFILE)
         if control:
-            c = self._control.get(uid, 0)
-            if c >= self.limits.open_queries:
-                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, c)
+            if self._control[uid] >= self.limits.open_queries:
+                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, self._control[uid])
                 raise FUSEError(errno.EMFILE)
-            self._control[uid] = c + 1
-        self._files[uid] = n + 1
+            self._control[uid] += 1
+        self._files[uid] += 1
 
     def give(self, uid: int, control: bool = False) -> None:
-        self._files[uid] = self._files.get(uid, 1) - 1
-        if not self._files[uid]:
-            del self._files[uid]
-        if control:
-            self._control[uid] = self._control.get(uid, 1) - 1
-            if not self._control[uid]:
-                del self._control[uid]
+        for counts in (self._files, self._control) if control else (self._files,):
+            counts[uid] -= 1
+            if counts[uid] <= 0:
+                del counts[uid]  # a uid holding nothing takes no room
 
     def held(self, uid: int) -> tuple[int, int]:
-        return self._files.get(uid, 0), self._control.get(uid, 0)
+        return self._files[uid], self._control[uid]

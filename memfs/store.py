@@ -60,6 +60,44 @@ def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
             os.close(fd)
 
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def walk_tree(root_fd: int, top: bytes = b"", unreadable: list | None = None) -> Iterator:
+    """(path relative to root_fd, stat) of every file and folder below root/top; paths are
+    opened relative to root_fd, so their length counts from the scope, not from /.
+
+    A folder that vanishes while walking is skipped. One that cannot be read (EACCES,
+    EMFILE, EIO) is added to `unreadable` (or raises without it): the entries below it
+    are unknown, not gone."""
+    stack = [top]
+    while stack:
+        rel = stack.pop()
+        try:
+            with beneath(root_fd, rel) as (where, name):
+                fd = os.open(name, _DIR, dir_fd=where)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            if unreadable is None:
+                raise
+            unreadable.append(rel)
+            continue
+        try:
+            with os.scandir(fd) as it:
+                for e in it:
+                    child = child_path(rel, os.fsencode(e.name))
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(child)
+                    yield child, st
+        finally:
+            os.close(fd)
+
+
 class Store:
     """Every call works relative to a directory fd of its scope's root (openat, renameat,
     ...): a path that fits PATH_MAX for the caller fits for memfs too, wherever DATA/ lives."""
@@ -91,7 +129,7 @@ class Store:
             if entry is None:
                 root = b"/".join((self._root, SCOPE_DIRS[scope.kind], os.fsencode(scope.name)))
                 os.makedirs(root, mode=0o700, exist_ok=True)
-                entry = self._roots[scope] = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW), 0]
+                entry = self._roots[scope] = [os.open(root, _DIR), 0]
             self._roots.move_to_end(scope)
             entry[1] += 1
             idle = [s for s, e in self._roots.items() if not e[1]][: len(self._roots) - MAX_ROOT_FDS]
@@ -135,7 +173,7 @@ class Store:
 
     def open_dir(self, scope: Scope, rel: bytes) -> int:
         with self.place(scope, rel) as (where, name):
-            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=where)
+            return os.open(name, _DIR, dir_fd=where)
 
     def iterdir(self, scope: Scope, rel: bytes):
         """(name, stat) of the files and folders in a folder, read as they are asked for:

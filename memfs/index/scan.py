@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -11,46 +10,8 @@ from pathlib import Path
 
 from .. import layout
 from ..policy import Scope
-from ..store import beneath
+from ..store import walk_tree
 from .schema import doc_key, is_entry
-
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def walk_tree(root_fd: int, top: bytes = b"", unreadable: list | None = None) -> Iterator:
-    """(path relative to root_fd, stat) of every file and folder below root/top; paths are
-    opened relative to root_fd, so their length counts from the scope, not from /.
-
-    A folder that vanishes while walking is skipped. One that cannot be read (EACCES,
-    EMFILE, EIO) is added to `unreadable` (or raises without it): the entries below it
-    are unknown, not gone."""
-    stack = [top]
-    while stack:
-        rel = stack.pop()
-        try:
-            with beneath(root_fd, rel) as (where, name):
-                fd = os.open(name, _DIR, dir_fd=where)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                continue
-            if unreadable is None:
-                raise
-            unreadable.append(rel)
-            continue
-        try:
-            with os.scandir(fd) as it:
-                for e in it:
-                    name = os.fsencode(e.name)
-                    child = rel + b"/" + name if rel else name
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(child)
-                    yield child, st
-        finally:
-            os.close(fd)
 
 
 def walk_entries(root_fd: int, top: bytes = b"", unreadable: list | None = None) -> Iterator:
@@ -80,7 +41,9 @@ def scan_entries(data: Path, scopes: list[Scope] | None = None) -> Scan:
     scan = Scan()
     for scope in layout.scopes_in(data) if scopes is None else scopes:
         try:
-            root = os.open(layout.scope_dir(data, scope), _DIR)
+            root = os.open(
+                layout.scope_dir(data, scope), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
         except FileNotFoundError:
             continue  # the scope's folder is gone: so are its entries
         bad: list[bytes] = []
