@@ -37,6 +37,12 @@ DEFAULT_CONFIG_TEXT = """\
 #   open_queries: 64          # of those, .memfs/ files (search results, query handles)
 # index:
 #   enabled: true             # false: no search index (no .memfs/search)
+# history:                   # every change kept in git, per scope: .memfs/history/, .memfs/log
+#   enabled: true
+#   batch_seconds: 2          # changes are committed in batches, one commit per user
+#   keep_days: 365            # older versions are pruned (the file as it was then stays)
+#   max_bytes: 2G             # per scope: past it the oldest versions go first
+#   email: "{user}@{hostname}"  # commit author's email
 # memory:
 #   types: [user, feedback, project, reference]
 # context:                    # .memfs/context.md
@@ -104,6 +110,15 @@ class IndexConf:
 
 
 @dataclass(frozen=True)
+class HistoryConf:
+    enabled: bool = True
+    batch_seconds: float = 2.0
+    keep_days: float = 365.0
+    max_bytes: int = 2 << 30  # per scope, versions' bytes
+    email: str = "{user}@{hostname}"
+
+
+@dataclass(frozen=True)
 class MemoryConf:
     types: tuple[str, ...] = ("user", "feedback", "project", "reference")
 
@@ -125,6 +140,7 @@ class Config:
     index: IndexConf = field(default_factory=IndexConf)
     memory: MemoryConf = field(default_factory=MemoryConf)
     context: ContextConf = field(default_factory=ContextConf)
+    history: HistoryConf = field(default_factory=HistoryConf)
     source: str = "<default>"
 
 
@@ -170,7 +186,9 @@ def _name_list(where: str, value: object) -> tuple[str, ...]:
 
 def parse(data: object, source: str = "<string>") -> Config:
     top = _keys(
-        "config", data, {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context"}
+        "config",
+        data,
+        {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"},
     )
     users = _users(top.get("users"))
     teams = _teams(top.get("teams"))
@@ -193,6 +211,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         IndexConf(enabled),
         _memory(top.get("memory")),
         _context(top.get("context")),
+        _history(top.get("history")),
         source,
     )
 
@@ -282,6 +301,36 @@ def _context(value: object) -> ContextConf:
         max_lines=_int("context.max_lines", ctx.get("max_lines", d.max_lines), 1),
         max_bytes=_int("context.max_bytes", ctx.get("max_bytes", d.max_bytes), 1),
         stale_days=_int("context.stale_days", ctx.get("stale_days", d.stale_days), 0),
+    )
+
+
+def _number(where: str, value: object, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{where}: expected a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _history(value: object) -> HistoryConf:
+    h = _keys("history", value, {"enabled", "batch_seconds", "keep_days", "max_bytes", "email"})
+    d = HistoryConf()
+    enabled = h.get("enabled", d.enabled)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"history.enabled: expected true or false, got {enabled!r}")
+    email = h.get("email", d.email)
+    if not isinstance(email, str) or any(c in email for c in "<>\n"):
+        raise ConfigError(f"history.email: expected a template like '{{user}}@{{hostname}}', got {email!r}")
+    try:
+        email.format(user="u", hostname="h")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(
+            f"history.email: only {{user}} and {{hostname}} may be used, got {email!r}"
+        ) from None
+    return HistoryConf(
+        enabled=enabled,
+        batch_seconds=_number("history.batch_seconds", h.get("batch_seconds", d.batch_seconds), 0.05),
+        keep_days=_number("history.keep_days", h.get("keep_days", d.keep_days), 0),
+        max_bytes=_size("history.max_bytes", h.get("max_bytes", d.max_bytes)),
+        email=email,
     )
 
 

@@ -2,6 +2,7 @@
 
 DATA/private/<user>/...   DATA/teams/<team>/...   the files, as callers wrote them
 DATA/index/private/<user>/  DATA/index/teams/<team>/   one search index per scope
+DATA/history/private/<user>.git  DATA/history/teams/<team>.git   one git repository per scope
 DATA/state/               manifest, logs: never the only copy of an entry
 """
 
@@ -17,7 +18,7 @@ GRANT_VIEW = ".memfs/users"  # where a grant reader sees an owner's private scop
 
 SCOPE_DIRS = {Kind.PRIVATE: b"private", Kind.TEAM: b"teams"}
 KIND_OF_DIR = {v: k for k, v in SCOPE_DIRS.items()}
-TOP_DIRS = ("private", "teams", "index", "state")
+TOP_DIRS = ("private", "teams", "index", "history", "state")
 
 
 def scope_dir(data: Path, scope: Scope) -> Path:
@@ -30,6 +31,27 @@ def index_root(data: Path) -> Path:
 
 def index_dir(data: Path, scope: Scope) -> Path:
     return index_root(data) / os.fsdecode(SCOPE_DIRS[scope.kind]) / scope.name
+
+
+def history_root(data: Path) -> Path:
+    return data / "history"
+
+
+def history_dir(data: Path, scope: Scope) -> Path:
+    """A scope's repository: beside its folder, never in it (no .git in anyone's view)."""
+    return history_root(data) / os.fsdecode(SCOPE_DIRS[scope.kind]) / f"{scope.name}.git"
+
+
+def history_scopes(data: Path) -> list[Scope]:
+    found = []
+    for kind, sub in SCOPE_DIRS.items():
+        top = history_root(data) / os.fsdecode(sub)
+        try:
+            names = sorted(os.listdir(top))
+        except FileNotFoundError:
+            continue
+        found += [Scope(kind, n[:-4]) for n in names if n.endswith(".git")]
+    return found
 
 
 def scopes_in(base: Path) -> list[Scope]:

@@ -1,0 +1,334 @@
+"""A scope's history catalog (SQLite, inside its git directory): every version by path,
+the change log, the folders that have history, and what the branch holds now.
+
+Derived from the commits, like the search index from the files: `catch_up` reads the
+commits it has not seen (memfs's own, a remote's, an admin's) and records them, so a lost
+catalog is rebuilt from the repository. Listing a path's versions or the latest changes
+is one indexed query, whatever the number of commits.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pygit2
+
+from .gitrepo import Repo
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS nodes(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB UNIQUE NOT NULL, parent BLOB NOT NULL, name BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS nodes_parent ON nodes(parent);
+CREATE TABLE IF NOT EXISTS versions(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB NOT NULL, name BLOB NOT NULL, time INTEGER NOT NULL,
+    user TEXT NOT NULL, op TEXT NOT NULL, blob TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS versions_path ON versions(path, name);
+CREATE INDEX IF NOT EXISTS versions_time ON versions(time);
+CREATE TABLE IF NOT EXISTS log(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, user TEXT NOT NULL, op TEXT NOT NULL,
+    path BLOB NOT NULL, new_path BLOB);
+CREATE INDEX IF NOT EXISTS log_time ON log(time);
+CREATE TABLE IF NOT EXISTS current(
+    path BLOB PRIMARY KEY, blob BLOB NOT NULL, mode INTEGER NOT NULL,
+    size INTEGER, mtime_ns INTEGER, ino INTEGER) WITHOUT ROWID;
+"""
+
+CATALOG_NAME = "memfs-catalog.sqlite"
+RENAME_TRAILER = "memfs-rename: "
+
+
+# -- paths in commit messages and log lines -------------------------------------------
+def quote_path(path: bytes) -> str:
+    """A path as one token of a line: as is when printable UTF-8 without ' -> ', else in
+    C-style quotes (as git quotes paths), so a newline in a name cannot forge a line."""
+    try:
+        text = path.decode()
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable() and " -> " not in text and not text.startswith('"'):
+        return text
+    out = []
+    for b in path:
+        c = chr(b)
+        if c in '"\\':
+            out.append("\\" + c)
+        elif 0x20 <= b < 0x7F:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def unquote_path(token: str) -> bytes:
+    if not (token.startswith('"') and token.endswith('"') and len(token) >= 2):
+        return token.encode()
+    out, i, s = bytearray(), 0, token[1:-1]
+    while i < len(s):
+        if s[i] == "\\" and i + 1 < len(s):
+            if s[i + 1] in "01234567":
+                out.append(int(s[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            out += s[i + 1].encode()
+            i += 2
+            continue
+        out += s[i].encode()
+        i += 1
+    return bytes(out)
+
+
+def rename_lines(renames: Iterable[tuple[bytes, bytes]]) -> str:
+    return "".join(f"{RENAME_TRAILER}{quote_path(a)} -> {quote_path(b)}\n" for a, b in renames)
+
+
+def parse_renames(message: str) -> list[tuple[bytes, bytes]]:
+    out = []
+    for line in message.splitlines():
+        if line.startswith(RENAME_TRAILER):
+            a, sep, b = line[len(RENAME_TRAILER) :].partition(" -> ")
+            if sep:
+                out.append((unquote_path(a), unquote_path(b)))
+    return out
+
+
+def stamp(t: int) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
+
+
+def version_name(path: bytes, t: int, user: str, commit_hex: str) -> bytes:
+    """<UTC time>-<user>-<short id><the file's suffix>: sorts by time, says who."""
+    suffix = os.path.splitext(path.rpartition(b"/")[2])[1]
+    return f"{stamp(t)}-{user}-{commit_hex[:6]}".encode() + suffix
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    path: bytes
+    name: bytes
+    time: int
+    user: str
+    op: str
+    blob: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    time: int
+    user: str
+    op: str
+    path: bytes
+    new_path: bytes | None
+
+
+_VERSION_COLS = "id, path, name, time, user, op, blob, size"
+
+
+class Catalog:
+    def __init__(self, path: str, readonly: bool = False):
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(path, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # the repository is the truth; this is derived
+            self.db.executescript(SCHEMA)
+        self.db.execute("PRAGMA busy_timeout=10000")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- meta -----------------------------------------------------------------
+    def get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # -- recording commits --------------------------------------------------------
+    def catch_up(self, repo: Repo) -> int:
+        """Record every commit on the branch not yet in the catalog; returns how many."""
+        known, head = self.get("head"), repo.head()
+        if known and head is not None and str(head) != known and not _contains(repo, head, known):
+            self.reset()  # the branch no longer holds what was recorded (rewritten elsewhere)
+            known = None
+        commits = repo.commits_since(known)
+        for c in commits:
+            parent = c.parents[0].tree_id if c.parents else None
+            self._record(repo, c, parent)
+        if commits:
+            self.set("head", str(commits[-1].id))
+            self.db.commit()
+        return len(commits)
+
+    def reset(self) -> None:
+        for table in ("nodes", "versions", "log", "current", "meta"):
+            self.db.execute(f"DELETE FROM {table}")
+
+    def _record(self, repo: Repo, c, parent_tree) -> None:
+        user, t, short = c.author.name, c.author.time, str(c.id)
+        changes = list(repo.diff(parent_tree, c.tree_id))
+        removed = {p for p, old, new in changes if new is None}
+        renames = []  # (old, new) whose old side left this commit
+        for old, new in parse_renames(c.message):
+            if old in removed or any(p.startswith(old + b"/") for p in removed):
+                renames.append((old, new))
+        for old, new in renames:
+            self.db.execute(
+                "INSERT INTO log(time, user, op, path, new_path) VALUES(?,?,?,?,?)", (t, user, "R", old, new)
+            )
+        seen_nodes: set[bytes] = set()
+        for path, old, new in changes:
+            moved = any(path == o or path.startswith(o + b"/") for o, _ in renames)
+            if new is None:
+                self.db.execute("DELETE FROM current WHERE path=?", (path,))
+                if not moved:
+                    self._log(t, user, "D", path)
+                continue
+            came = any(path == n or path.startswith(n + b"/") for _, n in renames)
+            op = "R" if came else ("A" if old is None else "M")
+            if not came:
+                self._log(t, user, op, path)
+            blob_hex = new[1].hex()
+            size = repo.size(pygit2.Oid(raw=new[1]))
+            self.db.execute(
+                f"INSERT INTO versions({_VERSION_COLS[4:]}) VALUES(?,?,?,?,?,?,?)",
+                (path, version_name(path, t, user, short), t, user, op, blob_hex, size),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO current(path, blob, mode) VALUES(?,?,?)", (path, new[1], new[0])
+            )
+            self._node(path, seen_nodes)
+
+    def _log(self, t: int, user: str, op: str, path: bytes) -> None:
+        self.db.execute("INSERT INTO log(time, user, op, path) VALUES(?,?,?,?)", (t, user, op, path))
+
+    def _node(self, path: bytes, seen: set[bytes]) -> None:
+        while path and path not in seen:
+            seen.add(path)
+            parent, _, name = path.rpartition(b"/")
+            self.db.execute(
+                "INSERT OR IGNORE INTO nodes(path, parent, name) VALUES(?,?,?)", (path, parent, name)
+            )
+            path = parent
+
+    # -- what the branch holds now (reconcile's stat cache) ----------------------------
+    def current(self) -> dict[bytes, tuple[bytes, int, tuple | None]]:
+        out = {}
+        for path, blob, mode, size, mtime, ino in self.db.execute("SELECT * FROM current"):
+            out[path] = (blob, mode, (size, mtime, ino) if size is not None else None)
+        return out
+
+    def current_of(self, path: bytes) -> tuple[bytes, int] | None:
+        row = self.db.execute("SELECT blob, mode FROM current WHERE path=?", (path,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def current_under(self, folder: bytes) -> list[bytes]:
+        lo, hi = folder + b"/", folder + b"0"  # '0' follows '/': every path below the folder
+        return [r[0] for r in self.db.execute("SELECT path FROM current WHERE path>=? AND path<?", (lo, hi))]
+
+    def remember_stat(self, rows: Iterable[tuple[bytes, bytes, tuple]]) -> None:
+        """Record (path, blob, (size, mtime_ns, ino)) as seen on disk, for the next reconcile."""
+        self.db.executemany(
+            "UPDATE current SET size=?, mtime_ns=?, ino=? WHERE path=? AND blob=?",
+            [(*st, path, blob) for path, blob, st in rows],
+        )
+        self.db.commit()
+
+    # -- reading ------------------------------------------------------------------
+    def node_id(self, path: bytes) -> int | None:
+        row = self.db.execute("SELECT id FROM nodes WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def node_path(self, node_id: int) -> bytes | None:
+        row = self.db.execute("SELECT path FROM nodes WHERE id=?", (node_id,)).fetchone()
+        return row[0] if row else None
+
+    def children(self, parent: bytes, after: int = 0, limit: int = 256) -> list[tuple[int, bytes]]:
+        return self.db.execute(
+            "SELECT id, name FROM nodes WHERE parent=? AND id>? ORDER BY id LIMIT ?", (parent, after, limit)
+        ).fetchall()
+
+    def version(self, version_id: int) -> Version | None:
+        row = self.db.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE id=?", (version_id,)).fetchone()
+        return Version(*row) if row else None
+
+    def version_named(self, path: bytes, name: bytes) -> Version | None:
+        row = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM versions WHERE path=? AND name=?", (path, name)
+        ).fetchone()
+        return Version(*row) if row else None
+
+    def versions(self, path: bytes, after: int = 0, limit: int = 256) -> list[Version]:
+        rows = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM versions WHERE path=? AND id>? ORDER BY id LIMIT ?",
+            (path, after, limit),
+        )
+        return [Version(*r) for r in rows]
+
+    def log(self, limit: int) -> list[Change]:
+        rows = self.db.execute(
+            "SELECT id, time, user, op, path, new_path FROM log ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [Change(*r) for r in rows]
+
+    def stats(self) -> tuple[int, int, int]:
+        """(versions, bytes in them, oldest version's time or 0)."""
+        n, total, oldest = self.db.execute("SELECT count(*), sum(size), min(time) FROM versions").fetchone()
+        return n, total or 0, oldest or 0
+
+    # -- retention ------------------------------------------------------------------
+    def cutoff_for_bytes(self, max_bytes: int) -> int | None:
+        """The time before which versions must go so that the rest fits in max_bytes."""
+        total = 0
+        for t, size in self.db.execute("SELECT time, size FROM versions ORDER BY id DESC"):
+            total += size
+            if total > max_bytes:
+                return t + 1
+        return None
+
+    def prune(self, cutoff: int, base_paths: set[bytes]) -> int:
+        """Forget versions and log lines older than cutoff, except the last version of each
+        path the pruned-to root still holds (it is what the file was at the cutoff)."""
+        keep = self.db.execute(
+            "SELECT max(id), path FROM versions WHERE time<? GROUP BY path", (cutoff,)
+        ).fetchall()
+        keep_ids = {i for i, p in keep if p in base_paths}
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS keep(id INTEGER PRIMARY KEY)")
+        self.db.execute("DELETE FROM keep")
+        self.db.executemany("INSERT INTO keep(id) VALUES(?)", [(i,) for i in keep_ids])
+        n = self.db.execute(
+            "DELETE FROM versions WHERE time<? AND id NOT IN (SELECT id FROM keep)", (cutoff,)
+        ).rowcount
+        self.db.execute("DELETE FROM log WHERE time<?", (cutoff,))
+        # folders (and paths) left without any version below them disappear from the listing
+        while True:
+            gone = self.db.execute(
+                "DELETE FROM nodes WHERE path NOT IN (SELECT path FROM versions)"
+                " AND NOT EXISTS (SELECT 1 FROM nodes c WHERE c.parent=nodes.path)"
+            ).rowcount
+            if not gone:
+                break
+        self.db.commit()
+        return n
+
+
+def _contains(repo: Repo, head, known: str) -> bool:
+    try:
+        return repo.r.descendant_of(head, known)
+    except (KeyError, ValueError, pygit2.GitError):
+        return False

@@ -1,0 +1,200 @@
+"""One scope's git repository (bare, beside the scope's folder, never inside it): write
+blobs, rebuild only the trees above what changed, commit, read versions back, diff trees.
+
+pygit2 (libgit2) writes the objects: measured against the git CLI and dulwich in
+scripts/bench_history_engines.py it costs the least per batch. Trees are serialized here
+because pygit2's TreeBuilder takes only UTF-8 names and a file name is any bytes. The
+git CLI (gc, and later push/fetch) works on the same repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+
+BRANCH = "refs/heads/main"
+TREE = 0o040000
+BLOB = 0o100644
+EXEC = 0o100755
+
+Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
+
+
+def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
+    name, (mode, _) = item
+    return name + b"/" if mode == TREE else name  # git's order: a folder sorts as 'name/'
+
+
+def nest(changes: dict[bytes, Change]) -> dict:
+    """{b'a/b': x} -> {b'a': {b'b': x}}. A file replacing a folder wins over changes below it."""
+    root: dict = {}
+    for path, change in sorted(changes.items(), key=lambda kv: kv[1] is not None):  # removals first
+        *dirs, leaf = path.split(b"/")
+        node = root
+        for d in dirs:
+            sub = node.get(d)
+            if not isinstance(sub, dict):
+                sub = node[d] = {}
+            node = sub
+        node[leaf] = change
+    return root
+
+
+class Repo:
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.r = pygit2.Repository(str(path))
+        except pygit2.GitError:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.r = pygit2.init_repository(str(path), bare=True, initial_head="main")
+            self.r.config["core.logAllRefUpdates"] = False  # no reflog: retention must free old blobs
+            self.r.config["gc.autoDetach"] = False
+
+    # -- reading --------------------------------------------------------------
+    def head(self) -> pygit2.Oid | None:
+        try:
+            return self.r.references[BRANCH].target
+        except KeyError:
+            return None
+
+    def head_tree(self) -> pygit2.Oid | None:
+        h = self.head()
+        return self.r[h].tree_id if h is not None else None
+
+    def read(self, hexid: str) -> bytes:
+        return self.r[hexid].data
+
+    def size(self, oid: pygit2.Oid) -> int:
+        return self.r.odb.read_header(oid)[1]
+
+    def entries(self, tree: pygit2.Oid | None) -> dict[bytes, tuple[int, bytes]]:
+        if tree is None:
+            return {}
+        return {e.raw_name: (e.filemode, e.id.raw) for e in self.r[tree]}
+
+    def files(self, tree: pygit2.Oid | None, prefix: bytes = b"") -> Iterator[tuple[bytes, int, bytes]]:
+        """(path, mode, raw oid) of every file in a tree."""
+        for name, (mode, raw) in self.entries(tree).items():
+            path = prefix + name
+            if mode == TREE:
+                yield from self.files(pygit2.Oid(raw=raw), path + b"/")
+            else:
+                yield path, mode, raw
+
+    def diff(
+        self, old: pygit2.Oid | None, new: pygit2.Oid | None, prefix: bytes = b""
+    ) -> Iterator[tuple[bytes, tuple[int, bytes] | None, tuple[int, bytes] | None]]:
+        """(path, old file, new file) for every file that differs; equal subtrees are skipped
+        by id, so the cost follows the change, not the scope's size."""
+        if old == new:
+            return
+        a, b = self.entries(old), self.entries(new)
+        for name in a.keys() | b.keys():
+            x, y = a.get(name), b.get(name)
+            if x == y:
+                continue
+            path = prefix + name
+            xt = x is not None and x[0] == TREE
+            yt = y is not None and y[0] == TREE
+            if xt or yt:
+                yield from self.diff(
+                    pygit2.Oid(raw=x[1]) if xt else None, pygit2.Oid(raw=y[1]) if yt else None, path + b"/"
+                )
+            if not xt or not yt:
+                fx, fy = (None if xt else x), (None if yt else y)
+                if fx != fy:
+                    yield path, fx, fy
+
+    # -- writing --------------------------------------------------------------
+    def blob(self, data: bytes) -> bytes:
+        return self.r.create_blob(data).raw
+
+    def _write_tree(self, entries: dict[bytes, tuple[int, bytes]]) -> bytes:
+        body = b"".join(
+            b"%o %s\0%s" % (mode, name, raw) for name, (mode, raw) in sorted(entries.items(), key=_tree_key)
+        )
+        return self.r.odb.write(pygit2.GIT_OBJECT_TREE, body).raw
+
+    def _apply(self, tree: pygit2.Oid | None, changes: dict) -> bytes | None:
+        entries = self.entries(tree)
+        for name, change in changes.items():
+            if isinstance(change, dict):
+                old = entries.get(name)
+                sub = pygit2.Oid(raw=old[1]) if old is not None and old[0] == TREE else None
+                new = self._apply(sub, change)
+                if new is None:
+                    if sub is not None:
+                        entries.pop(name)
+                else:
+                    entries[name] = (TREE, new)
+            elif change is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = change
+        return self._write_tree(entries) if entries else None
+
+    def commit(
+        self,
+        changes: dict[bytes, Change],
+        author: pygit2.Signature,
+        committer: pygit2.Signature,
+        message: str,
+    ) -> pygit2.Oid | None:
+        """Apply changes on top of the branch as one commit; None if the tree is unchanged."""
+        parent = self.head()
+        base = self.r[parent].tree_id if parent is not None else None
+        new = self._apply(base, nest(changes))
+        tree = pygit2.Oid(raw=new) if new is not None else self.r.odb.write(pygit2.GIT_OBJECT_TREE, b"")
+        if tree == base:
+            return None
+        oid = self.r.create_commit(None, author, committer, message, tree, [parent] if parent else [])
+        self.r.references.create(BRANCH, oid, force=True)
+        return oid
+
+    def commits_since(self, known: str | None) -> list[pygit2.Commit]:
+        """Commits on the branch that `known` does not contain, oldest first."""
+        head = self.head()
+        if head is None:
+            return []
+        walker = self.r.walk(head, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+        if known:
+            try:
+                walker.hide(known)
+            except (KeyError, ValueError, pygit2.GitError):
+                pass  # rewritten (retention) or lost: the caller starts over
+        return list(walker)
+
+    def rewrite_before(self, cutoff: int, committer: pygit2.Signature) -> int:
+        """Drop the history older than `cutoff` (unix seconds): the newest commit before it
+        becomes a new root holding its tree, and the later commits are replayed on top.
+        Returns how many commits were folded into the root."""
+        head = self.head()
+        chain = []
+        c = self.r[head] if head is not None else None
+        while c is not None and c.commit_time >= cutoff:
+            chain.append(c)
+            c = c.parents[0] if c.parents else None
+        if c is None or not c.parents:
+            return 0  # nothing older than the cutoff, or only the root
+        folded = sum(1 for _ in self.r.walk(c.id))
+        note = "memfs: history before this commit was pruned (retention)\n"
+        parent = self.r.create_commit(None, c.author, committer, note, c.tree_id, [])
+        for old in reversed(chain):
+            parent = self.r.create_commit(None, old.author, old.committer, old.message, old.tree_id, [parent])
+        self.r.references.create(BRANCH, parent, force=True)
+        return folded
+
+    def gc(self, auto: bool) -> None:
+        """Pack loose objects (auto: only when git thinks it is worth it); without auto, also
+        drop what nothing reaches any more. Needs the git CLI; skipped without it."""
+        git = shutil.which("git")
+        if git is None:
+            return
+        cmd = [git, "--git-dir", str(self.path), "gc", "--quiet"]
+        cmd += ["--auto"] if auto else ["--prune=now"]
+        subprocess.run(cmd, capture_output=True, timeout=3600, check=True)

@@ -1,0 +1,360 @@
+"""History: every change to a scope's files kept in that scope's git repository,
+attributed to the user who made it.
+
+Handlers only record what happened (a file closed after writing, removed, renamed); a
+committer turns each scope's records into commits every `batch_seconds`, in a worker
+thread: it reads the files as they are then, writes the blobs that changed and makes one
+commit per user of the batch. Reading history first commits the reader's pending changes
+(read-your-writes). At mount, reconcile commits what changed while memfs was not looking
+(an admin's edit, a crash before the last batch) with an author that says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+import trio
+
+from .. import layout
+from ..config import HistoryConf
+from ..policy import Scope
+from ..store import Store, walk_tree
+from .catalog import CATALOG_NAME, Catalog, rename_lines
+from .gitrepo import BLOB, EXEC, Repo
+
+log = logging.getLogger(__name__)
+
+RECONCILE_AUTHOR = "memfs-reconcile"  # changes found at mount: made outside memfs, or a crash
+IMPORT_AUTHOR = "memfs-import"  # files an admin's `memfs import` wrote
+MAX_EVENTS = 50_000  # per scope and batch; past it the batch becomes a rescan of the scope
+MAX_VERSION_BYTES = 64 << 20  # an admin's bigger file in DATA/ is not copied into history
+MAX_RENAME_LINES = 10_000
+GC_EVERY = 200  # commits per scope between `git gc --auto` checks
+PRUNE_EVERY = 6 * 3600.0
+_SKIP = object()  # a file whose state cannot be known now (EACCES, EMFILE): leave it as is
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    user: str
+    path: bytes
+    new_path: bytes | None = None  # a rename's destination
+    is_dir: bool = False
+
+
+class History:
+    def __init__(self, data: Path, store: Store, conf: HistoryConf, hostname: str | None = None):
+        self.data = data
+        self.store = store
+        self.conf = conf
+        self.hostname = hostname or socket.gethostname()
+        self._pending: dict[Scope, list[Event]] = {}
+        self._rescan: set[Scope] = set()
+        self._locks: dict[Scope, trio.Lock] = {}
+        self._limiter = trio.CapacityLimiter(4)
+        self._failures: dict[Scope, int] = {}
+        self._commits: dict[Scope, int] = {}
+        self._over: set[Scope] = set()  # past max_bytes: prune soon
+        self.reconciled = trio.Event()
+
+    # -- recording (on the loop, from handlers: cheap) ------------------------------
+    def touch(self, scope: Scope, path: bytes, user: str) -> None:
+        self._add(scope, Event(user, path))
+
+    def remove(self, scope: Scope, path: bytes, user: str) -> None:
+        self._add(scope, Event(user, path))
+
+    def moved(
+        self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool, user: str
+    ) -> None:
+        if src == dst:
+            self._add(src, Event(user, src_path, dst_path, is_dir))
+        else:  # another repository: gone here, new there
+            self._add(src, Event(user, src_path, None, is_dir))
+            self._add(dst, Event(user, dst_path, None, is_dir))
+
+    def _add(self, scope: Scope, ev: Event) -> None:
+        if scope in self._rescan:
+            return
+        events = self._pending.setdefault(scope, [])
+        if len(events) >= MAX_EVENTS:  # a flood: one walk of the scope costs less than the list
+            self._rescan.add(scope)
+            self._pending.pop(scope)
+            return
+        events.append(ev)
+
+    def pending(self, scope: Scope) -> bool:
+        return scope in self._pending or scope in self._rescan
+
+    # -- committing ------------------------------------------------------------------
+    def _lock(self, scope: Scope) -> trio.Lock:
+        lock = self._locks.get(scope)
+        if lock is None:
+            lock = self._locks[scope] = trio.Lock()
+        return lock
+
+    async def run_committer(self) -> None:
+        while True:
+            await trio.sleep(self.conf.batch_seconds)
+            await self.flush()
+
+    async def flush(self, scopes: Iterable[Scope] | None = None, touched: Iterable = ()) -> None:
+        """Commit what is pending (in these scopes only, if given). `touched`: (scope, path,
+        user) of files still open with unsaved changes, read as they are now."""
+        for scope, path, user in touched:
+            self.touch(scope, path, user)
+        wanted = set(self._pending) | self._rescan
+        if scopes is not None:
+            wanted &= set(scopes)
+        async with trio.open_nursery() as n:
+            for scope in wanted:
+                n.start_soon(self._flush_scope, scope)
+
+    async def _flush_scope(self, scope: Scope) -> None:
+        async with self._lock(scope):
+            events = self._pending.pop(scope, [])
+            rescan = scope in self._rescan
+            self._rescan.discard(scope)
+            if not events and not rescan:
+                return
+            try:
+                if rescan:
+                    await trio.to_thread.run_sync(self._reconcile, scope, set(), limiter=self._limiter)
+                else:
+                    await trio.to_thread.run_sync(self._commit, scope, events, limiter=self._limiter)
+                self._failures.pop(scope, None)
+            except Exception as e:
+                fails = self._failures[scope] = self._failures.get(scope, 0) + 1
+                log.warning("history %s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
+                if fails >= 5 or rescan:  # give the batch up to a rescan: nothing is lost
+                    self._rescan.add(scope)
+                    self._pending.pop(scope, None)
+                else:
+                    self._pending[scope] = events + self._pending.get(scope, [])
+
+    @contextmanager
+    def _open(self, scope: Scope):
+        path = layout.history_dir(self.data, scope)
+        repo = Repo(path)
+        cat = Catalog(str(path / CATALOG_NAME))
+        try:
+            yield repo, cat
+        finally:
+            cat.close()
+
+    def _sig(self, user: str, when: int) -> pygit2.Signature:
+        email = self.conf.email.format(user=user, hostname=self.hostname)
+        return pygit2.Signature(user, email, when, 0)
+
+    def _read(self, scope: Scope, path: bytes):
+        """(mode, bytes, stat) of a file as it is now; None if it is not a file (any more)."""
+        try:
+            fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None
+            return _SKIP
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_size > MAX_VERSION_BYTES:
+                log.warning(
+                    "history %s: %r is %d bytes, over %d: not versioned",
+                    scope,
+                    path,
+                    st.st_size,
+                    MAX_VERSION_BYTES,
+                )
+                return _SKIP
+            chunks, pos = [], 0
+            while pos <= MAX_VERSION_BYTES and (chunk := os.pread(fd, 1 << 20, pos)):
+                chunks.append(chunk)
+                pos += len(chunk)
+            return (EXEC if st.st_mode & 0o100 else BLOB), b"".join(chunks), st
+        except OSError:
+            return _SKIP
+        finally:
+            os.close(fd)
+
+    def _walk_files(self, scope: Scope, top: bytes) -> list[bytes]:
+        with self.store.at(scope) as root:
+            return [p for p, st in walk_tree(root, top, []) if stat.S_ISREG(st.st_mode)]
+
+    def _commit(self, scope: Scope, events: list[Event]) -> None:
+        """One batch of a scope: in a worker thread, under the scope's lock."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)  # commits made behind memfs's back (an admin's git) come first
+            examine: dict[bytes, str] = {}
+            renames: dict[str, list[tuple[bytes, bytes]]] = {}
+            for ev in events:
+                examine[ev.path] = ev.user
+                if ev.is_dir:
+                    for p in cat.current_under(ev.path):
+                        examine[p] = ev.user
+                if ev.new_path is not None:
+                    examine[ev.new_path] = ev.user
+                    if cat.current_of(ev.path) is not None or (ev.is_dir and cat.current_under(ev.path)):
+                        renames.setdefault(ev.user, []).append((ev.path, ev.new_path))
+                    if ev.is_dir:
+                        for p in self._walk_files(scope, ev.new_path):
+                            examine[p] = ev.user
+            self._write(repo, cat, scope, examine, renames, time.time())
+
+    def _write(self, repo: Repo, cat: Catalog, scope: Scope, examine: dict[bytes, str], renames, now) -> None:
+        by_user: dict[str, dict] = {}
+        seen = []
+        for path, user in examine.items():
+            head = cat.current_of(path)
+            disk = self._read(scope, path)
+            if disk is _SKIP:
+                continue
+            if disk is None:
+                if head is not None:
+                    by_user.setdefault(user, {})[path] = None
+                continue
+            mode, data, st = disk
+            oid = pygit2.hash(data).raw
+            if head != (oid, mode):
+                repo.blob(data)
+                by_user.setdefault(user, {})[path] = (mode, oid)
+            seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
+        when = int(now)
+        committer = self._sig("memfs", when)
+        for user, changes in by_user.items():
+            moved = renames.get(user, [])[:MAX_RENAME_LINES]
+            n = len(changes)
+            msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n\n{rename_lines(moved)}"
+            if repo.commit(changes, self._sig(user, when), committer, msg) is not None:
+                self._commits[scope] = self._commits.get(scope, 0) + 1
+        cat.catch_up(repo)
+        cat.remember_stat(seen)
+        if by_user:
+            if cat.stats()[1] > self.conf.max_bytes:
+                self._over.add(scope)
+            if self._commits.get(scope, 0) % GC_EVERY == 0:
+                self._gc(repo, scope, auto=True)
+
+    def _gc(self, repo: Repo, scope: Scope, auto: bool) -> None:
+        try:
+            repo.gc(auto)
+        except Exception as e:  # a missing or failing git CLI costs disk, never history
+            log.warning("history %s: git gc failed: %s", scope, e)
+
+    # -- reconcile: what changed while memfs was not looking ------------------------------
+    async def reconcile(self) -> None:
+        """At mount, in the background: commit every scope's files that differ from its
+        history (written by a daemon killed before its batch, or by an admin in DATA/)."""
+        try:
+            scopes = layout.scopes_in(self.data)
+        except OSError as e:
+            log.warning("history reconcile: cannot list scopes: %s", e)
+            scopes = []
+        limiter = trio.CapacityLimiter(2)
+
+        async def one(scope: Scope) -> None:
+            async with limiter, self._lock(scope):
+                skip = {e.path for e in self._pending.get(scope, [])}
+                try:
+                    await trio.to_thread.run_sync(self._reconcile, scope, skip, limiter=self._limiter)
+                except Exception:
+                    log.exception("history %s: reconcile failed", scope)
+
+        async with trio.open_nursery() as n:
+            for scope in scopes:
+                n.start_soon(one, scope)
+        self.reconciled.set()
+
+    def _reconcile(self, scope: Scope, skip: set[bytes], author: str = RECONCILE_AUTHOR) -> int:
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            cur = cat.current()
+            examine: dict[bytes, str] = {}
+            unreadable: list[bytes] = []
+            on_disk = set()
+            with self.store.at(scope) as root:
+                for path, st in walk_tree(root, b"", unreadable):
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    on_disk.add(path)
+                    row = cur.get(path)
+                    if path not in skip and (
+                        row is None or row[2] != (st.st_size, st.st_mtime_ns, st.st_ino)
+                    ):
+                        examine[path] = author
+            for path in cur:
+                if path not in on_disk and path not in skip and not _under_any(path, unreadable):
+                    examine[path] = author
+            if examine:
+                self._write(repo, cat, scope, examine, {}, time.time())
+            return len(examine)
+
+    def imported(self, scope: Scope, paths: list[bytes]) -> None:
+        for path in paths:
+            self.touch(scope, path, IMPORT_AUTHOR)
+
+    # -- retention ---------------------------------------------------------------------
+    async def run_retention(self) -> None:
+        """After reconcile, then every few hours (and soon after a scope passes max_bytes):
+        prune versions older than keep_days, or the oldest past max_bytes, and gc."""
+        await self.reconciled.wait()
+        last = -PRUNE_EVERY
+        while True:
+            now = trio.current_time()
+            due = now - last >= PRUNE_EVERY
+            scopes = layout.history_scopes(self.data) if due else sorted(self._over, key=str)
+            if due:
+                last = now
+            for scope in scopes:
+                self._over.discard(scope)
+                async with self._lock(scope):
+                    try:
+                        await trio.to_thread.run_sync(self.prune, scope, time.time(), limiter=self._limiter)
+                    except Exception:
+                        log.exception("history %s: retention failed", scope)
+            await trio.sleep(60)
+
+    def prune(self, scope: Scope, now: float) -> int:
+        """Apply retention to one scope (worker thread, under its lock). Returns versions dropped."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            cutoff = int(now - self.conf.keep_days * 86400)
+            by_bytes = cat.cutoff_for_bytes(self.conf.max_bytes)
+            if by_bytes is not None:
+                cutoff = max(cutoff, by_bytes)
+            _, _, oldest = cat.stats()
+            if not oldest or oldest >= cutoff:
+                return 0
+            repo.rewrite_before(cutoff, self._sig("memfs", int(now)))
+            root = next(iter(repo.commits_since(None)), None)
+            base = {p for p, _, _ in repo.files(root.tree_id)} if root is not None else set()
+            dropped = cat.prune(cutoff, base)
+            cat.set("head", str(repo.head()))
+            cat.db.commit()
+            log.info(
+                "history %s: pruned %d versions older than %s",
+                scope,
+                dropped,
+                time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cutoff)),
+            )
+            self._gc(repo, scope, auto=False)
+            return dropped
+
+    # -- shutdown ----------------------------------------------------------------------
+    async def close(self) -> None:
+        """Unmounted: commit everything still pending."""
+        await self.flush()
+
+
+def _under_any(path: bytes, folders: list[bytes]) -> bool:
+    return any(f == b"" or path == f or path.startswith(f + b"/") for f in folders)
