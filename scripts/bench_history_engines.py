@@ -214,9 +214,8 @@ def main() -> None:
         for cls in (CLI, Pygit2, Dulwich):
             r = run(cls, _files(a.files, flat), a.batches, a.per_batch)
             layout = "flat" if flat else "100/dir"
-            print(
-                f"{cls.name:24} {layout:8} {r['p50']:10.2f} {r['p99']:8.2f} {r['cpu']:10.2f} {r['read']:10.2f}"
-            )
+            cols = f"{r['p50']:10.2f} {r['p99']:8.2f} {r['cpu']:10.2f} {r['read']:10.2f}"
+            print(f"{cls.name:24} {layout:8} {cols}")
 
 
 if __name__ == "__main__":
