@@ -22,6 +22,8 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
 from . import context as ctx_mod
 from . import layout, policy
+from .history import History
+from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, display_path
 from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
@@ -76,6 +78,9 @@ class FsHost(Protocol):
     async def usage(self, p: Principal) -> dict:
         """The caller's usage against its limits."""
 
+    def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
+        """(scope, path, user) of files in these scopes open with writes not yet closed."""
+
 
 class Control:
     def __init__(
@@ -86,6 +91,7 @@ class Control:
         index: Index | None = None,
         limits: ctx_mod.Limits | None = None,
         host: FsHost | None = None,
+        history: History | None = None,
     ):
         self.ids = ids
         self.store = store
@@ -109,6 +115,10 @@ class Control:
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
             root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
+        self.history = None
+        if history is not None:
+            self.history = HistoryView(history, ids, self._started, host.open_dirty)
+            root.update({b"history": HISTORY, b"log": LOG})
         self._names = {CONTROL_ROOT: root}
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
@@ -116,7 +126,11 @@ class Control:
 
     # -- what fs.py asks ------------------------------------------------------
     def owns(self, ino: int) -> bool:
-        return 1 < ino < FIRST_DYNAMIC_INODE or _FIRST_QUERY_INODE <= ino < OWN_BASE
+        return 1 < ino < FIRST_DYNAMIC_INODE or _FIRST_QUERY_INODE <= ino < OWN_BASE or HistoryView.owns(ino)
+
+    def refusal(self, ino: int) -> int:
+        """The errno for changing something here: history is a read-only tree."""
+        return errno.EROFS if HistoryView.owns(ino) else errno.EACCES
 
     def owns_handle(self, fh: int) -> bool:
         return fh >= _FIRST_HANDLE
@@ -140,6 +154,8 @@ class Control:
         return self.getattr(CONTROL_ROOT, p)
 
     def getattr(self, ino: int, p: Principal) -> EntryAttributes:
+        if self.history is not None and HistoryView.owns(ino):
+            return self.history.getattr(ino, p)
         if ino in self._names or ino in (USERS, SEARCH):
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
         if ino in (QUERY, QUERY_JSON):
@@ -153,7 +169,9 @@ class Control:
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
         raise FUSEError(errno.ENOENT)
 
-    def lookup(self, parent: int, name: bytes, p: Principal) -> EntryAttributes:
+    async def lookup(self, parent: int, name: bytes, p: Principal) -> EntryAttributes:
+        if self.history is not None and HistoryView.owns(parent):
+            return await self.history.lookup(parent, name, p)
         if parent == USERS:
             owner = os.fsdecode(name)
             if not policy.sees_grant(p, owner):
@@ -179,13 +197,25 @@ class Control:
             self._query_names[ino] = name
         return ino
 
-    def listing(self, ino: int, p: Principal) -> list:
+    async def grant_ctl(self, scope: Scope, p: Principal) -> EntryAttributes:
+        """.memfs/ in a grant reader's view of an owner's root: the owner's history."""
+        if self.history is None:
+            raise FUSEError(errno.ENOENT)
+        return await self.history.grant_ctl(scope, p)
+
+    async def opendir(self, ino: int, p: Principal):
+        """A callable that (re)starts the folder's listing: (name, attributes) pairs."""
+        if self.history is not None and HistoryView.owns(ino):
+            return await self.history.opendir(ino, p)
         if ino in (USERS, SEARCH):
-            return []  # reachable by name (see whoami and README), not enumerated
-        names = self._names.get(ino)
-        if names is None:
-            raise FUSEError(errno.ENOTDIR)
-        return [(n, self.getattr(i, p)) for n, i in names.items()]
+            listing = []  # reachable by name (see whoami and README), not enumerated
+        else:
+            names = self._names.get(ino)
+            if names is None:
+                raise FUSEError(errno.ENOTDIR)
+            here = self.getattr(ino, p)
+            listing = [(b".", here), (b"..", here)] + [(n, self.getattr(i, p)) for n, i in names.items()]
+        return lambda: iter(listing)
 
     def _handle(self, content) -> int:
         fh = self._next
@@ -202,9 +232,19 @@ class Control:
             fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
             # nonseekable: results follow the query in one stream, whatever the offset
             return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        writes = flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC
+        if self.history is not None and HistoryView.owns(ino):
+            if writes:
+                raise FUSEError(errno.EROFS)
+            if ino == LOG:
+                content = await self.history.log(p, self._view_prefix(p), self.limiter(p))
+                return FileInfo(fh=self._handle(content), direct_io=True, keep_cache=False)
+            content = await self.history.read_version(ino, p, self.limiter(p))
+            # a version's bytes never change, and its inode names only them: cache them
+            return FileInfo(fh=self._handle(content), direct_io=False, keep_cache=True)
         if ino not in self._query_names and ino not in self._async_files:
             raise FUSEError(errno.EISDIR)
-        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+        if writes:
             raise FUSEError(errno.EACCES)
         if ino in self._query_names:
             query = _decode_query(self._query_names[ino])
@@ -266,6 +306,10 @@ class Control:
         return yaml.safe_dump(info, sort_keys=False).encode()
 
     # -- search -----------------------------------------------------------------
+    @staticmethod
+    def _view_prefix(p: Principal):
+        return lambda scope: layout.view_path(p, scope, "")
+
     def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
         """A file's path as this caller sees it under the mount."""
         return layout.view_path(p, scope, display_path(rel))

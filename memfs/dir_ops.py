@@ -56,6 +56,8 @@ class DirOps:
         await self.quotas.need(scope, files=1)
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
         self.quotas.add(scope, files=1)
+        if self.history is not None:
+            self.history.touch(scope, path, p.user)
         return self.entry(scope, path, entry_timeout(parent_inode))
 
     async def symlink(
@@ -77,6 +79,8 @@ class DirOps:
         self._gone(scope, self.inodes.unlinked(scope, path), st)
         if self.index is not None:
             self.index.remove(scope, path)
+        if self.history is not None:
+            self.history.remove(scope, path, p.user)
 
     def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
         """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
@@ -137,6 +141,8 @@ class DirOps:
         moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
         if self.index is not None:
             self.index.moved(src, src_path, dst, dst_path, is_dir)
+        if self.history is not None:
+            self.history.moved(src, src_path, dst, dst_path, is_dir, p.user)
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
             for node in moved:
                 self._invalidate(node.ino)
@@ -154,11 +160,8 @@ class DirOps:
         p = self._principal(ctx)
         view = False
         if self.control.owns(inode):
-            listing = self.control.listing(inode, p)
+            start = await self.control.opendir(inode, p)
             scope, path, is_root = None, b"", False
-
-            def start():
-                return listing
         elif inode == ROOT_INODE:
             scope, path, is_root = p.private, b"", True
             here = self._root_attrs(p, ctx)

@@ -142,7 +142,8 @@ class FileOps:
         if h is None or self.control.owns_handle(fh):
             return
         await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, h.fd)
-        self._changed(h.node)
+        if h.dirty:
+            self._changed(h.node, h.uid)
 
     @guarded
     async def release(self, fh: FileHandleT) -> None:
@@ -155,7 +156,7 @@ class FileOps:
             st = os.fstat(h.fd)
             if h.dirty:
                 h.node.sig = (st.st_mtime_ns, st.st_size)
-                self._changed(h.node)
+                self._changed(h.node, h.uid)
             if h.node.unlinked and h.node.open_fds == {h.fd}:
                 self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:

@@ -40,6 +40,7 @@ from .dir_ops import DirOps
 from .file_ops import FileOps
 from .guard import guarded
 from .handles import DirHandle, FileHandle
+from .history import History
 from .identity import Identities
 from .index import Index
 from .inodes import CACHE_TIMEOUT, ROOT_INODE, VIEW_TIMEOUT, InodeTable, Node
@@ -73,14 +74,18 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         limits: Limits | None = None,
         mountpoint: str = "",
         context: ctx_mod.Limits | None = None,
+        history: History | None = None,
     ):
         super().__init__()
         self.store = store
         self.ids = ids
         self.index = index
+        self.history = history
         self.inodes = InodeTable()
         # The control files get what they need of this class through FsHost, given here.
-        self.control = Control(ids, store, mountpoint, index=index, limits=context, host=self)
+        self.control = Control(
+            ids, store, mountpoint, index=index, limits=context, host=self, history=history
+        )
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = Quotas(store, limits)
         self.opens = OpenCounts(limits)
@@ -129,11 +134,29 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                     self._invalidate(node.ino, attr_only=False)
             if self.index is not None:
                 self.index.touch(scope, rel)
+            if self.history is not None:
+                self.history.imported(scope, [rel])
 
-    # -- index --------------------------------------------------------------------
-    def _changed(self, node: Node) -> None:
-        if self.index is not None and not node.unlinked:
+    # -- index and history ------------------------------------------------------------
+    def _user(self, uid: int) -> str:
+        return self.ids.principal(uid, uid).user or f"uid-{uid}"
+
+    def _changed(self, node: Node, uid: int) -> None:
+        """A file's content changed (closed after writing, fsynced, truncated)."""
+        if node.unlinked:
+            return
+        if self.index is not None:
             self.index.touch(node.scope, node.path)
+        if self.history is not None:
+            self.history.touch(node.scope, node.path, self._user(uid))
+
+    def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
+        wanted = set(scopes)
+        return [
+            (h.node.scope, h.node.path, self._user(h.uid))
+            for h in self._files.values()
+            if h.dirty and not h.node.unlinked and h.node.scope in wanted
+        ]
 
     def dirty_paths(self, scopes: list[Scope]):
         """Files in these scopes written through handles still open and changed since the
@@ -275,7 +298,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         if policy.name_too_long(name):
             raise FUSEError(errno.ENAMETOOLONG)
         if self.control.owns(parent):
-            raise FUSEError(errno.EACCES)
+            raise FUSEError(self.control.refusal(parent))
         scope, path, is_root = self._dir(parent, p, Access.WRITE)
         if is_root and name in policy.RESERVED_ROOT_NAMES:
             raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
@@ -288,7 +311,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             raise FUSEError(errno.ENAMETOOLONG)
         p = self._principal(ctx)
         if self.control.owns(parent_inode):
-            return self.control.lookup(parent_inode, name, p)
+            return await self.control.lookup(parent_inode, name, p)
         if parent_inode == ROOT_INODE:
             if name == policy.CONTROL_NAME:
                 return self.control.root_attrs(p)
@@ -301,6 +324,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             return self.entry(p.private, name, 0)
         scope, path, _ = self._dir(parent_inode, p, Access.READ)
         view = self._node(parent_inode).view
+        if view and not path and name == policy.CONTROL_NAME:
+            return await self.control.grant_ctl(scope, p)  # the owner's history, read-only
         if name == b".":
             return self.entry(scope, path, CACHE_TIMEOUT, view)
         if name == b"..":
@@ -329,7 +354,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     ) -> EntryAttributes:
         p = self._principal(ctx)
         if self.control.owns(inode):
-            raise FUSEError(errno.EPERM)
+            raise FUSEError(errno.EROFS if self.control.refusal(inode) == errno.EROFS else errno.EPERM)
         if inode == ROOT_INODE:
             return self._setattr_root(p, attr, fields, ctx)
         node = self._node(inode)
@@ -342,7 +367,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         if not (fields.update_size or fields.update_mode or fields.update_atime or fields.update_mtime):
             target.touch_ctime()  # chown to the shown owner (or -1): only the change time moves
         if fields.update_size:
-            await self._resize(node, target, attr.st_size, checked_at_open=handle is not None)
+            await self._resize(node, target, attr.st_size, handle is not None, ctx.uid)
         if fields.update_mode:
             target.chmod(policy.stored_mode(attr.st_mode))
         if fields.update_atime or fields.update_mtime:
@@ -359,7 +384,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 raise FUSEError(errno.ENOENT)
         return self.store.target(node.scope, node.path, fd)
 
-    async def _resize(self, node: Node, target, size: int, checked_at_open: bool) -> None:
+    async def _resize(self, node: Node, target, size: int, checked_at_open: bool, uid: int) -> None:
         st = self._stat(node)
         if not checked_at_open and not policy.owner_bits_allow(st.st_mode, False, True):
             raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open
@@ -369,7 +394,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             await self.quotas.need(node.scope, grow)
         target.truncate(size)
         self.quotas.add(node.scope, grow)
-        self._changed(node)
+        self._changed(node, uid)
 
     def _setattr_root(self, p: Principal, attr, fields, ctx) -> EntryAttributes:
         """The caller owns its root: times apply; it stays rwx for its owner only."""

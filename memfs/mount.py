@@ -27,6 +27,7 @@ from . import config as config_mod
 from . import context as ctx_mod
 from . import guard
 from .fs import Operations
+from .history import History
 from .identity import Identities
 from .index import Index, IndexUnavailable
 from .store import Store
@@ -145,7 +146,7 @@ async def supervised(name: str, task, *args) -> None:
         delay = min(delay * 2, 30.0)
 
 
-async def _serve(ops: Operations, index: Index | None) -> None:
+async def _serve(ops: Operations, index: Index | None, history: History | None) -> None:
     async with trio.open_nursery() as nursery:
 
         async def on_signal():
@@ -160,8 +161,14 @@ async def _serve(ops: Operations, index: Index | None) -> None:
         if index is not None:
             nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
             nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
+        if history is not None:
+            nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
+            nursery.start_soon(supervised, "history reconcile", history.reconcile, name="history reconcile")
+            nursery.start_soon(supervised, "history retention", history.run_retention, name="retention")
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+    if history is not None:  # unmounted: commit what is still pending (a crash: reconcile does)
+        await history.close()
     if index is not None:  # unmounted: apply what is still queued, so the index matches the files
         try:
             await index.flush()
@@ -197,7 +204,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
         return 1
     limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
-    ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits)
+    history = History(spec.data, store, cfg.history) if cfg.history.enabled else None
+    ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits, history)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
@@ -233,7 +241,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     report("ok")
     code = 0
     try:
-        trio.run(_serve, ops, index)
+        trio.run(_serve, ops, index, history)
     except BaseException:
         log.exception("daemon main loop failed")
         code = 1
@@ -241,6 +249,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         pyfuse3.close(unmount=True)
         if index is not None:
             index.close()
+        if ops.control.history is not None:
+            ops.control.history.close()
         store.close()
         try:
             pid_path.unlink()

@@ -139,7 +139,9 @@ def test_control_files_are_read_only_and_hidden(tm):
         assert res.returncode != 0
     assert sorted(tm.sh(ALICE, "ls .memfs").stdout.split()) == [
         "context.md",
+        "history",
         "index.md",
+        "log",
         "query",
         "query.json",
         "refresh",
