@@ -174,6 +174,12 @@ def cmd_doctor(args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _history_cmd(args) -> int:
+    from .history import commands
+
+    return commands.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="memfs", description="Per-caller agent memory as a filesystem.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -199,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     s.add_argument("--json", action="store_true", help="JSON for scripts")
     s.set_defaults(func=cmd_search)
+
+    lg = sub.add_parser("log", help="latest changes you may read, or the versions of one file")
+    lg.add_argument("path", nargs="?", default=None, help="a file under the mount: list its versions")
+    lg.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    lg.set_defaults(func=_history_cmd, history_command="log")
+
+    rs = sub.add_parser("restore", help="bring back a file's version (undelete, roll back)")
+    rs.add_argument("path", help="the file, as under the mount")
+    rs.add_argument("--at", default=None, help="a version name or a UTC time (default: the latest version)")
+    rs.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    rs.set_defaults(func=_history_cmd, history_command="restore")
 
     i = sub.add_parser("import", help="bring existing memory in (idempotent)")
     i.add_argument("source", help="a memory dir, a bot's legacy layout, or a per-user JSON store")

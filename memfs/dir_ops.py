@@ -74,6 +74,7 @@ class DirOps:
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
+        await self._preserve(scope, path)
         st = self.store.lstat(scope, path)
         self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
@@ -124,6 +125,7 @@ class DirOps:
             carried = await self._tree_usage(src, src_path, st)
             await self.quotas.usage(src)
             await self.quotas.need(dst, carried.bytes, carried.files)
+        await self._preserve(dst, dst_path)  # what a rename over it would destroy
         # No await from here to the rename: no other handler runs in between.
         try:
             replaced = self.store.lstat(dst, dst_path)

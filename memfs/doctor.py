@@ -147,6 +147,58 @@ def _index(data: Path, sample: int = 20) -> Check:
     return Check("index", True, f"{docs} entries indexed, matching the files ({len(keys)} sampled)")
 
 
+def _du(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def _history(data: Path, strict: bool = False) -> Check:
+    """History's disk use and versions; each scope's branch compared with its files (every
+    file, when strict: after an unmount nothing may be left uncommitted)."""
+    from .history.catalog import CATALOG_NAME, Catalog
+    from .history.gitrepo import Repo
+
+    scopes = layout.history_scopes(data)
+    if not scopes:
+        return Check("history", True, "no history yet (history off, or nothing written)")
+    versions = behind = 0
+    try:
+        for scope in scopes:
+            gitdir = layout.history_dir(data, scope)
+            with Catalog(str(gitdir / CATALOG_NAME)) as cat:
+                versions += cat.stats()[0]
+            if strict:
+                behind += len(_uncommitted(Repo(gitdir), layout.scope_dir(data, scope)))
+    except Exception as e:  # a damaged repository is a finding, not a crash
+        return Check("history", False, f"cannot read the history: {e}")
+    size = _du(layout.history_root(data))
+    detail = f"{len(scopes)} scopes, {versions} versions, {size / (1 << 20):.1f} MiB on disk"
+    if behind:
+        return Check("history", False, f"{detail}; {behind} files differ from their last commit")
+    return Check("history", True, detail)
+
+
+def _uncommitted(repo, folder: Path) -> list[bytes]:
+    import pygit2
+
+    head = {p: raw for p, _mode, raw in repo.files(repo.head_tree())}
+    disk = {}
+    root = os.fsencode(folder)
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            full = os.path.join(dirpath, f)
+            if stat.S_ISREG(os.lstat(full).st_mode):
+                with open(full, "rb") as fh:
+                    disk[os.path.relpath(full, root)] = pygit2.hash(fh.read()).raw
+    return sorted(p for p in head.keys() | disk.keys() if head.get(p) != disk.get(p))
+
+
 def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]:
     checks = [_fuse(), _config(config)]
     if data is not None:
@@ -158,4 +210,5 @@ def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]
             checks.append(_status(mnt))  # reading it also applies pending index updates
     if data is not None and os.access(data, os.R_OK | os.X_OK):
         checks.append(_index(data))
+        checks.append(_history(data))
     return checks

@@ -69,6 +69,7 @@ class FileOps:
             raise FUSEError(errno.EACCES)
         if writing:
             await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
+            await self._preserve(node.scope, node.path)
         self.opens.take(ctx.uid)
         try:
             fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)

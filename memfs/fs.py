@@ -150,6 +150,22 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         if self.history is not None:
             self.history.touch(node.scope, node.path, self._user(uid))
 
+    async def _preserve(self, scope: Scope, path: bytes) -> None:
+        """About to destroy a file's content (rm, truncate, a rename over it, an open for
+        writing): if history has not yet kept what was last written to it, keep it now.
+        Costs a commit only when the path changed since the last batch; the caller who
+        changes files that fast waits for it, nobody else."""
+        if self.history is None:
+            return
+        node = self.inodes.find(scope, path, False)
+        for fd in node.open_fds if node is not None else ():
+            h = self._files.get(fd)
+            if h is not None and h.dirty:  # closed by the caller, its release not yet here
+                self.history.touch(scope, path, self._user(h.uid))
+                break
+        if self.history.is_pending(scope, path):
+            await self.history.flush([scope])
+
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
         wanted = set(scopes)
         return [
@@ -385,6 +401,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return self.store.target(node.scope, node.path, fd)
 
     async def _resize(self, node: Node, target, size: int, checked_at_open: bool, uid: int) -> None:
+        if not node.unlinked:
+            await self._preserve(node.scope, node.path)
         st = self._stat(node)
         if not checked_at_open and not policy.owner_bits_allow(st.st_mode, False, True):
             raise FUSEError(errno.EACCES)  # truncate(2) needs w; ftruncate had it checked at open

@@ -121,6 +121,9 @@ class Mount:
             check = doctor._index(self.data)
             if not check.ok:
                 return [f"after umount the index does not match the files: {check.line()}"]
+        check = doctor._history(self.data, strict=True)
+        if not check.ok:
+            return [f"after umount the history does not match the files: {check.line()}"]
         return []
 
     def unexpected_log(self) -> list[str]:

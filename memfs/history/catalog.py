@@ -44,6 +44,10 @@ RENAME_TRAILER = "memfs-rename: "
 
 
 # -- paths in commit messages and log lines -------------------------------------------
+_ESCAPES = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r"}  # as git
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+
+
 def quote_path(path: bytes) -> str:
     """A path as one token of a line: as is when printable UTF-8 without ' -> ', else in
     C-style quotes (as git quotes paths), so a newline in a name cannot forge a line."""
@@ -56,7 +60,9 @@ def quote_path(path: bytes) -> str:
     out = []
     for b in path:
         c = chr(b)
-        if c in '"\\':
+        if c in _ESCAPES:
+            out.append("\\" + _ESCAPES[c])
+        elif c in '"\\':
             out.append("\\" + c)
         elif 0x20 <= b < 0x7F:
             out.append(c)
@@ -75,7 +81,7 @@ def unquote_path(token: str) -> bytes:
                 out.append(int(s[i + 1 : i + 4], 8))
                 i += 4
                 continue
-            out += s[i + 1].encode()
+            out += _UNESCAPES.get(s[i + 1], s[i + 1]).encode()
             i += 2
             continue
         out += s[i].encode()
@@ -101,10 +107,11 @@ def stamp(t: int) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
 
 
-def version_name(path: bytes, t: int, user: str, commit_hex: str) -> bytes:
-    """<UTC time>-<user>-<short id><the file's suffix>: sorts by time, says who."""
+def version_name(path: bytes, t: int, user: str, row: int) -> bytes:
+    """<UTC time>-<user>-<short id><the file's suffix>: sorts by time, says who. The id
+    counts up in each scope, so versions made in one second still sort in order."""
     suffix = os.path.splitext(path.rpartition(b"/")[2])[1]
-    return f"{stamp(t)}-{user}-{commit_hex[:6]}".encode() + suffix
+    return f"{stamp(t)}-{user}-{row % (1 << 24):06x}".encode() + suffix
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,7 @@ class Catalog:
             self.db.execute(f"DELETE FROM {table}")
 
     def _record(self, repo: Repo, c, parent_tree) -> None:
-        user, t, short = c.author.name, c.author.time, str(c.id)
+        user, t = c.author.name, c.author.time
         changes = list(repo.diff(parent_tree, c.tree_id))
         removed = {p for p, old, new in changes if new is None}
         renames = []  # (old, new) whose old side left this commit
@@ -206,10 +213,12 @@ class Catalog:
                 self._log(t, user, op, path)
             blob_hex = new[1].hex()
             size = repo.size(pygit2.Oid(raw=new[1]))
-            self.db.execute(
+            cur = self.db.execute(
                 f"INSERT INTO versions({_VERSION_COLS[4:]}) VALUES(?,?,?,?,?,?,?)",
-                (path, version_name(path, t, user, short), t, user, op, blob_hex, size),
+                (path, b"", t, user, op, blob_hex, size),
             )
+            name = version_name(path, t, user, cur.lastrowid)
+            self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, cur.lastrowid))
             self.db.execute(
                 "INSERT OR REPLACE INTO current(path, blob, mode) VALUES(?,?,?)", (path, new[1], new[0])
             )

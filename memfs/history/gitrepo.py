@@ -94,7 +94,7 @@ class Repo:
         if old == new:
             return
         a, b = self.entries(old), self.entries(new)
-        for name in a.keys() | b.keys():
+        for name in sorted(a.keys() | b.keys()):
             x, y = a.get(name), b.get(name)
             if x == y:
                 continue

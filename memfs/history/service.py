@@ -59,6 +59,7 @@ class History:
         self.conf = conf
         self.hostname = hostname or socket.gethostname()
         self._pending: dict[Scope, list[Event]] = {}
+        self._paths: dict[Scope, set[bytes]] = {}  # paths with pending events
         self._rescan: set[Scope] = set()
         self._locks: dict[Scope, trio.Lock] = {}
         self._limiter = trio.CapacityLimiter(4)
@@ -66,6 +67,10 @@ class History:
         self._commits: dict[Scope, int] = {}
         self._over: set[Scope] = set()  # past max_bytes: prune soon
         self.reconciled = trio.Event()
+        try:  # scopes whose files reconcile has not yet compared with their history
+            self._unreconciled = set(layout.scopes_in(data))
+        except OSError:
+            self._unreconciled = set()
 
     # -- recording (on the loop, from handlers: cheap) ------------------------------
     def touch(self, scope: Scope, path: bytes, user: str) -> None:
@@ -90,11 +95,20 @@ class History:
         if len(events) >= MAX_EVENTS:  # a flood: one walk of the scope costs less than the list
             self._rescan.add(scope)
             self._pending.pop(scope)
+            self._paths.pop(scope, None)
             return
         events.append(ev)
+        self._paths.setdefault(scope, set()).add(ev.path)
 
     def pending(self, scope: Scope) -> bool:
         return scope in self._pending or scope in self._rescan
+
+    def is_pending(self, scope: Scope, path: bytes) -> bool:
+        """Has this path (or, after a folder rename, anything) changed since the last batch?"""
+        return scope in self._rescan or path in self._paths.get(scope, ()) or self._moved_dirs(scope)
+
+    def _moved_dirs(self, scope: Scope) -> bool:
+        return any(e.is_dir for e in self._pending.get(scope, ()))
 
     # -- committing ------------------------------------------------------------------
     def _lock(self, scope: Scope) -> trio.Lock:
@@ -123,6 +137,7 @@ class History:
     async def _flush_scope(self, scope: Scope) -> None:
         async with self._lock(scope):
             events = self._pending.pop(scope, [])
+            self._paths.pop(scope, None)
             rescan = scope in self._rescan
             self._rescan.discard(scope)
             if not events and not rescan:
@@ -141,6 +156,7 @@ class History:
                     self._pending.pop(scope, None)
                 else:
                     self._pending[scope] = events + self._pending.get(scope, [])
+                    self._paths.setdefault(scope, set()).update(e.path for e in events)
 
     @contextmanager
     def _open(self, scope: Scope):
@@ -263,17 +279,28 @@ class History:
         limiter = trio.CapacityLimiter(2)
 
         async def one(scope: Scope) -> None:
-            async with limiter, self._lock(scope):
-                skip = {e.path for e in self._pending.get(scope, [])}
-                try:
-                    await trio.to_thread.run_sync(self._reconcile, scope, skip, limiter=self._limiter)
-                except Exception:
-                    log.exception("history %s: reconcile failed", scope)
+            async with limiter:
+                await self.ready(scope)
 
         async with trio.open_nursery() as n:
             for scope in scopes:
                 n.start_soon(one, scope)
         self.reconciled.set()
+
+    async def ready(self, scope: Scope) -> None:
+        """Reconcile this scope now if the mount has not yet: a reader right after a
+        restart sees what a crash left uncommitted."""
+        if scope not in self._unreconciled:
+            return
+        async with self._lock(scope):
+            if scope not in self._unreconciled:
+                return
+            skip = {e.path for e in self._pending.get(scope, [])}
+            try:
+                await trio.to_thread.run_sync(self._reconcile, scope, skip, limiter=self._limiter)
+            except Exception:
+                log.exception("history %s: reconcile failed", scope)
+            self._unreconciled.discard(scope)
 
     def _reconcile(self, scope: Scope, skip: set[bytes], author: str = RECONCILE_AUTHOR) -> int:
         with self._open(scope) as (repo, cat):

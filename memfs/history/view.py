@@ -93,6 +93,8 @@ class HistoryView:
 
     async def _fresh(self, p: Principal, scopes: list[Scope]) -> None:
         """Read-your-writes: commit the caller's pending changes in these scopes first."""
+        for s in scopes:
+            await self.history.ready(s)
         wanted = [s for s in scopes if policy.access(p, s) >= Access.WRITE or p.uid == 0]
         touched = [t for t in self.open_dirty(wanted) if t[0] in wanted]
         if touched or any(self.history.pending(s) for s in wanted):

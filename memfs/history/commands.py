@@ -1,0 +1,125 @@
+"""`memfs log` and `memfs restore`: history from a terminal, through the mount, as the
+calling user (the daemon decides what that user may see, as for any file)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+_STAMP = re.compile(r"\d{8}T\d{6}Z")
+
+
+class CommandError(Exception):
+    """One line for the person at the terminal."""
+
+
+def _rel(mount: Path, path: str) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            p = p.relative_to(mount)
+        except ValueError:
+            raise CommandError(f"{path} is not under the mount {mount}; use --mount") from None
+    rel = os.path.normpath(str(p)).strip("/")
+    if rel in ("", ".") or rel.startswith(".."):
+        raise CommandError(f"{path}: give a file under the mount")
+    return rel
+
+
+def versions(mount: Path, rel: str) -> list[os.DirEntry]:
+    where = mount / ".memfs" / "history" / rel
+    try:
+        with os.scandir(where) as it:
+            found = [e for e in it if e.is_file() and _STAMP.match(e.name)]
+    except FileNotFoundError:
+        if not (mount / ".memfs" / "whoami").exists():
+            raise CommandError(f"{mount} is not a memfs mount; use --mount") from None
+        raise CommandError(f"{rel}: no history (never written, or pruned)") from None
+    except NotADirectoryError:
+        raise CommandError(f"{rel}: no history") from None
+    except OSError as e:
+        raise CommandError(f"{rel}: cannot read its history: {e.strerror}") from None
+    return sorted(found, key=lambda e: e.name)
+
+
+def parse_when(text: str) -> str:
+    """A time as the stamp versions are named with (UTC): accepts 20261121T120102Z,
+    2026-11-21T12:01:02Z, 2026-11-21 12:01 and 2026-11-21 (end of that day)."""
+    if _STAMP.fullmatch(text):
+        return text
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(
+            f"--at {text!r}: give a version name or a time like 2026-11-21T12:01:02Z"
+        ) from None
+    if len(text) == 10:  # a date: the end of that day
+        when = when.replace(hour=23, minute=59, second=59)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def log(mount: Path, path: str | None) -> str:
+    if path is None:
+        try:
+            return (mount / ".memfs" / "log").read_text(errors="replace")
+        except FileNotFoundError:
+            raise CommandError(f"{mount} is not a memfs mount with history; use --mount") from None
+    rel = _rel(mount, path)
+    out = []
+    for e in reversed(versions(mount, rel)):
+        out.append(f"{e.name}\t{e.stat().st_size} bytes\n")
+    return "".join(out)
+
+
+def restore(mount: Path, path: str, at: str | None) -> str:
+    rel = _rel(mount, path)
+    found = versions(mount, rel)
+    if not found:
+        raise CommandError(f"{rel}: no versions")
+    if at is None:
+        chosen = found[-1]
+    elif any(e.name == at for e in found):
+        chosen = next(e for e in found if e.name == at)
+    else:
+        stamp = parse_when(at)
+        earlier = [e for e in found if e.name[:16] <= stamp]
+        if not earlier:
+            raise CommandError(f"{rel}: no version at or before {stamp} (the oldest is {found[0].name})")
+        chosen = earlier[-1]
+    data = Path(chosen.path).read_bytes()
+    target = mount / rel
+    # a temp file and a rename: a reader never sees half a file
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".restore", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return f"restored {rel} from {chosen.name} ({len(data)} bytes)\n"
+
+
+def main(args) -> int:
+    mount = Path(args.mount).absolute()
+    try:
+        if args.history_command == "log":
+            sys.stdout.write(log(mount, args.path))
+        else:
+            sys.stdout.write(restore(mount, args.path, args.at))
+    except CommandError as e:
+        print(f"memfs: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"memfs: {e.filename or mount}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,305 @@
+"""History through a real mount, as several uids: versions and authors, undelete, renames,
+who sees which history, read-only refusals, a crash mid-batch, retention, the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pygit2
+import pytest
+from conftest import ALICE, BOB, CAROL, DAVE, memfs_cmd, wait_for
+
+from memfs import layout
+from memfs.history.gitrepo import BLOB, Repo
+from memfs.policy import Kind, Scope
+
+CONFIG = """
+users:
+  alice: {uid: 1001}
+  bob: {uid: 1002}
+  carol: {uid: 1003}
+  dave: {uid: 1004}
+teams:
+  eng: {members: [alice, bob]}
+grants:
+  - {reader: carol, owner: alice}
+"""
+VERSION = re.compile(r"^\d{8}T\d{6}Z-(?P<user>[A-Za-z0-9_.-]+)-[0-9a-f]{6}(?P<suffix>\.md)?$")
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<user>\S+) (?P<op>[AMDR]) (?P<rest>.+)$")
+
+
+@pytest.fixture
+def hm(make_mount):
+    return make_mount(CONFIG)
+
+
+def versions(m, uid, path) -> list[str]:
+    return sorted(m.sh(uid, f"ls -1 '.memfs/history/{path}'").stdout.split())
+
+
+def log_lines(m, uid) -> list[re.Match]:
+    lines = m.sh(uid, "cat .memfs/log").stdout.splitlines()
+    matches = [LOG_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    return matches
+
+
+def test_every_close_after_a_read_is_a_version_with_its_author(hm):
+    hm.sh(ALICE, "echo one > x.md")
+    assert len(versions(hm, ALICE, "x.md")) == 1
+    hm.sh(ALICE, "echo two > x.md")
+    names = versions(hm, ALICE, "x.md")
+    assert len(names) == 2 and all(VERSION.match(n)["user"] == "alice" for n in names)
+    assert [hm.sh(ALICE, f"cat .memfs/history/x.md/{n}").stdout for n in names] == ["one\n", "two\n"]
+    # team: each member's change is theirs
+    hm.sh(ALICE, "echo a > team/t.md")
+    hm.sh(BOB, "ls .memfs/history/team/t.md; echo b >> team/t.md")
+    names = versions(hm, BOB, "team/t.md")
+    assert [VERSION.match(n)["user"] for n in names] == ["alice", "bob"]
+    assert hm.sh(ALICE, f"cat .memfs/history/team/t.md/{names[1]}").stdout == "a\nb\n"
+    # an admin's git log tells the same, with user@host emails
+    gitdir = layout.history_dir(hm.data, Scope(Kind.TEAM, "eng"))
+    out = subprocess.run(
+        ["git", "--git-dir", str(gitdir), "log", "--format=%an %ae", "--", "t.md"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    host = socket.gethostname()
+    assert out[:2] == [f"bob bob@{host}", f"alice alice@{host}"]
+
+
+def test_versions_are_read_only_files_with_the_versions_bytes(hm):
+    hm.sh(ALICE, "printf 'v1' > x.md")
+    (name,) = versions(hm, ALICE, "x.md")
+    code = f"""
+        import errno, os
+        v = ".memfs/history/x.md/{name}"
+        attempts = {{
+            "write": lambda: open(v, "w"),
+            "append": lambda: open(v, "a"),
+            "create": lambda: open(".memfs/history/x.md/new", "w"),
+            "unlink": lambda: os.unlink(v),
+            "rename": lambda: os.rename(v, "stolen.md"),
+            "rename_in": lambda: os.rename("x.md", ".memfs/history/x.md/in"),
+            "mkdir": lambda: os.mkdir(".memfs/history/new"),
+            "rmdir": lambda: os.rmdir(".memfs/history/x.md"),
+            "chmod": lambda: os.chmod(v, 0o666),
+            "truncate": lambda: os.truncate(v, 0),
+            "utime": lambda: os.utime(v, (0, 0)),
+        }}
+        for what, f in attempts.items():
+            try:
+                f()
+                print(what, "ALLOWED")
+            except OSError as e:
+                print(what, errno.errorcode[e.errno])
+        st = os.stat(v)
+        print("size", st.st_size, open(v, "rb").read())
+    """
+    out = dict(line.split(" ", 1) for line in hm.py(ALICE, code).stdout.splitlines())
+    for what in (
+        "write",
+        "append",
+        "create",
+        "unlink",
+        "rename",
+        "rename_in",
+        "mkdir",
+        "rmdir",
+        "chmod",
+        "truncate",
+    ):
+        assert out[what] == "EROFS", (what, out[what])
+    assert out["utime"] in ("EROFS", "EPERM")
+    assert out["size"] == "2 b'v1'"
+    assert hm.sh(ALICE, "cat x.md").stdout == "v1"  # the live file untouched
+
+
+def test_undelete_and_rollback_with_a_plain_copy(hm):
+    hm.sh(ALICE, "echo first > x.md; ls .memfs/history/x.md >/dev/null; echo second > x.md; rm x.md")
+    assert not os.path.exists(hm.backing("alice") / "x.md")
+    first, second = versions(hm, ALICE, "x.md")
+    hm.sh(ALICE, f"cp .memfs/history/x.md/{first} x.md")
+    assert hm.sh(ALICE, "cat x.md").stdout == "first\n"
+    ops = [(m["op"], m["rest"]) for m in log_lines(hm, ALICE)]
+    assert ops[:4] == [("A", "x.md"), ("D", "x.md"), ("M", "x.md"), ("A", "x.md")]
+    # a teammate's undelete is the teammate's change
+    hm.sh(ALICE, "echo keep > team/k.md; ls .memfs/history/team/k.md >/dev/null; rm team/k.md")
+    (v,) = versions(hm, BOB, "team/k.md")
+    hm.sh(BOB, f"cp .memfs/history/team/k.md/{v} team/k.md")
+    assert [VERSION.match(n)["user"] for n in versions(hm, BOB, "team/k.md")] == ["alice", "bob"]
+
+
+def test_renamed_files_and_folders_keep_their_history_under_the_old_path(hm):
+    hm.sh(ALICE, "mkdir notes; echo a > notes/a.md; echo b > b.md; ls .memfs/history >/dev/null")
+    hm.sh(ALICE, "mv b.md c.md; mv notes archive; echo more >> c.md")
+    assert len(versions(hm, ALICE, "b.md")) == 1
+    assert len(versions(hm, ALICE, "notes/a.md")) == 1
+    (moved,) = versions(hm, ALICE, "archive/a.md")
+    assert hm.sh(ALICE, f"cat .memfs/history/archive/a.md/{moved}").stdout == "a\n"
+    # c.md's history starts with the rename; the append is a version of its own
+    assert [hm.sh(ALICE, f"cat .memfs/history/c.md/{v}").stdout for v in versions(hm, ALICE, "c.md")] == [
+        "b\n",
+        "b\nmore\n",
+    ]
+    rests = {(m["op"], m["rest"]) for m in log_lines(hm, ALICE)}
+    assert ("R", "b.md -> c.md") in rests and ("R", "notes -> archive") in rests
+    assert ("D", "b.md") not in rests
+    listing = set(hm.sh(ALICE, "ls -1 .memfs/history").stdout.split())
+    assert {"archive", "notes", "b.md", "c.md", "team"} <= listing
+
+
+def test_history_is_scoped_like_the_files(make_mount):
+    m = make_mount(CONFIG)
+    m.sh(ALICE, "echo 'alice secret' > s.md; echo 'team note' > team/t.md; ls .memfs/history >/dev/null")
+    m.sh(BOB, "echo 'bob own' > s.md")
+    # bob: his own s.md only, the team's history, no alice private line in his log
+    assert [m.sh(BOB, f"cat .memfs/history/s.md/{v}").stdout for v in versions(m, BOB, "s.md")] == [
+        "bob own\n"
+    ]
+    assert len(versions(m, BOB, "team/t.md")) == 1
+    assert not [x for x in log_lines(m, BOB) if x["user"] == "alice" and "team/" not in x["rest"]]
+    # carol: a grant reader sees alice's history read-only, never the team's
+    grant = ".memfs/users/alice/.memfs/history"
+    (v,) = m.sh(CAROL, f"ls {grant}/s.md").stdout.split()
+    assert m.sh(CAROL, f"cat {grant}/s.md/{v}").stdout == "alice secret\n"
+    assert m.sh(CAROL, f"cp {grant}/s.md/{v} {grant}/s.md/x", check=False).returncode != 0
+    assert m.sh(CAROL, "ls .memfs/history/team", check=False).returncode != 0
+    assert any(x["rest"] == ".memfs/users/alice/s.md" for x in log_lines(m, CAROL))
+    assert not any("team/" in x["rest"] for x in log_lines(m, CAROL))
+    # dave: nothing of anyone
+    assert m.sh(DAVE, "ls .memfs/history/s.md .memfs/history/team", check=False).returncode != 0
+    assert m.sh(DAVE, "ls .memfs/users/alice/.memfs/history", check=False).returncode != 0
+    assert log_lines(m, DAVE) == []
+    # search and the agent views never show old versions
+    m.sh(ALICE, "echo 'zebra' > s.md")
+    hits = m.sh(ALICE, "cat '.memfs/search/alice secret'").stdout
+    assert "No results" in hits
+    # bob leaves the team: its history goes with it
+    m.config.write_text(CONFIG.replace("members: [alice, bob]", "members: [alice]"))
+    m.restart()
+    assert m.sh(BOB, "ls .memfs/history/team", check=False).returncode != 0
+    assert not any("team/" in x["rest"] for x in log_lines(m, BOB))
+    assert len(versions(m, ALICE, "team/t.md")) == 1
+
+
+def test_a_crash_mid_batch_loses_no_content(make_mount):
+    # batches never come due on their own: only the crash and the restart decide
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\n")
+    m.sh(ALICE, "echo committed > a.md; ls .memfs/history/a.md >/dev/null")
+    m.sh(ALICE, "echo pending > b.md; echo changed > a.md; echo 'team pending' > team/t.md")
+    os.kill(m.pid(), signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{m.pid()}/status") or _zombie(m.pid()), "daemon gone")
+    m.start()  # clears the dead mount
+    assert [m.sh(ALICE, f"cat .memfs/history/a.md/{v}").stdout for v in versions(m, ALICE, "a.md")] == [
+        "committed\n",
+        "changed\n",
+    ]
+    (b,) = versions(m, ALICE, "b.md")
+    assert VERSION.match(b)["user"] == "memfs-reconcile"
+    assert len(versions(m, BOB, "team/t.md")) == 1
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_changes_behind_memfs_back_are_committed_as_such(hm):
+    hm.stop()
+    hm.backing("alice").mkdir(parents=True, exist_ok=True)
+    (hm.backing("alice") / "admin.md").write_text("edited in DATA\n")
+    hm.start()
+    (v,) = versions(hm, ALICE, "admin.md")
+    assert VERSION.match(v)["user"] == "memfs-reconcile"
+
+
+def test_retention_prunes_old_versions_and_their_blobs(make_mount):
+    m = make_mount(CONFIG + "history: {keep_days: 365}\n", start=False)
+    day = 86400
+    now = int(time.time())
+    folder = m.data / "private" / "alice"
+    folder.mkdir(parents=True)
+    (folder / "x.md").write_text("v3\n")
+    repo = Repo(layout.history_dir(m.data, Scope(Kind.PRIVATE, "alice")))
+    blobs = {}
+
+    def commit(days_ago: int, changes: dict, user="alice"):
+        sig = pygit2.Signature(user, f"{user}@h", now - days_ago * day, 0)
+        out = {}
+        for path, text in changes.items():
+            if text is None:
+                out[path] = None
+            else:
+                blobs[text] = repo.blob(text.encode())
+                out[path] = (BLOB, blobs[text])
+        repo.commit(out, sig, sig, "memfs: test\n")
+
+    commit(500, {b"x.md": "v1\n"})
+    commit(450, {b"y.md": "gone soon\n"})
+    commit(420, {b"y.md": None})
+    commit(400, {b"x.md": "v2\n"})
+    commit(10, {b"x.md": "v3\n"})
+    m.start()
+    wait_for(lambda: "pruned" in m.log(), "retention at mount")
+    names = versions(m, ALICE, "x.md")
+    assert [m.sh(ALICE, f"cat .memfs/history/x.md/{n}").stdout for n in names] == ["v2\n", "v3\n"]
+    assert m.sh(ALICE, "ls .memfs/history/y.md", check=False).returncode != 0
+    gitdir = str(layout.history_dir(m.data, Scope(Kind.PRIVATE, "alice")))
+    count = subprocess.run(
+        ["git", "--git-dir", gitdir, "rev-list", "--count", "main"], capture_output=True, text=True
+    )
+    assert count.stdout.strip() == "2"
+    for text, gone in (("v1\n", True), ("gone soon\n", True), ("v2\n", False)):
+        res = subprocess.run(
+            ["git", "--git-dir", gitdir, "cat-file", "-e", blobs[text].hex()], capture_output=True
+        )
+        assert (res.returncode != 0) == gone, text
+
+
+def test_log_is_newest_first_bounded_and_unforgeable(hm):
+    hm.py(ALICE, "for i in range(1010): open(f'f{i}.md', 'w').write('x')")
+    hm.sh(ALICE, "ls .memfs/history >/dev/null")  # that batch committed before the next
+    tricky = "evil\n2026-01-01T00:00:00Z bob D secret.md"
+    hm.py(ALICE, f"open({tricky!r}, 'w').write('x')")
+    lines = log_lines(hm, ALICE)
+    assert len(lines) == 1000
+    assert lines[0]["rest"].startswith('"evil\\n2026') and lines[0]["user"] == "alice"
+    assert not any(x["user"] == "bob" for x in lines)
+
+
+def test_cli_log_and_restore(hm):
+    def memfs(uid, *args, check=True):
+        return hm.run(uid, memfs_cmd(*args, "--mount", str(hm.mnt)), check=check)
+
+    hm.sh(ALICE, "echo one > n.md; ls .memfs/history/n.md >/dev/null; echo two > n.md; rm n.md")
+    out = memfs(ALICE, "log").stdout
+    assert " alice D n.md" in out.splitlines()[0]
+    first, second = versions(hm, ALICE, "n.md")
+    listing = memfs(ALICE, "log", "n.md").stdout.splitlines()
+    assert [ln.split("\t")[0] for ln in listing] == [second, first]
+    assert "restored n.md" in memfs(ALICE, "restore", "n.md").stdout
+    assert hm.sh(ALICE, "cat n.md").stdout == "two\n"
+    memfs(ALICE, "restore", str(hm.mnt / "n.md"), "--at", first)
+    assert hm.sh(ALICE, "cat n.md").stdout == "one\n"
+    res = memfs(ALICE, "restore", "n.md", "--at", "2001-01-01", check=False)
+    assert res.returncode == 1 and "no version at or before" in res.stderr
+    res = memfs(BOB, "restore", "n.md", check=False)  # bob has no n.md of his own
+    assert res.returncode == 1 and "no history" in res.stderr
+    assert not os.path.exists(hm.backing("bob") / "n.md")
+
+
+def test_history_off(make_mount):
+    m = make_mount(CONFIG + "history: {enabled: false}\n")
+    m.sh(ALICE, "echo x > x.md")
+    assert m.sh(ALICE, "ls .memfs/history", check=False).returncode != 0
+    assert not list((m.data / "history").glob("*/*.git"))
