@@ -299,7 +299,15 @@ def test_doctor_healthy_and_broken(m):
     args = ["doctor", "--mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)]
     ok = memfs(m, *args)
     lines = ok.stdout.splitlines()
-    assert [ln.split()[1] for ln in lines] == ["fuse:", "config:", "data:", "mount:", "status:", "index:"]
+    assert [ln.split()[1] for ln in lines] == [
+        "fuse:",
+        "config:",
+        "data:",
+        "mount:",
+        "status:",
+        "index:",
+        "history:",
+    ]
     assert all(ln.startswith("OK") for ln in lines), ok.stdout
     # As alice, through the mount: her warnings are summed up.
     res = m.run(ALICE, [*memfs_cmd("doctor", "--mount", str(m.mnt)), "--config", str(m.config)], check=False)
@@ -314,7 +322,7 @@ def test_doctor_healthy_and_broken(m):
             and "run doctor as root" in res.stdout
         )
     data = json.loads(memfs(m, *args, "--json").stdout)
-    assert {c["name"] for c in data} == {"fuse", "config", "data", "mount", "status", "index"}
+    assert {c["name"] for c in data} == {"fuse", "config", "data", "mount", "status", "index", "history"}
     # Broken: the data dir opened to others, an entry edited behind memfs's back, the mount gone.
     os.chmod(m.data, 0o755)
     m.stop()

@@ -29,21 +29,6 @@ def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
     return name + b"/" if mode == TREE else name  # git's order: a folder sorts as 'name/'
 
 
-def nest(changes: dict[bytes, Change]) -> dict:
-    """{b'a/b': x} -> {b'a': {b'b': x}}. A file replacing a folder wins over changes below it."""
-    root: dict = {}
-    for path, change in sorted(changes.items(), key=lambda kv: kv[1] is not None):  # removals first
-        *dirs, leaf = path.split(b"/")
-        node = root
-        for d in dirs:
-            sub = node.get(d)
-            if not isinstance(sub, dict):
-                sub = node[d] = {}
-            node = sub
-        node[leaf] = change
-    return root
-
-
 class Repo:
     def __init__(self, path: Path):
         self.path = path
@@ -78,37 +63,43 @@ class Repo:
         return {e.raw_name: (e.filemode, e.id.raw) for e in self.r[tree]}
 
     def files(self, tree: pygit2.Oid | None, prefix: bytes = b"") -> Iterator[tuple[bytes, int, bytes]]:
-        """(path, mode, raw oid) of every file in a tree."""
-        for name, (mode, raw) in self.entries(tree).items():
-            path = prefix + name
-            if mode == TREE:
-                yield from self.files(pygit2.Oid(raw=raw), path + b"/")
-            else:
-                yield path, mode, raw
+        """(path, mode, raw oid) of every file in a tree. Iterative: a path may be
+        thousands of folders deep."""
+        stack = [(tree, prefix)]
+        while stack:
+            oid, at = stack.pop()
+            for name, (mode, raw) in self.entries(oid).items():
+                if mode == TREE:
+                    stack.append((pygit2.Oid(raw=raw), at + name + b"/"))
+                else:
+                    yield at + name, mode, raw
 
     def diff(
-        self, old: pygit2.Oid | None, new: pygit2.Oid | None, prefix: bytes = b""
+        self, old: pygit2.Oid | None, new: pygit2.Oid | None
     ) -> Iterator[tuple[bytes, tuple[int, bytes] | None, tuple[int, bytes] | None]]:
         """(path, old file, new file) for every file that differs; equal subtrees are skipped
         by id, so the cost follows the change, not the scope's size."""
-        if old == new:
-            return
-        a, b = self.entries(old), self.entries(new)
-        for name in sorted(a.keys() | b.keys()):
-            x, y = a.get(name), b.get(name)
-            if x == y:
+        stack = [(old, new, b"")]
+        while stack:
+            old, new, prefix = stack.pop()
+            if old == new:
                 continue
-            path = prefix + name
-            xt = x is not None and x[0] == TREE
-            yt = y is not None and y[0] == TREE
-            if xt or yt:
-                yield from self.diff(
-                    pygit2.Oid(raw=x[1]) if xt else None, pygit2.Oid(raw=y[1]) if yt else None, path + b"/"
-                )
-            if not xt or not yt:
-                fx, fy = (None if xt else x), (None if yt else y)
-                if fx != fy:
-                    yield path, fx, fy
+            a, b = self.entries(old), self.entries(new)
+            for name in sorted(a.keys() | b.keys(), reverse=True):
+                x, y = a.get(name), b.get(name)
+                if x == y:
+                    continue
+                path = prefix + name
+                xt = x is not None and x[0] == TREE
+                yt = y is not None and y[0] == TREE
+                if not xt or not yt:
+                    fx, fy = (None if xt else x), (None if yt else y)
+                    if fx != fy:
+                        yield path, fx, fy
+                if xt or yt:
+                    sub_old = pygit2.Oid(raw=x[1]) if xt else None
+                    sub_new = pygit2.Oid(raw=y[1]) if yt else None
+                    stack.append((sub_old, sub_new, path + b"/"))
 
     # -- writing --------------------------------------------------------------
     def blob(self, data: bytes) -> bytes:
@@ -120,23 +111,41 @@ class Repo:
         )
         return self.r.odb.write(pygit2.GIT_OBJECT_TREE, body).raw
 
-    def _apply(self, tree: pygit2.Oid | None, changes: dict) -> bytes | None:
-        entries = self.entries(tree)
-        for name, change in changes.items():
-            if isinstance(change, dict):
-                old = entries.get(name)
-                sub = pygit2.Oid(raw=old[1]) if old is not None and old[0] == TREE else None
-                new = self._apply(sub, change)
-                if new is None:
-                    if sub is not None:
-                        entries.pop(name)
-                else:
-                    entries[name] = (TREE, new)
-            elif change is None:
-                entries.pop(name, None)
-            else:
-                entries[name] = change
-        return self._write_tree(entries) if entries else None
+    def _apply(self, base: pygit2.Oid | None, changes: dict[bytes, Change]) -> bytes | None:
+        """The root tree after `changes`: only the folders above a change are rewritten,
+        deepest first (iterative: a path may be thousands of folders deep)."""
+        dirs = {b""}
+        for path in changes:
+            d = path.rpartition(b"/")[0]
+            while d not in dirs:
+                dirs.add(d)
+                d = d.rpartition(b"/")[0]
+        order = sorted(dirs, key=lambda d: d.count(b"/") + bool(d))  # parents before children
+        old: dict[bytes, pygit2.Oid | None] = {b"": base}
+        entries: dict[bytes, dict] = {}
+        for d in order:
+            if d:
+                parent, _, name = d.rpartition(b"/")
+                e = entries[parent].get(name)
+                old[d] = pygit2.Oid(raw=e[1]) if e is not None and e[0] == TREE else None
+            entries[d] = self.entries(old[d])
+        for path, change in changes.items():
+            if change is None:
+                parent, _, name = path.rpartition(b"/")
+                entries[parent].pop(name, None)
+        for path, change in changes.items():
+            if change is not None:
+                parent, _, name = path.rpartition(b"/")
+                entries[parent][name] = change
+        for d in reversed(order):
+            if not d or changes.get(d) is not None:
+                continue  # the root, or a folder a file replaced: the file wins
+            parent, _, name = d.rpartition(b"/")
+            if entries[d]:
+                entries[parent][name] = (TREE, self._write_tree(entries[d]))
+            elif (e := entries[parent].get(name)) is not None and e[0] == TREE:
+                del entries[parent][name]
+        return self._write_tree(entries[b""]) if entries[b""] else None
 
     def commit(
         self,
@@ -148,7 +157,7 @@ class Repo:
         """Apply changes on top of the branch as one commit; None if the tree is unchanged."""
         parent = self.head()
         base = self.r[parent].tree_id if parent is not None else None
-        new = self._apply(base, nest(changes))
+        new = self._apply(base, changes)
         tree = pygit2.Oid(raw=new) if new is not None else self.r.odb.write(pygit2.GIT_OBJECT_TREE, b"")
         if tree == base:
             return None

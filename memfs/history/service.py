@@ -175,7 +175,8 @@ class History:
     def _read(self, scope: Scope, path: bytes):
         """(mode, bytes, stat) of a file as it is now; None if it is not a file (any more)."""
         try:
-            fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+            # O_NOATIME: keeping a version must not show as a read of the file
+            fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOATIME)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return None
@@ -214,16 +215,18 @@ class History:
             examine: dict[bytes, str] = {}
             renames: dict[str, list[tuple[bytes, bytes]]] = {}
             for ev in events:
-                examine[ev.path] = ev.user
-                if ev.is_dir:
-                    for p in cat.current_under(ev.path):
-                        examine[p] = ev.user
-                if ev.new_path is not None:
-                    examine[ev.new_path] = ev.user
-                    if cat.current_of(ev.path) is not None or (ev.is_dir and cat.current_under(ev.path)):
-                        renames.setdefault(ev.user, []).append((ev.path, ev.new_path))
-                    if ev.is_dir:
-                        for p in self._walk_files(scope, ev.new_path):
+                if ev.new_path is not None and (
+                    cat.current_of(ev.path) is not None or (ev.is_dir and cat.current_under(ev.path))
+                ):
+                    renames.setdefault(ev.user, []).append((ev.path, ev.new_path))
+                for path in (ev.path, ev.new_path):
+                    if path is None:
+                        continue
+                    examine[path] = ev.user
+                    if ev.is_dir:  # a folder moved away, or in (from another scope, or a rename)
+                        for p in cat.current_under(path):
+                            examine[p] = ev.user
+                        for p in self._walk_files(scope, path):
                             examine[p] = ev.user
             self._write(repo, cat, scope, examine, renames, time.time())
 
