@@ -97,10 +97,22 @@ def parse_renames(message: str) -> list[tuple[bytes, bytes]]:
     out = []
     for line in message.splitlines():
         if line.startswith(RENAME_TRAILER):
-            a, sep, b = line[len(RENAME_TRAILER) :].partition(" -> ")
-            if sep:
-                out.append((unquote_path(a), unquote_path(b)))
+            pair = _split_pair(line[len(RENAME_TRAILER) :])
+            if pair is not None:
+                out.append((unquote_path(pair[0]), unquote_path(pair[1])))
     return out
+
+
+def _split_pair(text: str) -> tuple[str, str] | None:
+    """'<old> -> <new>' where <old> may be quoted (and then hold ' -> ' itself)."""
+    if text.startswith('"'):
+        i = 1
+        while i < len(text) and text[i] != '"':
+            i += 2 if text[i] == "\\" else 1
+        a, rest = text[: i + 1], text[i + 1 :]
+        return (a, rest[4:]) if rest.startswith(" -> ") else None
+    a, sep, b = text.partition(" -> ")
+    return (a, b) if sep else None
 
 
 def stamp(t: int) -> str:

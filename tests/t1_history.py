@@ -1,0 +1,137 @@
+"""History's pure parts: path quoting, trees built and diffed like git, the catalog derived
+from commits (renames, deletes, retention), with a real repository on a temp dir."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pygit2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memfs.history.catalog import Catalog, parse_renames, quote_path, rename_lines, unquote_path, version_name
+from memfs.history.gitrepo import BLOB, Repo
+
+SIG = pygit2.Signature("alice", "alice@h", 1_700_000_000, 0)
+
+
+@given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b))
+def test_quoted_paths_round_trip_and_stay_on_one_line(path):
+    q = quote_path(path)
+    assert unquote_path(q) == path
+    assert "\n" not in q and " -> " not in q.strip('"') or q.startswith('"')
+
+
+def test_rename_lines_round_trip():
+    pairs = [(b"a.md", b"b.md"), (b"x -> y", b"z\nw"), (b"caf\xe9", b"d/e")]
+    assert parse_renames("memfs: x\n\n" + rename_lines(pairs)) == pairs
+
+
+def test_version_names_sort_by_time_then_count():
+    a = version_name(b"notes/x.md", 1_700_000_000, "alice", 9)
+    b = version_name(b"notes/x.md", 1_700_000_000, "alice", 10)
+    assert a == b"20231114T221320Z-alice-000009.md" and a < b
+    assert version_name(b"Makefile", 0, "bob", 1).endswith(b"-000001")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return Repo(tmp_path / "r.git")
+
+
+def commit(repo: Repo, changes: dict, sig=SIG, msg="memfs: test\n"):
+    out = {p: (None if d is None else (BLOB, repo.blob(d))) for p, d in changes.items()}
+    return repo.commit(out, sig, sig, msg)
+
+
+def tree_of(repo: Repo) -> dict[bytes, bytes]:
+    return {p: repo.r[pygit2.Oid(raw=raw)].data for p, _, raw in repo.files(repo.head_tree())}
+
+
+def test_trees_follow_changes_and_pass_git_fsck(repo):
+    commit(repo, {b"a.md": b"1", b"d/e/f.md": b"2", b"caf\xe9.md": b"3", b"d/g": b"4"})
+    commit(repo, {b"d/e/f.md": None, b"a.md": b"1b", b"new/x": b"5"})
+    assert tree_of(repo) == {b"a.md": b"1b", b"caf\xe9.md": b"3", b"d/g": b"4", b"new/x": b"5"}
+    # a file replaces a folder, then a folder replaces the file
+    commit(repo, {b"d/g": None, b"d": b"file now"})
+    assert tree_of(repo)[b"d"] == b"file now"
+    commit(repo, {b"d": None, b"d/h": b"folder again"})
+    assert tree_of(repo)[b"d/h"] == b"folder again"
+    fsck = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "fsck", "--strict"], capture_output=True, text=True
+    )
+    assert fsck.returncode == 0, fsck.stderr + fsck.stdout
+    # git's own ls-tree agrees with our reading
+    ls = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "ls-tree", "-r", "-z", "--name-only", "main"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert set(ls.strip(b"\0").split(b"\0")) == set(tree_of(repo))
+
+
+def test_deep_paths_need_no_recursion(repo):
+    deep = b"/".join([b"d"] * 3000) + b"/x.md"
+    commit(repo, {deep: b"deep"})
+    assert tree_of(repo) == {deep: b"deep"}
+    assert [p for p, _, _ in repo.diff(None, repo.head_tree())] == [deep]
+
+
+def test_unchanged_tree_makes_no_commit(repo):
+    commit(repo, {b"a": b"1"})
+    assert commit(repo, {b"a": b"1"}) is None
+
+
+def test_catalog_records_versions_renames_and_deletes(repo, tmp_path):
+    commit(repo, {b"a.md": b"1", b"notes/n.md": b"n"})
+    bob = pygit2.Signature("bob", "bob@h", 1_700_000_100, 0)
+    renames = rename_lines([(b"a.md", b"b.md"), (b"notes", b"archive"), (b"tmp", b"c.md")])
+    commit(
+        repo,
+        {b"a.md": None, b"b.md": b"1", b"notes/n.md": None, b"archive/n.md": b"n", b"c.md": b"c"},
+        bob,
+        "memfs: x\n\n" + renames,
+    )
+    with Catalog(str(tmp_path / "c.sqlite")) as cat:
+        assert cat.catch_up(repo) == 2
+        log = [(c.user, c.op, c.path, c.new_path) for c in reversed(cat.log(100))]
+        assert log == [
+            ("alice", "A", b"a.md", None),
+            ("alice", "A", b"notes/n.md", None),
+            ("bob", "R", b"a.md", b"b.md"),
+            ("bob", "R", b"notes", b"archive"),
+            ("bob", "A", b"c.md", None),  # its source was never committed: an add, not a rename
+        ]
+        assert [v.op for v in cat.versions(b"b.md")] == ["R"]
+        assert [v.user for v in cat.versions(b"a.md")] == ["alice"]  # the old path keeps its history
+        assert {n for _, n in cat.children(b"")} == {b"a.md", b"b.md", b"c.md", b"notes", b"archive"}
+        assert set(cat.current()) == {b"b.md", b"archive/n.md", b"c.md"}
+        assert cat.catch_up(repo) == 0
+
+
+def test_prune_keeps_what_the_base_holds(repo, tmp_path):
+    day = 86400
+    for age, changes in (
+        (500, {b"x": b"v1"}),
+        (450, {b"y": b"y"}),
+        (420, {b"y": None}),
+        (400, {b"x": b"v2"}),
+    ):
+        sig = pygit2.Signature("alice", "a@h", 1_800_000_000 - age * day, 0)
+        commit(repo, changes, sig)
+    sig = pygit2.Signature("alice", "a@h", 1_800_000_000 - 10 * day, 0)
+    commit(repo, {b"x": b"v3"}, sig)
+    cutoff = 1_800_000_000 - 365 * day
+    with Catalog(str(tmp_path / "c.sqlite")) as cat:
+        cat.catch_up(repo)
+        repo.rewrite_before(cutoff, SIG)
+        root = repo.commits_since(None)[0]
+        base = {p for p, _, _ in repo.files(root.tree_id)}
+        assert base == {b"x"}
+        cat.prune(cutoff, base)
+        cat.set("head", str(repo.head()))
+        assert [repo.read(v.blob) for v in cat.versions(b"x")] == [b"v2", b"v3"]
+        assert cat.versions(b"y") == [] and cat.node_id(b"y") is None
+        assert len(repo.commits_since(None)) == 2
+        assert cat.catch_up(repo) == 0  # the rewritten branch is what it recorded
