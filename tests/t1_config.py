@@ -295,3 +295,25 @@ def test_grants_must_be_a_list():
 
 def test_grant_names_are_validated():
     assert "grants[0].owner" in error_of({"grants": [{"reader": "bob", "owner": "a/b"}]})
+
+
+def test_history_section():
+    from memfs.config import ConfigError, parse
+
+    h = parse({"history": {"batch_seconds": 0.5, "keep_days": 30, "max_bytes": "1G"}}).history
+    assert (h.enabled, h.batch_seconds, h.keep_days, h.max_bytes) == (True, 0.5, 30.0, 1 << 30)
+    assert parse({"history": {"enabled": False}}).history.enabled is False
+    for bad, needle in (
+        ({"enabled": "yes"}, "history.enabled"),
+        ({"batch_seconds": 0}, "history.batch_seconds"),
+        ({"keep_days": -1}, "history.keep_days"),
+        ({"email": "{uid}@x"}, "history.email"),
+        ({"email": "a\nb"}, "history.email"),
+        ({"colour": 1}, "unknown key 'colour'"),
+    ):
+        try:
+            parse({"history": bad})
+        except ConfigError as e:
+            assert needle in str(e)
+        else:
+            raise AssertionError(f"{bad} accepted")
