@@ -9,8 +9,11 @@ git CLI (gc, and later push/fetch) works on the same repository.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,16 @@ TREE = 0o040000
 BLOB = 0o100644
 EXEC = 0o100755
 
+LARGE = 64 << 10  # blobs from here on are hashed and compressed with the GIL released
 Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
+
+
+def blob_id(data: bytes) -> bytes:
+    """A blob's raw object id. hashlib lets other threads run while it hashes a large
+    file; pygit2.hash holds the GIL throughout (36 ms for 10 MiB, measured)."""
+    h = hashlib.sha1(b"blob %d\0" % len(data))
+    h.update(data)
+    return h.digest()
 
 
 def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
@@ -103,7 +115,27 @@ class Repo:
 
     # -- writing --------------------------------------------------------------
     def blob(self, data: bytes) -> bytes:
-        return self.r.create_blob(data).raw
+        """Store a blob; its raw id. A large one is written here as a loose object (git's
+        format: zlib of 'blob <size>\\0' + bytes, named by its SHA-1): zlib and hashlib release
+        the GIL, libgit2's create_blob holds it for the whole blob (240 ms for 10 MiB, measured),
+        which would stall every caller's request on the loop."""
+        if len(data) < LARGE:
+            return self.r.create_blob(data).raw
+        oid = blob_id(data)
+        hexid = oid.hex()
+        folder = self.path / "objects" / hexid[:2]
+        target = folder / hexid[2:]
+        if target.exists() or self.r.odb.exists(hexid):
+            return oid
+        z = zlib.compressobj()
+        packed = z.compress(b"blob %d\0" % len(data)) + z.compress(data) + z.flush()
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".tmp-{os.getpid()}-{hexid[2:10]}"
+        with open(tmp, "wb") as f:
+            f.write(packed)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+        return oid
 
     def _write_tree(self, entries: dict[bytes, tuple[int, bytes]]) -> bytes:
         body = b"".join(

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from ..config import HistoryConf
 from ..policy import Scope
 from ..store import Store, walk_tree
 from .catalog import CATALOG_NAME, Catalog, rename_lines
-from .gitrepo import BLOB, EXEC, Repo
+from .gitrepo import BLOB, EXEC, Repo, blob_id
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class History:
 
     def _commit(self, scope: Scope, events: list[Event]) -> None:
         """One batch of a scope: in a worker thread, under the scope's lock."""
-        with self._open(scope) as (repo, cat):
+        with _yielding(), self._open(scope) as (repo, cat):
             cat.catch_up(repo)  # commits made behind memfs's back (an admin's git) come first
             examine: dict[bytes, str] = {}
             renames: dict[str, list[tuple[bytes, bytes]]] = {}
@@ -243,7 +244,7 @@ class History:
                     by_user.setdefault(user, {})[path] = None
                 continue
             mode, data, st = disk
-            oid = pygit2.hash(data).raw
+            oid = blob_id(data)
             if head != (oid, mode):
                 repo.blob(data)
                 by_user.setdefault(user, {})[path] = (mode, oid)
@@ -306,7 +307,7 @@ class History:
             self._unreconciled.discard(scope)
 
     def _reconcile(self, scope: Scope, skip: set[bytes], author: str = RECONCILE_AUTHOR) -> int:
-        with self._open(scope) as (repo, cat):
+        with _yielding(), self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             cur = cat.current()
             examine: dict[bytes, str] = {}
@@ -356,7 +357,7 @@ class History:
 
     def prune(self, scope: Scope, now: float) -> int:
         """Apply retention to one scope (worker thread, under its lock). Returns versions dropped."""
-        with self._open(scope) as (repo, cat):
+        with _yielding(), self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             cutoff = int(now - self.conf.keep_days * 86400)
             by_bytes = cat.cutoff_for_bytes(self.conf.max_bytes)
@@ -384,6 +385,26 @@ class History:
     async def close(self) -> None:
         """Unmounted: commit everything still pending."""
         await self.flush()
+
+
+@contextmanager
+def _yielding():
+    """Run this worker thread at a lower CPU priority (Linux nices threads one by one):
+    compressing a caller's gigabyte into history must not slow the others' requests.
+    Restored after, as trio reuses its threads for other work."""
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, 10)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
+        except OSError:  # without CAP_SYS_NICE: it stays nice, which is only slower
+            pass
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:
