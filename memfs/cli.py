@@ -69,6 +69,22 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_sync(args) -> int:
+    """Sync the caller's scopes with their remotes now, through the mount, and say what moved."""
+    handle = Path(args.mount) / ".memfs" / "sync"
+    try:
+        with open(handle, "r+b", buffering=0) as f:
+            f.write(b"sync\n")
+            out = b"".join(iter(lambda: f.read(65536), b""))
+    except FileNotFoundError:
+        return _fail(f"{args.mount}: no remote is configured for any memory you own (or not a memfs mount)")
+    except OSError as e:
+        return _fail(f"sync through {args.mount} failed: {e.strerror}")
+    text = out.decode(errors="replace")
+    sys.stdout.write(text if text.strip() != "[]" else "no remote is configured for your memory\n")
+    return 1 if "error: " in text and "error: null" not in text else 0
+
+
 def cmd_reindex(args) -> int:
     from tqdm import tqdm
 
@@ -216,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--at", default=None, help="a version name or a UTC time (default: the latest version)")
     rs.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     rs.set_defaults(func=_history_cmd, history_command="restore")
+
+    sy = sub.add_parser("sync", help="sync your memory with its git remotes now; say what moved")
+    sy.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    sy.set_defaults(func=cmd_sync)
 
     i = sub.add_parser("import", help="bring existing memory in (idempotent)")
     i.add_argument("source", help="a memory dir, a bot's legacy layout, or a per-user JSON store")

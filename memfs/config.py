@@ -37,6 +37,8 @@ DEFAULT_CONFIG_TEXT = """\
 #   open_queries: 64          # of those, .memfs/ files (search results, query handles)
 # index:
 #   enabled: true             # false: no search index (no .memfs/search)
+# sync:                       # teams.<t>.remote / users.<u>.remote: a git URL or path to sync with
+#   interval: 5               # seconds between fetches; pushes follow local commits
 # history:                   # every change kept in git, per scope: .memfs/history/, .memfs/log
 #   enabled: true
 #   batch_seconds: 2          # changes are committed in batches, one commit per user
@@ -62,6 +64,7 @@ class UserConf:
     uid: int
     team: str | None = None
     aliases: tuple[str, ...] = ()
+    remote: str | None = None  # a git URL or path: this user's private memory follows them
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class TeamConf:
     name: str
     members: tuple[str, ...] = ()
     group: str | None = None
+    remote: str | None = None  # a git URL or path the team's memory syncs with
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,11 @@ class HistoryConf:
 
 
 @dataclass(frozen=True)
+class SyncConf:
+    interval: float = 5.0  # seconds between fetches; pushes follow local commits
+
+
+@dataclass(frozen=True)
 class MemoryConf:
     types: tuple[str, ...] = ("user", "feedback", "project", "reference")
 
@@ -141,6 +150,7 @@ class Config:
     memory: MemoryConf = field(default_factory=MemoryConf)
     context: ContextConf = field(default_factory=ContextConf)
     history: HistoryConf = field(default_factory=HistoryConf)
+    sync: SyncConf = field(default_factory=SyncConf)
     source: str = "<default>"
 
 
@@ -188,7 +198,8 @@ def parse(data: object, source: str = "<string>") -> Config:
     top = _keys(
         "config",
         data,
-        {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"},
+        {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"}
+        | {"sync"},
     )
     users = _users(top.get("users"))
     teams = _teams(top.get("teams"))
@@ -212,12 +223,13 @@ def parse(data: object, source: str = "<string>") -> Config:
         _memory(top.get("memory")),
         _context(top.get("context")),
         _history(top.get("history")),
+        _sync(top.get("sync"), users, teams, top.get("history")),
         source,
     )
 
 
 def _user(name: str, spec: object, by_uid: dict[int, str]) -> UserConf:
-    spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases"})
+    spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases", "remote"})
     if "uid" not in spec:
         raise ConfigError(f"users.{name}: missing required key 'uid'")
     uid = _int(f"users.{name}.uid", spec["uid"])
@@ -232,7 +244,8 @@ def _user(name: str, spec: object, by_uid: dict[int, str]) -> UserConf:
     raw_aliases = spec.get("aliases") or []
     if not isinstance(raw_aliases, list):
         raise ConfigError(f"users.{name}.aliases: expected a list")
-    return UserConf(name=name, uid=uid, team=team, aliases=tuple(str(a) for a in raw_aliases))
+    aliases = tuple(str(a) for a in raw_aliases)
+    return UserConf(name, uid, team, aliases, _remote(f"users.{name}.remote", spec.get("remote")))
 
 
 def _users(value: object) -> dict[str, UserConf]:
@@ -248,12 +261,13 @@ def _teams(value: object) -> dict[str, TeamConf]:
     teams: dict[str, TeamConf] = {}
     for tname, spec in _mapping("teams", value).items():
         tname = _name("teams", tname)
-        spec = _keys(f"teams.{tname}", spec, {"members", "group"})
+        spec = _keys(f"teams.{tname}", spec, {"members", "group", "remote"})
         group = spec.get("group")
         if group is not None and not isinstance(group, str):
             raise ConfigError(f"teams.{tname}.group: expected a Unix group name")
         members = _name_list(f"teams.{tname}.members", spec.get("members"))
-        teams[tname] = TeamConf(name=tname, members=members, group=group)
+        remote = _remote(f"teams.{tname}.remote", spec.get("remote"))
+        teams[tname] = TeamConf(name=tname, members=members, group=group, remote=remote)
     return teams
 
 
@@ -308,6 +322,26 @@ def _number(where: str, value: object, minimum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
         raise ConfigError(f"{where}: expected a number >= {minimum:g}, got {value!r}")
     return float(value)
+
+
+def _remote(where: str, value: object) -> str | None:
+    """A git URL or a local path; credentials stay git's own (ssh keys, helpers), never here."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or value.startswith("-") or "\n" in value:
+        raise ConfigError(f"{where}: expected a git URL or a path, got {value!r}")
+    if re.match(r"[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value):
+        raise ConfigError(f"{where}: no passwords in the config: use git's credential helpers or ssh keys")
+    return value
+
+
+def _sync(value: object, users, teams, history) -> SyncConf:
+    s = _keys("sync", value, {"interval"})
+    conf = SyncConf(interval=_number("sync.interval", s.get("interval", SyncConf.interval), 0.2))
+    remotes = [u.name for u in users.values() if u.remote] + [t.name for t in teams.values() if t.remote]
+    if remotes and isinstance(history, dict) and history.get("enabled") is False:
+        raise ConfigError("sync needs history: remotes are set but history.enabled is false")
+    return conf
 
 
 def _history(value: object) -> HistoryConf:

@@ -223,9 +223,20 @@ def render_index(docs: list[Doc], groups: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+CONFLICT_COPY = re.compile(r"^(?P<stem>.*)\.conflict-(?P<host>[^/]+?)-\d{8}T\d{6}Z(?P<suffix>\.[^./]*)?$")
+
+
 def status_lines(memos: list[MemoryFile], docs: list[Doc], a: Analysis, limits: Limits) -> list[str]:
     scopes = {m.scope for m in memos}
     out = []
+    for d in sorted(docs, key=lambda d: d.path):
+        m = CONFLICT_COPY.match(d.path)
+        if m is not None:
+            original = m["stem"] + (m["suffix"] or "")
+            out.append(
+                f"{d.path}: sync conflict: {m['host']}'s version of {original}; merge what it needs into "
+                f"{original}, then remove this copy"
+            )
     for d in sorted(docs, key=lambda d: d.path):
         if d.scope in scopes and not d.is_index and not d.hidden:
             out += [f"{d.path}: {p}" for p in d.problems]

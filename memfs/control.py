@@ -40,6 +40,7 @@ CONTEXT = 8  # context.md: what a harness injects into a prompt at session start
 INDEX_MD = 9  # index.md: generated from every readable entry's frontmatter
 STATUS = 10  # status: everything wrong, one line each
 REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
+SYNC = 14  # sync: read for the caller's scopes' sync state; write to it to sync them now
 
 _FIRST_HANDLE = 1 << 40  # far above any fd, which the files' handles use
 _FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query (below OWN_BASE)
@@ -50,6 +51,14 @@ MAX_RESULTS = 20
 @dataclass
 class RefreshHandle:
     data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class SyncHandle:
+    principal: Principal
+    request: bool = False
+    result: bytes | None = None
+    pos: int = 0
 
 
 @dataclass
@@ -92,6 +101,7 @@ class Control:
         limits: ctx_mod.Limits | None = None,
         host: FsHost | None = None,
         history: History | None = None,
+        sync=None,
     ):
         self.ids = ids
         self.store = store
@@ -119,6 +129,9 @@ class Control:
         if history is not None:
             self.history = HistoryView(history, ids, self._started, host.open_dirty)
             root.update({b"history": HISTORY, b"log": LOG})
+        self.sync = sync
+        if sync is not None:
+            root[b"sync"] = SYNC
         self._names = {CONTROL_ROOT: root}
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
@@ -158,7 +171,7 @@ class Control:
             return self.history.getattr(ino, p)
         if ino in self._names or ino in (USERS, SEARCH):
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
-        if ino in (QUERY, QUERY_JSON):
+        if ino in (QUERY, QUERY_JSON, SYNC):
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
         if ino == REFRESH:
             a = self._attrs(ino, stat.S_IFREG | 0o200)
@@ -228,6 +241,9 @@ class Control:
             if not policy.may_refresh(p) or flags & os.O_ACCMODE == os.O_RDONLY:
                 raise FUSEError(errno.EACCES)
             return FileInfo(fh=self._handle(RefreshHandle()), direct_io=True, keep_cache=False)
+        if ino == SYNC:
+            fh = self._handle(SyncHandle(p))
+            return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if ino in (QUERY, QUERY_JSON):
             fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
             # nonseekable: results follow the query in one stream, whatever the offset
@@ -255,6 +271,12 @@ class Control:
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         h = self._handles[fh]
+        if isinstance(h, SyncHandle):
+            if h.result is None:
+                h.result = await self._sync_report(h.principal, now=bool(h.request))
+            chunk = h.result[h.pos : h.pos + size]
+            h.pos += len(chunk)
+            return chunk
         if isinstance(h, QueryHandle):
             if h.result is None:
                 h.result = await self.search(h.principal, _decode_query(bytes(h.query)), h.json)
@@ -267,6 +289,9 @@ class Control:
         h = self._handles[fh]
         if isinstance(h, RefreshHandle):
             h.data += buf
+            return len(buf)
+        if isinstance(h, SyncHandle):
+            h.request = True  # any write asks for a sync now
             return len(buf)
         if not isinstance(h, QueryHandle):
             raise FUSEError(errno.EBADF)
@@ -304,6 +329,16 @@ class Control:
             "usage": await self.host.usage(p),
         }
         return yaml.safe_dump(info, sort_keys=False).encode()
+
+    async def _sync_report(self, p: Principal, now: bool) -> bytes:
+        """The caller's scopes with a remote: where, when last synced, commits waiting.
+        Written to first: sync them now (the caller's own limiter) and say what moved."""
+        scopes = [s for s in (p.private, p.team_scope) if s is not None and s in self.sync.state]
+        if now:
+            async with self.limiter(p):
+                for scope in scopes:
+                    await self.sync.sync_scope(scope)
+        return yaml.safe_dump(self.sync.status(scopes), sort_keys=False).encode()
 
     # -- search -----------------------------------------------------------------
     @staticmethod

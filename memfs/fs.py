@@ -47,6 +47,7 @@ from .inodes import CACHE_TIMEOUT, ROOT_INODE, VIEW_TIMEOUT, InodeTable, Node
 from .policy import Access, Principal, Scope
 from .quota import OpenCounts, Quotas
 from .store import Store, child_path
+from .sync import Sync
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         mountpoint: str = "",
         context: ctx_mod.Limits | None = None,
         history: History | None = None,
+        sync: Sync | None = None,
     ):
         super().__init__()
         self.store = store
@@ -84,8 +86,10 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.inodes = InodeTable()
         # The control files get what they need of this class through FsHost, given here.
         self.control = Control(
-            ids, store, mountpoint, index=index, limits=context, host=self, history=history
+            ids, store, mountpoint, index=index, limits=context, host=self, history=history, sync=sync
         )
+        if sync is not None:
+            sync.on_change = self.synced
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = Quotas(store, limits)
         self.opens = OpenCounts(limits)
@@ -136,6 +140,29 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 self.index.touch(scope, rel)
             if self.history is not None:
                 self.history.imported(scope, [rel])
+
+    def synced(self, scope: Scope, written: list[bytes], removed: list[bytes]) -> None:
+        """Another host's changes were written into a scope's folder: drop what the kernel
+        cached of those names and files, and re-index them."""
+        for path in written + removed:
+            parent_path, _, name = path.rpartition(b"/")
+            for view in (False, True):
+                node = self.inodes.find(scope, path, view)
+                if node is not None:
+                    node.sig = None  # next open drops the page cache
+                    self._invalidate(node.ino, attr_only=False)
+                parent = (
+                    self.inodes.find(scope, parent_path, view)
+                    if parent_path or scope.kind.name == "TEAM"
+                    else None
+                )
+                if parent is not None:
+                    self._invalidate_name(parent.ino, name)
+            if self.index is not None:
+                if path in removed:
+                    self.index.remove(scope, path)
+                else:
+                    self.index.touch(scope, path)
 
     # -- index and history ------------------------------------------------------------
     def _user(self, uid: int) -> str:

@@ -31,6 +31,7 @@ from .history import History
 from .identity import Identities
 from .index import Index, IndexUnavailable
 from .store import Store
+from .sync import Sync, remotes
 
 log = logging.getLogger("memfs")
 
@@ -146,7 +147,7 @@ async def supervised(name: str, task, *args) -> None:
         delay = min(delay * 2, 30.0)
 
 
-async def _serve(ops: Operations, index: Index | None, history: History | None) -> None:
+async def _serve(ops: Operations, index: Index | None, history: History | None, sync: Sync | None) -> None:
     async with trio.open_nursery() as nursery:
 
         async def on_signal():
@@ -165,6 +166,8 @@ async def _serve(ops: Operations, index: Index | None, history: History | None) 
             nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
             nursery.start_soon(supervised, "history reconcile", history.reconcile, name="history reconcile")
             nursery.start_soon(supervised, "history retention", history.run_retention, name="retention")
+        if sync is not None:
+            nursery.start_soon(supervised, "sync", sync.run, name="sync")
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
     if history is not None:  # unmounted: commit what is still pending (a crash: reconcile does)
@@ -205,7 +208,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         return 1
     limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
     history = History(spec.data, store, cfg.history) if cfg.history.enabled else None
-    ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits, history)
+    sync = Sync(history, cfg) if history is not None and remotes(cfg) else None
+    ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits, history, sync)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
@@ -241,7 +245,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     report("ok")
     code = 0
     try:
-        trio.run(_serve, ops, index, history)
+        trio.run(_serve, ops, index, history, sync)
     except BaseException:
         log.exception("daemon main loop failed")
         code = 1

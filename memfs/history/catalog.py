@@ -202,6 +202,9 @@ class Catalog:
     def _record(self, repo: Repo, c, parent_tree) -> None:
         user, t = c.author.name, c.author.time
         changes = list(repo.diff(parent_tree, c.tree_id))
+        if len(c.parents) > 1:  # a merge: what came from the other side was recorded with its commits
+            other = c.parents[1].tree_id
+            changes = [ch for ch in changes if ch[2] is None or repo.lookup(other, ch[0]) != ch[2]]
         removed = {p for p, old, new in changes if new is None}
         renames = []  # (old, new) whose old side left this commit
         for old, new in parse_renames(c.message):
@@ -262,6 +265,17 @@ class Catalog:
     def current_under(self, folder: bytes) -> list[bytes]:
         lo, hi = folder + b"/", folder + b"0"  # '0' follows '/': every path below the folder
         return [r[0] for r in self.db.execute("SELECT path FROM current WHERE path>=? AND path<?", (lo, hi))]
+
+    def set_current(self, entries: dict[bytes, tuple[int, bytes] | None]) -> None:
+        """What the branch holds for these paths, (mode, raw oid) or None, after a sync."""
+        for path, e in entries.items():
+            if e is None:
+                self.db.execute("DELETE FROM current WHERE path=?", (path,))
+            else:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO current(path, blob, mode) VALUES(?,?,?)", (path, e[1], e[0])
+                )
+        self.db.commit()
 
     def remember_stat(self, rows: Iterable[tuple[bytes, bytes, tuple]]) -> None:
         """Record (path, blob, (size, mtime_ns, ino)) as seen on disk, for the next reconcile."""

@@ -179,6 +179,21 @@ class Repo:
                 del entries[parent][name]
         return self._write_tree(entries[b""]) if entries[b""] else None
 
+    def tree_with(self, base: pygit2.Oid | None, changes: dict[bytes, Change]) -> pygit2.Oid:
+        new = self._apply(base, changes)
+        return pygit2.Oid(raw=new) if new is not None else self.r.odb.write(pygit2.GIT_OBJECT_TREE, b"")
+
+    def lookup(self, tree: pygit2.Oid | None, path: bytes) -> tuple[int, bytes] | None:
+        """(mode, raw oid) of a file in a tree, or None."""
+        *dirs, leaf = path.split(b"/")
+        for d in dirs:
+            e = self.entries(tree).get(d)
+            if e is None or e[0] != TREE:
+                return None
+            tree = pygit2.Oid(raw=e[1])
+        e = self.entries(tree).get(leaf)
+        return e if e is not None and e[0] != TREE else None
+
     def commit(
         self,
         changes: dict[bytes, Change],
@@ -189,8 +204,7 @@ class Repo:
         """Apply changes on top of the branch as one commit; None if the tree is unchanged."""
         parent = self.head()
         base = self.r[parent].tree_id if parent is not None else None
-        new = self._apply(base, changes)
-        tree = pygit2.Oid(raw=new) if new is not None else self.r.odb.write(pygit2.GIT_OBJECT_TREE, b"")
+        tree = self.tree_with(base, changes)
         if tree == base:
             return None
         oid = self.r.create_commit(None, author, committer, message, tree, [parent] if parent else [])

@@ -58,7 +58,8 @@ class History:
         self.data = data
         self.store = store
         self.conf = conf
-        self.hostname = hostname or socket.gethostname()
+        # MEMFS_HOST: the name this daemon signs with (tests run several "hosts" on one machine)
+        self.hostname = hostname or os.environ.get("MEMFS_HOST") or socket.gethostname()
         self._pending: dict[Scope, list[Event]] = {}
         self._paths: dict[Scope, set[bytes]] = {}  # paths with pending events
         self._rescan: set[Scope] = set()
@@ -68,6 +69,8 @@ class History:
         self._commits: dict[Scope, int] = {}
         self._over: set[Scope] = set()  # past max_bytes: prune soon
         self.reconciled = trio.Event()
+        self.on_commit = None  # scope -> None, after a batch was committed (sync pushes it)
+        self.shared: set[Scope] = set()  # scopes synced with a remote: retention never rewrites them
         try:  # scopes whose files reconcile has not yet compared with their history
             self._unreconciled = set(layout.scopes_in(data))
         except OSError:
@@ -149,6 +152,8 @@ class History:
                 else:
                     await trio.to_thread.run_sync(self._commit, scope, events, limiter=self._limiter)
                 self._failures.pop(scope, None)
+                if self.on_commit is not None:
+                    self.on_commit(scope)
             except Exception as e:
                 fails = self._failures[scope] = self._failures.get(scope, 0) + 1
                 log.warning("history %s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
@@ -158,6 +163,20 @@ class History:
                 else:
                     self._pending[scope] = events + self._pending.get(scope, [])
                     self._paths.setdefault(scope, set()).update(e.path for e in events)
+
+    def repo_dir(self, scope: Scope) -> Path:
+        return layout.history_dir(self.data, scope)
+
+    def locked(self, scope: Scope) -> trio.Lock:
+        """The scope's lock: whoever moves its branch (commits, reconcile, retention, sync) holds it."""
+        return self._lock(scope)
+
+    def disk_blob(self, scope: Scope, path: bytes) -> bytes | None | object:
+        """The blob id of a file as it is on disk now; None if absent."""
+        disk = self._read(scope, path)
+        if disk is None or disk is _SKIP:
+            return disk
+        return blob_id(disk[1])
 
     @contextmanager
     def _open(self, scope: Scope):
@@ -365,6 +384,9 @@ class History:
                 cutoff = max(cutoff, by_bytes)
             _, _, oldest = cat.stats()
             if not oldest or oldest >= cutoff:
+                return 0
+            if scope in self.shared:  # rewriting would fork it from its remote's history
+                log.info("history %s: synced with a remote: retention leaves its history whole", scope)
                 return 0
             repo.rewrite_before(cutoff, self._sig("memfs", int(now)))
             root = next(iter(repo.commits_since(None)), None)

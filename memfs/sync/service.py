@@ -1,0 +1,320 @@
+"""Sync: each scope with a remote (teams.<t>.remote, users.<u>.remote) pushes its history
+to it and fetches and applies the others', in the background.
+
+A round for one scope, in a worker thread under the scope's history lock: commit what is
+pending, fetch, then fast-forward or merge (see merge.py), write what arrived into the
+scope's folder (a temp file and a rename: open handles keep their file), commit the merge
+and push. A rejected push (someone pushed first) is fetched and merged again. After the
+round, on the loop, the kernel's caches for what changed are dropped and the index told.
+The git CLI moves the data, so credentials are git's own (ssh keys, credential helpers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pygit2
+import trio
+
+from ..config import Config
+from ..history import History
+from ..history.catalog import Catalog
+from ..history.gitrepo import Repo, blob_id
+from ..policy import Kind, Scope
+from . import merge
+
+log = logging.getLogger(__name__)
+
+TRACKING = "refs/remotes/sync/main"
+GIT_TIMEOUT = 120
+MAX_BACKOFF = 300.0
+SYNC_AUTHOR = "memfs-sync"
+
+
+class SyncError(Exception):
+    pass
+
+
+@dataclass
+class State:
+    remote: str
+    last_ok: float | None = None  # wall time of the last successful round
+    last_error: str | None = None
+    failures: int = 0
+    next_try: float = 0.0  # trio clock
+    last_fetch: float = -1e9
+    push_wanted: bool = True
+    ahead: int = 0
+    behind: int = 0
+    moved: dict = field(default_factory=dict)  # what the last round brought
+
+
+def remotes(cfg: Config) -> dict[Scope, str]:
+    out = {Scope(Kind.TEAM, t.name): t.remote for t in cfg.teams.values() if t.remote}
+    out |= {Scope(Kind.PRIVATE, u.name): u.remote for u in cfg.users.values() if u.remote}
+    return out
+
+
+def _git(args: list[str], gitdir: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never wait for a password
+    res = subprocess.run(
+        ["git", "--git-dir", gitdir, *args], capture_output=True, text=True, timeout=GIT_TIMEOUT, env=env
+    )
+    if check and res.returncode != 0:
+        raise SyncError((res.stderr.strip().splitlines() or [f"git {args[0]} failed"])[-1])
+    return res
+
+
+def _local_head(url: str) -> str | None | bool:
+    """The remote's branch without running git, when the remote is a local path; False
+    when it cannot be told that way (a URL)."""
+    if "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
+        return False
+    try:
+        ref = pygit2.Repository(url).references.get("refs/heads/main")
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return False
+    return str(ref.target) if ref is not None else None
+
+
+class Sync:
+    def __init__(self, history: History, cfg: Config, on_change: Callable | None = None):
+        self.history = history
+        self.interval = cfg.sync.interval
+        self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
+        self.on_change = on_change  # (scope, written paths, removed paths) -> None, on the loop
+        self._limiter = trio.CapacityLimiter(4)
+        self._wake = trio.Event()
+        history.on_commit = self._committed
+        history.shared = set(self.state)
+
+    def _committed(self, scope: Scope) -> None:
+        st = self.state.get(scope)
+        if st is not None:
+            st.push_wanted = True
+            self._wake.set()
+
+    async def run(self) -> None:
+        await self.history.reconciled.wait()
+        while True:
+            now = trio.current_time()
+            due = [
+                s
+                for s, st in self.state.items()
+                if now >= st.next_try and (st.push_wanted or now - st.last_fetch >= self.interval)
+            ]
+            async with trio.open_nursery() as n:
+                for scope in due:
+                    n.start_soon(self.sync_scope, scope)
+            self._wake = trio.Event()
+            with trio.move_on_after(min(1.0, self.interval / 2)):
+                await self._wake.wait()
+
+    async def sync_scope(self, scope: Scope, force: bool = False) -> State:
+        st = self.state[scope]
+        st.push_wanted = False
+        st.last_fetch = trio.current_time()
+        await self.history.flush([scope])
+        try:
+            async with self.history.locked(scope):
+                written, removed = await trio.to_thread.run_sync(
+                    self._round, scope, st, limiter=self._limiter
+                )
+        except Exception as e:
+            st.failures += 1
+            st.last_error = str(e) or type(e).__name__
+            delay = min(MAX_BACKOFF, self.interval * 2**st.failures)
+            st.next_try = trio.current_time() + delay
+            if st.failures == 1 or st.failures % 10 == 0:
+                log.warning(
+                    "sync %s with %s failed (%d): %s; retrying in %.0f s",
+                    scope,
+                    st.remote,
+                    st.failures,
+                    st.last_error,
+                    delay,
+                )
+            return st
+        if st.failures:
+            log.info("sync %s with %s: working again", scope, st.remote)
+        st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
+        if (written or removed) and self.on_change is not None:
+            self.on_change(scope, written, removed)
+        return st
+
+    # -- one round (worker thread, under the scope's lock) ------------------------------
+    def _round(self, scope: Scope, st: State) -> tuple[list[bytes], list[bytes]]:
+        gitdir = str(self.history.repo_dir(scope))
+        repo = Repo(self.history.repo_dir(scope))
+        written: list[bytes] = []
+        removed: list[bytes] = []
+        for _attempt in range(3):
+            remote_head = _local_head(st.remote)
+            tracked = repo.r.references.get(TRACKING)
+            if remote_head is False or remote_head != (str(tracked.target) if tracked else None):
+                _git(["fetch", "--quiet", "--no-tags", st.remote, f"+refs/heads/*:{TRACKING[:-4]}*"], gitdir)
+            tracked = repo.r.references.get(TRACKING)
+            theirs = tracked.target if tracked is not None else None
+            ours = repo.head()
+            st.moved = {}
+            if theirs is not None and theirs != ours:
+                if ours is None or not repo.r.descendant_of(ours, theirs):
+                    w, r = self._take(scope, repo, ours, theirs, st)
+                    written += w
+                    removed += r
+            ours = repo.head()
+            if ours is None or ours == theirs:
+                break
+            res = _git(["push", "--quiet", st.remote, "refs/heads/main:refs/heads/main"], gitdir, check=False)
+            if res.returncode == 0:
+                repo.r.references.create(TRACKING, ours, force=True)
+                break
+            if (
+                "rejected" not in res.stderr
+                and "fetch first" not in res.stderr
+                and "non-fast-forward" not in res.stderr
+            ):
+                raise SyncError((res.stderr.strip().splitlines() or ["git push failed"])[-1])
+        else:
+            raise SyncError("the remote kept moving: gave up after 3 rounds")
+        head = repo.head()
+        theirs_ref = repo.r.references.get(TRACKING)
+        if head is not None and theirs_ref is not None:
+            st.ahead, st.behind = repo.r.ahead_behind(head, theirs_ref.target)
+        return written, removed
+
+    def _take(self, scope: Scope, repo: Repo, ours, theirs, st: State) -> tuple[list[bytes], list[bytes]]:
+        """Bring their commits in: fast-forward when we have nothing of our own, else merge."""
+        base = repo.r.merge_base(ours, theirs) if ours is not None else None
+        ours_tree = repo.r[ours].tree_id if ours is not None else None
+        base_tree = repo.r[base].tree_id if base is not None else None
+        theirs_c = repo.r[theirs]
+        host = theirs_c.committer.email.rpartition("@")[2] or "remote"
+        now = int(time.time())
+        p = merge.plan(repo, base_tree, ours_tree, theirs_c.tree_id, host, now)
+        written, removed = self._apply(scope, repo, ours_tree, p, host, now)
+        tree = repo.tree_with(ours_tree, p.changes)
+        if tree == theirs_c.tree_id:
+            repo.r.references.create("refs/heads/main", theirs, force=True)  # fast-forward
+        else:
+            sig = pygit2.Signature(SYNC_AUTHOR, f"memfs@{self.history.hostname}", now, 0)
+            committer = pygit2.Signature("memfs", f"memfs@{self.history.hostname}", now, 0)
+            msg = f"memfs: sync with {st.remote}\n"
+            if p.conflicts:
+                msg += "\n" + "".join(
+                    f"memfs-conflict: {c.decode(errors='replace')}\n" for _, c in p.conflicts
+                )
+            parents = [ours, theirs] if ours is not None else [theirs]
+            oid = repo.r.create_commit(None, sig, committer, msg, tree, parents)
+            repo.r.references.create("refs/heads/main", oid, force=True)
+        with Catalog(str(self.history.repo_dir(scope) / "memfs-catalog.sqlite")) as cat:
+            cat.catch_up(repo)
+            head_tree = repo.head_tree()
+            cat.set_current(
+                {path: repo.lookup(head_tree, path) for path in p.changes}
+                | {path: repo.lookup(head_tree, path) for path in removed}
+            )
+            rows = []
+            for path in written:
+                try:
+                    s = self.history.store.lstat(scope, path)
+                except OSError:
+                    continue
+                e = repo.lookup(head_tree, path)
+                if e is not None:
+                    rows.append((path, e[1], (s.st_size, s.st_mtime_ns, s.st_ino)))
+            cat.remember_stat(rows)
+        st.moved = {
+            "files": len(written),
+            "removed": len(removed),
+            "merged": len(p.merged),
+            "conflicts": [c.decode(errors="replace") for _, c in p.conflicts],
+        }
+        if p.conflicts:
+            log.info(
+                "sync %s: %d conflicts kept as copies: %s", scope, len(p.conflicts), st.moved["conflicts"]
+            )
+        return written, removed
+
+    def _apply(self, scope: Scope, repo: Repo, ours_tree, p: merge.Plan, host: str, now: int):
+        """Write the plan into the scope's folder. A file that differs from our last commit
+        (written since, not yet committed) is never overwritten: their version becomes a
+        conflict copy instead, and a removal is skipped (the edit wins)."""
+        written, removed = [], []
+        store = self.history.store
+        for path in list(p.changes):
+            entry = p.changes[path]
+            expected = repo.lookup(ours_tree, path)
+            disk = self.history.disk_blob(scope, path)
+            if disk != (expected[1] if expected is not None else None):
+                del p.changes[path]
+                if entry is None:
+                    continue
+                copy = merge.conflict_name(path, host, now)
+                p.changes[copy] = entry
+                p.conflicts.append((path, copy))
+                path = copy
+            if entry is None:
+                try:
+                    store.unlink(scope, path)
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    log.warning("sync %s: cannot remove %r: %s", scope, path, e)
+                continue
+            data = repo.r[pygit2.Oid(raw=entry[1])].data
+            try:
+                self._write(scope, path, data, 0o700 if entry[0] & 0o100 else 0o600)
+                written.append(path)
+            except OSError as e:
+                log.warning("sync %s: cannot write %r: %s", scope, path, e)
+                p.changes.pop(path, None)
+        return written, removed
+
+    def _write(self, scope: Scope, path: bytes, data: bytes, mode: int) -> None:
+        store = self.history.store
+        folder = path.rpartition(b"/")[0]
+        parts = folder.split(b"/") if folder else []
+        for i in range(1, len(parts) + 1):
+            try:
+                store.mkdir(scope, b"/".join(parts[:i]), 0o700)
+            except FileExistsError:
+                pass
+        tmp = (folder + b"/" if folder else b"") + b".memfs-sync-" + blob_id(data).hex()[:12].encode()
+        fd = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        store.rename(scope, tmp, scope, path)
+
+    # -- what callers see -----------------------------------------------------------------
+    def status(self, scopes: list[Scope]) -> list[dict]:
+        out = []
+        for scope in scopes:
+            st = self.state.get(scope)
+            if st is None:
+                continue
+            out.append(
+                {
+                    "scope": str(scope),
+                    "remote": st.remote,
+                    "last_sync": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_ok))
+                    if st.last_ok
+                    else None,
+                    "commits_waiting": st.ahead,
+                    "error": st.last_error,
+                    "last_round": st.moved or None,
+                }
+            )
+        return out
