@@ -144,13 +144,14 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     def synced(self, scope: Scope, written: list[bytes], removed: list[bytes]) -> None:
         """Another host's changes were written into a scope's folder: drop what the kernel
         cached of those names and files, and re-index them."""
+        self.quotas.forget(scope)
         for path in written + removed:
             parent_path, _, name = path.rpartition(b"/")
+            # a file replaced (by rename) or removed: its old node lives on for open
+            # handles, reachable by number only; the name gets a new node on next lookup
+            for node in self.inodes.unlinked(scope, path):
+                self._invalidate(node.ino, attr_only=False)
             for view in (False, True):
-                node = self.inodes.find(scope, path, view)
-                if node is not None:
-                    node.sig = None  # next open drops the page cache
-                    self._invalidate(node.ino, attr_only=False)
                 parent = (
                     self.inodes.find(scope, parent_path, view)
                     if parent_path or scope.kind.name == "TEAM"

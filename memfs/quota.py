@@ -88,6 +88,11 @@ class Quotas:
         u = self._usage.get(scope)
         return self.caps(scope).bytes - u.bytes if u is not None else self.caps(scope).bytes
 
+    def forget(self, scope: Scope) -> None:
+        """Files changed behind memfs's back (sync): count the scope again on next need."""
+        if scope not in self._counting:
+            self._usage.pop(scope, None)
+
     def add(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
         u = self._usage.get(scope)
         if u is not None:  # unknown: the first count will see the change on disk

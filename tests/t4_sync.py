@@ -1,0 +1,241 @@
+"""Sync through git remotes: two or three memfs daemons, each with its own data dir and
+mount, each standing for a host (MEMFS_HOST), and a bare repository as the remote (also
+served by `git daemon` on 127.0.0.1). Syncs are asked for with `memfs sync`, so no test
+waits on the background interval."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+from conftest import ALICE, BOB, CAROL, memfs_cmd, wait_for
+
+CONFIG = """
+users:
+  alice: {{uid: 1001{alice_remote}}}
+  bob: {{uid: 1002}}
+  carol: {{uid: 1003}}
+teams:
+  eng: {{members: [alice, bob], remote: {remote}}}
+sync: {{interval: 30}}
+"""
+
+
+@pytest.fixture
+def remote(base_dir):
+    path = base_dir / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    return path
+
+
+def hosts(make_mount, remote, n=2, alice_remote=""):
+    cfg = CONFIG.format(remote=remote, alice_remote=alice_remote)
+    return [make_mount(cfg, sub=f"host{i}", env={"MEMFS_HOST": f"host{i}"}) for i in range(n)]
+
+
+def sync(m, uid=ALICE):
+    res = m.run(uid, memfs_cmd("sync", "--mount", str(m.mnt)))
+    assert "error: null" in res.stdout, res.stdout
+    return res.stdout
+
+
+def test_changes_propagate_both_ways(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "mkdir -p team/notes; echo from-a > team/notes/a.md")
+    sync(a)
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/notes/a.md").stdout == "from-a\n"
+    b.sh(BOB, "echo from-b > team/b.md; rm team/notes/a.md")
+    sync(b, BOB)
+    sync(a)
+    assert a.sh(ALICE, "cat team/b.md").stdout == "from-b\n"
+    assert a.sh(ALICE, "ls team/notes").stdout == ""
+    # the arrivals are searchable and in the history, attributed to their authors
+    assert "team/b.md" in a.sh(ALICE, "cat .memfs/search/from-b").stdout
+    log = a.sh(ALICE, "cat .memfs/log").stdout
+    assert " bob A team/b.md" in log and " bob D team/notes/a.md" in log
+
+
+def test_concurrent_edits_merge_or_keep_both(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "printf 'one\\ntwo\\nthree\\n' > team/x.md; echo s > team/same.md")
+    sync(a)
+    sync(b, BOB)
+    # different lines: merged; different files: both kept
+    a.sh(ALICE, "printf 'ONE\\ntwo\\nthree\\n' > team/x.md; echo a > team/only-a.md")
+    b.sh(BOB, "printf 'one\\ntwo\\nTHREE\\n' > team/x.md; echo b > team/only-b.md")
+    sync(a)
+    sync(b, BOB)
+    sync(a)
+    for m, uid in ((a, ALICE), (b, BOB)):
+        assert m.sh(uid, "cat team/x.md team/only-a.md team/only-b.md").stdout == "ONE\ntwo\nTHREE\na\nb\n"
+    # the same line: the file keeps one side, the other is a conflict copy beside it
+    a.sh(ALICE, "echo alice > team/same.md")
+    b.sh(BOB, "echo bob > team/same.md")
+    sync(a)
+    sync(b, BOB)
+    sync(a)
+    trees = []
+    for m, uid in ((a, ALICE), (b, BOB)):
+        names = sorted(m.sh(uid, "ls team").stdout.split())
+        copies = [n for n in names if n.startswith("same.conflict-")]
+        assert len(copies) == 1, names
+        texts = {m.sh(uid, "cat team/same.md").stdout, m.sh(uid, f"cat team/{copies[0]}").stdout}
+        assert texts == {"alice\n", "bob\n"}
+        assert f"team/{copies[0]}: sync conflict" in m.sh(uid, "cat .memfs/status").stdout
+        trees.append((names, m.sh(uid, "cat team/same.md").stdout))
+    assert trees[0] == trees[1]
+
+
+def test_delete_on_one_host_and_edit_on_the_other_keeps_the_edit(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo v1 > team/y.md")
+    sync(a)
+    sync(b, BOB)
+    a.sh(ALICE, "rm team/y.md")
+    b.sh(BOB, "echo v2 >> team/y.md")
+    sync(a)
+    sync(b, BOB)
+    sync(a)
+    for m, uid in ((a, ALICE), (b, BOB)):
+        assert m.sh(uid, "cat team/y.md").stdout == "v1\nv2\n"
+
+
+def test_rename_on_one_host_edit_on_the_other(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo base > team/r.md")
+    sync(a)
+    sync(b, BOB)
+    a.sh(ALICE, "mv team/r.md team/renamed.md")
+    b.sh(BOB, "echo more >> team/r.md")
+    sync(a)
+    sync(b, BOB)
+    sync(a)
+    for m, uid in ((a, ALICE), (b, BOB)):
+        # nothing lost: the renamed file, and the edit (an edit beats the rename's delete)
+        assert m.sh(uid, "cat team/renamed.md").stdout == "base\n"
+        assert m.sh(uid, "cat team/r.md").stdout == "base\nmore\n"
+
+
+def test_open_files_keep_working_and_caches_follow(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo old > team/o.md")
+    sync(a)
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/o.md").stdout == "old\n"  # cached by b's kernel now
+    reader = subprocess.Popen(
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import sys,time; f=open('team/o.md'); print(f.read(), end=''); "
+            "sys.stdout.flush(); sys.stdin.read(); f.seek(0); print(f.read(), end='')",
+        ],
+        cwd=b.mnt,
+        user=BOB,
+        group=BOB,
+        extra_groups=[],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline() == "old\n"
+        a.sh(ALICE, "echo new > team/o.md")
+        sync(a)
+        sync(b, BOB)
+        assert b.sh(BOB, "cat team/o.md").stdout == "new\n"
+        out, _ = reader.communicate("\n", timeout=30)
+        assert out == "old\n"  # the open handle keeps the file it opened
+    finally:
+        reader.kill()
+
+
+def test_private_remote_follows_its_user_only(make_mount, remote, base_dir):
+    alice_remote = base_dir / "alice.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(alice_remote)], check=True)
+    a, b = hosts(make_mount, remote, alice_remote=f", remote: {alice_remote}")
+    a.sh(ALICE, "echo 'alice private' > mine.md")
+    sync(a)
+    sync(b)
+    assert b.sh(ALICE, "cat mine.md").stdout == "alice private\n"
+    for uid in (BOB, CAROL):
+        assert b.sh(uid, "cat mine.md", check=False).returncode != 0
+        assert "No results" in b.sh(uid, "cat '.memfs/search/alice private'").stdout
+    out = b.run(BOB, memfs_cmd("sync", "--mount", str(b.mnt))).stdout
+    assert "private:alice" not in out and "team:eng" in out
+
+
+def test_remote_down_then_back(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo 1 > team/z.md")
+    sync(a)
+    moved = remote.with_name("remote-away.git")
+    remote.rename(moved)
+    try:
+        a.sh(ALICE, "echo 2 > team/z.md")  # local work goes on
+        res = a.run(ALICE, memfs_cmd("sync", "--mount", str(a.mnt)), check=False)
+        assert res.returncode == 1 and "error: null" not in res.stdout
+        assert "commits_waiting" in res.stdout
+    finally:
+        moved.rename(remote)
+    a.expect_log(r"sync team:eng with .* failed")
+    sync(a)
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/z.md").stdout == "2\n"
+
+
+def test_a_host_restarts_and_catches_up(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo 1 > team/w.md")
+    sync(a)
+    b.stop()
+    a.sh(ALICE, "echo 2 > team/w.md; echo n > team/new.md")
+    sync(a)
+    b.start()
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/w.md team/new.md").stdout == "2\nn\n"
+
+
+def test_background_sync_and_the_git_protocol(make_mount, remote, base_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base_dir}",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _listening(port), "git daemon")
+        cfg = CONFIG.format(remote=f"git://127.0.0.1:{port}/remote.git", alice_remote="").replace(
+            "interval: 30", "interval: 0.5"
+        )
+        a = make_mount(cfg, sub="ga", env={"MEMFS_HOST": "ga"})
+        b = make_mount(cfg, sub="gb", env={"MEMFS_HOST": "gb"})
+        a.sh(ALICE, "echo over-the-wire > team/net.md")
+        # no `memfs sync`: the background rounds carry it
+        wait_for(lambda: b.sh(BOB, "cat team/net.md", check=False).stdout == "over-the-wire\n", "arrival", 60)
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        time.sleep(0.05)
+        return False
