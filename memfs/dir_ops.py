@@ -54,6 +54,7 @@ class DirOps:
             raise FUSEError(errno.EPERM)
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
+        await self._settle(scope)  # the last await: a sync cannot start before the change
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
         self.quotas.add(scope, files=1)
         if self.history is not None:
@@ -75,6 +76,7 @@ class DirOps:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
         await self._preserve(scope, path)
+        await self._settle(scope)
         st = self.store.lstat(scope, path)
         self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
@@ -93,6 +95,7 @@ class DirOps:
     async def rmdir(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
+        await self._settle(scope)
         st = self.store.lstat(scope, path)
         self.store.rmdir(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
@@ -126,6 +129,7 @@ class DirOps:
             await self.quotas.usage(src)
             await self.quotas.need(dst, carried.bytes, carried.files)
         await self._preserve(dst, dst_path)  # what a rename over it would destroy
+        await self._settle(src, dst)
         # No await from here to the rename: no other handler runs in between.
         try:
             replaced = self.store.lstat(dst, dst_path)

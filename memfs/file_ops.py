@@ -70,6 +70,7 @@ class FileOps:
         if writing:
             await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
             await self._preserve(node.scope, node.path)
+            await self._settle(node.scope)  # the last await: a sync sees this handle as busy
         self.opens.take(ctx.uid)
         try:
             fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
@@ -87,6 +88,7 @@ class FileOps:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
+        await self._settle(scope)
         self.opens.take(ctx.uid)
         try:
             fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))

@@ -11,6 +11,7 @@ No policy lives here. The rules that shape this file (measured kernel behaviour)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -88,8 +89,9 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.control = Control(
             ids, store, mountpoint, index=index, limits=context, host=self, history=history, sync=sync
         )
+        self._held: dict[Scope, trio.Event] = {}  # scopes a sync is writing into
         if sync is not None:
-            sync.on_change = self.synced
+            sync.host = self
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = Quotas(store, limits)
         self.opens = OpenCounts(limits)
@@ -140,6 +142,27 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 self.index.touch(scope, rel)
             if self.history is not None:
                 self.history.imported(scope, [rel])
+
+    @contextlib.asynccontextmanager
+    async def hold(self, scope: Scope):
+        """While a sync writes another host's changes into a scope, calls that change it wait."""
+        while (ev := self._held.get(scope)) is not None:
+            await ev.wait()
+        ev = self._held[scope] = trio.Event()
+        try:
+            yield
+        finally:
+            del self._held[scope]
+            ev.set()
+
+    async def _settle(self, *scopes: Scope) -> None:
+        for scope in scopes:
+            while (ev := self._held.get(scope)) is not None:
+                await ev.wait()
+
+    def busy(self, scope: Scope) -> set[bytes]:
+        """Paths of a scope open for writing: a sync never replaces them under the writer."""
+        return {h.node.path for h in self._files.values() if h.writable and h.node.scope == scope}
 
     def synced(self, scope: Scope, written: list[bytes], removed: list[bytes]) -> None:
         """Another host's changes were written into a scope's folder: drop what the kernel
@@ -403,6 +426,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             return self._setattr_root(p, attr, fields, ctx)
         node = self._node(inode)
         self._require(p, node, Access.WRITE)
+        await self._settle(node.scope)
         handle = self._files.get(fh) if fh is not None else None
         target = self._change_target(node, handle)
         uid, gid, _ = self.ids.shown_owner(node.scope)
@@ -438,6 +462,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         grow = size - st.st_size
         if grow > 0:
             await self.quotas.need(node.scope, grow)
+        await self._settle(node.scope)
         target.truncate(size)
         self.quotas.add(node.scope, grow)
         self._changed(node, uid)

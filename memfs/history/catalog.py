@@ -191,7 +191,18 @@ class Catalog:
             parent = c.parents[0].tree_id if c.parents else None
             self._record(repo, c, parent)
         if commits:
-            self.set("head", str(commits[-1].id))
+            # what the branch holds now: one diff from the last recorded head to this one
+            # (not commit by commit: a merge's two lines of history would mix)
+            old = repo.r[known].tree_id if known else None
+            for path, _before, now in repo.diff(old, head and repo.r[head].tree_id):
+                if now is None:
+                    self.db.execute("DELETE FROM current WHERE path=?", (path,))
+                else:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO current(path, blob, mode) VALUES(?,?,?)",
+                        (path, now[1], now[0]),
+                    )
+            self.set("head", str(commits[-1].id) if head is None else str(head))
             self.db.commit()
         return len(commits)
 
@@ -218,7 +229,6 @@ class Catalog:
         for path, old, new in changes:
             moved = any(path == o or path.startswith(o + b"/") for o, _ in renames)
             if new is None:
-                self.db.execute("DELETE FROM current WHERE path=?", (path,))
                 if not moved:
                     self._log(t, user, "D", path)
                 continue
@@ -234,9 +244,6 @@ class Catalog:
             )
             name = version_name(path, t, user, cur.lastrowid)
             self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, cur.lastrowid))
-            self.db.execute(
-                "INSERT OR REPLACE INTO current(path, blob, mode) VALUES(?,?,?)", (path, new[1], new[0])
-            )
             self._node(path, seen_nodes)
 
     def _log(self, t: int, user: str, op: str, path: bytes) -> None:

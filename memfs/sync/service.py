@@ -15,7 +15,6 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pygit2
@@ -84,11 +83,11 @@ def _local_head(url: str) -> str | None | bool:
 
 
 class Sync:
-    def __init__(self, history: History, cfg: Config, on_change: Callable | None = None):
+    def __init__(self, history: History, cfg: Config):
         self.history = history
+        self.host = None  # the filesystem: hold(scope), busy(scope), open_dirty(scopes), synced(...)
         self.interval = cfg.sync.interval
         self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
-        self.on_change = on_change  # (scope, written paths, removed paths) -> None, on the loop
         self._limiter = trio.CapacityLimiter(4)
         self._wake = trio.Event()
         history.on_commit = self._committed
@@ -116,16 +115,27 @@ class Sync:
             with trio.move_on_after(min(1.0, self.interval / 2)):
                 await self._wake.wait()
 
-    async def sync_scope(self, scope: Scope, force: bool = False) -> State:
+    async def sync_scope(self, scope: Scope) -> State:
         st = self.state[scope]
         st.push_wanted = False
         st.last_fetch = trio.current_time()
+        st.moved = {}
+        written: list[bytes] = []
+        removed: list[bytes] = []
         await self.history.flush([scope])
         try:
-            async with self.history.locked(scope):
-                written, removed = await trio.to_thread.run_sync(
-                    self._round, scope, st, limiter=self._limiter
-                )
+            for _attempt in range(3):
+                async with self.history.locked(scope):
+                    incoming = await trio.to_thread.run_sync(self._fetch, scope, st, limiter=self._limiter)
+                if incoming:
+                    w, r = await self._take_in(scope, st)
+                    written += w
+                    removed += r
+                async with self.history.locked(scope):
+                    if await trio.to_thread.run_sync(self._push, scope, st, limiter=self._limiter):
+                        break
+            else:
+                raise SyncError("the remote kept moving: gave up after 3 rounds")
         except Exception as e:
             st.failures += 1
             st.last_error = str(e) or type(e).__name__
@@ -141,55 +151,69 @@ class Sync:
                     delay,
                 )
             return st
+        finally:
+            if (written or removed) and self.host is not None:
+                self.host.synced(scope, written, removed)
         if st.failures:
             log.info("sync %s with %s: working again", scope, st.remote)
         st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
-        if (written or removed) and self.on_change is not None:
-            self.on_change(scope, written, removed)
         return st
 
-    # -- one round (worker thread, under the scope's lock) ------------------------------
-    def _round(self, scope: Scope, st: State) -> tuple[list[bytes], list[bytes]]:
+    async def _take_in(self, scope: Scope, st: State) -> tuple[list[bytes], list[bytes]]:
+        """Apply what arrived. Calls that change the scope wait meanwhile (a few ms); what
+        callers wrote is committed first, and a file open for writing is never replaced
+        (the arrival becomes a conflict copy beside it)."""
+        async with self.host.hold(scope):
+            await self.history.flush([scope], self.host.open_dirty([scope]))
+            busy = self.host.busy(scope)
+            async with self.history.locked(scope):
+                return await trio.to_thread.run_sync(self._take_fresh, scope, st, busy, limiter=self._limiter)
+
+    # -- the steps (worker threads, under the scope's lock) --------------------------------
+    def _fetch(self, scope: Scope, st: State) -> bool:
+        """Fetch if the remote moved; whether it holds commits we do not."""
         gitdir = str(self.history.repo_dir(scope))
         repo = Repo(self.history.repo_dir(scope))
-        written: list[bytes] = []
-        removed: list[bytes] = []
-        for _attempt in range(3):
-            remote_head = _local_head(st.remote)
+        remote_head = _local_head(st.remote)
+        tracked = repo.r.references.get(TRACKING)
+        if remote_head is False or remote_head != (str(tracked.target) if tracked else None):
+            _git(["fetch", "--quiet", "--no-tags", st.remote, f"+refs/heads/*:{TRACKING[:-4]}*"], gitdir)
             tracked = repo.r.references.get(TRACKING)
-            if remote_head is False or remote_head != (str(tracked.target) if tracked else None):
-                _git(["fetch", "--quiet", "--no-tags", st.remote, f"+refs/heads/*:{TRACKING[:-4]}*"], gitdir)
-            tracked = repo.r.references.get(TRACKING)
-            theirs = tracked.target if tracked is not None else None
-            ours = repo.head()
-            st.moved = {}
-            if theirs is not None and theirs != ours:
-                if ours is None or not repo.r.descendant_of(ours, theirs):
-                    w, r = self._take(scope, repo, ours, theirs, st)
-                    written += w
-                    removed += r
-            ours = repo.head()
-            if ours is None or ours == theirs:
-                break
-            res = _git(["push", "--quiet", st.remote, "refs/heads/main:refs/heads/main"], gitdir, check=False)
-            if res.returncode == 0:
-                repo.r.references.create(TRACKING, ours, force=True)
-                break
-            if (
-                "rejected" not in res.stderr
-                and "fetch first" not in res.stderr
-                and "non-fast-forward" not in res.stderr
-            ):
-                raise SyncError((res.stderr.strip().splitlines() or ["git push failed"])[-1])
-        else:
-            raise SyncError("the remote kept moving: gave up after 3 rounds")
-        head = repo.head()
-        theirs_ref = repo.r.references.get(TRACKING)
-        if head is not None and theirs_ref is not None:
-            st.ahead, st.behind = repo.r.ahead_behind(head, theirs_ref.target)
-        return written, removed
+        theirs, ours = (tracked.target if tracked is not None else None), repo.head()
+        return (
+            theirs is not None and theirs != ours and (ours is None or not repo.r.descendant_of(ours, theirs))
+        )
 
-    def _take(self, scope: Scope, repo: Repo, ours, theirs, st: State) -> tuple[list[bytes], list[bytes]]:
+    def _take_fresh(self, scope: Scope, st: State, busy: set[bytes]) -> tuple[list[bytes], list[bytes]]:
+        repo = Repo(self.history.repo_dir(scope))
+        tracked = repo.r.references.get(TRACKING)
+        ours = repo.head()
+        if tracked is None or tracked.target == ours:
+            return [], []
+        return self._take(scope, repo, ours, tracked.target, st, busy)
+
+    def _push(self, scope: Scope, st: State) -> bool:
+        """Push if we hold commits the remote lacks; False if it moved first (merge again)."""
+        gitdir = str(self.history.repo_dir(scope))
+        repo = Repo(self.history.repo_dir(scope))
+        ours = repo.head()
+        tracked = repo.r.references.get(TRACKING)
+        theirs = tracked.target if tracked is not None else None
+        if ours is not None and ours != theirs:
+            if theirs is not None and not repo.r.descendant_of(ours, theirs):
+                return False  # not merged yet
+            res = _git(["push", "--quiet", st.remote, "refs/heads/main:refs/heads/main"], gitdir, check=False)
+            if res.returncode != 0:
+                if any(w in res.stderr for w in ("rejected", "fetch first", "non-fast-forward")):
+                    return False
+                raise SyncError((res.stderr.strip().splitlines() or ["git push failed"])[-1])
+            repo.r.references.create(TRACKING, ours, force=True)
+            theirs = ours
+        if ours is not None and theirs is not None:
+            st.ahead, st.behind = repo.r.ahead_behind(ours, theirs)
+        return True
+
+    def _take(self, scope: Scope, repo: Repo, ours, theirs, st: State, busy: set[bytes]):
         """Bring their commits in: fast-forward when we have nothing of our own, else merge."""
         base = repo.r.merge_base(ours, theirs) if ours is not None else None
         ours_tree = repo.r[ours].tree_id if ours is not None else None
@@ -198,7 +222,7 @@ class Sync:
         host = theirs_c.committer.email.rpartition("@")[2] or "remote"
         now = int(time.time())
         p = merge.plan(repo, base_tree, ours_tree, theirs_c.tree_id, host, now)
-        written, removed = self._apply(scope, repo, ours_tree, p, host, now)
+        written, removed = self._apply(scope, repo, ours_tree, p, host, now, busy)
         tree = repo.tree_with(ours_tree, p.changes)
         if tree == theirs_c.tree_id:
             repo.r.references.create("refs/heads/main", theirs, force=True)  # fast-forward
@@ -216,10 +240,6 @@ class Sync:
         with Catalog(str(self.history.repo_dir(scope) / "memfs-catalog.sqlite")) as cat:
             cat.catch_up(repo)
             head_tree = repo.head_tree()
-            cat.set_current(
-                {path: repo.lookup(head_tree, path) for path in p.changes}
-                | {path: repo.lookup(head_tree, path) for path in removed}
-            )
             rows = []
             for path in written:
                 try:
@@ -242,7 +262,9 @@ class Sync:
             )
         return written, removed
 
-    def _apply(self, scope: Scope, repo: Repo, ours_tree, p: merge.Plan, host: str, now: int):
+    def _apply(
+        self, scope: Scope, repo: Repo, ours_tree, p: merge.Plan, host: str, now: int, busy: set[bytes]
+    ):
         """Write the plan into the scope's folder. A file that differs from our last commit
         (written since, not yet committed) is never overwritten: their version becomes a
         conflict copy instead, and a removal is skipped (the edit wins)."""
@@ -252,7 +274,7 @@ class Sync:
             entry = p.changes[path]
             expected = repo.lookup(ours_tree, path)
             disk = self.history.disk_blob(scope, path)
-            if disk != (expected[1] if expected is not None else None):
+            if path in busy or disk != (expected[1] if expected is not None else None):
                 del p.changes[path]
                 if entry is None:
                     continue
@@ -263,6 +285,7 @@ class Sync:
             if entry is None:
                 try:
                     store.unlink(scope, path)
+                    log.debug("sync %s: removed %r", scope, path)
                     removed.append(path)
                 except FileNotFoundError:
                     pass
@@ -272,6 +295,7 @@ class Sync:
             data = repo.r[pygit2.Oid(raw=entry[1])].data
             try:
                 self._write(scope, path, data, 0o700 if entry[0] & 0o100 else 0o600)
+                log.debug("sync %s: wrote %r", scope, path)
                 written.append(path)
             except OSError as e:
                 log.warning("sync %s: cannot write %r: %s", scope, path, e)
