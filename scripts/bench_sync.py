@@ -106,7 +106,7 @@ def idle_cpu(base: Path, scopes: int, seconds: float, interval: float) -> float:
     for i in range(scopes):
         remote = base / f"idle-{interval}-{i}.git"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-        teams.append(f"  t{i}: {{members: [alice], remote: {remote}}}\n")
+        teams.append(f"  t{i}: {{members: [], remote: {remote}}}\n")
     cfg = base / f"idle-{interval}.yaml"
     cfg.write_text(USERS + "teams:\n" + "".join(teams) + f"sync: {{interval: {interval}}}\n")
     mnt = base / f"idle-mnt-{interval}"
