@@ -317,3 +317,33 @@ def test_history_section():
             assert needle in str(e)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_remotes_and_sync_section():
+    from memfs.config import ConfigError, parse
+
+    c = parse(
+        {
+            "users": {"alice": {"uid": 1001, "remote": "/srv/a.git"}},
+            "teams": {"eng": {"members": ["alice"], "remote": "git@h:eng/memory.git"}},
+            "sync": {"interval": 1},
+        }
+    )
+    assert (c.users["alice"].remote, c.teams["eng"].remote, c.sync.interval) == (
+        "/srv/a.git",
+        "git@h:eng/memory.git",
+        1,
+    )
+    for bad, needle in (
+        ({"teams": {"eng": {"remote": "https://u:secret@h/x.git"}}}, "no passwords"),
+        ({"teams": {"eng": {"remote": "--upload-pack=evil"}}}, "teams.eng.remote"),
+        ({"teams": {"eng": {"remote": ""}}}, "teams.eng.remote"),
+        ({"sync": {"interval": 0}}, "sync.interval"),
+        ({"teams": {"eng": {"remote": "/x.git"}}, "history": {"enabled": False}}, "sync needs history"),
+    ):
+        try:
+            parse(bad)
+        except ConfigError as e:
+            assert needle in str(e), (bad, e)
+        else:
+            raise AssertionError(f"{bad} accepted")

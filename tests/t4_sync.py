@@ -5,6 +5,8 @@ waits on the background interval."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -238,4 +240,27 @@ def _listening(port: int) -> bool:
         return True
     except OSError:
         time.sleep(0.05)
+        return False
+
+
+def test_a_host_killed_before_syncing_loses_nothing(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo before > team/k.md")
+    sync(a)
+    sync(b, BOB)
+    a.sh(ALICE, "echo after-crash > team/k.md; echo new > team/k2.md")
+    pid = a.pid()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(pid), "daemon gone")
+    a.start()  # clears the dead mount; reconcile commits what the batch never did
+    sync(a)
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/k.md team/k2.md").stdout == "after-crash\nnew\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
         return False

@@ -122,6 +122,7 @@ class Sync:
         st.moved = {}
         written: list[bytes] = []
         removed: list[bytes] = []
+        await self.history.ready(scope)  # after a crash: what the last batch missed, first
         await self.history.flush([scope])
         try:
             for _attempt in range(3):
