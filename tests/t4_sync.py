@@ -264,3 +264,40 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_hostile_remote_cannot_write_outside_the_scope(make_mount, remote, base_dir):
+    """Someone with push access crafts trees git itself would refuse: '..' names, a
+    symlink, a submodule. None of it reaches the disk outside (or as links inside)."""
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo ok > team/fine.md")
+    sync(a)
+    work = base_dir / "evil"
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    git = ["git", "-C", str(work), "-c", "user.name=m", "-c", "user.email=m@x"]
+    blob = subprocess.run(
+        [*git, "hash-object", "-w", "--stdin"], input=b"pwned\n", capture_output=True, check=True
+    )
+    oid = blob.stdout.decode().strip()
+    head_tree = subprocess.run([*git, "rev-parse", "HEAD^{tree}"], capture_output=True, text=True, check=True)
+    entries = subprocess.run(
+        [*git, "ls-tree", head_tree.stdout.strip()], capture_output=True, check=True
+    ).stdout
+    entries += f"100644 blob {oid}\t..\n120000 blob {oid}\tlink.md\n".encode()
+    tree = (
+        subprocess.run([*git, "mktree"], input=entries, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
+    commit = subprocess.run(
+        [*git, "commit-tree", tree, "-p", "HEAD", "-m", "evil"], capture_output=True, text=True
+    )
+    subprocess.run([*git, "push", "-q", "origin", f"{commit.stdout.strip()}:refs/heads/main"], check=True)
+    b.expect_log(r"not applying")
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/fine.md").stdout == "ok\n"
+    assert b.sh(BOB, "ls team").stdout.split() == ["fine.md"]
+    for top in ("teams", "private"):
+        for f in (b.data / top).rglob("*"):
+            assert f.is_dir() or f.read_bytes() != b"pwned\n", f
+    assert "not applying" in b.log()

@@ -23,7 +23,7 @@ import trio
 from ..config import Config
 from ..history import History
 from ..history.catalog import Catalog
-from ..history.gitrepo import Repo, blob_id
+from ..history.gitrepo import BLOB, EXEC, Repo, blob_id
 from ..policy import Kind, Scope
 from . import merge
 
@@ -33,6 +33,11 @@ TRACKING = "refs/remotes/sync/main"
 GIT_TIMEOUT = 120
 MAX_BACKOFF = 300.0
 SYNC_AUTHOR = "memfs-sync"
+
+
+def safe_path(path: bytes) -> bool:
+    """A path that stays inside its scope: no empty, '.' or '..' component, no NUL."""
+    return bool(path) and b"\0" not in path and all(c not in (b"", b".", b"..") for c in path.split(b"/"))
 
 
 class SyncError(Exception):
@@ -273,6 +278,13 @@ class Sync:
         store = self.history.store
         for path in list(p.changes):
             entry = p.changes[path]
+            if not safe_path(path) or (entry is not None and entry[0] not in (BLOB, EXEC)):
+                # a remote's tree is anyone's input: '..', a symlink or a submodule is not written
+                log.warning(
+                    "sync %s: not applying %r (mode %s) from the remote", scope, path, entry and oct(entry[0])
+                )
+                del p.changes[path]
+                continue
             expected = repo.lookup(ours_tree, path)
             disk = self.history.disk_blob(scope, path)
             if path in busy or disk != (expected[1] if expected is not None else None):
