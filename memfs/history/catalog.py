@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pygit2
 
-from .gitrepo import Repo
+from .gitrepo import Repo, safe_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -212,7 +212,7 @@ class Catalog:
 
     def _record(self, repo: Repo, c, parent_tree) -> None:
         user, t = c.author.name, c.author.time
-        changes = list(repo.diff(parent_tree, c.tree_id))
+        changes = [ch for ch in repo.diff(parent_tree, c.tree_id) if safe_path(ch[0])]
         if len(c.parents) > 1:  # a merge: what came from the other side was recorded with its commits
             other = c.parents[1].tree_id
             changes = [ch for ch in changes if ch[2] is None or repo.lookup(other, ch[0]) != ch[2]]

@@ -28,6 +28,12 @@ LARGE = 64 << 10  # blobs from here on are hashed and compressed with the GIL re
 Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
 
 
+def safe_path(path: bytes) -> bool:
+    """A path that stays inside its scope: no empty, '.' or '..' component, no NUL. A tree
+    from a remote is anyone's input; git itself would refuse these, a crafted push may not."""
+    return bool(path) and b"\0" not in path and all(c not in (b"", b".", b"..") for c in path.split(b"/"))
+
+
 def blob_id(data: bytes) -> bytes:
     """A blob's raw object id. hashlib lets other threads run while it hashes a large
     file; pygit2.hash holds the GIL throughout (36 ms for 10 MiB, measured)."""

@@ -23,7 +23,7 @@ import trio
 from ..config import Config
 from ..history import History
 from ..history.catalog import Catalog
-from ..history.gitrepo import BLOB, EXEC, Repo, blob_id
+from ..history.gitrepo import BLOB, EXEC, Repo, blob_id, safe_path
 from ..policy import Kind, Scope
 from . import merge
 
@@ -33,11 +33,6 @@ TRACKING = "refs/remotes/sync/main"
 GIT_TIMEOUT = 120
 MAX_BACKOFF = 300.0
 SYNC_AUTHOR = "memfs-sync"
-
-
-def safe_path(path: bytes) -> bool:
-    """A path that stays inside its scope: no empty, '.' or '..' component, no NUL."""
-    return bool(path) and b"\0" not in path and all(c not in (b"", b".", b"..") for c in path.split(b"/"))
 
 
 class SyncError(Exception):
