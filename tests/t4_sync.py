@@ -301,3 +301,35 @@ def test_a_hostile_remote_cannot_write_outside_the_scope(make_mount, remote, bas
         for f in (b.data / top).rglob("*"):
             assert f.is_dir() or f.read_bytes() != b"pwned\n", f
     assert "not applying" in b.log()
+
+
+def test_a_host_killed_mid_sync_recovers(make_mount, remote):
+    (a,) = hosts(make_mount, remote, n=1)
+    a.py(ALICE, "for i in range(20): open(f'team/f{i}.md', 'w').write(f'file {i}\\n')")
+    sync(a)
+    cfg = CONFIG.format(remote=remote, alice_remote="")
+    b = make_mount(cfg, sub="crashy", env={"MEMFS_HOST": "crashy", "MEMFS_SYNC_CRASH_AFTER": "5"})
+    pid = b.pid()
+    b.run(BOB, memfs_cmd("sync", "--mount", str(b.mnt)), check=False)  # dies after 5 files
+    wait_for(lambda: not _alive(pid), "daemon died mid-apply")
+    b.env.pop("MEMFS_SYNC_CRASH_AFTER")
+    b.start()
+    sync(b, BOB)
+    out = b.py(BOB, "print(''.join(open(f'team/f{i}.md').read() for i in range(20)), end='')").stdout
+    assert out == "".join(f"file {i}\n" for i in range(20))
+    assert not [n for n in b.sh(BOB, "ls team").stdout.split() if ".conflict-" in n]
+    sync(a)
+    assert a.sh(ALICE, "ls team | wc -l").stdout.strip() == "20"
+
+
+def test_a_member_removed_on_one_host(make_mount, remote):
+    a, b = hosts(make_mount, remote)
+    a.sh(ALICE, "echo shared > team/s.md")
+    sync(a)
+    b.config.write_text(CONFIG.format(remote=remote, alice_remote="").replace("[alice, bob]", "[alice]"))
+    b.restart()
+    sync(b, ALICE)
+    assert b.sh(ALICE, "cat team/s.md").stdout == "shared\n"
+    assert b.sh(BOB, "cat team/s.md", check=False).returncode != 0
+    out = b.run(BOB, memfs_cmd("sync", "--mount", str(b.mnt))).stdout
+    assert "team:eng" not in out

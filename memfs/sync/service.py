@@ -30,6 +30,8 @@ from . import merge
 log = logging.getLogger(__name__)
 
 TRACKING = "refs/remotes/sync/main"
+# test hook: die (as kill -9 would) after writing this many arrived files in one apply
+_CRASH_AFTER = int(os.environ.get("MEMFS_SYNC_CRASH_AFTER", "0") or 0)
 GIT_TIMEOUT = 120
 MAX_BACKOFF = 300.0
 SYNC_AUTHOR = "memfs-sync"
@@ -305,6 +307,8 @@ class Sync:
                 self._write(scope, path, data, 0o700 if entry[0] & 0o100 else 0o600)
                 log.debug("sync %s: wrote %r", scope, path)
                 written.append(path)
+                if _CRASH_AFTER and len(written) >= _CRASH_AFTER:
+                    os._exit(9)
             except OSError as e:
                 log.warning("sync %s: cannot write %r: %s", scope, path, e)
                 p.changes.pop(path, None)
