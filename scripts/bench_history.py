@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from memfs import layout  # noqa: E402
 from memfs.config import HistoryConf  # noqa: E402
-from memfs.history.catalog import CATALOG_NAME, Catalog  # noqa: E402
+from memfs.history.catalog import Catalog  # noqa: E402
 from memfs.history.gitrepo import Repo  # noqa: E402
 from memfs.history.service import History  # noqa: E402
 from memfs.policy import Kind, Scope  # noqa: E402
@@ -104,7 +104,7 @@ def build(data: Path, entries: int, versions: int) -> None:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(body(i, versions - 1))
     t0 = time.time()
-    with Catalog(str(gitdir / CATALOG_NAME)) as cat:
+    with Catalog.of(gitdir) as cat:
         cat.catch_up(Repo(gitdir))
     print(f"catalog built in {time.time() - t0:.0f} s", file=sys.stderr)
     t0 = time.time()

@@ -108,6 +108,7 @@ def test_catalog_records_versions_renames_and_deletes(repo, tmp_path):
         assert {n for _, n in cat.children(b"")} == {b"a.md", b"b.md", b"c.md", b"notes", b"archive"}
         assert set(cat.current()) == {b"b.md", b"archive/n.md", b"c.md"}
         assert cat.catch_up(repo) == 0
+        assert cat.version_bytes() == cat.stats()[1]  # the running total matches a count
 
 
 def test_prune_keeps_what_the_base_holds(repo, tmp_path):
@@ -135,3 +136,4 @@ def test_prune_keeps_what_the_base_holds(repo, tmp_path):
         assert cat.versions(b"y") == [] and cat.node_id(b"y") is None
         assert len(repo.commits_since(None)) == 2
         assert cat.catch_up(repo) == 0  # the rewritten branch is what it recorded
+        assert cat.version_bytes() == cat.stats()[1] == 4

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pygit2
 
@@ -151,7 +152,16 @@ class Change:
 _VERSION_COLS = "id, path, name, time, user, op, blob, size"
 
 
+def catalog_file(gitdir: Path) -> Path:
+    """Where a scope's catalog lives: inside its git directory (git ignores it)."""
+    return gitdir / CATALOG_NAME
+
+
 class Catalog:
+    @classmethod
+    def of(cls, gitdir: Path) -> Catalog:
+        return cls(str(catalog_file(gitdir)))
+
     def __init__(self, path: str, readonly: bool = False):
         if readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
@@ -226,6 +236,7 @@ class Catalog:
                 "INSERT INTO log(time, user, op, path, new_path) VALUES(?,?,?,?,?)", (t, user, "R", old, new)
             )
         seen_nodes: set[bytes] = set()
+        added = 0
         for path, old, new in changes:
             moved = any(path == o or path.startswith(o + b"/") for o, _ in renames)
             if new is None:
@@ -238,6 +249,7 @@ class Catalog:
                 self._log(t, user, op, path)
             blob_hex = new[1].hex()
             size = repo.size(pygit2.Oid(raw=new[1]))
+            added += size
             cur = self.db.execute(
                 f"INSERT INTO versions({_VERSION_COLS[4:]}) VALUES(?,?,?,?,?,?,?)",
                 (path, b"", t, user, op, blob_hex, size),
@@ -245,6 +257,22 @@ class Catalog:
             name = version_name(path, t, user, cur.lastrowid)
             self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, cur.lastrowid))
             self._node(path, seen_nodes)
+        self._grow(added)
+
+    def version_bytes(self) -> int:
+        """Bytes in all versions, kept as a running total: a batch must not scan them all."""
+        total = self.get("bytes")
+        if total is None:
+            total = self.db.execute("SELECT coalesce(sum(size), 0) FROM versions").fetchone()[0]
+            self.set("bytes", str(total))
+        return int(total)
+
+    def _grow(self, added: int) -> None:
+        total = self.get("bytes")
+        if total is None:
+            self.version_bytes()  # a first count, which sees the rows just added
+        elif added:
+            self.set("bytes", str(int(total) + added))
 
     def _log(self, t: int, user: str, op: str, path: bytes) -> None:
         self.db.execute("INSERT INTO log(time, user, op, path) VALUES(?,?,?,?)", (t, user, op, path))
@@ -358,6 +386,7 @@ class Catalog:
             "DELETE FROM versions WHERE time<? AND id NOT IN (SELECT id FROM keep)", (cutoff,)
         ).rowcount
         self.db.execute("DELETE FROM log WHERE time<?", (cutoff,))
+        self.db.execute("DELETE FROM meta WHERE key='bytes'")  # counted again on next need
         # folders (and paths) left without any version below them disappear from the listing
         while True:
             gone = self.db.execute(

@@ -30,7 +30,7 @@ from .. import layout
 from ..config import HistoryConf
 from ..policy import Scope
 from ..store import Store, walk_tree
-from .catalog import CATALOG_NAME, Catalog, rename_lines
+from .catalog import Catalog, rename_lines
 from .gitrepo import BLOB, EXEC, Repo, blob_id
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class History:
         self.hostname = hostname or os.environ.get("MEMFS_HOST") or socket.gethostname()
         self._pending: dict[Scope, list[Event]] = {}
         self._paths: dict[Scope, set[bytes]] = {}  # paths with pending events
+        self._dir_moves: set[Scope] = set()  # scopes with a pending folder move: any path may be in it
         self._rescan: set[Scope] = set()
         self._locks: dict[Scope, trio.Lock] = {}
         self._limiter = trio.CapacityLimiter(4)
@@ -100,22 +101,23 @@ class History:
             self._rescan.add(scope)
             self._pending.pop(scope)
             self._paths.pop(scope, None)
+            self._dir_moves.discard(scope)
             return
         events.append(ev)
         self._paths.setdefault(scope, set()).add(ev.path)
+        if ev.is_dir:
+            self._dir_moves.add(scope)
 
     def pending(self, scope: Scope) -> bool:
         return scope in self._pending or scope in self._rescan
 
     def is_pending(self, scope: Scope, path: bytes) -> bool:
         """Has this path (or, after a folder rename, anything) changed since the last batch?"""
-        return scope in self._rescan or path in self._paths.get(scope, ()) or self._moved_dirs(scope)
-
-    def _moved_dirs(self, scope: Scope) -> bool:
-        return any(e.is_dir for e in self._pending.get(scope, ()))
+        return scope in self._rescan or scope in self._dir_moves or path in self._paths.get(scope, ())
 
     # -- committing ------------------------------------------------------------------
-    def _lock(self, scope: Scope) -> trio.Lock:
+    def locked(self, scope: Scope) -> trio.Lock:
+        """The scope's lock: whoever moves its branch (commits, reconcile, retention, sync) holds it."""
         lock = self._locks.get(scope)
         if lock is None:
             lock = self._locks[scope] = trio.Lock()
@@ -139,9 +141,10 @@ class History:
                 n.start_soon(self._flush_scope, scope)
 
     async def _flush_scope(self, scope: Scope) -> None:
-        async with self._lock(scope):
+        async with self.locked(scope):
             events = self._pending.pop(scope, [])
             self._paths.pop(scope, None)
+            self._dir_moves.discard(scope)
             rescan = scope in self._rescan
             self._rescan.discard(scope)
             if not events and not rescan:
@@ -163,13 +166,11 @@ class History:
                 else:
                     self._pending[scope] = events + self._pending.get(scope, [])
                     self._paths.setdefault(scope, set()).update(e.path for e in events)
+                    if any(e.is_dir for e in events):
+                        self._dir_moves.add(scope)
 
     def repo_dir(self, scope: Scope) -> Path:
         return layout.history_dir(self.data, scope)
-
-    def locked(self, scope: Scope) -> trio.Lock:
-        """The scope's lock: whoever moves its branch (commits, reconcile, retention, sync) holds it."""
-        return self._lock(scope)
 
     def disk_blob(self, scope: Scope, path: bytes) -> bytes | None | object:
         """The blob id of a file as it is on disk now; None if absent."""
@@ -180,9 +181,9 @@ class History:
 
     @contextmanager
     def _open(self, scope: Scope):
-        path = layout.history_dir(self.data, scope)
+        path = self.repo_dir(scope)
         repo = Repo(path)
-        cat = Catalog(str(path / CATALOG_NAME))
+        cat = Catalog.of(path)
         try:
             yield repo, cat
         finally:
@@ -270,18 +271,20 @@ class History:
             seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
         when = int(now)
         committer = self._sig("memfs", when)
+        made = 0
         for user, changes in by_user.items():
             moved = renames.get(user, [])[:MAX_RENAME_LINES]
             n = len(changes)
             msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n\n{rename_lines(moved)}"
-            if repo.commit(changes, self._sig(user, when), committer, msg) is not None:
-                self._commits[scope] = self._commits.get(scope, 0) + 1
+            made += repo.commit(changes, self._sig(user, when), committer, msg) is not None
         cat.catch_up(repo)
         cat.remember_stat(seen)
-        if by_user:
-            if cat.stats()[1] > self.conf.max_bytes:
+        if made:
+            if cat.version_bytes() > self.conf.max_bytes:
                 self._over.add(scope)
-            if self._commits.get(scope, 0) % GC_EVERY == 0:
+            before = self._commits.get(scope, 0)
+            self._commits[scope] = before + made
+            if before // GC_EVERY != (before + made) // GC_EVERY:
                 self._gc(repo, scope, auto=True)
 
     def _gc(self, repo: Repo, scope: Scope, auto: bool) -> None:
@@ -315,7 +318,7 @@ class History:
         restart sees what a crash left uncommitted."""
         if scope not in self._unreconciled:
             return
-        async with self._lock(scope):
+        async with self.locked(scope):
             if scope not in self._unreconciled:
                 return
             skip = {e.path for e in self._pending.get(scope, [])}
@@ -367,7 +370,7 @@ class History:
                 last = now
             for scope in scopes:
                 self._over.discard(scope)
-                async with self._lock(scope):
+                async with self.locked(scope):
                     try:
                         await trio.to_thread.run_sync(self.prune, scope, time.time(), limiter=self._limiter)
                     except Exception:

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 import trio
 from pyfuse3 import EntryAttributes, FUSEError
 
-from .. import layout, policy
+from .. import policy
 from ..identity import Identities
 from ..policy import Access, Kind, Principal, Scope, readable_scopes
 from ..store import child_path
-from .catalog import CATALOG_NAME, Catalog, quote_path
+from .catalog import Catalog, catalog_file, quote_path
 from .gitrepo import Repo
 from .service import History
 
@@ -76,7 +76,7 @@ class HistoryView:
         if scope in self._readers:
             self._readers.move_to_end(scope)
             return self._readers[scope]
-        path = layout.history_dir(self.history.data, scope) / CATALOG_NAME
+        path = catalog_file(self.history.repo_dir(scope))
         cat = Catalog(str(path)) if path.exists() else None
         if cat is not None:
             self._readers[scope] = cat
@@ -96,7 +96,7 @@ class HistoryView:
         for s in scopes:
             await self.history.ready(s)
         wanted = [s for s in scopes if policy.access(p, s) >= Access.WRITE or p.uid == 0]
-        touched = [t for t in self.open_dirty(wanted) if t[0] in wanted]
+        touched = self.open_dirty(wanted)
         if touched or any(self.history.pending(s) for s in wanted):
             await self.history.flush(wanted, touched)
 
@@ -249,7 +249,7 @@ class HistoryView:
         v = cat.version(row) if cat is not None else None
         if v is None:
             raise FUSEError(errno.ENOENT)
-        path = layout.history_dir(self.history.data, scope)
+        path = self.history.repo_dir(scope)
         try:
             return await trio.to_thread.run_sync(lambda: Repo(path).read(v.blob), limiter=limiter)
         except KeyError:
@@ -259,12 +259,11 @@ class HistoryView:
         scopes = readable_scopes(p)
         await self._fresh(p, scopes)
         prefixes = {s: os.fsencode(view_prefix(s)) for s in scopes}
-        data = self.history.data
 
         def build() -> bytes:
             rows = []
             for s in scopes:
-                f = layout.history_dir(data, s) / CATALOG_NAME
+                f = catalog_file(self.history.repo_dir(s))
                 if f.exists():
                     with Catalog(str(f)) as cat:
                         rows.append([(c.time, c.id, s, c) for c in cat.log(LOG_LINES)])

@@ -240,7 +240,7 @@ class Sync:
             parents = [ours, theirs] if ours is not None else [theirs]
             oid = repo.r.create_commit(None, sig, committer, msg, tree, parents)
             repo.r.references.create("refs/heads/main", oid, force=True)
-        with Catalog(str(self.history.repo_dir(scope) / "memfs-catalog.sqlite")) as cat:
+        with Catalog.of(self.history.repo_dir(scope)) as cat:
             cat.catch_up(repo)
             head_tree = repo.head_tree()
             rows = []
