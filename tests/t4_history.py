@@ -303,3 +303,13 @@ def test_history_off(make_mount):
     m.sh(ALICE, "echo x > x.md")
     assert m.sh(ALICE, "ls .memfs/history", check=False).returncode != 0
     assert not list((m.data / "history").glob("*/*.git"))
+
+
+def test_max_bytes_drops_the_oldest_versions_first(make_mount):
+    m = make_mount(CONFIG + "history: {max_bytes: 100}\n")
+    for v in ("a", "b", "c"):
+        m.sh(ALICE, f"printf '{v * 60}' > big.md; ls .memfs/history/big.md > /dev/null")
+    wait_for(lambda: "pruned" in m.log(), "retention past max_bytes")
+    names = versions(m, ALICE, "big.md")
+    assert [m.sh(ALICE, f"cat .memfs/history/big.md/{n}").stdout for n in names] == ["c" * 60]
+    assert m.sh(ALICE, "cat big.md").stdout == "c" * 60

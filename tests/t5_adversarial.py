@@ -312,3 +312,36 @@ def test_whoami_shows_usage(am):
     assert "team_bytes" not in who
     data = json.dumps(who)
     assert "alice" not in data
+
+
+def test_history_flooding_hurts_only_the_flooder(am):
+    """mallory rewrites one file in a tight loop (every open for writing commits the last
+    version first), floods renames, and names a file to forge log lines; alice's writes,
+    history and log go on, and none of mallory's changes reach them."""
+    flood = spawn(
+        am,
+        MALLORY,
+        """
+        import os
+        open("forged\\n2026-01-01T00:00:00Z alice D secret.md", "w").write("x")
+        for i in range(300):
+            with open("churn.md", "w") as f:
+                f.write("v%d " % i * 200)
+            os.rename("churn.md", "moved.md"); os.rename("moved.md", "churn.md")
+        """,
+    )
+    try:
+        for i in range(5):
+            am.sh(ALICE, f"echo 'alice {i}' > mine.md; ls .memfs/history/mine.md > /dev/null")
+    finally:
+        assert flood.wait(timeout=TIMEOUT) == 0
+    names = sorted(am.sh(ALICE, "ls .memfs/history/mine.md").stdout.split())
+    assert [am.sh(ALICE, f"cat .memfs/history/mine.md/{n}").stdout for n in names] == [
+        f"alice {i}\n" for i in range(5)
+    ]
+    alice_log = am.sh(ALICE, "cat .memfs/log").stdout
+    assert "mallory" not in alice_log and "secret.md" not in alice_log
+    mallory_log = am.sh(MALLORY, "cat .memfs/log").stdout.splitlines()
+    assert all(line[:4].isdigit() for line in mallory_log)  # the newline name stayed quoted
+    assert len(am.sh(MALLORY, "ls .memfs/history/churn.md").stdout.split()) > 1
+    alive(am)

@@ -69,6 +69,7 @@ class History:
         self._failures: dict[Scope, int] = {}
         self._commits: dict[Scope, int] = {}
         self._over: set[Scope] = set()  # past max_bytes: prune soon
+        self._prune_soon = trio.Event()
         self.reconciled = trio.Event()
         self.on_commit = None  # scope -> None, after a batch was committed (sync pushes it)
         self.shared: set[Scope] = set()  # scopes synced with a remote: retention never rewrites them
@@ -155,6 +156,8 @@ class History:
                 else:
                     await trio.to_thread.run_sync(self._commit, scope, events, limiter=self._limiter)
                 self._failures.pop(scope, None)
+                if scope in self._over:
+                    self._prune_soon.set()
                 if self.on_commit is not None:
                     self.on_commit(scope)
             except Exception as e:
@@ -358,7 +361,7 @@ class History:
 
     # -- retention ---------------------------------------------------------------------
     async def run_retention(self) -> None:
-        """After reconcile, then every few hours (and soon after a scope passes max_bytes):
+        """After reconcile, then every few hours (and as soon as a scope passes max_bytes):
         prune versions older than keep_days, or the oldest past max_bytes, and gc."""
         await self.reconciled.wait()
         last = -PRUNE_EVERY
@@ -375,7 +378,9 @@ class History:
                         await trio.to_thread.run_sync(self.prune, scope, time.time(), limiter=self._limiter)
                     except Exception:
                         log.exception("history %s: retention failed", scope)
-            await trio.sleep(60)
+            self._prune_soon = trio.Event()
+            with trio.move_on_after(60):
+                await self._prune_soon.wait()
 
     def prune(self, scope: Scope, now: float) -> int:
         """Apply retention to one scope (worker thread, under its lock). Returns versions dropped."""
