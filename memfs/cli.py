@@ -59,7 +59,7 @@ def cmd_search(args) -> int:
     handle = Path(args.mount) / ".memfs" / ("query.json" if args.json else "query")
     try:
         with open(handle, "r+b", buffering=0) as f:
-            f.write(args.query.encode())
+            f.write((f"mode:{args.mode} {args.query}" if args.mode else args.query).encode())
             out = b"".join(iter(lambda: f.read(65536), b""))
     except FileNotFoundError:
         return _fail(f"{args.mount} is not a memfs mount (no {handle}); use --mount")
@@ -88,7 +88,7 @@ def cmd_sync(args) -> int:
 def cmd_reindex(args) -> int:
     from tqdm import tqdm
 
-    from .index import Index, IndexBusy
+    from .index import Index, IndexBusy, embed
     from .store import Store
 
     data = Path(args.data).absolute()
@@ -100,7 +100,11 @@ def cmd_reindex(args) -> int:
         return _fail(str(e))
     store = Store(data, cfg.limits.max_file_bytes)
     try:
-        index = Index(data, store, cfg.memory.types)
+        embedder = embed.load(cfg.search)
+    except embed.EmbedderError as e:
+        return _fail(str(e))
+    try:
+        index = Index(data, store, cfg.memory.types, embedder)
     except IndexBusy:
         return _fail(f"the index in {data} is in use by a running memfs: unmount it first")
     except (OSError, ValueError) as e:
@@ -216,8 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("mountpoint")
     u.set_defaults(func=cmd_umount)
 
-    s = sub.add_parser("search", help="ranked full-text search of the memory you may read")
+    s = sub.add_parser("search", help="ranked search (keyword, semantic or both) of the memory you may read")
     s.add_argument("query")
+    s.add_argument(
+        "--mode",
+        choices=("hybrid", "keyword", "semantic"),
+        help="how to rank (default hybrid: keyword and semantic together); same as mode: in the query",
+    )
     s.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     s.add_argument("--json", action="store_true", help="JSON for scripts")
     s.set_defaults(func=cmd_search)

@@ -37,6 +37,11 @@ DEFAULT_CONFIG_TEXT = """\
 #   open_queries: 64          # of those, .memfs/ files (search results, query handles)
 # index:
 #   enabled: true             # false: no search index (no .memfs/search)
+# search:
+#   embedder: wordllama       # semantic search, offline: wordllama | none (keyword only) | fastembed
+#   dim: 256                  # wordllama: 64, 128 or 256
+#   model: BAAI/bge-small-en-v1.5   # fastembed: a model already on disk
+#   cache_dir: /var/lib/memfs-models # fastembed: where that model is (nothing is downloaded)
 # sync:                       # teams.<t>.remote / users.<u>.remote: a git URL or path to sync with
 #   interval: 5               # seconds between fetches; pushes follow local commits
 # history:                   # every change kept in git, per scope: .memfs/history/, .memfs/log
@@ -114,6 +119,14 @@ class IndexConf:
 
 
 @dataclass(frozen=True)
+class SearchConf:
+    embedder: str = "wordllama"  # wordllama | none | fastembed
+    dim: int = 256  # wordllama's dimensions (a prefix of its 256)
+    model: str = ""  # fastembed: the model's name
+    cache_dir: str | None = None  # fastembed: the folder holding it
+
+
+@dataclass(frozen=True)
 class HistoryConf:
     enabled: bool = True
     batch_seconds: float = 2.0
@@ -151,6 +164,7 @@ class Config:
     context: ContextConf = field(default_factory=ContextConf)
     history: HistoryConf = field(default_factory=HistoryConf)
     sync: SyncConf = field(default_factory=SyncConf)
+    search: SearchConf = field(default_factory=SearchConf)
     source: str = "<default>"
 
 
@@ -199,7 +213,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         "config",
         data,
         {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"}
-        | {"sync"},
+        | {"sync", "search"},
     )
     users = _users(top.get("users"))
     teams = _teams(top.get("teams"))
@@ -224,6 +238,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         _context(top.get("context")),
         _history(top.get("history")),
         _sync(top.get("sync"), users, teams, top.get("history")),
+        _search(top.get("search")),
         source,
     )
 
@@ -342,6 +357,24 @@ def _sync(value: object, users, teams, history) -> SyncConf:
     if remotes and isinstance(history, dict) and history.get("enabled") is False:
         raise ConfigError("sync needs history: remotes are set but history.enabled is false")
     return conf
+
+
+def _search(value: object) -> SearchConf:
+    s = _keys("search", value, {"embedder", "dim", "model", "cache_dir"})
+    d = SearchConf()
+    embedder = s.get("embedder", d.embedder)
+    if embedder not in ("wordllama", "none", "fastembed"):
+        raise ConfigError(f"search.embedder: expected wordllama, none or fastembed, got {embedder!r}")
+    dim = _int("search.dim", s.get("dim", d.dim), 1)
+    if embedder == "wordllama" and dim not in (64, 128, 256):
+        raise ConfigError(f"search.dim: wordllama offers 64, 128 or 256 dimensions, got {dim}")
+    model = s.get("model", d.model)
+    if not isinstance(model, str) or (embedder == "fastembed" and not model.strip()):
+        raise ConfigError("search.model: fastembed needs the name of a model on disk")
+    cache_dir = s.get("cache_dir", d.cache_dir)
+    if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir.startswith("/")):
+        raise ConfigError(f"search.cache_dir: expected an absolute path, got {cache_dir!r}")
+    return SearchConf(embedder, dim, model, cache_dir)
 
 
 def _history(value: object) -> HistoryConf:

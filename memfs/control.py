@@ -25,7 +25,7 @@ from . import layout, policy
 from .history import History
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
-from .index import Hit, Index, IndexUnavailable, display_path
+from .index import Hit, Index, IndexUnavailable, QueryError, display_path
 from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
 from .policy import Kind, Principal, Scope, readable_scopes
 from .store import Store
@@ -361,7 +361,12 @@ class Control:
     async def search(self, p: Principal, query: str, as_json: bool) -> bytes:
         scopes = readable_scopes(p)
         await self._flush(p, scopes)
-        hits, total = await self.index.search(scopes, query, MAX_RESULTS, limiter=self.limiter(p))
+        try:
+            hits, total = await self.index.search(scopes, query, MAX_RESULTS, limiter=self.limiter(p))
+        except QueryError as e:  # said in the results, where the asker reads
+            if as_json:
+                return (json.dumps({"query": query, "error": str(e), "total": 0, "hits": []}) + "\n").encode()
+            return f"# Search: {' '.join(query.split())}\n\nError: {e}\n".encode()
         if as_json:
             return (
                 json.dumps(
@@ -381,6 +386,7 @@ class Control:
             "snippet": h.snippet,
             "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.mtime_ns / 1e9)),
             "problems": h.problems,
+            "rankers": list(h.rankers),
         }
 
     # -- agent views: context.md, index.md, status --------------------------------------
@@ -464,7 +470,9 @@ def render_markdown(query: str, total: int, hits: list[tuple[str, Hit]]) -> byte
     out = [f"# Search: {q}", "", f"{shown} result{'s' if total != 1 else ''}", ""]
     for i, (path, h) in enumerate(hits, 1):
         out.append(f"## {i}. {path}")
-        out.append(f"- score: {h.score:.2f}")
+        out.append(f"- score: {h.score:.3g}")
+        if h.rankers:
+            out.append(f"- found by: {', '.join(h.rankers)}")
         if h.name:
             out.append(f"- name: {h.name}")
         if h.type:

@@ -29,7 +29,7 @@ from . import guard
 from .fs import Operations
 from .history import History
 from .identity import Identities
-from .index import Index, IndexUnavailable
+from .index import Index, IndexUnavailable, embed
 from .store import Store
 from .sync import Sync, remotes
 
@@ -162,6 +162,7 @@ async def _serve(ops: Operations, index: Index | None, history: History | None, 
         if index is not None:
             nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
             nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
+            nursery.start_soon(supervised, "index embedding", index.run_backfill, name="embedding")
         if history is not None:
             nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
             nursery.start_soon(supervised, "history reconcile", history.reconcile, name="history reconcile")
@@ -201,7 +202,13 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     if spec.debug:
         guard.enable_trace()
     try:
-        index = Index(spec.data, store, cfg.memory.types) if cfg.index.enabled else None
+        embedder = embed.load(cfg.search) if cfg.index.enabled else None
+    except embed.EmbedderError as e:
+        log.error("%s", e)
+        report(f"error: {e}")
+        return 1
+    try:
+        index = Index(spec.data, store, cfg.memory.types, embedder) if cfg.index.enabled else None
     except Exception as e:  # tantivy: locked by another daemon, unreadable files
         log.error("cannot open the index in %s: %s", spec.data / "index", e)
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")

@@ -74,7 +74,7 @@ async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch, 
     write(index, b"bad.md", "bad dugong")
     real_add = index._add
 
-    def add(w, scope, path, key):
+    def add(w, scope, path, key):  # noqa: D401
         if path == b"bad.md":
             raise ValueError("odd file")
         return real_add(w, scope, path, key)
@@ -100,10 +100,10 @@ async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch, c
     real = index._apply_scope
     broken = {MALLORY}
 
-    def apply_scope(scope, ops):
+    def apply_scope(scope, ops, embed=True):
         if scope in broken:
             raise OSError(errno.EIO, "Input/output error")
-        return real(scope, ops)
+        return real(scope, ops, embed)
 
     monkeypatch.setattr(index, "_apply_scope", apply_scope)
     for _attempt in range(service.MAX_FAILURES):
@@ -195,10 +195,10 @@ async def test_a_search_waits_for_its_scope_commit_in_flight(index, monkeypatch)
     started, release = threading.Event(), threading.Event()
     real = index._apply_scope
 
-    def slow(scope, ops):
+    def slow(scope, ops, embed=True):
         started.set()
         release.wait(30)
-        return real(scope, ops)
+        return real(scope, ops, embed)
 
     monkeypatch.setattr(index, "_apply_scope", slow)
     found = []

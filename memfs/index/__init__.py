@@ -1,16 +1,25 @@
-"""Search: one Tantivy index per scope, kept in step with the files."""
+"""Search: one Tantivy index and one set of vectors per scope, kept in step with the files."""
 
-from ..layout import resolve_view_path
-from .query import split_filters
-from .scan import scan_entries, walk_entries
-from .schema import display_path, doc_key, is_entry, path_bytes, path_text
-from .service import Hit, Index, IndexBusy, IndexUnavailable
+import os
+
+# numpy's BLAS would start a thread per core for a 256-float dot product: the daemon's
+# threads are bounded by its own limiters.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from ..layout import resolve_view_path  # noqa: E402
+from . import embed  # noqa: E402
+from .query import QueryError, split_filters  # noqa: E402
+from .scan import scan_entries, walk_entries  # noqa: E402
+from .schema import display_path, doc_key, is_entry, path_bytes, path_text  # noqa: E402
+from .service import Hit, Index, IndexBusy, IndexUnavailable  # noqa: E402
 
 __all__ = [
     "Hit",
     "Index",
     "IndexBusy",
     "IndexUnavailable",
+    "QueryError",
+    "embed",
     "display_path",
     "doc_key",
     "is_entry",

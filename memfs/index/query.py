@@ -17,13 +17,20 @@ MAX_TERMS = 64  # tokens handed to the parser as syntax
 MAX_WORDS = 1024  # plain words: the parser reads these without recursion
 MAX_DEPTH = 8
 
-_FILTER_RE = re.compile(r'(?:^|\s)(type|scope|path|tag):("[^"]*"|\S+)')
+_FILTER_RE = re.compile(r'(?:^|\s)(type|scope|path|tag|mode):("[^"]*"|\S+)')
+MODES = ("hybrid", "keyword", "semantic")
+
+
+class QueryError(ValueError):
+    """A query memfs cannot run as asked (an unknown mode:); the message says why."""
+
+
 _TOKEN_RE = re.compile(r"[()]|[^\s()]+")
 _WORD_RE = re.compile(r"\w+")
 
 
 def split_filters(text: str) -> tuple[str, dict[str, list[str]]]:
-    """Pull memfs's own filters (type: scope: path: tag:) out of a query."""
+    """Pull memfs's own filters (type: scope: path: tag: mode:) out of a query."""
     filters: dict[str, list[str]] = {}
 
     def take(m: re.Match) -> str:
@@ -61,3 +68,19 @@ def bounded(text: str, plain: bool = False) -> tuple[str, bool]:
             if len(words) == MAX_WORDS:
                 break
     return " ".join(words), True
+
+
+def mode_of(filters: dict[str, list[str]]) -> str:
+    """The ranking a query asks for (mode:keyword|semantic|hybrid; hybrid by default)."""
+    modes = {m.lower() for m in filters.get("mode", [])}
+    for m in modes:
+        if m not in MODES:
+            raise QueryError(f"unknown mode:{m} (use mode:hybrid, mode:keyword or mode:semantic)")
+    if len(modes) > 1:
+        raise QueryError(f"one mode per query, got {', '.join(sorted(modes))}")
+    return modes.pop() if modes else "hybrid"
+
+
+def words_of(text: str) -> str:
+    """A query's plain words (no syntax): what the semantic side embeds."""
+    return bounded(text, plain=True)[0]

@@ -6,8 +6,9 @@ import tantivy
 
 from ..policy import Scope
 
-SCHEMA_VERSION = "3"  # 3: one index per scope, `dirs` for folder moves
-TEXT_FIELDS = ["name", "description", "tags", "body"]
+SCHEMA_VERSION = "4"  # 3: one index per scope, `dirs` for folder moves; 4: `stem`
+TEXT_FIELDS = ["name", "description", "tags", "body", "stem"]
+STEM_TOKENIZER = "memfs_en"
 MAX_BODY_CHARS = 1_000_000  # index at most this much text of one entry
 
 
@@ -25,9 +26,25 @@ def build_schema() -> tantivy.Schema:
     b.add_text_field("description", stored=True)
     b.add_text_field("tags", stored=True)
     b.add_text_field("body", stored=True)
+    # All the text again, stemmed and without stop words: "pets" finds "pet", and a
+    # question's "what does ... have" adds nothing. The raw fields keep exact words
+    # (names, identifiers) ranked above their stems.
+    b.add_text_field("stem", stored=False, tokenizer_name=STEM_TOKENIZER)
     b.add_integer_field("mtime", stored=True, fast=True)
     b.add_text_field("problems", stored=True, tokenizer_name="raw")
     return b.build()
+
+
+def stem_analyzer() -> tantivy.TextAnalyzer:
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .filter(tantivy.Filter.stopword("english"))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
 
 
 def is_entry(path: bytes) -> bool:

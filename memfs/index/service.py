@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tantivy
 import trio
 
@@ -33,7 +34,9 @@ from .. import layout
 from ..layout import resolve_view_path
 from ..policy import Kind, Scope
 from ..store import Store
-from .query import MAX_QUERY_CHARS, bounded, split_filters
+from . import fusion
+from .embed import Embedder, embed_text
+from .query import MAX_QUERY_CHARS, QueryError, bounded, mode_of, split_filters, words_of
 from .scan import scan_entries, walk_entries
 from .schema import (
     MAX_BODY_CHARS,
@@ -47,6 +50,8 @@ from .schema import (
     split_key,
 )
 from .shards import Shard, Shards
+from .vectors import CREATE as CREATE_VECTORS
+from .vectors import Row, Vectors
 
 log = logging.getLogger("memfs.index")
 
@@ -55,6 +60,9 @@ MAX_BATCH = 2000  # changes per commit cycle: a flood by one caller is applied i
 MAX_FAILURES = 5  # failed commits of one scope before its changes are left to a reconcile
 MAX_BACKOFF = 30.0
 BOOSTS = {"name": 3.0, "description": 2.0, "tags": 2.0}
+FUSE_DEPTH = 30  # candidates each ranker hands to the fusion
+_MISSING = "FROM manifest m LEFT JOIN vectors v ON v.key = m.key WHERE v.key IS NULL"  # indexed, no vector
+BACKFILL_SLICE = 500  # entries embedded per step of the background backfill (under the scope's lock)
 
 
 @dataclass
@@ -68,6 +76,7 @@ class Hit:
     snippet: str
     mtime_ns: int
     problems: list[str]
+    rankers: tuple[str, ...] = ()  # which rankers found it: "keyword", "semantic"
 
 
 class IndexBusy(Exception):
@@ -83,10 +92,17 @@ Op = tuple[str, bytes]
 
 
 class Index:
-    def __init__(self, data: Path, store: Store, types: tuple[str, ...] = entry_mod.DEFAULT_TYPES):
+    def __init__(
+        self,
+        data: Path,
+        store: Store,
+        types: tuple[str, ...] = entry_mod.DEFAULT_TYPES,
+        embedder: Embedder | None = None,
+    ):
         self.data = data
         self.store = store
         self.types = types
+        self.embedder = embedder
         self.schema = build_schema()
         # Per scope, in order of arrival: path -> latest file change, plus folder changes.
         self._pending: dict[Scope, dict[bytes, str]] = {}
@@ -100,8 +116,11 @@ class Index:
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(4)  # worker threads applying changes
         self._ready = trio.Event()  # set once the start-up reconcile is done
+        self._backfill = trio.Event()  # entries may be waiting for their vectors
         self._open_db()
         self.shards = Shards(data, self.schema)
+        db_path = str(self.data / "state" / "manifest.sqlite")
+        self.vectors = Vectors(db_path, embedder.dim) if embedder is not None else None
 
     # -- opening --------------------------------------------------------------
     def _open_db(self) -> None:
@@ -127,12 +146,25 @@ class Index:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, mtime INTEGER, size INTEGER)"
         )
+        self.db.execute(CREATE_VECTORS)
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
         if fresh:
             self.db.execute("DELETE FROM manifest")
+        # Vectors made by another embedder (or none) are dropped and made again in the
+        # background (run_backfill), with progress in the log.
+        model = self.embedder.id if self.embedder is not None else "none"
+        row = self.db.execute("SELECT v FROM meta WHERE k = 'embedder'").fetchone()
+        if fresh or row is None or row[0] != model:
+            self.db.execute("DELETE FROM vectors")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (model,))
+            if row is not None and row[0] != model:
+                log.info("index: embedder changed from %s to %s: entries are embedded again", row[0], model)
         self.db.commit()
 
     def close(self) -> None:
         self.shards.close()
+        if self.vectors is not None:
+            self.vectors.close()
         self.db.close()
         self._lockfile.close()
 
@@ -238,20 +270,21 @@ class Index:
         if failed:
             raise IndexUnavailable(", ".join(f"{s}: {e}" for s, e in failed.items()))
 
-    def _apply(self, batch: dict[Scope, list[Op]]) -> dict[Scope, str]:
+    def _apply(self, batch: dict[Scope, list[Op]], embed: bool = True) -> dict[Scope, str]:
         """Apply each scope's changes (in this thread); {scope: error} for those that failed."""
         failed = {}
         for scope, ops in batch.items():
-            error = self._apply_one(scope, ops)
+            error = self._apply_one(scope, ops, embed)
             if error is not None:
                 failed[scope] = error
         return failed
 
-    def _apply_one(self, scope: Scope, ops: list[Op]) -> str | None:
-        """Apply and commit one scope's changes; the error if that failed (rolled back)."""
+    def _apply_one(self, scope: Scope, ops: list[Op], embed: bool = True) -> str | None:
+        """Apply and commit one scope's changes; the error if that failed (rolled back).
+        `embed`: make the entries' vectors now (false: leave them to the backfill)."""
         t0 = time.perf_counter()
         try:
-            self._apply_scope(scope, ops)
+            self._apply_scope(scope, ops, embed)
         except Exception as e:  # e.g. ENOSPC under DATA/: this scope only
             shard = self.shards.get(scope)
             if shard is not None and shard.writer is not None:
@@ -278,16 +311,16 @@ class Index:
             self._failures.pop(scope, None)
             self._stale.add(scope)
 
-    def _apply_scope(self, scope: Scope, ops: list[Op]) -> None:
+    def _apply_scope(self, scope: Scope, ops: list[Op], embed: bool) -> None:
         shard = self.shards.get(scope, create=True)
         w = self.shards.writer(shard)
         try:
-            self._write_scope(scope, shard, w, ops)
+            self._write_scope(scope, shard, w, ops, embed)
         finally:
             self.shards.release(shard)
         self.shards.recycle(shard)
 
-    def _write_scope(self, scope: Scope, shard: Shard, w, ops: list[Op]) -> None:
+    def _write_scope(self, scope: Scope, shard: Shard, w, ops: list[Op], embed: bool) -> None:
         """Folder deletes first, in order; then each file once, as it is on disk now. A
         folder moved back and forth 1,000 times in one batch indexes its entries once."""
         rows: list[tuple[str, tuple]] = []
@@ -301,7 +334,8 @@ class Index:
                 shard.deletes += 1
                 w.delete_documents_by_term("dirs", path_text(path))
                 lo = doc_key(scope, path) + "/"
-                rows.append(("DELETE FROM manifest WHERE key >= ? AND key < ?", (lo, lo[:-1] + "0")))
+                for table in ("manifest", "vectors"):
+                    rows.append((f"DELETE FROM {table} WHERE key >= ? AND key < ?", (lo, lo[:-1] + "0")))
             elif what == "index_tree":
                 with self.store.at(scope) as root:
                     walked = [rel for rel, _st in walk_entries(root, path, [])]
@@ -312,19 +346,25 @@ class Index:
                 files.pop(path, None)
                 files[path] = what
         shard.deletes += len(files)
+        parsed: list[tuple[str, entry_mod.Entry]] = []
         for path, what in files.items():
             key = doc_key(scope, path)
             w.delete_documents_by_term("key", key)
+            rows.append(("DELETE FROM vectors WHERE key = ?", (key,)))
             row = None
             if what == "index":
                 try:
-                    row = self._add(w, scope, path, key)
+                    row, e = self._add(w, scope, path, key)
+                    if row is not None:
+                        parsed.append((key, e))
                 except Exception:  # one odd file must not keep the others out of the index
                     log.exception("index: cannot index %s/%s; skipped", scope, path_text(path))
             if row is None:
                 rows.append(("DELETE FROM manifest WHERE key = ?", (key,)))
             else:
                 rows.append(("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", row))
+        vecs = self._embed(parsed) if embed else []
+        rows += [v.sql() for v in vecs]
         # The index first, then the manifest: a crash in between only re-indexes too much.
         w.commit()
         shard.index.reload()
@@ -337,10 +377,29 @@ class Index:
             except Exception:
                 self.db.rollback()
                 raise
+        if self.vectors is not None:
+            under = [doc_key(scope, p) + "/" for p in trees_deleted]
+            self.vectors.patch(scope, vecs, [doc_key(scope, p) for p in files], under)
 
-    def _add(self, w, scope: Scope, path: bytes, key: str) -> tuple[str, int, int] | None:
-        """Index one file as it is on disk now; None if it is gone, not a regular file,
-        or cannot be read (logged: a reconcile tries again)."""
+    def _embed(self, parsed: list[tuple[str, entry_mod.Entry]]) -> list[Row]:
+        if self.embedder is None or not parsed:
+            return []
+        vecs = self.embedder.embed([embed_text(e) for _key, e in parsed])
+        return [Row(key, e.type, tuple(e.tags), v) for (key, e), v in zip(parsed, vecs, strict=True)]
+
+    def _add(self, w, scope: Scope, path: bytes, key: str):
+        """Index one file as it is on disk now: (its manifest row, the parsed entry), or
+        (None, None) if it is gone, not a regular file, or cannot be read (logged: a
+        reconcile tries again)."""
+        read = self._read(scope, path)
+        if read is None:
+            return None, None
+        st, data = read
+        e = entry_mod.parse(data, self.types)
+        w.add_document(self._document(scope, path, key, st, e))
+        return (key, st.st_mtime_ns, st.st_size), e
+
+    def _read(self, scope: Scope, path: bytes) -> tuple[os.stat_result, bytes] | None:
         try:
             fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
@@ -358,11 +417,10 @@ class Index:
             return None
         finally:
             os.close(fd)
-        w.add_document(self._document(scope, path, key, st, data))
-        return key, st.st_mtime_ns, st.st_size
+        return st, data
 
-    def _document(self, scope: Scope, path: bytes, key: str, st: os.stat_result, data: bytes):
-        e = entry_mod.parse(data, self.types)
+    def _document(self, scope: Scope, path: bytes, key: str, st: os.stat_result, e: entry_mod.Entry):
+        body = e.body[:MAX_BODY_CHARS]
         doc = tantivy.Document(
             key=key,
             scope=str(scope),
@@ -371,7 +429,8 @@ class Index:
             name=e.name,
             description=e.description,
             tags=" ".join(e.tags),
-            body=e.body[:MAX_BODY_CHARS],
+            body=body,
+            stem="\n".join((e.name, e.description, " ".join(e.tags), body)),
             mtime=st.st_mtime_ns,
         )
         for d in folders(path):
@@ -381,6 +440,76 @@ class Index:
         for p in e.problems:
             doc.add_text("problems", p)
         return doc
+
+    # -- vectors for entries indexed without them ---------------------------------
+    async def run_backfill(self) -> None:
+        """Embed what the index holds without vectors: everything after the embedder
+        changed, and what a reconcile indexed (it leaves embedding to this, so a first
+        mount answers keyword searches as soon as keyword indexing is done)."""
+        if self.embedder is None:
+            return
+        await self._ready.wait()
+        while True:
+            await self._backfill_all()
+            await self._backfill.wait()
+            self._backfill = trio.Event()
+
+    async def _backfill_all(self) -> None:
+        todo = await trio.to_thread.run_sync(self._missing_count, limiter=self._limiter)
+        if not todo:
+            return
+        log.info("index: embedding %d entries with %s", todo, self.embedder.id)
+        done, t0, last = 0, time.monotonic(), time.monotonic()
+        while True:
+            keys = await trio.to_thread.run_sync(self._missing, BACKFILL_SLICE, limiter=self._limiter)
+            if not keys:
+                break
+            by_scope: dict[Scope, list[bytes]] = {}
+            for key in keys:
+                scope_name, path = split_key(key)
+                kind, _, name = scope_name.partition(":")
+                by_scope.setdefault(Scope(Kind(kind), name), []).append(path)
+            for scope, paths in by_scope.items():
+                async with self._lock(scope):  # a commit of this scope never interleaves
+                    await trio.to_thread.run_sync(self._embed_paths, scope, paths, limiter=self._limiter)
+                done += len(paths)
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                log.info("index: embedding: %d of %d entries done", done, todo)
+        log.info("index: embedded %d entries in %.1f s", done, time.monotonic() - t0)
+
+    def _missing_count(self) -> int:
+        with self._db_lock:
+            return self.db.execute(f"SELECT count(*) {_MISSING}").fetchone()[0]
+
+    def _missing(self, limit: int) -> list[str]:
+        with self._db_lock:
+            return [k for (k,) in self.db.execute(f"SELECT m.key {_MISSING} LIMIT ?", (limit,))]
+
+    def _embed_paths(self, scope: Scope, paths: list[bytes]) -> None:
+        """Vectors for entries as they are on disk now. One that cannot be read gets a
+        zero vector (it matches nothing), so the backfill ends; its next change re-embeds."""
+        parsed, empty = [], []
+        for path in paths:
+            key = doc_key(scope, path)
+            with self._db_lock:
+                if self.db.execute("SELECT 1 FROM manifest WHERE key = ?", (key,)).fetchone() is None:
+                    continue  # dropped since it was listed
+            read = self._read(scope, path)
+            if read is None:
+                empty.append(Row(key, "", (), np.zeros(self.embedder.dim, dtype=np.float32)))
+            else:
+                parsed.append((key, entry_mod.parse(read[1], self.types)))
+        vecs = self._embed(parsed) + empty
+        with self._db_lock:
+            try:
+                for v in vecs:
+                    self.db.execute(*v.sql())
+                self.db.commit()
+            except Exception:
+                self.db.rollback()
+                raise
+        self.vectors.patch(scope, vecs, (), ())
 
     # -- reconcile: the index brought in line with the files ----------------------
     async def reconcile(self) -> dict:
@@ -394,7 +523,7 @@ class Index:
             failed = counts["failed"]
 
             async def apply(scope: Scope, ops: list[Op]) -> None:
-                if await trio.to_thread.run_sync(self._apply_one, scope, ops, limiter=limiter):
+                if await trio.to_thread.run_sync(self._apply_one, scope, ops, False, limiter=limiter):
                     failed.append(scope)
 
             async with trio.open_nursery() as nursery:
@@ -413,6 +542,7 @@ class Index:
             log.exception("index: reconcile failed; the next mount tries again")
         finally:
             self._ready.set()  # searches wait for this, whatever happened
+            self._backfill.set()
         return counts
 
     async def reconcile_stale(self) -> None:
@@ -426,11 +556,12 @@ class Index:
             if counts["failed"]:
                 raise IndexUnavailable(f"reconcile of {scope} failed")
             self._stale.discard(scope)
+            self._backfill.set()
             log.info("index: reconciled %s: %d re-indexed", scope, counts["changed"])
 
     def _reconcile(self, scopes: list[Scope] | None) -> dict:
         batch, counts = self._plan(scopes)
-        counts["failed"] = list(self._apply(batch))
+        counts["failed"] = list(self._apply(batch, embed=False))
         counts["seconds"] = time.perf_counter() - counts["t0"]
         return counts
 
@@ -481,7 +612,10 @@ class Index:
             shutil.rmtree(layout.index_dir(self.data, scope))
         self.shards = Shards(self.data, self.schema)
         self.db.execute("DELETE FROM manifest")
+        self.db.execute("DELETE FROM vectors")
         self.db.commit()
+        if self.vectors is not None:
+            self.vectors.forget()
         found = scan_entries(self.data).found
         done = 0
         by_scope: dict[Scope, list[Op]] = {}
@@ -521,38 +655,113 @@ class Index:
     async def search(
         self, scopes: list[Scope], query: str, limit: int = 10, limiter: trio.CapacityLimiter | None = None
     ) -> tuple[list[Hit], int]:
+        """Ranked hits in `scopes` and how many entries matched. Raises QueryError for a
+        query that cannot run as asked (an unknown mode:, semantic search switched off)."""
         await self._ready.wait()
         return await trio.to_thread.run_sync(self._search, scopes, query, limit, limiter=limiter)
 
     def _search(self, scopes: list[Scope], text: str, limit: int) -> tuple[list[Hit], int]:
         text, filters = split_filters(text[:MAX_QUERY_CHARS])
+        mode = mode_of(filters)
+        words = words_of(text)
+        if mode == "semantic" and self.embedder is None:
+            raise QueryError("semantic search is off on this mount (search.embedder: none)")
+        if mode == "hybrid" and (self.embedder is None or not words):
+            mode = "keyword"  # nothing to embed: a filter-only query lists by keyword rules
+        depth = limit if mode == "keyword" else max(limit, FUSE_DEPTH)
+        keyword: list[_Found] = []
+        total = 0
+        if mode != "semantic":
+            keyword, total = self._keyword(scopes, text, filters, depth)
+            if mode == "keyword":
+                return self._hits(keyword[:limit], ("keyword",)), total
+        semantic, semantic_total = self._semantic(scopes, words, filters, depth)
+        if mode == "semantic":
+            semantic = [f for f in semantic if f[0] >= fusion.SEMANTIC_MIN]
+            found = [self._locate(scope, key, score, words) for score, scope, key in semantic[:limit]]
+            hits = self._hits([f for f in found if f is not None], ("semantic",))
+            return hits, semantic_total
+        by_key = {f.key: f for f in keyword}
+        ranked = fusion.fuse([(f.key, f.score) for f in keyword], [(k, c) for c, _s, k in semantic])
+        scope_of = {k: s for _c, s, k in semantic}
+        out = []
+        for key, score, rankers in ranked:
+            f = by_key.get(key) or self._locate(scope_of[key], key, score, words)
+            if f is None:
+                continue
+            f.score = score
+            out.append((f, rankers))
+            if len(out) == limit:
+                break
+        # Matches: keyword's, plus what only the semantic side found among its best.
+        total += sum(1 for _k, _s, rankers in ranked if rankers == ("semantic",))
+        gens: dict = {}
+        return [self._hit(f, rankers, gens) for f, rankers in out], max(total, len(out))
+
+    # keyword -------------------------------------------------------------------
+    def _keyword(self, scopes: list[Scope], text: str, filters: dict, depth: int) -> tuple[list, int]:
         words, plain = bounded(text)
         try:
-            return self._search_in(scopes, words, filters, limit)
+            return self._keyword_in(scopes, words, filters, depth)
         except ValueError as e:  # syntax the parser takes but a search refuses (`body:*`)
             if plain:
                 raise
             log.debug("index: query %r refused (%s); searched as words", text[:200], e)
-            return self._search_in(scopes, bounded(text, plain=True)[0], filters, limit)
+            return self._keyword_in(scopes, bounded(text, plain=True)[0], filters, depth)
 
-    def _search_in(self, scopes: list[Scope], text: str, filters: dict, limit: int) -> tuple[list[Hit], int]:
-        found = []  # (score, scope, doc address, searcher, shard, parsed user query)
+    def _keyword_in(self, scopes: list[Scope], text: str, filters: dict, depth: int) -> tuple[list, int]:
+        found: list[_Found] = []
         total = 0
         for scope, wanted in _targets(scopes, filters):
             shard = self.shards.get(scope)
             if shard is None:
                 continue
             must = self._filters(scope, wanted, filters)
-            user_query = None
-            if text.strip():
-                user_query, _errors = shard.index.parse_query_lenient(text, TEXT_FIELDS, field_boosts=BOOSTS)
+            user_query = self._user_query(shard, text)
+            if user_query is not None:
                 must.append((tantivy.Occur.Must, user_query))
             searcher = shard.index.searcher()
-            result = searcher.search(tantivy.Query.boolean_query(must), limit=limit, count=True)
+            result = searcher.search(tantivy.Query.boolean_query(must), limit=depth, count=True)
             total += result.count
-            found += [(score, str(scope), addr, searcher, shard, user_query) for score, addr in result.hits]
-        found.sort(key=lambda f: (-f[0], f[1]))
-        return self._hits(found[:limit]), total
+            found += [_Found(score, scope, addr, searcher, shard, user_query) for score, addr in result.hits]
+        found.sort(key=lambda f: (-f.score, str(f.scope)))
+        return found[:depth], total
+
+    def _user_query(self, shard: Shard, text: str):
+        if not text.strip():
+            return None
+        return shard.index.parse_query_lenient(text, TEXT_FIELDS, field_boosts=BOOSTS)[0]
+
+    # semantic ------------------------------------------------------------------
+    def _semantic(self, scopes: list[Scope], words: str, filters: dict, depth: int):
+        """[(cosine, scope, key)] best first, from the caller's scopes only (filters
+        applied before ranking), and how many reach fusion.SEMANTIC_MIN."""
+        if not words:
+            return [], 0
+        q = self.embedder.embed([words])[0]
+        if not q.any():
+            return [], 0
+        found = []
+        total = 0
+        for scope, wanted in _targets(scopes, filters):
+            keep = _keep(scope, wanted, filters)
+            best, matched = self.vectors.search(scope, q, depth, keep, fusion.SEMANTIC_MIN)
+            total += matched
+            found += [(c, scope, key) for c, key in best]
+        found.sort(key=lambda f: (-f[0], f[2]))
+        return found[:depth], total
+
+    def _locate(self, scope: Scope, key: str, score: float, words: str) -> _Found | None:
+        """An entry found by its vector, looked up in its scope's index by key (`words`
+        mark its snippet)."""
+        shard = self.shards.get(scope)
+        if shard is None:
+            return None
+        searcher = shard.index.searcher()
+        result = searcher.search(tantivy.Query.term_query(self.schema, "key", key), limit=1)
+        if not result.hits:
+            return None  # a vector whose entry was dropped in between
+        return _Found(score, scope, result.hits[0][1], searcher, shard, self._user_query(shard, words))
 
     def _filters(self, scope: Scope, wanted: list[str] | None, filters: dict) -> list:
         """Must clauses of one scope's search. Each scope has its own index, so its
@@ -570,21 +779,68 @@ class Index:
                 must.append((Occur.Must, Q.term_query(self.schema, field, t)))
         return must
 
-    def _hits(self, found: list) -> list[Hit]:
-        hits = []
-        snippets: dict[int, object] = {}  # one generator per shard
-        for score, _scope, addr, searcher, shard, user_query in found:
-            doc = searcher.doc(addr)
-            snippet = ""
-            if user_query is not None:
-                gen = snippets.get(id(shard))
-                if gen is None:
-                    gen = snippets[id(shard)] = _snippets(searcher, user_query, self.schema)
-                snippet = _markdown_snippet(gen.snippet_from_doc(doc))
-            if not snippet:
-                snippet = " ".join((doc.get_first("body") or "").split())[:240]
-            hits.append(_hit(doc, score, snippet))
-        return hits
+    # hits ----------------------------------------------------------------------
+    def _hits(self, found: list[_Found], rankers: tuple[str, ...]) -> list[Hit]:
+        gens: dict = {}
+        return [self._hit(f, rankers, gens) for f in found]
+
+    def _hit(self, f: _Found, rankers: tuple[str, ...], gens: dict) -> Hit:
+        """`gens`: snippet generators by shard, shared by the hits of one search."""
+        doc = f.doc()
+        snippet = ""
+        if f.user_query is not None:
+            gen = gens.get(id(f.shard))
+            if gen is None:
+                gen = gens[id(f.shard)] = _snippets(f.searcher, f.user_query, self.schema)
+            snippet = _markdown_snippet(gen.snippet_from_doc(doc))
+        if not snippet:
+            snippet = " ".join((doc.get_first("body") or "").split())[:240]
+        return _hit(doc, f.score, snippet, rankers)
+
+
+class _Found:
+    """One candidate of a search: where its document is, and how it scored."""
+
+    def __init__(self, score: float, scope: Scope, addr, searcher, shard: Shard, user_query):
+        self.score = score
+        self.scope = scope
+        self.addr = addr
+        self.searcher = searcher
+        self.shard = shard
+        self.user_query = user_query
+        self._doc = None
+
+    def doc(self):
+        if self._doc is None:
+            self._doc = self.searcher.doc(self.addr)
+        return self._doc
+
+    @property
+    def key(self) -> str:
+        return self.doc().get_first("key") or ""
+
+
+def _keep(scope: Scope, wanted: list[str] | None, filters: dict):
+    """The semantic side's type:/tag:/path: test of one entry (None: no filter), the
+    same rules as the keyword side's Must clauses."""
+    types = set(filters.get("type", []))
+    tags = set(filters.get("tag", []))
+    prefixes = None
+    if wanted is not None and "" not in wanted:
+        prefixes = [f"{scope}\0{rel}" for rel in wanted]
+    if not types and not tags and prefixes is None:
+        return None
+    if len(types) > 1:
+        return lambda key, type_, tags_: False
+
+    def keep(key: str, type_: str, entry_tags: tuple[str, ...]) -> bool:
+        if types and type_ not in types:
+            return False
+        if tags and not tags.issubset(entry_tags):
+            return False
+        return prefixes is None or any(key == p or key.startswith(p + "/") for p in prefixes)
+
+    return keep
 
 
 def _targets(scopes: list[Scope], filters: dict) -> list[tuple[Scope, list[str] | None]]:
@@ -610,7 +866,7 @@ def _snippets(searcher, query, schema):
     return gen
 
 
-def _hit(doc, score: float, snippet: str) -> Hit:
+def _hit(doc, score: float, snippet: str, rankers: tuple[str, ...] = ()) -> Hit:
     kind, _, name = (doc.get_first("scope") or "").partition(":")
     return Hit(
         scope=Scope(Kind(kind), name),
@@ -622,6 +878,7 @@ def _hit(doc, score: float, snippet: str) -> Hit:
         snippet=snippet,
         mtime_ns=doc.get_first("mtime") or 0,
         problems=doc.get_all("problems"),
+        rankers=rankers,
     )
 
 

@@ -17,6 +17,7 @@ import tantivy
 
 from .. import layout
 from ..policy import Scope
+from .schema import STEM_TOKENIZER, stem_analyzer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Shard:
         self.scope = scope
         self.path = path
         self.index = tantivy.Index(schema, path=str(path), reuse=True)
+        self.index.register_tokenizer(STEM_TOKENIZER, stem_analyzer())
         # Only this process writes, and it reloads after each commit itself.
         self.index.config_reader(reload_policy="Manual", num_warmers=0)
         self.writer: tantivy.IndexWriter | None = None

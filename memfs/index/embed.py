@@ -1,0 +1,152 @@
+"""Text -> unit vectors for semantic search, on this machine, never over the network.
+
+The default, WordLlama, is a static embedding: every token has a fixed vector (a row of a
+32000 x 256 matrix shipped inside the `wordllama` wheel) and a text's vector is the mean
+of its tokens' rows. It needs no model runtime and embeds ~100k short texts a second.
+
+We load its two files ourselves rather than through `wordllama.WordLlama.load`: that
+loader looks for the tokenizer under `wordllama/tokenizer/` while the wheel ships it under
+`wordllama/tokenizers/` (and then tries Hugging Face), its batches pad every text to the
+longest one (64 texts next to one 1 MB entry is a multi-GB array), and importing the
+package reconfigures the root logger.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+# Tokenizing runs in our worker threads, behind our limiters: no second thread pool.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("memfs.index")
+
+MAX_CHARS = 16_384  # of one text: the mean of more tokens says little more, and costs
+GATHER_TOKENS = 32_768  # token rows gathered at once (32 MB)
+WORDLLAMA_DIMS = (64, 128, 256)  # Matryoshka prefixes of the shipped 256-d weights
+WORDLLAMA_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
+WORDLLAMA_WEIGHTS = "weights/l2_supercat_256.safetensors"
+
+
+class EmbedderError(Exception):
+    """The configured embedder cannot be loaded; the message says what to do."""
+
+
+class Embedder:
+    """Turns texts into L2-normalised float32 rows (an empty text gives a zero row)."""
+
+    id: str  # names the model and its settings: vectors made by another id are redone
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    np.divide(m, norms, out=m, where=norms > 0)
+    return m
+
+
+def _package_dir(name: str) -> Path:
+    """Where a package is installed, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderError(f"search.embedder: the Python package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class WordLlama(Embedder):
+    def __init__(self, dim: int = 256):
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+
+        if dim not in WORDLLAMA_DIMS:
+            raise EmbedderError(f"search.dim: wordllama offers {WORDLLAMA_DIMS}, not {dim}")
+        pkg = _package_dir("wordllama")
+        try:
+            tok = Tokenizer.from_file(str(pkg / WORDLLAMA_TOKENIZER))
+            with safe_open(str(pkg / WORDLLAMA_WEIGHTS), framework="np") as f:
+                weights = f.get_tensor("embedding.weight")
+        except Exception as e:
+            raise EmbedderError(f"search.embedder: cannot load WordLlama from {pkg}: {e}") from e
+        tok.no_padding()
+        tok.no_truncation()
+        self.tokenizer = tok
+        self.matrix = np.ascontiguousarray(weights[:, :dim], dtype=np.float32)
+        self.dim = dim
+        self.id = f"wordllama-l2_supercat-{dim}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        encs = self.tokenizer.encode_batch([t[:MAX_CHARS] for t in texts], add_special_tokens=False)
+        ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
+        # Rows are gathered a slice of texts at a time: all of a batch's tokens at once
+        # would be tokens x dim floats (GBs for a big batch).
+        start = 0
+        while start < len(ids):
+            end, tokens = start, 0
+            while end < len(ids) and (tokens < GATHER_TOKENS or end == start):
+                tokens += len(ids[end])
+                end += 1
+            self._pool(ids[start:end], out[start:end])
+            start = end
+        return _normalise(out)
+
+    def _pool(self, ids: list[np.ndarray], out: np.ndarray) -> None:
+        """out[i] = the mean of text i's token rows (left zero for a text with no tokens)."""
+        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+        has = lengths > 0
+        if not has.any():
+            return
+        flat = np.concatenate([i for i in ids if len(i)])
+        np.clip(flat, 0, self.matrix.shape[0] - 1, out=flat)
+        starts = np.concatenate(([0], np.cumsum(lengths[has])[:-1]))
+        out[has] = np.add.reduceat(self.matrix[flat], starts, axis=0) / lengths[has, None]
+
+
+class FastEmbed(Embedder):
+    """A sentence-transformer the admin has on disk, run by fastembed (ONNX), offline."""
+
+    def __init__(self, model: str, cache_dir: str | None):
+        if importlib.util.find_spec("fastembed") is None:
+            raise EmbedderError("search.embedder: fastembed is not installed (pip install fastembed)")
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
+        from fastembed import TextEmbedding
+
+        try:
+            self.model = TextEmbedding(model_name=model, cache_dir=cache_dir, local_files_only=True)
+            probe = np.asarray(next(iter(self.model.embed(["probe"]))), dtype=np.float32)
+        except Exception as e:
+            raise EmbedderError(
+                f"search.model: fastembed cannot load {model!r} from {cache_dir or 'its cache'}: {e}"
+            ) from e
+        self.dim = int(probe.shape[0])
+        self.id = f"fastembed-{model}-{self.dim}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = self.model.embed([t[:MAX_CHARS] for t in texts], batch_size=32)
+        return _normalise(np.asarray(list(rows), dtype=np.float32))
+
+
+def embed_text(e) -> str:
+    """What of an entry is embedded: its name (a slug: dashes read as spaces), its
+    description, tags and body."""
+    name = e.name.replace("-", " ").replace("_", " ")
+    return "\n".join(filter(None, (name, e.description, " ".join(e.tags), e.body)))
+
+
+def load(conf) -> Embedder | None:
+    """The embedder a SearchConf names (None: keyword search only)."""
+    if conf.embedder == "none":
+        return None
+    if conf.embedder == "wordllama":
+        return WordLlama(conf.dim)
+    return FastEmbed(conf.model, conf.cache_dir)

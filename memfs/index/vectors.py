@@ -1,0 +1,199 @@
+"""Each entry's vector, kept beside its manifest row, and searched one scope at a time.
+
+Vectors live in the manifest's sqlite (table `vectors`), written in the same transaction
+as the manifest rows of a commit, so a crash leaves both as they were. Searching reads a
+scope's vectors into one float32 matrix, cached per scope (LRU by bytes) and patched in
+place by each commit: a busy team scope is never reloaded per search.
+
+A scope's matrix holds only that scope's entries: a caller's semantic search runs over
+the scopes it may read and nothing else, with type:/tag:/path: applied before ranking.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..policy import Scope
+
+CACHE_BYTES = 256 << 20  # scopes' matrices kept in memory (the scope being searched always fits)
+CREATE = """CREATE TABLE IF NOT EXISTS vectors (
+    key TEXT PRIMARY KEY, type TEXT NOT NULL, tags TEXT NOT NULL, vec BLOB NOT NULL)"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a commit stores for one entry."""
+
+    key: str
+    type: str
+    tags: tuple[str, ...]
+    vec: np.ndarray  # float32, unit length
+
+    def sql(self) -> tuple[str, tuple]:
+        blob = self.vec.astype(np.float16).tobytes()  # half the disk; cosine barely moves
+        return "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", (
+            self.key,
+            self.type,
+            "\n".join(self.tags),
+            blob,
+        )
+
+
+class ScopeVectors:
+    """One scope's vectors as a matrix; rows are swapped out on delete (order is not kept)."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.keys: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.types: list[str] = []
+        self.tags: list[tuple[str, ...]] = []
+        self.mat = np.zeros((16, dim), dtype=np.float32)
+        self.lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self.mat.nbytes + 100 * len(self.keys)
+
+    def put(self, key: str, type_: str, tags: tuple[str, ...], vec: np.ndarray) -> None:
+        i = self.pos.get(key)
+        if i is None:
+            i = len(self.keys)
+            if i == len(self.mat):
+                grown = np.zeros((2 * len(self.mat), self.dim), dtype=np.float32)
+                grown[:i] = self.mat[:i]
+                self.mat = grown
+            self.pos[key] = i
+            self.keys.append(key)
+            self.types.append(type_)
+            self.tags.append(tags)
+        else:
+            self.types[i], self.tags[i] = type_, tags
+        self.mat[i] = vec
+
+    def drop(self, key: str) -> None:
+        i = self.pos.pop(key, None)
+        if i is None:
+            return
+        last = len(self.keys) - 1
+        if i != last:  # move the last row into the hole
+            moved = self.keys[last]
+            self.keys[i], self.types[i], self.tags[i] = moved, self.types[last], self.tags[last]
+            self.mat[i] = self.mat[last]
+            self.pos[moved] = i
+        self.keys.pop()
+        self.types.pop()
+        self.tags.pop()
+
+    def drop_under(self, prefix: str) -> None:
+        for key in [k for k in self.keys if k.startswith(prefix)]:
+            self.drop(key)
+
+    def top(self, query: np.ndarray, k: int, keep, minimum: float) -> tuple[list[tuple[float, str]], int]:
+        """The k best (cosine, key) among the rows `keep(key, type, tags)` accepts (None:
+        all), and how many of those reach `minimum`."""
+        n = len(self.keys)
+        if not n:
+            return [], 0
+        scores = self.mat[:n] @ query
+        if keep is not None:
+            mask = np.fromiter(
+                (keep(self.keys[i], self.types[i], self.tags[i]) for i in range(n)), dtype=bool, count=n
+            )
+            scores = np.where(mask, scores, -np.inf)
+        passed = int(np.count_nonzero(scores >= minimum))
+        k = min(k, int(np.count_nonzero(scores > -np.inf)))
+        if not k:
+            return [], 0
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(float(scores[i]), self.keys[i]) for i in best], passed
+
+
+class Vectors:
+    """The vectors of every scope: sqlite rows plus the per-scope matrix cache."""
+
+    def __init__(self, db_path: str, dim: int, cache_bytes: int = CACHE_BYTES):
+        self.dim = dim
+        self.cache_bytes = cache_bytes
+        # Its own connection: loading a big scope must not hold up commits on the writer's.
+        self._db = sqlite3.connect(db_path, check_same_thread=False)
+        self._db_lock = threading.Lock()
+        self._cache: OrderedDict[Scope, ScopeVectors] = OrderedDict()
+        self._gen: dict[Scope, int] = {}  # commits patched per scope (see scope())
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _load(self, scope: Scope) -> ScopeVectors:
+        sv = ScopeVectors(self.dim)
+        lo = f"{scope}\0"
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT key, type, tags, vec FROM vectors WHERE key >= ? AND key < ?", (lo, f"{scope}\x01")
+            ).fetchall()
+        for key, type_, tags, blob in rows:
+            vec = np.frombuffer(blob, dtype=np.float16)
+            if len(vec) == self.dim:
+                sv.put(key, type_, tuple(tags.split("\n")) if tags else (), vec.astype(np.float32))
+        return sv
+
+    def scope(self, scope: Scope) -> ScopeVectors:
+        """A scope's matrix, loaded on first use. A commit landing during the load would
+        be missed by both (its patch finds nothing cached): then the load is redone."""
+        for _attempt in range(3):
+            with self._lock:
+                sv = self._cache.get(scope)
+                if sv is not None:
+                    self._cache.move_to_end(scope)
+                    return sv
+                gen = self._gen.get(scope, 0)
+            sv = self._load(scope)
+            with self._lock:
+                if self._gen.get(scope, 0) != gen:
+                    continue
+                self._cache[scope] = sv
+                total = sum(v.nbytes for v in self._cache.values())
+                while total > self.cache_bytes and len(self._cache) > 1:
+                    _, old = self._cache.popitem(last=False)
+                    total -= old.nbytes
+                return sv
+        return sv  # a scope committing nonstop: this snapshot serves this search, uncached
+
+    def patch(self, scope: Scope, put: Iterable[Row], drop: Iterable[str], drop_under: Iterable[str]) -> None:
+        """Bring a cached scope in line with a commit that just landed (after the sqlite
+        commit, under the scope's lock: no load of this scope runs concurrently)."""
+        with self._lock:
+            self._gen[scope] = self._gen.get(scope, 0) + 1
+            sv = self._cache.get(scope)
+        if sv is None:
+            return  # loaded from sqlite when next searched
+        with sv.lock:
+            for prefix in drop_under:
+                sv.drop_under(prefix)
+            for key in drop:
+                sv.drop(key)
+            for row in put:
+                sv.put(row.key, row.type, row.tags, row.vec)
+
+    def forget(self, scope: Scope | None = None) -> None:
+        with self._lock:
+            for s in list(self._cache) if scope is None else [scope]:
+                self._cache.pop(s, None)
+                self._gen[s] = self._gen.get(s, 0) + 1
+
+    def search(self, scope: Scope, query: np.ndarray, k: int, keep, minimum: float):
+        sv = self.scope(scope)
+        with sv.lock:
+            return sv.top(query, k, keep, minimum)
+
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return sum(v.nbytes for v in self._cache.values())
