@@ -83,4 +83,4 @@ def mode_of(filters: dict[str, list[str]]) -> str:
 
 def words_of(text: str) -> str:
     """A query's plain words (no syntax): what the semantic side embeds."""
-    return bounded(text, plain=True)[0]
+    return " ".join(_WORD_RE.findall(text)[:MAX_WORDS]).lower()
