@@ -225,3 +225,24 @@ def test_a_bad_embedder_config_is_one_clear_error(make_mount):
     m.expect_log(r"search\.embedder: fastembed is not installed|search\.model: fastembed cannot load", 1)
     assert res.returncode != 0
     assert "search." in res.stderr and "fastembed" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_hostile_uid_cannot_spoil_semantic_search_for_others(tm):
+    """dave floods his memory with a 9 MB entry, 400 near-duplicates of alice's answer
+    and giant queries; alice's semantic answers stay hers and right."""
+    write(tm, ALICE, "tea.md", entry("tea", "Alice drinks green tea every morning.", "user"))
+    dave = (
+        "import os\n"
+        "words = ' '.join(f'w{i} tea morning drink' for i in range(450_000))\n"
+        "open('huge.md', 'w').write(words[: 9 * 1024 * 1024])\n"
+        "for i in range(400):\n"
+        "    open(f'tea{i}.md', 'w').write('Alice drinks green tea every morning.')\n"
+    )
+    tm.py(DAVE, dave)
+    big = " ".join(f"tea{i}" for i in range(7_000))  # ~48 KB of words (a query handle takes 64 KiB)
+    for q in (big, "mode:semantic " + big):
+        assert search_json(tm, DAVE, q)["hits"]  # answered, not refused or crashed
+    got = paths_and_rankers(tm, ALICE, "mode:semantic a drink in the morning")
+    assert got == [("tea.md", ["semantic"])]
+    assert [p for p, _r in paths_and_rankers(tm, ALICE, "a drink in the morning")] == ["tea.md"]
+    assert search_json(tm, DAVE, "mode:semantic a drink in the morning")["total"] >= 400

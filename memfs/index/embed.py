@@ -84,7 +84,7 @@ class WordLlama(Embedder):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        encs = self.tokenizer.encode_batch([t[:MAX_CHARS] for t in texts], add_special_tokens=False)
+        encs = self.tokenizer.encode_batch([t[:MAX_CHARS].strip() for t in texts], add_special_tokens=False)
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
         # Rows are gathered a slice of texts at a time: all of a batch's tokens at once
         # would be tokens x dim floats (GBs for a big batch).
