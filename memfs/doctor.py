@@ -131,6 +131,15 @@ def _index(data: Path, sample: int = 20) -> Check:
         )
         db = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
         known = {k: (m, s) for k, m, s in db.execute("SELECT key, mtime, size FROM manifest")}
+        try:
+            row = db.execute("SELECT v FROM meta WHERE k = 'embedder'").fetchone()
+            orphan = "FROM vectors v LEFT JOIN manifest m ON m.key = v.key WHERE m.key IS NULL"
+            vectors = (
+                db.execute("SELECT count(*) FROM vectors").fetchone()[0],
+                db.execute(f"SELECT count(*) {orphan}").fetchone()[0],
+            )
+        except sqlite3.Error:  # an index made before semantic search
+            row, vectors = None, (0, 0)
         db.close()
     except Exception as e:  # a damaged index is a finding, not a crash
         return Check("index", False, f"cannot read the index: {e}: run memfs reindex (unmounted)")
@@ -144,7 +153,15 @@ def _index(data: Path, sample: int = 20) -> Check:
     stale = [k for k in keys if known.get(k) != files[k][2:]]
     if stale:
         return Check("index", False, f"{len(stale)} of {len(keys)} sampled entries are stale: {fix}")
-    return Check("index", True, f"{docs} entries indexed, matching the files ({len(keys)} sampled)")
+    embedder = row[0] if row else "none"
+    if vectors[1]:
+        return Check("index", False, f"{vectors[1]} vectors of entries no longer indexed: {fix}")
+    note = ""
+    if embedder != "none":
+        note = f"; {vectors[0]} embedded by {embedder}"
+        if vectors[0] < docs:
+            note += f" ({docs - vectors[0]} waiting: embedded in the background while mounted)"
+    return Check("index", True, f"{docs} entries indexed, matching the files ({len(keys)} sampled){note}")
 
 
 def _du(path: Path) -> int:
