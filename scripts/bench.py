@@ -76,16 +76,15 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     memfs_mnt, bind_src, bind_mnt, native = (base / n for n in ("memfs", "bind-src", "bindfs", "native"))
-    nohist_mnt = base / "memfs-nohist"
-    for p in (memfs_mnt, nohist_mnt, bind_src, bind_mnt, native):
+    # The same memfs with one feature off, in the same interleaved run: what it costs.
+    variants = {"nohist": "history: {enabled: false}\n", "noembed": "search: {embedder: none}\n"}
+    variant_mnt = {v: base / f"memfs-{v}" for v in variants}
+    for p in (memfs_mnt, *variant_mnt.values(), bind_src, bind_mnt, native):
         p.mkdir()
         os.chmod(p, 0o755)
     os.chown(native, uid, uid)
     data, cfg = base / "data", base / "config.yaml"
     cfg.write_text("index: {enabled: false}\n" if args.no_index else "")
-    # the same memfs with history off: what history costs, measured in the same run
-    nohist_data, nohist_cfg = base / "data-nohist", base / "config-nohist.yaml"
-    nohist_cfg.write_text(cfg.read_text() + "history: {enabled: false}\n")
     env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
     # memfs runs from a neutral cwd (`python -m` puts the cwd first on sys.path, ahead of
     # PYTHONPATH): an explicit PYTHONPATH picks the memfs to measure, else this checkout.
@@ -95,8 +94,11 @@ def main() -> int:
         where = sh(sys.executable, "-c", "import memfs; print(memfs.__file__)", env=env, cwd=base).stdout
         print(f"memfs from {where.strip()}", file=sys.stderr)
         sh(*memfs, "mount", str(memfs_mnt), "--data", str(data), "--config", str(cfg), env=env, cwd=base)
-        mount_nohist = ["mount", str(nohist_mnt), "--data", str(nohist_data), "--config", str(nohist_cfg)]
-        sh(*memfs, *mount_nohist, env=env, cwd=base)
+        for v, extra in variants.items():
+            v_cfg = base / f"config-{v}.yaml"
+            v_cfg.write_text(cfg.read_text() + extra)
+            v_data = base / f"data-{v}"
+            sh(*memfs, "mount", str(variant_mnt[v]), "--data", str(v_data), "--config", str(v_cfg), env=env, cwd=base)
         # bindfs as admins use it today: a root-owned directory re-owned to the user.
         sh(
             "bindfs",
@@ -109,7 +111,7 @@ def main() -> int:
             str(bind_src),
             str(bind_mnt),
         )
-        targets = {"memfs": memfs_mnt, "nohist": nohist_mnt, "native": native, "bindfs": bind_mnt}
+        targets = {"memfs": memfs_mnt, **variant_mnt, "native": native, "bindfs": bind_mnt}
         results: dict[str, dict[str, list[float]]] = {k: {op: [] for op in OPS} for k in targets}
         order = list(targets)
         for r in range(args.rounds):
@@ -142,16 +144,20 @@ def main() -> int:
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         med = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in results.items()}
         print(f"\nms per 1000 files of 1-2 KB (median of {args.rounds} interleaved rounds, uid {uid})\n")
-        print("memfs: history on (default); nohist: the same memfs with history: {enabled: false}\n")
-        head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'native':>9} {'bindfs':>9}"
-        print(f"{head} {'memfs/native':>13} {'memfs/bindfs':>13} {'hist on/off':>12}")
+        print("memfs: defaults (history on, WordLlama embeddings); nohist: history: {enabled: false};")
+        print("noembed: search: {embedder: none}\n")
+        head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'native':>9} {'bindfs':>9}"
+        print(f"{head} {'memfs/native':>13} {'memfs/bindfs':>13} {'hist on/off':>12} {'embed on/off':>13}")
         for op in OPS:
-            m, h, n, b = (med[k][op] for k in ("memfs", "nohist", "native", "bindfs"))
-            print(f"{op:<8} {m:9.1f} {h:9.1f} {n:9.1f} {b:9.1f} {m / n:13.2f} {m / b:13.2f} {m / h:12.2f}")
+            m, h, e, n, b = (med[k][op] for k in ("memfs", "nohist", "noembed", "native", "bindfs"))
+            print(
+                f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {n:9.1f} {b:9.1f} {m / n:13.2f} {m / b:13.2f} "
+                f"{m / h:12.2f} {m / e:13.2f}"
+            )
         return 0
     finally:
         subprocess.run(["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
-        for mnt in (memfs_mnt, nohist_mnt):
+        for mnt in (memfs_mnt, *variant_mnt.values()):
             subprocess.run([*memfs, "umount", str(mnt)], capture_output=True, env=env, cwd=base)
             subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)

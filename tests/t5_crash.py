@@ -63,7 +63,7 @@ def test_kill_9_in_a_write_storm(mnt, base_dir):
     # After the reconcile the index agrees with the files (the one cut mid-write may be empty).
     with_word = sum(b"petrel" in p.read_bytes() for p in (mnt.backing("alice") / "storm").iterdir())
     assert with_word >= len(written)
-    assert f"of {with_word} results" in search(mnt, ALICE, "petrel")
+    assert f"of {with_word} results" in search(mnt, ALICE, "mode:keyword petrel")
     doctor = subprocess.run(
         memfs_cmd("doctor", "--mount", str(mnt.mnt), "--data", str(mnt.data)),
         capture_output=True,
