@@ -98,7 +98,8 @@ def main() -> int:
             v_cfg = base / f"config-{v}.yaml"
             v_cfg.write_text(cfg.read_text() + extra)
             v_data = base / f"data-{v}"
-            sh(*memfs, "mount", str(variant_mnt[v]), "--data", str(v_data), "--config", str(v_cfg), env=env, cwd=base)
+            mount_v = ["mount", str(variant_mnt[v]), "--data", str(v_data), "--config", str(v_cfg)]
+            sh(*memfs, *mount_v, env=env, cwd=base)
         # bindfs as admins use it today: a root-owned directory re-owned to the user.
         sh(
             "bindfs",
