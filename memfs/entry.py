@@ -58,6 +58,8 @@ def _refusal(fm: str) -> str | None:
 
 
 _SPLITTER = frontmatter.YAMLHandler()
+MAX_EXTRA_KEYS = 100  # per mapping or list of other frontmatter indexed
+MAX_EXTRA_CHARS = 16_384
 
 
 @dataclass
@@ -68,6 +70,24 @@ class Entry:
     tags: list[str] = field(default_factory=list)
     body: str = ""
     problems: list[str] = field(default_factory=list)
+    extra: str = ""  # other frontmatter keys and values, as words to search
+
+
+def _words(value, skip=(), depth: int = 0):
+    """Keys and scalar values of other frontmatter (nested too, bounded), to index."""
+    if depth > 4:
+        return
+    if isinstance(value, dict):
+        for k, v in list(value.items())[:MAX_EXTRA_KEYS]:
+            if k in skip:
+                continue
+            yield str(k)
+            yield from _words(v, (), depth + 1)
+    elif isinstance(value, list):
+        for v in value[:MAX_EXTRA_KEYS]:
+            yield from _words(v, (), depth + 1)
+    elif _text(value):
+        yield _text(value)
 
 
 def _text(value) -> str:
@@ -146,6 +166,12 @@ def _take_fields(e: Entry, meta: dict, types: tuple[str, ...]) -> None:
     e.name = _text(meta.get("name"))
     e.description = _text(meta.get("description"))
     e.type = _text(meta.get("type"))
+    nested = meta.get("metadata")
+    if not e.type and isinstance(nested, dict):
+        # Claude Code 2.1 writes `metadata: {type: feedback, node_type: memory, ...}`; a
+        # top-level type wins. Nothing is written back into the user's file.
+        e.type = _text(nested.get("type"))
+    e.extra = " ".join(_words(meta, skip=("name", "description", "type", "tags")))[:MAX_EXTRA_CHARS]
     tags = meta.get("tags")
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.replace(",", " ").split()]

@@ -76,3 +76,21 @@ def test_frontmatter_with_too_many_values_is_flagged_not_parsed():
     assert any("more than 5000 YAML values" in p for p in e.problems), e.problems
     small = "name: n\ndescription: d\ntype: user\n" + "".join(f"k{i}: v\n" for i in range(150))
     assert entry.parse(f"---\n{small}---\n".encode()).problems == []
+
+
+def test_claude_code_metadata_type():
+    """Claude Code 2.1 keeps the type under metadata:; a top-level type wins; the rest of
+    its metadata is searchable words."""
+    cc = (
+        b'---\nname: prefer-tabs\ndescription: "bob indents with tabs"\nmetadata:\n'
+        b"  node_type: memory\n  type: feedback\n  originSessionId: b8f2cca5-9e1d\n---\nTabs.\n"
+    )
+    e = entry.parse(cc)
+    assert e.type == "feedback" and e.problems == []
+    assert "node_type memory" in e.extra and "originSessionId b8f2cca5-9e1d" in e.extra
+    e = entry.parse(b"---\nname: x\ndescription: y\ntype: user\nmetadata: {type: feedback}\n---\nb\n")
+    assert e.type == "user"
+    e = entry.parse(b"---\nname: x\ndescription: y\nmetadata: [type, feedback]\n---\nb\n")
+    assert e.type == "" and "frontmatter has no type" in e.problems
+    deep = b"---\nname: x\ndescription: y\ntype: user\nm: " + b"{a: " * 50 + b"1" + b"}" * 50 + b"\n---\n"
+    assert entry.parse(deep).type == "user"  # nesting is walked only a few levels down

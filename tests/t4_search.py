@@ -279,3 +279,18 @@ def test_search_cli(tm):
     assert data["hits"][0]["type"] == "reference"
     bad = tm.run(uid, memfs_cmd("search", "--mount", "/tmp", "x"), check=False)
     assert bad.returncode != 0 and "not a memfs mount" in bad.stderr
+
+
+def test_claude_code_entries_have_their_type(tm):
+    """Claude Code 2.1 writes the type under metadata:; search, index.md and status read it."""
+    text = (
+        '---\nname: prefer-tabs\ndescription: "bob indents with tabs, never spaces"\nmetadata:\n'
+        "  node_type: memory\n  type: feedback\n  originSessionId: b8f2cca5-77aa\n---\n\nUse tabs.\n"
+    )
+    write(tm, BOB, "prefer-tabs.md", text)
+    assert hit_paths(search(tm, BOB, "mode:keyword type:feedback tabs")) == ["prefer-tabs.md"]
+    assert hit_paths(search(tm, BOB, "mode:keyword b8f2cca5")) == ["prefer-tabs.md"]
+    assert "no type" not in tm.run(BOB, ["cat", ".memfs/status"]).stdout
+    index = tm.run(BOB, ["cat", ".memfs/index.md"]).stdout
+    assert "### feedback" in index and "(no type)" not in index
+    assert tm.run(BOB, ["cat", "prefer-tabs.md"]).stdout == text  # nothing written back

@@ -430,7 +430,7 @@ class Index:
             description=e.description,
             tags=" ".join(e.tags),
             body=body,
-            stem="\n".join((e.name, e.description, " ".join(e.tags), body)),
+            stem="\n".join((e.name, e.description, " ".join(e.tags), e.extra, body)),
             mtime=st.st_mtime_ns,
         )
         for d in folders(path):
