@@ -450,20 +450,21 @@ class Index:
             return
         await self._ready.wait()
         while True:
+            self._backfill = trio.Event()  # a reconcile from now on asks for another pass
             await self._backfill_all()
             await self._backfill.wait()
-            self._backfill = trio.Event()
 
     async def _backfill_all(self) -> None:
         todo = await trio.to_thread.run_sync(self._missing_count, limiter=self._limiter)
         if not todo:
             return
         log.info("index: embedding %d entries with %s", todo, self.embedder.id)
-        done, t0, last = 0, time.monotonic(), time.monotonic()
-        while True:
-            keys = await trio.to_thread.run_sync(self._missing, BACKFILL_SLICE, limiter=self._limiter)
+        done, t0, last, after = 0, time.monotonic(), time.monotonic(), ""
+        while True:  # one pass in key order (what is missing behind it waits for the next pass)
+            keys = await trio.to_thread.run_sync(self._missing, after, BACKFILL_SLICE, limiter=self._limiter)
             if not keys:
                 break
+            after = keys[-1]
             by_scope: dict[Scope, list[bytes]] = {}
             for key in keys:
                 scope_name, path = split_key(key)
@@ -482,9 +483,10 @@ class Index:
         with self._db_lock:
             return self.db.execute(f"SELECT count(*) {_MISSING}").fetchone()[0]
 
-    def _missing(self, limit: int) -> list[str]:
+    def _missing(self, after: str, limit: int) -> list[str]:
+        q = f"SELECT m.key {_MISSING} AND m.key > ? ORDER BY m.key LIMIT ?"
         with self._db_lock:
-            return [k for (k,) in self.db.execute(f"SELECT m.key {_MISSING} LIMIT ?", (limit,))]
+            return [k for (k,) in self.db.execute(q, (after, limit))]
 
     def _embed_paths(self, scope: Scope, paths: list[bytes]) -> None:
         """Vectors for entries as they are on disk now. One that cannot be read gets a
