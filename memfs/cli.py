@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import mount as mount_mod
+from . import mounthelper
 
 DEFAULT_DATA = Path("/var/lib/memfs")
 DEFAULT_CONFIG = Path("/etc/memfs/config.yaml")
@@ -275,7 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="memfs: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    commands = set(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+    if mounthelper.is_helper_call(argv, commands):  # mount(8), fstab: memfs SOURCE DIR -o OPTS
+        try:
+            argv = mounthelper.translate(argv)
+        except mounthelper.HelperError as e:
+            return _fail(str(e))
+    args = parser.parse_args(argv)
     return args.func(args)
 
 

@@ -1,0 +1,61 @@
+"""mount(8) and fstab: `memfs SOURCE MOUNTPOINT -o OPTIONS` -> `memfs mount ...`.
+
+`mount -t fuse.memfs /var/lib/memfs /mnt/memory -o config=/etc/memfs/config.yaml` (or the
+same line in /etc/fstab) makes fuse3's mount.fuse3 run `memfs SOURCE MOUNTPOINT -o OPTS`,
+as it does for sshfs. SOURCE is the data directory. Options are memfs's own (`config=`,
+`debug`) or the generic ones mount(8) and fstab add, which mean nothing to memfs.
+"""
+
+from __future__ import annotations
+
+# What mount(8), fstab and systemd put in OPTS on their own; memfs decides every access
+# itself and always mounts read-write with nodev/nosuid semantics of its own.
+IGNORED = {
+    "rw", "defaults", "auto", "noauto", "user", "nouser", "users", "_netdev", "nofail",
+    "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync",
+    "atime", "noatime", "relatime", "strictatime", "nodiratime", "diratime", "lazytime",
+    "allow_other", "default_permissions",
+}  # fmt: skip
+IGNORED_PREFIXES = ("x-systemd.", "x-", "comment=")
+
+
+class HelperError(ValueError):
+    """A mount(8) option memfs cannot honour; the message names it."""
+
+
+def is_helper_call(argv: list[str], commands: set[str]) -> bool:
+    """`memfs SOURCE MOUNTPOINT [-o OPTS]`: two paths where a command would be."""
+    return len(argv) >= 2 and argv[0] not in commands and not argv[0].startswith("-")
+
+
+def translate(argv: list[str]) -> list[str]:
+    """The `memfs mount` arguments for a mount(8) helper call."""
+    source, mountpoint, rest = argv[0], argv[1], argv[2:]
+    opts: list[str] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "-o" and i + 1 < len(rest):
+            opts += [o for o in rest[i + 1].split(",") if o]
+            i += 2
+        elif arg.startswith("-o") and len(arg) > 2:
+            opts += [o for o in arg[2:].split(",") if o]
+            i += 1
+        elif arg in ("-n", "-s", "-f", "-v"):  # mount(8)'s own flags, passed through to helpers
+            i += 1
+        else:
+            raise HelperError(f"unexpected argument {arg!r} (usage: memfs SOURCE MOUNTPOINT -o OPTIONS)")
+    out = ["mount", mountpoint, "--data", source]
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if key == "config" and eq and value:
+            out += ["--config", value]
+        elif opt == "debug":
+            out.append("--debug")
+        elif opt == "ro":
+            raise HelperError("option 'ro': memfs mounts read-write only (access is per caller)")
+        elif opt in IGNORED or opt.startswith(IGNORED_PREFIXES):
+            continue
+        else:
+            raise HelperError(f"unknown mount option {opt!r} (memfs takes config=FILE and debug)")
+    return out

@@ -1,0 +1,41 @@
+"""mount(8) helper command lines -> memfs mount arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from memfs.mounthelper import HelperError, is_helper_call, translate
+
+COMMANDS = {"mount", "umount", "search"}
+
+
+def test_helper_calls_are_told_from_commands():
+    assert is_helper_call(["/var/lib/memfs", "/mnt/memory", "-o", "rw"], COMMANDS)
+    assert not is_helper_call(["mount", "/mnt/memory"], COMMANDS)
+    assert not is_helper_call(["--help"], COMMANDS)
+    assert not is_helper_call(["search"], COMMANDS)
+
+
+def test_options_from_mount_and_fstab():
+    got = translate(
+        ["/d", "/m", "-o", "rw,nosuid,nodev,noauto,_netdev,x-systemd.automount,config=/etc/m.yaml"]
+    )
+    assert got == ["mount", "/m", "--data", "/d", "--config", "/etc/m.yaml"]
+    assert translate(["/d", "/m", "-odebug,config=/c", "-n"]) == [
+        "mount", "/m", "--data", "/d", "--debug", "--config", "/c",
+    ]  # fmt: skip
+    assert translate(["/d", "/m"]) == ["mount", "/m", "--data", "/d"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["/d", "/m", "-o", "ro"], "read-write only"),
+        (["/d", "/m", "-o", "cache=yes"], "unknown mount option 'cache=yes'"),
+        (["/d", "/m", "-o", "config="], "unknown mount option 'config='"),
+        (["/d", "/m", "--frobnicate"], "unexpected argument"),
+    ],
+)
+def test_bad_options_are_one_clear_error(argv, message):
+    with pytest.raises(HelperError, match=message):
+        translate(argv)
