@@ -96,7 +96,7 @@ def cmd_reindex(args) -> int:
     if not (data / "private").is_dir() and not (data / "teams").is_dir():
         return _fail(f"{data} is not a memfs data directory")
     try:
-        cfg = _load_config(args.config)
+        cfg = _load_config(args.config, data)
     except config_mod.ConfigError as e:
         return _fail(str(e))
     store = Store(data, cfg.limits.max_file_bytes)
@@ -123,15 +123,29 @@ def cmd_reindex(args) -> int:
     return 0
 
 
-def _config_path(arg: str | None) -> Path | None:
-    """--config, else the default file if there is one, else None (built-in defaults)."""
+def _config_path(arg: str | None, data: Path | None = None, mount: Path | None = None) -> Path | None:
+    """The config a command uses: --config if given (an error if the live mount of the
+    same data runs another), else the one the data was mounted with, else the default file
+    if there is one, else None (built-in defaults)."""
+    served, where = mount_mod.config_of(data, mount)
     if arg is not None:
+        if (
+            served is not None
+            and where.startswith("the live mount")
+            and Path(arg).resolve() != served.resolve()
+        ):
+            raise config_mod.ConfigError(
+                f"--config {arg} differs from {served}, the config of {where}: "
+                "drop --config, or unmount and mount again with it"
+            )
         return Path(arg)
+    if served is not None and served.exists():
+        return served
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
-def _load_config(arg: str | None) -> config_mod.Config:
-    return config_mod.load(_config_path(arg))
+def _load_config(arg: str | None, data: Path | None = None) -> config_mod.Config:
+    return config_mod.load(_config_path(arg, data))
 
 
 def cmd_import(args) -> int:
@@ -143,7 +157,7 @@ def cmd_import(args) -> int:
 
     src, data = Path(args.source).absolute(), Path(args.data).absolute()
     try:
-        cfg = _load_config(args.config)
+        cfg = _load_config(args.config, data)
         ids = Identities(cfg)
     except config_mod.ConfigError as e:
         return _fail(str(e))
@@ -186,7 +200,12 @@ def cmd_doctor(args) -> int:
     from . import doctor
 
     data = Path(args.data).absolute() if args.data else None
-    checks = doctor.run(Path(args.mount).absolute(), data, _config_path(args.config))
+    mount = Path(args.mount).absolute()
+    try:
+        config = _config_path(args.config, data, mount)
+    except config_mod.ConfigError as e:
+        return _fail(str(e))
+    checks = doctor.run(mount, data, config)
     if args.json:
         print(json.dumps([c.as_dict() for c in checks], indent=2))
     else:

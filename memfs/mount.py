@@ -36,6 +36,7 @@ from .sync import Sync, remotes
 log = logging.getLogger("memfs")
 
 RUN_DIR = Path(os.environ.get("MEMFS_RUN_DIR", "/run/memfs"))
+MOUNTED_CONFIG = "mounted-config"  # DATA/state/: the config the data was last mounted with
 READY_TIMEOUT = 60.0
 
 
@@ -231,9 +232,13 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     pid_path = pidfile(spec.mountpoint)
     try:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
-        pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n")
+        pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n{spec.config}\n")
     except OSError as e:
         log.warning("cannot write pid file %s: %s", pid_path, e)
+    try:  # later commands given --data use the config this data was mounted with
+        (spec.data / "state" / MOUNTED_CONFIG).write_text(f"{spec.config}\n")
+    except OSError as e:
+        log.warning("cannot record the config in %s: %s", spec.data / "state", e)
     nofile = raise_nofile()
     if nofile < 4 * cfg.limits.open_files:
         log.warning(
@@ -316,18 +321,40 @@ def start_background(spec: MountSpec) -> None:
     raise MountError(f"daemon exited with status {code} before mounting (see {log_path})")
 
 
-def mounts_of(data: Path) -> list[Path]:
-    """Live mountpoints whose daemon serves this data directory."""
+def live_mounts() -> list[tuple[Path, Path, Path | None]]:
+    """(mountpoint, data, config) of every live memfs daemon."""
     found = []
     for pf in RUN_DIR.glob("*.pid") if RUN_DIR.is_dir() else ():
         try:
-            pid, mnt, pdata = pf.read_text().splitlines()[:3]
+            lines = pf.read_text().splitlines()
+            pid, mnt, pdata = lines[:3]
             os.kill(int(pid), 0)
         except (OSError, ValueError):
             continue
-        if Path(pdata) == data and os.path.ismount(mnt):
-            found.append(Path(mnt))
+        if os.path.ismount(mnt):
+            found.append((Path(mnt), Path(pdata), Path(lines[3]) if len(lines) > 3 else None))
     return found
+
+
+def mounts_of(data: Path) -> list[Path]:
+    """Live mountpoints whose daemon serves this data directory."""
+    return [mnt for mnt, pdata, _cfg in live_mounts() if pdata == data]
+
+
+def config_of(data: Path | None = None, mountpoint: Path | None = None) -> tuple[Path | None, str]:
+    """The config a data directory (or a mountpoint) is served with: that of its live
+    mount, else the one it was last mounted with; and where that was found."""
+    for mnt, pdata, cfg in live_mounts():
+        if cfg is not None and (pdata == data or mnt == mountpoint):
+            return cfg, f"the live mount at {mnt}"
+    if data is not None:
+        try:
+            text = (data / "state" / MOUNTED_CONFIG).read_text().strip()
+        except OSError:
+            return None, ""
+        if text:
+            return Path(text), f"{data} (last mounted with it)"
+    return None, ""
 
 
 def _alive(pid: int) -> bool:
