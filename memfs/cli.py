@@ -194,6 +194,20 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_mcp(args) -> int:
+    """An MCP server on stdio for the calling user's agent, working through the mount."""
+    from . import mcp_server
+
+    mount = Path(args.mount).absolute()
+    if not (mount / ".memfs").is_dir():
+        return _fail(f"{mount} is not a memfs mount (no .memfs/); use --mount")
+    try:
+        mcp_server.serve(mount)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_doctor(args) -> int:
     import json
 
@@ -250,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     s.add_argument("--json", action="store_true", help="JSON for scripts")
     s.set_defaults(func=cmd_search)
+
+    mc = sub.add_parser("mcp", help="MCP server on stdio: the memory tool and memory_search, as you")
+    mc.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    mc.set_defaults(func=cmd_mcp)
 
     lg = sub.add_parser("log", help="latest changes you may read, or the versions of one file")
     lg.add_argument("path", nargs="?", default=None, help="a file under the mount: list its versions")

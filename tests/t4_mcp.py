@@ -1,0 +1,126 @@
+"""memfs mcp: the memory tool and memory_search over MCP stdio, driven by the SDK's own
+client, as two uids through one mount."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from conftest import ALICE, BOB, TIMEOUT
+from t4_team import TEAM_CONFIG
+
+# Runs as root: the SDK's stdio client starts `memfs mcp` as the given uid and replays calls.
+CLIENT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    uid, mount, calls = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+    server = StdioServerParameters(
+        command="setpriv",
+        args=[f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-m", "memfs",
+              "mcp", "--mount", mount],
+    )
+
+    async def main():
+        out = []
+        async with stdio_client(server) as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                tools = sorted(t.name for t in (await s.list_tools()).tools)
+                for name, args in calls:
+                    r = await s.call_tool(name, args)
+                    out.append({"error": bool(r.is_error if hasattr(r, "is_error") else r.isError),
+                                "text": "".join(getattr(c, "text", "") for c in r.content)})
+        print(json.dumps({"tools": tools, "results": out}))
+
+    asyncio.run(main())
+    """
+)
+
+
+def mcp_calls(m, uid: int, calls: list) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", CLIENT, str(uid), str(m.mnt), json.dumps(calls)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=m.env, cwd="/",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def mem(command: str, **kw) -> list:
+    return ["memory", {"command": command, **kw}]
+
+
+def test_the_memory_tool_as_two_users(make_mount):
+    m = make_mount(TEAM_CONFIG)
+    out = mcp_calls(
+        m,
+        ALICE,
+        [
+            mem(
+                "create",
+                path="/memories/tabs.md",
+                file_text="---\nname: tabs\ndescription: tabs\ntype: feedback\n---\nUse tabs.\n",
+            ),
+            mem("create", path="/memories/tabs.md", file_text="again"),
+            mem("view", path="/memories/tabs.md"),
+            mem("str_replace", path="/memories/tabs.md", old_str="Use tabs.", new_str="Use tabs, width 4."),
+            mem("str_replace", path="/memories/tabs.md", old_str="nowhere", new_str="x"),
+            mem("insert", path="/memories/tabs.md", insert_line=0, insert_text="<!-- kept -->"),
+            mem("insert", path="/memories/tabs.md", insert_line=99, insert_text="x"),
+            mem("view", path="/memories", view_range=None),
+            mem("rename", old_path="/memories/tabs.md", new_path="/memories/style/tabs.md"),
+            mem("view", path="/memories/nope.md"),
+            mem("view", path="/etc/passwd"),
+            mem("view", path="/memories/../../etc/passwd"),
+            mem("create", path="/memories/team/shared.md", file_text="team note\n"),
+            ["memory_search", {"query": "width", "mode": "keyword"}],
+            mem("delete", path="/memories/style"),
+            mem("delete", path="/memories"),
+            mem("frobnicate", path="/memories"),
+        ],
+    )
+    assert out["tools"] == ["memory", "memory_search"]
+    r = out["results"]
+    assert not r[0]["error"] and r[0]["text"] == "File created successfully at: /memories/tabs.md"
+    assert r[1]["error"] and "File /memories/tabs.md already exists" in r[1]["text"]
+    assert r[2]["text"].startswith("Here's the content of /memories/tabs.md with line numbers:")
+    assert "     6\tUse tabs." in r[2]["text"]
+    assert r[3]["text"].startswith("The memory file has been edited.") and "width 4" in r[3]["text"]
+    assert r[4]["error"] and "did not appear verbatim in /memories/tabs.md" in r[4]["text"]
+    assert r[5]["text"] == "The file /memories/tabs.md has been edited."
+    assert r[6]["error"] and "Invalid `insert_line` parameter: 99" in r[6]["text"]
+    assert "up to 2 levels deep in /memories" in r[7]["text"] and "/memories/tabs.md" in r[7]["text"]
+    assert ".memfs" not in r[7]["text"]  # hidden items are not listed
+    assert r[8]["text"] == "Successfully renamed /memories/tabs.md to /memories/style/tabs.md"
+    assert r[9]["error"] and "does not exist. Please provide a valid path." in r[9]["text"]
+    assert r[10]["error"] and "Path must start with /memories" in r[10]["text"]
+    assert r[11]["error"] and "would escape /memories directory" in r[11]["text"]
+    assert not r[12]["error"]
+    hits = json.loads(r[13]["text"])["hits"]
+    assert [h["path"] for h in hits] == ["/memories/style/tabs.md"]
+    assert r[14]["text"] == "Successfully deleted /memories/style"
+    assert r[15]["error"] and "Cannot delete the /memories directory itself" in r[15]["text"]
+    assert r[16]["error"] and "Unknown command" in r[16]["text"]
+    # The files are plain files of alice's memory, as written.
+    assert m.run(ALICE, ["cat", "team/shared.md"]).stdout == "team note\n"
+    # bob: his own memory, alice's team note (same team), never alice's private files.
+    out = mcp_calls(
+        m,
+        BOB,
+        [
+            mem("view", path="/memories"),
+            mem("view", path="/memories/team/shared.md"),
+            ["memory_search", {"query": "team note"}],
+            mem("create", path="/memories/.memfs/x", file_text="x"),
+        ],
+    )
+    r = out["results"]
+    assert "tabs" not in r[0]["text"]
+    assert "team note" in r[1]["text"]
+    assert all(h["path"].startswith("/memories/team/") for h in json.loads(r[2]["text"])["hits"])
+    assert r[3]["error"]
