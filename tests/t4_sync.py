@@ -218,6 +218,7 @@ def test_background_sync_and_the_git_protocol(make_mount, remote, base_dir):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # `git daemon` runs git-daemon as a child: kill the group
     )
     try:
         wait_for(lambda: _listening(port), "git daemon")
@@ -230,7 +231,7 @@ def test_background_sync_and_the_git_protocol(make_mount, remote, base_dir):
         # no `memfs sync`: the background rounds carry it
         wait_for(lambda: b.sh(BOB, "cat team/net.md", check=False).stdout == "over-the-wire\n", "arrival", 60)
     finally:
-        daemon.kill()
+        os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait()
 
 
