@@ -24,8 +24,15 @@ class HelperError(ValueError):
 
 
 def is_helper_call(argv: list[str], commands: set[str]) -> bool:
-    """`memfs SOURCE MOUNTPOINT [-o OPTS]`: two paths where a command would be."""
-    return len(argv) >= 2 and argv[0] not in commands and not argv[0].startswith("-")
+    """`memfs SOURCE MOUNTPOINT [-o OPTS]`: two paths where a command would be (mount(8)
+    passes the mountpoint absolute; a mistyped command is not taken for a mount)."""
+    return (
+        len(argv) >= 2
+        and argv[0] not in commands
+        and "/" in argv[0]
+        and argv[1].startswith("/")
+        and not argv[0].startswith("-")
+    )
 
 
 def translate(argv: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ def test_helper_calls_are_told_from_commands():
     assert not is_helper_call(["mount", "/mnt/memory"], COMMANDS)
     assert not is_helper_call(["--help"], COMMANDS)
     assert not is_helper_call(["search"], COMMANDS)
+    assert not is_helper_call(["serch", "what pet"], COMMANDS)  # a typo is not a mount
 
 
 def test_options_from_mount_and_fstab():
