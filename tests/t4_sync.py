@@ -230,6 +230,8 @@ def test_background_sync_and_the_git_protocol(make_mount, remote, base_dir):
         a.sh(ALICE, "echo over-the-wire > team/net.md")
         # no `memfs sync`: the background rounds carry it
         wait_for(lambda: b.sh(BOB, "cat team/net.md", check=False).stdout == "over-the-wire\n", "arrival", 60)
+        a.stop()  # before the remote goes away: their background rounds would log failures
+        b.stop()
     finally:
         os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait()
