@@ -29,6 +29,12 @@ class Scope:
     def __str__(self) -> str:
         return f"{self.kind.value}:{self.name}"
 
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """The inverse of str(): "private:alice" -> Scope(PRIVATE, "alice")."""
+        kind, _, name = text.partition(":")
+        return cls(Kind(kind), name)
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

@@ -369,14 +369,7 @@ class Index:
         w.commit()
         shard.index.reload()
         self._failures.pop(scope, None)
-        with self._db_lock:
-            try:
-                for sql, args in rows:
-                    self.db.execute(sql, args)
-                self.db.commit()
-            except Exception:
-                self.db.rollback()
-                raise
+        self._commit_rows(rows)
         if self.vectors is not None:
             under = [doc_key(scope, p) + "/" for p in trees_deleted]
             self.vectors.patch(scope, vecs, [doc_key(scope, p) for p in files], under)
@@ -468,8 +461,7 @@ class Index:
             by_scope: dict[Scope, list[bytes]] = {}
             for key in keys:
                 scope_name, path = split_key(key)
-                kind, _, name = scope_name.partition(":")
-                by_scope.setdefault(Scope(Kind(kind), name), []).append(path)
+                by_scope.setdefault(Scope.parse(scope_name), []).append(path)
             for scope, paths in by_scope.items():
                 async with self._lock(scope):  # a commit of this scope never interleaves
                     await trio.to_thread.run_sync(self._embed_paths, scope, paths, limiter=self._limiter)
@@ -491,27 +483,33 @@ class Index:
     def _embed_paths(self, scope: Scope, paths: list[bytes]) -> None:
         """Vectors for entries as they are on disk now. One that cannot be read gets a
         zero vector (it matches nothing), so the backfill ends; its next change re-embeds."""
+        keys = [doc_key(scope, path) for path in paths]
+        with self._db_lock:  # dropped since they were listed: nothing to embed
+            q = f"SELECT key FROM manifest WHERE key IN ({','.join('?' * len(keys))})"
+            indexed = {k for (k,) in self.db.execute(q, keys)}
         parsed, empty = [], []
-        for path in paths:
-            key = doc_key(scope, path)
-            with self._db_lock:
-                if self.db.execute("SELECT 1 FROM manifest WHERE key = ?", (key,)).fetchone() is None:
-                    continue  # dropped since it was listed
+        for path, key in zip(paths, keys, strict=True):
+            if key not in indexed:
+                continue
             read = self._read(scope, path)
             if read is None:
                 empty.append(Row(key, "", (), np.zeros(self.embedder.dim, dtype=np.float32)))
             else:
                 parsed.append((key, entry_mod.parse(read[1], self.types)))
         vecs = self._embed(parsed) + empty
+        self._commit_rows([v.sql() for v in vecs])
+        self.vectors.patch(scope, vecs, (), ())
+
+    def _commit_rows(self, rows: list[tuple[str, tuple]]) -> None:
+        """Run manifest/vector statements as one transaction (all or none)."""
         with self._db_lock:
             try:
-                for v in vecs:
-                    self.db.execute(*v.sql())
+                for sql, args in rows:
+                    self.db.execute(sql, args)
                 self.db.commit()
             except Exception:
                 self.db.rollback()
                 raise
-        self.vectors.patch(scope, vecs, (), ())
 
     # -- reconcile: the index brought in line with the files ----------------------
     async def reconcile(self) -> dict:
@@ -589,8 +587,7 @@ class Index:
         by_name = {str(s): s for s in scan.unreadable}
         for key in known.keys() - scan.found.keys():
             scope_name, path = split_key(key)
-            kind, _, name = scope_name.partition(":")
-            scope = by_name.get(scope_name) or Scope(Kind(kind), name)
+            scope = by_name.get(scope_name) or Scope.parse(scope_name)
             if scan.unknown(scope, path):
                 continue  # unreadable just now (EACCES, EMFILE, EIO), not gone
             batch.setdefault(scope, []).append(("delete", path))
@@ -869,9 +866,8 @@ def _snippets(searcher, query, schema):
 
 
 def _hit(doc, score: float, snippet: str, rankers: tuple[str, ...] = ()) -> Hit:
-    kind, _, name = (doc.get_first("scope") or "").partition(":")
     return Hit(
-        scope=Scope(Kind(kind), name),
+        scope=Scope.parse(doc.get_first("scope") or ""),
         relpath=doc.get_first("relpath") or "",
         score=float(score),
         name=doc.get_first("name") or "",
