@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from . import client, mounthelper
 from . import config as config_mod
 from . import mount as mount_mod
-from . import mounthelper
 
 DEFAULT_DATA = Path("/var/lib/memfs")
 DEFAULT_CONFIG = Path("/etc/memfs/config.yaml")
@@ -57,13 +57,10 @@ def cmd_umount(args) -> int:
 
 def cmd_search(args) -> int:
     """Search through the mount, as the calling user: access control stays in the daemon."""
-    handle = Path(args.mount) / ".memfs" / ("query.json" if args.json else "query")
     try:
-        with open(handle, "r+b", buffering=0) as f:
-            f.write((f"mode:{args.mode} {args.query}" if args.mode else args.query).encode())
-            out = b"".join(iter(lambda: f.read(65536), b""))
+        out = client.search(Path(args.mount), args.query, args.mode, args.json)
     except FileNotFoundError:
-        return _fail(f"{args.mount} is not a memfs mount (no {handle}); use --mount")
+        return _fail(f"{args.mount} is not a memfs mount (no .memfs/query); use --mount")
     except OSError as e:
         return _fail(f"search through {args.mount} failed: {e.strerror}")
     sys.stdout.write(out.decode(errors="replace"))
@@ -127,15 +124,11 @@ def _config_path(arg: str | None, data: Path | None = None, mount: Path | None =
     """The config a command uses: --config if given (an error if the live mount of the
     same data runs another), else the one the data was mounted with, else the default file
     if there is one, else None (built-in defaults)."""
-    served, where = mount_mod.config_of(data, mount)
+    served, live = mount_mod.config_of(data, mount)
     if arg is not None:
-        if (
-            served is not None
-            and where.startswith("the live mount")
-            and Path(arg).resolve() != served.resolve()
-        ):
+        if live is not None and Path(arg).resolve() != served.resolve():
             raise config_mod.ConfigError(
-                f"--config {arg} differs from {served}, the config of {where}: "
+                f"--config {arg} differs from {served}, the config of the live mount at {live}: "
                 "drop --config, or unmount and mount again with it"
             )
         return Path(arg)

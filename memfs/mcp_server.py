@@ -12,8 +12,11 @@ import errno
 import json
 import os
 import posixpath
+import shutil
 import uuid
 from pathlib import Path
+
+from . import client
 
 ROOT = "/memories"
 MAX_LINES = 999_999
@@ -225,7 +228,7 @@ class Memories:
             if full.is_symlink() or full.is_file():
                 full.unlink()
             elif full.is_dir():
-                self._rmtree(full)
+                shutil.rmtree(full)
             else:
                 raise ToolError(f"The path {path} does not exist")
         except FileNotFoundError:
@@ -233,15 +236,6 @@ class Memories:
         except OSError as e:
             raise self._os_error(path, e) from e
         return f"Successfully deleted {path}"
-
-    def _rmtree(self, d: Path) -> None:
-        for name in os.listdir(d):
-            item = d / name
-            if item.is_dir() and not item.is_symlink():
-                self._rmtree(item)
-            else:
-                item.unlink()
-        d.rmdir()
 
     def rename(self, old_path: str, new_path: str) -> str:
         old, new = self._full(old_path), self._full(new_path)
@@ -266,11 +260,8 @@ class Memories:
             raise ToolError(f"mode must be hybrid, keyword or semantic, got: {mode}")
         if not isinstance(limit, int) or limit < 1:
             raise ToolError(f"limit must be a positive integer, got: {limit}")
-        handle = self.mount / ".memfs" / "query.json"
         try:
-            with open(handle, "r+b", buffering=0) as f:
-                f.write(f"mode:{mode} {query}".encode())
-                out = b"".join(iter(lambda: f.read(65536), b""))
+            out = client.search(self.mount, query, mode, as_json=True)
         except OSError as e:
             raise ToolError(f"Error: search failed: {e.strerror or e}") from e
         result = json.loads(out)

@@ -341,20 +341,20 @@ def mounts_of(data: Path) -> list[Path]:
     return [mnt for mnt, pdata, _cfg in live_mounts() if pdata == data]
 
 
-def config_of(data: Path | None = None, mountpoint: Path | None = None) -> tuple[Path | None, str]:
-    """The config a data directory (or a mountpoint) is served with: that of its live
-    mount, else the one it was last mounted with; and where that was found."""
+def config_of(data: Path | None = None, mountpoint: Path | None = None) -> tuple[Path | None, Path | None]:
+    """The config a data directory (or a mountpoint) is served with, and the live mount
+    serving it (None: not mounted now; the config is the one it was last mounted with)."""
     for mnt, pdata, cfg in live_mounts():
         if cfg is not None and (pdata == data or mnt == mountpoint):
-            return cfg, f"the live mount at {mnt}"
+            return cfg, mnt
     if data is not None:
         try:
             text = (data / "state" / MOUNTED_CONFIG).read_text().strip()
         except OSError:
-            return None, ""
+            return None, None
         if text:
-            return Path(text), f"{data} (last mounted with it)"
-    return None, ""
+            return Path(text), None
+    return None, None
 
 
 def _alive(pid: int) -> bool:
