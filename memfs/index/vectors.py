@@ -169,7 +169,7 @@ class Vectors:
 
     def patch(self, scope: Scope, put: Iterable[Row], drop: Iterable[str], drop_under: Iterable[str]) -> None:
         """Bring a cached scope in line with a commit that just landed (after the sqlite
-        commit, under the scope's lock: no load of this scope runs concurrently)."""
+        commit, under the scope's lock; a load racing it is redone: see scope())."""
         with self._lock:
             self._gen[scope] = self._gen.get(scope, 0) + 1
             sv = self._cache.get(scope)
@@ -183,17 +183,14 @@ class Vectors:
             for row in put:
                 sv.put(row.key, row.type, row.tags, row.vec)
 
-    def forget(self, scope: Scope | None = None) -> None:
+    def forget(self) -> None:
+        """Drop every cached matrix (after a rebuild emptied the table)."""
         with self._lock:
-            for s in list(self._cache) if scope is None else [scope]:
-                self._cache.pop(s, None)
+            for s in list(self._cache):
                 self._gen[s] = self._gen.get(s, 0) + 1
+            self._cache.clear()
 
     def search(self, scope: Scope, query: np.ndarray, k: int, keep, minimum: float):
         sv = self.scope(scope)
         with sv.lock:
             return sv.top(query, k, keep, minimum)
-
-    def cached_bytes(self) -> int:
-        with self._lock:
-            return sum(v.nbytes for v in self._cache.values())
