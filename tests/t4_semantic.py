@@ -237,6 +237,9 @@ def test_a_hostile_uid_cannot_spoil_semantic_search_for_others(tm):
         "open('huge.md', 'w').write(words[: 9 * 1024 * 1024])\n"
         "for i in range(400):\n"
         "    open(f'tea{i}.md', 'w').write('Alice drinks green tea every morning.')\n"
+        "os.makedirs(b'odd\\xff', exist_ok=True)\n"  # names that are not UTF-8, with a newline
+        "open(b'odd\\xff/tea\\n\\xfe.md', 'w').write('Dave keeps an iguana called Rex.')\n"
+        "open(b'\\x01\\x7f.md', 'wb').write(b'\\xff\\xfe tea \\x00 morning')\n"
     )
     tm.py(DAVE, dave)
     big = " ".join(f"tea{i}" for i in range(7_000))  # ~48 KB of words (a query handle takes 64 KiB)
@@ -246,3 +249,5 @@ def test_a_hostile_uid_cannot_spoil_semantic_search_for_others(tm):
     assert got == [("tea.md", ["semantic"])]
     assert [p for p, _r in paths_and_rankers(tm, ALICE, "a drink in the morning")] == ["tea.md"]
     assert search_json(tm, DAVE, "mode:semantic a drink in the morning")["total"] >= 400
+    odd = search_json(tm, DAVE, "mode:semantic iguana called Rex")["hits"]
+    assert odd[0]["path"].startswith("odd")  # found by meaning under its escaped name
