@@ -8,15 +8,18 @@ as it does for sshfs. SOURCE is the data directory. Options are memfs's own (`co
 
 from __future__ import annotations
 
+import os
+
 # What mount(8), fstab and systemd put in OPTS on their own; memfs decides every access
 # itself and always mounts read-write with nodev/nosuid semantics of its own.
 IGNORED = {
     "rw", "defaults", "auto", "noauto", "user", "nouser", "users", "_netdev", "nofail",
     "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync",
     "atime", "noatime", "relatime", "strictatime", "nodiratime", "diratime", "lazytime",
-    "allow_other", "default_permissions",
+    "allow_other", "default_permissions", "owner", "group", "dirsync", "silent", "loud",
+    "symfollow", "nosymfollow", "iversion", "noiversion", "mand", "nomand",
 }  # fmt: skip
-IGNORED_PREFIXES = ("x-systemd.", "x-", "comment=")
+IGNORED_PREFIXES = ("x-systemd.", "x-", "comment=", "fsname=", "subtype=")
 
 
 class HelperError(ValueError):
@@ -52,11 +55,12 @@ def translate(argv: list[str]) -> list[str]:
             i += 1
         else:
             raise HelperError(f"unexpected argument {arg!r} (usage: memfs SOURCE MOUNTPOINT -o OPTIONS)")
-    out = ["mount", mountpoint, "--data", source]
+    # Paths relative to where mount(8) ran would mean something else to the daemon.
+    out = ["mount", os.path.abspath(mountpoint), "--data", os.path.abspath(source)]
     for opt in opts:
         key, eq, value = opt.partition("=")
         if key == "config" and eq and value:
-            out += ["--config", value]
+            out += ["--config", os.path.abspath(value)]
         elif opt == "debug":
             out.append("--debug")
         elif opt == "ro":

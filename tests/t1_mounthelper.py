@@ -26,6 +26,15 @@ def test_options_from_mount_and_fstab():
         "mount", "/m", "--data", "/d", "--debug", "--config", "/c",
     ]  # fmt: skip
     assert translate(["/d", "/m"]) == ["mount", "/m", "--data", "/d"]
+    generic = "defaults,owner,group,dirsync,nosymfollow,noatime,fsname=mem,subtype=memfs,comment=x"
+    assert translate(["/d", "/m", "-o", generic]) == ["mount", "/m", "--data", "/d"]
+
+
+def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert translate(["./d", "/m/", "-o", "config=etc/m.yaml"]) == [
+        "mount", "/m", "--data", f"{tmp_path}/d", "--config", f"{tmp_path}/etc/m.yaml",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
