@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from memfs.index import fusion
 from memfs.index.embed import WordLlama
 from memfs.index.query import QueryError, mode_of, split_filters, words_of
-from memfs.index.vectors import ScopeVectors
+from memfs.index.vectors import Filter, ScopeVectors
 
 
 @pytest.fixture(scope="module")
@@ -113,20 +113,29 @@ def test_fusion_is_a_deterministic_ranking_of_its_inputs(kw, sem):
     assert out == fusion.fuse(kw, sem)
 
 
-@settings(max_examples=100, deadline=None)
-@given(ops=st.lists(st.tuples(st.sampled_from(["put", "drop", "under"]), st.integers(0, 12)), max_size=60))
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["put", "drop", "under"]), st.integers(0, 12), st.integers(0, 3)),
+        max_size=60,
+    )
+)
+@example(ops=[("put", 1, 1), ("put", 1, 3)])  # retagged: ("a", "b") -> ("b",)
+@example(ops=[("put", 1, 0), ("put", 2, 1), ("drop", 1, 0)])  # a row moved into a hole
 def test_scope_matrix_matches_a_plain_dict(ops):
-    """Rows swapped out on delete, grown on insert: the matrix always answers like a dict."""
+    """Rows swapped out on delete, grown on insert, retyped and retagged on rewrite: the
+    matrix and its filters always answer like a dict filtered row by row."""
     sv = ScopeVectors(4)
-    model: dict[str, np.ndarray] = {}
+    model: dict[str, tuple[np.ndarray, str, tuple[str, ...]]] = {}
     rng = np.random.default_rng(0)
-    for op, n in ops:
-        key = f"s\0d{n % 3}/f{n}.md"
+    for op, n, flavour in ops:
+        key = f"s\0d{n % 3}/f{n}.md" if n != 12 else "s\0d0"  # a file named like a folder
         if op == "put":
             v = rng.normal(size=4).astype(np.float32)
             v /= np.linalg.norm(v)
-            sv.put(key, "user", (), v)
-            model[key] = v
+            type_, tags = ("user", "project")[flavour % 2], (("a",), ("a", "b"), (), ("b",))[flavour]
+            sv.put(key, type_, tags, v)
+            model[key] = (v, type_, tags)
         elif op == "drop":
             sv.drop(key)
             model.pop(key, None)
@@ -134,12 +143,29 @@ def test_scope_matrix_matches_a_plain_dict(ops):
             prefix = f"s\0d{n % 3}/"
             sv.drop_under(prefix)
             model = {k: v for k, v in model.items() if not k.startswith(prefix)}
-    assert sorted(sv.keys) == sorted(model) and len(sv.pos) == len(model)
+    assert sorted(sv.keys) == sorted(model) == sv.sorted_keys and len(sv.pos) == len(model)
     q = np.array([1, 0, 0, 0], dtype=np.float32)
     best, passed = sv.top(q, 50, None, -2.0)
-    assert [k for _s, k in best] == sorted(model, key=lambda k: -float(model[k] @ q))[
-        : len(best)
-    ] or np.allclose([s for s, _k in best], sorted((float(v @ q) for v in model.values()), reverse=True))
+    assert np.allclose(
+        [s for s, _k in best], sorted((float(v @ q) for v, _t, _g in model.values()), reverse=True)
+    )
     assert passed == len(model)
-    only_d0 = sv.top(q, 50, lambda k, t, tags: k.startswith("s\0d0/"), -2.0)[0]
-    assert {k for _s, k in only_d0} == {k for k in model if k.startswith("s\0d0/")}
+    filters = [
+        (Filter(prefixes=("s\0d0",)), lambda k, t, g: k == "s\0d0" or k.startswith("s\0d0/")),
+        (
+            Filter(prefixes=("s\0d1", "s\0d2/f5.md")),
+            lambda k, t, g: k.startswith("s\0d1/") or k == "s\0d2/f5.md",
+        ),
+        (Filter(types=frozenset({"user"})), lambda k, t, g: t == "user"),
+        (Filter(types=frozenset({"user", "project"})), lambda k, t, g: False),
+        (Filter(types=frozenset({"nope"})), lambda k, t, g: False),
+        (Filter(tags=frozenset({"a", "b"})), lambda k, t, g: {"a", "b"} <= set(g)),
+        (Filter(tags=frozenset({"a"})), lambda k, t, g: "a" in g),
+        (
+            Filter(frozenset({"project"}), frozenset({"b"}), ("s\0d1",)),
+            lambda k, t, g: t == "project" and "b" in g and k.startswith("s\0d1/"),
+        ),
+    ]
+    for flt, keep in filters:
+        got = {k for _s, k in sv.top(q, 50, flt, -2.0)[0]}
+        assert got == {k for k, (_v, t, g) in model.items() if keep(k, t, g)}, flt

@@ -51,7 +51,7 @@ from .schema import (
 )
 from .shards import Shard, Shards
 from .vectors import CREATE as CREATE_VECTORS
-from .vectors import Row, Vectors
+from .vectors import Filter, Row, Vectors
 
 log = logging.getLogger("memfs.index")
 
@@ -743,8 +743,8 @@ class Index:
         found = []
         total = 0
         for scope, wanted in _targets(scopes, filters):
-            keep = _keep(scope, wanted, filters)
-            best, matched = self.vectors.search(scope, q, depth, keep, fusion.SEMANTIC_MIN)
+            flt = _filter(scope, wanted, filters)
+            best, matched = self.vectors.search(scope, q, depth, flt, fusion.SEMANTIC_MIN)
             total += matched
             found += [(c, scope, key) for c, key in best]
         found.sort(key=lambda f: (-f[0], f[2]))
@@ -819,27 +819,17 @@ class _Found:
         return self.doc().get_first("key") or ""
 
 
-def _keep(scope: Scope, wanted: list[str] | None, filters: dict):
-    """The semantic side's type:/tag:/path: test of one entry (None: no filter), the
-    same rules as the keyword side's Must clauses."""
-    types = set(filters.get("type", []))
-    tags = set(filters.get("tag", []))
+def _filter(scope: Scope, wanted: list[str] | None, filters: dict) -> Filter | None:
+    """The semantic side's type:/tag:/path: filters for one scope (None: none), the same
+    rules as the keyword side's Must clauses."""
+    types = frozenset(filters.get("type", []))
+    tags = frozenset(filters.get("tag", []))
     prefixes = None
     if wanted is not None and "" not in wanted:
-        prefixes = [f"{scope}\0{rel}" for rel in wanted]
+        prefixes = tuple(f"{scope}\0{rel}" for rel in wanted)
     if not types and not tags and prefixes is None:
         return None
-    if len(types) > 1:
-        return lambda key, type_, tags_: False
-
-    def keep(key: str, type_: str, entry_tags: tuple[str, ...]) -> bool:
-        if types and type_ not in types:
-            return False
-        if tags and not tags.issubset(entry_tags):
-            return False
-        return prefixes is None or any(key == p or key.startswith(p + "/") for p in prefixes)
-
-    return keep
+    return Filter(types, tags, prefixes)
 
 
 def _targets(scopes: list[Scope], filters: dict) -> list[tuple[Scope, list[str] | None]]:

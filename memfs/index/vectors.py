@@ -11,6 +11,7 @@ the scopes it may read and nothing else, with type:/tag:/path: applied before ra
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -45,8 +46,22 @@ class Row:
         )
 
 
+@dataclass(frozen=True)
+class Filter:
+    """A semantic search's type:/tag:/path: filters, with the keyword side's rules: every
+    type and every tag must match; a key must be one of `prefixes` or lie below one."""
+
+    types: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] | None = None  # None: anywhere in the scope
+
+
 class ScopeVectors:
-    """One scope's vectors as a matrix; rows are swapped out on delete (order is not kept)."""
+    """One scope's vectors as a matrix; rows are swapped out on delete (order is not kept).
+
+    Beside the rows it keeps what filters need without a Python call per row: each row's
+    type as a small integer, the keys of each tag, and the keys in sorted order (a folder's
+    entries are one slice of it)."""
 
     def __init__(self, dim: int):
         self.dim = dim
@@ -55,11 +70,15 @@ class ScopeVectors:
         self.types: list[str] = []
         self.tags: list[tuple[str, ...]] = []
         self.mat = np.zeros((16, dim), dtype=np.float32)
+        self.type_of = np.zeros(16, dtype=np.int32)  # row -> code in self.codes
+        self.codes: dict[str, int] = {}
+        self.by_tag: dict[str, set[str]] = {}
+        self.sorted_keys: list[str] = []
         self.lock = threading.Lock()
 
     @property
     def nbytes(self) -> int:
-        return self.mat.nbytes + 100 * len(self.keys)
+        return self.mat.nbytes + 200 * len(self.keys)
 
     def put(self, key: str, type_: str, tags: tuple[str, ...], vec: np.ndarray) -> None:
         i = self.pos.get(key)
@@ -69,44 +88,97 @@ class ScopeVectors:
                 grown = np.zeros((2 * len(self.mat), self.dim), dtype=np.float32)
                 grown[:i] = self.mat[:i]
                 self.mat = grown
+                self.type_of = np.resize(self.type_of, 2 * len(self.type_of))
             self.pos[key] = i
             self.keys.append(key)
             self.types.append(type_)
             self.tags.append(tags)
+            bisect.insort(self.sorted_keys, key)
         else:
+            self._untag(key, self.tags[i])
             self.types[i], self.tags[i] = type_, tags
+        for t in tags:
+            self.by_tag.setdefault(t, set()).add(key)
+        self.type_of[i] = self.codes.setdefault(type_, len(self.codes))
         self.mat[i] = vec
+
+    def _untag(self, key: str, tags: tuple[str, ...]) -> None:
+        for t in tags:
+            keys = self.by_tag.get(t)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_tag[t]
 
     def drop(self, key: str) -> None:
         i = self.pos.pop(key, None)
         if i is None:
             return
+        self._untag(key, self.tags[i])
+        del self.sorted_keys[bisect.bisect_left(self.sorted_keys, key)]
         last = len(self.keys) - 1
         if i != last:  # move the last row into the hole
             moved = self.keys[last]
             self.keys[i], self.types[i], self.tags[i] = moved, self.types[last], self.tags[last]
             self.mat[i] = self.mat[last]
+            self.type_of[i] = self.type_of[last]
             self.pos[moved] = i
         self.keys.pop()
         self.types.pop()
         self.tags.pop()
 
+    def _starting(self, prefix: str) -> list[str]:
+        """The keys that start with `prefix`: one slice of the sorted keys."""
+        if not prefix:
+            return list(self.sorted_keys)
+        lo = bisect.bisect_left(self.sorted_keys, prefix)
+        if ord(prefix[-1]) < 0x10FFFF:  # the first string past every one with this prefix
+            hi = bisect.bisect_left(self.sorted_keys, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
+        else:
+            hi = lo
+            while hi < len(self.sorted_keys) and self.sorted_keys[hi].startswith(prefix):
+                hi += 1
+        return self.sorted_keys[lo:hi]
+
     def drop_under(self, prefix: str) -> None:
-        for key in [k for k in self.keys if k.startswith(prefix)]:
+        for key in self._starting(prefix):
             self.drop(key)
 
-    def top(self, query: np.ndarray, k: int, keep, minimum: float) -> tuple[list[tuple[float, str]], int]:
-        """The k best (cosine, key) among the rows `keep(key, type, tags)` accepts (None:
-        all), and how many of those reach `minimum`."""
+    def _rows(self, keys, n: int) -> np.ndarray:
+        mask = np.zeros(n, dtype=bool)
+        mask[np.fromiter((self.pos[k] for k in keys), dtype=np.intp, count=len(keys))] = True
+        return mask
+
+    def mask(self, flt: Filter) -> np.ndarray:
+        """The rows `flt` lets through: numpy over the type codes, Python only over the
+        keys a tag or folder names."""
+        n = len(self.keys)
+        if len(flt.types) > 1:
+            return np.zeros(n, dtype=bool)
+        mask = np.ones(n, dtype=bool)
+        if flt.types:
+            code = self.codes.get(next(iter(flt.types)))
+            mask &= self.type_of[:n] == (-1 if code is None else code)
+        if flt.tags:
+            tagged = set.intersection(*(self.by_tag.get(t, set()) for t in flt.tags))
+            mask &= self._rows(tagged, n)
+        if flt.prefixes is not None:
+            inside = {k for p in flt.prefixes for k in self._starting(p + "/")}
+            inside.update(p for p in flt.prefixes if p in self.pos)
+            mask &= self._rows(inside, n)
+        return mask
+
+    def top(
+        self, query: np.ndarray, k: int, flt: Filter | None, minimum: float
+    ) -> tuple[list[tuple[float, str]], int]:
+        """The k best (cosine, key) among the rows `flt` lets through (None: all), and how
+        many of those reach `minimum`."""
         n = len(self.keys)
         if not n:
             return [], 0
         scores = self.mat[:n] @ query
-        if keep is not None:
-            mask = np.fromiter(
-                (keep(self.keys[i], self.types[i], self.tags[i]) for i in range(n)), dtype=bool, count=n
-            )
-            scores = np.where(mask, scores, -np.inf)
+        if flt is not None:
+            scores = np.where(self.mask(flt), scores, -np.inf)
         passed = int(np.count_nonzero(scores >= minimum))
         k = min(k, int(np.count_nonzero(scores > -np.inf)))
         if not k:
@@ -190,7 +262,7 @@ class Vectors:
                 self._gen[s] = self._gen.get(s, 0) + 1
             self._cache.clear()
 
-    def search(self, scope: Scope, query: np.ndarray, k: int, keep, minimum: float):
+    def search(self, scope: Scope, query: np.ndarray, k: int, flt: Filter | None, minimum: float):
         sv = self.scope(scope)
         with sv.lock:
-            return sv.top(query, k, keep, minimum)
+            return sv.top(query, k, flt, minimum)
