@@ -208,8 +208,9 @@ class Vectors:
         sv = ScopeVectors(self.dim)
         lo = f"{scope}\0"
         with self._db_lock:
-            rows = self._db.execute(
-                "SELECT key, type, tags, vec FROM vectors WHERE key >= ? AND key < ?", (lo, f"{scope}\x01")
+            rows = self._db.execute(  # in key order: the sorted keys are then built by appending
+                "SELECT key, type, tags, vec FROM vectors WHERE key >= ? AND key < ? ORDER BY key",
+                (lo, f"{scope}\x01"),
             ).fetchall()
         for key, type_, tags, blob in rows:
             vec = np.frombuffer(blob, dtype=np.float16)
