@@ -277,6 +277,7 @@ def serve(mount: Path) -> None:
     """Serve the two tools over stdio until the client hangs up."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError as McpToolError
+    from mcp.types import ToolAnnotations
 
     mem = Memories(mount)
     server = MCPServer(
@@ -293,8 +294,12 @@ def serve(mount: Path) -> None:
         except ToolError as e:
             raise McpToolError(str(e)) from None
 
+    # Plain text results, as Anthropic's memory tool gives: a structured {"result": ...}
+    # would reach the model as escaped JSON (Claude Code shows structured content first).
     @server.tool(
         name="memory",
+        structured_output=False,
+        annotations=ToolAnnotations(destructiveHint=True, idempotentHint=False, openWorldHint=False),
         description=(
             "Anthropic's memory tool over memfs. command: view (path, view_range), create (path, "
             "file_text), str_replace (path, old_str, new_str), insert (path, insert_line, "
@@ -340,6 +345,8 @@ def serve(mount: Path) -> None:
 
     @server.tool(
         name="memory_search",
+        structured_output=False,
+        annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
         description="Ranked search of the memory you may read (mode: hybrid, keyword or semantic).",
     )
     def memory_search(query: str, limit: int = 10, mode: str = "hybrid") -> str:

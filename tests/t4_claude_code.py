@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def api():
     srv.close()
 
 
-def claude(m, api, uid, prompt, plan=(), *, settings=None, env=None, managed=None):
+def claude(m, api, uid, prompt, plan=(), *, settings=None, env=None, managed=None, flags=()):
     """One `claude -p` session as `uid`, its cwd a project in its home (not on the mount).
     `settings` becomes ~/.claude/settings.json; `managed` becomes
     /etc/claude-code/managed-settings.json inside a private mount namespace only."""
@@ -74,7 +75,7 @@ def claude(m, api, uid, prompt, plan=(), *, settings=None, env=None, managed=Non
     text = f"{prompt}\nPLAN: {json.dumps(list(plan))}"
     cmd = [
         "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
-        str(BINARIES[-1]), "-p", text,
+        str(BINARIES[-1]), "-p", text, *flags,
     ]  # fmt: skip
     if managed is not None:
         # An overlay on /etc seen only by this process tree: the host's /etc is untouched.
@@ -230,3 +231,42 @@ def test_environment_variable_overrides_the_settings(make_mount, api):
     assert list(elsewhere.iterdir()) == []
     assert "DINGO-BOB" in first_message(claude(m, api, BOB, "env recall bob", env=env))
     assert "DINGO" not in first_message(claude(m, api, ALICE, "env recall alice", env=env))
+
+
+def test_claude_code_uses_memfs_mcp(make_mount, api):
+    """Claude Code as an MCP client of `memfs mcp`: the memory tool acts as the caller."""
+    m = make_mount(TEAM_CONFIG)
+    m.run(ALICE, ["sh", "-c", "echo '- alice KOALA' > MEMORY.md"])
+    m.run(BOB, ["sh", "-c", "echo '- bob EMU' > MEMORY.md"])
+    config = m.base / "mcp.json"
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "memfs": {
+                        "command": sys.executable,
+                        "args": ["-m", "memfs", "mcp", "--mount", str(m.mnt)],
+                    }
+                }
+            }
+        )
+    )
+    os.chmod(config, 0o644)
+    plan = [
+        ["mcp__memfs__memory", {"command": "view", "path": "/memories/MEMORY.md"}],
+        ["mcp__memfs__memory", {"command": "create", "path": "/memories/note.md", "file_text": "via mcp\n"}],
+        ["mcp__memfs__memory", {"command": "view", "path": "/etc/passwd"}],
+        ["mcp__memfs__memory_search", {"query": "KOALA", "mode": "keyword"}],
+    ]
+    flags = ["--mcp-config", str(config), "--allowedTools", "mcp__memfs__memory,mcp__memfs__memory_search"]
+    out = {uid: results(claude(m, api, uid, f"mcp {uid}", plan, flags=flags)) for uid in (ALICE, BOB)}
+    assert "KOALA" in out[ALICE][0] and "EMU" not in out[ALICE][0]
+    assert "EMU" in out[BOB][0] and "KOALA" not in out[BOB][0]
+    for uid in (ALICE, BOB):
+        assert "File created successfully at: /memories/note.md" in out[uid][1]
+        assert "Path must start with /memories" in out[uid][2]
+        assert m.run(uid, ["cat", "note.md"]).stdout == "via mcp\n"
+    # Plain text, as Anthropic's memory tool answers, not a {"result": ...} wrapper.
+    assert out[ALICE][0].startswith("Here's the content of /memories/MEMORY.md with line numbers:\n")
+    assert json.loads(out[ALICE][3])["hits"][0]["path"] == "/memories/MEMORY.md"
+    assert json.loads(out[BOB][3])["hits"] == []
