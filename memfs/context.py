@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .entry import IndexLine, index_lines, resolve_link
+from .entry import IndexLine, index_lines, is_index, resolve_link
 
-INDEX_NAME = "MEMORY.md"
 ANALYZED_BYTES = 256 << 10  # of a MEMORY.md, at most this much is read and analysed
 DAY_NS = 86_400 * 10**9
 MAX_LISTED = 50  # items per list in context.md; the rest is counted (status lists them all)
@@ -33,7 +32,7 @@ class Doc:
 
     @property
     def is_index(self) -> bool:
-        return self.relpath.rsplit("/", 1)[-1] == INDEX_NAME
+        return is_index(self.relpath)
 
     @property
     def hidden(self) -> bool:  # under .git/, .obsidian/ ...: tools' files, not memories

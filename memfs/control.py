@@ -22,6 +22,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
 from . import context as ctx_mod
 from . import layout, policy
+from .entry import INDEX_NAME
 from .history import History
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
@@ -493,7 +494,7 @@ def _read_memory(store: Store, scope: Scope, label: str, path: str, limits: ctx_
     not read into memory (a 10 MiB file costs a scan of its newlines, not a parse)."""
     memo = ctx_mod.MemoryFile(label, path, str(scope), None)
     try:
-        fd = store.open(scope, ctx_mod.INDEX_NAME.encode(), os.O_RDONLY | os.O_NONBLOCK)
+        fd = store.open(scope, INDEX_NAME.encode(), os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return memo
     try:

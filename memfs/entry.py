@@ -16,6 +16,7 @@ import frontmatter
 import yaml
 
 DEFAULT_TYPES = ("user", "feedback", "project", "reference")
+INDEX_NAME = "MEMORY.md"  # a scope's index: one line per entry, no frontmatter; not an entry
 MAX_FRONTMATTER = 64 * 1024  # bytes of YAML parsed; larger blocks are flagged, not parsed
 
 
@@ -182,6 +183,11 @@ def _take_fields(e: Entry, meta: dict, types: tuple[str, ...]) -> None:
             e.problems.append(f"frontmatter has no {key}")
     if e.type and e.type not in types:
         e.problems.append(f"unknown type {e.type!r} (allowed: {', '.join(types)})")
+
+
+def is_index(relpath: str) -> bool:
+    """Whether a path names an index (MEMORY.md) rather than an entry."""
+    return relpath.rsplit("/", 1)[-1] == INDEX_NAME
 
 
 # -- MEMORY.md index lines: "- [Title](file.md) — hook" ------------------------------------

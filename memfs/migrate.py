@@ -34,7 +34,7 @@ from .config import Config
 from .layout import SCOPE_DIRS
 from .policy import Kind, Scope
 
-INDEX = "MEMORY.md"
+INDEX = entry.INDEX_NAME
 CATEGORY_TYPES = {
     "preference": "feedback",
     "preferences": "feedback",

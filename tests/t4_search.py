@@ -294,3 +294,22 @@ def test_claude_code_entries_have_their_type(tm):
     index = tm.run(BOB, ["cat", ".memfs/index.md"]).stdout
     assert "### feedback" in index and "(no type)" not in index
     assert tm.run(BOB, ["cat", "prefer-tabs.md"]).stdout == text  # nothing written back
+
+
+@pytest.mark.parametrize("mode", ["keyword", "semantic", "hybrid"])
+def test_entries_rank_before_the_memory_md_that_lists_them(tm, mode):
+    """MEMORY.md's hook lines repeat its entries' words: entries come first, the index
+    after them (scores still never rise down the list), and it reports no problem."""
+    write(tm, ALICE, "tabs.md", entry("tabs", "alice indents code with tabs", "feedback", "Tabs."))
+    write(tm, ALICE, "team/deploy.md", entry("deploy", "we deploy on fridays", "project", "Fridays."))
+    index = "- [Tabs](tabs.md) — alice indents code with tabs, never spaces\n"
+    write(tm, ALICE, "MEMORY.md", index * 3)
+    write(tm, ALICE, "team/MEMORY.md", "- [Deploy](deploy.md) — we deploy on fridays\n" * 3)
+    for query, first in (("indents code with tabs", "tabs.md"), ("deploy on fridays", "team/deploy.md")):
+        data = search_json(tm, ALICE, f"mode:{mode} {query}")
+        paths = [h["path"] for h in data["hits"]]
+        assert paths[0] == first, paths
+        assert all(p.endswith("MEMORY.md") for p in paths[paths.index(first) + 1 :]), paths
+        scores = [h["score"] for h in data["hits"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(h["problems"] == [] for h in data["hits"]), data["hits"]

@@ -61,6 +61,7 @@ MAX_FAILURES = 5  # failed commits of one scope before its changes are left to a
 MAX_BACKOFF = 30.0
 BOOSTS = {"name": 3.0, "description": 2.0, "tags": 2.0}
 FUSE_DEPTH = 30  # candidates each ranker hands to the fusion
+INDEX_SLACK = 8  # extra keyword candidates: index files moved last must not crowd entries out
 _MISSING = "FROM manifest m LEFT JOIN vectors v ON v.key = m.key WHERE v.key IS NULL"  # indexed, no vector
 BACKFILL_SLICE = 500  # entries embedded per step of the background backfill (under the scope's lock)
 
@@ -414,6 +415,8 @@ class Index:
 
     def _document(self, scope: Scope, path: bytes, key: str, st: os.stat_result, e: entry_mod.Entry):
         body = e.body[:MAX_BODY_CHARS]
+        if entry_mod.is_index(path_text(path)):
+            e.problems = []  # an index has no frontmatter by design: nothing to report
         doc = tantivy.Document(
             key=key,
             scope=str(scope),
@@ -667,21 +670,22 @@ class Index:
             raise QueryError("semantic search is off on this mount (search.embedder: none)")
         if mode == "hybrid" and (self.embedder is None or not words):
             mode = "keyword"  # nothing to embed: a filter-only query lists by keyword rules
-        depth = limit if mode == "keyword" else max(limit, FUSE_DEPTH)
+        depth = limit + INDEX_SLACK if mode == "keyword" else max(limit, FUSE_DEPTH)
         keyword: list[_Found] = []
         total = 0
         if mode != "semantic":
             keyword, total = self._keyword(scopes, text, filters, depth)
             if mode == "keyword":
-                return self._hits(keyword[:limit], ("keyword",)), total
+                return self._hits(_capped(_index_last(keyword, lambda f: f.key)[:limit]), ("keyword",)), total
         semantic, semantic_total = self._semantic(scopes, words, filters, depth)
         if mode == "semantic":
-            semantic = [f for f in semantic if f[0] >= fusion.SEMANTIC_MIN]
+            semantic = _index_last([f for f in semantic if f[0] >= fusion.SEMANTIC_MIN], lambda f: f[2])
             found = [self._locate(scope, key, score, words) for score, scope, key in semantic[:limit]]
-            hits = self._hits([f for f in found if f is not None], ("semantic",))
+            hits = self._hits(_capped([f for f in found if f is not None]), ("semantic",))
             return hits, semantic_total
         by_key = {f.key: f for f in keyword}
         ranked = fusion.fuse([(f.key, f.score) for f in keyword], [(k, c) for c, _s, k in semantic])
+        ranked = _index_last(ranked, lambda r: r[0])
         scope_of = {k: s for _c, s, k in semantic}
         out = []
         for key, score, rankers in ranked:
@@ -694,6 +698,7 @@ class Index:
                 break
         # Matches: keyword's, plus what only the semantic side found among its best.
         total += sum(1 for _k, _s, rankers in ranked if rankers == ("semantic",))
+        _capped([f for f, _r in out])
         gens: dict = {}
         return [self._hit(f, rankers, gens) for f, rankers in out], max(total, len(out))
 
@@ -795,6 +800,20 @@ class Index:
         if not snippet:
             snippet = " ".join((doc.get_first("body") or "").split())[:240]
         return _hit(doc, f.score, snippet, rankers)
+
+
+def _index_last(ranked: list, key_of) -> list:
+    """Entries first, then index files (MEMORY.md), each in rank order: an index's hook
+    lines repeat its entries' words, so it would otherwise outrank the entries it lists."""
+    return sorted(ranked, key=lambda r: entry_mod.is_index(key_of(r).partition("\0")[2]))
+
+
+def _capped(found: list[_Found]) -> list[_Found]:
+    """Scores that never rise down the list: an index file moved after the entries shows
+    at most the score of the hit above it."""
+    for above, f in zip(found, found[1:], strict=False):
+        f.score = min(f.score, above.score)
+    return found
 
 
 class _Found:
