@@ -322,8 +322,9 @@ def entry_text(f: Fact) -> str:
     return f"---\nname: {f.slug}\ndescription: {json.dumps(f.description)}\ntype: {f.type}\n---\n\n{f.body}\n"
 
 
-def build(data: Path, users: int, seed: int, per_user_questions: int):
-    """Write every user's entries under DATA; return [(user, kind, question, gold path)]."""
+def build(data: Path, users: int, seed: int, per_user_questions: int, memory_md: bool = False):
+    """Write every user's entries under DATA (and, with memory_md, a MEMORY.md with a hook
+    line per entry, as Claude Code keeps one); return [(user, kind, question, gold path)]."""
     rnd = random.Random(seed)
     Store.init_layout(data)
     questions = []
@@ -334,6 +335,9 @@ def build(data: Path, users: int, seed: int, per_user_questions: int):
         facts = user_corpus(rnd, n_people=8, n_services=5, n_projects=3)
         for f in facts:
             (root / f"{f.slug}.md").write_text(entry_text(f))
+        if memory_md:
+            hooks = "".join(f"- [{f.slug}]({f.slug}.md) — {f.description}\n" for f in facts)
+            (root / "MEMORY.md").write_text(hooks)
         pool = [(kind, q, f"{f.slug}.md") for f in facts for kind, q in f.questions]
         for kind, q, gold in rnd.sample(pool, min(per_user_questions, len(pool))):
             questions.append((user, kind, q, gold))
@@ -379,10 +383,11 @@ def main() -> int:
     ap.add_argument("--questions", type=int, default=15, help="per user")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--memory-md", action="store_true", help="each user also has a MEMORY.md of hook lines")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="memfs-recall-") as tmp:
         data = Path(tmp)
-        questions = build(data, args.users, args.seed, args.questions)
+        questions = build(data, args.users, args.seed, args.questions, args.memory_md)
         t0 = time.perf_counter()
         index = Index(data, Store(data, 1 << 20), embedder=embed.WordLlama())
         n = index.rebuild()
