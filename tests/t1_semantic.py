@@ -30,7 +30,7 @@ def test_embeddings_are_unit_rows_and_independent_of_the_batch(wl):
     assert wl.embed([]).shape == (0, 256)
 
 
-def test_big_batches_are_gathered_in_slices(wl):
+def test_a_big_text_in_a_batch_changes_nothing(wl):
     """64 texts next to a 1 MB one: no padding to the longest (GBs), same vectors."""
     texts = ["short note"] * 64 + ["word " * 200_000]
     out = wl.embed(texts)

@@ -27,7 +27,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 log = logging.getLogger("memfs.index")
 
 MAX_CHARS = 16_384  # of one text: the mean of more tokens says little more, and costs
-GATHER_TOKENS = 32_768  # token rows gathered at once (32 MB)
 WORDLLAMA_DIMS = (64, 128, 256)  # Matryoshka prefixes of the shipped 256-d weights
 WORDLLAMA_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
 WORDLLAMA_WEIGHTS = "weights/l2_supercat_256.safetensors"
@@ -78,36 +77,23 @@ class WordLlama(Embedder):
         tok.no_padding()
         tok.no_truncation()
         self.tokenizer = tok
+        # Without character offsets (tokenizers >= 0.20): ~13% faster, and only ids are used.
+        self._encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
         self.matrix = np.ascontiguousarray(weights[:, :dim], dtype=np.float32)
         self.dim = dim
         self.id = f"wordllama-l2_supercat-{dim}"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        encs = self.tokenizer.encode_batch([t[:MAX_CHARS].strip() for t in texts], add_special_tokens=False)
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
-        # Rows are gathered a slice of texts at a time: all of a batch's tokens at once
-        # would be tokens x dim floats (GBs for a big batch).
-        start = 0
-        while start < len(ids):
-            end, tokens = start, 0
-            while end < len(ids) and (tokens < GATHER_TOKENS or end == start):
-                tokens += len(ids[end])
-                end += 1
-            self._pool(ids[start:end], out[start:end])
-            start = end
+        encs = self._encode([t[:MAX_CHARS].strip() for t in texts], add_special_tokens=False)
+        last = self.matrix.shape[0] - 1
+        # Mean of each text's token rows, one text at a time: a gather of at most
+        # MAX_CHARS tokens (16 MB), and 20x faster than one np.add.reduceat over a batch.
+        for i, enc in enumerate(encs):
+            if enc.ids:
+                ids = np.minimum(np.asarray(enc.ids, dtype=np.intp), last)
+                out[i] = self.matrix[ids].mean(axis=0)
         return _normalise(out)
-
-    def _pool(self, ids: list[np.ndarray], out: np.ndarray) -> None:
-        """out[i] = the mean of text i's token rows (left zero for a text with no tokens)."""
-        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        has = lengths > 0
-        if not has.any():
-            return
-        flat = np.concatenate([i for i in ids if len(i)])
-        np.clip(flat, 0, self.matrix.shape[0] - 1, out=flat)
-        starts = np.concatenate(([0], np.cumsum(lengths[has])[:-1]))
-        out[has] = np.add.reduceat(self.matrix[flat], starts, axis=0) / lengths[has, None]
 
 
 class FastEmbed(Embedder):
