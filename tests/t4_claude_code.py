@@ -270,3 +270,13 @@ def test_claude_code_uses_memfs_mcp(make_mount, api):
     assert out[ALICE][0].startswith("Here's the content of /memories/MEMORY.md with line numbers:\n")
     assert json.loads(out[ALICE][3])["hits"][0]["path"] == "/memories/MEMORY.md"
     assert json.loads(out[BOB][3])["hits"] == []
+
+
+def test_claude_code_loads_the_first_200_lines_of_memory_md(make_mount, api):
+    """What the README says Claude Code reads of MEMORY.md at start, checked."""
+    m = make_mount(TEAM_CONFIG)
+    m.run(ALICE, ["sh", "-c", 'for i in $(seq 1 300); do echo "- line-$i-MARK"; done > MEMORY.md'])
+    first = first_message(claude(m, api, ALICE, "long index", settings={"autoMemoryDirectory": str(m.mnt)}))
+    assert "- line-1-MARK" in first and "- line-200-MARK" in first
+    assert "line-250-MARK" not in first and "\n- line-201-MARK\n" not in first
+    assert "(limit: 200)" in first  # and it tells the model what was cut
