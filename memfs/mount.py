@@ -165,8 +165,16 @@ async def _serve(ops: Operations, index: Index | None, history: History | None, 
             nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
             nursery.start_soon(supervised, "index embedding", index.run_backfill, name="embedding")
         if history is not None:
+
+            async def history_reconcile():
+                # Searches wait for the index's start-up reconcile; history's does not block
+                # anyone (a reader reconciles its scope first), so it takes the cores after.
+                if index is not None:
+                    await index.reconciled()
+                await history.reconcile()
+
             nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
-            nursery.start_soon(supervised, "history reconcile", history.reconcile, name="history reconcile")
+            nursery.start_soon(supervised, "history reconcile", history_reconcile, name="history reconcile")
             nursery.start_soon(supervised, "history retention", history.run_retention, name="retention")
         if sync is not None:
             nursery.start_soon(supervised, "sync", sync.run, name="sync")

@@ -181,7 +181,11 @@ def team_of(user: int) -> int:
 
 
 def write_config(
-    path: Path, index_enabled: bool = True, lay: Layout = DEFAULT_LAYOUT, embedder: str = "wordllama"
+    path: Path,
+    index_enabled: bool = True,
+    lay: Layout = DEFAULT_LAYOUT,
+    embedder: str = "wordllama",
+    history: bool = True,
 ) -> None:
     lines = ["users:"]
     lines += [f"  {user_name(i)}: {{uid: {FIRST_UID + i}}}" for i in range(lay.n_users)]
@@ -194,6 +198,8 @@ def write_config(
     if not index_enabled:
         lines.append("index: {enabled: false}")
     lines.append(f"search: {{embedder: {embedder}}}")
+    if not history:
+        lines.append("history: {enabled: false}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -654,7 +660,7 @@ def run_scale(b: Bench, args) -> dict:
     for d in (root, mnt):
         d.mkdir(parents=True)
         os.chmod(d, 0o755)
-    write_config(cfg, lay=lay, embedder=args.embedder)
+    write_config(cfg, lay=lay, embedder=args.embedder, history=not args.no_history)
     log = lambda msg: print(f"[scale] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     load = lambda: " ".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
     res: dict = {
@@ -665,6 +671,7 @@ def run_scale(b: Bench, args) -> dict:
         "idle_seconds": args.idle_seconds,
         "embedder": args.embedder,
         "mode": args.mode,
+        "history": not args.no_history,
     }
     res["memfs"] = b.memfs_file()
     res["python"] = sys.executable
@@ -1001,6 +1008,7 @@ def main() -> int:
     sc.add_argument("--seed", type=int, default=42)
     sc.add_argument("--embedder", default="wordllama", choices=("wordllama", "none"))
     sc.add_argument("--mode", default="hybrid", choices=("hybrid", "keyword", "semantic"))
+    sc.add_argument("--no-history", action="store_true", help="mount with history: {enabled: false}")
     sc.add_argument("--idle-seconds", type=float, default=5.0, help="how long to watch the idle daemon's CPU")
     sc.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--tmp", default="/var/tmp", help="where the corpus and mounts go")

@@ -306,6 +306,7 @@ class History:
             log.warning("history reconcile: cannot list scopes: %s", e)
             scopes = []
         limiter = trio.CapacityLimiter(2)
+        t0 = trio.current_time()
 
         async def one(scope: Scope) -> None:
             async with limiter:
@@ -315,6 +316,7 @@ class History:
             for scope in scopes:
                 n.start_soon(one, scope)
         self.reconciled.set()
+        log.info("history: reconciled %d scopes in %.2f s", len(scopes), trio.current_time() - t0)
 
     async def ready(self, scope: Scope) -> None:
         """Reconcile this scope now if the mount has not yet: a reader right after a

@@ -438,6 +438,10 @@ class Index:
         return doc
 
     # -- vectors for entries indexed without them ---------------------------------
+    async def reconciled(self) -> None:
+        """Return once the start-up reconcile is done (searches wait for the same)."""
+        await self._ready.wait()
+
     async def run_backfill(self) -> None:
         """Embed what the index holds without vectors: everything after the embedder
         changed, and what a reconcile indexed (it leaves embedding to this, so a first
