@@ -93,8 +93,9 @@ def claude(m, api, uid, prompt, plan=(), *, settings=None, env=None, managed=Non
     )  # fmt: skip
     assert res.returncode == 0, f"claude as uid {uid} failed ({res.returncode}): {res.stderr[-2000:]}"
     assert res.stdout.strip().endswith("DONE"), res.stdout[-2000:]
-    (body,) = [b for b in api.sessions(text) if len(tool_results(b)) == len(plan)]
-    return body
+    last = [b for b in api.sessions(text) if len(tool_results(b)) == len(plan)]
+    assert last, f"no request of this session reached the stand-in with all {len(plan)} tool results"
+    return last[-1]  # a retried request repeats the same body
 
 
 def first_message(body) -> str:
