@@ -242,7 +242,7 @@ def test_unchanged_restart_does_not_reindex(tm):
     assert len(hit_paths(search(tm, ALICE, "heron"))) == 20  # the top 20 are shown
     tm.restart()
     assert "of 30 results" in search(tm, ALICE, "heron")
-    last = [line for line in tm.log().splitlines() if "reconciled" in line][-1]
+    last = [line for line in tm.log().splitlines() if "index: reconciled" in line][-1]
     assert "(0 re-indexed, 0 dropped)" in last, last
 
 
