@@ -50,6 +50,7 @@ def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
 class Repo:
     def __init__(self, path: Path):
         self.path = path
+        self._stored: set[bytes] = set()  # small blobs this handle has written
         try:
             self.r = pygit2.Repository(str(path))
         except pygit2.GitError:
@@ -125,9 +126,14 @@ class Repo:
         format: zlib of 'blob <size>\\0' + bytes, named by its SHA-1): zlib and hashlib release
         the GIL, libgit2's create_blob holds it for the whole blob (240 ms for 10 MiB, measured),
         which would stall every caller's request on the loop."""
-        if len(data) < LARGE:
-            return self.r.create_blob(data).raw
         oid = blob_id(data)
+        if len(data) < LARGE:
+            # A batch often repeats a blob (empty files, copies): libgit2 would re-check
+            # and freshen the object each time, holding the GIL.
+            if oid not in self._stored:
+                self.r.create_blob(data)
+                self._stored.add(oid)
+            return oid
         hexid = oid.hex()
         folder = self.path / "objects" / hexid[:2]
         target = folder / hexid[2:]
