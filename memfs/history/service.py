@@ -42,6 +42,7 @@ MAX_VERSION_BYTES = 64 << 20  # an admin's bigger file in DATA/ is not copied in
 MAX_RENAME_LINES = 10_000
 GC_EVERY = 200  # commits per scope between `git gc --auto` checks
 PRUNE_EVERY = 6 * 3600.0
+MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
 _SKIP = object()  # a file whose state cannot be known now (EACCES, EMFILE): leave it as is
 
 
@@ -125,9 +126,19 @@ class History:
         return lock
 
     async def run_committer(self) -> None:
+        pause = self.conf.batch_seconds
         while True:
-            await trio.sleep(self.conf.batch_seconds)
+            await trio.sleep(pause)
+            t0 = trio.current_time()
             await self.flush()
+            took = trio.current_time() - t0
+            # A round's cost grows with the files it records and the trees it rewrites (a
+            # storm into a folder of 100k files): pausing 3x as long as the last round took
+            # keeps history's share of the cores, and of the GIL the loop needs, near a quarter
+            # (and no change waits more than a minute past its batch for that).
+            pause = max(self.conf.batch_seconds, min(3 * took, MAX_PAUSE))
+            if took > 1:
+                log.debug("history: a commit round took %.2f s; next in %.1f s", took, pause)
 
     async def flush(self, scopes: Iterable[Scope] | None = None, touched: Iterable = ()) -> None:
         """Commit what is pending (in these scopes only, if given). `touched`: (scope, path,
