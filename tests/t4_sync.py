@@ -105,6 +105,23 @@ def test_delete_on_one_host_and_edit_on_the_other_keeps_the_edit(make_mount, rem
         assert m.sh(uid, "cat team/y.md").stdout == "v1\nv2\n"
 
 
+def test_changes_that_cancel_out_stay_in_the_history(make_mount, remote):
+    """A host whose own commits cancel out (a file written, then removed) takes the other
+    hosts' commits with a merge, never by moving its branch onto theirs: its versions
+    stay in the history, here and on the others."""
+    a, b = hosts(make_mount, remote)
+    b.sh(BOB, "echo more > team/more.md")
+    sync(b, BOB)
+    a.sh(ALICE, "echo fleeting > team/gone.md")
+    a.sh(ALICE, "rm team/gone.md")  # rm keeps the content in history first
+    sync(a)
+    sync(b, BOB)
+    for m, uid in ((a, ALICE), (b, BOB)):
+        versions = m.sh(uid, "cat .memfs/history/team/gone.md/*").stdout
+        assert versions == "fleeting\n", (m.base.name, versions)
+        assert m.sh(uid, "cat team/more.md").stdout == "more\n"
+
+
 def test_rename_on_one_host_edit_on_the_other(make_mount, remote):
     a, b = hosts(make_mount, remote)
     a.sh(ALICE, "echo base > team/r.md")

@@ -227,8 +227,10 @@ class Sync:
         p = merge.plan(repo, base_tree, ours_tree, theirs_c.tree_id, host, now)
         written, removed = self._apply(scope, repo, ours_tree, p, host, now, busy)
         tree = repo.tree_with(ours_tree, p.changes)
-        if tree == theirs_c.tree_id:
+        if tree == theirs_c.tree_id and (ours is None or repo.r.descendant_of(theirs, ours)):
             repo.r.references.create("refs/heads/main", theirs, force=True)  # fast-forward
+        # Else a merge commit, even when the merged tree is theirs: our commits (a file
+        # written then removed) must stay in the history, whatever their net change.
         else:
             sig = pygit2.Signature(SYNC_AUTHOR, f"memfs@{self.history.hostname}", now, 0)
             committer = pygit2.Signature("memfs", f"memfs@{self.history.hostname}", now, 0)
