@@ -313,3 +313,13 @@ def test_max_bytes_drops_the_oldest_versions_first(make_mount):
     names = versions(m, ALICE, "big.md")
     assert [m.sh(ALICE, f"cat .memfs/history/big.md/{n}").stdout for n in names] == ["c" * 60]
     assert m.sh(ALICE, "cat big.md").stdout == "c" * 60
+
+
+@pytest.mark.parametrize("destroy", ["printf v2 > b.md", "rm b.md", "echo x > c.md; mv c.md b.md"])
+def test_a_renamed_file_is_kept_before_its_new_name_is_overwritten(make_mount, destroy):
+    """Content written, renamed and then destroyed under its new name, all inside one
+    batch: the version is kept (the new name counts as changed since the last batch)."""
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\n")  # no timer commit in between
+    m.sh(ALICE, f"printf v1 > a.md; mv a.md b.md; {destroy}")
+    versions = m.sh(ALICE, "cat .memfs/history/b.md/* .memfs/history/a.md/* 2>/dev/null || true").stdout
+    assert "v1" in versions, versions

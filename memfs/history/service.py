@@ -106,7 +106,9 @@ class History:
             self._dir_moves.discard(scope)
             return
         events.append(ev)
-        self._paths.setdefault(scope, set()).add(ev.path)
+        # A renamed file's uncommitted content now lives under its new name: a truncate or
+        # overwrite there must keep it first (see is_pending).
+        self._paths.setdefault(scope, set()).update(p for p in (ev.path, ev.new_path) if p is not None)
         if ev.is_dir:
             self._dir_moves.add(scope)
 
@@ -179,7 +181,9 @@ class History:
                     self._pending.pop(scope, None)
                 else:
                     self._pending[scope] = events + self._pending.get(scope, [])
-                    self._paths.setdefault(scope, set()).update(e.path for e in events)
+                    self._paths.setdefault(scope, set()).update(
+                        p for e in events for p in (e.path, e.new_path) if p is not None
+                    )
                     if any(e.is_dir for e in events):
                         self._dir_moves.add(scope)
 
