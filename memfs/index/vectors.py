@@ -67,7 +67,6 @@ class ScopeVectors:
         self.dim = dim
         self.keys: list[str] = []
         self.pos: dict[str, int] = {}
-        self.types: list[str] = []
         self.tags: list[tuple[str, ...]] = []
         self.mat = np.zeros((16, dim), dtype=np.float32)
         self.type_of = np.zeros(16, dtype=np.int32)  # row -> code in self.codes
@@ -91,12 +90,11 @@ class ScopeVectors:
                 self.type_of = np.resize(self.type_of, 2 * len(self.type_of))
             self.pos[key] = i
             self.keys.append(key)
-            self.types.append(type_)
             self.tags.append(tags)
             bisect.insort(self.sorted_keys, key)
         else:
             self._untag(key, self.tags[i])
-            self.types[i], self.tags[i] = type_, tags
+            self.tags[i] = tags
         for t in tags:
             self.by_tag.setdefault(t, set()).add(key)
         self.type_of[i] = self.codes.setdefault(type_, len(self.codes))
@@ -119,25 +117,17 @@ class ScopeVectors:
         last = len(self.keys) - 1
         if i != last:  # move the last row into the hole
             moved = self.keys[last]
-            self.keys[i], self.types[i], self.tags[i] = moved, self.types[last], self.tags[last]
+            self.keys[i], self.tags[i] = moved, self.tags[last]
             self.mat[i] = self.mat[last]
             self.type_of[i] = self.type_of[last]
             self.pos[moved] = i
         self.keys.pop()
-        self.types.pop()
         self.tags.pop()
 
     def _starting(self, prefix: str) -> list[str]:
-        """The keys that start with `prefix`: one slice of the sorted keys."""
-        if not prefix:
-            return list(self.sorted_keys)
+        """The keys below a folder (`prefix` ends with '/'): one slice of the sorted keys."""
         lo = bisect.bisect_left(self.sorted_keys, prefix)
-        if ord(prefix[-1]) < 0x10FFFF:  # the first string past every one with this prefix
-            hi = bisect.bisect_left(self.sorted_keys, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
-        else:
-            hi = lo
-            while hi < len(self.sorted_keys) and self.sorted_keys[hi].startswith(prefix):
-                hi += 1
+        hi = bisect.bisect_left(self.sorted_keys, prefix[:-1] + "0", lo)  # '0' follows '/'
         return self.sorted_keys[lo:hi]
 
     def drop_under(self, prefix: str) -> None:
