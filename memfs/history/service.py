@@ -106,10 +106,16 @@ class History:
             self._dir_moves.discard(scope)
             return
         events.append(ev)
-        # A renamed file's uncommitted content now lives under its new name: a truncate or
-        # overwrite there must keep it first (see is_pending).
-        self._paths.setdefault(scope, set()).update(p for p in (ev.path, ev.new_path) if p is not None)
-        if ev.is_dir:
+        self._mark(scope, [ev])
+
+    def _mark(self, scope: Scope, events: list[Event]) -> None:
+        """Note what pending events touch, for is_pending. A rename's new name counts: the
+        renamed file's uncommitted content lives there now, and a truncate or overwrite
+        there must keep it first."""
+        self._paths.setdefault(scope, set()).update(
+            p for e in events for p in (e.path, e.new_path) if p is not None
+        )
+        if any(e.is_dir for e in events):
             self._dir_moves.add(scope)
 
     def pending(self, scope: Scope) -> bool:
@@ -181,11 +187,7 @@ class History:
                     self._pending.pop(scope, None)
                 else:
                     self._pending[scope] = events + self._pending.get(scope, [])
-                    self._paths.setdefault(scope, set()).update(
-                        p for e in events for p in (e.path, e.new_path) if p is not None
-                    )
-                    if any(e.is_dir for e in events):
-                        self._dir_moves.add(scope)
+                    self._mark(scope, events)
 
     def repo_dir(self, scope: Scope) -> Path:
         return layout.history_dir(self.data, scope)
