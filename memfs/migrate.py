@@ -34,7 +34,6 @@ from .config import Config
 from .layout import SCOPE_DIRS
 from .policy import Kind, Scope
 
-INDEX = entry.INDEX_NAME
 CATEGORY_TYPES = {
     "preference": "feedback",
     "preferences": "feedback",
@@ -398,7 +397,7 @@ def _knowledge_item(scope: Scope, k, i: int, source: Path, default_type: str) ->
 
 # -- applying ----------------------------------------------------------------------------------
 def _index_line(item: Item) -> str | None:
-    if not item.rel.endswith(".md") or item.rel.rsplit("/", 1)[-1] == INDEX:
+    if not item.rel.endswith(".md") or entry.is_index(item.rel):
         return None
     e = entry.parse(item.content)
     return f"- [{e.name or item.rel}]({item.rel})" + (f" — {e.description}" if e.description else "")
@@ -462,7 +461,7 @@ def apply(
     index_lines: dict[Scope, list[str]] = {}
     for item in items:
         shown = f"{item.scope}/{item.rel}"
-        if item.rel == INDEX:
+        if item.rel == entry.INDEX_NAME:
             text = item.content.decode("utf-8", errors="replace")
             index_lines.setdefault(item.scope, []).extend(text.splitlines())
         elif why := _create(data, item, dry_run):
@@ -476,12 +475,12 @@ def apply(
         if progress:
             progress()
     for scope, lines in index_lines.items():
-        shown = f"{scope}/{INDEX}"
+        shown = f"{scope}/{entry.INDEX_NAME}"
         try:
-            existing = _existing(data, scope, INDEX) or b""
+            existing = _existing(data, scope, entry.INDEX_NAME) or b""
             merged = _merge_index(existing, lines)
             if merged is not None and not dry_run:
-                _write(data, scope, INDEX, merged)
+                _write(data, scope, entry.INDEX_NAME, merged)
         except Refused as e:
             report.skipped.append((shown, f"{e} in DATA/ (nothing written)"))
             continue
@@ -489,7 +488,7 @@ def apply(
             report.skipped.append((shown, "already there"))
             continue
         if not dry_run:
-            report.written.append(_dest(data, scope, INDEX))
+            report.written.append(_dest(data, scope, entry.INDEX_NAME))
         (report.merged if existing else report.created).append(shown)
 
 
