@@ -415,12 +415,13 @@ class Index:
 
     def _document(self, scope: Scope, path: bytes, key: str, st: os.stat_result, e: entry_mod.Entry):
         body = e.body[:MAX_BODY_CHARS]
-        if entry_mod.is_index(path_text(path)):
+        relpath = path_text(path)
+        if entry_mod.is_index(relpath):
             e.problems = []  # an index has no frontmatter by design: nothing to report
         doc = tantivy.Document(
             key=key,
             scope=str(scope),
-            relpath=path_text(path),
+            relpath=relpath,
             type=e.type,
             name=e.name,
             description=e.description,

@@ -229,9 +229,9 @@ class Sync:
         tree = repo.tree_with(ours_tree, p.changes)
         if tree == theirs_c.tree_id and (ours is None or repo.r.descendant_of(theirs, ours)):
             repo.r.references.create("refs/heads/main", theirs, force=True)  # fast-forward
-        # Else a merge commit, even when the merged tree is theirs: our commits (a file
-        # written then removed) must stay in the history, whatever their net change.
         else:
+            # A merge commit, even when the merged tree is theirs: our commits (a file
+            # written then removed) must stay in the history, whatever their net change.
             sig = pygit2.Signature(SYNC_AUTHOR, f"memfs@{self.history.hostname}", now, 0)
             committer = pygit2.Signature("memfs", f"memfs@{self.history.hostname}", now, 0)
             msg = f"memfs: sync with {st.remote}\n"
