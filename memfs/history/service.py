@@ -182,12 +182,20 @@ class History:
             except Exception as e:
                 fails = self._failures[scope] = self._failures.get(scope, 0) + 1
                 log.warning("history %s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
-                if fails >= 5 or rescan:  # give the batch up to a rescan: nothing is lost
-                    self._rescan.add(scope)
-                    self._pending.pop(scope, None)
-                else:
-                    self._pending[scope] = events + self._pending.get(scope, [])
-                    self._mark(scope, events)
+                self._requeue(scope, events, fails >= 5 or rescan)  # past 5: a rescan, nothing lost
+            except BaseException:
+                # Cancelled before the worker started (an unmount mid-round): the batch was
+                # taken from the queue; put it back, so close() commits it.
+                self._requeue(scope, events, rescan)
+                raise
+
+    def _requeue(self, scope: Scope, events: list[Event], rescan: bool) -> None:
+        if rescan:
+            self._rescan.add(scope)
+            self._pending.pop(scope, None)
+        else:
+            self._pending[scope] = events + self._pending.get(scope, [])
+            self._mark(scope, events)
 
     def repo_dir(self, scope: Scope) -> Path:
         return layout.history_dir(self.data, scope)
