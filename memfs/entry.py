@@ -38,11 +38,32 @@ def _simple(fm: str) -> bool:
     return all(len(ln) - len(ln.lstrip()) < MAX_DEPTH and ln.count("- ") < 8 for ln in fm.splitlines())
 
 
+# Quoted scalars and comments hold brackets that open nothing; dropped before counting.
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"\\]|\\.)*\"|(?:^|(?<=\s))#[^\n]*")
+_BRACKET = re.compile(r"[\[\]{}]")
+_BLOCK_INDICATORS = re.compile(r"^[ \t]*(?:[-?:][ \t]+)+", re.MULTILINE)
+
+
+def _nesting(fm: str) -> int:
+    """An upper bound on the frontmatter's nesting, from its text alone: flow brackets
+    outside quotes, and block indicators (`- - - x`) opened on one line. Measured before
+    any YAML library sees the text, so the verdict does not hang on a library's own limit
+    (PyYAML 6.0.4's libyaml stops at its own depth, with its own wording)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_QUOTED.sub("", fm)):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    lines = (m.group().count("-") + m.group().count("?") for m in _BLOCK_INDICATORS.finditer(fm))
+    return max(deepest, max(lines, default=0))
+
+
 def _refusal(fm: str) -> str | None:
-    """Why this YAML must not be loaded, judged from libyaml's flat event stream: aliases
-    (a billion laughs is small as a graph, huge once walked), deep nesting (building the
-    objects recurses in C: ~30,000 levels overflow a thread's stack) and sheer size (its
-    parsing holds the GIL that every caller's requests need)."""
+    """Why this YAML must not be loaded, judged from its text and then from libyaml's flat
+    event stream: aliases (a billion laughs is small as a graph, huge once walked), deep
+    nesting (building the objects recurses in C: ~30,000 levels overflow a thread's stack)
+    and sheer size (its parsing holds the GIL that every caller's requests need)."""
+    if _nesting(fm) > MAX_DEPTH:
+        return f"frontmatter nests deeper than {MAX_DEPTH} levels: not parsed"
     depth = 0
     for n, ev in enumerate(yaml.parse(fm, Loader=_Loader)):
         if n > MAX_EVENTS:

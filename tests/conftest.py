@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from memfs import doctor
+
 ALICE, BOB, CAROL, DAVE = 1001, 1002, 1003, 1004
 DEFAULT_CONFIG = """
 users:
@@ -116,8 +118,6 @@ class Mount:
         if not any(f"unmounted {self.mnt}" in ln for ln in tail):
             return [f"the daemon did not end with its shutdown line: {tail}"]
         if (self.data / "state" / "manifest.sqlite").exists():
-            from memfs import doctor
-
             check = doctor._index(self.data)
             if not check.ok:
                 return [f"after umount the index does not match the files: {check.line()}"]

@@ -313,3 +313,15 @@ def test_entries_rank_before_the_memory_md_that_lists_them(tm, mode):
         scores = [h["score"] for h in data["hits"]]
         assert scores == sorted(scores, reverse=True)
         assert all(h["problems"] == [] for h in data["hits"]), data["hits"]
+
+
+def test_index_off(make_mount):
+    """`index: {enabled: false}` is a documented mode: files work, the agent files built
+    from the index are absent, nothing is indexed, and the unmount check still holds."""
+    m = make_mount(TEAM_CONFIG + "index: {enabled: false}\n")
+    m.sh(ALICE, "printf -- '---\\nname: n\\ndescription: d\\ntype: user\\n---\\nbody\\n' > n.md")
+    assert m.sh(ALICE, "cat n.md").stdout.endswith("body\n")
+    for f in (".memfs/index.md", ".memfs/status", ".memfs/context.md", ".memfs/search/body"):
+        assert m.sh(ALICE, f"cat {f}", check=False).returncode != 0, f
+    assert m.sh(ALICE, "cat .memfs/whoami").stdout.startswith("user: alice")
+    assert not (m.data / "state" / "manifest.sqlite").exists()
