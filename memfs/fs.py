@@ -164,6 +164,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         """Paths of a scope open for writing: a sync never replaces them under the writer."""
         return {h.node.path for h in self._files.values() if h.writable and h.node.scope == scope}
 
+    async def room(self, scope: Scope) -> tuple[int, int]:
+        """(bytes, files) a scope may still grow by: what a sync round may bring in."""
+        u, cap = await self.quotas.usage(scope), self.quotas.caps(scope)
+        return max(0, cap.bytes - u.bytes), max(0, cap.files - u.files)
+
     def synced(self, scope: Scope, written: list[bytes], removed: list[bytes]) -> None:
         """Another host's changes were written into a scope's folder: drop what the kernel
         cached of those names and files, and re-index them."""

@@ -1,7 +1,8 @@
 """The backing directory: where each scope's files live, and the disk calls on them.
 
-Paths are bytes relative to a scope root, built from FUSE names that the kernel already
-split on '/' (no NUL, never '.' or '..'); fs checks their length. Nothing here knows FUSE.
+Paths are bytes relative to a scope root. Every call reaches the disk through
+confine.beneath, which cannot leave the scope's folder whatever the bytes (a FUSE name, a
+remote's tree, a name memfs composed). Nothing here knows FUSE.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .confine import beneath, check
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
 from .policy import Scope
 
@@ -27,37 +29,9 @@ _NOT_PASSED = os.O_DIRECT
 MAX_ROOT_FDS = 256
 
 
-LONG_PATH = 3072  # longer relative paths are reached by hops (a syscall takes < 4096 bytes)
-_HOP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 def child_path(path: bytes, name: bytes) -> bytes:
     """A name in a folder of a scope, as a path relative to the scope's root."""
     return path + b"/" + name if path else name
-
-
-@contextmanager
-def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
-    """(fd, name) with `name` short enough for one syscall: a long path is reached by
-    opening whole leading components a few thousand bytes at a time. A caller's path is
-    limited by PATH_MAX from its own cwd, not from the scope's root, so memfs's may be
-    longer than PATH_MAX."""
-    if len(rel) < LONG_PATH:
-        yield dir_fd, rel or b"."
-        return
-    hops = []
-    try:
-        while len(rel) >= LONG_PATH:
-            cut = rel.rfind(b"/", 0, LONG_PATH)
-            if cut <= 0:
-                raise OSError(errno.ENAMETOOLONG, "File name too long")
-            dir_fd = os.open(rel[:cut], _HOP, dir_fd=dir_fd)
-            hops.append(dir_fd)
-            rel = rel[cut + 1 :]
-        yield dir_fd, rel
-    finally:
-        for fd in hops:
-            os.close(fd)
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -127,7 +101,11 @@ class Store:
         with self._lock:
             entry = self._roots.get(scope)
             if entry is None:
-                root = b"/".join((self._root, SCOPE_DIRS[scope.kind], os.fsencode(scope.name)))
+                name = os.fsencode(scope.name)
+                if b"/" in name:
+                    raise OSError(errno.EINVAL, "a scope's name is one path component", scope.name)
+                check(name)
+                root = b"/".join((self._root, SCOPE_DIRS[scope.kind], name))
                 os.makedirs(root, mode=0o700, exist_ok=True)
                 entry = self._roots[scope] = [os.open(root, _DIR), 0]
             self._roots.move_to_end(scope)

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memfs.history.catalog import Catalog, parse_renames, quote_path, rename_lines, unquote_path, version_name
+from memfs.history.catalog import Catalog, parse_renames, quote_path, rename_lines, unquote_path
 from memfs.history.gitrepo import BLOB, Repo
+from memfs.names import version_name
 
 SIG = pygit2.Signature("alice", "alice@h", 1_700_000_000, 0)
 

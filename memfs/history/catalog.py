@@ -9,16 +9,18 @@ is one indexed query, whatever the number of commits.
 
 from __future__ import annotations
 
-import os
+import logging
 import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 
+from ..names import clamp_time, host_of, label, version_name, via
 from .gitrepo import Repo, safe_path
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -116,17 +118,6 @@ def _split_pair(text: str) -> tuple[str, str] | None:
     return (a, b) if sep else None
 
 
-def stamp(t: int) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
-
-
-def version_name(path: bytes, t: int, user: str, row: int) -> bytes:
-    """<UTC time>-<user>-<short id><the file's suffix>: sorts by time, says who. The id
-    counts up in each scope, so versions made in one second still sort in order."""
-    suffix = os.path.splitext(path.rpartition(b"/")[2])[1]
-    return f"{stamp(t)}-{user}-{row % (1 << 24):06x}".encode() + suffix
-
-
 @dataclass(frozen=True)
 class Version:
     id: int
@@ -163,6 +154,7 @@ class Catalog:
         return cls(str(catalog_file(gitdir)))
 
     def __init__(self, path: str, readonly: bool = False):
+        self.path = path
         if readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
@@ -190,16 +182,17 @@ class Catalog:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
     # -- recording commits --------------------------------------------------------
-    def catch_up(self, repo: Repo) -> int:
-        """Record every commit on the branch not yet in the catalog; returns how many."""
+    def catch_up(self, repo: Repo, own: set[pygit2.Oid] | None = None) -> int:
+        """Record every commit on the branch not yet in the catalog; returns how many.
+        With `own` (sync, after taking a remote's commits), every commit not in it arrived
+        from elsewhere and is attributed as `<author> (via <host>)`."""
         known, head = self.get("head"), repo.head()
         if known and head is not None and str(head) != known and not _contains(repo, head, known):
             self.reset()  # the branch no longer holds what was recorded (rewritten elsewhere)
             known = None
         commits = repo.commits_since(known)
         for c in commits:
-            parent = c.parents[0].tree_id if c.parents else None
-            self._record(repo, c, parent)
+            self._record_one(repo, c, own)
         if commits:
             # what the branch holds now: one diff from the last recorded head to this one
             # (not commit by commit: a merge's two lines of history would mix)
@@ -220,8 +213,26 @@ class Catalog:
         for table in ("nodes", "versions", "log", "current", "meta"):
             self.db.execute(f"DELETE FROM {table}")
 
-    def _record(self, repo: Repo, c, parent_tree) -> None:
-        user, t = c.author.name, c.author.time
+    def _record_one(self, repo: Repo, c, own: set[pygit2.Oid] | None) -> None:
+        """Record one commit, or none of it: a commit memfs cannot record (anyone can push
+        one) is logged and skipped, and never stops the commits after it."""
+        self.db.execute("SAVEPOINT record")
+        try:
+            self._record(repo, c, own is not None and c.id not in own)
+        except Exception as e:  # noqa: BLE001 (a remote's commit is input: whatever it holds)
+            self.db.execute("ROLLBACK TO record")
+            log.warning("history %s: commit %s not recorded: %s", self.path, c.id, str(e)[:200])
+        self.db.execute("RELEASE record")
+
+    def _record(self, repo: Repo, c, arrived: bool) -> None:
+        parent_tree = c.parents[0].tree_id if c.parents else None
+        # Names and times in a commit are its author's claim: bounded before use.
+        user = label(c.author.raw_name)
+        if arrived:
+            user = via(user, host_of(c.committer.raw_email))
+        t, moved = clamp_time(c.author.time)
+        if moved:
+            log.warning("history %s: commit %s has time %d; kept as %d", self.path, c.id, c.author.time, t)
         changes = [ch for ch in repo.diff(parent_tree, c.tree_id) if safe_path(ch[0])]
         if len(c.parents) > 1:  # a merge: what came from the other side was recorded with its commits
             other = c.parents[1].tree_id

@@ -249,6 +249,9 @@ class HistoryView:
         v = cat.version(row) if cat is not None else None
         if v is None:
             raise FUSEError(errno.ENOENT)
+        if v.size > self.history.store.max_file_bytes:
+            # a version pushed by a remote, over the cap a file may have here: never read whole
+            raise FUSEError(errno.EFBIG)
         path = self.history.repo_dir(scope)
         try:
             return await trio.to_thread.run_sync(lambda: Repo(path).read(v.blob), limiter=limiter)

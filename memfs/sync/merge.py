@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from ..history.catalog import stamp
 from ..history.gitrepo import Change, Repo
+from ..names import conflict_name
 
 MAX_MERGE_BYTES = 1 << 20  # larger or binary files are not merged line by line: both kept
 
@@ -26,16 +26,6 @@ class Plan:
 
     def take(self, path: bytes, entry: Change) -> None:
         self.changes[path] = entry
-
-
-def conflict_name(path: bytes, host: str, when: int) -> bytes:
-    """notes/x.md -> notes/x.conflict-<host>-<UTC time>.md"""
-    folder, _, name = path.rpartition(b"/")
-    root, suffix = os.path.splitext(name)
-    if not root:  # '.bashrc': no suffix to keep after the mark
-        root, suffix = name, b""
-    copy = root + f".conflict-{host}-{stamp(when)}".encode() + suffix
-    return folder + b"/" + copy if folder else copy
 
 
 def plan(
@@ -71,8 +61,11 @@ def plan(
 
 def merge3(repo: Repo, base: Change, ours: Change, theirs: Change) -> bytes | None:
     """git merge-file on three versions; the merged blob's id, or None on a conflict."""
-    blobs = [repo.r[pygit2.Oid(raw=e[1])].data if e is not None else b"" for e in (ours, base, theirs)]
-    if any(len(b) > MAX_MERGE_BYTES or b"\0" in b for b in blobs):
+    sides = (ours, base, theirs)
+    if any(e is not None and repo.size(pygit2.Oid(raw=e[1])) > MAX_MERGE_BYTES for e in sides):
+        return None  # judged from the object's header: a remote's blob is never read whole to size it
+    blobs = [repo.r[pygit2.Oid(raw=e[1])].data if e is not None else b"" for e in sides]
+    if any(b"\0" in b for b in blobs):
         return None
     with tempfile.TemporaryDirectory(prefix="memfs-merge-") as d:
         names = []

@@ -24,6 +24,7 @@ from ..config import Config
 from ..history import History
 from ..history.catalog import Catalog
 from ..history.gitrepo import BLOB, EXEC, Repo, blob_id, safe_path
+from ..names import conflict_name, host_of
 from ..policy import Kind, Scope
 from . import merge
 
@@ -35,6 +36,29 @@ _CRASH_AFTER = int(os.environ.get("MEMFS_SYNC_CRASH_AFTER", "0") or 0)
 GIT_TIMEOUT = 120
 MAX_BACKOFF = 300.0
 SYNC_AUTHOR = "memfs-sync"
+# What one round may bring in: a remote's push is anyone's input. Past either, the round
+# fails before writing anything (nothing is lost; raise them for a larger first sync).
+ROUND_BYTES = 1 << 30
+ROUND_FILES = 50_000
+
+
+@dataclass
+class Budget:
+    """Room for arrivals this round: the scope's quota, the round's budget, the file cap."""
+
+    bytes: int
+    files: int
+    max_file: int
+
+    def refuse(self, size: int, new: bool) -> str | None:
+        """Why an arrival of `size` bytes is not written, or None (and it is counted)."""
+        if size > self.max_file:
+            return f"larger than limits.max_file_bytes ({self.max_file} bytes)"
+        if size > self.bytes or (new and self.files < 1):
+            return "over the scope's quota"
+        self.bytes -= size
+        self.files -= new
+        return None
 
 
 class SyncError(Exception):
@@ -82,6 +106,18 @@ def _local_head(url: str) -> str | None | bool:
     except (pygit2.GitError, KeyError, ValueError, OSError):
         return False
     return str(ref.target) if ref is not None else None
+
+
+def _check_round(repo: Repo, p: merge.Plan, max_file: int) -> None:
+    """Refuse a round larger than ROUND_FILES / ROUND_BYTES before anything is written
+    (sizes from the objects' headers: nothing is inflated to count it). Files over the
+    file cap do not count: each is refused on its own and the rest goes on."""
+    sizes = [repo.size(pygit2.Oid(raw=e[1])) for e in p.changes.values() if e is not None]
+    sizes = [n for n in sizes if n <= max_file]
+    if len(sizes) > ROUND_FILES:
+        raise SyncError(f"the remote's change has {len(sizes)} files; one round takes {ROUND_FILES}")
+    if sum(sizes) > ROUND_BYTES:
+        raise SyncError(f"the remote's change is over {ROUND_BYTES} bytes, more than one round takes")
 
 
 class Sync:
@@ -169,8 +205,12 @@ class Sync:
         async with self.host.hold(scope):
             await self.history.flush([scope], self.host.open_dirty([scope]))
             busy = self.host.busy(scope)
+            room_bytes, room_files = await self.host.room(scope)
+            budget = Budget(room_bytes, room_files, self.history.store.max_file_bytes)
             async with self.history.locked(scope):
-                return await trio.to_thread.run_sync(self._take_fresh, scope, st, busy, limiter=self._limiter)
+                return await trio.to_thread.run_sync(
+                    self._take_fresh, scope, st, busy, budget, limiter=self._limiter
+                )
 
     # -- the steps (worker threads, under the scope's lock) --------------------------------
     def _fetch(self, scope: Scope, st: State) -> bool:
@@ -187,13 +227,15 @@ class Sync:
             theirs is not None and theirs != ours and (ours is None or not repo.r.descendant_of(ours, theirs))
         )
 
-    def _take_fresh(self, scope: Scope, st: State, busy: set[bytes]) -> tuple[list[bytes], list[bytes]]:
+    def _take_fresh(
+        self, scope: Scope, st: State, busy: set[bytes], budget: Budget
+    ) -> tuple[list[bytes], list[bytes]]:
         repo = Repo(self.history.repo_dir(scope))
         tracked = repo.r.references.get(TRACKING)
         ours = repo.head()
         if tracked is None or tracked.target == ours:
             return [], []
-        return self._take(scope, repo, ours, tracked.target, st, busy)
+        return self._take(scope, repo, ours, tracked.target, st, busy, budget)
 
     def _push(self, scope: Scope, st: State) -> bool:
         """Push if we hold commits the remote lacks; False if it moved first (merge again)."""
@@ -216,16 +258,19 @@ class Sync:
             st.ahead, st.behind = repo.r.ahead_behind(ours, theirs)
         return True
 
-    def _take(self, scope: Scope, repo: Repo, ours, theirs, st: State, busy: set[bytes]):
+    def _take(self, scope: Scope, repo: Repo, ours, theirs, st: State, busy: set[bytes], budget: Budget):
         """Bring their commits in: fast-forward when we have nothing of our own, else merge."""
         base = repo.r.merge_base(ours, theirs) if ours is not None else None
         ours_tree = repo.r[ours].tree_id if ours is not None else None
         base_tree = repo.r[base].tree_id if base is not None else None
         theirs_c = repo.r[theirs]
-        host = theirs_c.committer.email.rpartition("@")[2] or "remote"
+        host = host_of(theirs_c.committer.raw_email)  # their claim: a label, never a path
         now = int(time.time())
+        own: set[pygit2.Oid] = set()  # commits this round makes here
         p = merge.plan(repo, base_tree, ours_tree, theirs_c.tree_id, host, now)
-        written, removed = self._apply(scope, repo, ours_tree, p, host, now, busy)
+        _check_round(repo, p, budget.max_file)
+        refused: list[dict] = []
+        written, removed = self._apply(scope, repo, ours_tree, p, host, now, busy, budget, refused)
         tree = repo.tree_with(ours_tree, p.changes)
         if tree == theirs_c.tree_id and (ours is None or repo.r.descendant_of(theirs, ours)):
             repo.r.references.create("refs/heads/main", theirs, force=True)  # fast-forward
@@ -242,8 +287,9 @@ class Sync:
             parents = [ours, theirs] if ours is not None else [theirs]
             oid = repo.r.create_commit(None, sig, committer, msg, tree, parents)
             repo.r.references.create("refs/heads/main", oid, force=True)
+            own.add(oid)
         with Catalog.of(self.history.repo_dir(scope)) as cat:
-            cat.catch_up(repo)
+            cat.catch_up(repo, own)  # the rest arrived: shown as '<author> (via <host>)'
             head_tree = repo.head_tree()
             rows = []
             for path in written:
@@ -260,6 +306,7 @@ class Sync:
             "removed": len(removed),
             "merged": len(p.merged),
             "conflicts": [c.decode(errors="replace") for _, c in p.conflicts],
+            "refused": refused,
         }
         if p.conflicts:
             log.info(
@@ -268,11 +315,22 @@ class Sync:
         return written, removed
 
     def _apply(
-        self, scope: Scope, repo: Repo, ours_tree, p: merge.Plan, host: str, now: int, busy: set[bytes]
+        self,
+        scope: Scope,
+        repo: Repo,
+        ours_tree,
+        p: merge.Plan,
+        host: str,
+        now: int,
+        busy: set[bytes],
+        budget: Budget,
+        refused: list[dict],
     ):
         """Write the plan into the scope's folder. A file that differs from our last commit
         (written since, not yet committed) is never overwritten: their version becomes a
-        conflict copy instead, and a removal is skipped (the edit wins)."""
+        conflict copy instead, and a removal is skipped (the edit wins). An arrival over
+        the file cap or the scope's quota is not written, and the merge leaves it out (it
+        stays in the remote's history); `refused` names it and why."""
         written, removed = [], []
         store = self.history.store
         for path in list(p.changes):
@@ -290,7 +348,7 @@ class Sync:
                 del p.changes[path]
                 if entry is None:
                     continue
-                copy = merge.conflict_name(path, host, now)
+                copy = conflict_name(path, host, now)
                 p.changes[copy] = entry
                 p.conflicts.append((path, copy))
                 path = copy
@@ -304,7 +362,15 @@ class Sync:
                 except OSError as e:
                     log.warning("sync %s: cannot remove %r: %s", scope, path, e)
                 continue
-            data = repo.r[pygit2.Oid(raw=entry[1])].data
+            oid = pygit2.Oid(raw=entry[1])
+            why = budget.refuse(repo.size(oid), expected is None)
+            if why is not None:
+                log.warning("sync %s: not taking %r from the remote: %s", scope, path, why)
+                refused.append({"path": path.decode(errors="replace"), "reason": why})
+                p.changes.pop(path, None)
+                p.conflicts = [c for c in p.conflicts if c[1] != path]
+                continue
+            data = repo.r[oid].data  # at most max_file bytes: sized from its header above
             try:
                 self._write(scope, path, data, 0o700 if entry[0] & 0o100 else 0o600)
                 log.debug("sync %s: wrote %r", scope, path)

@@ -1,0 +1,121 @@
+"""The one gate between a name and the disk: a path relative to a scope's folder is turned
+into (directory fd, last name) that cannot leave that folder, whatever bytes it holds.
+
+Every path memfs builds from data (a caller's names, a remote's tree, conflict copies,
+version names, temp files, import targets) reaches the disk through `beneath`:
+- each component is checked before any syscall: no empty, '.', '..' or NUL component and
+  no leading '/' (so a name made from a commit's e-mail cannot climb out);
+- the folder holding the last name is opened with openat2(RESOLVE_BENEATH |
+  RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): the kernel itself refuses to leave the
+  scope's folder, and follows no symlink an admin or a bug may have left inside it;
+- the last name is used by the *at() call with O_NOFOLLOW (or a call that never follows).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+LONG_PATH = 3072  # longer relative paths are reached by hops (a syscall takes < 4096 bytes)
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture (added in 5.6)
+_RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x02, 0x04, 0x08
+_RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+_FOLDER = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_HOW = _OpenHow(_FOLDER, 0, _RESOLVE)
+_HOW_REF, _HOW_SIZE = ctypes.byref(_HOW), ctypes.sizeof(_HOW)
+_have_openat2 = True
+
+
+def bad_component(path: bytes) -> bytes | None:
+    """The first component of `path` that could leave its folder or name nothing ('', '.',
+    '..', or one holding NUL); None when every component is an ordinary name."""
+    if not path:
+        return b""
+    for c in path.split(b"/"):
+        if c in (b"", b".", b"..") or b"\0" in c:
+            return c
+    return None
+
+
+def check(path: bytes) -> None:
+    """Raise EINVAL for a path that is not a plain relative path of ordinary names."""
+    bad = bad_component(path)
+    if bad is not None:
+        raise OSError(errno.EINVAL, f"unsafe path component {bad!r}", os.fsdecode(path))
+
+
+def _open_folder(dir_fd: int, rel: bytes) -> int:
+    """An O_PATH fd of the folder `rel` below `dir_fd`, by the kernel's confined lookup."""
+    global _have_openat2
+    if _have_openat2:
+        fd = _syscall(_SYS_OPENAT2, dir_fd, rel, _HOW_REF, _HOW_SIZE)
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err != errno.ENOSYS:
+            # EXDEV: the lookup would have left the folder; ELOOP: a symlink on the way.
+            raise OSError(err, os.strerror(err), os.fsdecode(rel))
+        _have_openat2 = False  # a kernel older than 5.6: the walk below does the same
+    fd = os.dup(dir_fd)
+    try:
+        for c in rel.split(b"/"):
+            nxt = os.open(c, _FOLDER, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
+    """(fd, name) for an *at() call on `rel` below `dir_fd`, confined to `dir_fd`'s folder.
+    An empty `rel` is the folder itself ('.'). The caller's *at() call must not follow a
+    symlink in `name` (O_NOFOLLOW, follow_symlinks=False, or a call that never does)."""
+    if not rel:
+        yield dir_fd, b"."
+        return
+    check(rel)
+    folder, _, name = rel.rpartition(b"/")
+    if not folder:
+        yield dir_fd, name
+        return
+    held = []
+    try:
+        # A caller's path is bounded by PATH_MAX from its own cwd, not from the scope's
+        # root: a longer one is opened a few thousand bytes at a time.
+        while len(folder) >= LONG_PATH:
+            cut = folder.rfind(b"/", 0, LONG_PATH)
+            if cut <= 0:
+                raise OSError(errno.ENAMETOOLONG, "File name too long")
+            dir_fd = _open_folder(dir_fd, folder[:cut])
+            held.append(dir_fd)
+            folder = folder[cut + 1 :]
+        held.append(_open_folder(dir_fd, folder))
+        yield held[-1], name
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def confined_name(name: bytes) -> bytes:
+    """One path component made from data (a host, a user, a time): '/' and NUL become '_',
+    and a name of only dots gets a '_' in front, so it is never '.' or '..'."""
+    name = name.replace(b"/", b"_").replace(b"\0", b"_")
+    if not name.strip(b"."):
+        name = b"_" + name
+    return name
