@@ -8,6 +8,7 @@ tools: `memory`, with the command set, arguments and messages of Anthropic's mem
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
@@ -17,6 +18,18 @@ import uuid
 from pathlib import Path
 
 from . import client
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """rename(2) that fails with EEXIST instead of replacing `dst` (renameat2; memfs
+    supports RENAME_NOREPLACE): a create never overwrites what appeared meanwhile."""
+    if _libc.renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(dst))
+
 
 ROOT = "/memories"
 MAX_LINES = 999_999
@@ -84,21 +97,30 @@ class Memories:
         except UnicodeDecodeError:
             raise ToolError(f"Unsupported file type for {path}") from None
 
-    def _write(self, path: str, full: Path, text: str) -> None:
-        """Replace a file's content whole (temp file + rename: nothing half written)."""
-        tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex[:8]}.tmp")
+    def _write(self, path: str, full: Path, text: str, replace: bool = True) -> None:
+        """Put a file's whole content in place: a temp file beside it, written and fsynced,
+        then renamed over it (or, with replace=False, renamed only if the name is free).
+        On any error the temp file goes and nothing partial is left under `path`."""
+        tmp = full.with_name(f".{full.name[:200]}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             with open(tmp, "x", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, full)
-        except OSError as e:
+            if replace:
+                os.replace(tmp, full)
+            else:
+                _rename_noreplace(tmp, full)
+        except BaseException as e:
             try:
                 tmp.unlink()
             except OSError:
                 pass
-            raise self._os_error(path, e) from e
+            if isinstance(e, FileExistsError):
+                raise ToolError(f"File {path} already exists") from None
+            if isinstance(e, OSError):
+                raise self._os_error(path, e) from e
+            raise
 
     def _file(self, path: str) -> Path:
         full = self._full(path)
@@ -159,22 +181,13 @@ class Memories:
         full = self._full(path)
         if not self._rel(path):
             raise ToolError(f"The path {path} is not a file.")
+        if full.exists() or full.is_symlink():
+            raise ToolError(f"File {path} already exists")
         try:
             full.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(full, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            raise ToolError(f"File {path} already exists") from None
         except OSError as e:
             raise self._os_error(path, e) from e
-        try:
-            data = file_text.encode("utf-8")
-            while data:
-                data = data[os.write(fd, data) :]
-            os.fsync(fd)
-        except OSError as e:
-            raise self._os_error(path, e) from e
-        finally:
-            os.close(fd)
+        self._write(path, full, file_text, replace=False)
         return f"File created successfully at: {path}"
 
     def str_replace(self, path: str, old_str: str, new_str: str) -> str:

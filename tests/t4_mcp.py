@@ -18,7 +18,7 @@ CLIENT = textwrap.dedent(
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    uid, mount, calls = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+    uid, mount, calls = int(sys.argv[1]), sys.argv[2], json.loads(sys.stdin.read())
     server = StdioServerParameters(
         command="setpriv",
         args=[f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-m", "memfs",
@@ -44,7 +44,7 @@ CLIENT = textwrap.dedent(
 
 def mcp_calls(m, uid: int, calls: list) -> dict:
     res = subprocess.run(
-        [sys.executable, "-c", CLIENT, str(uid), str(m.mnt), json.dumps(calls)],
+        [sys.executable, "-c", CLIENT, str(uid), str(m.mnt)], input=json.dumps(calls),
         capture_output=True, text=True, timeout=TIMEOUT, env=m.env, cwd="/",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
@@ -124,3 +124,32 @@ def test_the_memory_tool_as_two_users(make_mount):
     assert "team note" in r[1]["text"]
     assert all(h["path"].startswith("/memories/team/") for h in json.loads(r[2]["text"])["hits"])
     assert r[3]["error"]
+
+
+def test_writes_are_whole_or_nothing(make_mount):
+    """A create or edit the mount refuses (EFBIG past the file cap, EDQUOT past the quota)
+    leaves no partial file and no temp file behind: every command writes a temp file and
+    renames it into place."""
+    m = make_mount(TEAM_CONFIG + "limits: {max_file_bytes: 1M, user_bytes: 3M}\n")
+    m.sh(ALICE, "for f in f1 f2; do head -c 1000000 /dev/zero | tr '\\0' y > $f.md; done")
+    big = "x" * (3 << 20)  # over the 1M cap
+    near = "z" * 900_000  # under the cap, over what the quota has left after two of them
+    out = mcp_calls(
+        m,
+        ALICE,
+        [
+            mem("create", path="/memories/big.md", file_text=big),
+            mem("create", path="/memories/n1.md", file_text=near),
+            mem("create", path="/memories/n2.md", file_text=near),
+            mem("create", path="/memories/keep.md", file_text="kept\n"),
+            mem("str_replace", path="/memories/keep.md", old_str="kept", new_str=big),
+            mem("insert", path="/memories/keep.md", insert_line=0, insert_text=big),
+        ],
+    )
+    r = out["results"]
+    assert r[0]["error"] and not r[1]["error"] and r[2]["error"], r
+    assert not r[3]["error"] and r[4]["error"] and r[5]["error"], r
+    names = sorted(m.sh(ALICE, "ls -A").stdout.split())
+    assert names == ["f1.md", "f2.md", "keep.md", "n1.md", "team"], names
+    assert m.sh(ALICE, "cat keep.md").stdout == "kept\n"
+    assert m.sh(ALICE, "wc -c < n1.md").stdout.strip() == "900000"
