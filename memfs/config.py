@@ -48,7 +48,7 @@ DEFAULT_CONFIG_TEXT = """\
 #   enabled: true
 #   batch_seconds: 2          # changes are committed in batches, one commit per user
 #   keep_days: 365            # older versions are pruned (the file as it was then stays)
-#   max_bytes: 2G             # per scope: past it the oldest versions go first
+#   max_bytes: 1G             # per scope (default: its quota): past it the oldest versions go first
 #   email: "{user}@{hostname}"  # commit author's email
 # memory:
 #   types: [user, feedback, project, reference]
@@ -131,7 +131,9 @@ class HistoryConf:
     enabled: bool = True
     batch_seconds: float = 2.0
     keep_days: float = 365.0
-    max_bytes: int = 2 << 30  # per scope, versions' bytes
+    # per scope, versions' bytes; None: the scope's quota (limits.user_bytes / team_bytes),
+    # so history is never a way around it
+    max_bytes: int | None = None
     email: str = "{user}@{hostname}"
 
 
@@ -396,7 +398,7 @@ def _history(value: object) -> HistoryConf:
         enabled=enabled,
         batch_seconds=_number("history.batch_seconds", h.get("batch_seconds", d.batch_seconds), 0.05),
         keep_days=_number("history.keep_days", h.get("keep_days", d.keep_days), 0),
-        max_bytes=_size("history.max_bytes", h.get("max_bytes", d.max_bytes)),
+        max_bytes=None if h.get("max_bytes") is None else _size("history.max_bytes", h["max_bytes"]),
         email=email,
     )
 

@@ -323,3 +323,16 @@ def test_a_renamed_file_is_kept_before_its_new_name_is_overwritten(make_mount, d
     m.sh(ALICE, f"printf v1 > a.md; mv a.md b.md; {destroy}")
     versions = m.sh(ALICE, "cat .memfs/history/b.md/* .memfs/history/a.md/* 2>/dev/null || true").stdout
     assert "v1" in versions, versions
+
+
+def test_history_is_bounded_by_the_scopes_quota_by_default(make_mount):
+    """No history.max_bytes: a user's versions are pruned past that user's own quota, so
+    rewrites cannot store more than the quota in history (the newest version stays)."""
+    m = make_mount(CONFIG + "limits: {user_bytes: 64K}\n")
+    for v in "abcd":
+        m.sh(ALICE, f"head -c 30000 /dev/zero | tr '\\0' {v} > big.md; ls .memfs/history/big.md > /dev/null")
+    wait_for(lambda: "pruned" in m.log(), "retention past the quota")
+    names = versions(m, ALICE, "big.md")
+    total = sum(int(m.sh(ALICE, f"wc -c < .memfs/history/big.md/{n}").stdout) for n in names)
+    assert total <= 64 * 1024 and names, names
+    assert m.sh(ALICE, f"head -c 1 .memfs/history/big.md/{names[-1]}").stdout == "d"

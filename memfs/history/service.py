@@ -27,8 +27,8 @@ import pygit2
 import trio
 
 from .. import layout
-from ..config import HistoryConf
-from ..policy import Scope
+from ..config import HistoryConf, Limits
+from ..policy import Kind, Scope
 from ..store import Store, walk_tree
 from .catalog import Catalog, rename_lines
 from .gitrepo import BLOB, EXEC, Repo, blob_id
@@ -55,10 +55,18 @@ class Event:
 
 
 class History:
-    def __init__(self, data: Path, store: Store, conf: HistoryConf, hostname: str | None = None):
+    def __init__(
+        self,
+        data: Path,
+        store: Store,
+        conf: HistoryConf,
+        limits: Limits | None = None,
+        hostname: str | None = None,
+    ):
         self.data = data
         self.store = store
         self.conf = conf
+        self.limits = limits or Limits()
         # MEMFS_HOST: the name this daemon signs with (tests run several "hosts" on one machine)
         self.hostname = hostname or os.environ.get("MEMFS_HOST") or socket.gethostname()
         self._pending: dict[Scope, list[Event]] = {}
@@ -308,7 +316,7 @@ class History:
         cat.catch_up(repo)
         cat.remember_stat(seen)
         if made:
-            if cat.version_bytes() > self.conf.max_bytes:
+            if cat.version_bytes() > self.budget(scope):
                 self._over.add(scope)
             before = self._commits.get(scope, 0)
             self._commits[scope] = before + made
@@ -387,6 +395,12 @@ class History:
             self.touch(scope, path, IMPORT_AUTHOR)
 
     # -- retention ---------------------------------------------------------------------
+    def budget(self, scope: Scope) -> int:
+        """Bytes of versions a scope keeps: history.max_bytes, else the scope's quota."""
+        if self.conf.max_bytes is not None:
+            return self.conf.max_bytes
+        return self.limits.team_bytes if scope.kind is Kind.TEAM else self.limits.user_bytes
+
     async def run_retention(self) -> None:
         """After reconcile, then every few hours (and as soon as a scope passes max_bytes):
         prune versions older than keep_days, or the oldest past max_bytes, and gc."""
@@ -414,7 +428,7 @@ class History:
         with _yielding(), self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             cutoff = int(now - self.conf.keep_days * 86400)
-            by_bytes = cat.cutoff_for_bytes(self.conf.max_bytes)
+            by_bytes = cat.cutoff_for_bytes(self.budget(scope))
             if by_bytes is not None:
                 cutoff = max(cutoff, by_bytes)
             _, _, oldest = cat.stats()
@@ -429,13 +443,14 @@ class History:
             dropped = cat.prune(cutoff, base)
             cat.set("head", str(repo.head()))
             cat.db.commit()
+            self._gc(repo, scope, auto=False)
+            # logged once the blobs are gone too: the line means the space is free
             log.info(
                 "history %s: pruned %d versions older than %s",
                 scope,
                 dropped,
                 time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cutoff)),
             )
-            self._gc(repo, scope, auto=False)
             return dropped
 
     # -- shutdown ----------------------------------------------------------------------
