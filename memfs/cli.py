@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import client, mounthelper
+from . import client, mounthelper, privilege
 from . import config as config_mod
 from . import mount as mount_mod
 
@@ -116,6 +116,10 @@ def cmd_reindex(args) -> int:
 
         n = index.rebuild(progress)
     index.close()
+    try:
+        privilege.hand_over(data, cfg.daemon_user, whole=False)
+    except (privilege.PrivilegeError, OSError) as e:
+        return _fail(f"indexed, but cannot hand {data / 'index'} to the daemon user: {e}")
     print(f"indexed {n} entries in {data / 'index'}")
     return 0
 
@@ -170,6 +174,11 @@ def cmd_import(args) -> int:
         Store.init_layout(data)
     with tqdm(total=len(items), unit="files", desc="import", disable=args.quiet) as bar:
         migrate.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
+    if not args.dry_run:
+        try:  # written as root (it reads users' folders): the daemon user must manage them
+            privilege.hand_over(data, cfg.daemon_user, whole=True)
+        except (privilege.PrivilegeError, OSError) as e:
+            return _fail(f"imported, but cannot hand {data} to the daemon user: {e}")
     if report.written:
         # A live mount caches what it served: tell it which files changed behind its back.
         for mnt in mount_mod.mounts_of(data):

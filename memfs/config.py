@@ -27,6 +27,7 @@ DEFAULT_CONFIG_TEXT = """\
 # grants:
 #   - {reader: bob, owner: alice}   # bob may read alice's private memory, never write it
 # unknown_uids: allow         # allow | deny: deny gives uids not under `users:` EACCES everywhere
+# daemon: {user: memfs}       # who serves requests, runs git and owns DATA/ (root only mounts)
 # limits:                     # fair shares; a caller over one gets the error, never the others
 #   max_file_bytes: 10M       # one file (EFBIG)
 #   user_bytes: 1G            # one user's private memory (EDQUOT)
@@ -168,6 +169,7 @@ class Config:
     sync: SyncConf = field(default_factory=SyncConf)
     search: SearchConf = field(default_factory=SearchConf)
     source: str = "<default>"
+    daemon_user: str = "memfs"  # the unprivileged user the daemon serves as (root only mounts)
 
 
 def _keys(where: str, value: object, allowed: set[str]) -> dict:
@@ -215,7 +217,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         "config",
         data,
         {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"}
-        | {"sync", "search"},
+        | {"sync", "search", "daemon"},
     )
     users = _users(top.get("users"))
     teams = _teams(top.get("teams"))
@@ -229,6 +231,8 @@ def parse(data: object, source: str = "<string>") -> Config:
     enabled = ix.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"index.enabled: expected true or false, got {enabled!r}")
+    daemon = _keys("daemon", top.get("daemon"), {"user"})
+    daemon_user = _name("daemon.user", daemon.get("user", "memfs"))
     return Config(
         users,
         teams,
@@ -242,6 +246,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         _sync(top.get("sync"), users, teams, top.get("history")),
         _search(top.get("search")),
         source,
+        daemon_user,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import pwd
 import random
 import shutil
 import sqlite3
@@ -54,7 +55,20 @@ def _config(path: Path | None) -> Check:
     )
 
 
-def _data(data: Path) -> Check:
+def _owner(config: Path | None) -> tuple[str, int | None]:
+    """(the daemon user's name, its uid; None if it does not exist) from the config."""
+    try:
+        name = (config_mod.load(config) if config is not None else config_mod.Config()).daemon_user
+    except config_mod.ConfigError:
+        name = config_mod.Config().daemon_user
+    try:
+        return name, pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return name, None
+
+
+def _data(data: Path, config: Path | None = None) -> Check:
+    user, uid = _owner(config)
     try:
         st = data.stat()
     except FileNotFoundError:
@@ -63,8 +77,12 @@ def _data(data: Path) -> Check:
         return Check("data", False, f"{data}: {e.strerror}")
     if not stat.S_ISDIR(st.st_mode):
         return Check("data", False, f"{data} is not a directory")
-    if st.st_uid != 0:
-        return Check("data", False, f"{data} is owned by uid {st.st_uid}: chown root {data}")
+    if uid is None:
+        return Check(
+            "data", False, f"the daemon user {user} does not exist: useradd --system --user-group {user}"
+        )
+    if st.st_uid not in (uid, 0):  # root's: written by an older root daemon, handed over at mount
+        return Check("data", False, f"{data} is owned by uid {st.st_uid}: memfs mount hands it to {user}")
     if st.st_mode & 0o077:
         return Check(
             "data",
@@ -72,11 +90,13 @@ def _data(data: Path) -> Check:
             f"{data} is mode {stat.S_IMODE(st.st_mode):o}: others can bypass memfs; chmod 700 {data}",
         )
     if not os.access(data, os.R_OK | os.X_OK):
-        return Check("data", True, f"{data} is root's, mode 700 (run doctor as root to check inside it)")
+        return Check("data", True, f"{data} is {user}'s, mode 700 (run doctor as root to check inside it)")
+    if st.st_uid != uid:
+        return Check("data", True, f"{data} is root's, mode 700: the next mount hands it to {user}")
     missing = [d for d in layout.TOP_DIRS if not (data / d).is_dir()]
     if missing:
         return Check("data", False, f"{data} lacks {', '.join(missing)}: mount memfs once to create them")
-    return Check("data", True, f"{data} is root's, mode 700")
+    return Check("data", True, f"{data} is {user}'s, mode 700")
 
 
 def _answers(path: Path) -> bool:
@@ -219,7 +239,7 @@ def _uncommitted(repo, folder: Path) -> list[bytes]:
 def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]:
     checks = [_fuse(), _config(config)]
     if data is not None:
-        checks.append(_data(data))
+        checks.append(_data(data, config))
     if mnt is not None:
         mcheck, alive = _mount(mnt)
         checks.append(mcheck)

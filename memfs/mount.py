@@ -25,9 +25,9 @@ import trio
 
 from . import config as config_mod
 from . import context as ctx_mod
-from . import guard
+from . import guard, privilege
 from .fs import Operations
-from .history import History
+from .history import History, gitrepo
 from .identity import Identities
 from .index import Index, IndexUnavailable, embed
 from .store import Store
@@ -202,9 +202,20 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
 
     try:
         cfg, ids = check(spec)
-    except (MountError, config_mod.ConfigError) as e:
+        user = privilege.service_user(cfg.daemon_user)
+        if user is not None:
+            moved = privilege.own_data(spec.data, user)
+            if moved:
+                log.info("data %s: %d entries handed to the daemon user %s", spec.data, moved, user.name)
+            privilege.lower(user)  # from here on every file the daemon makes is the daemon user's
+            gitrepo.use_home(user.home)
+    except (MountError, config_mod.ConfigError, privilege.PrivilegeError) as e:
         log.error("%s", e)
         report(f"error: {e}")
+        return 1
+    except OSError as e:
+        log.error("cannot hand %s to the daemon user: %s", spec.data, e)
+        report(f"error: cannot hand {spec.data} to the daemon user {cfg.daemon_user}: {e.strerror}")
         return 1
 
     store = Store(spec.data, cfg.limits.max_file_bytes)
@@ -230,19 +241,23 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
     options |= {"fsname=memfs", "subtype=memfs", "allow_other"}
-    try:
-        pyfuse3.init(ops, str(spec.mountpoint), options)
-    except Exception as e:  # pyfuse3 raises RuntimeError with libfuse's reason
-        log.error("cannot mount %s: %s", spec.mountpoint, e)
-        report(f"error: cannot mount {spec.mountpoint}: {e}")
-        return 1
-
     pid_path = pidfile(spec.mountpoint)
-    try:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n{spec.config}\n")
-    except OSError as e:
-        log.warning("cannot write pid file %s: %s", pid_path, e)
+    with privilege.raised(user):
+        try:
+            pyfuse3.init(ops, str(spec.mountpoint), options)
+        except Exception as e:  # pyfuse3 raises RuntimeError with libfuse's reason
+            log.error("cannot mount %s: %s", spec.mountpoint, e)
+            report(f"error: cannot mount {spec.mountpoint}: {e}")
+            return 1
+        try:
+            RUN_DIR.mkdir(parents=True, exist_ok=True)
+            pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n{spec.config}\n")
+            if user is not None:  # the daemon removes its own pid file at unmount
+                os.chown(RUN_DIR, user.uid, user.gid)
+                os.chown(pid_path, user.uid, user.gid)
+        except OSError as e:
+            log.warning("cannot write pid file %s: %s", pid_path, e)
+    privilege.drop(user)
     try:  # later commands given --data use the config this data was mounted with
         (spec.data / "state" / MOUNTED_CONFIG).write_text(f"{spec.config}\n")
     except OSError as e:

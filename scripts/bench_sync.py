@@ -65,7 +65,7 @@ def pct(xs, q):
 
 def latency(base: Path, interval: float | None, writes: int) -> list[float]:
     remote = base / f"remote-{interval}.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)], check=True)
     cfg = base / f"sync-{interval}.yaml"
     text = USERS + f"teams:\n  eng: {{members: [alice, bob], remote: {remote}}}\n"
     if interval is not None:
@@ -105,7 +105,9 @@ def idle_cpu(base: Path, scopes: int, seconds: float, interval: float) -> float:
     teams = []
     for i in range(scopes):
         remote = base / f"idle-{interval}-{i}.git"
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+        subprocess.run(
+            ["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)], check=True
+        )
         teams.append(f"  t{i}: {{members: [], remote: {remote}}}\n")
     cfg = base / f"idle-{interval}.yaml"
     cfg.write_text(USERS + "teams:\n" + "".join(teams) + f"sync: {{interval: {interval}}}\n")

@@ -27,8 +27,10 @@ sync: {{interval: 30}}
 
 @pytest.fixture
 def remote(base_dir):
+    # Shared as a team's bare repository on one box is: root (the tests' git) and the
+    # daemon user (memfs's git) both push to it.
     path = base_dir / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(path)], check=True)
     return path
 
 
@@ -57,7 +59,8 @@ def test_changes_propagate_both_ways(make_mount, remote):
     # the arrivals are searchable and in the history, attributed to their authors
     assert "team/b.md" in a.sh(ALICE, "cat .memfs/search/from-b").stdout
     log = a.sh(ALICE, "cat .memfs/log").stdout
-    assert " bob A team/b.md" in log and " bob D team/notes/a.md" in log
+    # attributed to their authors, marked as arrived by sync from the host that sent them
+    assert " bob (via host1) A team/b.md" in log and " bob (via host1) D team/notes/a.md" in log
 
 
 def test_concurrent_edits_merge_or_keep_both(make_mount, remote):
@@ -173,7 +176,9 @@ def test_open_files_keep_working_and_caches_follow(make_mount, remote):
 
 def test_private_remote_follows_its_user_only(make_mount, remote, base_dir):
     alice_remote = base_dir / "alice.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(alice_remote)], check=True)
+    subprocess.run(
+        ["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(alice_remote)], check=True
+    )
     a, b = hosts(make_mount, remote, alice_remote=f", remote: {alice_remote}")
     a.sh(ALICE, "echo 'alice private' > mine.md")
     sync(a)

@@ -76,7 +76,7 @@ class Pusher:
 @pytest.fixture
 def remote(base_dir):
     path = base_dir / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(path)], check=True)
     return path
 
 

@@ -40,7 +40,7 @@ print(json.dumps(out))
 def test_hosts_converge_and_lose_nothing(make_mount, base_dir, seed):
     rnd = random.Random(seed)
     remote = base_dir / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)], check=True)
     hosts = [
         make_mount(CONFIG.format(remote=remote), sub=f"h{i}", env={"MEMFS_HOST": f"h{i}"}) for i in range(3)
     ]

@@ -24,6 +24,19 @@ TREE = 0o040000
 BLOB = 0o100644
 EXEC = 0o100755
 
+# The repositories are the daemon user's, under a 0700 DATA/ nobody else can write; root's
+# tools (doctor, the tests' checks) read them too, which libgit2 would refuse as 'not owned
+# by the current user'.
+pygit2.settings.owner_validation = False
+
+
+def use_home(home: str) -> None:
+    """libgit2 read $HOME once, when loaded (as root): point it at the daemon user's."""
+    levels = pygit2.enums.ConfigLevel
+    pygit2.settings.search_path[levels.GLOBAL] = home
+    pygit2.settings.search_path[levels.XDG] = os.path.join(home, ".config", "git")
+
+
 LARGE = 64 << 10  # blobs from here on are hashed and compressed with the GIL released
 Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
 

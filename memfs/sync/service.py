@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pygit2
 import trio
@@ -85,8 +86,29 @@ def remotes(cfg: Config) -> dict[Scope, str]:
     return out
 
 
-def _git(args: list[str], gitdir: str, check: bool = True) -> subprocess.CompletedProcess:
+GIT_SYSTEM_CONFIG = """# written by memfs: the system config git runs with for sync
+[include]
+\tpath = /etc/gitconfig
+[safe]
+\tdirectory = *
+"""
+
+
+def git_config(state: Path) -> Path:
+    """A system-level git config for sync's git: the machine's own, plus trust in remotes
+    given as local paths. Such a remote belongs to whoever set it up, not to the daemon
+    user, and git would refuse it as 'dubious ownership' (git 2.39 reads safe.directory
+    only from system or global config). The remotes are the admin's choice."""
+    path = state / "gitconfig"
+    if not path.exists() or path.read_text() != GIT_SYSTEM_CONFIG:
+        path.write_text(GIT_SYSTEM_CONFIG)
+    return path
+
+
+def _git(args: list[str], gitdir: str, check: bool = True, config: Path | None = None):
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    if config is not None:
+        env["GIT_CONFIG_SYSTEM"] = str(config)
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never wait for a password
     res = subprocess.run(
         ["git", "--git-dir", gitdir, *args], capture_output=True, text=True, timeout=GIT_TIMEOUT, env=env
@@ -128,6 +150,7 @@ class Sync:
         self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
         self._limiter = trio.CapacityLimiter(4)
         self._wake = trio.Event()
+        self._git_config = git_config(history.data / "state")
         history.on_commit = self._committed
         history.shared = set(self.state)
 
@@ -220,7 +243,8 @@ class Sync:
         remote_head = _local_head(st.remote)
         tracked = repo.r.references.get(TRACKING)
         if remote_head is False or remote_head != (str(tracked.target) if tracked else None):
-            _git(["fetch", "--quiet", "--no-tags", st.remote, f"+refs/heads/*:{TRACKING[:-4]}*"], gitdir)
+            refs = f"+refs/heads/*:{TRACKING[:-4]}*"
+            _git(["fetch", "--quiet", "--no-tags", st.remote, refs], gitdir, config=self._git_config)
             tracked = repo.r.references.get(TRACKING)
         theirs, ours = (tracked.target if tracked is not None else None), repo.head()
         return (
@@ -247,7 +271,12 @@ class Sync:
         if ours is not None and ours != theirs:
             if theirs is not None and not repo.r.descendant_of(ours, theirs):
                 return False  # not merged yet
-            res = _git(["push", "--quiet", st.remote, "refs/heads/main:refs/heads/main"], gitdir, check=False)
+            res = _git(
+                ["push", "--quiet", st.remote, "refs/heads/main:refs/heads/main"],
+                gitdir,
+                check=False,
+                config=self._git_config,
+            )
             if res.returncode != 0:
                 if any(w in res.stderr for w in ("rejected", "fetch first", "non-fast-forward")):
                     return False

@@ -1,0 +1,81 @@
+"""Least privilege: root mounts, the daemon user (`memfs`) serves. The serving process
+holds no root id and no capability, owns DATA/, and an existing DATA/ written by a root
+daemon is handed over at mount."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+
+from conftest import ALICE, BOB, DEFAULT_CONFIG, TIMEOUT, memfs_cmd, wait_for
+
+SERVICE = pwd.getpwnam("memfs")
+
+
+def status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def owners(top) -> set[tuple[int, int]]:
+    found = {(os.lstat(top).st_uid, os.lstat(top).st_gid)}
+    for dirpath, dirs, files in os.walk(top):
+        for n in dirs + files:
+            st = os.lstat(os.path.join(dirpath, n))
+            found.add((st.st_uid, st.st_gid))
+    return found
+
+
+def test_the_daemon_serves_without_root(mnt):
+    mnt.sh(ALICE, "echo mine > a.md; echo v2 > a.md")
+    mnt.sh(BOB, "echo his > b.md")
+    st = status(mnt.pid())
+    ids = {int(x) for x in st["Uid"].split() + st["Gid"].split()}
+    assert ids == {SERVICE.pw_uid, SERVICE.pw_gid}, st
+    assert int(st["CapEff"], 16) == int(st["CapPrm"], 16) == 0, st
+    assert st["Groups"].strip() == ""
+    # What callers see is unchanged: their own files, shown as theirs
+    assert mnt.sh(ALICE, "stat -c '%u %a' a.md").stdout == f"{ALICE} 600\n"
+    assert len(mnt.sh(ALICE, "ls .memfs/history/a.md").stdout.split()) == 2
+    assert owners(mnt.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
+    # the mount belongs to the daemon user: it unmounts itself on SIGTERM, without root
+    os.kill(mnt.pid(), signal.SIGTERM)
+    wait_for(lambda: f"unmounted {mnt.mnt}" in mnt.log(), "the daemon's shutdown line")
+    assert not os.path.ismount(mnt.mnt)
+
+
+def test_a_data_dir_written_by_a_root_daemon_is_handed_over(make_mount):
+    m = make_mount(start=False)
+    for sub in ("private/alice/notes", "state", "index", "history", "teams"):
+        os.makedirs(m.data / sub, mode=0o700)
+    (m.data / "private" / "alice" / "old.md").write_text("written by the old root daemon\n")
+    (m.data / "private" / "alice" / "notes" / "n.md").write_text("nested\n")
+    os.chmod(m.data / "private" / "alice" / "old.md", 0o600)
+    m.start()
+    assert m.sh(ALICE, "cat old.md").stdout == "written by the old root daemon\n"
+    m.sh(ALICE, "echo more >> old.md; echo x > notes/new.md; rm notes/n.md")
+    assert m.sh(ALICE, "cat old.md notes/new.md").stdout.endswith("more\nx\n")
+    assert owners(m.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
+
+
+def test_a_missing_daemon_user_is_one_clear_error(make_mount):
+    m = make_mount(DEFAULT_CONFIG + "daemon: {user: no-such-user}\n", start=False)
+    res = subprocess.run(
+        memfs_cmd("mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)),
+        env=m.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert res.returncode != 0 and not os.path.ismount(m.mnt)
+    assert "no-such-user" in res.stderr and "useradd" in res.stderr and "Traceback" not in res.stderr
+    m.expect_log("daemon user 'no-such-user' does not exist")
+
+
+def test_root_stays_root_only_when_configured(make_mount):
+    m = make_mount(DEFAULT_CONFIG + "daemon: {user: root}\n")
+    m.sh(ALICE, "echo x > a.md")
+    assert status(m.pid())["Uid"].split()[0] == "0"
+    assert os.lstat(m.backing("alice") / "a.md").st_uid == 0
