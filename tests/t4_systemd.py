@@ -45,10 +45,35 @@ def test_the_unit_declares_what_a_service_needs():
         assert "error" not in res.stderr.lower(), res.stderr
 
 
+def sandbox(svc) -> list[str]:
+    """The unit's NoNewPrivileges and CapabilityBoundingSet, applied with setpriv as
+    systemd would apply them (its namespace and seccomp options need systemd itself)."""
+    out = ["setpriv"]
+    if svc.get("NoNewPrivileges") == "yes":
+        out.append("--no-new-privs")
+    caps = svc.get("CapabilityBoundingSet")
+    if caps:
+        keep = ",".join("+" + c.removeprefix("CAP_").lower() for c in caps.split())
+        out.append(f"--bounding-set=-all,{keep}")
+    return out
+
+
+def test_the_unit_is_hardened():
+    if not shutil.which("systemd-analyze"):
+        return
+    res = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+    )
+    score = float(res.stdout.rsplit("exposure level for memfs.service:", 1)[1].split()[0])
+    assert score <= 5.0, res.stdout[-2000:]
+
+
 def test_start_crash_restart_and_stop(make_mount):
     m = make_mount(start=False)
     s = unit()["Service"]
-    start, stop = command(s["ExecStart"], m), command(s["ExecStop"], m)
+    start, stop = sandbox(s) + command(s["ExecStart"], m), command(s["ExecStop"], m)
     daemon = subprocess.Popen(start, env=m.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: os.path.ismount(m.mnt), "ExecStart to mount")
