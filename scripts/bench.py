@@ -45,19 +45,23 @@ def read_all():
         with open(name, "rb") as f: f.read()
 def run(cmd):
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+moved = ["r%05d.md" % i for i in range(n)]
+def rename_all():
+    for a, b in zip(names, moved): os.rename(a, b)
 def unlink():
-    for name in names: os.unlink(name)
+    for name in moved: os.unlink(name)
 timed("create", create)
 timed("stat1", stat_all); timed("stat2", stat_all)
 timed("read1", read_all); timed("read2", read_all)
 run(["grep", "-r", "-c", "memory", "."])
 timed("grep_r", lambda: run(["grep", "-r", "-c", "memory", "."]))
 timed("ls_l", lambda: run(["ls", "-l", "."]))
+timed("rename", rename_all)
 timed("unlink", unlink)
 print(json.dumps(t))
 """
 
-OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "unlink"]
+OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "rename", "unlink"]
 
 
 def sh(*cmd, **kw):

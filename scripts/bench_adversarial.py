@@ -564,6 +564,21 @@ def attack_rename_storm(a: Attacker) -> None:
             time.sleep(0.001)
 
 
+def attack_history_churn(a: Attacker) -> None:
+    """Rewrite a 9 MB file of random bytes (git cannot compress it) in place, in a loop:
+    every close is a version for history to hash, compress and commit."""
+    path = f"{a.mnt}/churn.md"
+    a.ready()
+    while True:
+        try:
+            _write(path, os.urandom(9 << 20))
+            a.extra["versions"] = a.ops + 1
+            a.tick()
+        except OSError as e:
+            a.error(e)
+            time.sleep(0.01)
+
+
 def role_attack(mnt: str, name: str, phase: str, params: dict) -> None:
     a = Attacker(mnt, params)
     spec = ATTACKS[name]
@@ -627,6 +642,7 @@ ATTACKS: dict[str, Attack] = {
     "disk_fill": Attack(attack_disk_fill, extra_probes=("create",), what="write until an error or the cap"),
     "search_flood": Attack(attack_search_flood, workers="search_workers", what="parallel search loops"),
     "rename_storm": Attack(attack_rename_storm, what="mv a 4 x 250-byte-deep folder back and forth"),
+    "history_churn": Attack(attack_history_churn, what="rewrite a 9 MB random file in place, in a loop"),
 }
 
 
