@@ -207,7 +207,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
             moved = privilege.own_data(spec.data, user)
             if moved:
                 log.info("data %s: %d entries handed to the daemon user %s", spec.data, moved, user.name)
-            privilege.lower(user)  # from here on every file the daemon makes is the daemon user's
+            privilege.lower(user, spec.data)  # from here on every file the daemon makes is the daemon user's
             gitrepo.use_home(user.home)
     except (MountError, config_mod.ConfigError, privilege.PrivilegeError) as e:
         log.error("%s", e)

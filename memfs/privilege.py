@@ -95,7 +95,8 @@ def own_data(data: Path, user: ServiceUser, whole: bool = False) -> int:
         os.lchown(mark, uid, gid)
         return changed
     changed = _chown_tree(data, uid, gid, recurse=False)
-    for sub in ("state", "index"):
+    # the files (an admin's edit behind memfs's back), state/ and index/ (doctor, reindex)
+    for sub in ("private", "teams", "state", "index"):
         changed += _chown_tree(data / sub, uid, gid)
     for kind in (data / "history").glob("*"):
         changed += _chown_tree(kind, uid, gid, recurse=False)
@@ -112,11 +113,18 @@ def hand_over(data: Path, name: str, whole: bool) -> None:
         own_data(data, user, whole)
 
 
-def lower(user: ServiceUser) -> None:
+def lower(user: ServiceUser, data: Path) -> None:
     """Act as the daemon user; root stays only as the saved uid, for `raised`."""
     os.setgroups([])
     os.setresgid(user.gid, user.gid, 0)
     os.setresuid(user.uid, user.uid, 0)
+    try:
+        os.listdir(data / "state")
+    except PermissionError:
+        raise PrivilegeError(
+            f"the daemon user {user.name} cannot reach {data}: a folder above it is closed to "
+            f"others (each needs o+x, e.g. chmod o+x {data.parent})"
+        ) from None
     os.environ["HOME"] = user.home  # git's own config and credentials: the daemon user's
     os.environ["USER"] = os.environ["LOGNAME"] = user.name
 

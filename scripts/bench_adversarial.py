@@ -579,6 +579,61 @@ def attack_history_churn(a: Attacker) -> None:
             time.sleep(0.01)
 
 
+def _git(*args: str, cwd: str, data: bytes | None = None) -> str:
+    r = subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=True)
+    return r.stdout.decode().strip()
+
+
+def _git(*args: str, cwd: str, env: dict, data: bytes | None = None) -> str:
+    r = subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=True, env=env)
+    return r.stdout.decode().strip()
+
+
+def attack_sync_bomb(a: Attacker) -> None:
+    """Push, round after round, a commit whose tree holds a fresh blob of zeros (git
+    compresses it to almost nothing) under 3 names, 200 small files, and a forged author,
+    e-mail and time; then ask the daemon to sync. Every round is new input for the host."""
+    work = tempfile.mkdtemp(prefix="mallory-")
+    conf = work + ".gitconfig"
+    with open(conf, "w") as f:  # the remote is root's: git 2.39 trusts it only from a global config
+        f.write(
+            "[safe]\n\tdirectory = *\n[user]\n\tname = alice\n\temail = m@/../../../private/alice/PWNED\n"
+        )
+    env = dict(os.environ, GIT_CONFIG_GLOBAL=conf)
+    _git("clone", "-q", a.params["remote"], work, cwd="/tmp", env=env)
+    mib = a.params["bomb_mib"]
+    when = "99999999999999999 +0000"
+    forged = dict(env, GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+    a.ready()
+    i = 0
+    while True:
+        i += 1
+        try:
+            _git("fetch", "-q", "origin", cwd=work, env=env)
+            try:
+                parent = _git("rev-parse", "origin/main", cwd=work, env=env)
+            except subprocess.CalledProcessError:
+                parent = ""
+            zeros = _git(
+                "hash-object", "-w", "--stdin", cwd=work, env=env, data=b"\0" * (mib << 20) + b"%d" % i
+            )
+            small = _git("hash-object", "-w", "--stdin", cwd=work, env=env, data=b"x %d\n" % i)
+            lines = "".join(f"100644 blob {zeros}\tbomb{i}-{k}.md\n" for k in range(3))
+            lines += "".join(f"100644 blob {small}\tsmall{i}-{k}.md\n" for k in range(200))
+            tree = _git("mktree", cwd=work, env=env, data=lines.encode())
+            commit = _git(
+                "commit-tree", tree, "-m", "bomb", *(["-p", parent] if parent else []), cwd=work, env=forged
+            )
+            _git("push", "-q", "-f", "origin", f"{commit}:refs/heads/main", cwd=work, env=env)
+            with open(f"{a.mnt}/.memfs/sync", "wb") as f:
+                f.write(b"sync\n")
+            a.extra["rounds"] = i
+            a.tick()
+        except (OSError, subprocess.CalledProcessError) as e:
+            a.error(e if isinstance(e, OSError) else OSError(errno.EIO, str(e)))
+            time.sleep(0.1)
+
+
 def role_attack(mnt: str, name: str, phase: str, params: dict) -> None:
     a = Attacker(mnt, params)
     spec = ATTACKS[name]
@@ -613,6 +668,7 @@ class Attack:
     extra_probes: tuple[str, ...] = ()
     ready_timeout: float = 30.0
     what: str = ""
+    config: str = ""  # added to CONFIG for this attack's mount ({remote}: team red's remote)
 
 
 ATTACKS: dict[str, Attack] = {
@@ -643,6 +699,12 @@ ATTACKS: dict[str, Attack] = {
     "search_flood": Attack(attack_search_flood, workers="search_workers", what="parallel search loops"),
     "rename_storm": Attack(attack_rename_storm, what="mv a 4 x 250-byte-deep folder back and forth"),
     "history_churn": Attack(attack_history_churn, what="rewrite a 9 MB random file in place, in a loop"),
+    "sync_bomb": Attack(
+        attack_sync_bomb,
+        ready_timeout=60.0,
+        config="  red: {{members: [mallory], remote: {remote}}}\n",  # under CONFIG's teams:
+        what="push zero-blob bombs (3 names each), 200 small files, forged author and time; sync",
+    ),
 }
 
 
@@ -883,6 +945,8 @@ class Bench:
             "query_handles": args.query_handles,
             "fill_cap": args.fill_cap_mib << 20,
             "search_workers": args.search_workers,
+            "remote": str(base / "red.git"),
+            "bomb_mib": args.bomb_mib,
         }
         self.stuck: list[Proc] = []  # processes a kill could not end yet (blocked on the mount)
 
@@ -920,6 +984,13 @@ class Bench:
         self.stuck: list[Proc] = []
         m = Mount(self.base, name)
         mnt = str(m.mnt)
+        if spec.config:
+            remote = self.base / "red.git"
+            shutil.rmtree(remote, ignore_errors=True)
+            subprocess.run(
+                ["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)], check=True
+            )
+        m.config.write_text(CONFIG + spec.config.format(remote=self.base / "red.git"))
         err = m.start()
         if err:
             res.daemon = "mount failed"
@@ -1077,6 +1148,7 @@ def main() -> int:
     ap.add_argument("--big-dir-files", type=int, default=100_000)
     ap.add_argument("--query-handles", type=int, default=QUERY_HANDLES)
     ap.add_argument("--search-workers", type=int, default=SEARCH_WORKERS)
+    ap.add_argument("--bomb-mib", type=int, default=256, help="sync_bomb: MiB of zeros per pushed blob")
     ap.add_argument("--fill-cap-mib", type=int, default=2048, help="disk_fill stops here at the latest")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     # Internal: what runs as alice or mallory.

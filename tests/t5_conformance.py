@@ -56,10 +56,6 @@ DIFFERENCES: dict[str, tuple[dict, str]] = {
         {"result": "EINVAL", "listing": ["a"], "a_is_chardev": False},
         "a whiteout is a device node: refused like RENAME_EXCHANGE",
     ),
-    # memfs checks a directory's x bit when a name is looked up; a name the kernel cached
-    # before the bit was removed is reached without asking memfs (until its entry times out).
-    "perm_stat_in_0600_dir": ({"result": "ok"}, "names cached before a dir lost u+x stay reachable"),
-    "perm_open_in_0600_dir": ({"result": "ok"}, "names cached before a dir lost u+x stay reachable"),
 }
 
 # case -> diagnosis: real memfs bugs this suite found (strict xfails until fixed). The eleven

@@ -80,7 +80,7 @@ def small_disk(base_dir):
     d = base_dir / "small"
     d.mkdir()
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "memfs-test", str(d)], check=True, timeout=TIMEOUT
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "memfs-test", str(d)], check=True, timeout=TIMEOUT
     )
     yield d
     subprocess.run(["umount", "-l", str(d)], timeout=TIMEOUT)
