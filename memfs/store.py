@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .confine import beneath, check
+from .confine import beneath, check, open_beneath
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
 from .policy import Scope
 
@@ -146,12 +146,20 @@ class Store:
 
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        with self.place(scope, rel) as (where, name):
-            return os.stat(name, dir_fd=where, follow_symlinks=False)
+        with self.at(scope) as root:
+            if b"/" not in rel:  # a name in the scope's root: nothing to resolve on the way
+                if rel:
+                    check(rel)
+                return os.stat(rel or b".", dir_fd=root, follow_symlinks=False)
+            fd = open_beneath(root, rel, os.O_PATH)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
 
     def open_dir(self, scope: Scope, rel: bytes) -> int:
-        with self.place(scope, rel) as (where, name):
-            return os.open(name, _DIR, dir_fd=where)
+        with self.at(scope) as root:
+            return open_beneath(root, rel, _DIR)
 
     def iterdir(self, scope: Scope, rel: bytes):
         """(name, stat) of the files and folders in a folder, read as they are asked for:
@@ -175,13 +183,13 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
-        with self.place(scope, rel) as (where, name):
-            return os.open(name, flags, dir_fd=where)
+        with self.at(scope) as root:
+            return open_beneath(root, rel, flags)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
         flags = (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW
-        with self.place(scope, rel) as (where, name):
-            return os.open(name, flags, mode, dir_fd=where)
+        with self.at(scope) as root:
+            return open_beneath(root, rel, flags, mode)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):

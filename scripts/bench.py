@@ -74,6 +74,11 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--uid", type=int, default=1001)
     ap.add_argument("--no-index", action="store_true", help="mount memfs with index: {enabled: false}")
+    ap.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also mount the memfs of another checkout, same rounds (before/after)",
+    )
     args = ap.parse_args()
     uid = args.uid
 
@@ -117,6 +122,15 @@ def main() -> int:
             str(bind_mnt),
         )
         targets = {"memfs": memfs_mnt, **variant_mnt, "native": native, "bindfs": bind_mnt}
+        if args.baseline:
+            base_mnt = base / "memfs-baseline"
+            base_mnt.mkdir()
+            os.chmod(base_mnt, 0o755)
+            base_env = dict(env, PYTHONPATH=str(Path(args.baseline).resolve()))
+            mount_b = ["mount", str(base_mnt), "--data", str(base / "data-baseline"), "--config", str(cfg)]
+            sh(*memfs, *mount_b, env=base_env, cwd=base)
+            targets["baseline"] = base_mnt
+            variant_mnt["baseline"] = base_mnt
         results: dict[str, dict[str, list[float]]] = {k: {op: [] for op in OPS} for k in targets}
         order = list(targets)
         for r in range(args.rounds):
@@ -159,6 +173,12 @@ def main() -> int:
                 f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {n:9.1f} {b:9.1f} {m / n:13.2f} {m / b:13.2f} "
                 f"{m / h:12.2f} {m / e:13.2f}"
             )
+        if args.baseline:
+            print(f"\nbaseline: memfs from {args.baseline}, same config, same rounds\n")
+            print(f"{'op':<8} {'memfs':>9} {'baseline':>9} {'memfs/baseline':>15} {'baseline/bindfs':>16}")
+            for op in OPS:
+                m, o, b = med["memfs"][op], med["baseline"][op], med["bindfs"][op]
+                print(f"{op:<8} {m:9.1f} {o:9.1f} {m / o:15.2f} {o / b:16.2f}")
         return 0
     finally:
         subprocess.run(["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
