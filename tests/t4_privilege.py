@@ -36,6 +36,16 @@ def test_the_daemon_serves_without_root(mnt):
     assert ids == {SERVICE.pw_uid, SERVICE.pw_gid}, st
     assert int(st["CapEff"], 16) == int(st["CapPrm"], 16) == 0, st
     assert st["Groups"].strip() == ""
+    # background threads are niced for good; the FUSE loop and callers' threads never are
+    # (an unprivileged daemon could not raise a reused thread's priority back)
+    nices = []  # (tid, name, nice) of every thread of the daemon
+    for tid in os.listdir(f"/proc/{mnt.pid()}/task"):
+        with open(f"/proc/{mnt.pid()}/task/{tid}/stat") as f:
+            name, _, rest = f.read().partition(" (")[2].rpartition(")")
+        nices.append((int(tid), name, int(rest.split()[16])))
+    assert [n for tid, _, n in nices if tid == mnt.pid()] == [0], nices  # the FUSE loop
+    assert all(n == 0 for _, name, n in nices if name.startswith("Trio thread")), nices
+    assert any(n == 10 for _, _, n in nices), nices  # history's own threads, after its commits
     # What callers see is unchanged: their own files, shown as theirs
     assert mnt.sh(ALICE, "stat -c '%u %a' a.md").stdout == f"{ALICE} 600\n"
     assert len(mnt.sh(ALICE, "ls .memfs/history/a.md").stdout.split()) == 2

@@ -325,3 +325,18 @@ def test_index_off(make_mount):
         assert m.sh(ALICE, f"cat {f}", check=False).returncode != 0, f
     assert m.sh(ALICE, "cat .memfs/whoami").stdout.startswith("user: alice")
     assert not (m.data / "state" / "manifest.sqlite").exists()
+
+
+def test_a_huge_entry_is_indexed_from_its_head(mnt):
+    """A 2 MiB entry: its first 256 KiB are searchable, the rest is stored but not parsed
+    (parsing all of it would hold the GIL every caller's requests need)."""
+    mnt.py(
+        ALICE,
+        """
+        head = b"---\\nname: big\\ndescription: d\\ntype: user\\n---\\nnarwhal\\n"
+        open("big.md", "wb").write(head + b"filler " * 300_000 + b"\\nwalrus\\n")
+        """,
+    )
+    assert [h["path"] for h in search_json(mnt, ALICE, "narwhal")["hits"]] == ["big.md"]
+    assert search_json(mnt, ALICE, "mode:keyword walrus")["hits"] == []
+    assert mnt.sh(ALICE, "tail -c 7 big.md").stdout == "walrus\n"

@@ -37,6 +37,7 @@ def use_home(home: str) -> None:
     pygit2.settings.search_path[levels.XDG] = os.path.join(home, ".config", "git")
 
 
+SAMPLE = 64 << 10  # bytes of a large blob tried before choosing its compression
 LARGE = 64 << 10  # blobs from here on are hashed and compressed with the GIL released
 Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
 
@@ -58,6 +59,14 @@ def blob_id(data: bytes) -> bytes:
 def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
     name, (mode, _) = item
     return name + b"/" if mode == TREE else name  # git's order: a folder sorts as 'name/'
+
+
+def _level(data: bytes) -> int:
+    """zlib level for a large blob: stored as is (0) when a sample does not shrink (random
+    or already compressed bytes: level 6 spent ~40 ms per MiB on them for nothing), else
+    zlib's default. git gc packs it again later, in a process of its own."""
+    sample = data[:SAMPLE]
+    return 0 if len(zlib.compress(sample, 1)) > 0.9 * len(sample) else zlib.Z_DEFAULT_COMPRESSION
 
 
 class Repo:
@@ -152,7 +161,7 @@ class Repo:
         target = folder / hexid[2:]
         if target.exists() or self.r.odb.exists(hexid):
             return oid
-        z = zlib.compressobj()
+        z = zlib.compressobj(_level(data))
         packed = z.compress(b"blob %d\0" % len(data)) + z.compress(data) + z.flush()
         folder.mkdir(exist_ok=True)
         tmp = folder / f".tmp-{os.getpid()}-{hexid[2:10]}"

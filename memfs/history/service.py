@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import stat
-import threading
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ import pygit2
 import trio
 
 from .. import layout
+from ..background import NicedPool
 from ..config import HistoryConf, Limits
 from ..policy import Kind, Scope
 from ..store import Store, walk_tree
@@ -74,7 +74,8 @@ class History:
         self._dir_moves: set[Scope] = set()  # scopes with a pending folder move: any path may be in it
         self._rescan: set[Scope] = set()
         self._locks: dict[Scope, trio.Lock] = {}
-        self._limiter = trio.CapacityLimiter(4)
+        # history's and sync's thread work: 2 niced threads (2 cores here: one is left for callers)
+        self.background = NicedPool(2, "memfs-history")
         self._failures: dict[Scope, int] = {}
         self._commits: dict[Scope, int] = {}
         self._over: set[Scope] = set()  # past max_bytes: prune soon
@@ -179,9 +180,9 @@ class History:
                 return
             try:
                 if rescan:
-                    await trio.to_thread.run_sync(self._reconcile, scope, set(), limiter=self._limiter)
+                    await self.background.run(self._reconcile, scope, set())
                 else:
-                    await trio.to_thread.run_sync(self._commit, scope, events, limiter=self._limiter)
+                    await self.background.run(self._commit, scope, events)
                 self._failures.pop(scope, None)
                 if scope in self._over:
                     self._prune_soon.set()
@@ -267,7 +268,7 @@ class History:
 
     def _commit(self, scope: Scope, events: list[Event]) -> None:
         """One batch of a scope: in a worker thread, under the scope's lock."""
-        with _yielding(), self._open(scope) as (repo, cat):
+        with self._open(scope) as (repo, cat):
             cat.catch_up(repo)  # commits made behind memfs's back (an admin's git) come first
             examine: dict[bytes, str] = {}
             renames: dict[str, list[tuple[bytes, bytes]]] = {}
@@ -361,13 +362,13 @@ class History:
                 return
             skip = {e.path for e in self._pending.get(scope, [])}
             try:
-                await trio.to_thread.run_sync(self._reconcile, scope, skip, limiter=self._limiter)
+                await self.background.run(self._reconcile, scope, skip)
             except Exception:
                 log.exception("history %s: reconcile failed", scope)
             self._unreconciled.discard(scope)
 
     def _reconcile(self, scope: Scope, skip: set[bytes], author: str = RECONCILE_AUTHOR) -> int:
-        with _yielding(), self._open(scope) as (repo, cat):
+        with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             cur = cat.current()
             examine: dict[bytes, str] = {}
@@ -416,7 +417,7 @@ class History:
                 self._over.discard(scope)
                 async with self.locked(scope):
                     try:
-                        await trio.to_thread.run_sync(self.prune, scope, time.time(), limiter=self._limiter)
+                        await self.background.run(self.prune, scope, time.time())
                     except Exception:
                         log.exception("history %s: retention failed", scope)
             self._prune_soon = trio.Event()
@@ -425,7 +426,7 @@ class History:
 
     def prune(self, scope: Scope, now: float) -> int:
         """Apply retention to one scope (worker thread, under its lock). Returns versions dropped."""
-        with _yielding(), self._open(scope) as (repo, cat):
+        with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             cutoff = int(now - self.conf.keep_days * 86400)
             by_bytes = cat.cutoff_for_bytes(self.budget(scope))
@@ -457,26 +458,6 @@ class History:
     async def close(self) -> None:
         """Unmounted: commit everything still pending."""
         await self.flush()
-
-
-@contextmanager
-def _yielding():
-    """Run this worker thread at a lower CPU priority (Linux nices threads one by one):
-    compressing a caller's gigabyte into history must not slow the others' requests.
-    Restored after, as trio reuses its threads for other work."""
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, 10)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, 0)
-        except OSError:  # without CAP_SYS_NICE: it stays nice, which is only slower
-            pass
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:

@@ -10,6 +10,9 @@ SCHEMA_VERSION = "4"  # 3: one index per scope, `dirs` for folder moves; 4: `ste
 TEXT_FIELDS = ["name", "description", "tags", "body", "stem"]
 STEM_TOKENIZER = "memfs_en"
 MAX_BODY_CHARS = 1_000_000  # index at most this much text of one entry
+# ...read from at most its first bytes: parsing holds the GIL (a 9 MiB file of random bytes
+# took 205 ms, the FUSE loop waiting meanwhile; 256 KiB take 6 ms). Real entries are < 25 KB.
+MAX_INDEXED_BYTES = 256 << 10
 
 
 def build_schema() -> tantivy.Schema:

@@ -40,6 +40,7 @@ from .query import MAX_QUERY_CHARS, QueryError, bounded, mode_of, split_filters,
 from .scan import scan_entries, walk_entries
 from .schema import (
     MAX_BODY_CHARS,
+    MAX_INDEXED_BYTES,
     SCHEMA_VERSION,
     TEXT_FIELDS,
     build_schema,
@@ -405,7 +406,7 @@ class Index:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            data = os.read(fd, min(st.st_size, self.store.max_file_bytes) + 1) if st.st_size else b""
+            data = os.read(fd, min(st.st_size, MAX_INDEXED_BYTES)) if st.st_size else b""
         except OSError as e:
             log.warning("index: cannot read %s/%s: %s; skipped", scope, path_text(path), e)
             return None

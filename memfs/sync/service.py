@@ -21,6 +21,7 @@ from pathlib import Path
 import pygit2
 import trio
 
+from ..background import NicedPool
 from ..config import Config
 from ..history import History
 from ..history.catalog import Catalog
@@ -148,9 +149,10 @@ class Sync:
         self.host = None  # the filesystem: hold(scope), busy(scope), open_dirty(scopes), synced(...)
         self.interval = cfg.sync.interval
         self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
-        self._limiter = trio.CapacityLimiter(4)
         self._wake = trio.Event()
         self._git_config = git_config(history.data / "state")
+        # rounds parse a remote's data: niced threads of their own (a slow fetch must not hold history's)
+        self.background = NicedPool(2, "memfs-sync")
         history.on_commit = self._committed
         history.shared = set(self.state)
 
@@ -188,13 +190,13 @@ class Sync:
         try:
             for _attempt in range(3):
                 async with self.history.locked(scope):
-                    incoming = await trio.to_thread.run_sync(self._fetch, scope, st, limiter=self._limiter)
+                    incoming = await self.background.run(self._fetch, scope, st)
                 if incoming:
                     w, r = await self._take_in(scope, st)
                     written += w
                     removed += r
                 async with self.history.locked(scope):
-                    if await trio.to_thread.run_sync(self._push, scope, st, limiter=self._limiter):
+                    if await self.background.run(self._push, scope, st):
                         break
             else:
                 raise SyncError("the remote kept moving: gave up after 3 rounds")
@@ -231,9 +233,7 @@ class Sync:
             room_bytes, room_files = await self.host.room(scope)
             budget = Budget(room_bytes, room_files, self.history.store.max_file_bytes)
             async with self.history.locked(scope):
-                return await trio.to_thread.run_sync(
-                    self._take_fresh, scope, st, busy, budget, limiter=self._limiter
-                )
+                return await self.background.run(self._take_fresh, scope, st, busy, budget)
 
     # -- the steps (worker threads, under the scope's lock) --------------------------------
     def _fetch(self, scope: Scope, st: State) -> bool:
