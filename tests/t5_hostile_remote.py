@@ -219,3 +219,48 @@ def test_arrivals_obey_the_file_cap_and_the_quota(make_mount, remote, base_dir):
     refused = status[0]["last_round"]["refused"]
     assert len(refused) == 1 and "quota" in refused[0]["reason"], status
     assert m.sh(ALICE, "echo still > a.md && cat a.md").stdout == "still\n"
+
+
+def _tree(r: pygit2.Repository, files: dict[bytes, bytes]) -> pygit2.Oid:
+    """A tree (nested folders too) holding `files`, built with pygit2."""
+    top: dict = {}
+    for path, data in files.items():
+        node = top
+        *folders, name = path.split(b"/")
+        for f in folders:
+            node = node.setdefault(f, {})
+        node[name] = r.create_blob(data)
+
+    def build(node: dict) -> pygit2.Oid:
+        tb = r.TreeBuilder()
+        for name, v in node.items():
+            if isinstance(v, dict):
+                tb.insert(name.decode(), build(v), pygit2.enums.FileMode.TREE)
+            else:
+                tb.insert(name.decode(), v, pygit2.enums.FileMode.BLOB)
+        return tb.write()
+
+    return build(top)
+
+
+def test_deep_trees_and_many_small_files_arrive_and_hurt_no_one(make_mount, remote, base_dir):
+    m = host(make_mount, remote)
+    m.sh(ALICE, 'echo "alice\'s own" > mine.md')
+    before = everything(base_dir)
+    pusher = Pusher(remote, base_dir / "pusher")
+    subprocess.run(["git", "-C", str(pusher.work), "fetch", "-q", "origin"], check=True)
+    parent = pusher.r.references["refs/remotes/origin/main"].target
+    deep = b"/".join([b"d%03d" % i for i in range(120)]) + b"/deep.md"  # 120 folders, 600 bytes
+    files = {b"notes.md": b"hello team\n", deep: b"at the bottom\n"}
+    files |= {b"many/f%04d.md" % i: b"small %d\n" % i for i in range(1500)}
+    sig = pygit2.Signature("m", "m@evil", 1_700_000_000, 0)
+    oid = pusher.r.create_commit(None, sig, sig, "many", _tree(pusher.r, files), [parent])
+    subprocess.run(
+        ["git", "-C", str(pusher.work), "push", "-q", "origin", f"{oid}:refs/heads/main"], check=True
+    )
+    status = sync(m)
+    assert status[0]["error"] is None and status[0]["last_round"]["files"] == 1501, status
+    assert m.sh(BOB, f"cat team/{deep.decode()}").stdout == "at the bottom\n"
+    assert m.sh(BOB, "ls team/many | wc -l").stdout.strip() == "1500"
+    untouched_outside(m, base_dir, before)
+    assert m.sh(ALICE, "echo still > a.md && cat a.md").stdout == "still\n"
