@@ -23,7 +23,7 @@ users:
 teams:
   eng: {{members: [bob, mallory], remote: {remote}}}
 sync: {{interval: 3600}}
-limits: {{max_file_bytes: 64K, team_bytes: {team_bytes}}}
+limits: {{max_file_bytes: {max_file}, team_bytes: {team_bytes}}}
 """
 
 
@@ -80,9 +80,11 @@ def remote(base_dir):
     return path
 
 
-def host(make_mount, remote, team_bytes="1G"):
+def host(make_mount, remote, team_bytes="1G", max_file="64K"):
     m = make_mount(
-        CONFIG.format(remote=remote, team_bytes=team_bytes), sub="hostA", env={"MEMFS_HOST": "hostA"}
+        CONFIG.format(remote=remote, team_bytes=team_bytes, max_file=max_file),
+        sub="hostA",
+        env={"MEMFS_HOST": "hostA"},
     )
     m.sh(BOB, "echo 'hello team' > team/notes.md")
     sync(m)
@@ -264,3 +266,14 @@ def test_deep_trees_and_many_small_files_arrive_and_hurt_no_one(make_mount, remo
     assert m.sh(BOB, "ls team/many | wc -l").stdout.strip() == "1500"
     untouched_outside(m, base_dir, before)
     assert m.sh(ALICE, "echo still > a.md && cat a.md").stdout == "still\n"
+
+
+def test_a_large_arrival_is_streamed_whole(make_mount, remote, base_dir):
+    """A blob over 1 MiB (and under the cap) is streamed to disk by git, not read whole."""
+    m = host(make_mount, remote, max_file="8M")
+    data = bytes(range(256)) * (3 << 12)  # 3 MiB of a known pattern
+    Pusher(remote, base_dir / "pusher").push({b"big.md": (0o100644, data)})
+    status = sync(m)
+    assert status[0]["error"] is None and status[0]["last_round"]["files"] == 1, status
+    assert (m.data / "teams" / "eng" / "big.md").read_bytes() == data
+    assert int(m.sh(BOB, "wc -c < team/big.md").stdout) == len(data)

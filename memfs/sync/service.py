@@ -11,6 +11,7 @@ The git CLI moves the data, so credentials are git's own (ssh keys, credential h
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -25,7 +26,7 @@ from ..background import NicedPool
 from ..config import Config
 from ..history import History
 from ..history.catalog import Catalog
-from ..history.gitrepo import BLOB, EXEC, Repo, blob_id, safe_path
+from ..history.gitrepo import BLOB, EXEC, Repo, safe_path
 from ..names import conflict_name, host_of
 from ..policy import Kind, Scope
 from . import merge
@@ -42,6 +43,7 @@ SYNC_AUTHOR = "memfs-sync"
 # fails before writing anything (nothing is lost; raise them for a larger first sync).
 ROUND_BYTES = 1 << 30
 ROUND_FILES = 50_000
+STREAM_FROM = 1 << 20  # blobs larger than this are streamed to disk, never held whole
 
 
 @dataclass
@@ -141,6 +143,23 @@ def _check_round(repo: Repo, p: merge.Plan, max_file: int) -> None:
         raise SyncError(f"the remote's change has {len(sizes)} files; one round takes {ROUND_FILES}")
     if sum(sizes) > ROUND_BYTES:
         raise SyncError(f"the remote's change is over {ROUND_BYTES} bytes, more than one round takes")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _stream_blob(gitdir: Path, oid: pygit2.Oid, fd: int) -> None:
+    """`git cat-file blob` into fd, a MiB at a time (libgit2 reads an object whole)."""
+    cmd = ["git", "--git-dir", str(gitdir), "cat-file", "blob", str(oid)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            _write_all(fd, chunk)
+    if proc.returncode != 0:
+        raise OSError(errno.EIO, f"git cat-file blob {oid} failed ({proc.returncode})")
 
 
 class Sync:
@@ -399,9 +418,8 @@ class Sync:
                 p.changes.pop(path, None)
                 p.conflicts = [c for c in p.conflicts if c[1] != path]
                 continue
-            data = repo.r[oid].data  # at most max_file bytes: sized from its header above
             try:
-                self._write(scope, path, data, 0o700 if entry[0] & 0o100 else 0o600)
+                self._write(scope, path, repo, oid, 0o700 if entry[0] & 0o100 else 0o600)
                 log.debug("sync %s: wrote %r", scope, path)
                 written.append(path)
                 if _CRASH_AFTER and len(written) >= _CRASH_AFTER:
@@ -411,7 +429,10 @@ class Sync:
                 p.changes.pop(path, None)
         return written, removed
 
-    def _write(self, scope: Scope, path: bytes, data: bytes, mode: int) -> None:
+    def _write(self, scope: Scope, path: bytes, repo: Repo, oid: pygit2.Oid, mode: int) -> None:
+        """The blob into place: a temp file beside it, then a rename (open handles keep the
+        file they opened). A large blob is streamed by `git cat-file`, a MiB at a time:
+        memory stays bounded whatever the file cap is set to."""
         store = self.history.store
         folder = path.rpartition(b"/")[0]
         parts = folder.split(b"/") if folder else []
@@ -420,12 +441,13 @@ class Sync:
                 store.mkdir(scope, b"/".join(parts[:i]), 0o700)
             except FileExistsError:
                 pass
-        tmp = (folder + b"/" if folder else b"") + b".memfs-sync-" + blob_id(data).hex()[:12].encode()
+        tmp = (folder + b"/" if folder else b"") + b".memfs-sync-" + str(oid)[:12].encode()
         fd = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            if repo.size(oid) <= STREAM_FROM:
+                _write_all(fd, repo.r[oid].data)
+            else:
+                _stream_blob(repo.path, oid, fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
