@@ -445,7 +445,12 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             target.chmod(policy.stored_mode(attr.st_mode))
         if fields.update_atime or fields.update_mtime:
             target.utime(*_times_request(attr, fields))
-        return self._attrs(node, self._stat(node))
+        st = self._stat(node)
+        if (fields.update_mode or fields.update_mtime) and stat.S_ISREG(st.st_mode):
+            # cp -p, rsync -t, tar x, touch -d set times after close: the index shows them
+            # ("updated"), history keeps the mode (u+x)
+            self._changed(node, ctx.uid)
+        return self._attrs(node, st)
 
     def _change_target(self, node: Node, handle: FileHandle | None):
         """What setattr changes: the caller's handle if it gave one, an open fd of an

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 
 import pytest
 from conftest import ALICE, BOB
@@ -167,3 +169,32 @@ def test_o_direct_reads_and_writes(mnt):
     )
     assert out.stdout.split() == ["8192", "8192", "4096", "4096", "True"]
     assert (mnt.backing("alice") / "direct.bin").stat().st_size == 12288
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "touch -d 2020-01-02T03:04:05 x.md",
+        "cp -p /tmp/old.md x.md",
+        "tar -xf /tmp/old.tar",
+        "rsync -t /tmp/old.md x.md",
+    ],
+)
+def test_times_set_after_close_reach_the_index(mnt, how):
+    """cp -p, rsync -t, tar x and touch -d set a file's times after closing it: search
+    results and index.md show those times (and doctor's check after unmount agrees)."""
+    if how.startswith("rsync") and shutil.which("rsync") is None:
+        pytest.skip("rsync is not installed")
+    home = mnt.home(ALICE)
+    old = home / "old.md"
+    old.write_text("---\nname: X\ndescription: d\ntype: user\n---\nbody\n")
+    os.utime(old, (1577934245, 1577934245))  # 2020-01-02T03:04:05Z
+    os.chown(old, ALICE, ALICE)
+    how = how.replace("/tmp/", f"{home}/")
+    if how.startswith("tar"):
+        subprocess.run(["tar", "-C", str(home), "-cf", str(home / "old.tar"), "old.md"], check=True)
+        how += " && mv old.md x.md"
+    else:
+        mnt.sh(ALICE, "echo fresh > x.md; cat .memfs/index.md > /dev/null")  # indexed as it is now
+    mnt.sh(ALICE, how)
+    assert "(updated 2020-01-02)" in mnt.sh(ALICE, "cat .memfs/index.md").stdout

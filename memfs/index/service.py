@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -79,6 +80,30 @@ class Hit:
     mtime_ns: int
     problems: list[str]
     rankers: tuple[str, ...] = ()  # which rankers found it: "keyword", "semantic"
+
+
+def _head_past_frontmatter(fd: int, head: bytes, size: int) -> bytes:
+    """What to parse of a file larger than MAX_INDEXED_BYTES: its head, unless a frontmatter
+    runs past it. Then (it is over MAX_FRONTMATTER: flagged, not parsed) the head of the
+    frontmatter, its closing line and the head of the body after it, found a MiB at a time,
+    so the body stays searchable however long the frontmatter was."""
+    if not head.startswith(b"---") or _FM_END.search(head, 3) is not None:
+        return head
+    pos = len(head) - 8  # a closing line split across two reads is still found
+    while pos < size:
+        chunk = os.pread(fd, 1 << 20, pos)
+        if not chunk:
+            break
+        end = _FM_END.search(chunk)
+        if end is not None:
+            body = os.pread(fd, MAX_INDEXED_BYTES, pos + end.end())
+            return head[: entry_mod.MAX_FRONTMATTER + 16] + b"\n---\n" + body
+        pos += len(chunk) - 8
+    return head
+
+
+# The line that closes a frontmatter, as python-frontmatter's splitter reads it.
+_FM_END = re.compile(rb"\n-{3,}[ \t\r]*(?:\n|$)")
 
 
 class IndexBusy(Exception):
@@ -407,6 +432,8 @@ class Index:
             if not stat.S_ISREG(st.st_mode):
                 return None
             data = os.read(fd, min(st.st_size, MAX_INDEXED_BYTES)) if st.st_size else b""
+            if st.st_size > len(data):
+                data = _head_past_frontmatter(fd, data, min(st.st_size, self.store.max_file_bytes))
         except OSError as e:
             log.warning("index: cannot read %s/%s: %s; skipped", scope, path_text(path), e)
             return None
