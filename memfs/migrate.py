@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from . import entry, layout
+from . import confine, entry, layout
 from .config import Config
 from .layout import SCOPE_DIRS
 from .policy import Kind, Scope
@@ -110,6 +110,18 @@ def _folder_of(fd: int, st: os.stat_result, path: Path, limit: int | None) -> Fo
     return Folder(fd, path, limit)
 
 
+def _one_name(name: str) -> None:
+    """An import target is one ordinary name in its folder (the store's gate, applied to
+    the folders this importer holds open itself)."""
+    raw = os.fsencode(name)
+    if b"/" in raw:
+        raise Refused(f"{name!r} is not one name")
+    try:
+        confine.check(raw)
+    except OSError as e:
+        raise Refused(e.strerror) from None
+
+
 class Folder:
     """A directory held open by fd; names in it are opened relative to that fd, never followed.
     FileNotFoundError passes through: callers treat a missing name as absent."""
@@ -141,6 +153,7 @@ class Folder:
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
 
     def subdir(self, name: str, create: bool = False) -> Folder:
+        _one_name(name)
         if create:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o700, dir_fd=self.fd)
@@ -195,6 +208,7 @@ class Folder:
     def write(self, name: str, data: bytes) -> None:
         """Replace `name` atomically with a temp file this call creates (O_EXCL: never an
         existing file or a symlink left in its place)."""
+        _one_name(name)
         tmp = f".{name}.memfs-import"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=self.fd)  # left by an interrupted import; unlink never follows

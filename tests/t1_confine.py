@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memfs import confine
+from memfs import confine, names
 from memfs.policy import Kind, Scope
 from memfs.store import Store
 
@@ -103,3 +103,28 @@ def test_confined_name_is_one_ordinary_component(raw):
     name = confine.confined_name(raw)
     assert confine.bad_component(name) is None
     assert b"/" not in name
+
+
+texts = st.text(max_size=80) | st.sampled_from(
+    ["..", ".", "/", "a/../..", "m@/../../x", "\x00", "", " (via x)"]
+)
+times = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@given(
+    folder=st.sampled_from([b"", b"notes", b"a/b"]),
+    host=texts,
+    when=times,
+    name=st.binary(min_size=1, max_size=40),
+)
+def test_every_name_built_from_remote_data_is_one_component_in_its_folder(folder, host, when, name):
+    """Conflict copies, version names and labels, whatever a commit's e-mail, author and
+    time hold: one ordinary component, in the folder of the file it copies."""
+    name = confine.confined_name(name)
+    path = folder + b"/" + name if folder else name
+    copy = names.conflict_name(path, host, when)
+    assert copy.rpartition(b"/")[0] == folder and confine.bad_component(copy) is None, copy
+    version = names.version_name(path, when, names.via(host, host), 7)
+    assert confine.bad_component(version) is None and b"/" not in version, version
+    for label in (names.label(host), names.host_of(host), names.label(host.encode("utf-8", "surrogatepass"))):
+        assert label and confine.bad_component(label.encode()) is None and " " not in label
