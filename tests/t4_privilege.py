@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import subprocess
 
-from conftest import ALICE, BOB, DEFAULT_CONFIG, TIMEOUT, memfs_cmd, wait_for
+from conftest import ALICE, BOB, DEFAULT_CONFIG, wait_for
 
 SERVICE = pwd.getpwnam("memfs")
 
@@ -72,13 +71,7 @@ def test_a_data_dir_written_by_a_root_daemon_is_handed_over(make_mount):
 
 def test_a_missing_daemon_user_is_one_clear_error(make_mount):
     m = make_mount(DEFAULT_CONFIG + "daemon: {user: no-such-user}\n", start=False)
-    res = subprocess.run(
-        memfs_cmd("mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)),
-        env=m.env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    res = m.start(check=False)
     assert res.returncode != 0 and not os.path.ismount(m.mnt)
     assert "no-such-user" in res.stderr and "useradd" in res.stderr and "Traceback" not in res.stderr
     m.expect_log("daemon user 'no-such-user' does not exist")

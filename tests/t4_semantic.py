@@ -215,13 +215,7 @@ def test_a_bad_embedder_config_is_one_clear_error(make_mount):
         + "search: {embedder: fastembed, model: BAAI/bge-small-en-v1.5, cache_dir: /nonexistent}\n",
         start=False,
     )
-    res = subprocess.run(
-        memfs_cmd("mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)),
-        env=m.env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    res = m.start(check=False)
     m.expect_log(r"search\.embedder: fastembed is not installed|search\.model: fastembed cannot load", 1)
     assert res.returncode != 0
     assert "search." in res.stderr and "fastembed" in res.stderr and "Traceback" not in res.stderr

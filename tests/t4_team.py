@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ALICE, BOB, CAROL, DAVE, TIMEOUT, memfs_cmd
+from conftest import ALICE, BOB, CAROL, DAVE, TIMEOUT
 from t4_isolation import run_switcher
 
 TEAM_CONFIG = """
@@ -181,13 +181,7 @@ def test_member_and_non_member_alternate_on_team_names(tm):
 )
 def test_config_errors_stop_mount(make_mount, config, needle):
     m = make_mount(config, start=False)
-    res = subprocess.run(
-        memfs_cmd("mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config)),
-        env=m.env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    res = m.start(check=False)
     assert res.returncode != 0
     assert len(res.stderr.strip().splitlines()) == 1 and needle in res.stderr, res.stderr
     assert not os.path.ismount(m.mnt)
