@@ -9,7 +9,8 @@ A node's number comes from its backing file's inode number, so `st_ino` stays th
 for the file's whole life: across renames, the kernel forgetting it (memory pressure,
 drop_caches) and remounts, as tools that key on (dev, ino) expect. Only when that number
 is still held by another node the kernel knows (a backing inode reused while an old one
-is open) does a node get a number of its own, from a range no backing number reaches.
+is open) does a node get a number of its own, from a range no backing number reaches; the
+file keeps that number for the rest of the mount (not across a remount).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class InodeTable:
         # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
         self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
         self._next = OWN_BASE
+        # backing inode number -> the number of its own a file got because the backing one
+        # was held by an older node: that file keeps it for the mount's life, whenever the
+        # kernel forgets and looks it up again (st_ino never changes while a file exists)
+        self._own: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_ino)
@@ -75,11 +80,18 @@ class InodeTable:
         return node
 
     def _number(self, backing_ino: int | None, view: bool) -> int:
-        if backing_ino is not None and 0 < backing_ino < VIEW_BIT - BACKING_BASE:
-            ino = BACKING_BASE + backing_ino + (VIEW_BIT if view else 0)
-            if ino not in self._by_ino:
-                return ino
+        if backing_ino is None or not 0 < backing_ino < VIEW_BIT - BACKING_BASE:
+            self._next += 1
+            return self._next
+        key = backing_ino + (VIEW_BIT if view else 0)
+        own = self._own.get(key)
+        if own is not None and own not in self._by_ino:
+            return own
+        ino = BACKING_BASE + key
+        if ino not in self._by_ino:
+            return ino
         self._next += 1
+        self._own[key] = self._next
         return self._next
 
     def remember(self, node: Node, count: int = 1) -> None:
@@ -106,6 +118,9 @@ class InodeTable:
     def _maybe_drop(self, node: Node) -> None:
         if node.nlookup <= 0 and not node.open_fds:
             self._by_ino.pop(node.ino, None)
+            if node.unlinked and node.ino >= OWN_BASE:  # the file is gone: its number may go too
+                for key in [k for k, v in self._own.items() if v == node.ino][:1]:
+                    del self._own[key]
             keys = self._by_key.get(node.scope, {})
             if not node.unlinked and keys.get((node.path, node.view)) is node:
                 del keys[(node.path, node.view)]

@@ -62,3 +62,25 @@ def test_numbers_follow_the_backing_inode_and_never_collide():
     t.unlinked(A, b"old")
     new = t.node_for(A, b"new", backing_ino=77)
     assert new.ino != old.ino and t.get(old.ino) is old
+
+
+def test_a_file_that_got_a_number_of_its_own_keeps_it():
+    """A removed folder held as a cwd keeps its node; a new file given the same backing
+    inode gets a number of its own, and keeps it after the old node goes and the kernel
+    forgets and looks the new file up again (st_ino never changes while it exists)."""
+    t = InodeTable()
+    cwd = t.node_for(A, b"d", backing_ino=77)
+    t.remember(cwd)
+    t.unlinked(A, b"d")
+    new = t.node_for(A, b"n1", backing_ino=77)
+    t.remember(new)
+    own = new.ino
+    assert own != cwd.ino
+    t.forget(cwd.ino, 1)  # the cwd's process exits
+    t.forget(own, 1)  # the kernel forgets the new file
+    assert t.node_for(A, b"n1", backing_ino=77).ino == own
+    # once the file is gone, its number goes with it: a later file gets the backing one
+    t.remember(t.find(A, b"n1"))
+    t.unlinked(A, b"n1")
+    t.forget(own, 1)
+    assert t.node_for(A, b"n2", backing_ino=77).ino == cwd.ino

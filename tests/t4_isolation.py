@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 
 from conftest import ALICE, BOB, CAROL, SYS_PYTHON
@@ -232,3 +233,27 @@ def test_st_ino_is_stable_for_a_files_life(mnt):
     # Unique among live files.
     inos = mnt.sh(ALICE, "stat -c %i a a/z b").stdout.split()
     assert len(set(inos)) == len(inos)
+
+
+def test_st_ino_stays_while_a_file_exists_after_its_backing_number_was_busy(mnt):
+    """A removed folder held as a process's cwd keeps its node; new files may get its
+    backing inode number, hence a number of their own. After the holder exits and the
+    kernel forgets them (drop_caches), the same files show the same st_ino."""
+    holder = subprocess.Popen(
+        ["/bin/sh", "-c", 'mkdir "$0/d" && cd "$0/d" && echo in && exec cat', str(mnt.mnt)],
+        user=ALICE,
+        group=ALICE,
+        extra_groups=[],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline() == b"in\n"
+        mnt.sh(ALICE, "rmdir d; for i in $(seq 50); do echo x > n$i; done")
+        before = mnt.sh(ALICE, "stat -c '%i %n' n*").stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")  # dentries and inodes: the kernel forgets them, memfs gets FORGETs
+    assert mnt.sh(ALICE, "stat -c '%i %n' n*").stdout == before
