@@ -375,12 +375,16 @@ class Catalog:
 
     # -- retention ------------------------------------------------------------------
     def cutoff_for_bytes(self, max_bytes: int) -> int | None:
-        """The time before which versions must go so that the rest fits in max_bytes."""
-        total = 0
+        """The time before which versions must go so that the rest fits in max_bytes.
+        Pruning keeps what each file held at the cutoff (its last version before it), so
+        the cutoff falls just after the last version that still fits, never after the one
+        that overflows: that one would be kept as the base and the budget exceeded."""
+        total, last_fit = 0, None
         for t, size in self.db.execute("SELECT time, size FROM versions ORDER BY id DESC"):
             total += size
             if total > max_bytes:
-                return t + 1
+                return (t if last_fit is None else last_fit) + 1
+            last_fit = t
         return None
 
     def prune(self, cutoff: int, base_paths: set[bytes]) -> int:
