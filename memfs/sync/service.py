@@ -48,11 +48,13 @@ STREAM_FROM = 1 << 20  # blobs larger than this are streamed to disk, never held
 
 @dataclass
 class Budget:
-    """Room for arrivals this round: the scope's quota, the round's budget, the file cap."""
+    """Room for arrivals this round: the scope's quota, the round's budget, the file cap;
+    and the caller's (written, removed) lists, filled as files land."""
 
     bytes: int
     files: int
     max_file: int
+    applied: tuple[list, list] = field(default_factory=lambda: ([], []))
 
     def refuse(self, size: int, new: bool) -> str | None:
         """Why an arrival of `size` bytes is not written, or None (and it is counted)."""
@@ -202,6 +204,8 @@ class Sync:
         st.push_wanted = False
         st.last_fetch = trio.current_time()
         st.moved = {}
+        # what this round wrote and removed, filled as it happens: told to the index and the
+        # kernel even when a later step of the round fails (those files are on disk)
         written: list[bytes] = []
         removed: list[bytes] = []
         await self.history.ready(scope)  # after a crash: what the last batch missed, first
@@ -211,9 +215,7 @@ class Sync:
                 async with self.history.locked(scope):
                     incoming = await self.background.run(self._fetch, scope, st)
                 if incoming:
-                    w, r = await self._take_in(scope, st)
-                    written += w
-                    removed += r
+                    await self._take_in(scope, st, (written, removed))
                 async with self.history.locked(scope):
                     if await self.background.run(self._push, scope, st):
                         break
@@ -242,7 +244,7 @@ class Sync:
         st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
         return st
 
-    async def _take_in(self, scope: Scope, st: State) -> tuple[list[bytes], list[bytes]]:
+    async def _take_in(self, scope: Scope, st: State, applied: tuple[list, list]) -> None:
         """Apply what arrived. Calls that change the scope wait meanwhile (a few ms); what
         callers wrote is committed first, and a file open for writing is never replaced
         (the arrival becomes a conflict copy beside it)."""
@@ -250,9 +252,9 @@ class Sync:
             await self.history.flush([scope], self.host.open_dirty([scope]))
             busy = self.host.busy(scope)
             room_bytes, room_files = await self.host.room(scope)
-            budget = Budget(room_bytes, room_files, self.history.store.max_file_bytes)
+            budget = Budget(room_bytes, room_files, self.history.store.max_file_bytes, applied)
             async with self.history.locked(scope):
-                return await self.background.run(self._take_fresh, scope, st, busy, budget)
+                await self.background.run(self._take_fresh, scope, st, busy, budget)
 
     # -- the steps (worker threads, under the scope's lock) --------------------------------
     def _fetch(self, scope: Scope, st: State) -> bool:
@@ -405,6 +407,7 @@ class Sync:
                     store.unlink(scope, path)
                     log.debug("sync %s: removed %r", scope, path)
                     removed.append(path)
+                    budget.applied[1].append(path)
                 except FileNotFoundError:
                     pass
                 except OSError as e:
@@ -422,6 +425,7 @@ class Sync:
                 self._write(scope, path, repo, oid, 0o700 if entry[0] & 0o100 else 0o600)
                 log.debug("sync %s: wrote %r", scope, path)
                 written.append(path)
+                budget.applied[0].append(path)
                 if _CRASH_AFTER and len(written) >= _CRASH_AFTER:
                     os._exit(9)
             except OSError as e:
