@@ -142,12 +142,3 @@ def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
     finally:
         for fd in held:
             os.close(fd)
-
-
-def confined_name(name: bytes) -> bytes:
-    """One path component made from data (a host, a user, a time): '/' and NUL become '_',
-    and a name of only dots gets a '_' in front, so it is never '.' or '..'."""
-    name = name.replace(b"/", b"_").replace(b"\0", b"_")
-    if not name.strip(b"."):
-        name = b"_" + name
-    return name

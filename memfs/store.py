@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .confine import beneath, check, open_beneath
+from .confine import bad_component, beneath, check, open_beneath
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
 from .policy import Scope
 
@@ -140,7 +140,7 @@ class Store:
         kinds = KIND_OF_DIR
         if len(parts) < 3 or parts[0] not in kinds or not parts[1] or not parts[2]:
             return None
-        if any(c in (b"", b".", b"..") for c in parts[2].split(b"/")):
+        if bad_component(parts[2]) is not None:
             return None
         return Scope(kinds[parts[0]], os.fsdecode(parts[1])), parts[2]
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pygit2
 
+from ..confine import bad_component
+
 BRANCH = "refs/heads/main"
 TREE = 0o040000
 BLOB = 0o100644
@@ -45,7 +47,7 @@ Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to r
 def safe_path(path: bytes) -> bool:
     """A path that stays inside its scope: no empty, '.' or '..' component, no NUL. A tree
     from a remote is anyone's input; git itself would refuse these, a crafted push may not."""
-    return bool(path) and b"\0" not in path and all(c not in (b"", b".", b"..") for c in path.split(b"/"))
+    return bad_component(path) is None  # the store's own gate says the same
 
 
 def blob_id(data: bytes) -> bytes:
