@@ -50,6 +50,7 @@ DEFAULT_CONFIG_TEXT = """\
 #   batch_seconds: 2          # changes are committed in batches, one commit per user
 #   keep_days: 365            # older versions are pruned (the file as it was then stays)
 #   max_bytes: 1G             # per scope (default: its quota): past it the oldest versions go first
+#   prune_seconds: 60         # a scope past max_bytes is pruned (to 3/4 of it) at most this often
 #   email: "{user}@{hostname}"  # commit author's email
 # memory:
 #   types: [user, feedback, project, reference]
@@ -135,6 +136,9 @@ class HistoryConf:
     # per scope, versions' bytes; None: the scope's quota (limits.user_bytes / team_bytes),
     # so history is never a way around it
     max_bytes: int | None = None
+    # a scope past max_bytes is pruned at most this often, down to 3/4 of it (a prune
+    # rewrites the scope's commits and repacks it: cost grows with what is kept, not pruned)
+    prune_seconds: float = 60.0
     email: str = "{user}@{hostname}"
 
 
@@ -385,7 +389,9 @@ def _search(value: object) -> SearchConf:
 
 
 def _history(value: object) -> HistoryConf:
-    h = _keys("history", value, {"enabled", "batch_seconds", "keep_days", "max_bytes", "email"})
+    h = _keys(
+        "history", value, {"enabled", "batch_seconds", "keep_days", "max_bytes", "prune_seconds", "email"}
+    )
     d = HistoryConf()
     enabled = h.get("enabled", d.enabled)
     if not isinstance(enabled, bool):
@@ -404,6 +410,7 @@ def _history(value: object) -> HistoryConf:
         batch_seconds=_number("history.batch_seconds", h.get("batch_seconds", d.batch_seconds), 0.05),
         keep_days=_number("history.keep_days", h.get("keep_days", d.keep_days), 0),
         max_bytes=None if h.get("max_bytes") is None else _size("history.max_bytes", h["max_bytes"]),
+        prune_seconds=_number("history.prune_seconds", h.get("prune_seconds", d.prune_seconds), 0),
         email=email,
     )
 

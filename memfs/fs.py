@@ -209,18 +209,18 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     async def _preserve(self, scope: Scope, path: bytes) -> None:
         """About to destroy a file's content (rm, truncate, a rename over it, an open for
         writing): if history has not yet kept what was last written to it, keep it now.
-        Costs a commit only when the path changed since the last batch; the caller who
-        changes files that fast waits for it, nobody else."""
+        Costs one read only when the path changed since the last batch; no commit."""
         if self.history is None:
             return
         node = self.inodes.find(scope, path, False)
+        user = None
         for fd in node.open_fds if node is not None else ():
             h = self._files.get(fd)
             if h is not None and h.dirty:  # closed by the caller, its release not yet here
-                self.history.touch(scope, path, self._user(h.uid))
+                user = self._user(h.uid)
+                self.history.touch(scope, path, user)
                 break
-        if self.history.is_pending(scope, path):
-            await self.history.flush([scope])
+        await self.history.keep(scope, path, user or self.history.last_writer(scope, path))
 
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
         wanted = set(scopes)

@@ -306,7 +306,7 @@ def test_history_off(make_mount):
 
 
 def test_max_bytes_drops_the_oldest_versions_first(make_mount):
-    m = make_mount(CONFIG + "history: {max_bytes: 100}\n")
+    m = make_mount(CONFIG + "history: {max_bytes: 100, prune_seconds: 0}\n")
     for v in ("a", "b", "c"):
         m.sh(ALICE, f"printf '{v * 60}' > big.md; ls .memfs/history/big.md > /dev/null")
     # a prune may run after the second version and again after the third: wait for the state
@@ -329,7 +329,7 @@ def test_a_renamed_file_is_kept_before_its_new_name_is_overwritten(make_mount, d
 def test_history_is_bounded_by_the_scopes_quota_by_default(make_mount):
     """No history.max_bytes: a user's versions are pruned past that user's own quota, so
     rewrites cannot store more than the quota in history (the newest version stays)."""
-    m = make_mount(CONFIG + "limits: {user_bytes: 64K}\n")
+    m = make_mount(CONFIG + "limits: {user_bytes: 64K}\nhistory: {prune_seconds: 0}\n")
     for v in "abcd":
         m.sh(ALICE, f"head -c 30000 /dev/zero | tr '\\0' {v} > big.md; ls .memfs/history/big.md > /dev/null")
 
@@ -342,3 +342,34 @@ def test_history_is_bounded_by_the_scopes_quota_by_default(make_mount):
     names = versions(m, ALICE, "big.md")
     assert names and kept() <= 64 * 1024, names
     assert m.sh(ALICE, f"head -c 1 .memfs/history/big.md/{names[-1]}").stdout == "d"
+
+
+def test_rewrites_keep_every_version_without_waiting_for_a_commit(make_mount):
+    """Overwrites, in-place patches, truncates and removal inside one batch: the callers
+    never wait for a commit (the scope's branch does not move until history is read), and
+    every content a caller destroyed is a version, in order, with its writer as author."""
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\n")
+    gitdir = layout.history_dir(m.data, Scope(Kind.TEAM, "eng"))
+
+    def commits() -> int:
+        if not (gitdir / "HEAD").exists():
+            return 0
+        out = subprocess.run(
+            ["git", "--git-dir", str(gitdir), "rev-list", "--all", "--count"], capture_output=True, text=True
+        )
+        return int(out.stdout or 0)
+
+    before = commits()
+    m.sh(BOB, "printf bob1 > team/t.md")
+    m.sh(ALICE, "printf alice2 > team/t.md")  # O_TRUNC: bob's content goes
+    m.py(ALICE, "import os; fd = os.open('team/t.md', os.O_WRONLY); os.pwrite(fd, b'ALICE', 0); os.close(fd)")
+    m.sh(BOB, "truncate -s 3 team/t.md")  # alice's patched content goes
+    m.sh(BOB, "printf x > team/u.md; mv team/u.md team/t.md")  # a rename over it
+    m.sh(ALICE, "rm team/t.md")
+    assert commits() == before  # nobody waited for a commit
+    # by time, then the scope's count (a name sorts by user within one second)
+    names = sorted(versions(m, ALICE, "team/t.md"), key=lambda n: (n[:16], n.rsplit("-", 1)[1]))
+    got = [(VERSION.match(n)["user"], m.sh(ALICE, f"cat .memfs/history/team/t.md/{n}").stdout) for n in names]
+    assert got == [("bob", "bob1"), ("alice", "alice2"), ("alice", "ALICE2"), ("bob", "ALI"), ("bob", "x")], (
+        got
+    )

@@ -75,6 +75,7 @@ class Repo:
     def __init__(self, path: Path):
         self.path = path
         self._stored: set[bytes] = set()  # small blobs this handle has written
+        self._tip: pygit2.Oid | None = None  # commits made but not yet published on the branch
         try:
             self.r = pygit2.Repository(str(path))
         except pygit2.GitError:
@@ -85,6 +86,8 @@ class Repo:
 
     # -- reading --------------------------------------------------------------
     def head(self) -> pygit2.Oid | None:
+        if self._tip is not None:
+            return self._tip
         try:
             return self.r.references[BRANCH].target
         except KeyError:
@@ -145,12 +148,12 @@ class Repo:
                     stack.append((sub_old, sub_new, path + b"/"))
 
     # -- writing --------------------------------------------------------------
-    def blob(self, data: bytes) -> bytes:
+    def blob(self, data: bytes, oid: bytes | None = None) -> bytes:
         """Store a blob; its raw id. A large one is written here as a loose object (git's
         format: zlib of 'blob <size>\\0' + bytes, named by its SHA-1): zlib and hashlib release
         the GIL, libgit2's create_blob holds it for the whole blob (240 ms for 10 MiB, measured),
-        which would stall every caller's request on the loop."""
-        oid = blob_id(data)
+        which would stall every caller's request on the loop. `oid`: its id, if known."""
+        oid = oid or blob_id(data)
         if len(data) < LARGE:
             # A batch often repeats a blob (empty files, copies): libgit2 would re-check
             # and freshen the object each time, holding the GIL.
@@ -236,16 +239,26 @@ class Repo:
         author: pygit2.Signature,
         committer: pygit2.Signature,
         message: str,
+        publish: bool = True,
     ) -> pygit2.Oid | None:
-        """Apply changes on top of the branch as one commit; None if the tree is unchanged."""
+        """Apply changes on top of the branch as one commit; None if the tree is unchanged.
+        publish=False: the branch moves at publish(), once for a chain of commits (moving a
+        ref locks, writes and renames a file: most of a small commit's cost, measured)."""
         parent = self.head()
         base = self.r[parent].tree_id if parent is not None else None
         tree = self.tree_with(base, changes)
         if tree == base:
             return None
         oid = self.r.create_commit(None, author, committer, message, tree, [parent] if parent else [])
-        self.r.references.create(BRANCH, oid, force=True)
+        self._tip = oid
+        if publish:
+            self.publish()
         return oid
+
+    def publish(self) -> None:
+        if self._tip is not None:
+            self.r.references.create(BRANCH, self._tip, force=True)
+            self._tip = None
 
     def commits_since(self, known: str | None) -> list[pygit2.Commit]:
         """Commits on the branch that `known` does not contain, oldest first."""

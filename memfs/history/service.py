@@ -42,7 +42,13 @@ MAX_VERSION_BYTES = 64 << 20  # an admin's bigger file in DATA/ is not copied in
 MAX_RENAME_LINES = 10_000
 GC_EVERY = 200  # commits per scope between `git gc --auto` checks
 PRUNE_EVERY = 6 * 3600.0
+LOW_WATER = 0.75  # a scope past its budget is pruned to this share of it: the next prune waits for growth
 MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
+# Versions kept in memory until their batch commits (content about to be destroyed: a
+# truncate, an overwrite, a rename over it): the caller pays one read, not a commit. Past
+# this many bytes per scope the committer is woken; past twice, the caller waits for it.
+KEEP_BYTES = 32 << 20
+KEEP_ON_LOOP = 128 << 10  # a smaller file is read on the loop (tens of µs); a bigger one in a thread
 _SKIP = object()  # a file whose state cannot be known now (EACCES, EMFILE): leave it as is
 
 
@@ -52,6 +58,18 @@ class Event:
     path: bytes
     new_path: bytes | None = None  # a rename's destination
     is_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A file's content as it was just before a caller destroyed it, still to be committed."""
+
+    user: str
+    path: bytes
+    mode: int
+    data: bytes
+    oid: bytes
+    when: float
 
 
 class History:
@@ -70,9 +88,14 @@ class History:
         # MEMFS_HOST: the name this daemon signs with (tests run several "hosts" on one machine)
         self.hostname = hostname or os.environ.get("MEMFS_HOST") or socket.gethostname()
         self._pending: dict[Scope, list[Event]] = {}
-        self._paths: dict[Scope, set[bytes]] = {}  # paths with pending events
-        self._dir_moves: set[Scope] = set()  # scopes with a pending folder move: any path may be in it
+        self._paths: dict[Scope, dict[bytes, str]] = {}  # paths with pending events: who
+        # scopes with a pending folder move (any path may be in it): who moved it
+        self._dir_moves: dict[Scope, str] = {}
         self._rescan: set[Scope] = set()
+        self._kept: dict[Scope, list[Kept]] = {}
+        self._kept_bytes: dict[Scope, int] = {}
+        self._reader = trio.CapacityLimiter(2)  # threads reading big files to keep
+        self._hurry = trio.Event()  # kept versions past KEEP_BYTES: commit now, not at the batch
         self._locks: dict[Scope, trio.Lock] = {}
         # history's and sync's thread work: 2 niced threads (2 cores here: one is left for callers)
         self.background = NicedPool(2, "memfs-history")
@@ -112,7 +135,7 @@ class History:
             self._rescan.add(scope)
             self._pending.pop(scope)
             self._paths.pop(scope, None)
-            self._dir_moves.discard(scope)
+            self._dir_moves.pop(scope, None)
             return
         events.append(ev)
         self._mark(scope, [ev])
@@ -121,14 +144,53 @@ class History:
         """Note what pending events touch, for is_pending. A rename's new name counts: the
         renamed file's uncommitted content lives there now, and a truncate or overwrite
         there must keep it first."""
-        self._paths.setdefault(scope, set()).update(
-            p for e in events for p in (e.path, e.new_path) if p is not None
-        )
-        if any(e.is_dir for e in events):
-            self._dir_moves.add(scope)
+        paths = self._paths.setdefault(scope, {})
+        for e in events:
+            paths[e.path] = e.user
+            if e.new_path is not None:
+                paths[e.new_path] = e.user
+        for e in events:
+            if e.is_dir:
+                self._dir_moves[scope] = e.user
 
     def pending(self, scope: Scope) -> bool:
-        return scope in self._pending or scope in self._rescan
+        return scope in self._pending or scope in self._rescan or scope in self._kept
+
+    def last_writer(self, scope: Scope, path: bytes) -> str:
+        """Who changed this path last in the pending batch (a kept version's author)."""
+        return self._paths.get(scope, {}).get(path) or self._dir_moves.get(scope) or RECONCILE_AUTHOR
+
+    async def keep(self, scope: Scope, path: bytes, user: str) -> None:
+        """A caller is about to destroy this file's content (truncate, overwrite, unlink, a
+        rename over it). If history has not yet committed it, keep it now: read it into
+        the batch, so the caller waits for one read and never for a commit. Only a scope
+        whose kept versions pass twice KEEP_BYTES makes its caller wait for the committer
+        (memory stays bounded, nothing is dropped)."""
+        if not self.is_pending(scope, path):
+            return
+        if self._kept_bytes.get(scope, 0) > 2 * KEEP_BYTES:
+            await self.flush([scope])
+            return
+        try:
+            size = self.store.lstat(scope, path).st_size
+        except OSError:
+            return
+        if size <= KEEP_ON_LOOP:
+            disk = self._read(scope, path)
+        else:
+            disk = await trio.to_thread.run_sync(self._read, scope, path, limiter=self._reader)
+        if disk is None or disk is _SKIP:
+            return
+        mode, data, _ = disk
+        oid = blob_id(data)
+        kept = self._kept.setdefault(scope, [])
+        last = next((k for k in reversed(kept) if k.path == path), None)
+        if last is not None and last.oid == oid and last.mode == mode:
+            return  # this content is kept already (opened twice without a write between)
+        kept.append(Kept(user, path, mode, data, oid, time.time()))
+        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + len(data)
+        if total > KEEP_BYTES:
+            self._hurry.set()
 
     def is_pending(self, scope: Scope, path: bytes) -> bool:
         """Has this path (or, after a folder rename, anything) changed since the last batch?"""
@@ -145,7 +207,9 @@ class History:
     async def run_committer(self) -> None:
         pause = self.conf.batch_seconds
         while True:
-            await trio.sleep(pause)
+            with trio.move_on_after(pause):
+                await self._hurry.wait()
+            self._hurry = trio.Event()
             t0 = trio.current_time()
             await self.flush()
             took = trio.current_time() - t0
@@ -162,7 +226,7 @@ class History:
         user) of files still open with unsaved changes, read as they are now."""
         for scope, path, user in touched:
             self.touch(scope, path, user)
-        wanted = set(self._pending) | self._rescan
+        wanted = set(self._pending) | self._rescan | set(self._kept)
         if scopes is not None:
             wanted &= set(scopes)
         async with trio.open_nursery() as n:
@@ -172,16 +236,21 @@ class History:
     async def _flush_scope(self, scope: Scope) -> None:
         async with self.locked(scope):
             events = self._pending.pop(scope, [])
+            kept = self._kept.pop(scope, [])
+            self._kept_bytes.pop(scope, None)
             self._paths.pop(scope, None)
-            self._dir_moves.discard(scope)
+            self._dir_moves.pop(scope, None)
             rescan = scope in self._rescan
             self._rescan.discard(scope)
-            if not events and not rescan:
+            if not events and not rescan and not kept:
                 return
             try:
+                if kept:
+                    await self.background.run(self._commit_kept, scope, kept)
+                    kept = []
                 if rescan:
                     await self.background.run(self._reconcile, scope, set())
-                else:
+                elif events:
                     await self.background.run(self._commit, scope, events)
                 self._failures.pop(scope, None)
                 if scope in self._over:
@@ -191,14 +260,17 @@ class History:
             except Exception as e:
                 fails = self._failures[scope] = self._failures.get(scope, 0) + 1
                 log.warning("history %s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
-                self._requeue(scope, events, fails >= 5 or rescan)  # past 5: a rescan, nothing lost
+                self._requeue(scope, events, kept, fails >= 5 or rescan)  # past 5: a rescan
             except BaseException:
                 # Cancelled before the worker started (an unmount mid-round): the batch was
                 # taken from the queue; put it back, so close() commits it.
-                self._requeue(scope, events, rescan)
+                self._requeue(scope, events, kept, rescan)
                 raise
 
-    def _requeue(self, scope: Scope, events: list[Event], rescan: bool) -> None:
+    def _requeue(self, scope: Scope, events: list[Event], kept: list[Kept], rescan: bool) -> None:
+        if kept:
+            self._kept[scope] = kept + self._kept.get(scope, [])
+            self._kept_bytes[scope] = sum(len(k.data) for k in self._kept[scope])
         if rescan:
             self._rescan.add(scope)
             self._pending.pop(scope, None)
@@ -288,6 +360,45 @@ class History:
                             examine[p] = ev.user
             self._write(repo, cat, scope, examine, renames, time.time())
 
+    def _commit_kept(self, scope: Scope, kept: list[Kept]) -> None:
+        """Versions kept before callers destroyed them, committed in the order they were
+        kept, as of when they were kept: each a commit of its own unless it can share one
+        with the previous (same user, another path). Before the batch's own commit."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            head: dict[bytes, tuple[bytes, int] | None] = {}
+            group: dict[bytes, tuple[int, bytes]] = {}
+            made = 0
+
+            def commit(user: str, when: float) -> None:
+                nonlocal made
+                n = len(group)
+                msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n"
+                sig = self._sig(user, int(when))
+                made += (
+                    repo.commit(dict(group), sig, self._sig("memfs", int(when)), msg, publish=False)
+                    is not None
+                )
+                group.clear()
+
+            prev: Kept | None = None
+            for k in kept:
+                if k.path not in head:
+                    head[k.path] = cat.current_of(k.path)
+                if head[k.path] == (k.oid, k.mode):
+                    continue  # committed already
+                if group and (k.path in group or k.user != prev.user):
+                    commit(prev.user, prev.when)
+                repo.blob(k.data, k.oid)
+                group[k.path] = (k.mode, k.oid)
+                head[k.path] = (k.oid, k.mode)
+                prev = k
+            if group:
+                commit(prev.user, prev.when)
+            repo.publish()
+            cat.catch_up(repo)
+            self._count(repo, cat, scope, made)
+
     def _write(self, repo: Repo, cat: Catalog, scope: Scope, examine: dict[bytes, str], renames, now) -> None:
         by_user: dict[str, dict] = {}
         seen = []
@@ -316,6 +427,10 @@ class History:
             made += repo.commit(changes, self._sig(user, when), committer, msg) is not None
         cat.catch_up(repo)
         cat.remember_stat(seen)
+        self._count(repo, cat, scope, made)
+
+    def _count(self, repo: Repo, cat: Catalog, scope: Scope, made: int) -> None:
+        """After commits: note a scope past its budget for retention; gc now and then."""
         if made:
             if cat.version_bytes() > self.budget(scope):
                 self._over.add(scope)
@@ -403,25 +518,36 @@ class History:
         return self.limits.team_bytes if scope.kind is Kind.TEAM else self.limits.user_bytes
 
     async def run_retention(self) -> None:
-        """After reconcile, then every few hours (and as soon as a scope passes max_bytes):
-        prune versions older than keep_days, or the oldest past max_bytes, and gc."""
+        """After reconcile, then every few hours: prune versions older than keep_days. A
+        scope past its budget is pruned soon after, to LOW_WATER of it, and then at most
+        once per prune_seconds: a prune costs what the scope keeps (its commits are
+        replayed, its pack rewritten), so a scope held at its cap must not pay it per batch."""
         await self.reconciled.wait()
         last = -PRUNE_EVERY
+        pruned_at: dict[Scope, float] = {}
         while True:
             now = trio.current_time()
             due = now - last >= PRUNE_EVERY
-            scopes = layout.history_scopes(self.data) if due else sorted(self._over, key=str)
             if due:
                 last = now
+                scopes = layout.history_scopes(self.data)
+            else:
+                period = self.conf.prune_seconds
+                scopes = sorted((s for s in self._over if now - pruned_at.get(s, -period) >= period), key=str)
             for scope in scopes:
                 self._over.discard(scope)
+                pruned_at[scope] = trio.current_time()
                 async with self.locked(scope):
                     try:
                         await self.background.run(self.prune, scope, time.time())
                     except Exception:
                         log.exception("history %s: retention failed", scope)
             self._prune_soon = trio.Event()
-            with trio.move_on_after(60):
+            wait = 60.0
+            if self._over:  # waiting out their period
+                soonest = min(pruned_at.get(s, now) for s in self._over) + self.conf.prune_seconds
+                wait = max(0.0, min(wait, soonest - trio.current_time()))
+            with trio.move_on_after(wait):
                 await self._prune_soon.wait()
 
     def prune(self, scope: Scope, now: float) -> int:
@@ -429,7 +555,8 @@ class History:
         with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             cutoff = int(now - self.conf.keep_days * 86400)
-            by_bytes = cat.cutoff_for_bytes(self.budget(scope))
+            budget = self.budget(scope)
+            by_bytes = cat.cutoff_for_bytes(int(budget * LOW_WATER)) if cat.version_bytes() > budget else None
             if by_bytes is not None:
                 cutoff = max(cutoff, by_bytes)
             _, _, oldest = cat.stats()
