@@ -10,7 +10,12 @@ sandboxes). These threads are background work's alone: niced once, never given b
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import logging
+import logging.handlers
+import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,6 +23,7 @@ from typing import TypeVar
 import trio
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1
 NICE = 10  # compressing a caller's gigabyte into history must not slow others' requests
 
 
@@ -48,3 +54,92 @@ class NicedPool:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _die_with(parent: int) -> None:
+    """Ask the kernel to kill this worker when the daemon goes (kill -9 included): a pool's
+    worker holds both ends of its own task pipe, so it would never see the daemon gone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # gone before the request took effect
+        os._exit(0)
+
+
+def _start_niced(initializer: Callable[..., None], args: tuple, logs, level: int, parent: int) -> None:
+    _die_with(parent)
+    os.nice(NICE)
+    # its log lines go to the daemon's log, through the daemon (one writer for the file)
+    logging.basicConfig(level=level, handlers=[logging.handlers.QueueHandler(logs)], force=True)
+    initializer(*args)
+
+
+class _Relay(logging.Handler):
+    """In the daemon: a worker's record, handled as if it were logged here."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
+
+
+class NicedProcess:
+    """One worker process for background work that would otherwise hold the GIL the
+    callers' requests need (history's hashing, compression and commits). `run` takes a
+    module-level function and picklable arguments. A worker that dies (killed, out of
+    memory) is replaced on the next call; the call that was running raises, and its
+    caller puts the work back. Recycled every RECYCLE calls, so what libgit2 and malloc
+    keep in it (caches, arenas) cannot grow for the mount's life."""
+
+    RECYCLE = 2000
+
+    def __init__(self, initializer: Callable[..., None], args: tuple, name: str):
+        self._initializer, self._args, self.name = initializer, args, name
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._ctx = multiprocessing.get_context("spawn")
+        self._logs = None
+        self._relay: logging.handlers.QueueListener | None = None
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._relay is None:
+            self._logs = self._ctx.Queue()
+            self._relay = logging.handlers.QueueListener(self._logs, _Relay())
+            self._relay.start()
+        if self._pool is None:
+            # spawn: a fresh interpreter (forking a process with threads and a FUSE session
+            # is unsafe); it inherits the daemon's uid, which by now holds no root.
+            level = logging.getLogger().getEffectiveLevel()
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=self._ctx,
+                initializer=_start_niced,
+                initargs=(self._initializer, self._args, self._logs, level, os.getpid()),
+                max_tasks_per_child=self.RECYCLE,
+            )
+        return self._pool
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        """fn(*args) in the worker; not abandoned when cancelled (see NicedPool.run)."""
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        try:
+            fut = self._executor().submit(fn, *args)
+        except concurrent.futures.BrokenExecutor:
+            self._pool = None
+            fut = self._executor().submit(fn, *args)
+        fut.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+        with trio.CancelScope(shield=True):
+            await done.wait()
+        try:
+            return fut.result()
+        except concurrent.futures.BrokenExecutor:
+            self._pool = None  # the next call starts a new worker
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay = None

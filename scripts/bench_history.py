@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from memfs import layout  # noqa: E402
-from memfs.config import HistoryConf  # noqa: E402
+from memfs.config import HistoryConf, Limits  # noqa: E402
 from memfs.history.catalog import Catalog  # noqa: E402
+from memfs.history.committer import Committer  # noqa: E402
 from memfs.history.gitrepo import Repo  # noqa: E402
-from memfs.history.service import History  # noqa: E402
 from memfs.policy import Kind, Scope  # noqa: E402
 from memfs.store import Store  # noqa: E402
 
@@ -109,7 +109,8 @@ def build(data: Path, entries: int, versions: int) -> None:
     print(f"catalog built in {time.time() - t0:.0f} s", file=sys.stderr)
     t0 = time.time()
     store = Store(data, 10 << 20)
-    History(data, store, HistoryConf())._reconcile(scope, set())  # the stat cache a mount keeps
+    # the stat cache a mount keeps
+    Committer(data, store, HistoryConf(), Limits(), "bench").reconcile(scope, set())
     store.close()
     print(f"stat cache filled in {time.time() - t0:.0f} s", file=sys.stderr)
 

@@ -18,6 +18,14 @@ def status(pid: int) -> dict[str, str]:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except OSError:
+        return None
+
+
 def owners(top) -> set[tuple[int, int]]:
     found = {(os.lstat(top).st_uid, os.lstat(top).st_gid)}
     for dirpath, dirs, files in os.walk(top):
@@ -44,10 +52,19 @@ def test_the_daemon_serves_without_root(mnt):
         nices.append((int(tid), name, int(rest.split()[16])))
     assert [n for tid, _, n in nices if tid == mnt.pid()] == [0], nices  # the FUSE loop
     assert all(n == 0 for _, name, n in nices if name.startswith("Trio thread")), nices
-    assert any(n == 10 for _, _, n in nices), nices  # history's own threads, after its commits
     # What callers see is unchanged: their own files, shown as theirs
     assert mnt.sh(ALICE, "stat -c '%u %a' a.md").stdout == f"{ALICE} 600\n"
     assert len(mnt.sh(ALICE, "ls .memfs/history/a.md").stdout.split()) == 2
+    # history's commits run in a worker process of the daemon's: niced, as unprivileged
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == mnt.pid()]
+    workers = [w for w in children if b"spawn_main" in open(f"/proc/{w}/cmdline", "rb").read()]
+    assert workers, "no history worker after commits"
+    for w in workers:
+        ws = status(w)
+        assert {int(x) for x in ws["Uid"].split() + ws["Gid"].split()} == ids, ws
+        assert int(ws["CapEff"], 16) == int(ws["CapPrm"], 16) == 0, ws
+        with open(f"/proc/{w}/stat") as f:
+            assert int(f.read().rpartition(")")[2].split()[16]) == 10
     assert owners(mnt.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
     # the mount belongs to the daemon user: it unmounts itself on SIGTERM, without root
     os.kill(mnt.pid(), signal.SIGTERM)

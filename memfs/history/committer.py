@@ -1,0 +1,327 @@
+"""History's writing side: commits, reconcile and retention for one scope at a time.
+
+It runs in a process of its own (memfs.background.NicedProcess): hashing, compressing and
+committing a burst's versions in a thread of the daemon held the GIL the callers' requests
+need (the commit after a burst showed in the next phase's reads). Everything it is given
+and returns pickles: scopes, events, kept versions, flags. The daemon side (service.py)
+records changes, holds each scope's lock while a call runs, and schedules the calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from .. import layout
+from ..config import HistoryConf, Limits
+from ..policy import Kind, Scope
+from ..store import Store, walk_tree
+from .catalog import Catalog, rename_lines
+from .gitrepo import BLOB, EXEC, Repo, blob_id
+
+log = logging.getLogger(__name__)
+
+RECONCILE_AUTHOR = "memfs-reconcile"  # changes found at mount: made outside memfs, or a crash
+MAX_VERSION_BYTES = 64 << 20  # an admin's bigger file in DATA/ is not copied into history
+MAX_RENAME_LINES = 10_000
+GC_EVERY = 200  # commits per scope between `git gc --auto` checks
+LOW_WATER = 0.75  # a scope past its budget is pruned to this share of it: the next prune waits for growth
+SKIP = object()  # a file whose state cannot be known now (EACCES, EMFILE): leave it as is
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    user: str
+    path: bytes
+    new_path: bytes | None = None  # a rename's destination
+    is_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A file's content as it was just before a caller destroyed it, still to be committed."""
+
+    user: str
+    path: bytes
+    mode: int
+    data: bytes
+    when: float
+
+
+class Committer:
+    def __init__(self, data: Path, store: Store, conf: HistoryConf, limits: Limits, hostname: str):
+        self.data = data
+        self.store = store
+        self.conf = conf
+        self.limits = limits
+        self.hostname = hostname
+        self._commits: dict[Scope, int] = {}  # commits made per scope, for gc's cadence
+
+    @contextmanager
+    def _open(self, scope: Scope):
+        path = layout.history_dir(self.data, scope)
+        repo = Repo(path)
+        cat = Catalog.of(path)
+        try:
+            yield repo, cat
+        finally:
+            cat.close()
+
+    def _sig(self, user: str, when: int) -> pygit2.Signature:
+        email = self.conf.email.format(user=user, hostname=self.hostname)
+        return pygit2.Signature(user, email, when, 0)
+
+    def _read(self, scope: Scope, path: bytes):
+        return read_file(self.store, scope, path)
+
+    def _walk_files(self, scope: Scope, top: bytes) -> list[bytes]:
+        with self.store.at(scope) as root:
+            return [p for p, st in walk_tree(root, top, []) if stat.S_ISREG(st.st_mode)]
+
+    def commit(self, scope: Scope, events: list[Event]) -> bool:
+        """One batch of a scope, under the scope's lock. True: the scope is past its budget."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)  # commits made behind memfs's back (an admin's git) come first
+            examine: dict[bytes, str] = {}
+            renames: dict[str, list[tuple[bytes, bytes]]] = {}
+            for ev in events:
+                if ev.new_path is not None and (
+                    cat.current_of(ev.path) is not None or (ev.is_dir and cat.current_under(ev.path))
+                ):
+                    renames.setdefault(ev.user, []).append((ev.path, ev.new_path))
+                for path in (ev.path, ev.new_path):
+                    if path is None:
+                        continue
+                    examine[path] = ev.user
+                    if ev.is_dir:  # a folder moved away, or in (from another scope, or a rename)
+                        for p in cat.current_under(path):
+                            examine[p] = ev.user
+                        for p in self._walk_files(scope, path):
+                            examine[p] = ev.user
+            return self._write(repo, cat, scope, examine, renames, time.time())
+
+    def commit_kept(self, scope: Scope, kept: list[Kept]) -> bool:
+        """Versions kept before callers destroyed them, committed in the order they were
+        kept, as of when they were kept: each a commit of its own unless it can share one
+        with the previous (same user, another path). Before the batch's own commit."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            head: dict[bytes, tuple[bytes, int] | None] = {}
+            group: dict[bytes, tuple[int, bytes]] = {}
+            made = 0
+
+            def commit(user: str, when: float) -> None:
+                nonlocal made
+                n = len(group)
+                msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n"
+                sig = self._sig(user, int(when))
+                made += (
+                    repo.commit(dict(group), sig, self._sig("memfs", int(when)), msg, publish=False)
+                    is not None
+                )
+                group.clear()
+
+            prev: Kept | None = None
+            for k in kept:
+                oid = blob_id(k.data)
+                if k.path not in head:
+                    head[k.path] = cat.current_of(k.path)
+                if head[k.path] == (oid, k.mode):
+                    continue  # committed already
+                if group and prev is not None and (k.path in group or k.user != prev.user):
+                    commit(prev.user, prev.when)
+                repo.blob(k.data, oid)
+                group[k.path] = (k.mode, oid)
+                head[k.path] = (oid, k.mode)
+                prev = k
+            if group:
+                commit(prev.user, prev.when)
+            repo.publish()
+            cat.catch_up(repo)
+            return self._count(repo, cat, scope, made)
+
+    def _write(self, repo: Repo, cat: Catalog, scope: Scope, examine: dict[bytes, str], renames, now) -> bool:
+        by_user: dict[str, dict] = {}
+        seen = []
+        for path, user in examine.items():
+            head = cat.current_of(path)
+            disk = self._read(scope, path)
+            if disk is SKIP:
+                continue
+            if disk is None:
+                if head is not None:
+                    by_user.setdefault(user, {})[path] = None
+                continue
+            mode, data, st = disk
+            oid = blob_id(data)
+            if head != (oid, mode):
+                repo.blob(data, oid)
+                by_user.setdefault(user, {})[path] = (mode, oid)
+            seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
+        when = int(now)
+        committer = self._sig("memfs", when)
+        made = 0
+        for user, changes in by_user.items():
+            moved = renames.get(user, [])[:MAX_RENAME_LINES]
+            n = len(changes)
+            msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n\n{rename_lines(moved)}"
+            made += repo.commit(changes, self._sig(user, when), committer, msg) is not None
+        cat.catch_up(repo)
+        cat.remember_stat(seen)
+        return self._count(repo, cat, scope, made)
+
+    def _count(self, repo: Repo, cat: Catalog, scope: Scope, made: int) -> bool:
+        """After commits: gc now and then. True: the scope is past its budget (retention's cue)."""
+        if not made:
+            return False
+        before = self._commits.get(scope, 0)
+        self._commits[scope] = before + made
+        if before // GC_EVERY != (before + made) // GC_EVERY:
+            self._gc(repo, scope, auto=True)
+        return cat.version_bytes() > self.budget(scope)
+
+    def _gc(self, repo: Repo, scope: Scope, auto: bool) -> None:
+        try:
+            repo.gc(auto)
+        except Exception as e:  # a missing or failing git CLI costs disk, never history
+            log.warning("history %s: git gc failed: %s", scope, e)
+
+    def reconcile(self, scope: Scope, skip: set[bytes], author: str = RECONCILE_AUTHOR) -> bool:
+        """Commit what differs between the scope's files and its history (except `skip`).
+        True: the scope is past its budget."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            cur = cat.current()
+            examine: dict[bytes, str] = {}
+            unreadable: list[bytes] = []
+            on_disk = set()
+            with self.store.at(scope) as root:
+                for path, st in walk_tree(root, b"", unreadable):
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    on_disk.add(path)
+                    row = cur.get(path)
+                    if path not in skip and (
+                        row is None or row[2] != (st.st_size, st.st_mtime_ns, st.st_ino)
+                    ):
+                        examine[path] = author
+            for path in cur:
+                if path not in on_disk and path not in skip and not _under_any(path, unreadable):
+                    examine[path] = author
+            return bool(examine) and self._write(repo, cat, scope, examine, {}, time.time())
+
+    def budget(self, scope: Scope) -> int:
+        """Bytes of versions a scope keeps: history.max_bytes, else the scope's quota."""
+        if self.conf.max_bytes is not None:
+            return self.conf.max_bytes
+        return self.limits.team_bytes if scope.kind is Kind.TEAM else self.limits.user_bytes
+
+    def prune(self, scope: Scope, now: float, shared: bool) -> int:
+        """Apply retention to one scope (worker thread, under its lock). Returns versions dropped."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            cutoff = int(now - self.conf.keep_days * 86400)
+            budget = self.budget(scope)
+            by_bytes = cat.cutoff_for_bytes(int(budget * LOW_WATER)) if cat.version_bytes() > budget else None
+            if by_bytes is not None:
+                cutoff = max(cutoff, by_bytes)
+            _, _, oldest = cat.stats()
+            if not oldest or oldest >= cutoff:
+                return 0
+            if shared:  # rewriting would fork it from its remote's history
+                log.info("history %s: synced with a remote: retention leaves its history whole", scope)
+                return 0
+            repo.rewrite_before(cutoff, self._sig("memfs", int(now)))
+            root = next(iter(repo.commits_since(None)), None)
+            base = {p for p, _, _ in repo.files(root.tree_id)} if root is not None else set()
+            dropped = cat.prune(cutoff, base)
+            cat.set("head", str(repo.head()))
+            cat.db.commit()
+            self._gc(repo, scope, auto=False)
+            # logged once the blobs are gone too: the line means the space is free
+            log.info(
+                "history %s: pruned %d versions older than %s",
+                scope,
+                dropped,
+                time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cutoff)),
+            )
+            return dropped
+
+
+def read_file(store: Store, scope: Scope, path: bytes):
+    """(mode, bytes, stat) of a file as it is now; None if it is not a file (any more),
+    SKIP if its state cannot be known now."""
+    opened = open_file(store, scope, path)
+    if opened is None or opened is SKIP:
+        return opened
+    return read_opened(scope, path, *opened)
+
+
+def open_file(store: Store, scope: Scope, path: bytes):
+    """(fd, stat) of a regular file to read a version from; None or SKIP as read_file."""
+    try:
+        # O_NOATIME: keeping a version must not show as a read of the file
+        fd = store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOATIME)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        return SKIP
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return SKIP
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
+
+
+def read_opened(scope: Scope, path: bytes, fd: int, st: os.stat_result):
+    """(mode, bytes, stat) from open_file's fd, which it closes; SKIP past MAX_VERSION_BYTES."""
+    try:
+        if st.st_size > MAX_VERSION_BYTES:
+            log.warning(
+                "history %s: %r is %d bytes, over %d: not versioned",
+                scope,
+                path,
+                st.st_size,
+                MAX_VERSION_BYTES,
+            )
+            return SKIP
+        chunks, pos = [], 0
+        while pos <= MAX_VERSION_BYTES and (chunk := os.pread(fd, 1 << 20, pos)):
+            chunks.append(chunk)
+            pos += len(chunk)
+        return (EXEC if st.st_mode & 0o100 else BLOB), b"".join(chunks), st
+    except OSError:
+        return SKIP
+    finally:
+        os.close(fd)
+
+
+def _under_any(path: bytes, folders: list[bytes]) -> bool:
+    return any(f == b"" or path == f or path.startswith(f + b"/") for f in folders)
+
+
+# -- the process ------------------------------------------------------------------------
+_committer: Committer | None = None
+
+
+def start(data: Path, max_file_bytes: int, conf: HistoryConf, limits: Limits, hostname: str) -> None:
+    """The worker process's initializer: its own store over the same DATA/."""
+    global _committer
+    _committer = Committer(data, Store(data, max_file_bytes), conf, limits, hostname)
+
+
+def call(method: str, *args):
+    assert _committer is not None, "history worker not started"
+    return getattr(_committer, method)(*args)
