@@ -4,6 +4,7 @@ DATA/private/<user>/...   DATA/teams/<team>/...   the files, as callers wrote th
 DATA/index/private/<user>/  DATA/index/teams/<team>/   one search index per scope
 DATA/history/private/<user>.git  DATA/history/teams/<team>.git   one git repository per scope
 DATA/state/               manifest, logs: never the only copy of an entry
+DATA/state/kept/          versions history keeps until their batch commits
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def history_root(data: Path) -> Path:
 def history_dir(data: Path, scope: Scope) -> Path:
     """A scope's repository: beside its folder, never in it (no .git in anyone's view)."""
     return history_root(data) / os.fsdecode(SCOPE_DIRS[scope.kind]) / f"{scope.name}.git"
+
+
+def spool_dir(data: Path) -> Path:
+    return data / "state" / "kept"
 
 
 def history_scopes(data: Path) -> list[Scope]:

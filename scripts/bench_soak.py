@@ -2,9 +2,12 @@
 mixed operations? Run by `scripts/bench --soak` (as root; the work runs as uid 1001).
 
 Phases (each as uid 1001 through the mount): folder renames back and forth (empty, then
-holding .md entries), creates and unlinks of many files, .md writes that get indexed,
-and a mix of all of them. After each phase the daemon's RSS is read; at the end the
-kernel's caches are dropped (so it forgets every inode) and RSS is read again.
+holding .md entries), creates and unlinks of many files, .md writes that get indexed, a
+mix of all of them, and rewrites (fsx-like: O_TRUNC rewrites, in-place patches and
+truncates of a few files, each a version for history to keep). After each phase the
+daemon's RSS is read, and its history worker's; `--repeat` runs the phases again to show
+growth over time. At the end history is read (its pending batch commits), the kernel's
+caches are dropped (so it forgets every inode) and RSS is read again.
 """
 
 from __future__ import annotations
@@ -70,6 +73,20 @@ elif phase == "mix":
         else:
             try: os.stat(f"{d}/f{rnd.randrange(50)}.md")
             except FileNotFoundError: pass
+elif phase == "rewrites":
+    os.makedirs("w", exist_ok=True)
+    for i in range(n):
+        p = f"w/f{rnd.randrange(8)}.md"
+        k = rnd.randrange(3)
+        if k == 0 or not os.path.exists(p):
+            with open(p, "wb") as f:
+                f.write(os.urandom(rnd.randrange(8, 64) << 10))
+        elif k == 1:
+            fd = os.open(p, os.O_WRONLY)
+            os.pwrite(fd, os.urandom(rnd.randrange(100, 4000)), rnd.randrange(0, 60000))
+            os.close(fd)
+        else:
+            os.truncate(p, rnd.randrange(0, 64 << 10))
 print("done")
 """
 
@@ -81,10 +98,26 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def worker_kib(pid: int) -> int:
+    """RSS of the daemon's history worker process(es)."""
+    total = 0
+    for p in os.listdir("/proc"):
+        try:
+            if not p.isdigit() or int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[1]) != pid:
+                continue
+            if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read():
+                total += rss_kib(int(p))
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=4000, help="operations per phase (x2 for renames)")
     ap.add_argument("--index", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--history", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--repeat", type=int, default=1, help="run the phases this many times")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root (scripts/bench --soak)", file=sys.stderr)
@@ -94,7 +127,11 @@ def main() -> int:
     mnt, data = base / "mnt", base / "data"
     mnt.mkdir()
     os.chmod(mnt, 0o755)
-    (base / "config.yaml").write_text(CONFIG + ("" if args.index else "index: {enabled: false}\n"))
+    (base / "config.yaml").write_text(
+        CONFIG
+        + ("" if args.index else "index: {enabled: false}\n")
+        + ("" if args.history else "history: {enabled: false}\n")
+    )
     env = dict(
         os.environ, MEMFS_RUN_DIR=str(base / "run"), PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO))
     )
@@ -111,34 +148,42 @@ def main() -> int:
             timeout=120,
         )
         pid = int(next((base / "run").glob("*.pid")).read_text().split()[0])
-        rows = [("start", rss_kib(pid), 0.0)]
-        phases = ["rename_empty", "rename_full", "create_unlink", "md_writes", "mix"]
+        rows = [("start", rss_kib(pid), worker_kib(pid), 0.0)]
+        phases = ["rename_empty", "rename_full", "create_unlink", "md_writes", "mix", "rewrites"]
         total = 0
-        for phase in phases:
-            t0 = time.perf_counter()
-            subprocess.run(
-                ["/usr/bin/python3", str(script), phase, str(args.ops)],
-                cwd=mnt,
-                user=UID,
-                group=UID,
-                extra_groups=[],
-                check=True,
-                timeout=3600,
-                stdout=subprocess.DEVNULL,
-            )
-            total += args.ops * (2 if phase.startswith("rename") else 1)
-            rows.append((phase, rss_kib(pid), time.perf_counter() - t0))
-        subprocess.run(["cat", str(mnt / ".memfs" / "status")], user=UID, group=UID, capture_output=True)
+        for r in range(args.repeat):
+            for phase in phases:
+                t0 = time.perf_counter()
+                subprocess.run(
+                    ["/usr/bin/python3", str(script), phase, str(args.ops)],
+                    cwd=mnt,
+                    user=UID,
+                    group=UID,
+                    extra_groups=[],
+                    check=True,
+                    timeout=3600,
+                    stdout=subprocess.DEVNULL,
+                )
+                total += args.ops * (2 if phase.startswith("rename") else 1)
+                name = phase if args.repeat == 1 else f"{r + 1}:{phase}"
+                rows.append((name, rss_kib(pid), worker_kib(pid), time.perf_counter() - t0))
+        for what in ("status", "log"):  # reading history commits what is pending
+            subprocess.run(["cat", str(mnt / ".memfs" / what)], user=UID, group=UID, capture_output=True)
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("2\n")
         time.sleep(2)  # the kernel's forgets arrive asynchronously
-        rows.append(("drop_caches", rss_kib(pid), 0.0))
-        print(f"memfs soak: {total} operations as uid {UID}, index {'on' if args.index else 'off'}")
-        print(f"{'after':<15} {'RSS MiB':>8} {'seconds':>8}")
-        for name, kib, secs in rows:
-            print(f"{name:<15} {kib / 1024:8.1f} {secs:8.1f}")
+        rows.append(("drop_caches", rss_kib(pid), worker_kib(pid), 0.0))
+        print(
+            f"memfs soak: {total} operations as uid {UID}, index {'on' if args.index else 'off'}, "
+            f"history {'on' if args.history else 'off'}"
+        )
+        print(f"{'after':<18} {'RSS MiB':>8} {'worker MiB':>11} {'seconds':>8}")
+        for name, kib, wkib, secs in rows:
+            print(f"{name:<18} {kib / 1024:8.1f} {wkib / 1024:11.1f} {secs:8.1f}")
         start, end = rows[0][1], rows[-1][1]
-        print(f"RSS end/start: {end / start:.2f} ({(end - start) / 1024:+.1f} MiB)")
+        peak = max(k for _, k, _, _ in rows)
+        grew, peaked = (end - start) / 1024, (peak - start) / 1024
+        print(f"RSS end/start: {end / start:.2f} ({grew:+.1f} MiB; at the peak {peaked:+.1f} MiB)")
     finally:
         subprocess.run([*memfs, "umount", str(mnt)], env=env, cwd=base, capture_output=True, timeout=120)
         subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)

@@ -9,6 +9,7 @@ records changes, holds each scope's lock while a call runs, and schedules the ca
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -52,7 +53,9 @@ class Kept:
     user: str
     path: bytes
     mode: int
-    data: bytes
+    spool: str  # the file holding its bytes (DATA/state/kept/), removed once committed
+    offset: int
+    size: int
     when: float
 
 
@@ -114,39 +117,47 @@ class Committer:
         with the previous (same user, another path). Before the batch's own commit."""
         with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
-            head: dict[bytes, tuple[bytes, int] | None] = {}
-            group: dict[bytes, tuple[int, bytes]] = {}
-            made = 0
-
-            def commit(user: str, when: float) -> None:
-                nonlocal made
-                n = len(group)
-                msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n"
-                sig = self._sig(user, int(when))
-                made += (
-                    repo.commit(dict(group), sig, self._sig("memfs", int(when)), msg, publish=False)
-                    is not None
-                )
-                group.clear()
-
-            prev: Kept | None = None
-            for k in kept:
-                oid = blob_id(k.data)
-                if k.path not in head:
-                    head[k.path] = cat.current_of(k.path)
-                if head[k.path] == (oid, k.mode):
-                    continue  # committed already
-                if group and prev is not None and (k.path in group or k.user != prev.user):
-                    commit(prev.user, prev.when)
-                repo.blob(k.data, oid)
-                group[k.path] = (k.mode, oid)
-                head[k.path] = (oid, k.mode)
-                prev = k
-            if group:
-                commit(prev.user, prev.when)
-            repo.publish()
+            made = repo.import_chain(self._chain(cat, kept))
             cat.catch_up(repo)
+            for spool in {k.spool for k in kept}:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spool)
             return self._count(repo, cat, scope, made)
+
+    def _chain(self, cat: Catalog, kept: list[Kept]):
+        """Kept versions as commits for Repo.import_chain: in order, a version equal to what
+        history holds skipped, one commit per run of one user's versions of distinct paths."""
+        head: dict[bytes, tuple[bytes, int] | None] = {}
+        group: dict[bytes, tuple[int, bytes]] = {}
+        prev: Kept | None = None
+
+        def commit(k: Kept):
+            n, when = len(group), int(k.when)
+            msg = f"memfs: {n} change{'s' if n != 1 else ''} by {k.user}\n"
+            email = self.conf.email.format(user=k.user, hostname=self.hostname)
+            mine = self.conf.email.format(user="memfs", hostname=self.hostname)
+            out = (dict(group), (k.user, email, when), ("memfs", mine, when), msg)
+            group.clear()
+            return out
+
+        for k in kept:
+            try:
+                with open(k.spool, "rb") as f:
+                    data = os.pread(f.fileno(), k.size, k.offset)
+            except FileNotFoundError:
+                continue  # committed by an earlier try that failed later
+            oid = blob_id(data)
+            if k.path not in head:
+                head[k.path] = cat.current_of(k.path)
+            if head[k.path] == (oid, k.mode):
+                continue  # committed already
+            if group and prev is not None and (k.path in group or k.user != prev.user):
+                yield commit(prev)
+            group[k.path] = (k.mode, data)
+            head[k.path] = (oid, k.mode)
+            prev = k
+        if group and prev is not None:
+            yield commit(prev)
 
     def _write(self, repo: Repo, cat: Catalog, scope: Scope, examine: dict[bytes, str], renames, now) -> bool:
         by_user: dict[str, dict] = {}
@@ -306,6 +317,46 @@ def read_opened(scope: Scope, path: bytes, fd: int, st: os.stat_result):
         return SKIP
     finally:
         os.close(fd)
+
+
+def spool_copy(fd: int, size: int, out: int, offset: int) -> int:
+    """Copy an open file (open_file's fd, closed here) into a spool file at offset, in the
+    kernel (copy_file_range: no bytes through Python; a reflink where the filesystem can).
+    Returns the bytes copied; -1 if it could not be (that version is then lost, as in a
+    crash before the batch)."""
+    try:
+        done = 0
+        while done < size and (n := os.copy_file_range(fd, out, size - done, done, offset + done)):
+            done += n
+        return done
+    except OSError as e:
+        log.warning("history: cannot keep a version in the spool: %s", e)
+        return -1
+    finally:
+        os.close(fd)
+
+
+def spool_file(path: Path, fd: int, size: int) -> int:
+    """A spool file of its own for one big version (in a worker thread): spool_copy's result."""
+    try:
+        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        os.close(fd)
+        log.warning("history: cannot keep a version in %s: %s", path.parent, e)
+        return -1
+    try:
+        return spool_copy(fd, size, out, 0)
+    finally:
+        os.close(out)
+
+
+def clear_spool(spool: Path) -> None:
+    """At mount: versions a killed daemon kept but never committed are gone with their batch
+    (their files' current content is committed by reconcile); make the folder if missing."""
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for f in spool.iterdir():
+        with contextlib.suppress(OSError):
+            f.unlink()
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:

@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pygit2
@@ -56,6 +56,25 @@ def blob_id(data: bytes) -> bytes:
     h = hashlib.sha1(b"blob %d\0" % len(data))
     h.update(data)
     return h.digest()
+
+
+Who = tuple[str, str, int]  # (name, email, unix time) of an author or committer
+
+
+def _who(who: Who) -> bytes:
+    name, email, when = who
+    return f"{name} <{email}> {when} +0000".encode()
+
+
+def _sig(who: Who) -> pygit2.Signature:
+    return pygit2.Signature(who[0], who[1], who[2], 0)
+
+
+def _quoted(path: bytes) -> bytes:
+    """A path for fast-import, always C-quoted: any byte but NUL is a valid name byte,
+    and quoting with octal escapes carries every one of them."""
+    body = b"".join(bytes([c]) if 0x20 <= c < 0x7F and c not in b'"\\' else b"\\%03o" % c for c in path)
+    return b'"' + body + b'"'
 
 
 def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
@@ -254,6 +273,51 @@ class Repo:
         if publish:
             self.publish()
         return oid
+
+    def import_chain(self, chain: Iterable[tuple[dict[bytes, tuple[int, bytes]], Who, Who, str]]) -> int:
+        """Commits on top of the branch, in order: (changes {path: (mode, bytes)}, author,
+        committer, message) each; returns how many. Streamed through `git fast-import`,
+        which writes them as one pack: committing a burst of versions one by one cost 2-3
+        new loose-object files per version (creating a file took 0.3-0.7 ms on a busy
+        ext4, measured), most of the worker's time. Without the git CLI, one by one."""
+        git = shutil.which("git")
+        if git is None:
+            made = 0
+            for changes, author, committer, message in chain:
+                ids = {p: (mode, self.blob(data)) for p, (mode, data) in changes.items()}
+                made += self.commit(ids, _sig(author), _sig(committer), message, publish=False) is not None
+            self.publish()
+            return made
+        parent = self.head()
+        cmd = [git, "--git-dir", str(self.path), "fast-import", "--quiet", "--date-format=raw", "--done"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        made = 0
+        try:
+            for changes, author, committer, message in chain:
+                made += 1
+                msg = message.encode()
+                out = [
+                    b"commit %s\nauthor %s\ncommitter %s\n" % (BRANCH.encode(), _who(author), _who(committer))
+                ]
+                out.append(b"data %d\n%s\n" % (len(msg), msg))
+                if made == 1:
+                    out.append(b"from %s\n" % str(parent).encode() if parent is not None else b"")
+                proc.stdin.write(b"".join(out))
+                for path, (mode, data) in changes.items():
+                    proc.stdin.write(b"M %o inline %s\ndata %d\n" % (mode, _quoted(path), len(data)))
+                    proc.stdin.write(data)
+                    proc.stdin.write(b"\n")
+            proc.stdin.write(b"done\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        finally:
+            err = proc.stderr.read() if proc.stderr is not None else b""
+            code = proc.wait()
+        if code != 0:
+            raise OSError(f"git fast-import failed ({code}): {err.decode(errors='replace').strip()[-500:]}")
+        return made
 
     def publish(self) -> None:
         if self._tip is not None:

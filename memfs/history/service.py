@@ -27,8 +27,19 @@ from ..config import HistoryConf, Limits
 from ..policy import Scope
 from ..store import Store
 from . import committer
-from .committer import RECONCILE_AUTHOR, SKIP, Event, Kept, open_file, read_file, read_opened
-from .gitrepo import blob_id
+from .committer import (
+    MAX_VERSION_BYTES,
+    RECONCILE_AUTHOR,
+    SKIP,
+    Event,
+    Kept,
+    clear_spool,
+    open_file,
+    read_file,
+    spool_copy,
+    spool_file,
+)
+from .gitrepo import BLOB, EXEC, blob_id
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +47,11 @@ IMPORT_AUTHOR = "memfs-import"  # files an admin's `memfs import` wrote
 MAX_EVENTS = 50_000  # per scope and batch; past it the batch becomes a rescan of the scope
 PRUNE_EVERY = 6 * 3600.0
 MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
-# Versions kept in memory until their batch commits (content about to be destroyed: a
-# truncate, an overwrite, a rename over it): the caller pays one read, not a commit. Past
-# this many bytes per scope the committer is woken; past twice, the caller waits for it.
+# Versions kept (spooled) until their batch commits (content about to be destroyed: a
+# truncate, an overwrite, a rename over it): the caller pays one copy, not a commit. Past
+# this many bytes spooled per scope the committer is woken; past twice, the caller waits.
 KEEP_BYTES = 32 << 20
-KEEP_ON_LOOP = 128 << 10  # a smaller file is read on the loop (tens of µs); a bigger one in a thread
+KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger one in a thread
 
 
 class History:
@@ -65,7 +76,11 @@ class History:
         self._rescan: set[Scope] = set()
         self._kept: dict[Scope, list[Kept]] = {}
         self._kept_bytes: dict[Scope, int] = {}
-        self._last_kept: dict[Scope, dict[bytes, Kept]] = {}  # each path's newest kept version
+        self._last_kept: dict[Scope, dict[bytes, tuple]] = {}  # each path's last kept (size, mtime, ...)
+        self.spool = layout.spool_dir(data)  # kept versions' bytes until their batch commits
+        self._spooled = 0
+        self._segments: dict[Scope, list] = {}  # scope -> [fd, path, offset]: see _segment
+        clear_spool(self.spool)
         self._reader = trio.CapacityLimiter(2)  # threads reading big files to keep
         self._hurry = trio.Event()  # kept versions past KEEP_BYTES: commit now, not at the batch
         self._locks: dict[Scope, trio.Lock] = {}
@@ -135,10 +150,11 @@ class History:
 
     async def keep(self, scope: Scope, path: bytes, user: str) -> None:
         """A caller is about to destroy this file's content (truncate, overwrite, unlink, a
-        rename over it). If history has not yet committed it, keep it now: read it into
-        the batch, so the caller waits for one read and never for a commit. Only a scope
-        whose kept versions pass twice KEEP_BYTES makes its caller wait for the committer
-        (memory stays bounded, nothing is dropped)."""
+        rename over it). If history has not yet committed it, keep it now: the kernel
+        copies it to a spool file (copy_file_range: no bytes through the daemon, a reflink
+        where the filesystem has them) that the batch commits, so the caller waits for one
+        copy and never for a commit. A scope with more than twice KEEP_BYTES spooled makes
+        its caller wait for the committer: bounded, and nothing is dropped."""
         if not self.is_pending(scope, path):
             return
         if self._kept_bytes.get(scope, 0) > 2 * KEEP_BYTES:
@@ -147,22 +163,52 @@ class History:
         opened = open_file(self.store, scope, path)
         if opened is None or opened is SKIP:
             return
-        if opened[1].st_size <= KEEP_ON_LOOP:
-            disk = read_opened(scope, path, *opened)
-        else:
-            with trio.CancelScope(shield=True):  # the fd is read_opened's to close
-                disk = await trio.to_thread.run_sync(read_opened, scope, path, *opened, limiter=self._reader)
-        if disk is SKIP:
+        fd, st = opened
+        sig = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
+        last = self._last_kept.setdefault(scope, {})
+        if st.st_size > MAX_VERSION_BYTES or last.get(path) == sig:
+            os.close(fd)  # too big to version, or kept already (opened twice, no write between)
             return
-        mode, data, _ = disk
-        last = self._last_kept.setdefault(scope, {}).get(path)
-        if last is not None and last.mode == mode and last.data == data:
-            return  # this content is kept already (opened twice without a write between)
-        k = self._last_kept[scope][path] = Kept(user, path, mode, data, time.time())
-        self._kept.setdefault(scope, []).append(k)
-        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + len(data)
+        if st.st_size <= KEEP_ON_LOOP:  # appended to the scope's spool segment, here
+            try:
+                seg = self._segment(scope)
+            except OSError as e:  # ENOSPC, EMFILE: this version is lost, the caller goes on
+                os.close(fd)
+                log.warning("history %s: cannot keep a version of %r: %s", scope, path, e)
+                return
+            n = spool_copy(fd, st.st_size, seg[0], seg[2])
+            spool, offset = seg[1], seg[2]
+            seg[2] += max(n, 0)
+        else:  # a file of its own, in a thread
+            self._spooled += 1
+            spool, offset = self.spool / f"{os.getpid()}-{self._spooled}", 0
+            with trio.CancelScope(shield=True):  # the fd is spool_file's to close
+                n = await trio.to_thread.run_sync(spool_file, spool, fd, st.st_size, limiter=self._reader)
+        if n < 0:
+            return
+        last[path] = sig
+        mode = EXEC if st.st_mode & 0o100 else BLOB
+        self._kept.setdefault(scope, []).append(Kept(user, path, mode, str(spool), offset, n, time.time()))
+        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + n
         if total > KEEP_BYTES:
             self._hurry.set()
+
+    def _segment(self, scope: Scope) -> list:
+        """[fd, path, next offset] of the scope's spool segment: small versions are appended
+        to one file per batch (creating a file per version cost ~0.3-0.7 ms on ext4,
+        measured; an append ~15 µs). The batch's commit removes it."""
+        seg = self._segments.get(scope)
+        if seg is None:
+            self._spooled += 1
+            path = self.spool / f"{os.getpid()}-{self._spooled}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            seg = self._segments[scope] = [fd, str(path), 0]
+        return seg
+
+    def _close_segment(self, scope: Scope) -> None:
+        seg = self._segments.pop(scope, None)
+        if seg is not None:
+            os.close(seg[0])
 
     def is_pending(self, scope: Scope, path: bytes) -> bool:
         """Has this path (or, after a folder rename, anything) changed since the last batch?"""
@@ -211,6 +257,7 @@ class History:
             kept = self._kept.pop(scope, [])
             self._kept_bytes.pop(scope, None)
             self._last_kept.pop(scope, None)
+            self._close_segment(scope)  # later versions go to a new one
             self._paths.pop(scope, None)
             self._dir_moves.pop(scope, None)
             rescan = scope in self._rescan
@@ -246,7 +293,7 @@ class History:
     def _requeue(self, scope: Scope, events: list[Event], kept: list[Kept], rescan: bool) -> None:
         if kept:
             self._kept[scope] = kept + self._kept.get(scope, [])
-            self._kept_bytes[scope] = sum(len(k.data) for k in self._kept[scope])
+            self._kept_bytes[scope] = sum(k.size for k in self._kept[scope])
         if rescan:
             self._rescan.add(scope)
             self._pending.pop(scope, None)
