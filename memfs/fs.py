@@ -34,7 +34,7 @@ from pyfuse3 import (
 )
 
 from . import context as ctx_mod
-from . import logline, policy
+from . import layout, logline, policy
 from .config import Limits
 from .control import Control
 from .dir_ops import DirOps
@@ -44,7 +44,7 @@ from .handles import DirHandle, FileHandle
 from .history import History
 from .identity import Identities
 from .index import Index
-from .inodes import CACHE_TIMEOUT, ROOT_INODE, VIEW_TIMEOUT, InodeTable, Node
+from .inodes import CACHE_TIMEOUT, ROOT_INODE, VIEW_TIMEOUT, InodeTable, Node, load_own, save_own
 from .policy import Access, Principal, Scope
 from .quota import OpenCounts, Quotas
 from .store import Store, child_path
@@ -84,7 +84,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.ids = ids
         self.index = index
         self.history = history
-        self.inodes = InodeTable()
+        own_path = layout.own_numbers_file(store.data)
+        self.inodes = InodeTable(load_own(own_path), lambda own: save_own(own_path, own))
         # The control files get what they need of this class through FsHost, given here.
         self.control = Control(
             ids, store, mountpoint, index=index, limits=context, host=self, history=history, sync=sync

@@ -10,20 +10,29 @@ for the file's whole life: across renames, the kernel forgetting it (memory pres
 drop_caches) and remounts, as tools that key on (dev, ino) expect. Only when that number
 is still held by another node the kernel knows (a backing inode reused while an old one
 is open) does a node get a number of its own, from a range no backing number reaches; the
-file keeps that number for the rest of the mount (not across a remount).
+file keeps that number from then on, across remounts too (the table of such numbers is
+saved in DATA/state/ as it changes: rarely, and a few bytes per file).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .policy import Scope
+
+log = logging.getLogger(__name__)
 
 ROOT_INODE = 1  # the per-caller private root; it has no fixed scope
 FIRST_DYNAMIC_INODE = 1000  # below: fixed inodes of the control tree
 BACKING_BASE = 1 << 20  # inode = BACKING_BASE + backing st_ino (+ VIEW_BIT in a grant view)
 VIEW_BIT = 1 << 40
 OWN_BASE = 1 << 42  # numbers of nodes that cannot use their backing one (query inodes: 1 << 41)
+MAX_OWN = 100_000  # own numbers remembered; past it the oldest go (that file's st_ino would change)
 
 # Below the root every inode has one scope, so the kernel may cache it.
 CACHE_TIMEOUT = 300.0
@@ -49,8 +58,31 @@ class Node:
     sig: tuple[int, int] | None = None  # (mtime_ns, size) when memfs last saw it open or close
 
 
+def load_own(path: Path) -> dict[int, int]:
+    """The saved table of own numbers ({} if none or unreadable: numbers may change, once)."""
+    try:
+        raw = json.loads(path.read_text())
+        return {int(k): int(v) for k, v in raw.items() if OWN_BASE < int(v) < OWN_BASE * 2}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        log.warning("cannot read %s (%s): files numbered by memfs may show a new st_ino", path, e)
+        return {}
+
+
+def save_own(path: Path, own: dict[int, int]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps({str(k): v for k, v in own.items()}))
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot save %s: %s", path, e)
+
+
 class InodeTable:
-    def __init__(self) -> None:
+    def __init__(
+        self, own: dict[int, int] | None = None, save: Callable[[dict[int, int]], None] | None = None
+    ):
         self._by_ino: dict[int, Node] = {}
         # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
         self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
@@ -58,7 +90,9 @@ class InodeTable:
         # backing inode number -> the number of its own a file got because the backing one
         # was held by an older node: that file keeps it for the mount's life, whenever the
         # kernel forgets and looks it up again (st_ino never changes while a file exists)
-        self._own: dict[int, int] = {}
+        self._own: dict[int, int] = dict(own or {})
+        self._next = max(self._own.values(), default=OWN_BASE)
+        self._save = save  # called with the table whenever it changes
 
     def __len__(self) -> int:
         return len(self._by_ino)
@@ -92,7 +126,14 @@ class InodeTable:
             return ino
         self._next += 1
         self._own[key] = self._next
+        while len(self._own) > MAX_OWN:
+            del self._own[next(iter(self._own))]
+        self._saved()
         return self._next
+
+    def _saved(self) -> None:
+        if self._save is not None:
+            self._save(self._own)
 
     def remember(self, node: Node, count: int = 1) -> None:
         """The kernel got a reference to this node (lookup, create, readdirplus)."""
@@ -121,6 +162,7 @@ class InodeTable:
             if node.unlinked and node.ino >= OWN_BASE:  # the file is gone: its number may go too
                 for key in [k for k, v in self._own.items() if v == node.ino][:1]:
                     del self._own[key]
+                    self._saved()
             keys = self._by_key.get(node.scope, {})
             if not node.unlinked and keys.get((node.path, node.view)) is node:
                 del keys[(node.path, node.view)]

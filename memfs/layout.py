@@ -43,6 +43,11 @@ def history_dir(data: Path, scope: Scope) -> Path:
     return history_root(data) / os.fsdecode(SCOPE_DIRS[scope.kind]) / f"{scope.name}.git"
 
 
+def own_numbers_file(data: Path) -> Path:
+    """Inode numbers memfs gave files whose backing number was taken (see inodes.py)."""
+    return data / "state" / "inode-numbers.json"
+
+
 def spool_dir(data: Path) -> Path:
     return data / "state" / "kept"
 

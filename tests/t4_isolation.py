@@ -238,7 +238,8 @@ def test_st_ino_is_stable_for_a_files_life(mnt):
 def test_st_ino_stays_while_a_file_exists_after_its_backing_number_was_busy(mnt):
     """A removed folder held as a process's cwd keeps its node; new files may get its
     backing inode number, hence a number of their own. After the holder exits and the
-    kernel forgets them (drop_caches), the same files show the same st_ino."""
+    kernel forgets them (drop_caches), and after a remount, the same files show the same
+    st_ino."""
     holder = subprocess.Popen(
         ["/bin/sh", "-c", 'mkdir "$0/d" && cd "$0/d" && echo in && exec cat', str(mnt.mnt)],
         user=ALICE,
@@ -256,4 +257,8 @@ def test_st_ino_stays_while_a_file_exists_after_its_backing_number_was_busy(mnt)
         holder.wait()
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("2\n")  # dentries and inodes: the kernel forgets them, memfs gets FORGETs
+    assert mnt.sh(ALICE, "stat -c '%i %n' n*").stdout == before
+    # the backing number was busy for one of them at least (else this test shows nothing)
+    assert any(int(line.split()[0]) > 1 << 42 for line in before.splitlines()), before
+    mnt.restart()  # and across a remount, with nothing holding the old number any more
     assert mnt.sh(ALICE, "stat -c '%i %n' n*").stdout == before
