@@ -24,7 +24,7 @@ from pyfuse3 import (
 from . import policy
 from .guard import guarded
 from .handles import DirHandle
-from .inodes import CACHE_TIMEOUT, ROOT_INODE, Node, entry_timeout
+from .inodes import CACHE_TIMEOUT, ROOT_INODE, Node, entry_timeout, removed_stat
 from .policy import Access, Scope
 from .quota import Usage
 from .store import child_path
@@ -90,6 +90,9 @@ class DirOps:
         still open keeps its bytes charged until its last close."""
         still_open = any(n.open_fds for n in nodes)
         self.quotas.add(scope, 0 if still_open or stat.S_ISDIR(st.st_mode) else -st.st_size, -1)
+        if stat.S_ISDIR(st.st_mode):  # held as a cwd or open: fstat still answers, as natively
+            for n in nodes:
+                n.gone = removed_stat(st)
 
     @guarded
     async def rmdir(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:

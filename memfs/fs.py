@@ -334,9 +334,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
 
     def _stat(self, node: Node) -> os.stat_result:
         if node.unlinked:
-            if not node.open_fds:
-                raise FUSEError(errno.ENOENT)
-            return os.fstat(next(iter(node.open_fds)))
+            if node.open_fds:
+                return os.fstat(next(iter(node.open_fds)))
+            if node.gone is not None:
+                return node.gone
+            raise FUSEError(errno.ENOENT)
         return self.store.lstat(node.scope, node.path)
 
     def _root_attrs(self, p: Principal, ctx: RequestContext) -> EntryAttributes:

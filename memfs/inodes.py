@@ -56,6 +56,13 @@ class Node:
     unlinked: bool = False  # removed or renamed over while the kernel still knows it
     view: bool = False  # reached through a grant view, not the owner's tree
     sig: tuple[int, int] | None = None  # (mtime_ns, size) when memfs last saw it open or close
+    gone: os.stat_result | None = None  # a removed folder's last stat (no backing fd to ask)
+
+
+def removed_stat(st: os.stat_result) -> os.stat_result:
+    """A removed folder's stat as the kernel shows one: no links left."""
+    extra = ("st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev")
+    return os.stat_result((*st[:3], 0, *st[4:10]), {k: getattr(st, k) for k in extra})
 
 
 def load_own(path: Path) -> dict[int, int]:

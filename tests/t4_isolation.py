@@ -262,3 +262,10 @@ def test_st_ino_stays_while_a_file_exists_after_its_backing_number_was_busy(mnt)
     assert any(int(line.split()[0]) > 1 << 42 for line in before.splitlines()), before
     mnt.restart()  # and across a remount, with nothing holding the old number any more
     assert mnt.sh(ALICE, "stat -c '%i %n' n*").stdout == before
+
+
+def test_a_removed_folder_still_answers_stat_through_a_held_cwd(mnt):
+    """As on a local filesystem: `stat .` in a removed cwd shows a folder with no links
+    (it was ENOENT: memfs had no backing fd to ask)."""
+    out = mnt.sh(ALICE, "mkdir gone && cd gone && rmdir ../gone && stat -c '%F %h' . && ls -a | wc -l")
+    assert out.stdout == "directory 0\n0\n", out.stdout

@@ -249,6 +249,9 @@ def rename_noreplace(a, b):
 
 
 def hopen(h, p, how):
+    if how == "dir":  # a folder held open: it may be removed while held (its number stays busy)
+        HANDLES[h] = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+        return
     HANDLES[h] = os.open(p, os.O_RDWR | HOPEN_FLAGS[how], 0o666)
 
 
@@ -261,6 +264,8 @@ def hprobe(h):
     fd = fd_of(h)
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):  # sizes and link counts of folders differ by design
+            return [["dir"], "EISDIR"]
         meta = [st.st_size, st.st_nlink]
     except OSError as e:
         meta = errno.errorcode[e.errno]
@@ -510,6 +515,9 @@ class Model:
             return uid, op, [self.pick_path(uid, None, "existing")], [], None
         if op == "hopen":
             slot = min(set(range(HANDLE_SLOTS)) - set(slots))
+            if rng.random() < 0.25:  # a folder held open, then maybe removed: new files may
+                # get its backing inode number while memfs still shows it (identity checks)
+                return uid, op, [self.pick_path(uid, "d", "existing")], ["dir"], slot
             how = rng.choice(("rw", "append", "creat", "trunc"))
             return uid, op, [self.pick_path(uid, "f", "existing")], [how], slot
         slot = rng.choice(sorted(slots))
