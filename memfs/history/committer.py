@@ -111,15 +111,16 @@ class Committer:
                             examine[p] = ev.user
             return self._write(repo, cat, scope, examine, renames, time.time())
 
-    def commit_kept(self, scope: Scope, kept: list[Kept]) -> bool:
+    def commit_kept(self, scope: Scope, kept: list[Kept], spools: list[str]) -> bool:
         """Versions kept before callers destroyed them, committed in the order they were
         kept, as of when they were kept: each a commit of its own unless it can share one
-        with the previous (same user, another path). Before the batch's own commit."""
+        with the previous (same user, another path). Before the batch's own commit.
+        `spools`: the spool files to remove once committed (the batch's last chunk)."""
         with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             made = repo.import_chain(self._chain(cat, kept))
             cat.catch_up(repo)
-            for spool in {k.spool for k in kept}:
+            for spool in spools:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(spool)
             return self._count(repo, cat, scope, made)

@@ -358,11 +358,16 @@ class Repo:
         return folded
 
     def gc(self, auto: bool) -> None:
-        """Pack loose objects (auto: only when git thinks it is worth it); without auto, also
-        drop what nothing reaches any more. Needs the git CLI; skipped without it."""
+        """auto: pack loose objects and merge small packs geometrically (each pack at least
+        twice the size of the ones it absorbs: a repack costs in proportion to what is new,
+        amortised; `git gc --auto` rewrote every pack once 50 had piled up, which a scope
+        written fast paid again and again). Without auto, also drop what nothing reaches any
+        more (retention). Needs the git CLI; skipped without it."""
         git = shutil.which("git")
         if git is None:
             return
-        cmd = [git, "--git-dir", str(self.path), "gc", "--quiet"]
-        cmd += ["--auto"] if auto else ["--prune=now"]
+        if auto:
+            cmd = [git, "--git-dir", str(self.path), "repack", "-d", "-q", "--geometric=2"]
+        else:
+            cmd = [git, "--git-dir", str(self.path), "gc", "--quiet", "--prune=now"]
         subprocess.run(cmd, capture_output=True, timeout=3600, check=True)

@@ -49,8 +49,10 @@ PRUNE_EVERY = 6 * 3600.0
 MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
 # Versions kept (spooled) until their batch commits (content about to be destroyed: a
 # truncate, an overwrite, a rename over it): the caller pays one copy, not a commit. Past
-# this many bytes spooled per scope the committer is woken; past twice, the caller waits.
-KEEP_BYTES = 32 << 20
+# KEEP_HURRY bytes spooled in a scope the committer is woken (small batches keep it
+# running alongside a fast writer); past KEEP_MAX, the writer waits for it.
+KEEP_HURRY = 8 << 20
+KEEP_MAX = 64 << 20
 KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger one in a thread
 
 
@@ -79,10 +81,11 @@ class History:
         self._last_kept: dict[Scope, dict[bytes, tuple]] = {}  # each path's last kept (size, mtime, ...)
         self.spool = layout.spool_dir(data)  # kept versions' bytes until their batch commits
         self._spooled = 0
+        self._drain_events: dict[Scope, trio.Event] = {}  # set as a chunk of kept versions commits
         self._segments: dict[Scope, list] = {}  # scope -> [fd, path, offset]: see _segment
         clear_spool(self.spool)
         self._reader = trio.CapacityLimiter(2)  # threads reading big files to keep
-        self._hurry = trio.Event()  # kept versions past KEEP_BYTES: commit now, not at the batch
+        self._hurry = trio.Event()  # kept versions past KEEP_HURRY: commit now, not at the batch
         self._locks: dict[Scope, trio.Lock] = {}
         # commits, reconcile and retention: in a niced process of their own (committer.py)
         args = (data, store.max_file_bytes, conf, self.limits, self.hostname)
@@ -153,13 +156,18 @@ class History:
         rename over it). If history has not yet committed it, keep it now: the kernel
         copies it to a spool file (copy_file_range: no bytes through the daemon, a reflink
         where the filesystem has them) that the batch commits, so the caller waits for one
-        copy and never for a commit. A scope with more than twice KEEP_BYTES spooled makes
+        copy and never for a commit. A scope with more than KEEP_MAX spooled makes
         its caller wait for the committer: bounded, and nothing is dropped."""
         if not self.is_pending(scope, path):
             return
-        if self._kept_bytes.get(scope, 0) > 2 * KEEP_BYTES:
-            await self.flush([scope])
-            return
+        while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
+            if self._failures.get(scope):  # and failing (disk full): the writer must not hang
+                log.warning("history %s: commits failing, spool full: %r changes unkept", scope, path)
+                return
+            self._hurry.set()  # for its next chunk of this scope (KEEP_HURRY bytes)
+            await self._drain_events.setdefault(scope, trio.Event()).wait()
+            if not self.is_pending(scope, path):
+                return
         opened = open_file(self.store, scope, path)
         if opened is None or opened is SKIP:
             return
@@ -190,7 +198,7 @@ class History:
         mode = EXEC if st.st_mode & 0o100 else BLOB
         self._kept.setdefault(scope, []).append(Kept(user, path, mode, str(spool), offset, n, time.time()))
         total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + n
-        if total > KEEP_BYTES:
+        if total > KEEP_HURRY:
             self._hurry.set()
 
     def _segment(self, scope: Scope) -> list:
@@ -255,7 +263,6 @@ class History:
         async with self.locked(scope):
             events = self._pending.pop(scope, [])
             kept = self._kept.pop(scope, [])
-            self._kept_bytes.pop(scope, None)
             self._last_kept.pop(scope, None)
             self._close_segment(scope)  # later versions go to a new one
             self._paths.pop(scope, None)
@@ -266,9 +273,17 @@ class History:
                 return
             try:
                 over = False
-                if kept:
-                    over = await self.background.run(committer.call, "commit_kept", scope, kept)
-                    kept = []
+                spools = sorted({k.spool for k in kept})
+                while kept:  # in chunks: a writer held at KEEP_MAX waits for one, not all
+                    n, size = 0, 0
+                    while n < len(kept) and (n == 0 or size + kept[n].size <= KEEP_HURRY):
+                        size += kept[n].size
+                        n += 1
+                    chunk, last = kept[:n], n == len(kept)
+                    args = (scope, chunk, spools if last else [])
+                    over = await self.background.run(committer.call, "commit_kept", *args)
+                    kept = kept[n:]
+                    self._drained(scope, size)
                 if rescan:
                     over = await self.background.run(committer.call, "reconcile", scope, set())
                 elif events:
@@ -284,11 +299,23 @@ class History:
                 fails = self._failures[scope] = self._failures.get(scope, 0) + 1
                 log.warning("history %s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
                 self._requeue(scope, events, kept, fails >= 5 or rescan)  # past 5: a rescan
+                self._drained(scope, 0)  # writers waiting for room look again
             except BaseException:
                 # Cancelled before the worker started (an unmount mid-round): the batch was
                 # taken from the queue; put it back, so close() commits it.
                 self._requeue(scope, events, kept, rescan)
                 raise
+
+    def _drained(self, scope: Scope, size: int) -> None:
+        """`size` spooled bytes of the scope are committed: writers held at KEEP_MAX go on."""
+        left = self._kept_bytes.get(scope, 0) - size
+        if left > 0:
+            self._kept_bytes[scope] = left
+        else:
+            self._kept_bytes.pop(scope, None)
+        ev = self._drain_events.pop(scope, None)
+        if ev is not None:
+            ev.set()
 
     def _requeue(self, scope: Scope, events: list[Event], kept: list[Kept], rescan: bool) -> None:
         if kept:
