@@ -1,8 +1,9 @@
-"""The core workload on memfs, a native directory and bindfs, interleaved; prints ms per 1000
-files and the ratios memfs/native and memfs/bindfs. Run by scripts/bench (as root; the
-workload itself runs as a non-root uid). It measures whichever memfs is importable:
-PYTHONPATH=/old/checkout runs an older one (the daemon inherits the environment and runs from
-a neutral cwd)."""
+"""The core workload on memfs, a native directory, bindfs and a bare pyfuse3 passthrough
+(scripts/passthrough.py, "bare": the floor any pyfuse3 filesystem pays), interleaved; prints
+ms per 1000 files, the ratios memfs/native, memfs/bindfs and memfs/bare, and per op memfs's
+microseconds per file above the floor. Run by scripts/bench (as root; the workload itself
+runs as a non-root uid). It measures whichever memfs is importable: PYTHONPATH=/old/checkout
+runs an older one (the daemon inherits the environment and runs from a neutral cwd)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,8 +67,40 @@ print(json.dumps(t))
 OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "rename", "unlink"]
 
 
+COLUMNS = ("memfs", "nohist", "noembed", "native", "bindfs", "bare")
+
+
 def sh(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120, **kw)
+
+
+def mount_bare(src: Path, mnt: Path, stderr, debug: bool = False) -> subprocess.Popen:
+    """scripts/passthrough.py over src, as root, in the foreground; returns once mounted."""
+    cmd = [sys.executable, str(REPO / "scripts" / "passthrough.py"), str(src), str(mnt)]
+    proc = subprocess.Popen(
+        [*cmd, *(["--debug-fuse"] if debug else [])],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(mnt):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"bare passthrough did not mount {mnt} (exit {proc.poll()})")
+        time.sleep(0.01)
+    return proc
+
+
+def umount_bare(mnt: Path, proc: subprocess.Popen) -> None:
+    subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+        proc.kill()
+        proc.wait()
 
 
 def main() -> int:
@@ -85,13 +120,15 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     memfs_mnt, bind_src, bind_mnt, native = (base / n for n in ("memfs", "bind-src", "bindfs", "native"))
+    bare_src, bare_mnt = base / "bare-src", base / "bare"
     # The same memfs with one feature off, in the same interleaved run: what it costs.
     variants = {"nohist": "history: {enabled: false}\n", "noembed": "search: {embedder: none}\n"}
     variant_mnt = {v: base / f"memfs-{v}" for v in variants}
-    for p in (memfs_mnt, *variant_mnt.values(), bind_src, bind_mnt, native):
+    for p in (memfs_mnt, *variant_mnt.values(), bind_src, bind_mnt, native, bare_src, bare_mnt):
         p.mkdir()
         os.chmod(p, 0o755)
     os.chown(native, uid, uid)
+    os.chown(bare_src, uid, uid)
     data, cfg = base / "data", base / "config.yaml"
     cfg.write_text("index: {enabled: false}\n" if args.no_index else "")
     env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"))
@@ -99,17 +136,27 @@ def main() -> int:
     # PYTHONPATH): an explicit PYTHONPATH picks the memfs to measure, else this checkout.
     env.setdefault("PYTHONPATH", str(REPO))
     memfs = [sys.executable, "-m", "memfs"]
-    try:
+
+    def memfs_umount(mnt: Path) -> None:
+        subprocess.run([*memfs, "umount", str(mnt)], capture_output=True, env=env, cwd=base)
+        subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+
+    with ExitStack() as cleanup:
+        # Callbacks run in reverse: every mount is gone before its directory is removed.
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)
         where = sh(sys.executable, "-c", "import memfs; print(memfs.__file__)", env=env, cwd=base).stdout
         print(f"memfs from {where.strip()}", file=sys.stderr)
+        cleanup.callback(memfs_umount, memfs_mnt)
         sh(*memfs, "mount", str(memfs_mnt), "--data", str(data), "--config", str(cfg), env=env, cwd=base)
         for v, extra in variants.items():
             v_cfg = base / f"config-{v}.yaml"
             v_cfg.write_text(cfg.read_text() + extra)
             v_data = base / f"data-{v}"
             mount_v = ["mount", str(variant_mnt[v]), "--data", str(v_data), "--config", str(v_cfg)]
+            cleanup.callback(memfs_umount, variant_mnt[v])
             sh(*memfs, *mount_v, env=env, cwd=base)
         # bindfs as admins use it today: a root-owned directory re-owned to the user.
+        cleanup.callback(subprocess.run, ["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
         sh(
             "bindfs",
             "-o",
@@ -121,16 +168,19 @@ def main() -> int:
             str(bind_src),
             str(bind_mnt),
         )
-        targets = {"memfs": memfs_mnt, **variant_mnt, "native": native, "bindfs": bind_mnt}
+        bare_log = cleanup.enter_context(open(base / "bare.err", "wb"))
+        bare = mount_bare(bare_src, bare_mnt, bare_log)
+        cleanup.callback(umount_bare, bare_mnt, bare)
+        targets = {"memfs": memfs_mnt, **variant_mnt, "native": native, "bindfs": bind_mnt, "bare": bare_mnt}
         if args.baseline:
             base_mnt = base / "memfs-baseline"
             base_mnt.mkdir()
             os.chmod(base_mnt, 0o755)
             base_env = dict(env, PYTHONPATH=str(Path(args.baseline).resolve()))
             mount_b = ["mount", str(base_mnt), "--data", str(base / "data-baseline"), "--config", str(cfg)]
+            cleanup.callback(memfs_umount, base_mnt)
             sh(*memfs, *mount_b, env=base_env, cwd=base)
             targets["baseline"] = base_mnt
-            variant_mnt["baseline"] = base_mnt
         results: dict[str, dict[str, list[float]]] = {k: {op: [] for op in OPS} for k in targets}
         order = list(targets)
         for r in range(args.rounds):
@@ -164,28 +214,28 @@ def main() -> int:
         med = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in results.items()}
         print(f"\nms per 1000 files of 1-2 KB (median of {args.rounds} interleaved rounds, uid {uid})\n")
         print("memfs: defaults (history on, WordLlama embeddings); nohist: history: {enabled: false};")
-        print("noembed: search: {embedder: none}\n")
-        head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'native':>9} {'bindfs':>9}"
+        print("noembed: search: {embedder: none}; bare: scripts/passthrough.py, a bare pyfuse3 passthrough\n")
+        head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'native':>9} {'bindfs':>9} {'bare':>9}"
         print(f"{head} {'memfs/native':>13} {'memfs/bindfs':>13} {'hist on/off':>12} {'embed on/off':>13}")
         for op in OPS:
-            m, h, e, n, b = (med[k][op] for k in ("memfs", "nohist", "noembed", "native", "bindfs"))
+            m, h, e, n, b, f = (med[k][op] for k in COLUMNS)
             print(
-                f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {n:9.1f} {b:9.1f} {m / n:13.2f} {m / b:13.2f} "
+                f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {n:9.1f} {b:9.1f} {f:9.1f} {m / n:13.2f} {m / b:13.2f} "
                 f"{m / h:12.2f} {m / e:13.2f}"
             )
+        print("\nmemfs over the bare pyfuse3 floor: (memfs - bare) ms per 1000 files = us per file\n")
+        head = f"{'op':<8} {'memfs':>9} {'bare':>9} {'memfs/bare':>11}"
+        print(f"{head} {'us/file above bare':>19} {'nohist/bare':>12}")
+        for op in OPS:
+            m, f, h = med["memfs"][op], med["bare"][op], med["nohist"][op]
+            print(f"{op:<8} {m:9.1f} {f:9.1f} {m / f:11.2f} {m - f:19.1f} {h / f:12.2f}")
         if args.baseline:
             print(f"\nbaseline: memfs from {args.baseline}, same config, same rounds\n")
             print(f"{'op':<8} {'memfs':>9} {'baseline':>9} {'memfs/baseline':>15} {'baseline/bindfs':>16}")
             for op in OPS:
                 m, o, b = med["memfs"][op], med["baseline"][op], med["bindfs"][op]
                 print(f"{op:<8} {m:9.1f} {o:9.1f} {m / o:15.2f} {o / b:16.2f}")
-        return 0
-    finally:
-        subprocess.run(["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
-        for mnt in (memfs_mnt, *variant_mnt.values()):
-            subprocess.run([*memfs, "umount", str(mnt)], capture_output=True, env=env, cwd=base)
-            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
