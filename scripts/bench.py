@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Runs as the benchmark uid, with the system python, in the target directory.
 WORKER = r"""
 import json, os, random, subprocess, sys, time
-n = int(sys.argv[1]); d = sys.argv[2]
+n = int(sys.argv[1]); d = sys.argv[2]; opt = json.loads(sys.argv[3])
 os.chdir(d)
 rnd = random.Random(1)
 WORDS = ["alpha", "beta", "gamma", "delta", "memory", "note"]
@@ -36,8 +36,8 @@ def body(i):
 bodies = [body(i) for i in range(n)]
 names = ["e%05d.md" % i for i in range(n)]
 t = {}
-def timed(key, fn):
-    t0 = time.perf_counter(); fn(); t[key] = (time.perf_counter() - t0) * 1000 * 1000 / n
+def timed(key, fn, units=n):  # us per unit = ms per 1000 units
+    t0 = time.perf_counter(); fn(); t[key] = (time.perf_counter() - t0) * 1000 * 1000 / units
 def create():
     for name, body in zip(names, bodies):
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); os.write(fd, body); os.close(fd)
@@ -61,10 +61,43 @@ timed("grep_r", lambda: run(["grep", "-r", "-c", "memory", "."]))
 timed("ls_l", lambda: run(["ls", "-l", "."]))
 timed("rename", rename_all)
 timed("unlink", unlink)
+# History's cost: whole-file rewrites, as a tool saving a file does (O_TRUNC open+write+close)
+REWRITE_FILES, REWRITE_PASSES = 100, 10
+rewritten = ["w%03d.md" % i for i in range(REWRITE_FILES)]
+for i, name in enumerate(rewritten):
+    with open(name, "wb") as f: f.write(bodies[i % n])
+def rewrite():
+    for p in range(REWRITE_PASSES):
+        for i, name in enumerate(rewritten):
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, b"%d " % p + bodies[i % n]); os.close(fd)
+timed("rewrite", rewrite, REWRITE_FILES * REWRITE_PASSES)
+# ... and an agent's save loop on a few bigger files: each rewritten in place (no O_TRUNC),
+# patched in the middle, cut shorter; per iteration, every file once. The caller splits the
+# iterations over the rounds (with history on, each step may wait for a commit).
+SAVE_FILES, SAVE_SIZE, SAVE_ITERS = 4, 48 * 1024, opt["save_iters"]
+saved = ["s%d.md" % k for k in range(SAVE_FILES)]
+text = b"".join(bodies) * (SAVE_SIZE // max(1, len(b"".join(bodies))) + 2)
+for name in saved:
+    with open(name, "wb") as f: f.write(text[:SAVE_SIZE])
+def saveloop():
+    for it in range(SAVE_ITERS):
+        for name in saved:
+            fd = os.open(name, os.O_WRONLY); os.pwrite(fd, text[it % 97 :][:SAVE_SIZE], 0); os.close(fd)
+            fd = os.open(name, os.O_WRONLY); os.pwrite(fd, b"patch %03d " % it * 30, SAVE_SIZE // 2)
+            os.close(fd)
+            os.truncate(name, SAVE_SIZE - 2048)
+timed("saveloop", saveloop, SAVE_ITERS)
 print(json.dumps(t))
 """
 
 OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "rename", "unlink"]
+OPS += ["rewrite", "saveloop"]  # history's cost: whole-file rewrites, an agent's save loop
+UNITS = (
+    "ms per 1000 files of 1-2 KB; rewrite: per 1000 rewrites of a 1-2 KB file (O_TRUNC open+write+close,\n"
+    "100 files x 10 passes a round); saveloop: per 1000 iterations of an agent's save loop (4 files of\n"
+    "48 KiB, each rewritten in place, patched 300 B in the middle, truncated 2 KiB shorter; {iters} a round)"
+)
 
 
 COLUMNS = ("memfs", "nohist", "noembed", "native", "bindfs", "bare")
@@ -110,12 +143,19 @@ def main() -> int:
     ap.add_argument("--uid", type=int, default=1001)
     ap.add_argument("--no-index", action="store_true", help="mount memfs with index: {enabled: false}")
     ap.add_argument(
+        "--save-iterations",
+        type=int,
+        default=150,
+        help="save-loop iterations in all, split over the rounds (history on: ~0.1 s each today)",
+    )
+    ap.add_argument(
         "--baseline",
         metavar="CHECKOUT",
         help="also mount the memfs of another checkout, same rounds (before/after)",
     )
     args = ap.parse_args()
     uid = args.uid
+    save_iters = max(1, -(-args.save_iterations // max(1, args.rounds)))
 
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-", dir="/var/tmp"))
     os.chmod(base, 0o755)
@@ -202,6 +242,7 @@ def main() -> int:
                         WORKER,
                         str(args.files),
                         str(d),
+                        json.dumps({"save_iters": save_iters}),
                     ],
                     check=True,
                     capture_output=True,
@@ -212,7 +253,7 @@ def main() -> int:
                     results[name][op].append(v)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         med = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in results.items()}
-        print(f"\nms per 1000 files of 1-2 KB (median of {args.rounds} interleaved rounds, uid {uid})\n")
+        print(f"\nmedian of {args.rounds} interleaved rounds, uid {uid}; {UNITS.format(iters=save_iters)}\n")
         print("memfs: defaults (history on, WordLlama embeddings); nohist: history: {enabled: false};")
         print("noembed: search: {embedder: none}; bare: scripts/passthrough.py, a bare pyfuse3 passthrough\n")
         head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'native':>9} {'bindfs':>9} {'bare':>9}"
@@ -223,12 +264,16 @@ def main() -> int:
                 f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {n:9.1f} {b:9.1f} {f:9.1f} {m / n:13.2f} {m / b:13.2f} "
                 f"{m / h:12.2f} {m / e:13.2f}"
             )
-        print("\nmemfs over the bare pyfuse3 floor: (memfs - bare) ms per 1000 files = us per file\n")
+        print("\nmemfs over the bare pyfuse3 floor; us per file above bare = memfs - bare in ms per 1000\n")
         head = f"{'op':<8} {'memfs':>9} {'bare':>9} {'memfs/bare':>11}"
         print(f"{head} {'us/file above bare':>19} {'nohist/bare':>12}")
         for op in OPS:
             m, f, h = med["memfs"][op], med["bare"][op], med["nohist"][op]
             print(f"{op:<8} {m:9.1f} {f:9.1f} {m / f:11.2f} {m - f:19.1f} {h / f:12.2f}")
+        hist = [f"{op} {med['memfs'][op] / med['nohist'][op]:.2f}x" for op in ("rewrite", "saveloop")]
+        extra = [med["memfs"][op] - med["nohist"][op] for op in ("rewrite", "saveloop")]
+        print(f"\nhistory on/off (memfs/nohist): {', '.join(hist)}; ", end="")
+        print(f"+{extra[0]:.0f} us per rewrite, +{extra[1]:.0f} us per save-loop iteration")
         if args.baseline:
             print(f"\nbaseline: memfs from {args.baseline}, same config, same rounds\n")
             print(f"{'op':<8} {'memfs':>9} {'baseline':>9} {'memfs/baseline':>15} {'baseline/bindfs':>16}")
