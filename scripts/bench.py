@@ -163,15 +163,16 @@ timed("rewrite", rewrite, REWRITE_FILES * REWRITE_PASSES)
 # iterations over the rounds (with history on, each step may wait for a commit).
 SAVE_FILES, SAVE_SIZE, SAVE_ITERS = 4, 48 * 1024, opt["save_iters"]
 saved = ["s%d.md" % k for k in range(SAVE_FILES)]
-text = b"".join(bodies) * (SAVE_SIZE // max(1, len(b"".join(bodies))) + 2)
+text = (b"".join(bodies) * (SAVE_SIZE // max(1, len(b"".join(bodies))) + 2))[: SAVE_SIZE + 97]
 def save_setup():
     for name in saved:
         with open(name, "wb") as f: f.write(text[:SAVE_SIZE])
 untimed("saveloop_setup", save_setup)
 def saveloop():
     for it in range(SAVE_ITERS):
+        whole = text[it % 97 : it % 97 + SAVE_SIZE]  # different content every iteration
         for name in saved:
-            fd = os.open(name, os.O_WRONLY); os.pwrite(fd, text[it % 97 :][:SAVE_SIZE], 0); os.close(fd)
+            fd = os.open(name, os.O_WRONLY); os.pwrite(fd, whole, 0); os.close(fd)
             fd = os.open(name, os.O_WRONLY); os.pwrite(fd, b"patch %03d " % it * 30, SAVE_SIZE // 2)
             os.close(fd)
             os.truncate(name, SAVE_SIZE - 2048)
