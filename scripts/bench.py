@@ -17,7 +17,9 @@ file, rewrite or iteration: does memfs send more requests than the floor?
 
 Cost per request above bare (lookup, getattr, open, release, read, create, unlink): probes,
 loops that each send one kind of request (PROBES lists what each should send, and
---count-requests checks it), timed on memfs, nohist and bare in the rounds. A probe's us per
+--count-requests checks it), timed on memfs, nohist and bare after the rounds, in runs of their
+own (not before a workload: their commits would slow it; not after one: they would wait behind
+its commits), best of PROBE_REPS per run, median over one run per round. A probe's us per
 iteration on memfs minus the same on bare is what memfs adds to that request: the syscall,
 the kernel and the loop are the same on both. Two are differences of probes: release =
 open+close - open (close returns before RELEASE is answered; the next open waits behind it),
@@ -75,10 +77,10 @@ def write_all(names):
         with open(name, "wb") as f: f.write(bodies[i % n])
 mark("setup", 0)
 # Probes: loops that each send one kind of request (--count-requests checks which), for the
-# cost per request above bare. They run first, before this run's writes keep history busy, in
-# a folder of their own beside d, so the workload's folder holds only its own files.
+# cost per request above bare. Timed in runs of their own (only_probes); counted first, in a
+# folder of their own beside d, so the workload's folder holds only its own files.
 K = opt.get("probe_files", 0)
-if K:
+if K and not opt.get("only_probes"):
     os.mkdir(d + "-probe"); os.chdir(d + "-probe")
 probe = ["p%03d" % i for i in range(K)]
 created = ["c%03d" % i for i in range(K)]
@@ -124,7 +126,9 @@ for _ in range(opt.get("probe_reps", 1) if K else 0):
     untimed("p_read_close", close_all)
     timed("p_create", create_empty, K)
     timed("p_unlink", unlink_created, K)
-os.chdir(d)
+if opt.get("only_probes"):
+    print(json.dumps(t)); sys.exit(0)
+untimed("probes_done", lambda: os.chdir(d))
 def create():
     for name, body in zip(names, bodies):
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); os.write(fd, body); os.close(fd)
@@ -193,6 +197,10 @@ COLUMNS = ("memfs", "nohist", "noembed", "native", "bindfs", "bare")
 PROBE_TARGETS = ("memfs", "nohist", "bare")  # the probes only serve the per-request costs above bare
 PROBE_FILES = 100
 PROBE_REPS = 3  # in the timed rounds; each probe's best of these, then the median over the rounds
+# The probes are timed after the rounds, in runs of their own: run before a workload they would
+# leave history committing (p_unlink forces a commit per file) and slow it; run after one,
+# they would wait behind its commits. History's committer gets this long to finish first.
+PROBE_SETTLE = 3.0
 # Each probe and the requests it should send per iteration (--count-requests checks them).
 # FORGET and BATCH_FORGET follow as the kernel drops inodes and are not expected or counted against.
 PROBES = {
@@ -254,6 +262,11 @@ def as_uid(uid: int, *cmd: str) -> list[str]:
 
 def worker(uid: int, n: int, d: Path, opt: dict) -> list[str]:
     return as_uid(uid, "/usr/bin/python3", "-c", WORKER, str(n), str(d), json.dumps(opt))
+
+
+def run_worker(uid: int, n: int, d: Path, opt: dict) -> dict[str, float]:
+    out = subprocess.run(worker(uid, n, d, opt), check=True, capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout)
 
 
 def mount_bare(src: Path, mnt: Path, stderr, debug: bool = False) -> subprocess.Popen:
@@ -404,10 +417,12 @@ def print_counts(counts: dict[str, dict[str, tuple[Counter, int]]], med: dict | 
 
 
 def print_per_request(counts: dict | None, med: dict[str, dict[str, float]]) -> None:
-    print("\nus per request above bare, from the probes: loops that each send one kind of request,")
-    print(f"timed in the rounds above (best of {PROBE_REPS} per round, median of the rounds). memfs, nohist,")
-    print("bare: us per iteration (the request, the syscall and the loop around it); above bare: what")
-    print("memfs adds to that request\n")
+    print("\nus per request above bare, from the probes: loops that each send one kind of request, timed")
+    print(
+        f"after the rounds in runs of their own, {PROBE_FILES} files (best of {PROBE_REPS} per run, median of"
+    )
+    print("one run per round). memfs, nohist, bare: us per iteration (the request, the syscall and the")
+    print("loop around it); above bare: what memfs adds to that request\n")
     head = f"{'request':<8} {'memfs':>8} {'nohist':>8} {'bare':>8}"
     print(f"{head} {'memfs above bare':>17} {'nohist above':>13}  from")
     for req, formula, how in PER_REQUEST:
@@ -554,18 +569,21 @@ def main() -> int:
                 for name in order:
                     d = targets[name] / f"round{r}"
                     subprocess.run(as_uid(uid, "mkdir", str(d)), check=True)
-                    opt = {"save_iters": save_iters, "probe_reps": PROBE_REPS}
-                    opt["probe_files"] = PROBE_FILES if name in PROBE_TARGETS else 0
-                    out = subprocess.run(
-                        worker(uid, args.files, d, opt),
-                        check=True,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                    )
-                    for op, v in json.loads(out.stdout).items():
+                    opt = {"save_iters": save_iters}
+                    for op, v in run_worker(uid, args.files, d, opt).items():
                         results[name][op].append(v)
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+            time.sleep(PROBE_SETTLE)
+            probe_order = list(PROBE_TARGETS)
+            for r in range(args.rounds):
+                random.Random(r).shuffle(probe_order)
+                for name in probe_order:
+                    d = targets[name] / f"probes{r}"
+                    subprocess.run(as_uid(uid, "mkdir", str(d)), check=True)
+                    opt = {"only_probes": True, "probe_files": PROBE_FILES, "probe_reps": PROBE_REPS}
+                    for op, v in run_worker(uid, PROBE_FILES, d, opt).items():
+                        results[name][op].append(v)
+            print("probes done", file=sys.stderr)
             med = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in results.items()}
             print_timings(args, med, save_iters)
         counts = None
