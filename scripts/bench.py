@@ -6,8 +6,9 @@ runs as a non-root uid). It measures whichever memfs is importable: PYTHONPATH=/
 runs an older one (the daemon inherits the environment and runs from a neutral cwd).
 
 History's cost: `rewrite` (100 files rewritten with O_TRUNC, 10 passes) and `saveloop` (an
-agent's save loop on 4 files of 48 KiB: rewrite in place, patch, truncate) run on every
-target; memfs/nohist is the ratio to read. --save-iterations is split over the rounds.
+agent's save loop on 4 files of 48 KiB: rewrite in place, patch, truncate; 150 iterations,
+--save-iterations) run on every target; memfs/nohist is the ratio to read. With history on
+both are slow today, so their passes and iterations are split over the rounds.
 
 --count-requests mounts memfs and bare once more with libfuse's -o debug (memfs through
 FUSE_DEBUG_MEMFS, which adds "debug" to the options memfs gives pyfuse3.init), runs the
@@ -153,7 +154,7 @@ timed("ls_l", lambda: run(["ls", "-l", "."]))
 timed("rename", rename_all)
 timed("unlink", unlink)
 # History's cost: whole-file rewrites, as a tool saving a file does (O_TRUNC open+write+close)
-REWRITE_FILES, REWRITE_PASSES = 100, 10
+REWRITE_FILES, REWRITE_PASSES = 100, opt["rewrite_passes"]
 rewritten = ["w%03d.md" % i for i in range(REWRITE_FILES)]
 untimed("rewrite_setup", lambda: write_all(rewritten))
 def rewrite():
@@ -164,7 +165,8 @@ def rewrite():
 timed("rewrite", rewrite, REWRITE_FILES * REWRITE_PASSES)
 # ... and an agent's save loop on a few bigger files: each rewritten in place (no O_TRUNC),
 # patched in the middle, cut shorter; per iteration, every file once. The caller splits the
-# iterations over the rounds (with history on, each step may wait for a commit).
+# iterations, and the rewrite passes, over the rounds (with history on, each step may wait
+# for a commit of the one before).
 SAVE_FILES, SAVE_SIZE, SAVE_ITERS = 4, 48 * 1024, opt["save_iters"]
 saved = ["s%d.md" % k for k in range(SAVE_FILES)]
 text = (b"".join(bodies) * (SAVE_SIZE // max(1, len(b"".join(bodies))) + 2))[: SAVE_SIZE + 97]
@@ -188,9 +190,10 @@ OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "rename",
 OPS += ["rewrite", "saveloop"]  # history's cost: whole-file rewrites, an agent's save loop
 UNITS = (
     "ms per 1000 files of 1-2 KB; rewrite: per 1000 rewrites of a 1-2 KB file (O_TRUNC open+write+close,\n"
-    "100 files x 10 passes a round); saveloop: per 1000 iterations of an agent's save loop (4 files of\n"
-    "48 KiB, each rewritten in place, patched 300 B in the middle, truncated 2 KiB shorter; {iters} a round)"
+    "100 files x {passes} passes a round); saveloop: per 1000 iterations of an agent's save loop (4 files\n"
+    "of 48 KiB: each rewritten in place, patched 300 B in the middle, cut 2 KiB shorter; {iters} a round)"
 )
+REWRITE_PASSES = 10  # in all, split over the rounds like --save-iterations
 
 
 COLUMNS = ("memfs", "nohist", "noembed", "native", "bindfs", "bare")
@@ -356,8 +359,9 @@ def count_requests(uid: int, n: int, d: Path, opt: dict, log: Path) -> dict[str,
     return phases
 
 
-def print_timings(args, med: dict[str, dict[str, float]], save_iters: int) -> None:
-    print(f"\nmedian of {args.rounds} interleaved rounds, uid {args.uid}; {UNITS.format(iters=save_iters)}\n")
+def print_timings(args, med: dict[str, dict[str, float]], opt: dict) -> None:
+    units = UNITS.format(passes=opt["rewrite_passes"], iters=opt["save_iters"])
+    print(f"\nmedian of {args.rounds} interleaved rounds, uid {args.uid}; {units}\n")
     print("memfs: defaults (history on, WordLlama embeddings); nohist: history: {enabled: false};")
     print("noembed: search: {embedder: none}; bare: scripts/passthrough.py, a bare pyfuse3 passthrough\n")
     head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'native':>9} {'bindfs':>9} {'bare':>9}"
@@ -469,7 +473,11 @@ def main() -> int:
     )
     args = ap.parse_args()
     uid = args.uid
-    save_iters = max(1, -(-args.save_iterations // max(1, args.rounds)))
+    # The history ops' work in all is split over the rounds: with history on they are slow.
+    per_round = {
+        "rewrite_passes": max(1, -(-REWRITE_PASSES // max(1, args.rounds))),
+        "save_iters": max(1, -(-args.save_iterations // max(1, args.rounds))),
+    }
 
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-", dir="/var/tmp"))
     os.chmod(base, 0o755)
@@ -569,8 +577,7 @@ def main() -> int:
                 for name in order:
                     d = targets[name] / f"round{r}"
                     subprocess.run(as_uid(uid, "mkdir", str(d)), check=True)
-                    opt = {"save_iters": save_iters}
-                    for op, v in run_worker(uid, args.files, d, opt).items():
+                    for op, v in run_worker(uid, args.files, d, per_round).items():
                         results[name][op].append(v)
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
             time.sleep(PROBE_SETTLE)
@@ -585,7 +592,7 @@ def main() -> int:
                         results[name][op].append(v)
             print("probes done", file=sys.stderr)
             med = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in results.items()}
-            print_timings(args, med, save_iters)
+            print_timings(args, med, per_round)
         counts = None
         if args.count_requests:
             print("counting requests: memfs and bare with libfuse -o debug", file=sys.stderr)
@@ -598,7 +605,7 @@ def main() -> int:
             bare_log = cleanup.enter_context(open(base / "bare-count.fuse", "wb"))
             bare_counted = mount_bare(bare_count_src, bare_count_mnt, bare_log, debug=True)
             cleanup.callback(umount_bare, bare_count_mnt, bare_counted)
-            opt = {"save_iters": 20, "probe_files": PROBE_FILES}
+            opt = {"rewrite_passes": 2, "save_iters": 20, "probe_files": PROBE_FILES}
             counts = {
                 "memfs": count_requests(
                     uid, args.count_files, count_mnt / "count", opt, base / "memfs-count.fuse"
