@@ -35,6 +35,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -315,8 +316,8 @@ def mount_memfs_debug(argv: list[str], stderr, env: dict, cwd: Path) -> subproce
         start_new_session=True,
     )
     os.close(w)
-    with os.fdopen(r) as ready:
-        line = ready.readline().strip()  # the daemon writes "ok" or "error: ..." (memfs/mount.py)
+    with os.fdopen(r) as ready:  # the daemon writes "ok" or "error: ..." (memfs/mount.py)
+        line = ready.readline().strip() if select.select([ready], [], [], 60)[0] else ""
     if line != "ok":
         proc.kill()
         proc.wait()
@@ -329,7 +330,7 @@ def count_requests(uid: int, n: int, d: Path, opt: dict, log: Path) -> dict[str,
     the units (files, rewrites, iterations) the phase is reported per (0: not reported)."""
     subprocess.run(as_uid(uid, "mkdir", str(d)), check=True)
     phases: dict[str, tuple[Counter, int]] = {}
-    others = [0]
+    others, rest = 0, b""
     with open(log, "rb") as f:
         f.seek(0, os.SEEK_END)
         proc = subprocess.Popen(
@@ -343,19 +344,22 @@ def count_requests(uid: int, n: int, d: Path, opt: dict, log: Path) -> dict[str,
             # the worker, the tools it ran, and the kernel itself (pid 0: RELEASE, FORGET)
             ours = {0, proc.pid, *(int(p) for p in pids.split(",") if p != "-")}
             time.sleep(COUNT_SETTLE)
+            text = rest + f.read()
+            cut = text.rfind(b"\n") + 1  # a line still being written is the next phase's
+            rest = text[cut:]
             counts = Counter()
-            for name, code, pid in REQUEST_LINE.findall(f.read()):
+            for name, code, pid in REQUEST_LINE.findall(text[:cut]):
                 if int(pid) in ours:
                     counts[name.decode() if name != b"???" else f"opcode{int(code)}"] += 1
                 else:
-                    others[0] += 1
+                    others += 1
             phases[key] = (counts, int(units))
             proc.stdin.write("\n")
             proc.stdin.flush()
         if proc.wait(timeout=600) != 0:
             raise RuntimeError(f"counting workload in {d} failed with status {proc.returncode}")
-    if others[0]:
-        print(f"{d}: {others[0]} requests from other processes not counted", file=sys.stderr)
+    if others:
+        print(f"{d}: {others} requests from other processes not counted", file=sys.stderr)
     return phases
 
 
