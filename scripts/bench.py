@@ -22,7 +22,8 @@ loops that each send one kind of request (PROBES lists what each should send, an
 own (not before a workload: their commits would slow it; not after one: they would wait behind
 its commits), best of PROBE_REPS per run, median over one run per round. A probe's us per
 iteration on memfs minus the same on bare is what memfs adds to that request: the syscall,
-the kernel and the loop are the same on both. Two are differences of probes: release =
+the kernel and the loop are the same on both (paired per round, the median over the rounds,
+with the lowest..highest beside it). Two are differences of probes: release =
 open+close - open (close returns before RELEASE is answered; the next open waits behind it),
 create = O_EXCL create+close - a missing-name lookup - release. The workload ops' own
 (memfs - bare) / memfs requests is printed beside the counts, but mixes request kinds.
@@ -430,25 +431,28 @@ def print_counts(counts: dict[str, dict[str, tuple[Counter, int]]], med: dict | 
 
 
 def print_per_request(counts: dict | None, med: dict[str, dict[str, float]], results: dict) -> None:
-    print("\nus per request above bare, from the probes: loops that each send one kind of request, timed")
-    print(
-        f"after the rounds in runs of their own, {PROBE_FILES} files (best of {PROBE_REPS} per run, median of"
-    )
-    print("one run per round). memfs, nohist, bare: us per iteration (the request, the syscall and the")
-    print("loop around it); above bare: what memfs adds to that request; rounds: memfs above bare in")
-    print("each round's probe runs, lowest..highest (the noise to read it against)\n")
+    print("\nus per request above bare, from the probes (loops that each send one kind of request), timed")
+    runs = f"{PROBE_FILES} files, best of {PROBE_REPS} per run, one run per round"
+    print(f"after the rounds in runs of their own: {runs}.")
+    print("memfs, nohist, bare: median us per probe iteration (the request, the syscall and the loop")
+    print("around it). above bare: median over the rounds of memfs - bare in that round's probe runs")
+    print("(a round runs memfs's, nohist's and bare's one after another); rounds: its lowest..highest\n")
     head = f"{'request':<8} {'memfs':>8} {'nohist':>8} {'bare':>8}"
     print(f"{head} {'memfs above bare':>17} {'rounds':>15} {'nohist above':>13}  from")
-    for req, formula, how in PER_REQUEST:
-        us = {k: sum(w * med[k][op] for op, w in formula.items()) for k in PROBE_TARGETS}
-        m, h, b = us["memfs"], us["nohist"], us["bare"]
-        rounds = len(results["bare"]["p_lookup"])
-        each = [
-            sum(w * (results["memfs"][op][r] - results["bare"][op][r]) for op, w in formula.items())
-            for r in range(rounds)
+
+    def above(k: str, formula: dict[str, int]) -> list[float]:
+        """k minus bare in each round: a round's probe runs follow one another."""
+        rounds = range(len(results["bare"]["p_lookup"]))
+        return [
+            sum(w * (results[k][op][r] - results["bare"][op][r]) for op, w in formula.items()) for r in rounds
         ]
+
+    for req, formula, how in PER_REQUEST:
+        m, h, b = (sum(w * med[k][op] for op, w in formula.items()) for k in ("memfs", "nohist", "bare"))
+        each = above("memfs", formula)
         spread = f"{min(each):.0f}..{max(each):.0f}"
-        print(f"{req:<8} {m:8.1f} {h:8.1f} {b:8.1f} {m - b:17.1f} {spread:>15} {h - b:13.1f}  {how}")
+        mb, hb = statistics.median(each), statistics.median(above("nohist", formula))
+        print(f"{req:<8} {m:8.1f} {h:8.1f} {b:8.1f} {mb:17.1f} {spread:>15} {hb:13.1f}  {how}")
     if counts is None:
         print("\n(requests per probe not checked: run with --count-requests)")
         return
