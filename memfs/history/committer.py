@@ -35,6 +35,7 @@ MAX_VERSION_BYTES = 64 << 20  # an admin's bigger file in DATA/ is not copied in
 MAX_RENAME_LINES = 10_000
 GC_EVERY = 200  # commits per scope between `git gc --auto` checks
 LOW_WATER = 0.75  # a scope past its budget is pruned to this share of it: the next prune waits for growth
+WORKER_CACHE = 16 << 20  # libgit2's object cache in the worker, bytes
 SKIP = object()  # a file whose state cannot be known now (EACCES, EMFILE): leave it as is
 
 
@@ -371,6 +372,8 @@ _committer: Committer | None = None
 def start(data: Path, max_file_bytes: int, conf: HistoryConf, limits: Limits, hostname: str) -> None:
     """The worker process's initializer: its own store over the same DATA/."""
     global _committer
+    # libgit2 caches up to 256 MiB of objects by default; a worker re-reads few of them
+    pygit2.settings.cache_max_size(WORKER_CACHE)
     _committer = Committer(data, Store(data, max_file_bytes), conf, limits, hostname)
 
 
