@@ -37,12 +37,12 @@ def do_import(m, src: Path, *extra) -> str:
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """The files in DATA/, without what the daemon derives from them in the background
+    (index, history's repositories, state)."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and "index" not in p.relative_to(root).parts[:1]
-        and "state" not in p.relative_to(root).parts[:1]
+        if p.is_file() and p.relative_to(root).parts[0] not in ("index", "history", "state")
     }
 
 
