@@ -75,7 +75,7 @@ class DirOps:
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
-        await self._preserve(scope, path)
+        await self._preserve(scope, path, removing=True)
         await self._settle(scope)
         st = self.store.lstat(scope, path)
         self.store.unlink(scope, path)
@@ -131,7 +131,7 @@ class DirOps:
             carried = await self._tree_usage(src, src_path, st)
             await self.quotas.usage(src)
             await self.quotas.need(dst, carried.bytes, carried.files)
-        await self._preserve(dst, dst_path)  # what a rename over it would destroy
+        await self._preserve(dst, dst_path, removing=True)  # what a rename over it would destroy
         await self._settle(src, dst)
         # No await from here to the rename: no other handler runs in between.
         try:

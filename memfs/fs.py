@@ -207,7 +207,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         if self.history is not None:
             self.history.touch(node.scope, node.path, self._user(uid))
 
-    async def _preserve(self, scope: Scope, path: bytes) -> None:
+    async def _preserve(self, scope: Scope, path: bytes, removing: bool = False) -> None:
         """About to destroy a file's content (rm, truncate, a rename over it, an open for
         writing): if history has not yet kept what was last written to it, keep it now.
         Costs one read only when the path changed since the last batch; no commit."""
@@ -221,7 +221,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 user = self._user(h.uid)
                 self.history.touch(scope, path, user)
                 break
-        await self.history.keep(scope, path, user or self.history.last_writer(scope, path))
+        await self.history.keep(scope, path, user or self.history.last_writer(scope, path), removing)
 
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
         wanted = set(scopes)

@@ -195,6 +195,12 @@ class Store:
         with self.place(scope, rel) as (where, name):
             os.mkdir(name, mode, dir_fd=where)
 
+    def link_out(self, scope: Scope, rel: bytes, dst: str) -> None:
+        """A hard link to a scope's file at `dst`, a path of memfs's own outside every scope
+        (history's spool): the content stays when the name goes."""
+        with self.place(scope, rel) as (where, name):
+            os.link(name, dst, src_dir_fd=where, follow_symlinks=False)
+
     def unlink(self, scope: Scope, rel: bytes) -> None:
         with self.place(scope, rel) as (where, name):
             os.unlink(name, dir_fd=where)

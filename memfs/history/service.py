@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -151,13 +152,14 @@ class History:
         """Who changed this path last in the pending batch (a kept version's author)."""
         return self._paths.get(scope, {}).get(path) or self._dir_moves.get(scope) or RECONCILE_AUTHOR
 
-    async def keep(self, scope: Scope, path: bytes, user: str) -> None:
+    async def keep(self, scope: Scope, path: bytes, user: str, removing: bool = False) -> None:
         """A caller is about to destroy this file's content (truncate, overwrite, unlink, a
         rename over it). If history has not yet committed it, keep it now: the kernel
         copies it to a spool file (copy_file_range: no bytes through the daemon, a reflink
         where the filesystem has them) that the batch commits, so the caller waits for one
-        copy and never for a commit. A scope with more than KEEP_MAX spooled makes
-        its caller wait for the committer: bounded, and nothing is dropped."""
+        copy and never for a commit; `removing` (rm, a rename over it): the name goes but
+        the content stays, so a hard link keeps it, without a copy. A scope with more than
+        KEEP_MAX spooled makes its caller wait for the committer: bounded, nothing dropped."""
         if not self.is_pending(scope, path):
             return
         while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
@@ -168,6 +170,9 @@ class History:
             await self._drain_events.setdefault(scope, trio.Event()).wait()
             if not self.is_pending(scope, path):
                 return
+        if removing:
+            self._keep_by_link(scope, path, user)
+            return
         opened = open_file(self.store, scope, path)
         if opened is None or opened is SKIP:
             return
@@ -194,9 +199,25 @@ class History:
                 n = await trio.to_thread.run_sync(spool_file, spool, fd, st.st_size, limiter=self._reader)
         if n < 0:
             return
-        last[path] = sig
+        self._spooled_one(scope, path, user, st, str(spool), offset, n)
+
+    def _keep_by_link(self, scope: Scope, path: bytes, user: str) -> None:
+        self._spooled += 1
+        spool = self.spool / f"{os.getpid()}-{self._spooled}"
+        try:
+            self.store.link_out(scope, path, str(spool))
+        except OSError:
+            return  # gone already, a folder, or EMLINK: nothing to keep, or it cannot be
+        st = os.lstat(spool)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_VERSION_BYTES:
+            os.unlink(spool)
+            return
+        self._spooled_one(scope, path, user, st, str(spool), 0, st.st_size)
+
+    def _spooled_one(self, scope: Scope, path: bytes, user: str, st, spool: str, offset: int, n: int) -> None:
+        self._last_kept.setdefault(scope, {})[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
         mode = EXEC if st.st_mode & 0o100 else BLOB
-        self._kept.setdefault(scope, []).append(Kept(user, path, mode, str(spool), offset, n, time.time()))
+        self._kept.setdefault(scope, []).append(Kept(user, path, mode, spool, offset, n, time.time()))
         total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + n
         if total > KEEP_HURRY:
             self._hurry.set()
