@@ -57,9 +57,11 @@ class DirOps:
         await self._settle(scope)  # the last await: a sync cannot start before the change
         os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
         self.quotas.add(scope, files=1)
-        if self.history is not None:
-            self.history.touch(scope, path, p.user)
-        return self.entry(scope, path, entry_timeout(parent_inode))
+        attrs = self.entry(scope, path, entry_timeout(parent_inode))
+        node = self.inodes.get(attrs.st_ino)
+        if node is not None:  # a new (empty) file: the index and history hear of it like a close
+            self._changed(node, ctx.uid)
+        return attrs
 
     async def symlink(
         self, parent_inode: InodeT, name: FileNameT, target: FileNameT, ctx: RequestContext

@@ -99,9 +99,11 @@ def test_index_md(tm):
     team = idx.split("## Team (eng)")[1]
     assert "### reference\n\n- [Indent](team/indent.md) — team indentation rule" in team
     assert "MEMORY.md" not in idx.replace("MEMORY.md)", "")  # index files are not entries
-    # It follows the files at once.
+    # It follows the files at once, however they are made.
     tm.sh(ALICE, "rm orphan.md")
     assert "orphan" not in read(tm, ALICE, "index.md").lower()
+    tm.py(ALICE, "import os, stat; os.mknod('made-by-mknod.md', stat.S_IFREG | 0o600)")
+    assert "made-by-mknod.md" in read(tm, ALICE, "index.md")
     # Grants show the owner's entries read-only; nothing of bob's leaks to alice.
     carol = read(tm, CAROL, "index.md")
     assert "## alice (read-only grant)" in carol and "(.memfs/users/alice/tabs.md)" in carol
