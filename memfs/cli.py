@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from . import client, mounthelper, privilege
 from . import config as config_mod
 from . import mount as mount_mod
@@ -80,7 +82,12 @@ def cmd_sync(args) -> int:
         return _fail(f"sync through {args.mount} failed: {e.strerror}")
     text = out.decode(errors="replace")
     sys.stdout.write(text if text.strip() != "[]" else "no remote is configured for your memory\n")
-    return 1 if "error: " in text and "error: null" not in text else 0
+    try:  # the daemon answers a YAML list, one mapping per scope: any scope's error fails the command
+        scopes = yaml.safe_load(text) or []
+    except yaml.YAMLError:
+        return _fail("the daemon's answer to sync was not understood")
+    failed = not isinstance(scopes, list) or any(not isinstance(s, dict) or s.get("error") for s in scopes)
+    return 1 if failed else 0
 
 
 def cmd_reindex(args) -> int:

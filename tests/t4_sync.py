@@ -189,6 +189,11 @@ def test_private_remote_follows_its_user_only(make_mount, remote, base_dir):
         assert "No results" in b.sh(uid, "cat '.memfs/search/alice private'").stdout
     out = b.run(BOB, memfs_cmd("sync", "--mount", str(b.mnt))).stdout
     assert "private:alice" not in out and "team:eng" in out
+    # one of alice's two scopes fails, the other syncs: the command fails (it exited 0)
+    alice_remote.rename(alice_remote.with_name("alice-away.git"))
+    res = a.run(ALICE, memfs_cmd("sync", "--mount", str(a.mnt)), check=False)
+    assert res.returncode == 1 and "private:alice" in res.stdout and "team:eng" in res.stdout
+    a.expect_log(r"sync private:alice with .* failed")
 
 
 def test_remote_down_then_back(make_mount, remote):
