@@ -443,7 +443,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         if not (fields.update_size or fields.update_mode or fields.update_atime or fields.update_mtime):
             target.touch_ctime()  # chown to the shown owner (or -1): only the change time moves
         if fields.update_size:
-            await self._resize(node, target, attr.st_size, handle is not None, ctx.uid)
+            mid_session = handle is not None and handle.dirty
+            await self._resize(node, target, attr.st_size, handle is not None, ctx.uid, mid_session)
         if fields.update_mode:
             target.chmod(policy.stored_mode(attr.st_mode))
         if fields.update_atime or fields.update_mtime:
@@ -465,8 +466,12 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 raise FUSEError(errno.ENOENT)
         return self.store.target(node.scope, node.path, fd)
 
-    async def _resize(self, node: Node, target, size: int, checked_at_open: bool, uid: int) -> None:
-        if not node.unlinked:
+    async def _resize(
+        self, node: Node, target, size: int, checked_at_open: bool, uid: int, mid_session: bool = False
+    ) -> None:
+        # mid_session: an ftruncate through a handle that has written and is still open
+        # (fsx, a database): what it cuts was never closed, so it is no version to keep
+        if not node.unlinked and not mid_session:
             await self._preserve(node.scope, node.path)
         st = self._stat(node)
         if not checked_at_open and not policy.owner_bits_allow(st.st_mode, False, True):
