@@ -77,8 +77,7 @@ class DirOps:
         scope, path = self._target(p, parent_inode, name, creating=False)
         await self._preserve(scope, path)
         await self._settle(scope)
-        st = self.store.lstat(scope, path)
-        self.store.unlink(scope, path)
+        st = self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
         if self.index is not None:
             self.index.remove(scope, path)

@@ -215,9 +215,17 @@ class Store:
         with self.place(scope, rel) as (where, name):
             os.mkdir(name, mode, dir_fd=where)
 
-    def unlink(self, scope: Scope, rel: bytes) -> None:
-        with self.place(scope, rel) as (where, name):
-            os.unlink(name, dir_fd=where)
+    def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
+        """Remove a file; returns what it was (its size goes back to the quota), read in
+        the same walk: one fstatat next to the unlinkat, not a second confined lookup."""
+        entry = self._hold(scope)
+        try:
+            with beneath(entry[0], rel) as (where, name):
+                st = os.stat(name, dir_fd=where, follow_symlinks=False)
+                os.unlink(name, dir_fd=where)
+        finally:
+            self._let_go(entry)
+        return st
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
         with self.place(scope, rel) as (where, name):
