@@ -30,7 +30,8 @@ class FileOps:
     """Uses what fs.Operations sets up: store, inodes, quotas, opens, control, _files."""
 
     # -- files ----------------------------------------------------------------
-    def _open_handle(self, node: Node, fd: int, flags: int, uid: int) -> FileInfo:
+    def _open_handle(self, node: Node, fd: int, flags: int, uid: int, st: os.stat_result) -> FileInfo:
+        """Keep the handle; `st` is the fstat of `fd`, taken once by the caller."""
         acc = flags & os.O_ACCMODE
         writable = acc != os.O_RDONLY
         # An O_TRUNC open changed the file even if nothing is written after it.
@@ -38,7 +39,6 @@ class FileOps:
         handle = FileHandle(node, fd, uid, writable, bool(flags & os.O_APPEND), dirty=dirty)
         self._files[fd] = handle
         self.inodes.opened(node, fd)
-        st = os.fstat(fd)
         sig = (st.st_mtime_ns, st.st_size)
         # Keep the kernel's page cache only if nothing changed the file behind its back.
         keep = node.sig == sig
@@ -79,7 +79,7 @@ class FileOps:
             raise
         if flags & os.O_TRUNC:
             self.quotas.add(node.scope, -st.st_size)
-        return self._open_handle(node, fd, flags, ctx.uid)
+        return self._open_handle(node, fd, flags, ctx.uid, os.fstat(fd))
 
     @guarded
     async def create(
@@ -99,7 +99,7 @@ class FileOps:
         st = os.fstat(fd)
         node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
         self.inodes.remember(node)
-        info = self._open_handle(node, fd, flags, ctx.uid)
+        info = self._open_handle(node, fd, flags, ctx.uid, st)
         self._files[fd].dirty = True
         return info, self._attrs(node, st, entry_timeout(parent_inode))
 
@@ -156,12 +156,14 @@ class FileOps:
             return
         h = self._files.pop(fh)
         try:
-            st = os.fstat(h.fd)
-            if h.dirty:
-                h.node.sig = (st.st_mtime_ns, st.st_size)
-                self._changed(h.node, h.uid)
-            if h.node.unlinked and h.node.open_fds == {h.fd}:
-                self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
+            last_of_unlinked = h.node.unlinked and h.node.open_fds == {h.fd}
+            if h.dirty or last_of_unlinked:  # else nothing to learn: no fstat
+                st = os.fstat(h.fd)
+                if h.dirty:
+                    h.node.sig = (st.st_mtime_ns, st.st_size)
+                    self._changed(h.node, h.uid)
+                if last_of_unlinked:
+                    self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:
             os.close(h.fd)
             self.inodes.closed(h.node, h.fd)
