@@ -62,15 +62,12 @@ class FileOps:
         self._require(p, node, Access.WRITE if writing else Access.READ)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
-        st = self.store.lstat(node.scope, node.path)
-        if stat.S_ISDIR(st.st_mode):
-            raise FUSEError(errno.EISDIR)
-        if not policy.owner_bits_allow(st.st_mode, reading, writing):
-            raise FUSEError(errno.EACCES)
-        if writing:
-            await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
-            await self._preserve(node.scope, node.path)
-            await self._settle(node.scope)  # the last await: a sync sees this handle as busy
+        if not writing:
+            return self._open_to_read(node, flags, ctx.uid)
+        st = self._openable(node, reading, writing)
+        await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
+        await self._preserve(node.scope, node.path)
+        await self._settle(node.scope)  # the last await: a sync sees this handle as busy
         self.opens.take(ctx.uid)
         try:
             fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
@@ -80,6 +77,34 @@ class FileOps:
         if flags & os.O_TRUNC:
             self.quotas.add(node.scope, -st.st_size)
         return self._open_handle(node, fd, flags, ctx.uid, os.fstat(fd))
+
+    def _openable(
+        self, node: Node, reading: bool, writing: bool, st: os.stat_result | None = None
+    ) -> os.stat_result:
+        """EISDIR or EACCES (the owner bits) for opening this file; else its stat."""
+        if st is None:
+            st = self.store.lstat(node.scope, node.path)
+        if stat.S_ISDIR(st.st_mode):
+            raise FUSEError(errno.EISDIR)
+        if not policy.owner_bits_allow(st.st_mode, reading, writing):
+            raise FUSEError(errno.EACCES)
+        return st
+
+    def _open_to_read(self, node: Node, flags: int, uid: int) -> FileInfo:
+        """An open that changes nothing (no write, no O_TRUNC) is made first and judged by
+        the fstat of what it opened: one confined lookup of the path instead of two."""
+        try:
+            fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
+        except OSError:
+            self._openable(node, True, False)  # the errno the checks give comes first, as before
+            raise
+        try:
+            st = self._openable(node, True, False, os.fstat(fd))
+            self.opens.take(uid)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._open_handle(node, fd, flags, uid, st)
 
     @guarded
     async def create(

@@ -410,6 +410,24 @@ async def test_chmod_keeps_owner_bits_only(ops, data):
     assert stat.S_IMODE((data / "private" / "alice" / "run.sh").stat().st_mode) == 0o700
 
 
+async def test_open_to_read_is_refused_by_the_owner_bits_and_keeps_no_fd(ops):
+    # An open to read is made first and judged by the fstat of what it opened: when
+    # refused, nothing of it is kept (no fd, no handle, no count against the caller).
+    ino = await make_file(ops, ALICE, b"w.md", b"secret")
+    mode = EntryAttributes()
+    mode.st_mode = stat.S_IFREG | 0o200
+    await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))
+    fds = len(os.listdir("/proc/self/fd"))
+    assert await errno_of(ops.open(ino, os.O_RDONLY, ctx(ALICE))) == errno.EACCES
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert not ops._files and ops.opens.held(ALICE) == (0, 0)
+    mode.st_mode = stat.S_IFREG | 0o600
+    await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))
+    fi = await ops.open(ino, os.O_RDONLY, ctx(ALICE))
+    assert await ops.read(fi.fh, 0, 100) == b"secret"
+    await ops.release(fi.fh)
+
+
 async def test_chown_to_another_owner_is_eperm(ops):
     ino = await make_file(ops, ALICE, b"f.md")
     owner = EntryAttributes()
