@@ -332,10 +332,14 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return a
 
     def _stat(self, node: Node) -> os.stat_result:
-        if node.unlinked:
-            if not node.open_fds:
-                raise FUSEError(errno.ENOENT)
+        # An open file is stat'ed through one of its fds: the file itself, whether it was
+        # unlinked or not (a name replaced or removed marks its node unlinked), and no
+        # confined walk of its path. Readers fstat what they opened (Python's read(), cat,
+        # grep): the kernel asks getattr while the file is open.
+        if node.open_fds:
             return os.fstat(next(iter(node.open_fds)))
+        if node.unlinked:
+            raise FUSEError(errno.ENOENT)
         return self.store.lstat(node.scope, node.path)
 
     def _root_attrs(self, p: Principal, ctx: RequestContext) -> EntryAttributes:

@@ -374,6 +374,24 @@ async def test_unlinked_but_open_file_still_works(ops, data):
     assert await errno_of(ops.getattr(ino, ctx(ALICE))) == errno.ENOENT
 
 
+async def test_getattr_of_an_open_file_answers_from_its_fd(ops, monkeypatch):
+    # The kernel asks getattr while a reader holds the file open (Python's read(), cat and
+    # grep fstat what they opened): fstat of the open fd answers, no walk of the path; the
+    # caller is still checked.
+    fh, ino = await create(ops, ALICE, b"f.md")
+    assert await ops.write(fh, 0, b"hello") == 5
+
+    def no_walk(*args):
+        raise AssertionError("getattr of an open file walked its path")
+
+    monkeypatch.setattr(ops.store, "lstat", no_walk)
+    assert (await ops.getattr(ino, ctx(ALICE))).st_size == 5
+    assert await errno_of(ops.getattr(ino, ctx(BOB))) == errno.EACCES
+    monkeypatch.undo()
+    await ops.release(fh)
+    assert (await ops.getattr(ino, ctx(ALICE))).st_size == 5  # closed: by its path again
+
+
 async def test_a_new_file_under_an_unlinked_name_is_a_new_inode(ops):
     fh, ino = await create(ops, ALICE, b"f.md")
     await ops.unlink(ROOT_INODE, b"f.md", ctx(ALICE))
