@@ -113,15 +113,19 @@ class OpenCounts:
         self._control: Counter[int] = Counter()  # of those, .memfs handles
 
     def take(self, uid: int, control: bool = False) -> None:
-        if self._files[uid] >= self.limits.open_files:
-            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, self._files[uid])
+        # .get, not [uid]: a uid holding nothing has no entry, and Counter's __missing__
+        # is Python code (two calls per open of such a uid).
+        held = self._files.get(uid, 0)
+        if held >= self.limits.open_files:
+            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, held)
             raise FUSEError(errno.EMFILE)
         if control:
-            if self._control[uid] >= self.limits.open_queries:
-                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, self._control[uid])
+            queries = self._control.get(uid, 0)
+            if queries >= self.limits.open_queries:
+                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, queries)
                 raise FUSEError(errno.EMFILE)
-            self._control[uid] += 1
-        self._files[uid] += 1
+            self._control[uid] = queries + 1
+        self._files[uid] = held + 1
 
     def give(self, uid: int, control: bool = False) -> None:
         for counts in (self._files, self._control) if control else (self._files,):
