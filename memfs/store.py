@@ -231,9 +231,32 @@ class Store:
         with self.place(scope, rel) as (where, name):
             os.rmdir(name, dir_fd=where)
 
-    def rename(self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes) -> None:
-        with self.place(src, src_rel) as (a, a_name), self.place(dst, dst_rel) as (b, b_name):
-            os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
+    def rename(
+        self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes, noreplace: bool = False
+    ) -> os.stat_result | None:
+        """Move a file or folder. Returns what was at dst_rel and is replaced (None when
+        nothing was), read in the same walk as the renameat: its quota goes back. With
+        `noreplace`, an existing dst_rel is EEXIST and nothing moves."""
+        src_entry = self._hold(src)
+        try:
+            dst_entry = self._hold(dst)
+            try:
+                with (
+                    beneath(src_entry[0], src_rel) as (a, a_name),
+                    beneath(dst_entry[0], dst_rel) as (b, b_name),
+                ):
+                    try:
+                        replaced = os.stat(b_name, dir_fd=b, follow_symlinks=False)
+                    except FileNotFoundError:
+                        replaced = None
+                    if replaced is not None and noreplace:
+                        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(dst_rel))
+                    os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
+            finally:
+                self._let_go(dst_entry)
+        finally:
+            self._let_go(src_entry)
+        return replaced
 
     def room(self, offset: int) -> int:
         """Bytes a file may still take from `offset` before the size cap."""
