@@ -16,8 +16,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 LONG_PATH = 3072  # longer relative paths are reached by hops (a syscall takes < 4096 bytes)
 
@@ -113,32 +111,48 @@ def _open_folder(dir_fd: int, rel: bytes) -> int:
     return fd
 
 
-@contextmanager
-def beneath(dir_fd: int, rel: bytes) -> Iterator[tuple[int, bytes]]:
+class beneath:  # used as a function: `with beneath(fd, rel) as (where, name):`
     """(fd, name) for an *at() call on `rel` below `dir_fd`, confined to `dir_fd`'s folder.
     An empty `rel` is the folder itself ('.'). The caller's *at() call must not follow a
-    symlink in `name` (O_NOFOLLOW, follow_symlinks=False, or a call that never does)."""
-    if not rel:
-        yield dir_fd, b"."
-        return
-    check(rel)
-    folder, _, name = rel.rpartition(b"/")
-    if not folder:
-        yield dir_fd, name
-        return
-    held = []
-    try:
-        # A caller's path is bounded by PATH_MAX from its own cwd, not from the scope's
-        # root: a longer one is opened a few thousand bytes at a time.
-        while len(folder) >= LONG_PATH:
-            cut = folder.rfind(b"/", 0, LONG_PATH)
-            if cut <= 0:
-                raise OSError(errno.ENAMETOOLONG, "File name too long")
-            dir_fd = _open_folder(dir_fd, folder[:cut])
-            held.append(dir_fd)
-            folder = folder[cut + 1 :]
-        held.append(_open_folder(dir_fd, folder))
-        yield held[-1], name
-    finally:
-        for fd in held:
+    symlink in `name` (O_NOFOLLOW, follow_symlinks=False, or a call that never does).
+
+    A class rather than a @contextmanager generator: every unlink, mkdir and rename goes
+    through here, and the generator's machinery cost more than the openat2 it wraps."""
+
+    __slots__ = ("_dir_fd", "_rel", "_held")
+
+    def __init__(self, dir_fd: int, rel: bytes) -> None:
+        self._dir_fd, self._rel, self._held = dir_fd, rel, None
+
+    def __enter__(self) -> tuple[int, bytes]:
+        dir_fd, rel = self._dir_fd, self._rel
+        if not rel:
+            return dir_fd, b"."
+        check(rel)
+        folder, _, name = rel.rpartition(b"/")
+        if not folder:
+            return dir_fd, name
+        held = self._held = []
+        try:
+            # A caller's path is bounded by PATH_MAX from its own cwd, not from the scope's
+            # root: a longer one is opened a few thousand bytes at a time.
+            while len(folder) >= LONG_PATH:
+                cut = folder.rfind(b"/", 0, LONG_PATH)
+                if cut <= 0:
+                    raise OSError(errno.ENAMETOOLONG, "File name too long")
+                dir_fd = _open_folder(dir_fd, folder[:cut])
+                held.append(dir_fd)
+                folder = folder[cut + 1 :]
+            held.append(_open_folder(dir_fd, folder))
+        except BaseException:
+            self._close()
+            raise
+        return held[-1], name
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        held, self._held = self._held, None
+        for fd in held or ():
             os.close(fd)

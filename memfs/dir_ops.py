@@ -79,8 +79,7 @@ class DirOps:
         scope, path = self._target(p, parent_inode, name, creating=False)
         await self._preserve(scope, path, removing=True)
         await self._settle(scope)
-        st = self.store.lstat(scope, path)
-        self.store.unlink(scope, path)
+        st = self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
         if self.index is not None:
             self.index.remove(scope, path)
@@ -136,14 +135,10 @@ class DirOps:
         await self._preserve(dst, dst_path, removing=True)  # what a rename over it would destroy
         await self._settle(src, dst)
         # No await from here to the rename: no other handler runs in between.
-        try:
-            replaced = self.store.lstat(dst, dst_path)
-        except FileNotFoundError:
-            replaced = None
-        if replaced is not None and flags & pyfuse3.RENAME_NOREPLACE:
-            raise FUSEError(errno.EEXIST)
         over = [n for v in (False, True) if (n := self.inodes.find(dst, dst_path, v)) is not None]
-        self.store.rename(src, src_path, dst, dst_path)
+        # What it replaces (EEXIST with RENAME_NOREPLACE) is read in the rename's own walk.
+        noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
+        replaced = self.store.rename(src, src_path, dst, dst_path, noreplace=noreplace)
         if replaced is not None:
             self._gone(dst, over, replaced)
         if carried is not None:

@@ -30,7 +30,8 @@ class FileOps:
     """Uses what fs.Operations sets up: store, inodes, quotas, opens, control, _files."""
 
     # -- files ----------------------------------------------------------------
-    def _open_handle(self, node: Node, fd: int, flags: int, uid: int) -> FileInfo:
+    def _open_handle(self, node: Node, fd: int, flags: int, uid: int, st: os.stat_result) -> FileInfo:
+        """Keep the handle; `st` is the fstat of `fd`, taken once by the caller."""
         acc = flags & os.O_ACCMODE
         writable = acc != os.O_RDONLY
         # An O_TRUNC open changed the file even if nothing is written after it.
@@ -38,7 +39,6 @@ class FileOps:
         handle = FileHandle(node, fd, uid, writable, bool(flags & os.O_APPEND), dirty=dirty)
         self._files[fd] = handle
         self.inodes.opened(node, fd)
-        st = os.fstat(fd)
         sig = (st.st_mtime_ns, st.st_size)
         # Keep the kernel's page cache only if nothing changed the file behind its back.
         keep = node.sig == sig
@@ -62,15 +62,12 @@ class FileOps:
         self._require(p, node, Access.WRITE if writing else Access.READ)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
-        st = self.store.lstat(node.scope, node.path)
-        if stat.S_ISDIR(st.st_mode):
-            raise FUSEError(errno.EISDIR)
-        if not policy.owner_bits_allow(st.st_mode, reading, writing):
-            raise FUSEError(errno.EACCES)
-        if writing:
-            await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
-            await self._preserve(node.scope, node.path)
-            await self._settle(node.scope)  # the last await: a sync sees this handle as busy
+        if not writing:
+            return self._open_to_read(node, flags, ctx.uid)
+        st = self._openable(node, reading, writing)
+        await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
+        await self._preserve(node.scope, node.path)
+        await self._settle(node.scope)  # the last await: a sync sees this handle as busy
         self.opens.take(ctx.uid)
         try:
             fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
@@ -79,7 +76,35 @@ class FileOps:
             raise
         if flags & os.O_TRUNC:
             self.quotas.add(node.scope, -st.st_size)
-        return self._open_handle(node, fd, flags, ctx.uid)
+        return self._open_handle(node, fd, flags, ctx.uid, os.fstat(fd))
+
+    def _openable(
+        self, node: Node, reading: bool, writing: bool, st: os.stat_result | None = None
+    ) -> os.stat_result:
+        """EISDIR or EACCES (the owner bits) for opening this file; else its stat."""
+        if st is None:
+            st = self.store.lstat(node.scope, node.path)
+        if stat.S_ISDIR(st.st_mode):
+            raise FUSEError(errno.EISDIR)
+        if not policy.owner_bits_allow(st.st_mode, reading, writing):
+            raise FUSEError(errno.EACCES)
+        return st
+
+    def _open_to_read(self, node: Node, flags: int, uid: int) -> FileInfo:
+        """An open that changes nothing (no write, no O_TRUNC) is made first and judged by
+        the fstat of what it opened: one confined lookup of the path instead of two."""
+        try:
+            fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
+        except OSError:
+            self._openable(node, True, False)  # the errno the checks give comes first, as before
+            raise
+        try:
+            st = self._openable(node, True, False, os.fstat(fd))
+            self.opens.take(uid)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._open_handle(node, fd, flags, uid, st)
 
     @guarded
     async def create(
@@ -99,7 +124,7 @@ class FileOps:
         st = os.fstat(fd)
         node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
         self.inodes.remember(node)
-        info = self._open_handle(node, fd, flags, ctx.uid)
+        info = self._open_handle(node, fd, flags, ctx.uid, st)
         self._files[fd].dirty = True
         return info, self._attrs(node, st, entry_timeout(parent_inode))
 
@@ -156,12 +181,14 @@ class FileOps:
             return
         h = self._files.pop(fh)
         try:
-            st = os.fstat(h.fd)
-            if h.dirty:
-                h.node.sig = (st.st_mtime_ns, st.st_size)
-                self._changed(h.node, h.uid)
-            if h.node.unlinked and h.node.open_fds == {h.fd}:
-                self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
+            last_of_unlinked = h.node.unlinked and h.node.open_fds == {h.fd}
+            if h.dirty or last_of_unlinked:  # else nothing to learn: no fstat
+                st = os.fstat(h.fd)
+                if h.dirty:
+                    h.node.sig = (st.st_mtime_ns, st.st_size)
+                    self._changed(h.node, h.uid)
+                if last_of_unlinked:
+                    self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:
             os.close(h.fd)
             self.inodes.closed(h.node, h.fd)

@@ -44,7 +44,16 @@ from .handles import DirHandle, FileHandle
 from .history import History
 from .identity import Identities
 from .index import Index
-from .inodes import CACHE_TIMEOUT, ROOT_INODE, VIEW_TIMEOUT, InodeTable, Node, load_own, save_own
+from .inodes import (
+    CACHE_TIMEOUT,
+    ROOT_INODE,
+    VIEW_TIMEOUT,
+    InodeTable,
+    Node,
+    load_own,
+    removed_stat,
+    save_own,
+)
 from .policy import Access, Principal, Scope
 from .quota import OpenCounts, Quotas
 from .store import Store, child_path
@@ -333,10 +342,17 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return a
 
     def _stat(self, node: Node) -> os.stat_result:
+        # An open file is stat'ed through one of its fds: the file itself, whether it was
+        # unlinked or not (a name replaced or removed marks its node unlinked), and no
+        # confined walk of its path. Readers fstat what they opened (Python's read(), cat,
+        # grep): the kernel asks getattr while the file is open.
+        if node.open_fds:
+            st = os.fstat(next(iter(node.open_fds)))
+            # a removed file has no name left to callers, whatever still links it in DATA/
+            # (history's spool keeps removed content by a hard link)
+            return removed_stat(st) if node.unlinked and st.st_nlink else st
         if node.unlinked:
-            if node.open_fds:
-                return os.fstat(next(iter(node.open_fds)))
-            if node.gone is not None:
+            if node.gone is not None:  # a removed folder still held (a cwd)
                 return node.gone
             raise FUSEError(errno.ENOENT)
         return self.store.lstat(node.scope, node.path)

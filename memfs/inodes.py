@@ -60,7 +60,7 @@ class Node:
 
 
 def removed_stat(st: os.stat_result) -> os.stat_result:
-    """A removed folder's stat as the kernel shows one: no links left."""
+    """A removed file's or folder's stat as the kernel shows one: no links left."""
     extra = ("st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev")
     return os.stat_result((*st[:3], 0, *st[4:10]), {k: getattr(st, k) for k in extra})
 

@@ -6,7 +6,7 @@ import enum
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Names in the private root that belong to memfs, never to a private file.
 TEAM_NAME = b"team"
@@ -25,6 +25,18 @@ class Kind(enum.Enum):
 class Scope:
     kind: Kind
     name: str
+
+    # Scopes key the store's folder fds, the inode table, the quotas and the shown owners:
+    # several hashes per request. The generated ones built a tuple and called the enum's
+    # Python __hash__; the name's hash is cached by str (a user and a team of the same
+    # name only share a bucket).
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Scope:
+            return NotImplemented
+        return self.name == other.name and self.kind is other.kind
 
     def __str__(self) -> str:
         return f"{self.kind.value}:{self.name}"
@@ -45,14 +57,13 @@ class Principal:
     user: str | None
     team: str | None = None
     readable: frozenset[str] = frozenset()  # owners whose private scope a grant lets us read
+    # Made once (a principal is cached per uid): handlers ask for them on every request.
+    private: Scope | None = field(init=False, repr=False, compare=False)
+    team_scope: Scope | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def private(self) -> Scope | None:
-        return Scope(Kind.PRIVATE, self.user) if self.user else None
-
-    @property
-    def team_scope(self) -> Scope | None:
-        return Scope(Kind.TEAM, self.team) if self.team else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "private", Scope(Kind.PRIVATE, self.user) if self.user else None)
+        object.__setattr__(self, "team_scope", Scope(Kind.TEAM, self.team) if self.team else None)
 
 
 class Access(enum.IntEnum):

@@ -57,6 +57,10 @@ class Quotas:
             return Usage(lim.team_bytes, lim.team_files)
         return Usage(lim.user_bytes, lim.user_files)
 
+    def _bytes_cap(self, scope: Scope) -> int:
+        """caps(scope).bytes without making a Usage: write() asks on every call."""
+        return self.limits.team_bytes if scope.kind is Kind.TEAM else self.limits.user_bytes
+
     async def usage(self, scope: Scope) -> Usage:
         """The scope's usage, counted off the loop on first need (one count at a time per scope)."""
         u = self._usage.get(scope)
@@ -86,7 +90,7 @@ class Quotas:
     def room(self, scope: Scope) -> int:
         """Bytes the scope may still grow by (its usage is known: it was needed at open)."""
         u = self._usage.get(scope)
-        return self.caps(scope).bytes - u.bytes if u is not None else self.caps(scope).bytes
+        return self._bytes_cap(scope) - u.bytes if u is not None else self._bytes_cap(scope)
 
     def forget(self, scope: Scope) -> None:
         """Files changed behind memfs's back (sync): count the scope again on next need."""
@@ -109,21 +113,27 @@ class OpenCounts:
         self._control: Counter[int] = Counter()  # of those, .memfs handles
 
     def take(self, uid: int, control: bool = False) -> None:
-        if self._files[uid] >= self.limits.open_files:
-            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, self._files[uid])
+        # .get, not [uid]: a uid holding nothing has no entry, and Counter's __missing__
+        # is Python code (two calls per open of such a uid).
+        held = self._files.get(uid, 0)
+        if held >= self.limits.open_files:
+            log.info("uid %d: %d handles open, the limit (EMFILE)", uid, held)
             raise FUSEError(errno.EMFILE)
         if control:
-            if self._control[uid] >= self.limits.open_queries:
-                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, self._control[uid])
+            queries = self._control.get(uid, 0)
+            if queries >= self.limits.open_queries:
+                log.info("uid %d: %d .memfs handles open, the limit (EMFILE)", uid, queries)
                 raise FUSEError(errno.EMFILE)
-            self._control[uid] += 1
-        self._files[uid] += 1
+            self._control[uid] = queries + 1
+        self._files[uid] = held + 1
 
     def give(self, uid: int, control: bool = False) -> None:
         for counts in (self._files, self._control) if control else (self._files,):
-            counts[uid] -= 1
-            if counts[uid] <= 0:
-                del counts[uid]  # a uid holding nothing takes no room
+            left = counts[uid] - 1
+            if left > 0:
+                counts[uid] = left
+            else:
+                counts.pop(uid, None)  # a uid holding nothing takes no room (Counter's del is Python code)
 
     def held(self, uid: int) -> tuple[int, int]:
         return self._files[uid], self._control[uid]

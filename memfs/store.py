@@ -94,10 +94,10 @@ class Store:
         for sub in TOP_DIRS:
             (data / sub).mkdir(mode=0o700, exist_ok=True)
 
-    @contextmanager
-    def at(self, scope: Scope) -> Iterator[int]:
-        """A directory fd of the scope's folder for the duration of the block, the folder
-        made on first use (new users need no set-up)."""
+    def _hold(self, scope: Scope) -> list[int]:
+        """The scope's [folder fd, users] with one more user, the folder made on first use
+        (new users need no set-up); give it back with `_let_go`. The handlers' calls use
+        this pair directly: `at()`, a generator, costs a few microseconds more per call."""
         with self._lock:
             entry = self._roots.get(scope)
             if entry is None:
@@ -108,16 +108,27 @@ class Store:
                 root = b"/".join((self._root, SCOPE_DIRS[scope.kind], name))
                 os.makedirs(root, mode=0o700, exist_ok=True)
                 entry = self._roots[scope] = [os.open(root, _DIR), 0]
-            self._roots.move_to_end(scope)
+            else:
+                self._roots.move_to_end(scope)
             entry[1] += 1
-            idle = [s for s, e in self._roots.items() if not e[1]][: len(self._roots) - MAX_ROOT_FDS]
-            for old in idle:
-                os.close(self._roots.pop(old)[0])
+            if len(self._roots) > MAX_ROOT_FDS:
+                idle = [s for s, e in self._roots.items() if not e[1]][: len(self._roots) - MAX_ROOT_FDS]
+                for old in idle:
+                    os.close(self._roots.pop(old)[0])
+        return entry
+
+    def _let_go(self, entry: list[int]) -> None:
+        with self._lock:
+            entry[1] -= 1
+
+    @contextmanager
+    def at(self, scope: Scope) -> Iterator[int]:
+        """A directory fd of the scope's folder for the duration of the block."""
+        entry = self._hold(scope)
         try:
             yield entry[0]
         finally:
-            with self._lock:
-                entry[1] -= 1
+            self._let_go(entry)
 
     @contextmanager
     def place(self, scope: Scope, rel: bytes) -> Iterator[tuple[int, bytes]]:
@@ -146,12 +157,15 @@ class Store:
 
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        with self.at(scope) as root:
+        entry = self._hold(scope)
+        try:
             if b"/" not in rel:  # a name in the scope's root: nothing to resolve on the way
                 if rel:
                     check(rel)
-                return os.stat(rel or b".", dir_fd=root, follow_symlinks=False)
-            fd = open_beneath(root, rel, os.O_PATH)
+                return os.stat(rel or b".", dir_fd=entry[0], follow_symlinks=False)
+            fd = open_beneath(entry[0], rel, os.O_PATH)
+        finally:
+            self._let_go(entry)
         try:
             return os.fstat(fd)
         finally:
@@ -183,13 +197,19 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
-        with self.at(scope) as root:
-            return open_beneath(root, rel, flags)
+        entry = self._hold(scope)
+        try:
+            return open_beneath(entry[0], rel, flags)
+        finally:
+            self._let_go(entry)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
         flags = (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW
-        with self.at(scope) as root:
-            return open_beneath(root, rel, flags, mode)
+        entry = self._hold(scope)
+        try:
+            return open_beneath(entry[0], rel, flags, mode)
+        finally:
+            self._let_go(entry)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):
@@ -201,17 +221,48 @@ class Store:
         with self.place(scope, rel) as (where, name):
             os.link(name, dst, src_dir_fd=where, follow_symlinks=False)
 
-    def unlink(self, scope: Scope, rel: bytes) -> None:
-        with self.place(scope, rel) as (where, name):
-            os.unlink(name, dir_fd=where)
+    def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
+        """Remove a file; returns what it was (its size goes back to the quota), read in
+        the same walk: one fstatat next to the unlinkat, not a second confined lookup."""
+        entry = self._hold(scope)
+        try:
+            with beneath(entry[0], rel) as (where, name):
+                st = os.stat(name, dir_fd=where, follow_symlinks=False)
+                os.unlink(name, dir_fd=where)
+        finally:
+            self._let_go(entry)
+        return st
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
         with self.place(scope, rel) as (where, name):
             os.rmdir(name, dir_fd=where)
 
-    def rename(self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes) -> None:
-        with self.place(src, src_rel) as (a, a_name), self.place(dst, dst_rel) as (b, b_name):
-            os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
+    def rename(
+        self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes, noreplace: bool = False
+    ) -> os.stat_result | None:
+        """Move a file or folder. Returns what was at dst_rel and is replaced (None when
+        nothing was), read in the same walk as the renameat: its quota goes back. With
+        `noreplace`, an existing dst_rel is EEXIST and nothing moves."""
+        src_entry = self._hold(src)
+        try:
+            dst_entry = self._hold(dst)
+            try:
+                with (
+                    beneath(src_entry[0], src_rel) as (a, a_name),
+                    beneath(dst_entry[0], dst_rel) as (b, b_name),
+                ):
+                    try:
+                        replaced = os.stat(b_name, dir_fd=b, follow_symlinks=False)
+                    except FileNotFoundError:
+                        replaced = None
+                    if replaced is not None and noreplace:
+                        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(dst_rel))
+                    os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
+            finally:
+                self._let_go(dst_entry)
+        finally:
+            self._let_go(src_entry)
+        return replaced
 
     def room(self, offset: int) -> int:
         """Bytes a file may still take from `offset` before the size cap."""

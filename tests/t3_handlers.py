@@ -374,6 +374,24 @@ async def test_unlinked_but_open_file_still_works(ops, data):
     assert await errno_of(ops.getattr(ino, ctx(ALICE))) == errno.ENOENT
 
 
+async def test_getattr_of_an_open_file_answers_from_its_fd(ops, monkeypatch):
+    # The kernel asks getattr while a reader holds the file open (Python's read(), cat and
+    # grep fstat what they opened): fstat of the open fd answers, no walk of the path; the
+    # caller is still checked.
+    fh, ino = await create(ops, ALICE, b"f.md")
+    assert await ops.write(fh, 0, b"hello") == 5
+
+    def no_walk(*args):
+        raise AssertionError("getattr of an open file walked its path")
+
+    monkeypatch.setattr(ops.store, "lstat", no_walk)
+    assert (await ops.getattr(ino, ctx(ALICE))).st_size == 5
+    assert await errno_of(ops.getattr(ino, ctx(BOB))) == errno.EACCES
+    monkeypatch.undo()
+    await ops.release(fh)
+    assert (await ops.getattr(ino, ctx(ALICE))).st_size == 5  # closed: by its path again
+
+
 async def test_a_new_file_under_an_unlinked_name_is_a_new_inode(ops):
     fh, ino = await create(ops, ALICE, b"f.md")
     await ops.unlink(ROOT_INODE, b"f.md", ctx(ALICE))
@@ -408,6 +426,24 @@ async def test_chmod_keeps_owner_bits_only(ops, data):
     attrs = await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))
     assert attrs.st_mode == stat.S_IFREG | 0o700
     assert stat.S_IMODE((data / "private" / "alice" / "run.sh").stat().st_mode) == 0o700
+
+
+async def test_open_to_read_is_refused_by_the_owner_bits_and_keeps_no_fd(ops):
+    # An open to read is made first and judged by the fstat of what it opened: when
+    # refused, nothing of it is kept (no fd, no handle, no count against the caller).
+    ino = await make_file(ops, ALICE, b"w.md", b"secret")
+    mode = EntryAttributes()
+    mode.st_mode = stat.S_IFREG | 0o200
+    await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))
+    fds = len(os.listdir("/proc/self/fd"))
+    assert await errno_of(ops.open(ino, os.O_RDONLY, ctx(ALICE))) == errno.EACCES
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert not ops._files and ops.opens.held(ALICE) == (0, 0)
+    mode.st_mode = stat.S_IFREG | 0o600
+    await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))
+    fi = await ops.open(ino, os.O_RDONLY, ctx(ALICE))
+    assert await ops.read(fi.fh, 0, 100) == b"secret"
+    await ops.release(fi.fh)
 
 
 async def test_chown_to_another_owner_is_eperm(ops):
