@@ -26,7 +26,7 @@ from ..config import HistoryConf, Limits
 from ..policy import Kind, Scope
 from ..store import Store, walk_tree
 from .catalog import Catalog, rename_lines
-from .gitrepo import BLOB, EXEC, Repo, blob_id
+from .gitrepo import BLOB, EXEC, FastImport, Repo, Who, blob_id
 
 log = logging.getLogger(__name__)
 
@@ -114,82 +114,76 @@ class Committer:
 
     def commit_kept(self, scope: Scope, kept: list[Kept], spools: list[str]) -> bool:
         """Versions kept before callers destroyed them, committed in the order they were
-        kept, as of when they were kept: each a commit of its own unless it can share one
-        with the previous (same user, another path). Before the batch's own commit.
-        `spools`: the spool files to remove once committed (the batch's last chunk)."""
+        kept, as of when they were kept: a version equal to what history holds skipped, one
+        commit per run of one user's versions of distinct paths. Before the batch's own
+        commit. `spools`: the spool files to remove once committed (the batch's last chunk)."""
         with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
-            made = repo.import_chain(self._chain(cat, kept))
+            head: dict[bytes, tuple[bytes, int] | None] = {}
+            group: dict[bytes, tuple[int, bytes]] = {}
+            prev: Kept | None = None
+            with repo.fast_import() as fi:
+                for k in kept:
+                    try:
+                        with open(k.spool, "rb") as f:
+                            data = os.pread(f.fileno(), k.size, k.offset)
+                    except FileNotFoundError:
+                        continue  # committed by an earlier try that failed later
+                    oid = blob_id(data)
+                    if k.path not in head:
+                        head[k.path] = cat.current_of(k.path)
+                    if head[k.path] == (oid, k.mode):
+                        continue  # committed already
+                    if group and prev is not None and (k.path in group or k.user != prev.user):
+                        self._commit_group(fi, group, prev.user, int(prev.when))
+                    group[k.path] = (k.mode, fi.blob(data, oid))
+                    head[k.path] = (oid, k.mode)
+                    prev = k
+                if group and prev is not None:
+                    self._commit_group(fi, group, prev.user, int(prev.when))
             cat.catch_up(repo)
             for spool in spools:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(spool)
-            return self._count(repo, cat, scope, made)
+            return self._count(repo, cat, scope, fi.made)
 
-    def _chain(self, cat: Catalog, kept: list[Kept]):
-        """Kept versions as commits for Repo.import_chain: in order, a version equal to what
-        history holds skipped, one commit per run of one user's versions of distinct paths."""
-        head: dict[bytes, tuple[bytes, int] | None] = {}
-        group: dict[bytes, tuple[int, bytes]] = {}
-        prev: Kept | None = None
+    def _who(self, user: str, when: int) -> Who:
+        return user, self.conf.email.format(user=user, hostname=self.hostname), when
 
-        def commit(k: Kept):
-            n, when = len(group), int(k.when)
-            msg = f"memfs: {n} change{'s' if n != 1 else ''} by {k.user}\n"
-            email = self.conf.email.format(user=k.user, hostname=self.hostname)
-            mine = self.conf.email.format(user="memfs", hostname=self.hostname)
-            out = (dict(group), (k.user, email, when), ("memfs", mine, when), msg)
-            group.clear()
-            return out
-
-        for k in kept:
-            try:
-                with open(k.spool, "rb") as f:
-                    data = os.pread(f.fileno(), k.size, k.offset)
-            except FileNotFoundError:
-                continue  # committed by an earlier try that failed later
-            oid = blob_id(data)
-            if k.path not in head:
-                head[k.path] = cat.current_of(k.path)
-            if head[k.path] == (oid, k.mode):
-                continue  # committed already
-            if group and prev is not None and (k.path in group or k.user != prev.user):
-                yield commit(prev)
-            group[k.path] = (k.mode, data)
-            head[k.path] = (oid, k.mode)
-            prev = k
-        if group and prev is not None:
-            yield commit(prev)
+    def _commit_group(self, fi: FastImport, group: dict, user: str, when: int, renames=()) -> None:
+        n = len(group)
+        msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n"
+        if renames:
+            msg += f"\n{rename_lines(renames)}"
+        fi.commit(dict(group), self._who(user, when), self._who("memfs", when), msg)
+        group.clear()
 
     def _write(self, repo: Repo, cat: Catalog, scope: Scope, examine: dict[bytes, str], renames, now) -> bool:
+        """Commit the examined paths as they are on disk, one commit per user; each file is
+        read once and streamed as it is read (a batch of 100k files is never in memory)."""
         by_user: dict[str, dict] = {}
         seen = []
-        for path, user in examine.items():
-            head = cat.current_of(path)
-            disk = self._read(scope, path)
-            if disk is SKIP:
-                continue
-            if disk is None:
-                if head is not None:
-                    by_user.setdefault(user, {})[path] = None
-                continue
-            mode, data, st = disk
-            oid = blob_id(data)
-            if head != (oid, mode):
-                repo.blob(data, oid)
-                by_user.setdefault(user, {})[path] = (mode, oid)
-            seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
-        when = int(now)
-        committer = self._sig("memfs", when)
-        made = 0
-        for user, changes in by_user.items():
-            moved = renames.get(user, [])[:MAX_RENAME_LINES]
-            n = len(changes)
-            msg = f"memfs: {n} change{'s' if n != 1 else ''} by {user}\n\n{rename_lines(moved)}"
-            made += repo.commit(changes, self._sig(user, when), committer, msg) is not None
+        with repo.fast_import() as fi:
+            for path, user in examine.items():
+                head = cat.current_of(path)
+                disk = self._read(scope, path)
+                if disk is SKIP:
+                    continue
+                if disk is None:
+                    if head is not None:
+                        by_user.setdefault(user, {})[path] = None
+                    continue
+                mode, data, st = disk
+                oid = blob_id(data)
+                if head != (oid, mode):
+                    by_user.setdefault(user, {})[path] = (mode, fi.blob(data, oid))
+                seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
+            when = int(now)
+            for user, changes in by_user.items():
+                self._commit_group(fi, changes, user, when, renames.get(user, [])[:MAX_RENAME_LINES])
         cat.catch_up(repo)
         cat.remember_stat(seen)
-        return self._count(repo, cat, scope, made)
+        return self._count(repo, cat, scope, fi.made)
 
     def _count(self, repo: Repo, cat: Catalog, scope: Scope, made: int) -> bool:
         """After commits: gc now and then. True: the scope is past its budget (retention's cue)."""

@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pygit2
@@ -274,50 +274,8 @@ class Repo:
             self.publish()
         return oid
 
-    def import_chain(self, chain: Iterable[tuple[dict[bytes, tuple[int, bytes]], Who, Who, str]]) -> int:
-        """Commits on top of the branch, in order: (changes {path: (mode, bytes)}, author,
-        committer, message) each; returns how many. Streamed through `git fast-import`,
-        which writes them as one pack: committing a burst of versions one by one cost 2-3
-        new loose-object files per version (creating a file took 0.3-0.7 ms on a busy
-        ext4, measured), most of the worker's time. Without the git CLI, one by one."""
-        git = shutil.which("git")
-        if git is None:
-            made = 0
-            for changes, author, committer, message in chain:
-                ids = {p: (mode, self.blob(data)) for p, (mode, data) in changes.items()}
-                made += self.commit(ids, _sig(author), _sig(committer), message, publish=False) is not None
-            self.publish()
-            return made
-        parent = self.head()
-        cmd = [git, "--git-dir", str(self.path), "fast-import", "--quiet", "--date-format=raw", "--done"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert proc.stdin is not None
-        made = 0
-        try:
-            for changes, author, committer, message in chain:
-                made += 1
-                msg = message.encode()
-                out = [
-                    b"commit %s\nauthor %s\ncommitter %s\n" % (BRANCH.encode(), _who(author), _who(committer))
-                ]
-                out.append(b"data %d\n%s\n" % (len(msg), msg))
-                if made == 1:
-                    out.append(b"from %s\n" % str(parent).encode() if parent is not None else b"")
-                proc.stdin.write(b"".join(out))
-                for path, (mode, data) in changes.items():
-                    proc.stdin.write(b"M %o inline %s\ndata %d\n" % (mode, _quoted(path), len(data)))
-                    proc.stdin.write(data)
-                    proc.stdin.write(b"\n")
-            proc.stdin.write(b"done\n")
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        finally:
-            err = proc.stderr.read() if proc.stderr is not None else b""
-            code = proc.wait()
-        if code != 0:
-            raise OSError(f"git fast-import failed ({code}): {err.decode(errors='replace').strip()[-500:]}")
-        return made
+    def fast_import(self) -> FastImport:
+        return FastImport(self)
 
     def publish(self) -> None:
         if self._tip is not None:
@@ -371,3 +329,80 @@ class Repo:
         else:
             cmd = [git, "--git-dir", str(self.path), "gc", "--quiet", "--prune=now"]
         subprocess.run(cmd, capture_output=True, timeout=3600, check=True)
+
+
+class FastImport:
+    """Blobs, then commits that name them, on top of the branch, streamed through `git
+    fast-import` into one pack. Writing them one by one made 2-3 new loose-object files
+    per version (creating a file took 0.3-0.7 ms on a busy ext4, measured): most of the
+    committer's time, and 100k files at once took minutes. Without the git CLI, one by
+    one through libgit2. The branch moves at close(), if nothing failed."""
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self.made = 0
+        self._marks = 0
+        self._parent = repo.head()
+        git = shutil.which("git")
+        self._proc = None
+        if git is not None:
+            cmd = [git, "--git-dir", str(repo.path), "fast-import", "--quiet", "--date-format=raw", "--done"]
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+
+    def __enter__(self) -> FastImport:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.close()
+        elif self._proc is not None:  # no `done`: fast-import updates no ref
+            self._proc.kill()
+            self._proc.wait()
+
+    def _write(self, *chunks: bytes) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        for c in chunks:
+            self._proc.stdin.write(c)
+
+    def blob(self, data: bytes, oid: bytes) -> bytes:
+        """Store a blob; what commit() takes to name it."""
+        if self._proc is None:
+            return self.repo.blob(data, oid)
+        self._marks += 1
+        self._write(b"blob\nmark :%d\ndata %d\n" % (self._marks, len(data)), data, b"\n")
+        return b":%d" % self._marks
+
+    def commit(
+        self, changes: dict[bytes, tuple[int, bytes] | None], author: Who, committer: Who, message: str
+    ) -> None:
+        """One commit: {path: (mode, what blob() returned)} to store, None to remove."""
+        self.made += 1
+        if self._proc is None:
+            self.repo.commit(changes, _sig(author), _sig(committer), message, publish=False)
+            return
+        msg = message.encode()
+        head = b"commit %s\nauthor %s\ncommitter %s\ndata %d\n%s\n"
+        self._write(head % (BRANCH.encode(), _who(author), _who(committer), len(msg), msg))
+        if self.made == 1 and self._parent is not None:
+            self._write(b"from %s\n" % str(self._parent).encode())
+        for path, change in changes.items():
+            if change is None:
+                self._write(b"D %s\n" % _quoted(path))
+            else:
+                self._write(b"M %o %s %s\n" % (change[0], change[1], _quoted(path)))
+
+    def close(self) -> None:
+        if self._proc is None:
+            self.repo.publish()
+            return
+        assert self._proc.stdin is not None and self._proc.stderr is not None
+        try:
+            self._write(b"done\n")
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = self._proc.stderr.read()
+        if self._proc.wait() != 0:
+            raise OSError(f"git fast-import failed: {err.decode(errors='replace').strip()[-500:]}")
