@@ -162,6 +162,9 @@ class History:
         KEEP_MAX spooled makes its caller wait for the committer: bounded, nothing dropped."""
         if not self.is_pending(scope, path):
             return
+        if scope in self._rescan:  # a flood (MAX_EVENTS): any path may be pending; one
+            await self.flush([scope])  # commit of the scope costs less than keeping each
+            return
         while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
             if self._failures.get(scope):  # and failing (disk full): the writer must not hang
                 log.warning("history %s: commits failing, spool full: %r changes unkept", scope, path)
