@@ -136,6 +136,19 @@ class NicedProcess:
             self._pool = None  # the next call starts a new worker
             raise
 
+    def call(self, fn: Callable[..., T], *args) -> T:
+        """fn(*args) in the worker, from a worker thread (blocking it, not the loop)."""
+        try:
+            fut = self._executor().submit(fn, *args)
+        except concurrent.futures.BrokenExecutor:
+            self._pool = None
+            fut = self._executor().submit(fn, *args)
+        try:
+            return fut.result()
+        except concurrent.futures.BrokenExecutor:
+            self._pool = None
+            raise
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)

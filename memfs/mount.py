@@ -26,6 +26,7 @@ import trio
 from . import config as config_mod
 from . import context as ctx_mod
 from . import guard, privilege
+from .background import NicedProcess
 from .fs import Operations
 from .history import History, gitrepo
 from .identity import Identities
@@ -245,7 +246,10 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         report(f"error: {e}")
         return 1
     try:
-        index = Index(spec.data, store, cfg.memory.types, embedder) if cfg.index.enabled else None
+        worker = (
+            NicedProcess(embed.start_worker, (cfg.search,), "memfs-embed") if embedder is not None else None
+        )
+        index = Index(spec.data, store, cfg.memory.types, embedder, worker) if cfg.index.enabled else None
     except Exception as e:  # tantivy: locked by another daemon, unreadable files
         log.error("cannot open the index in %s: %s", spec.data / "index", e)
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")

@@ -136,3 +136,21 @@ def load(conf) -> Embedder | None:
     if conf.embedder == "wordllama":
         return WordLlama(conf.dim)
     return FastEmbed(conf.model, conf.cache_dir)
+
+
+# -- documents embedded in a worker process ------------------------------------------------
+# Tokenizing a burst of new entries (0.3 ms each, in Rust threads on every core) in the
+# daemon slowed the callers' reads right after it 1.3-2.4x (scripts/bench, `embed on/off`):
+# documents are embedded by a niced process of the daemon's; a query, one short text, is
+# still embedded in the daemon (no round trip to wait for).
+_worker: Embedder | None = None
+
+
+def start_worker(conf) -> None:
+    global _worker
+    _worker = load(conf)
+
+
+def embed_in_worker(texts: list[str]) -> np.ndarray:
+    assert _worker is not None, "embedding worker not started"
+    return _worker.embed(texts)

@@ -32,11 +32,12 @@ import trio
 
 from .. import entry as entry_mod
 from .. import layout
+from ..background import NicedProcess
 from ..layout import resolve_view_path
 from ..policy import Kind, Scope
 from ..store import Store
 from . import fusion
-from .embed import Embedder, embed_text
+from .embed import Embedder, embed_in_worker, embed_text
 from .query import MAX_QUERY_CHARS, QueryError, bounded, mode_of, split_filters, words_of
 from .scan import scan_entries, walk_entries
 from .schema import (
@@ -125,11 +126,14 @@ class Index:
         store: Store,
         types: tuple[str, ...] = entry_mod.DEFAULT_TYPES,
         embedder: Embedder | None = None,
+        embed_worker: NicedProcess | None = None,
     ):
         self.data = data
         self.store = store
         self.types = types
         self.embedder = embedder
+        # documents are embedded there when given (embed.py: why), queries always here
+        self.embed_worker = embed_worker
         self.schema = build_schema()
         # Per scope, in order of arrival: path -> latest file change, plus folder changes.
         self._pending: dict[Scope, dict[bytes, str]] = {}
@@ -189,6 +193,8 @@ class Index:
         self.db.commit()
 
     def close(self) -> None:
+        if self.embed_worker is not None:
+            self.embed_worker.close()
         self.shards.close()
         if self.vectors is not None:
             self.vectors.close()
@@ -404,7 +410,11 @@ class Index:
     def _embed(self, parsed: list[tuple[str, entry_mod.Entry]]) -> list[Row]:
         if self.embedder is None or not parsed:
             return []
-        vecs = self.embedder.embed([embed_text(e) for _key, e in parsed])
+        texts = [embed_text(e) for _key, e in parsed]
+        if self.embed_worker is not None:
+            vecs = self.embed_worker.call(embed_in_worker, texts)
+        else:
+            vecs = self.embedder.embed(texts)
         return [Row(key, e.type, tuple(e.tags), v) for (key, e), v in zip(parsed, vecs, strict=True)]
 
     def _add(self, w, scope: Scope, path: bytes, key: str):
