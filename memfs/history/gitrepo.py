@@ -406,3 +406,10 @@ class FastImport:
         err = self._proc.stderr.read()
         if self._proc.wait() != 0:
             raise OSError(f"git fast-import failed: {err.decode(errors='replace').strip()[-500:]}")
+        if self.made:  # the branch as fast-import left it, read from the file it wrote:
+            # libgit2 keeps a ref it read earlier while the file's stamp looks unchanged
+            try:
+                tip = (self.repo.path / BRANCH).read_text().strip()
+                self.repo.r.references.create(BRANCH, pygit2.Oid(hex=tip), force=True)
+            except (OSError, ValueError):
+                pass
