@@ -56,6 +56,13 @@ class NicedPool:
         self._pool.shutdown(wait=True)
 
 
+def _lower_priority_of(pid: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, NICE)  # absolute: done twice, still NICE
+    except OSError:
+        pass
+
+
 def _die_with(parent: int) -> None:
     """Ask the kernel to kill this worker when the daemon goes (kill -9 included): a pool's
     worker holds both ends of its own task pipe, so it would never see the daemon gone."""
@@ -70,7 +77,7 @@ def _die_with(parent: int) -> None:
 
 def _start_niced(initializer: Callable[..., None], args: tuple, logs, level: int, parent: int) -> None:
     _die_with(parent)
-    os.nice(NICE)
+    _lower_priority_of(0)
     # its log lines go to the daemon's log, through the daemon (one writer for the file)
     logging.basicConfig(level=level, handlers=[logging.handlers.QueueHandler(logs)], force=True)
     initializer(*args)
@@ -99,6 +106,8 @@ class NicedProcess:
         self._ctx = multiprocessing.get_context("spawn")
         self._logs = None
         self._relay: logging.handlers.QueueListener | None = None
+        self._niced: set[int] = set()  # worker pids niced from here
+        self._lock = threading.Lock()
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._relay is None:
@@ -118,15 +127,26 @@ class NicedProcess:
             )
         return self._pool
 
+    def _submit(self, fn: Callable[..., T], *args) -> concurrent.futures.Future:
+        with self._lock:  # index threads call at once: one pool, made once
+            try:
+                fut = self._executor().submit(fn, *args)
+            except concurrent.futures.BrokenExecutor:
+                self._pool = None
+                fut = self._executor().submit(fn, *args)
+            # A new worker is niced from here at once: its own initializer runs only after
+            # its imports (a second of start-up at the callers' priority otherwise).
+            for pid in list(getattr(self._pool, "_processes", None) or ()):
+                if pid not in self._niced:
+                    self._niced.add(pid)
+                    _lower_priority_of(pid)
+            return fut
+
     async def run(self, fn: Callable[..., T], *args) -> T:
         """fn(*args) in the worker; not abandoned when cancelled (see NicedPool.run)."""
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
-        try:
-            fut = self._executor().submit(fn, *args)
-        except concurrent.futures.BrokenExecutor:
-            self._pool = None
-            fut = self._executor().submit(fn, *args)
+        fut = self._submit(fn, *args)
         fut.add_done_callback(lambda _f: token.run_sync_soon(done.set))
         with trio.CancelScope(shield=True):
             await done.wait()
@@ -138,11 +158,7 @@ class NicedProcess:
 
     def call(self, fn: Callable[..., T], *args) -> T:
         """fn(*args) in the worker, from a worker thread (blocking it, not the loop)."""
-        try:
-            fut = self._executor().submit(fn, *args)
-        except concurrent.futures.BrokenExecutor:
-            self._pool = None
-            fut = self._executor().submit(fn, *args)
+        fut = self._submit(fn, *args)
         try:
             return fut.result()
         except concurrent.futures.BrokenExecutor:
