@@ -66,6 +66,9 @@ BOOSTS = {"name": 3.0, "description": 2.0, "tags": 2.0}
 FUSE_DEPTH = 30  # candidates each ranker hands to the fusion
 INDEX_SLACK = 8  # extra keyword candidates: index files moved last must not crowd entries out
 _MISSING = "FROM manifest m LEFT JOIN vectors v ON v.key = m.key WHERE v.key IS NULL"  # indexed, no vector
+# A batch of more entries than this is embedded by the worker process (a burst); fewer
+# (~0.3 ms each) here: most batches, and no worker to start for a mount that never bursts.
+WORKER_MIN_TEXTS = 32
 BACKFILL_SLICE = 500  # entries embedded per step of the background backfill (under the scope's lock)
 
 
@@ -411,7 +414,7 @@ class Index:
         if self.embedder is None or not parsed:
             return []
         texts = [embed_text(e) for _key, e in parsed]
-        if self.embed_worker is not None:
+        if self.embed_worker is not None and len(texts) > WORKER_MIN_TEXTS:
             vecs = self.embed_worker.call(embed_in_worker, texts)
         else:
             vecs = self.embedder.embed(texts)
