@@ -28,10 +28,7 @@ NICE = 10  # compressing a caller's gigabyte into history must not slow others' 
 
 
 def _lower_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-    except OSError:
-        pass  # a platform without per-thread priorities: only slower for the others
+    _lower_priority_of(threading.get_native_id())  # Linux nices a thread id like a process
 
 
 class NicedPool:
