@@ -146,7 +146,12 @@ class History:
                 self._dir_moves[scope] = e.user
 
     def pending(self, scope: Scope) -> bool:
-        return scope in self._pending or scope in self._rescan or scope in self._kept
+        """Changes not yet in the branch: queued, or taken by a commit still running."""
+        return scope in self._pending or scope in self._rescan or scope in self._kept or self._busy(scope)
+
+    def _busy(self, scope: Scope) -> bool:
+        lock = self._locks.get(scope)
+        return lock is not None and lock.locked()
 
     def last_writer(self, scope: Scope, path: bytes) -> str:
         """Who changed this path last in the pending batch (a kept version's author)."""
@@ -276,7 +281,9 @@ class History:
         user) of files still open with unsaved changes, read as they are now."""
         for scope, path, user in touched:
             self.touch(scope, path, user)
-        wanted = set(self._pending) | self._rescan | set(self._kept)
+        # A scope whose lock is held may have a batch in flight: waiting on the lock in
+        # _flush_scope is what makes a read right after a write see it.
+        wanted = set(self._pending) | self._rescan | set(self._kept) | {s for s in self._locks if self._busy(s)}
         if scopes is not None:
             wanted &= set(scopes)
         async with trio.open_nursery() as n:
