@@ -77,9 +77,9 @@ class DirOps:
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
-        await self._preserve(scope, path, removing=True)
-        await self._settle(scope)
-        st = self.store.unlink(scope, path)
+        keep = await self._about_to_remove(scope, path)
+        await self._settle(scope)  # no await after it: a sync round sees the file or not at all
+        st = keep(scope, path) if keep is not None else self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
         if self.index is not None:
             self.index.remove(scope, path)

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyfuse3
 import trio
@@ -71,6 +71,9 @@ def _times_request(attr, fields) -> tuple[int | None, int | None]:
         attr.st_atime_ns if fields.update_atime else None,
         attr.st_mtime_ns if fields.update_mtime else None,
     )
+
+
+Remover = Callable[[Scope, bytes], os.stat_result]
 
 
 class Operations(FileOps, DirOps, pyfuse3.Operations):
@@ -222,15 +225,31 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         Costs one read only when the path changed since the last batch; no commit."""
         if self.history is None:
             return
+        user = self._dirty_writer(scope, path)
+        await self.history.keep(scope, path, user or self.history.last_writer(scope, path), removing)
+
+    def _dirty_writer(self, scope: Scope, path: bytes) -> str | None:
+        """Who wrote to this file through a handle not yet released (the caller closed it,
+        its release is not here yet): history is told of that change first."""
         node = self.inodes.find(scope, path, False)
-        user = None
         for fd in node.open_fds if node is not None else ():
             h = self._files.get(fd)
-            if h is not None and h.dirty:  # closed by the caller, its release not yet here
+            if h is not None and h.dirty:
                 user = self._user(h.uid)
                 self.history.touch(scope, path, user)
-                break
-        await self.history.keep(scope, path, user or self.history.last_writer(scope, path), removing)
+                return user
+        return None
+
+    async def _about_to_remove(self, scope: Scope, path: bytes) -> Remover | None:
+        """rm is about to remove a file: what removes it keeping its uncommitted content
+        (history moves it into its spool), or None when a plain unlink loses nothing."""
+        if self.history is None:
+            return None
+        user = self._dirty_writer(scope, path)
+        if not await self.history.room(scope, path):
+            return None
+        user = user or self.history.last_writer(scope, path)
+        return lambda sc, rel: self.history.remove_kept(sc, rel, user)
 
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
         wanted = set(scopes)

@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +220,26 @@ class Store:
         (history's spool): the content stays when the name goes."""
         with self.place(scope, rel) as (where, name):
             os.link(name, dst, src_dir_fd=where, follow_symlinks=False)
+
+    def move_out(
+        self, scope: Scope, rel: bytes, dst: str, keeps: Callable[[os.stat_result], bool]
+    ) -> tuple[os.stat_result, bool]:
+        """Remove a file the way unlink does, except that a file `keeps` accepts is renamed to
+        `dst`, a path of memfs's own outside every scope (history's spool), instead of
+        unlinked: one renameat in place of a link then an unlink. Returns what it was and
+        whether it moved."""
+        entry = self._hold(scope)
+        try:
+            with beneath(entry[0], rel) as (where, name):
+                st = os.stat(name, dir_fd=where, follow_symlinks=False)
+                moved = keeps(st)
+                if moved:
+                    os.rename(name, dst, src_dir_fd=where)
+                else:
+                    os.unlink(name, dir_fd=where)
+        finally:
+            self._let_go(entry)
+        return st, moved
 
     def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
         """Remove a file; returns what it was (its size goes back to the quota), read in

@@ -373,3 +373,33 @@ def test_rewrites_keep_every_version_without_waiting_for_a_commit(make_mount):
     assert got == [("bob", "bob1"), ("alice", "alice2"), ("alice", "ALICE2"), ("bob", "ALI"), ("bob", "x")], (
         got
     )
+
+
+def test_rm_in_the_batch_keeps_the_content_and_an_open_reader_keeps_reading(make_mount):
+    """rm of a file history has not committed moves it into history's spool instead of
+    unlinking it: the name is gone at once (for everyone, and for rm -f again), a reader
+    that holds it open reads it whole and sees it removed, and the removed content is a
+    version."""
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\n")
+    m.sh(ALICE, "seq 1 20000 > team/held.md; echo y > team/other.md; mkdir team/d")
+    m.py(
+        ALICE,
+        """
+        import os, subprocess
+        fd = os.open('team/held.md', os.O_RDONLY)
+        subprocess.run(['rm', 'team/held.md', 'team/other.md'], check=True)
+        assert not os.path.exists('team/held.md') and not os.path.exists('team/other.md')
+        assert os.fstat(fd).st_nlink == 0, os.fstat(fd)
+        data = os.pread(fd, 1 << 20, 0)
+        assert data == b''.join(b'%d\\n' % i for i in range(1, 20001)), len(data)
+        os.close(fd)
+        """,
+    )
+    assert m.sh(BOB, "rm -f team/held.md; rm team/held.md 2>&1 || echo refused").stdout.strip().endswith("refused")
+    assert m.sh(BOB, "rm team/d 2>&1 || echo refused").stdout.strip().endswith("refused")  # still EISDIR
+    assert len(versions(m, BOB, "team/other.md")) == 1
+    names = versions(m, ALICE, "team/held.md")
+    assert len(names) == 1 and VERSION.match(names[0])["user"] == "alice", names
+    assert m.sh(ALICE, f"wc -l < .memfs/history/team/held.md/{names[0]}").stdout.strip() == "20000"
+    m.sh(ALICE, "echo again > team/held.md")  # the name is free again, a new file
+    assert m.sh(BOB, "cat team/held.md").stdout == "again\n"

@@ -158,26 +158,16 @@ class History:
         return self._paths.get(scope, {}).get(path) or self._dir_moves.get(scope) or RECONCILE_AUTHOR
 
     async def keep(self, scope: Scope, path: bytes, user: str, removing: bool = False) -> None:
-        """A caller is about to destroy this file's content (truncate, overwrite, unlink, a
-        rename over it). If history has not yet committed it, keep it now: the kernel
-        copies it to a spool file (copy_file_range: no bytes through the daemon, a reflink
-        where the filesystem has them) that the batch commits, so the caller waits for one
-        copy and never for a commit; `removing` (rm, a rename over it): the name goes but
-        the content stays, so a hard link keeps it, without a copy. A scope with more than
-        KEEP_MAX spooled makes its caller wait for the committer: bounded, nothing dropped."""
-        if not self.is_pending(scope, path):
+        """A caller is about to destroy this file's content (truncate, overwrite, a rename
+        over it). If history has not yet committed it, keep it now: the kernel copies it to
+        a spool file (copy_file_range: no bytes through the daemon, a reflink where the
+        filesystem has them) that the batch commits, so the caller waits for one copy and
+        never for a commit; `removing` (a rename over it): the name goes but the content
+        stays, so a hard link keeps it, without a copy. rm goes through room() and
+        remove_kept() instead. A scope with more than KEEP_MAX spooled makes its caller
+        wait for the committer: bounded, nothing dropped."""
+        if not await self.room(scope, path):
             return
-        if scope in self._rescan:  # a flood (MAX_EVENTS): any path may be pending; one
-            await self.flush([scope])  # commit of the scope costs less than keeping each
-            return
-        while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
-            if self._failures.get(scope):  # and failing (disk full): the writer must not hang
-                log.warning("history %s: commits failing, spool full: %r changes unkept", scope, path)
-                return
-            self._hurry.set()  # for its next chunk of this scope (KEEP_HURRY bytes)
-            await self._drain_events.setdefault(scope, trio.Event()).wait()
-            if not self.is_pending(scope, path):
-                return
         if removing:
             self._keep_by_link(scope, path, user)
             return
@@ -208,6 +198,38 @@ class History:
         if n < 0:
             return
         self._spooled_one(scope, path, user, st, str(spool), offset, n)
+
+    async def room(self, scope: Scope, path: bytes) -> bool:
+        """Whether `path` holds content history has not committed, after waiting, if the
+        scope's spool is past KEEP_MAX, until the committer has taken a chunk of it."""
+        if not self.is_pending(scope, path):
+            return False
+        if scope in self._rescan:  # a flood (MAX_EVENTS): any path may be pending; one
+            await self.flush([scope])  # commit of the scope costs less than keeping each
+            return False
+        while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
+            if self._failures.get(scope):  # and failing (disk full): the writer must not hang
+                log.warning("history %s: commits failing, spool full: %r changes unkept", scope, path)
+                return False
+            self._hurry.set()  # for its next chunk of this scope (KEEP_HURRY bytes)
+            await self._drain_events.setdefault(scope, trio.Event()).wait()
+            if not self.is_pending(scope, path):
+                return False
+        return True
+
+    def remove_kept(self, scope: Scope, path: bytes, user: str) -> os.stat_result:
+        """rm of a file (after room()): a file whose content is not yet committed is moved
+        into the spool instead of unlinked (one rename: no copy, no second link); the next
+        batch commits it, then its removal. Returns what the name was, as Store.unlink."""
+        self._spooled += 1
+        spool = str(self.spool / f"{os.getpid()}-{self._spooled}")
+        keeps = lambda st: (  # noqa: E731
+            stat.S_ISREG(st.st_mode) and st.st_size <= MAX_VERSION_BYTES and self.is_pending(scope, path)
+        )
+        st, moved = self.store.move_out(scope, path, spool, keeps)
+        if moved:
+            self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
+        return st
 
     def _keep_by_link(self, scope: Scope, path: bytes, user: str) -> None:
         self._spooled += 1
@@ -283,7 +305,8 @@ class History:
             self.touch(scope, path, user)
         # A scope whose lock is held may have a batch in flight: waiting on the lock in
         # _flush_scope is what makes a read right after a write see it.
-        wanted = set(self._pending) | self._rescan | set(self._kept) | {s for s in self._locks if self._busy(s)}
+        wanted = set(self._pending) | self._rescan | set(self._kept)
+        wanted |= {s for s in self._locks if self._busy(s)}
         if scopes is not None:
             wanted &= set(scopes)
         async with trio.open_nursery() as n:
