@@ -27,7 +27,15 @@ from .history import History
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, QueryError, display_path
-from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
+from .numbers import (
+    CONTROL_HANDLE_BASE,
+    FIRST_DYNAMIC_INODE,
+    OWN_BASE,
+    QUERY_BASE,
+    Counter,
+    Handle,
+    handle_kind,
+)
 from .policy import Kind, Principal, Scope, readable_scopes
 from .store import Store
 
@@ -43,8 +51,6 @@ STATUS = 10  # status: everything wrong, one line each
 REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
 SYNC = 14  # sync: read for the caller's scopes' sync state; write to it to sync them now
 
-_FIRST_HANDLE = 1 << 40  # far above any fd, which the files' handles use
-_FIRST_QUERY_INODE = 1 << 41  # inodes of search/<query> files, one per distinct query (below OWN_BASE)
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
 
@@ -111,7 +117,7 @@ class Control:
         self.limits = limits or ctx_mod.Limits()
         self.host = host
         self._handles: dict[int, bytes | QueryHandle] = {}
-        self._next = _FIRST_HANDLE
+        self._next_handle = Counter(CONTROL_HANDLE_BASE, 1 << 63)
         self._started = time.time_ns()
         # Heavy work (searches, views) runs in threads, one at a time per caller: one caller's
         # load queues behind itself, never in front of the others.
@@ -136,18 +142,18 @@ class Control:
         self._names = {CONTROL_ROOT: root}
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
-        self._next_query_ino = _FIRST_QUERY_INODE
+        self._next_query_ino = Counter(QUERY_BASE, OWN_BASE)  # never reused: an old number names no new query
 
     # -- what fs.py asks ------------------------------------------------------
     def owns(self, ino: int) -> bool:
-        return 1 < ino < FIRST_DYNAMIC_INODE or _FIRST_QUERY_INODE <= ino < OWN_BASE or HistoryView.owns(ino)
+        return 1 < ino < FIRST_DYNAMIC_INODE or QUERY_BASE <= ino < OWN_BASE or HistoryView.owns(ino)
 
     def refusal(self, ino: int) -> int:
         """The errno for changing something here: history is a read-only tree."""
         return errno.EROFS if HistoryView.owns(ino) else errno.EACCES
 
     def owns_handle(self, fh: int) -> bool:
-        return fh >= _FIRST_HANDLE
+        return handle_kind(fh) is Handle.CONTROL
 
     def _attrs(self, ino: int, mode: int, size: int = 0) -> EntryAttributes:
         a = EntryAttributes()
@@ -205,8 +211,7 @@ class Control:
             if len(self._queries) >= 10_000:  # bounded: the kernel asks again for forgotten ones
                 self._queries.clear()
                 self._query_names.clear()
-            self._next_query_ino += 1  # never reused, so an old number cannot name a new query
-            ino = self._next_query_ino
+            ino = self._next_query_ino()
             self._queries[name] = ino
             self._query_names[ino] = name
         return ino
@@ -232,8 +237,7 @@ class Control:
         return lambda: iter(listing)
 
     def _handle(self, content) -> int:
-        fh = self._next
-        self._next += 1
+        fh = self._next_handle()
         self._handles[fh] = content
         return fh
 

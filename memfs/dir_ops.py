@@ -24,7 +24,8 @@ from pyfuse3 import (
 from . import policy
 from .guard import guarded
 from .handles import DirHandle
-from .inodes import CACHE_TIMEOUT, ROOT_INODE, Node, entry_timeout, removed_stat
+from .inodes import CACHE_TIMEOUT, Node, entry_timeout, removed_stat
+from .numbers import ROOT_INODE
 from .policy import Access, Scope
 from .quota import Usage
 from .store import child_path
@@ -81,10 +82,7 @@ class DirOps:
         await self._settle(scope)  # no await after it: a sync round sees the file or not at all
         st = keep(scope, path) if keep is not None else self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
-        if self.index is not None:
-            self.index.remove(scope, path)
-        if self.history is not None:
-            self.history.remove(scope, path, p.user)
+        self.changes.removed(scope, path, p.user)
 
     def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
         """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
@@ -145,10 +143,7 @@ class DirOps:
             self.quotas.add(src, -carried.bytes, -carried.files)
             self.quotas.add(dst, carried.bytes, carried.files)
         moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
-        if self.index is not None:
-            self.index.moved(src, src_path, dst, dst_path, is_dir)
-        if self.history is not None:
-            self.history.moved(src, src_path, dst, dst_path, is_dir, p.user)
+        self.changes.moved(src, src_path, dst, dst_path, is_dir, p.user)
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
             for node in moved:
                 self._invalidate(node.ino)
@@ -203,8 +198,7 @@ class DirOps:
                 yield from self.store.iterdir(scope, path)
 
         self.opens.take(ctx.uid)
-        fh = self._next_dh
-        self._next_dh += 1
+        fh = self._next_dh()
         # The caller was checked here; readdir carries no ctx and trusts this handle.
         self._dirs[fh] = DirHandle(ctx.uid, scope, path, start, is_root, view, p.team_scope)
         return fh

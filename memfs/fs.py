@@ -35,6 +35,7 @@ from pyfuse3 import (
 
 from . import context as ctx_mod
 from . import layout, logline, policy
+from .changes import Changes
 from .config import Limits
 from .control import Control
 from .dir_ops import DirOps
@@ -46,7 +47,6 @@ from .identity import Identities
 from .index import Index
 from .inodes import (
     CACHE_TIMEOUT,
-    ROOT_INODE,
     VIEW_TIMEOUT,
     InodeTable,
     Node,
@@ -54,6 +54,7 @@ from .inodes import (
     removed_stat,
     save_own,
 )
+from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
 from .policy import Access, Principal, Scope
 from .quota import OpenCounts, Quotas
 from .store import Store, child_path
@@ -107,11 +108,12 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             sync.host = self
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = Quotas(store, limits)
+        self.changes = Changes(index, history, self.quotas)
         self.opens = OpenCounts(limits)
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it
-        self._next_dh = 1
+        self._next_dh = Counter(DIR_HANDLE_BASE, CONTROL_HANDLE_BASE)
         self._invalidations, self._invalidation_queue = trio.open_memory_channel(math.inf)
 
     # -- kernel cache invalidation ---------------------------------------------
@@ -140,6 +142,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     def refresh(self, paths: list[bytes]) -> None:
         """Backing files changed behind the kernel's back (memfs import): drop what the
         kernel cached of them and re-index them."""
+        by_scope: dict[Scope, list[bytes]] = {}
         for path in paths:
             found = self.store.locate(path)
             if found is None:
@@ -151,10 +154,9 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 if node is not None:
                     node.sig = None  # next open drops the page cache
                     self._invalidate(node.ino, attr_only=False)
-            if self.index is not None:
-                self.index.touch(scope, rel)
-            if self.history is not None:
-                self.history.imported(scope, [rel])
+            by_scope.setdefault(scope, []).append(rel)
+        for scope, rels in by_scope.items():
+            self.changes.imported(scope, rels)
 
     @contextlib.asynccontextmanager
     async def hold(self, scope: Scope):
@@ -185,7 +187,6 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     def synced(self, scope: Scope, written: list[bytes], removed: list[bytes]) -> None:
         """Another host's changes were written into a scope's folder: drop what the kernel
         cached of those names and files, and re-index them."""
-        self.quotas.forget(scope)
         for path in written + removed:
             parent_path, _, name = path.rpartition(b"/")
             # a file replaced (by rename) or removed: its old node lives on for open
@@ -200,11 +201,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 )
                 if parent is not None:
                     self._invalidate_name(parent.ino, name)
-            if self.index is not None:
-                if path in removed:
-                    self.index.remove(scope, path)
-                else:
-                    self.index.touch(scope, path)
+        self.changes.arrived(scope, written, removed)
 
     # -- index and history ------------------------------------------------------------
     def _user(self, uid: int) -> str:
@@ -212,12 +209,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
 
     def _changed(self, node: Node, uid: int) -> None:
         """A file's content changed (closed after writing, fsynced, truncated)."""
-        if node.unlinked:
-            return
-        if self.index is not None:
-            self.index.touch(node.scope, node.path)
-        if self.history is not None:
-            self.history.touch(node.scope, node.path, self._user(uid))
+        if not node.unlinked:
+            self.changes.written(node.scope, node.path, self._user(uid))
 
     async def _preserve(self, scope: Scope, path: bytes, removing: bool = False) -> None:
         """About to destroy a file's content (rm, truncate, a rename over it, an open for
@@ -236,7 +229,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             h = self._files.get(fd)
             if h is not None and h.dirty:
                 user = self._user(h.uid)
-                self.history.touch(scope, path, user)
+                self.changes.written(scope, path, user)
                 return user
         return None
 
@@ -296,8 +289,12 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         uid, node, name = (ctx.uid if ctx is not None else None), None, None
         first = args[0] if args and isinstance(args[0], int) else None
         if first is not None and op in self._BY_HANDLE:
-            h = self._files.get(first) or self._dirs.get(first)
-            uid, node = (h.uid, getattr(h, "node", None)) if h is not None else (uid, None)
+            table = {Handle.FILE: self._files, Handle.DIR: self._dirs}.get(handle_kind(first), {})
+            h = table.get(first)
+            if isinstance(h, DirHandle):
+                uid, node = h.uid, self.inodes.find(h.scope, h.path, h.view) if h.scope is not None else None
+            elif h is not None:
+                uid, node = h.uid, h.node
         elif first is not None:
             node = self.inodes.get(first)
             name = args[1] if len(args) > 1 and isinstance(args[1], bytes) else None

@@ -23,15 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .numbers import BACKING_BASE, HISTORY_BASE, OWN_BASE, ROOT_INODE, VIEW_BIT, Counter
 from .policy import Scope
 
 log = logging.getLogger(__name__)
 
-ROOT_INODE = 1  # the per-caller private root; it has no fixed scope
-FIRST_DYNAMIC_INODE = 1000  # below: fixed inodes of the control tree
-BACKING_BASE = 1 << 20  # inode = BACKING_BASE + backing st_ino (+ VIEW_BIT in a grant view)
-VIEW_BIT = 1 << 40
-OWN_BASE = 1 << 42  # numbers of nodes that cannot use their backing one (query inodes: 1 << 41)
 MAX_OWN = 100_000  # own numbers remembered; past it the oldest go (that file's st_ino would change)
 
 # Below the root every inode has one scope, so the kernel may cache it.
@@ -69,7 +65,7 @@ def load_own(path: Path) -> dict[int, int]:
     """The saved table of own numbers ({} if none or unreadable: numbers may change, once)."""
     try:
         raw = json.loads(path.read_text())
-        return {int(k): int(v) for k, v in raw.items() if OWN_BASE < int(v) < OWN_BASE * 2}
+        return {int(k): int(v) for k, v in raw.items() if OWN_BASE < int(v) < HISTORY_BASE}
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, AttributeError, TypeError) as e:
@@ -93,12 +89,11 @@ class InodeTable:
         self._by_ino: dict[int, Node] = {}
         # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
         self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
-        self._next = OWN_BASE
         # backing inode number -> the number of its own a file got because the backing one
         # was held by an older node: that file keeps it for the mount's life, whenever the
         # kernel forgets and looks it up again (st_ino never changes while a file exists)
         self._own: dict[int, int] = dict(own or {})
-        self._next = max(self._own.values(), default=OWN_BASE)
+        self._next = Counter(OWN_BASE, HISTORY_BASE, max(self._own.values(), default=None))
         self._save = save  # called with the table whenever it changes
 
     def __len__(self) -> int:
@@ -122,8 +117,7 @@ class InodeTable:
 
     def _number(self, backing_ino: int | None, view: bool) -> int:
         if backing_ino is None or not 0 < backing_ino < VIEW_BIT - BACKING_BASE:
-            self._next += 1
-            return self._next
+            return self._next()
         key = backing_ino + (VIEW_BIT if view else 0)
         own = self._own.get(key)
         if own is not None and own not in self._by_ino:
@@ -131,12 +125,11 @@ class InodeTable:
         ino = BACKING_BASE + key
         if ino not in self._by_ino:
             return ino
-        self._next += 1
-        self._own[key] = self._next
+        ino = self._own[key] = self._next()
         while len(self._own) > MAX_OWN:
             del self._own[next(iter(self._own))]
         self._saved()
-        return self._next
+        return ino
 
     def _saved(self) -> None:
         if self._save is not None:

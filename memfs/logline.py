@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .index.schema import display_path, path_text
-from .inodes import ROOT_INODE, Node
+from .inodes import Node
+from .numbers import ROOT_INODE
 from .policy import Principal
 
 

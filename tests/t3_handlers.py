@@ -15,7 +15,7 @@ from memfs.config import parse
 from memfs.fs import Operations
 from memfs.identity import Identities
 from memfs.index import Index
-from memfs.inodes import OWN_BASE, ROOT_INODE
+from memfs.numbers import OWN_BASE, ROOT_INODE
 from memfs.store import Store
 
 ALICE, BOB, CAROL, STRANGER = 1001, 1002, 1003, 4000123
@@ -497,3 +497,21 @@ async def test_handlers_feed_the_index_queue(ops):
     await ops.rename(ROOT_INODE, b"a.md", ROOT_INODE, b"b.md", 0, alice)
     await ops.unlink(ROOT_INODE, b"b.md", alice)
     assert ops.index._pending[private] == {b"d/n.md": "index", b"a.md": "delete", b"b.md": "delete"}
+
+
+async def test_handles_of_each_kind_never_share_a_number(ops):
+    """A log line names what a handle is: a folder listing and an open file (whose handle
+    is its fd) have numbers from ranges of their own, so `readdir dh=N` can never name a
+    file another caller holds open with fd N."""
+    secret = await make_file(ops, ALICE, b"secret-notes.md", b"x")
+    files = [(await ops.open(secret, os.O_RDONLY, ctx(ALICE))).fh for _ in range(20)]
+    notes = (await ops.mkdir(ROOT_INODE, b"notes", stat.S_IFDIR | 0o755, ctx(BOB))).st_ino
+    dirs = [await ops.opendir(notes, ctx(BOB)) for _ in range(20)]
+    assert not set(files) & set(dirs)
+    for dh in dirs:
+        line = ops.describe("readdir", (dh, 0, None))
+        assert "bob" in line and "notes" in line and "secret" not in line, line
+        await ops.releasedir(dh)
+    for fh in files:
+        assert "secret-notes.md" in ops.describe("read", (fh, 0, 10))
+        await ops.release(fh)

@@ -22,6 +22,7 @@ from pyfuse3 import EntryAttributes, FUSEError
 
 from .. import policy
 from ..identity import Identities
+from ..numbers import HISTORY_BASE
 from ..policy import Access, Kind, Principal, Scope, readable_scopes
 from ..store import child_path
 from .catalog import Catalog, catalog_file, quote_path
@@ -31,7 +32,6 @@ from .service import History
 HISTORY = 12  # .memfs/history: the caller's own history (per caller, like the root)
 LOG = 13  # .memfs/log: the latest changes in every scope the caller reads
 
-HISTORY_BASE = 1 << 60
 _SCOPE_SHIFT, _VIEW_BIT, _VERSION_BIT = 37, 1 << 36, 1 << 35
 _ID_MASK = (1 << 35) - 1
 _ROOT_ID = 0  # a scope's history root (team/, or a grant's .memfs/history)
