@@ -23,7 +23,6 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 from . import context as ctx_mod
 from . import layout, policy
 from .entry import INDEX_NAME
-from .history import History
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, QueryError, display_path
@@ -38,6 +37,8 @@ from .numbers import (
 )
 from .policy import Kind, Principal, Scope, readable_scopes
 from .store import Store
+from .sync import Sync
+from .sync.service import SyncHost
 
 CONTROL_ROOT = 2
 WHOAMI = 3
@@ -79,7 +80,7 @@ class QueryHandle:
     pos: int = 0
 
 
-class FsHost(Protocol):
+class FsHost(SyncHost, Protocol):
     """What the control files need of the filesystem, handed over at construction."""
 
     def entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
@@ -101,14 +102,15 @@ class FsHost(Protocol):
 class Control:
     def __init__(
         self,
+        *,
         ids: Identities,
         store: Store,
+        host: FsHost,
         mountpoint: str = "",
         index: Index | None = None,
         limits: ctx_mod.Limits | None = None,
-        host: FsHost | None = None,
-        history: History | None = None,
-        sync=None,
+        history_view: HistoryView | None = None,
+        sync: Sync | None = None,
     ):
         self.ids = ids
         self.store = store
@@ -132,9 +134,8 @@ class Control:
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
             root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
-        self.history = None
-        if history is not None:
-            self.history = HistoryView(history, ids, self._started, host.open_dirty)
+        self.history_view = history_view
+        if history_view is not None:
             root.update({b"history": HISTORY, b"log": LOG})
         self.sync = sync
         if sync is not None:
@@ -174,8 +175,8 @@ class Control:
         return self.getattr(CONTROL_ROOT, p)
 
     def getattr(self, ino: int, p: Principal) -> EntryAttributes:
-        if self.history is not None and HistoryView.owns(ino):
-            return self.history.getattr(ino, p)
+        if self.history_view is not None and HistoryView.owns(ino):
+            return self.history_view.getattr(ino, p)
         if ino in self._names or ino in (USERS, SEARCH):
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
         if ino in (QUERY, QUERY_JSON, SYNC):
@@ -190,8 +191,8 @@ class Control:
         raise FUSEError(errno.ENOENT)
 
     async def lookup(self, parent: int, name: bytes, p: Principal) -> EntryAttributes:
-        if self.history is not None and HistoryView.owns(parent):
-            return await self.history.lookup(parent, name, p)
+        if self.history_view is not None and HistoryView.owns(parent):
+            return await self.history_view.lookup(parent, name, p)
         if parent == USERS:
             owner = os.fsdecode(name)
             if not policy.sees_grant(p, owner):
@@ -218,14 +219,14 @@ class Control:
 
     async def grant_ctl(self, scope: Scope, p: Principal) -> EntryAttributes:
         """.memfs/ in a grant reader's view of an owner's root: the owner's history."""
-        if self.history is None:
+        if self.history_view is None:
             raise FUSEError(errno.ENOENT)
-        return await self.history.grant_ctl(scope, p)
+        return await self.history_view.grant_ctl(scope, p)
 
     async def opendir(self, ino: int, p: Principal):
         """A callable that (re)starts the folder's listing: (name, attributes) pairs."""
-        if self.history is not None and HistoryView.owns(ino):
-            return await self.history.opendir(ino, p)
+        if self.history_view is not None and HistoryView.owns(ino):
+            return await self.history_view.opendir(ino, p)
         if ino in (USERS, SEARCH):
             listing = []  # reachable by name (see whoami and README), not enumerated
         else:
@@ -254,13 +255,13 @@ class Control:
             # nonseekable: results follow the query in one stream, whatever the offset
             return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         writes = flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC
-        if self.history is not None and HistoryView.owns(ino):
+        if self.history_view is not None and HistoryView.owns(ino):
             if writes:
                 raise FUSEError(errno.EROFS)
             if ino == LOG:
-                content = await self.history.log(p, self._view_prefix(p), self.limiter(p))
+                content = await self.history_view.log(p, self._view_prefix(p), self.limiter(p))
                 return FileInfo(fh=self._handle(content), direct_io=True, keep_cache=False)
-            content = await self.history.read_version(ino, p, self.limiter(p))
+            content = await self.history_view.read_version(ino, p, self.limiter(p))
             # a version's bytes never change, and its inode names only them: cache them
             return FileInfo(fh=self._handle(content), direct_io=False, keep_cache=True)
         if ino not in self._query_names and ino not in self._async_files:
@@ -342,7 +343,7 @@ class Control:
         if now:
             async with self.limiter(p):
                 for scope in scopes:
-                    await self.sync.sync_scope(scope)
+                    await self.sync.sync_scope(scope, self.host)
         return yaml.safe_dump(self.sync.status(scopes), sort_keys=False).encode()
 
     # -- search -----------------------------------------------------------------

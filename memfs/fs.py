@@ -41,8 +41,9 @@ from .control import Control
 from .dir_ops import DirOps
 from .file_ops import FileOps
 from .guard import guarded
-from .handles import DirHandle, FileHandle
+from .handles import DirHandle, FileHandle, OpenFiles
 from .history import History
+from .history.view import HistoryView
 from .identity import Identities
 from .index import Index
 from .inodes import (
@@ -83,15 +84,19 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
 
     def __init__(
         self,
+        *,
         store: Store,
         ids: Identities,
+        files: OpenFiles | None = None,
         index: Index | None = None,
-        limits: Limits | None = None,
-        mountpoint: str = "",
-        context: ctx_mod.Limits | None = None,
         history: History | None = None,
+        history_view: HistoryView | None = None,
         sync: Sync | None = None,
+        limits: Limits | None = None,
+        context: ctx_mod.Limits | None = None,
+        mountpoint: str = "",
     ):
+        """Built by daemon.build (the composition root); tests build it bare."""
         super().__init__()
         self.store = store
         self.ids = ids
@@ -99,18 +104,24 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.history = history
         own_path = layout.own_numbers_file(store.data)
         self.inodes = InodeTable(load_own(own_path), lambda own: save_own(own_path, own))
-        # The control files get what they need of this class through FsHost, given here.
+        # The control files get what they need of this class through FsHost: a part of
+        # this layer, not a peer component.
         self.control = Control(
-            ids, store, mountpoint, index=index, limits=context, host=self, history=history, sync=sync
+            ids=ids,
+            store=store,
+            mountpoint=mountpoint,
+            index=index,
+            limits=context,
+            host=self,
+            history_view=history_view,
+            sync=sync,
         )
         self._held: dict[Scope, trio.Event] = {}  # scopes a sync is writing into
-        if sync is not None:
-            sync.host = self
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = Quotas(store, limits)
         self.changes = Changes(index, history, self.quotas)
         self.opens = OpenCounts(limits)
-        self._files: dict[int, FileHandle] = {}
+        self._files = files if files is not None else OpenFiles(ids.name_of)
         self._dirs: dict[int, DirHandle] = {}
         self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it
         self._next_dh = Counter(DIR_HANDLE_BASE, CONTROL_HANDLE_BASE)
@@ -176,8 +187,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 await ev.wait()
 
     def busy(self, scope: Scope) -> set[bytes]:
-        """Paths of a scope open for writing: a sync never replaces them under the writer."""
-        return {h.node.path for h in self._files.values() if h.writable and h.node.scope == scope}
+        return self._files.busy(scope)
 
     async def room(self, scope: Scope) -> tuple[int, int]:
         """(bytes, files) a scope may still grow by: what a sync round may bring in."""
@@ -205,7 +215,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
 
     # -- index and history ------------------------------------------------------------
     def _user(self, uid: int) -> str:
-        return self.ids.principal(uid, uid).user or f"uid-{uid}"
+        return self.ids.name_of(uid)
 
     def _changed(self, node: Node, uid: int) -> None:
         """A file's content changed (closed after writing, fsynced, truncated)."""
@@ -245,26 +255,10 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         return lambda sc, rel: self.history.remove_kept(sc, rel, user)
 
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
-        wanted = set(scopes)
-        return [
-            (h.node.scope, h.node.path, self._user(h.uid))
-            for h in self._files.values()
-            if h.dirty and not h.node.unlinked and h.node.scope in wanted
-        ]
+        return self._files.open_dirty(scopes)
 
-    def dirty_paths(self, scopes: list[Scope]):
-        """Files in these scopes written through handles still open and changed since the
-        index last saw them: a search reads them as they are now (and only those)."""
-        wanted = set(scopes)
-        out = []
-        for h in self._files.values():
-            if h.dirty and not h.node.unlinked and h.node.scope in wanted:
-                st = os.fstat(h.fd)
-                sig = (st.st_mtime_ns, st.st_size)
-                if sig != h.indexed:
-                    h.indexed = sig
-                    out.append((h.node.scope, h.node.path))
-        return out
+    def dirty_paths(self, scopes: list[Scope]) -> list[tuple[Scope, bytes]]:
+        return self._files.dirty_paths(scopes)
 
     async def usage(self, p: Principal) -> dict:
         """The caller's usage against its limits, for .memfs/whoami."""

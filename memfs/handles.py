@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .inodes import Node
@@ -17,6 +19,39 @@ class FileHandle:
     append: bool
     dirty: bool = False
     indexed: tuple[int, int] | None = None  # (mtime_ns, size) last handed to the index
+
+
+class OpenFiles(dict[int, FileHandle]):
+    """Every open file handle by number (its fd). Also what the others ask about files
+    being written: history and sync (open_dirty, busy) and the index (dirty_paths)."""
+
+    def __init__(self, user_of: Callable[[int], str]):
+        super().__init__()
+        self.user_of = user_of
+
+    def _dirty(self, scopes: list[Scope]):
+        wanted = set(scopes)
+        return (h for h in self.values() if h.dirty and not h.node.unlinked and h.node.scope in wanted)
+
+    def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
+        """(scope, path, writer) of files in these scopes with writes not yet closed."""
+        return [(h.node.scope, h.node.path, self.user_of(h.uid)) for h in self._dirty(scopes)]
+
+    def dirty_paths(self, scopes: list[Scope]) -> list[tuple[Scope, bytes]]:
+        """Files in these scopes written through handles still open and changed since the
+        index last saw them: a search reads them as they are now (and only those)."""
+        out = []
+        for h in self._dirty(scopes):
+            st = os.fstat(h.fd)
+            sig = (st.st_mtime_ns, st.st_size)
+            if sig != h.indexed:
+                h.indexed = sig
+                out.append((h.node.scope, h.node.path))
+        return out
+
+    def busy(self, scope: Scope) -> set[bytes]:
+        """Paths of a scope open for writing: a sync never replaces them under the writer."""
+        return {h.node.path for h in self.values() if h.writable and h.node.scope == scope}
 
 
 @dataclass(slots=True)

@@ -139,6 +139,10 @@ class Identities:
             self._owners[scope] = owner
         return owner
 
+    def name_of(self, uid: int) -> str:
+        """The memory user a uid acts as, for authorship (uid-N when it maps to none)."""
+        return self.principal(uid, uid).user or f"uid-{uid}"
+
     def principal(self, uid: int, gid: int) -> Principal:
         p = self._cache.get((uid, gid))
         if p is None:

@@ -24,15 +24,10 @@ import pyfuse3
 import trio
 
 from . import config as config_mod
-from . import context as ctx_mod
-from . import guard, privilege
-from .background import NicedProcess
-from .fs import Operations
-from .history import History, gitrepo
+from . import daemon, guard, privilege
+from .history import gitrepo
 from .identity import Identities
-from .index import Index, IndexUnavailable, embed
 from .store import Store
-from .sync import Sync, remotes
 
 log = logging.getLogger("memfs")
 
@@ -132,81 +127,6 @@ def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
     return cfg, Identities(cfg)
 
 
-async def supervised(name: str, task, *args) -> None:
-    """Run a background task like a handler is run: an unexpected exception is logged and
-    the task restarted after a backoff, never allowed to end pyfuse3.main for everyone."""
-    delay = 0.1
-    while True:
-        started = trio.current_time()
-        try:
-            await task(*args)
-            return
-        except Exception:
-            log.exception("%s: failed; restarting in %.1f s", name, delay)
-        if trio.current_time() - started > 60:
-            delay = 0.1  # it had been running fine: this is a new failure, not a loop
-        await trio.sleep(delay)
-        delay = min(delay * 2, 30.0)
-
-
-TRIM_EVERY = 30.0  # seconds between returns of freed heap to the system
-
-
-async def trim_memory() -> None:
-    """glibc keeps freed heap (a burst's buffers, an index commit's) instead of returning
-    it: RSS stayed ~36 MiB above the working set after a soak (scripts/bench --soak), until
-    malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap)."""
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return  # not glibc
-    while True:
-        await trio.sleep(TRIM_EVERY)
-        await trio.to_thread.run_sync(trim, 0)
-
-
-async def _serve(ops: Operations, index: Index | None, history: History | None, sync: Sync | None) -> None:
-    async with trio.open_nursery() as nursery:
-
-        async def on_signal():
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
-                async for sig in sigs:
-                    log.info("received %s: unmounting", signal.Signals(sig).name)
-                    pyfuse3.terminate()
-                    return
-
-        nursery.start_soon(on_signal, name="signals")
-        nursery.start_soon(supervised, "invalidator", ops.run_invalidator, name="invalidator")
-        nursery.start_soon(supervised, "memory trim", trim_memory, name="trim")
-        if index is not None:
-            nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
-            nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
-            nursery.start_soon(supervised, "index embedding", index.run_backfill, name="embedding")
-        if history is not None:
-
-            async def history_reconcile():
-                # Searches wait for the index's start-up reconcile; history's does not block
-                # anyone (a reader reconciles its scope first), so it takes the cores after.
-                if index is not None:
-                    await index.reconciled()
-                await history.reconcile()
-
-            nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
-            nursery.start_soon(supervised, "history reconcile", history_reconcile, name="history reconcile")
-            nursery.start_soon(supervised, "history retention", history.run_retention, name="retention")
-        if sync is not None:
-            nursery.start_soon(supervised, "sync", sync.run, name="sync")
-        await pyfuse3.main()
-        nursery.cancel_scope.cancel()
-    if history is not None:  # unmounted: commit what is still pending (a crash: reconcile does)
-        await history.close()
-    if index is not None:  # unmounted: apply what is still queued, so the index matches the files
-        try:
-            await index.flush()
-        except IndexUnavailable:
-            log.warning("index: queued updates not applied; the next mount reconciles them")
-
-
 def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     """Mount and serve in this process until unmounted or signalled."""
 
@@ -236,60 +156,12 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         report(f"error: cannot hand {spec.data} to the daemon user {cfg.daemon_user}: {e.strerror}")
         return 1
 
-    store = Store(spec.data, cfg.limits.max_file_bytes)
     if spec.debug:
         guard.enable_trace()
-    try:
-        embedder = embed.load(cfg.search) if cfg.index.enabled else None
-    except embed.EmbedderError as e:
-        log.error("%s", e)
-        report(f"error: {e}")
-        return 1
-    try:
-        worker = (
-            NicedProcess(embed.start_worker, (cfg.search,), "memfs-embed") if embedder is not None else None
-        )
-        index = Index(spec.data, store, cfg.memory.types, embedder, worker) if cfg.index.enabled else None
-    except Exception as e:  # tantivy: locked by another daemon, unreadable files
-        log.error("cannot open the index in %s: %s", spec.data / "index", e)
-        report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
-        return 1
-    limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
-    history = History(spec.data, store, cfg.history, limits=cfg.limits) if cfg.history.enabled else None
-    sync = Sync(history, cfg) if history is not None and remotes(cfg) else None
-    ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits, history, sync)
     options = set(pyfuse3.default_options)
     # The daemon decides every access itself; the kernel must not judge from shown modes.
     options.discard("default_permissions")
     options |= {"fsname=memfs", "subtype=memfs", "allow_other"}
-    pid_path = pidfile(spec.mountpoint)
-    with privilege.raised(user):
-        try:
-            pyfuse3.init(ops, str(spec.mountpoint), options)
-        except Exception as e:  # pyfuse3 raises RuntimeError with libfuse's reason
-            log.error("cannot mount %s: %s", spec.mountpoint, e)
-            report(f"error: cannot mount {spec.mountpoint}: {e}")
-            return 1
-        try:
-            RUN_DIR.mkdir(parents=True, exist_ok=True)
-            pid_path.write_text(f"{os.getpid()}\n{spec.mountpoint}\n{spec.data}\n{spec.config}\n")
-            if user is not None:  # the daemon removes its own pid file at unmount
-                os.chown(RUN_DIR, user.uid, user.gid)
-                os.chown(pid_path, user.uid, user.gid)
-        except OSError as e:
-            log.warning("cannot write pid file %s: %s", pid_path, e)
-    privilege.drop(user)
-    try:  # later commands given --data use the config this data was mounted with
-        (spec.data / "state" / MOUNTED_CONFIG).write_text(f"{spec.config}\n")
-    except OSError as e:
-        log.warning("cannot record the config in %s: %s", spec.data / "state", e)
-    nofile = raise_nofile()
-    if nofile < 4 * cfg.limits.open_files:
-        log.warning(
-            "only %d file descriptors (hard limit): limits.open_files %d lets 4 uids take them all",
-            nofile,
-            cfg.limits.open_files,
-        )
     # Worker threads (index, views) hold the GIL between blocking calls; a shorter switch
     # interval bounds how long a handler waits for it behind them.
     sys.setswitchinterval(0.0005)
@@ -297,31 +169,28 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     # A native stack overflow cannot be caught; deep recursion in C needs a deep stack.
     threading.stack_size(64 * 1024 * 1024)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: dump a stuck daemon's stacks
-    log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
-    report("ok")
-    code = 0
+
+    def mounted() -> None:
+        privilege.drop(user)
+        try:  # later commands given --data use the config this data was mounted with
+            (spec.data / "state" / MOUNTED_CONFIG).write_text(f"{spec.config}\n")
+        except OSError as e:
+            log.warning("cannot record the config in %s: %s", spec.data / "state", e)
+        nofile = raise_nofile()
+        if nofile < 4 * cfg.limits.open_files:
+            log.warning(
+                "only %d file descriptors (hard limit): limits.open_files %d lets 4 uids take them all",
+                nofile,
+                cfg.limits.open_files,
+            )
+        log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
+
+    where = (spec.data, spec.mountpoint, spec.config)
     try:
-        trio.run(_serve, ops, index, history, sync)
+        return trio.run(daemon.run, cfg, ids, where, options, user, pidfile(spec.mountpoint), report, mounted)
     except BaseException:
         log.exception("daemon main loop failed")
-        code = 1
-    finally:
-        pyfuse3.close(unmount=True)
-        if index is not None:
-            index.close()
-        if ops.control.history is not None:
-            ops.control.history.close()
-        if sync is not None:
-            sync.background.close()
-        if history is not None:
-            history.background.close()
-        store.close()
-        try:
-            pid_path.unlink()
-        except OSError:
-            pass
-        log.info("unmounted %s", spec.mountpoint)
-    return code
+        return 1
 
 
 def start_background(spec: MountSpec) -> None:

@@ -67,7 +67,7 @@ def make_ops(data):
     def make(config=CONFIG, max_file_bytes=1024 * 1024, index=True) -> Operations:
         store = Store(data, max_file_bytes)
         ix = Index(data, store) if index and not any(o.index for o in made) else None
-        made.append(Operations(store, Identities(parse(config)), ix))
+        made.append(Operations(store=store, ids=Identities(parse(config)), index=ix))
         return made[-1]
 
     yield make

@@ -173,7 +173,7 @@ def test_queries_are_bounded_before_parsing():
 
 async def test_supervised_tasks_are_restarted(checklogs):
     checklogs.expect(r"flaky: failed; restarting", 2)
-    from memfs.mount import supervised
+    from memfs.daemon import supervised
 
     runs = []
 

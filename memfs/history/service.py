@@ -17,7 +17,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import trio
@@ -60,12 +60,17 @@ KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger
 class History:
     def __init__(
         self,
+        *,
         data: Path,
         store: Store,
         conf: HistoryConf,
         limits: Limits | None = None,
         hostname: str | None = None,
+        shared: Iterable[Scope] = (),
+        on_commit: Callable[[Scope], None] | None = None,
     ):
+        """`shared`: scopes synced with a remote (retention never rewrites them);
+        `on_commit`: told each scope a batch was committed to (sync pushes it)."""
         self.data = data
         self.store = store
         self.conf = conf
@@ -96,8 +101,8 @@ class History:
         self._over: set[Scope] = set()  # past max_bytes: prune soon
         self._prune_soon = trio.Event()
         self.reconciled = trio.Event()
-        self.on_commit = None  # scope -> None, after a batch was committed (sync pushes it)
-        self.shared: set[Scope] = set()  # scopes synced with a remote: retention never rewrites them
+        self.on_commit = on_commit
+        self.shared = frozenset(shared)
         try:  # scopes whose files reconcile has not yet compared with their history
             self._unreconciled = set(layout.scopes_in(data))
         except OSError:

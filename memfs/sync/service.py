@@ -16,8 +16,10 @@ import logging
 import os
 import subprocess
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pygit2
 import trio
@@ -164,29 +166,49 @@ def _stream_blob(gitdir: Path, oid: pygit2.Oid, fd: int) -> None:
         raise OSError(errno.EIO, f"git cat-file blob {oid} failed ({proc.returncode})")
 
 
+class Pushes:
+    """Scopes committed to since their last round: history tells it of each commit
+    (History's on_commit), the sync loop wakes and pushes them."""
+
+    def __init__(self) -> None:
+        self.wanted: set[Scope] = set()
+        self.wake = trio.Event()
+
+    def committed(self, scope: Scope) -> None:
+        self.wanted.add(scope)
+        self.wake.set()
+
+    def reset(self) -> None:
+        self.wake = trio.Event()
+
+
+class SyncHost(Protocol):
+    """What a sync round needs of the filesystem, given to run() and sync_scope()."""
+
+    def hold(self, scope: Scope) -> AbstractAsyncContextManager: ...
+    def busy(self, scope: Scope) -> set[bytes]: ...
+    async def room(self, scope: Scope) -> tuple[int, int]: ...
+    def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]: ...
+    def synced(self, scope: Scope, written: list[bytes], removed: list[bytes]) -> None: ...
+
+
 class Sync:
-    def __init__(self, history: History, cfg: Config):
+    def __init__(self, *, history: History, cfg: Config, pushes: Pushes):
         self.history = history
-        self.host = None  # the filesystem: hold(scope), busy(scope), open_dirty(scopes), synced(...)
         self.interval = cfg.sync.interval
         self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
-        self._wake = trio.Event()
+        self.pushes = pushes
         self._git_config = git_config(history.data / "state")
         # rounds parse a remote's data: niced threads of their own (a slow fetch must not hold history's)
         self.background = NicedPool(2, "memfs-sync")
-        history.on_commit = self._committed
-        history.shared = set(self.state)
 
-    def _committed(self, scope: Scope) -> None:
-        st = self.state.get(scope)
-        if st is not None:
-            st.push_wanted = True
-            self._wake.set()
-
-    async def run(self) -> None:
+    async def run(self, host: SyncHost) -> None:
         await self.history.reconciled.wait()
         while True:
             now = trio.current_time()
+            for scope in self.pushes.wanted & self.state.keys():
+                self.state[scope].push_wanted = True
+            self.pushes.wanted.clear()
             due = [
                 s
                 for s, st in self.state.items()
@@ -194,14 +216,16 @@ class Sync:
             ]
             async with trio.open_nursery() as n:
                 for scope in due:
-                    n.start_soon(self.sync_scope, scope)
-            self._wake = trio.Event()
-            with trio.move_on_after(min(1.0, self.interval / 2)):
-                await self._wake.wait()
+                    n.start_soon(self.sync_scope, scope, host)
+            self.pushes.reset()
+            if not self.pushes.wanted:
+                with trio.move_on_after(min(1.0, self.interval / 2)):
+                    await self.pushes.wake.wait()
 
-    async def sync_scope(self, scope: Scope) -> State:
+    async def sync_scope(self, scope: Scope, host: SyncHost) -> State:
         st = self.state[scope]
         st.push_wanted = False
+        self.pushes.wanted.discard(scope)
         st.last_fetch = trio.current_time()
         st.moved = {}
         # what this round wrote and removed, filled as it happens: told to the index and the
@@ -215,7 +239,7 @@ class Sync:
                 async with self.history.locked(scope):
                     incoming = await self.background.run(self._fetch, scope, st)
                 if incoming:
-                    await self._take_in(scope, st, (written, removed))
+                    await self._take_in(scope, st, (written, removed), host)
                 async with self.history.locked(scope):
                     if await self.background.run(self._push, scope, st):
                         break
@@ -237,21 +261,21 @@ class Sync:
                 )
             return st
         finally:
-            if (written or removed) and self.host is not None:
-                self.host.synced(scope, written, removed)
+            if written or removed:
+                host.synced(scope, written, removed)
         if st.failures:
             log.info("sync %s with %s: working again", scope, st.remote)
         st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
         return st
 
-    async def _take_in(self, scope: Scope, st: State, applied: tuple[list, list]) -> None:
+    async def _take_in(self, scope: Scope, st: State, applied: tuple[list, list], host: SyncHost) -> None:
         """Apply what arrived. Calls that change the scope wait meanwhile (a few ms); what
         callers wrote is committed first, and a file open for writing is never replaced
         (the arrival becomes a conflict copy beside it)."""
-        async with self.host.hold(scope):
-            await self.history.flush([scope], self.host.open_dirty([scope]))
-            busy = self.host.busy(scope)
-            room_bytes, room_files = await self.host.room(scope)
+        async with host.hold(scope):
+            await self.history.flush([scope], host.open_dirty([scope]))
+            busy = host.busy(scope)
+            room_bytes, room_files = await host.room(scope)
             budget = Budget(room_bytes, room_files, self.history.store.max_file_bytes, applied)
             async with self.history.locked(scope):
                 await self.background.run(self._take_fresh, scope, st, busy, budget)

@@ -1,0 +1,237 @@
+"""The composition root of one mount: builds every component with keyword arguments,
+runs their background tasks beside pyfuse3.main, and owns their teardown in one
+AsyncExitStack (undone in the reverse order of building: unmounted first, then what
+is pending committed and flushed, then workers and files closed)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from . import config as config_mod
+from . import context as ctx_mod
+from . import privilege
+from .background import NicedProcess
+from .fs import Operations
+from .handles import OpenFiles
+from .history import History
+from .history.view import HistoryView
+from .identity import Identities
+from .index import Index, IndexUnavailable, embed
+from .store import Store
+from .sync import Pushes, Sync, remotes
+
+log = logging.getLogger("memfs")
+
+TRIM_EVERY = 30.0  # seconds between returns of freed heap to the system
+
+
+class BuildError(Exception):
+    """A component could not be built; the message is one line for a person."""
+
+
+@dataclass
+class Parts:
+    store: Store
+    ops: Operations
+    index: Index | None
+    history: History | None
+    sync: Sync | None
+
+
+def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path, stack) -> Parts:
+    """Every component of the mount, each closed by `stack` (an AsyncExitStack)."""
+    store = Store(data, cfg.limits.max_file_bytes)
+    stack.callback(store.close)
+    index = None
+    if cfg.index.enabled:
+        try:
+            embedder = embed.load(cfg.search)
+        except embed.EmbedderError as e:
+            raise BuildError(str(e)) from None
+        worker = NicedProcess(embed.start_worker, (cfg.search,), "memfs-embed") if embedder else None
+        try:
+            index = Index(data, store, cfg.memory.types, embedder, worker)
+        except Exception as e:  # tantivy: locked by another daemon, unreadable files
+            if worker is not None:
+                worker.close()
+            raise BuildError(f"cannot open the index in {data / 'index'}: {e}") from None
+        stack.callback(index.close)
+    history = view = sync = None
+    files = OpenFiles(ids.name_of)
+    if cfg.history.enabled:
+        synced = remotes(cfg)
+        pushes = Pushes() if synced else None
+        history = History(
+            data=data,
+            store=store,
+            conf=cfg.history,
+            limits=cfg.limits,
+            shared=synced,
+            on_commit=pushes.committed if pushes is not None else None,
+        )
+        stack.callback(history.background.close)
+        view = HistoryView(history, ids, time.time_ns(), files.open_dirty)
+        stack.callback(view.close)
+        if pushes is not None:
+            sync = Sync(history=history, cfg=cfg, pushes=pushes)
+            stack.callback(sync.background.close)
+    ops = Operations(
+        store=store,
+        ids=ids,
+        files=files,
+        index=index,
+        history=history,
+        history_view=view,
+        sync=sync,
+        limits=cfg.limits,
+        context=ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days),
+        mountpoint=str(mountpoint),
+    )
+    return Parts(store, ops, index, history, sync)
+
+
+async def supervised(name: str, task, *args) -> None:
+    """Run a background task like a handler is run: an unexpected exception is logged and
+    the task restarted after a backoff, never allowed to end pyfuse3.main for everyone."""
+    delay = 0.1
+    while True:
+        started = trio.current_time()
+        try:
+            await task(*args)
+            return
+        except Exception:
+            log.exception("%s: failed; restarting in %.1f s", name, delay)
+        if trio.current_time() - started > 60:
+            delay = 0.1  # it had been running fine: this is a new failure, not a loop
+        await trio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+async def trim_memory() -> None:
+    """glibc keeps freed heap (a burst's buffers, an index commit's) instead of returning
+    it: RSS stayed ~36 MiB above the working set after a soak (scripts/bench --soak), until
+    malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap)."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return  # not glibc
+    while True:
+        await trio.sleep(TRIM_EVERY)
+        await trio.to_thread.run_sync(trim, 0)
+
+
+async def _on_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        async for sig in sigs:
+            log.info("received %s: unmounting", signal.Signals(sig).name)
+            pyfuse3.terminate()
+            return
+
+
+async def _flush_index(index: Index) -> None:
+    """Unmounted: apply what is still queued, so the index matches the files."""
+    try:
+        await index.flush()
+    except IndexUnavailable:
+        log.warning("index: queued updates not applied; the next mount reconciles them")
+
+
+def _start_tasks(nursery, parts: Parts) -> None:
+    index, history, sync = parts.index, parts.history, parts.sync
+    nursery.start_soon(_on_signal, name="signals")
+    nursery.start_soon(supervised, "invalidator", parts.ops.run_invalidator, name="invalidator")
+    nursery.start_soon(supervised, "memory trim", trim_memory, name="trim")
+    if index is not None:
+        nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
+        nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
+        nursery.start_soon(supervised, "index embedding", index.run_backfill, name="embedding")
+    if history is not None:
+
+        async def history_reconcile():
+            # Searches wait for the index's start-up reconcile; history's does not block
+            # anyone (a reader reconciles its scope first), so it takes the cores after.
+            if index is not None:
+                await index.reconciled()
+            await history.reconcile()
+
+        nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
+        nursery.start_soon(supervised, "history reconcile", history_reconcile, name="history reconcile")
+        nursery.start_soon(supervised, "history retention", history.run_retention, name="retention")
+    if sync is not None:
+        nursery.start_soon(supervised, "sync", sync.run, parts.ops, name="sync")
+
+
+async def run(
+    cfg: config_mod.Config,
+    ids: Identities,
+    where: tuple[Path, Path, Path | None],
+    options: set[str],
+    user,
+    pid_path: Path,
+    report: Callable[[str], None],
+    mounted: Callable[[], None],
+) -> int:
+    """Build, mount, serve until unmounted or signalled, tear down. `report` tells the
+    parent ("ok" or "error: ..."); `mounted` runs once the mount is up. `where`: (data,
+    mountpoint, the config file given)."""
+    data, mountpoint, config = where
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            parts = build(cfg, ids, data, mountpoint, stack)
+        except BuildError as e:
+            log.error("%s", e)
+            report(f"error: {e}")
+            return 1
+        with privilege.raised(user):
+            try:
+                pyfuse3.init(parts.ops, str(mountpoint), options)
+            except Exception as e:  # pyfuse3 raises RuntimeError with libfuse's reason
+                log.error("cannot mount %s: %s", mountpoint, e)
+                report(f"error: cannot mount {mountpoint}: {e}")
+                return 1
+            stack.callback(log.info, "unmounted %s", mountpoint)
+            stack.callback(pyfuse3.close, unmount=True)
+            stack.enter_context(_pid_file(pid_path, mountpoint, data, config, user))
+        # what is pending is committed and applied before the unmount (LIFO: history first)
+        if parts.index is not None:
+            stack.push_async_callback(_flush_index, parts.index)
+        if parts.history is not None:  # a crash instead: the next reconcile commits it
+            stack.push_async_callback(parts.history.close)
+        mounted()
+        report("ok")
+        async with trio.open_nursery() as nursery:
+            _start_tasks(nursery, parts)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    return 0
+
+
+@contextlib.contextmanager
+def _pid_file(path: Path, mountpoint: Path, data: Path, config: Path | None, user):
+    """The pid file `memfs umount` and `memfs status` find the daemon by; the daemon
+    removes it itself at unmount (it runs as the daemon user by then)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()}\n{mountpoint}\n{data}\n{config}\n")
+        if user is not None:
+            os.chown(path.parent, user.uid, user.gid)
+            os.chown(path, user.uid, user.gid)
+    except OSError as e:
+        log.warning("cannot write pid file %s: %s", path, e)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
