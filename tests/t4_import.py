@@ -335,3 +335,22 @@ def test_doctor_healthy_and_broken(m):
     assert "FAIL index:" in out and "entries on disk" in out
     m.config.write_text("bogus: 1\n")
     assert "FAIL config: config: unknown key 'bogus'" in memfs(m, *args, check=False).stdout
+
+
+def test_an_import_while_mounted_counts_against_the_quota_at_once(m, base_dir):
+    """Files an import writes behind the daemon's back are in the scope's usage right
+    away (.memfs/whoami), not only after a remount: the quota sees what is on disk."""
+    src = make_memory_dir(base_dir)
+    (src / "big.md").write_text(entry("Big", "x" * 50_000, "user"))
+
+    def usage() -> dict:
+        import yaml
+
+        return yaml.safe_load(m.sh(ALICE, "cat .memfs/whoami").stdout)["usage"]
+
+    write(m, ALICE, "own.md", entry("Own", "own", "user"))
+    before = usage()  # the daemon has counted alice's scope now
+    do_import(m, src, "--user", "alice")
+    after = usage()
+    assert after["private_bytes"] >= before["private_bytes"] + 50_000, (before, after)
+    assert after["private_files"] >= before["private_files"] + 4, (before, after)
