@@ -395,7 +395,11 @@ def test_rm_in_the_batch_keeps_the_content_and_an_open_reader_keeps_reading(make
         os.close(fd)
         """,
     )
-    assert m.sh(BOB, "rm -f team/held.md; rm team/held.md 2>&1 || echo refused").stdout.strip().endswith("refused")
+    assert (
+        m.sh(BOB, "rm -f team/held.md; rm team/held.md 2>&1 || echo refused")
+        .stdout.strip()
+        .endswith("refused")
+    )
     assert m.sh(BOB, "rm team/d 2>&1 || echo refused").stdout.strip().endswith("refused")  # still EISDIR
     assert len(versions(m, BOB, "team/other.md")) == 1
     names = versions(m, ALICE, "team/held.md")
