@@ -7,7 +7,6 @@ import os
 import pwd
 import random
 import shutil
-import sqlite3
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from . import config as config_mod
 from . import layout
 from .identity import Identities
-from .index import scan_entries
+from .index import manifest, scan_entries
 
 ANSWER_TIMEOUT = 5.0
 
@@ -139,8 +138,7 @@ def _status(mnt: Path) -> Check:
 
 
 def _index(data: Path, sample: int = 20) -> Check:
-    manifest = data / "state" / "manifest.sqlite"
-    if not manifest.exists():
+    if not manifest.path_of(data).exists():
         return Check("index", False, "no index yet: mount memfs (it indexes at start) or run memfs reindex")
     try:
         import tantivy
@@ -149,20 +147,10 @@ def _index(data: Path, sample: int = 20) -> Check:
             tantivy.Index.open(str(layout.index_dir(data, scope))).searcher().num_docs
             for scope in layout.scopes_in(layout.index_root(data))
         )
-        db = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
-        known = {k: (m, s) for k, m, s in db.execute("SELECT key, mtime, size FROM manifest")}
-        try:
-            row = db.execute("SELECT v FROM meta WHERE k = 'embedder'").fetchone()
-            orphan = "FROM vectors v LEFT JOIN manifest m ON m.key = v.key WHERE m.key IS NULL"
-            vectors = (
-                db.execute("SELECT count(*) FROM vectors").fetchone()[0],
-                db.execute(f"SELECT count(*) {orphan}").fetchone()[0],
-            )
-        except sqlite3.Error:  # an index made before semantic search
-            row, vectors = None, (0, 0)
-        db.close()
+        summary = manifest.summary(data)
     except Exception as e:  # a damaged index is a finding, not a crash
         return Check("index", False, f"cannot read the index: {e}: run memfs reindex (unmounted)")
+    known = summary.known
     files = scan_entries(data).found
     fix = "remount (reconcile) or run memfs reindex (unmounted)"
     if not (docs == len(known) == len(files)):
@@ -173,14 +161,13 @@ def _index(data: Path, sample: int = 20) -> Check:
     stale = [k for k in keys if known.get(k) != files[k][2:]]
     if stale:
         return Check("index", False, f"{len(stale)} of {len(keys)} sampled entries are stale: {fix}")
-    embedder = row[0] if row else "none"
-    if vectors[1]:
-        return Check("index", False, f"{vectors[1]} vectors of entries no longer indexed: {fix}")
+    if summary.orphans:
+        return Check("index", False, f"{summary.orphans} vectors of entries no longer indexed: {fix}")
     note = ""
-    if embedder != "none":
-        note = f"; {vectors[0]} embedded by {embedder}"
-        if vectors[0] < docs:
-            note += f" ({docs - vectors[0]} waiting: embedded in the background while mounted)"
+    if summary.embedder != "none":
+        note = f"; {summary.vectors} embedded by {summary.embedder}"
+        if summary.vectors < docs:
+            note += f" ({docs - summary.vectors} waiting: embedded in the background while mounted)"
     return Check("index", True, f"{docs} entries indexed, matching the files ({len(keys)} sampled){note}")
 
 

@@ -354,12 +354,12 @@ def evaluate(index: Index, questions, depth: int = 30) -> dict:
     for user, kind, q, gold in questions:
         scope = Scope(Kind.PRIVATE, user)
         text, filters = split_filters(q)
-        kw, _ = index._keyword([scope], text, filters, depth)
+        kw, _ = index.searcher._keyword([scope], text, filters, depth)
         kw_pairs = [(f.key, f.score) for f in kw]
-        sem, _ = index._semantic([scope], words_of(text), filters, depth)
+        sem, _ = index.searcher._semantic([scope], words_of(text), filters, depth)
         sem_pairs = [(key, c) for c, _s, key in sem]
         key = doc_key(scope, gold.encode())
-        hybrid_hits, _ = index._search([scope], q, 5)
+        hybrid_hits, _ = index.searcher.search([scope], q, 5)
         rankings = {
             "keyword": [k for k, _ in kw_pairs],
             "semantic": [k for k, _ in sem_pairs],

@@ -489,14 +489,14 @@ async def test_handlers_feed_the_index_queue(ops):
     await make_file(ops, ALICE, b"a.md", b"x")
     await make_file(ops, ALICE, b"notes.txt", b"x")  # not an entry: never queued
     private = ops.ids.principal(ALICE, ALICE).private
-    assert ops.index._pending[private] == {b"a.md": "index"}
+    assert ops.index.committer._pending[private] == {b"a.md": "index"}
     d = (await ops.mkdir(ROOT_INODE, b"d", 0o700, alice)).st_ino
     await make_file(ops, ALICE, b"n.md", b"x", parent=d)
     await ops.rename(ROOT_INODE, b"d", ROOT_INODE, b"e", 0, alice)
-    assert ops.index._trees[private] == [("delete_tree", b"d"), ("index_tree", b"e")]
+    assert ops.index.committer._trees[private] == [("delete_tree", b"d"), ("index_tree", b"e")]
     await ops.rename(ROOT_INODE, b"a.md", ROOT_INODE, b"b.md", 0, alice)
     await ops.unlink(ROOT_INODE, b"b.md", alice)
-    assert ops.index._pending[private] == {b"d/n.md": "index", b"a.md": "delete", b"b.md": "delete"}
+    assert ops.index.committer._pending[private] == {b"d/n.md": "index", b"a.md": "delete", b"b.md": "delete"}
 
 
 async def test_handles_of_each_kind_never_share_a_number(ops):

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memfs import layout
-from memfs.index import Index, IndexUnavailable, service
+from memfs.index import Index, IndexUnavailable, committer
 from memfs.policy import Kind, Scope
 from memfs.store import Store
 
@@ -46,7 +46,7 @@ def disk_full(*args):
 
 async def test_failed_reconcile_leaves_searches_working(index, monkeypatch, checklogs):
     checklogs.expect(r"reconcile failed; the next mount tries again", 1)
-    monkeypatch.setattr(index, "_plan", disk_full)
+    monkeypatch.setattr(index.reconciler, "_plan", disk_full)
     assert await index.reconcile() == {}
     with trio.fail_after(5):  # searches do not wait forever for a reconcile that failed
         assert await index.search([ALICE], "anything") == ([], 0)
@@ -57,11 +57,11 @@ async def test_failed_commit_keeps_changes_queued(index, monkeypatch, checklogs)
     await index.reconcile()
     write(index, b"a.md", "queued aardwolf")
     index.touch(ALICE, b"a.md")
-    real_apply = index._apply_scope
-    monkeypatch.setattr(index, "_apply_scope", disk_full)
+    real_apply = index.writer._apply_scope
+    monkeypatch.setattr(index.writer, "_apply_scope", disk_full)
     with pytest.raises(IndexUnavailable):
         await index.flush()
-    monkeypatch.setattr(index, "_apply_scope", real_apply)
+    monkeypatch.setattr(index.writer, "_apply_scope", real_apply)
     await index.flush()  # space is back: the queued change is applied
     hits, total = await index.search([ALICE], "aardwolf")
     assert total == 1 and hits[0].relpath == "a.md"
@@ -72,14 +72,14 @@ async def test_one_unreadable_entry_does_not_fail_the_batch(index, monkeypatch, 
     await index.reconcile()
     write(index, b"good.md", "good dugong")
     write(index, b"bad.md", "bad dugong")
-    real_add = index._add
+    real_add = index.writer._add
 
     def add(w, scope, path, key):  # noqa: D401
         if path == b"bad.md":
             raise ValueError("odd file")
         return real_add(w, scope, path, key)
 
-    monkeypatch.setattr(index, "_add", add)
+    monkeypatch.setattr(index.writer, "_add", add)
     index.touch(ALICE, b"good.md")
     index.touch(ALICE, b"bad.md")
     await index.flush()
@@ -91,13 +91,13 @@ MALLORY = Scope(Kind.PRIVATE, "mallory")
 
 
 async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch, checklogs):
-    checklogs.expect(r"private:mallory: commit failed \(", service.MAX_FAILURES - 1)
+    checklogs.expect(r"private:mallory: commit failed \(", committer.MAX_FAILURES - 1)
     checklogs.expect(r"private:mallory: commit failed 5 times .* left to a reconcile", 1)
     await index.reconcile()
     with open(backing(index, MALLORY, b"m.md"), "w") as f:
         f.write("mallory gerenuk")
     write(index, b"a.md", "alice gerenuk")
-    real = index._apply_scope
+    real = index.writer._apply_scope
     broken = {MALLORY}
 
     def apply_scope(scope, ops, embed=True):
@@ -105,8 +105,8 @@ async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch, c
             raise OSError(errno.EIO, "Input/output error")
         return real(scope, ops, embed)
 
-    monkeypatch.setattr(index, "_apply_scope", apply_scope)
-    for _attempt in range(service.MAX_FAILURES):
+    monkeypatch.setattr(index.writer, "_apply_scope", apply_scope)
+    for _attempt in range(committer.MAX_FAILURES):
         index.touch(MALLORY, b"m.md")
         index.touch(ALICE, b"a.md")
         with pytest.raises(IndexUnavailable):
@@ -114,7 +114,7 @@ async def test_a_failing_scope_does_not_hold_up_the_others(index, monkeypatch, c
         # alice's change went in at once, whatever mallory's scope does
         assert [h.relpath for h in (await index.search([ALICE], "gerenuk"))[0]] == ["a.md"]
     # Given up on after MAX_FAILURES: nothing of mallory's is queued, the scope is stale...
-    assert index.pending_count() == 0 and index._stale == {MALLORY}
+    assert index.pending_count() == 0 and index.committer.stale == {MALLORY}
     broken.clear()
     await index.reconcile_stale()  # ...and a reconcile of that scope brings it back
     assert [h.relpath for h in (await index.search([MALLORY], "gerenuk"))[0]] == ["m.md"]
@@ -154,8 +154,7 @@ async def test_folder_moves_use_no_regex_and_any_path_length(index):
     assert total == 1 and hits[0].relpath == "b/" + deep.decode() + "/n.md"
     hits, total = await index.search([ALICE], "numbat path:b/" + "d" * 250)
     assert total == 1
-    rows = index.db.execute("SELECT key FROM manifest").fetchall()
-    assert [r[0].split("\0")[1] for r in rows] == ["b/" + deep.decode() + "/n.md"]
+    assert [key.split("\0")[1] for key in index.manifest.known(None)] == ["b/" + deep.decode() + "/n.md"]
 
 
 def test_queries_are_bounded_before_parsing():
@@ -193,14 +192,14 @@ async def test_a_search_waits_for_its_scope_commit_in_flight(index, monkeypatch)
     write(index, b"a.md", "inflight serval")
     index.touch(ALICE, b"a.md")
     started, release = threading.Event(), threading.Event()
-    real = index._apply_scope
+    real = index.writer._apply_scope
 
     def slow(scope, ops, embed=True):
         started.set()
         release.wait(30)
         return real(scope, ops, embed)
 
-    monkeypatch.setattr(index, "_apply_scope", slow)
+    monkeypatch.setattr(index.writer, "_apply_scope", slow)
     found = []
 
     async def reader():
@@ -228,9 +227,9 @@ def test_random_query_syntax_never_reaches_the_parser_unbounded(tmp_path_factory
     Store.init_layout(data)
     ix = Index(data, Store(data, 1 << 20))
     try:
-        ix._apply({ALICE: []})
+        ix.writer.apply({ALICE: []})
         text = "(" * depth + "".join(parts) + ")" * depth
-        hits, total = ix._search([ALICE], text, 10)
+        hits, total = ix.searcher.search([ALICE], text, 10)
         assert total == 0
     finally:
         ix.close()
@@ -242,7 +241,7 @@ async def test_a_flush_cancelled_before_its_thread_starts_loses_nothing(index, m
     await index.reconcile()
     write(index, b"c.md", "cancelled caracal")
     index.touch(ALICE, b"c.md")
-    real_take = index._take
+    real_take = index.committer._take
     with trio.CancelScope() as cs:
 
         def take(scope, limit):
@@ -250,8 +249,8 @@ async def test_a_flush_cancelled_before_its_thread_starts_loses_nothing(index, m
             cs.cancel()  # the unmount arrives right now
             return ops
 
-        monkeypatch.setattr(index, "_take", take)
+        monkeypatch.setattr(index.committer, "_take", take)
         await index.flush()
-    monkeypatch.setattr(index, "_take", real_take)
+    monkeypatch.setattr(index.committer, "_take", real_take)
     hits, total = await index.search([ALICE], "caracal")
     assert total == 1

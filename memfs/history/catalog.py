@@ -226,49 +226,50 @@ class Catalog:
 
     def _record(self, repo: Repo, c, arrived: bool) -> None:
         parent_tree = c.parents[0].tree_id if c.parents else None
-        # Names and times in a commit are its author's claim: bounded before use.
+        user, t = self._author(c, arrived)
+        changes = _changes(repo, c, parent_tree)
+        renames = _renames(c.message, changes)
+        for old, new in renames:
+            self.db.execute(
+                "INSERT INTO log(time, user, op, path, new_path) VALUES(?,?,?,?,?)", (t, user, "R", old, new)
+            )
+        sources, targets = [old for old, _ in renames], [new for _, new in renames]
+        seen_nodes: set[bytes] = set()
+        added = 0
+        for path, old, new in changes:
+            if new is None:
+                if not _below_any(path, sources):
+                    self._log(t, user, "D", path)
+                continue
+            came = _below_any(path, targets)
+            op = "R" if came else ("A" if old is None else "M")
+            if not came:
+                self._log(t, user, op, path)
+            added += self._version(repo, t, user, op, path, new[1])
+            self._node(path, seen_nodes)
+        self._grow(added)
+
+    def _author(self, c, arrived: bool) -> tuple[str, int]:
+        """Who made a commit and when. Names and times in a commit are its author's claim:
+        bounded before use."""
         user = label(c.author.raw_name)
         if arrived:
             user = via(user, host_of(c.committer.raw_email))
         t, moved = clamp_time(c.author.time)
         if moved:
             log.warning("history %s: commit %s has time %d; kept as %d", self.path, c.id, c.author.time, t)
-        changes = [ch for ch in repo.diff(parent_tree, c.tree_id) if safe_path(ch[0])]
-        if len(c.parents) > 1:  # a merge: what came from the other side was recorded with its commits
-            other = c.parents[1].tree_id
-            changes = [ch for ch in changes if ch[2] is None or repo.lookup(other, ch[0]) != ch[2]]
-        removed = {p for p, old, new in changes if new is None}
-        renames = []  # (old, new) whose old side left this commit
-        for old, new in parse_renames(c.message):
-            if old in removed or any(p.startswith(old + b"/") for p in removed):
-                renames.append((old, new))
-        for old, new in renames:
-            self.db.execute(
-                "INSERT INTO log(time, user, op, path, new_path) VALUES(?,?,?,?,?)", (t, user, "R", old, new)
-            )
-        seen_nodes: set[bytes] = set()
-        added = 0
-        for path, old, new in changes:
-            moved = any(path == o or path.startswith(o + b"/") for o, _ in renames)
-            if new is None:
-                if not moved:
-                    self._log(t, user, "D", path)
-                continue
-            came = any(path == n or path.startswith(n + b"/") for _, n in renames)
-            op = "R" if came else ("A" if old is None else "M")
-            if not came:
-                self._log(t, user, op, path)
-            blob_hex = new[1].hex()
-            size = repo.size(pygit2.Oid(raw=new[1]))
-            added += size
-            cur = self.db.execute(
-                f"INSERT INTO versions({_VERSION_COLS[4:]}) VALUES(?,?,?,?,?,?,?)",
-                (path, b"", t, user, op, blob_hex, size),
-            )
-            name = version_name(path, t, user, cur.lastrowid)
-            self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, cur.lastrowid))
-            self._node(path, seen_nodes)
-        self._grow(added)
+        return user, t
+
+    def _version(self, repo: Repo, t: int, user: str, op: str, path: bytes, blob: bytes) -> int:
+        """Record one version of a path; its size."""
+        size = repo.size(pygit2.Oid(raw=blob))
+        cur = self.db.execute(
+            f"INSERT INTO versions({_VERSION_COLS[4:]}) VALUES(?,?,?,?,?,?,?)",
+            (path, b"", t, user, op, blob.hex(), size),
+        )
+        name = version_name(path, t, user, cur.lastrowid)
+        self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, cur.lastrowid))
+        return size
 
     def version_bytes(self) -> int:
         """Bytes in all versions, kept as a running total: a batch must not scan them all."""
@@ -419,3 +420,27 @@ def _contains(repo: Repo, head, known: str) -> bool:
         return repo.r.descendant_of(head, known)
     except (KeyError, ValueError, pygit2.GitError):
         return False
+
+
+def _changes(repo: Repo, c, parent_tree) -> list:
+    """(path, before, now) of what a commit changed, safe paths only."""
+    changes = [ch for ch in repo.diff(parent_tree, c.tree_id) if safe_path(ch[0])]
+    if len(c.parents) > 1:  # a merge: what came from the other side was recorded with its commits
+        other = c.parents[1].tree_id
+        changes = [ch for ch in changes if ch[2] is None or repo.lookup(other, ch[0]) != ch[2]]
+    return changes
+
+
+def _renames(message: str, changes: list) -> list[tuple[bytes, bytes]]:
+    """The renames a commit message names, (old, new), whose old side left this commit."""
+    removed = {p for p, old, new in changes if new is None}
+    renames = []
+    for old, new in parse_renames(message):
+        if old in removed or any(p.startswith(old + b"/") for p in removed):
+            renames.append((old, new))
+    return renames
+
+
+def _below_any(path: bytes, tops: list[bytes]) -> bool:
+    """Is `path` one of `tops` or below one of them?"""
+    return any(path == top or path.startswith(top + b"/") for top in tops)

@@ -8,10 +8,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from ..layout import resolve_view_path  # noqa: E402
 from . import embed  # noqa: E402
+from .committer import IndexUnavailable  # noqa: E402
 from .query import QueryError, split_filters  # noqa: E402
 from .scan import scan_entries, walk_entries  # noqa: E402
 from .schema import display_path, doc_key, is_entry, path_bytes, path_text  # noqa: E402
-from .service import Hit, Index, IndexBusy, IndexUnavailable  # noqa: E402
+from .search import Hit  # noqa: E402
+from .service import Index, IndexBusy  # noqa: E402
 
 __all__ = [
     "Hit",

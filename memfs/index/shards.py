@@ -113,7 +113,7 @@ class Shards:
             try:
                 w.wait_merging_threads()
             except Exception as e:  # it is gone after this either way
-                log.warning("index: closing the writer of %s: %s", shard.scope, e)
+                log.warning("closing the writer of %s: %s", shard.scope, e)
 
     def close(self) -> None:
         with self._lock:
@@ -121,6 +121,12 @@ class Shards:
             self._writers.clear()
         for shard in shards:
             self._close_writer(shard)
+
+    def clear(self) -> None:
+        """Close every writer and forget every open index (a rebuild removes their folders)."""
+        self.close()
+        with self._lock:
+            self._open.clear()
 
     def scopes(self) -> list[Scope]:
         return layout.scopes_in(layout.index_root(self.data))

@@ -12,7 +12,6 @@ the scopes it may read and nothing else, with type:/tag:/path: applied before ra
 from __future__ import annotations
 
 import bisect
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -21,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..policy import Scope
+from .manifest import VectorRows
 
 CACHE_BYTES = 256 << 20  # scopes' matrices kept in memory (the scope being searched always fits)
-CREATE = """CREATE TABLE IF NOT EXISTS vectors (
-    key TEXT PRIMARY KEY, type TEXT NOT NULL, tags TEXT NOT NULL, vec BLOB NOT NULL)"""
 
 
 @dataclass(frozen=True)
@@ -35,15 +33,6 @@ class Row:
     type: str
     tags: tuple[str, ...]
     vec: np.ndarray  # float32, unit length
-
-    def sql(self) -> tuple[str, tuple]:
-        blob = self.vec.astype(np.float16).tobytes()  # half the disk; cosine barely moves
-        return "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", (
-            self.key,
-            self.type,
-            "\n".join(self.tags),
-            blob,
-        )
 
 
 @dataclass(frozen=True)
@@ -184,28 +173,19 @@ class Vectors:
     def __init__(self, db_path: str, dim: int, cache_bytes: int = CACHE_BYTES):
         self.dim = dim
         self.cache_bytes = cache_bytes
-        # Its own connection: loading a big scope must not hold up commits on the writer's.
-        self._db = sqlite3.connect(db_path, check_same_thread=False)
-        self._db_lock = threading.Lock()
+        self._stored = VectorRows(db_path)
         self._cache: OrderedDict[Scope, ScopeVectors] = OrderedDict()
         self._gen: dict[Scope, int] = {}  # commits patched per scope (see scope())
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._db.close()
+        self._stored.close()
 
     def _load(self, scope: Scope) -> ScopeVectors:
         sv = ScopeVectors(self.dim)
-        lo = f"{scope}\0"
-        with self._db_lock:
-            rows = self._db.execute(  # in key order: the sorted keys are then built by appending
-                "SELECT key, type, tags, vec FROM vectors WHERE key >= ? AND key < ? ORDER BY key",
-                (lo, f"{scope}\x01"),
-            ).fetchall()
-        for key, type_, tags, blob in rows:
-            vec = np.frombuffer(blob, dtype=np.float16)
+        for key, type_, tags, vec in self._stored.of_scope(scope):
             if len(vec) == self.dim:
-                sv.put(key, type_, tuple(tags.split("\n")) if tags else (), vec.astype(np.float32))
+                sv.put(key, type_, tags, vec.astype(np.float32))
         return sv
 
     def scope(self, scope: Scope) -> ScopeVectors:
