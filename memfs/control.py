@@ -99,7 +99,7 @@ class Control:
         store: Store,
         mountpoint: str = "",
         index: Index | None = None,
-        limits: ctx_mod.Limits | None = None,
+        limits: ctx_mod.ContextLimits | None = None,
         host: FsHost | None = None,
         history: History | None = None,
         sync=None,
@@ -108,7 +108,7 @@ class Control:
         self.store = store
         self.mountpoint = mountpoint
         self.index = index
-        self.limits = limits or ctx_mod.Limits()
+        self.limits = limits or ctx_mod.ContextLimits()
         self.host = host
         self._handles: dict[int, bytes | QueryHandle] = {}
         self._next = _FIRST_HANDLE
@@ -488,7 +488,7 @@ def render_markdown(query: str, total: int, hits: list[tuple[str, Hit]]) -> byte
     return "\n".join(out).encode()
 
 
-def _read_memory(store: Store, scope: Scope, label: str, path: str, limits: ctx_mod.Limits):
+def _read_memory(store: Store, scope: Scope, label: str, path: str, limits: ctx_mod.ContextLimits):
     """A scope's MEMORY.md, read only as far as the views need: the part that can reach
     context.md (its caps) and a margin for the index lines beyond; the rest is counted,
     not read into memory (a 10 MiB file costs a scan of its newlines, not a parse)."""

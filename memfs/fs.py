@@ -87,7 +87,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         index: Index | None = None,
         limits: Limits | None = None,
         mountpoint: str = "",
-        context: ctx_mod.Limits | None = None,
+        context: ctx_mod.ContextLimits | None = None,
         history: History | None = None,
         sync: Sync | None = None,
     ):

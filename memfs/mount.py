@@ -254,7 +254,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         log.error("cannot open the index in %s: %s", spec.data / "index", e)
         report(f"error: cannot open the index in {spec.data / 'index'}: {e}")
         return 1
-    limits = ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
+    limits = ctx_mod.ContextLimits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days)
     history = History(spec.data, store, cfg.history, limits=cfg.limits) if cfg.history.enabled else None
     sync = Sync(history, cfg) if history is not None and remotes(cfg) else None
     ops = Operations(store, ids, index, cfg.limits, str(spec.mountpoint), limits, history, sync)
