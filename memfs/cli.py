@@ -155,7 +155,7 @@ def _load_config(arg: str | None, data: Path | None = None) -> config_mod.Config
 def cmd_import(args) -> int:
     from tqdm import tqdm
 
-    from . import migrate
+    from . import importer
     from .identity import Identities
     from .store import Store
 
@@ -170,17 +170,17 @@ def cmd_import(args) -> int:
     team = args.team or ids.team_of(args.user)
     if args.team is not None and args.team not in cfg.teams:
         return _fail(f"--team {args.team!r}: no such team in the config")
-    report = migrate.Report()
+    report = importer.Report()
     try:
         # The source is opened once, below it nothing is followed, and only --user's memory
-        # (and its team's) is planned: the source may belong to someone else (migrate.Folder).
-        items, add_index = migrate.plan(args.format, src, args.user, team, cfg, report)
-    except migrate.ImportError_ as e:
+        # (and its team's) is planned: the source may belong to someone else (importer.Folder).
+        items, add_index = importer.plan(args.format, src, args.user, team, cfg, report)
+    except importer.ImportFailed as e:
         return _fail(str(e))
     if not args.dry_run:
         Store.init_layout(data)
     with tqdm(total=len(items), unit="files", desc="import", disable=args.quiet) as bar:
-        migrate.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
+        importer.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
     if not args.dry_run:
         try:  # written as root (it reads users' folders): the daemon user must manage them
             privilege.hand_over(data, cfg.daemon_user, whole=True)

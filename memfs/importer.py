@@ -46,7 +46,7 @@ CATEGORY_TYPES = {
 }
 
 
-class ImportError_(Exception):
+class ImportFailed(Exception):
     """The source cannot be imported as asked; the message says why in one line."""
 
 
@@ -228,7 +228,7 @@ def _top(src: Folder, name: str) -> Folder:
     try:
         return src.subdir(name)
     except (Refused, FileNotFoundError) as e:
-        raise ImportError_(f"source {src.path} has no {name}/ folder ({_reason(e)})") from None
+        raise ImportFailed(f"source {src.path} has no {name}/ folder ({_reason(e)})") from None
 
 
 # -- detection ---------------------------------------------------------------------------------
@@ -532,7 +532,7 @@ def plan(
     try:
         root = Folder.open(src, config.limits.max_file_bytes)
     except (Refused, FileNotFoundError) as e:
-        raise ImportError_(f"source {src} is not a directory ({_reason(e)})") from None
+        raise ImportFailed(f"source {src} is not a directory ({_reason(e)})") from None
     with root:
         if fmt == "auto":
             fmt = detect(root)
