@@ -26,8 +26,9 @@ from .entry import INDEX_NAME
 from .history import History
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
-from .index import Hit, Index, IndexUnavailable, QueryError, display_path
+from .index import Hit, Index, IndexUnavailable, QueryError, path_bytes
 from .inodes import FIRST_DYNAMIC_INODE, OWN_BASE
+from .names import quote_path
 from .policy import Kind, Principal, Scope, readable_scopes
 from .store import Store
 
@@ -346,9 +347,11 @@ class Control:
     def _view_prefix(p: Principal):
         return lambda scope: layout.view_path(p, scope, "")
 
-    def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
-        """A file's path as this caller sees it under the mount."""
-        return layout.view_path(p, scope, display_path(rel))
+    @staticmethod
+    def view_path(p: Principal, scope: Scope, rel: str) -> str:
+        """An indexed file's path as this caller sees it under the mount, shown as every
+        path is (names.quote_path): the whole path, so an odd name quotes it once."""
+        return quote_path(layout.view_path(p, scope, "").encode() + path_bytes(rel))
 
     async def _flush(self, p: Principal, scopes: list[Scope]) -> None:
         """Read-your-writes: apply what is queued in the scopes the caller reads (only

@@ -10,7 +10,7 @@ from ..layout import resolve_view_path  # noqa: E402
 from . import embed  # noqa: E402
 from .query import QueryError, split_filters  # noqa: E402
 from .scan import scan_entries, walk_entries  # noqa: E402
-from .schema import display_path, doc_key, is_entry, path_bytes, path_text  # noqa: E402
+from .schema import doc_key, is_entry, path_bytes, path_text  # noqa: E402
 from .service import Hit, Index, IndexBusy, IndexUnavailable  # noqa: E402
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "IndexUnavailable",
     "QueryError",
     "embed",
-    "display_path",
     "doc_key",
     "is_entry",
     "path_bytes",
