@@ -34,6 +34,7 @@ from .. import entry as entry_mod
 from .. import layout
 from ..background import NicedProcess
 from ..layout import resolve_view_path
+from ..names import quote_path
 from ..policy import Kind, Scope
 from ..store import Store
 from . import fusion
@@ -394,7 +395,7 @@ class Index:
                     if row is not None:
                         parsed.append((key, e))
                 except Exception:  # one odd file must not keep the others out of the index
-                    log.exception("index: cannot index %s/%s; skipped", scope, path_text(path))
+                    log.exception("index: cannot index %s/%s; skipped", scope, quote_path(path))
             if row is None:
                 rows.append(("DELETE FROM manifest WHERE key = ?", (key,)))
             else:
@@ -438,7 +439,7 @@ class Index:
         except FileNotFoundError:
             return None
         except OSError as e:
-            log.warning("index: cannot open %s/%s: %s; skipped", scope, path_text(path), e)
+            log.warning("index: cannot open %s/%s: %s; skipped", scope, quote_path(path), e)
             return None
         try:
             st = os.fstat(fd)
@@ -448,7 +449,7 @@ class Index:
             if st.st_size > len(data):
                 data = _head_past_frontmatter(fd, data, min(st.st_size, self.store.max_file_bytes))
         except OSError as e:
-            log.warning("index: cannot read %s/%s: %s; skipped", scope, path_text(path), e)
+            log.warning("index: cannot read %s/%s: %s; skipped", scope, quote_path(path), e)
             return None
         finally:
             os.close(fd)
