@@ -18,6 +18,7 @@ MAX_LABEL = 40  # characters of a user or host label in a name
 # 0001-01-01 .. 9999-12-31: what a %Y stamp can show; outside it gmtime raises (EOVERFLOW)
 MIN_TIME, MAX_TIME = -62135596800, 253402300799
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+STAMP = re.compile(r"\d{8}T\d{6}Z")  # what stamp() makes: a version name starts with one
 
 
 def label(text: str | bytes, fallback: str = "unknown") -> str:

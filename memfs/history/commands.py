@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
-from ..names import quote_path
-
-_STAMP = re.compile(r"\d{8}T\d{6}Z")
+from .. import client
+from ..names import STAMP, quote_path
 
 
 class CommandError(Exception):
@@ -33,19 +31,16 @@ def _rel(mount: Path, path: str) -> str:
 
 
 def versions(mount: Path, rel: str) -> list[os.DirEntry]:
-    where = mount / ".memfs" / "history" / rel
     try:
-        with os.scandir(where) as it:
-            found = [e for e in it if e.is_file() and _STAMP.match(e.name)]
+        return client.versions(mount, rel)
     except FileNotFoundError:
-        if not (mount / ".memfs" / "whoami").exists():
+        if not client.is_mount(mount):
             raise CommandError(f"{mount} is not a memfs mount; use --mount") from None
         raise CommandError(f"{_shown(rel)}: no history (never written, or pruned)") from None
     except NotADirectoryError:
         raise CommandError(f"{_shown(rel)}: no history") from None
     except OSError as e:
         raise CommandError(f"{_shown(rel)}: cannot read its history: {e.strerror}") from None
-    return sorted(found, key=lambda e: e.name)
 
 
 def _shown(text: str) -> str:
@@ -56,7 +51,7 @@ def _shown(text: str) -> str:
 def parse_when(text: str) -> str:
     """A time as the stamp versions are named with (UTC): accepts 20261121T120102Z,
     2026-11-21T12:01:02Z, 2026-11-21 12:01 and 2026-11-21 (end of that day)."""
-    if _STAMP.fullmatch(text):
+    if STAMP.fullmatch(text):
         return text
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -74,7 +69,7 @@ def parse_when(text: str) -> str:
 def log(mount: Path, path: str | None) -> str:
     if path is None:
         try:
-            return (mount / ".memfs" / "log").read_text(errors="replace")
+            return client.log(mount)
         except FileNotFoundError:
             raise CommandError(f"{mount} is not a memfs mount with history; use --mount") from None
     rel = _rel(mount, path)
