@@ -8,8 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 from . import client, mounthelper, privilege
 from . import config as config_mod
 from . import mount as mount_mod
@@ -62,7 +60,7 @@ def cmd_search(args) -> int:
     try:
         out = client.search(Path(args.mount), args.query, args.mode, args.json)
     except FileNotFoundError:
-        return _fail(f"{args.mount} is not a memfs mount (no .memfs/query); use --mount")
+        return _fail(f"{args.mount} is not a memfs mount (no {client.CONTROL}/{client.QUERY}); use --mount")
     except OSError as e:
         return _fail(f"search through {args.mount} failed: {e.strerror}")
     sys.stdout.write(out.decode(errors="replace"))
@@ -71,23 +69,16 @@ def cmd_search(args) -> int:
 
 def cmd_sync(args) -> int:
     """Sync the caller's scopes with their remotes now, through the mount, and say what moved."""
-    handle = Path(args.mount) / ".memfs" / "sync"
     try:
-        with open(handle, "r+b", buffering=0) as f:
-            f.write(b"sync\n")
-            out = b"".join(iter(lambda: f.read(65536), b""))
+        answer = client.sync(Path(args.mount))
     except FileNotFoundError:
         return _fail(f"{args.mount}: no remote is configured for any memory you own (or not a memfs mount)")
     except OSError as e:
         return _fail(f"sync through {args.mount} failed: {e.strerror}")
-    text = out.decode(errors="replace")
-    sys.stdout.write(text if text.strip() != "[]" else "no remote is configured for your memory\n")
-    try:  # the daemon answers a YAML list, one mapping per scope: any scope's error fails the command
-        scopes = yaml.safe_load(text) or []
-    except yaml.YAMLError:
-        return _fail("the daemon's answer to sync was not understood")
-    failed = not isinstance(scopes, list) or any(not isinstance(s, dict) or s.get("error") for s in scopes)
-    return 1 if failed else 0
+    except client.AnswerError as e:
+        return _fail(str(e))
+    sys.stdout.write(answer.text if answer.scopes else "no remote is configured for your memory\n")
+    return 1 if answer.failed else 0  # any scope's error fails the command, even if others synced
 
 
 def cmd_reindex(args) -> int:
@@ -155,7 +146,7 @@ def _load_config(arg: str | None, data: Path | None = None) -> config_mod.Config
 def cmd_import(args) -> int:
     from tqdm import tqdm
 
-    from . import migrate
+    from . import importer
     from .identity import Identities
     from .store import Store
 
@@ -170,17 +161,17 @@ def cmd_import(args) -> int:
     team = args.team or ids.team_of(args.user)
     if args.team is not None and args.team not in cfg.teams:
         return _fail(f"--team {args.team!r}: no such team in the config")
-    report = migrate.Report()
+    report = importer.Report()
     try:
         # The source is opened once, below it nothing is followed, and only --user's memory
-        # (and its team's) is planned: the source may belong to someone else (migrate.Folder).
-        items, add_index = migrate.plan(args.format, src, args.user, team, cfg, report)
-    except migrate.ImportError_ as e:
+        # (and its team's) is planned: the source may belong to someone else (importer.Folder).
+        items, add_index = importer.plan(args.format, src, args.user, team, cfg, report)
+    except importer.ImportFailed as e:
         return _fail(str(e))
     if not args.dry_run:
         Store.init_layout(data)
     with tqdm(total=len(items), unit="files", desc="import", disable=args.quiet) as bar:
-        migrate.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
+        importer.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
     if not args.dry_run:
         try:  # written as root (it reads users' folders): the daemon user must manage them
             privilege.hand_over(data, cfg.daemon_user, whole=True)
@@ -190,8 +181,7 @@ def cmd_import(args) -> int:
         # A live mount caches what it served: tell it which files changed behind its back.
         for mnt in mount_mod.mounts_of(data):
             try:
-                with open(mnt / ".memfs" / "refresh", "wb") as f:
-                    f.write(b"".join(os.fsencode(p) + b"\n" for p in report.written))
+                client.refresh(mnt, [os.fsencode(p) for p in report.written])
             except OSError as e:
                 print(f"memfs: could not notify the mount at {mnt}: {e.strerror}", file=sys.stderr)
     print(report.summary(args.dry_run))
@@ -208,8 +198,8 @@ def cmd_mcp(args) -> int:
     from . import mcp_server
 
     mount = Path(args.mount).absolute()
-    if not (mount / ".memfs").is_dir():
-        return _fail(f"{mount} is not a memfs mount (no .memfs/); use --mount")
+    if not client.is_mount(mount):
+        return _fail(f"{mount} is not a memfs mount (no {client.CONTROL}/); use --mount")
     try:
         mcp_server.serve(mount)
     except KeyboardInterrupt:

@@ -1,15 +1,147 @@
-"""Asking a live mount through its .memfs/ files, as the calling user (the CLI, the MCP
-server): the daemon applies the caller's access rules, as it does for `cat`."""
+"""The .memfs/ protocol, for clients (the CLI, memfs log/restore, doctor, the MCP server):
+the one place that knows the control files' names, how to ask them, and how their answers
+read as Python values. It works through the mount, as the calling user: the daemon applies
+the caller's access rules, as it does for `cat`. What each file serves is the daemon's
+(control.py, history/view.py, sync/service.py).
+
+Failures to reach a file are the OSError of the file call (FileNotFoundError when `mount`
+is not a memfs mount, or the file is not served there); an answer that does not parse is
+an AnswerError."""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 
+from .names import STAMP, unquote_path
+from .policy import CONTROL_NAME
+
+CONTROL = os.fsdecode(CONTROL_NAME)  # in every caller's root, not listed by readdir
+WHOAMI = "whoami"  # YAML: who the daemon takes the caller for
+STATUS = "status"  # text: one warning per line
+QUERY, QUERY_JSON = "query", "query.json"  # write a query, read its results (markdown, JSON)
+SYNC = "sync"  # YAML: a list, one mapping per synced scope; write to it to sync now
+LOG = "log"  # text: one change per line, newest first
+HISTORY = "history"  # history/<path>/<version>: a file's versions, read-only
+REFRESH = "refresh"  # root only: backing paths changed behind the daemon's back
+
+_CHUNK = 65536
+
+
+class AnswerError(ValueError):
+    """The daemon answered something this client does not understand."""
+
+
+class QueryRefused(Exception):
+    """A search the daemon refused (a bad query); the message says why."""
+
+
+def control_path(mount: Path, *names: str) -> Path:
+    return mount.joinpath(CONTROL, *names)
+
+
+def is_mount(mount: Path) -> bool:
+    return control_path(mount).is_dir()
+
+
+def answers(mount: Path) -> None:
+    """Ask the daemon the cheapest question (stat of whoami): returns once it answered."""
+    os.stat(control_path(mount, WHOAMI))
+
+
+def _ask(path: Path, request: bytes) -> bytes:
+    """Write a request to a control file, then read the whole answer from the same handle."""
+    with open(path, "r+b", buffering=0) as f:
+        f.write(request)
+        return b"".join(iter(lambda: f.read(_CHUNK), b""))
+
+
+# -- search ------------------------------------------------------------------------------
 def search(mount: Path, query: str, mode: str | None = None, as_json: bool = False) -> bytes:
-    """Results of one query through a query handle (raises OSError; FileNotFoundError
-    when `mount` is not a memfs mount)."""
-    handle = mount / ".memfs" / ("query.json" if as_json else "query")
-    with open(handle, "r+b", buffering=0) as f:
-        f.write((f"mode:{mode} {query}" if mode else query).encode())
-        return b"".join(iter(lambda: f.read(65536), b""))
+    """Results of one query as the daemon renders them (markdown, or JSON text)."""
+    request = (f"mode:{mode} {query}" if mode else query).encode()
+    return _ask(control_path(mount, QUERY_JSON if as_json else QUERY), request)
+
+
+@dataclass
+class Hit:
+    path: bytes  # as the caller sees it under the mount; shown again by names.quote_path
+    fields: dict  # the rest of the hit as the daemon gave it: score, name, type, snippet...
+
+
+@dataclass
+class Results:
+    total: int
+    hits: list[Hit]
+
+
+def search_results(mount: Path, query: str, mode: str | None = None) -> Results:
+    """One query's results as values (raises QueryRefused when the daemon refused it)."""
+    try:
+        answer = json.loads(search(mount, query, mode, as_json=True))
+        if "error" in answer:
+            raise QueryRefused(str(answer["error"]))
+        hits = [Hit(unquote_path(h.pop("path")), h) for h in answer["hits"]]
+        return Results(int(answer["total"]), hits)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise AnswerError(f"the daemon's search results were not understood: {e}") from None
+
+
+# -- sync --------------------------------------------------------------------------------
+@dataclass
+class SyncAnswer:
+    text: str  # as the daemon wrote it, for a person
+    scopes: list[dict]  # one mapping per synced scope: scope, remote, last_sync, error...
+
+    @property
+    def failed(self) -> list[str]:
+        """The scopes whose sync failed (their `error` is set)."""
+        return [str(s.get("scope")) for s in self.scopes if s.get("error")]
+
+
+def parse_sync(text: str) -> SyncAnswer:
+    bad = AnswerError("the daemon's answer to sync was not understood")
+    try:
+        scopes = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise bad from None
+    if scopes is None:  # an empty answer: no scope has a remote
+        scopes = []
+    if not isinstance(scopes, list) or not all(isinstance(s, dict) for s in scopes):
+        raise bad
+    return SyncAnswer(text, scopes)
+
+
+def sync(mount: Path) -> SyncAnswer:
+    """Sync the caller's scopes with their remotes now; what each scope did."""
+    return parse_sync(_ask(control_path(mount, SYNC), b"sync\n").decode(errors="replace"))
+
+
+# -- history -----------------------------------------------------------------------------
+def log(mount: Path) -> str:
+    """The latest changes the caller may read, one per line (paths by names.quote_path)."""
+    return control_path(mount, LOG).read_text(errors="replace")
+
+
+def versions(mount: Path, rel: str) -> list[os.DirEntry]:
+    """A file's versions, oldest first (raises FileNotFoundError when it has no history,
+    NotADirectoryError when `rel` names no file's history)."""
+    with os.scandir(control_path(mount, HISTORY, rel)) as it:
+        found = [e for e in it if e.is_file() and STAMP.match(e.name)]
+    return sorted(found, key=lambda e: e.name)
+
+
+# -- the rest ----------------------------------------------------------------------------
+def status(mount: Path) -> list[str]:
+    """The warnings about the caller's memory, one per item."""
+    return control_path(mount, STATUS).read_text().splitlines()
+
+
+def refresh(mount: Path, paths: list[bytes]) -> None:
+    """Tell a live mount (as root) which backing files changed behind its back."""
+    with open(control_path(mount, REFRESH), "wb") as f:
+        f.write(b"".join(p + b"\n" for p in paths))

@@ -50,7 +50,10 @@ class MemoryFile:
 
 
 @dataclass
-class Limits:
+class ContextLimits:
+    """Caps on the MEMORY.md a session loads (context.md) and when an entry counts as
+    stale; not config.Limits, the callers' fair shares."""
+
     max_lines: int = 200
     max_bytes: int = 25_000
     stale_days: int = 30
@@ -76,7 +79,7 @@ class Analysis:
     by_key: dict[tuple[str, str], Doc]
 
 
-def _fit(lines: list[str], limits: Limits) -> int:
+def _fit(lines: list[str], limits: ContextLimits) -> int:
     size = 0
     for i, line in enumerate(lines):
         size += len(line.encode()) + 1
@@ -86,7 +89,7 @@ def _fit(lines: list[str], limits: Limits) -> int:
 
 
 def analyze(
-    memos: list[MemoryFile], docs: list[Doc], exists: Callable[[str, str], bool], limits: Limits
+    memos: list[MemoryFile], docs: list[Doc], exists: Callable[[str, str], bool], limits: ContextLimits
 ) -> Analysis:
     by_key = {(d.scope, d.relpath): d for d in docs}
     cuts, dangling, linked = [], [], set()
@@ -112,7 +115,7 @@ def analyze(
     return Analysis(cuts, dangling, unindexed, by_key)
 
 
-def _age(doc: Doc, now_ns: int, limits: Limits) -> str:
+def _age(doc: Doc, now_ns: int, limits: ContextLimits) -> str:
     days = int((now_ns - doc.mtime_ns) // DAY_NS)
     return f" ({days} days old)" if days >= limits.stale_days else ""
 
@@ -136,7 +139,9 @@ def _capped(lines: list[str]) -> list[str]:
     return shown
 
 
-def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limits, now_ns: int) -> str:
+def render_context(
+    user: str, memos: list[MemoryFile], a: Analysis, limits: ContextLimits, now_ns: int
+) -> str:
     out = [
         f"# Memory for {user}",
         "",
@@ -156,12 +161,12 @@ def render_context(user: str, memos: list[MemoryFile], a: Analysis, limits: Limi
     return "\n".join(out) + "\n"
 
 
-def _entry_line(d: Doc, now_ns: int, limits: Limits) -> str:
+def _entry_line(d: Doc, now_ns: int, limits: ContextLimits) -> str:
     desc = f" — {d.description}" if d.description else ""
     return f"- [{d.name or d.relpath}]({d.path}){desc}{_age(d, now_ns, limits)}"
 
 
-def _memory_section(c: Cut, a: Analysis, limits: Limits, now_ns: int) -> list[str]:
+def _memory_section(c: Cut, a: Analysis, limits: ContextLimits, now_ns: int) -> list[str]:
     """One MEMORY.md in its fence, what its cap cut, and the stale entries it lists."""
     memo = c.memo
     out = ["", f"## {memo.label}: {memo.path}", ""]
@@ -225,7 +230,7 @@ def render_index(docs: list[Doc], groups: list[str]) -> str:
 CONFLICT_COPY = re.compile(r"^(?P<stem>.*)\.conflict-(?P<host>[^/]+?)-\d{8}T\d{6}Z(?P<suffix>\.[^./]*)?$")
 
 
-def status_lines(memos: list[MemoryFile], docs: list[Doc], a: Analysis, limits: Limits) -> list[str]:
+def status_lines(memos: list[MemoryFile], docs: list[Doc], a: Analysis, limits: ContextLimits) -> list[str]:
     scopes = {m.scope for m in memos}
     out = []
     for d in sorted(docs, key=lambda d: d.path):

@@ -25,7 +25,8 @@ from . import layout, policy
 from .entry import INDEX_NAME
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
-from .index import Hit, Index, IndexUnavailable, QueryError, display_path
+from .index import Hit, Index, IndexUnavailable, QueryError, path_bytes
+from .names import quote_path
 from .numbers import (
     CONTROL_HANDLE_BASE,
     FIRST_DYNAMIC_INODE,
@@ -108,7 +109,7 @@ class Control:
         host: FsHost,
         mountpoint: str = "",
         index: Index | None = None,
-        limits: ctx_mod.Limits | None = None,
+        limits: ctx_mod.ContextLimits | None = None,
         history_view: HistoryView | None = None,
         sync: Sync | None = None,
     ):
@@ -116,7 +117,7 @@ class Control:
         self.store = store
         self.mountpoint = mountpoint
         self.index = index
-        self.limits = limits or ctx_mod.Limits()
+        self.limits = limits or ctx_mod.ContextLimits()
         self.host = host
         self._handles: dict[int, bytes | QueryHandle] = {}
         self._next_handle = Counter(CONTROL_HANDLE_BASE, 1 << 63)
@@ -351,9 +352,11 @@ class Control:
     def _view_prefix(p: Principal):
         return lambda scope: layout.view_path(p, scope, "")
 
-    def view_path(self, p: Principal, scope: Scope, rel: str) -> str:
-        """A file's path as this caller sees it under the mount."""
-        return layout.view_path(p, scope, display_path(rel))
+    @staticmethod
+    def view_path(p: Principal, scope: Scope, rel: str) -> str:
+        """An indexed file's path as this caller sees it under the mount, shown as every
+        path is (names.quote_path): the whole path, so an odd name quotes it once."""
+        return quote_path(layout.view_path(p, scope, "").encode() + path_bytes(rel))
 
     async def _flush(self, p: Principal, scopes: list[Scope]) -> None:
         """Read-your-writes: apply what is queued in the scopes the caller reads (only
@@ -493,7 +496,7 @@ def render_markdown(query: str, total: int, hits: list[tuple[str, Hit]]) -> byte
     return "\n".join(out).encode()
 
 
-def _read_memory(store: Store, scope: Scope, label: str, path: str, limits: ctx_mod.Limits):
+def _read_memory(store: Store, scope: Scope, label: str, path: str, limits: ctx_mod.ContextLimits):
     """A scope's MEMORY.md, read only as far as the views need: the part that can reach
     context.md (its caps) and a margin for the index lines beyond; the rest is counted,
     not read into memory (a 10 MiB file costs a scan of its newlines, not a parse)."""

@@ -94,7 +94,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         history_view=view,
         sync=sync,
         limits=cfg.limits,
-        context=ctx_mod.Limits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days),
+        context=ctx_mod.ContextLimits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days),
         mountpoint=str(mountpoint),
     )
     return Parts(store, ops, index, history, sync)

@@ -11,8 +11,8 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import client, layout
 from . import config as config_mod
-from . import layout
 from .identity import Identities
 from .index import manifest, scan_entries
 
@@ -98,11 +98,9 @@ def _data(data: Path, config: Path | None = None) -> Check:
     return Check("data", True, f"{data} is {user}'s, mode 700")
 
 
-def _answers(path: Path) -> bool:
+def _answers(mnt: Path) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        fut = pool.submit(os.stat, path)
-        fut.result(timeout=ANSWER_TIMEOUT)
-    return True
+        pool.submit(client.answers, mnt).result(timeout=ANSWER_TIMEOUT)
 
 
 def _mount(mnt: Path) -> tuple[Check, bool]:
@@ -119,7 +117,7 @@ def _mount(mnt: Path) -> tuple[Check, bool]:
     if fstype != "fuse.memfs":
         return Check("mount", False, f"{mnt} is a {fstype} mount, not memfs"), False
     try:
-        _answers(mnt / ".memfs" / "whoami")
+        _answers(mnt)
     except concurrent.futures.TimeoutError:
         return Check("mount", False, f"{mnt} does not answer within {ANSWER_TIMEOUT:.0f}s"), False
     except OSError as e:
@@ -128,13 +126,14 @@ def _mount(mnt: Path) -> tuple[Check, bool]:
 
 
 def _status(mnt: Path) -> Check:
+    where = client.control_path(mnt, client.STATUS)
     try:
-        lines = (mnt / ".memfs" / "status").read_text().splitlines()
+        lines = client.status(mnt)
     except OSError as e:
-        return Check("status", False, f"cannot read {mnt}/.memfs/status: {e.strerror}")
+        return Check("status", False, f"cannot read {where}: {e.strerror}")
     if not lines:
         return Check("status", True, "no warnings in your memory")
-    return Check("status", True, f"{len(lines)} warnings in your memory: cat {mnt}/.memfs/status", warn=True)
+    return Check("status", True, f"{len(lines)} warnings in your memory: cat {where}", warn=True)
 
 
 def _index(data: Path, sample: int = 20) -> Check:

@@ -55,6 +55,7 @@ from .inodes import (
     removed_stat,
     save_own,
 )
+from .names import quote_path
 from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
 from .policy import Access, Principal, Scope
 from .quota import OpenCounts, Quotas
@@ -93,7 +94,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         history_view: HistoryView | None = None,
         sync: Sync | None = None,
         limits: Limits | None = None,
-        context: ctx_mod.Limits | None = None,
+        context: ctx_mod.ContextLimits | None = None,
         mountpoint: str = "",
     ):
         """Built by daemon.build (the composition root); tests build it bare."""
@@ -157,7 +158,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         for path in paths:
             found = self.store.locate(path)
             if found is None:
-                log.warning("refresh: %r is not a file under %s", path, self.store.data)
+                log.warning("refresh: %s is not a file under %s", quote_path(path), self.store.data)
                 continue
             scope, rel = found
             for view in (False, True):
@@ -293,7 +294,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             node = self.inodes.get(first)
             name = args[1] if len(args) > 1 and isinstance(args[1], bytes) else None
         p = self.ids.principal(uid, uid) if uid is not None else None
-        return logline.subject(p, uid, node, name, first, self.control.view_path)
+        return logline.subject(p, uid, node, name, first)
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from .index.schema import display_path, path_text
+from . import layout
 from .inodes import Node
+from .names import quote_path
 from .numbers import ROOT_INODE
 from .policy import Principal
 
@@ -16,19 +15,17 @@ def subject(
     node: Node | None,
     name: bytes | None,
     number: int | None,
-    view_path: Callable,
 ) -> str:
     """`uid=1001(alice) notes/x.md`; `#N` for a number memfs no longer knows."""
     who = "uid=?" if uid is None else f"uid={uid}({p.user if p is not None and p.user else 'unmapped'})"
     if node is not None and p is not None and p.user is not None:
-        where = view_path(p, node.scope, path_text(node.path))
+        where = layout.view_path(p, node.scope, "").encode() + node.path
     elif node is not None:
-        where = f"{node.scope}/{display_path(path_text(node.path))}"
-    elif number == ROOT_INODE:
-        where = ""
+        where = f"{node.scope}/".encode() + node.path
+    elif number == ROOT_INODE or number is None:
+        where = b""
     else:
-        where = "" if number is None else f"#{number}"
+        where = b"#%d" % number
     if name is not None:
-        shown = display_path(path_text(name))
-        where = f"{where.rstrip('/')}/{shown}" if where else shown
-    return f"{who} {where or '.'}"
+        where = where.rstrip(b"/") + b"/" + name if where else name
+    return f"{who} {quote_path(where) if where else '.'}"

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from . import client
+from .names import quote_path
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _AT_FDCWD, _RENAME_NOREPLACE = -100, 1
@@ -274,16 +275,16 @@ class Memories:
         if not isinstance(limit, int) or limit < 1:
             raise ToolError(f"limit must be a positive integer, got: {limit}")
         try:
-            out = client.search(self.mount, query, mode, as_json=True)
+            result = client.search_results(self.mount, query, mode)
         except OSError as e:
             raise ToolError(f"Error: search failed: {e.strerror or e}") from e
-        result = json.loads(out)
-        if "error" in result:
-            raise ToolError(f"Error: {result['error']}")
-        hits = result["hits"][: min(limit, MAX_SEARCH_LIMIT)]
-        for h in hits:
-            h["path"] = f"{ROOT}/{h['path']}"
-        return json.dumps({"query": query, "mode": mode, "total": result["total"], "hits": hits}, indent=2)
+        except (client.QueryRefused, client.AnswerError) as e:
+            raise ToolError(f"Error: {e}") from None
+        hits = [
+            {"path": quote_path(f"{ROOT}/".encode() + h.path), **h.fields}
+            for h in result.hits[: min(limit, MAX_SEARCH_LIMIT)]
+        ]
+        return json.dumps({"query": query, "mode": mode, "total": result.total, "hits": hits}, indent=2)
 
 
 def serve(mount: Path) -> None:

@@ -1,5 +1,5 @@
 """Every name memfs builds from data, made in one place: version names, conflict copies,
-and the labels and times they carry. Pure: no I/O.
+the labels and times they carry, and the one way a path's bytes are shown. Pure: no I/O.
 
 Authors, e-mails and times in a commit are whatever its pusher wrote. Before any of them
 becomes part of a name or a log line they are reduced here: labels to a safe character
@@ -18,6 +18,7 @@ MAX_LABEL = 40  # characters of a user or host label in a name
 # 0001-01-01 .. 9999-12-31: what a %Y stamp can show; outside it gmtime raises (EOVERFLOW)
 MIN_TIME, MAX_TIME = -62135596800, 253402300799
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+STAMP = re.compile(r"\d{8}T\d{6}Z")  # what stamp() makes: a version name starts with one
 
 
 def label(text: str | bytes, fallback: str = "unknown") -> str:
@@ -79,3 +80,52 @@ def conflict_name(path: bytes, host: str, when: int) -> bytes:
         root, suffix = name, b""
     copy = root + f".conflict-{label(host, 'remote')}-{stamp(when)}".encode() + suffix
     return folder + b"/" + copy if folder else copy
+
+
+# -- paths shown as text ----------------------------------------------------------------
+_ESCAPES = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r"}  # as git
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+
+
+def quote_path(path: bytes) -> str:
+    """A path as a person or a client is shown it, everywhere (log lines, .memfs/log,
+    search results, status, CLI output), and as commit trailers carry it: as is when
+    printable UTF-8 without ' -> ', else in C-style quotes (as git quotes paths). One
+    token of one line whatever the name holds (a newline cannot forge a line), and
+    unambiguous: unquote_path gives the bytes back."""
+    try:
+        text = path.decode()
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable() and " -> " not in text and not text.startswith('"'):
+        return text
+    out = []
+    for b in path:
+        c = chr(b)
+        if c in _ESCAPES:
+            out.append("\\" + _ESCAPES[c])
+        elif c in '"\\':
+            out.append("\\" + c)
+        elif 0x20 <= b < 0x7F:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def unquote_path(token: str) -> bytes:
+    if not (token.startswith('"') and token.endswith('"') and len(token) >= 2):
+        return token.encode()
+    out, i, s = bytearray(), 0, token[1:-1]
+    while i < len(s):
+        if s[i] == "\\" and i + 1 < len(s):
+            if s[i + 1] in "01234567":
+                out.append(int(s[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            out += _UNESCAPES.get(s[i + 1], s[i + 1]).encode()
+            i += 2
+            continue
+        out += s[i].encode()
+        i += 1
+    return bytes(out)

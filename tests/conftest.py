@@ -27,6 +27,9 @@ users:
 """
 TIMEOUT = 60  # seconds for any one process that touches the mount
 SYS_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike a python under /root
+# A memfs command run as a uid starts in the mount, not here: without this it would import
+# whichever memfs the venv has installed, not the checkout under test.
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 
 def wait_for(cond, what: str, timeout: float = 60.0) -> None:
@@ -176,6 +179,7 @@ class Mount:
             "HOME": str(self.home(uid)),
             "LC_ALL": "C.UTF-8",
             "GIT_CONFIG_NOSYSTEM": "1",
+            "PYTHONPATH": CHECKOUT,
         }
         env.update(kw.pop("env", {}))
         # Change directory after the uid switch: subprocess's own cwd= is applied as root,

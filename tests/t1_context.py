@@ -11,9 +11,9 @@ def doc(rel, mtime=0, scope="private:a", problems=()):
 
 def test_fit_counts_lines_and_bytes():
     lines = ["x" * 9] * 10  # 10 bytes each with the newline
-    assert ctx._fit(lines, ctx.Limits(max_lines=200, max_bytes=1000)) == 10
-    assert ctx._fit(lines, ctx.Limits(max_lines=3, max_bytes=1000)) == 3
-    assert ctx._fit(lines, ctx.Limits(max_lines=200, max_bytes=35)) == 3
+    assert ctx._fit(lines, ctx.ContextLimits(max_lines=200, max_bytes=1000)) == 10
+    assert ctx._fit(lines, ctx.ContextLimits(max_lines=3, max_bytes=1000)) == 3
+    assert ctx._fit(lines, ctx.ContextLimits(max_lines=200, max_bytes=35)) == 3
 
 
 def test_fence_cannot_be_closed_from_inside():
@@ -33,14 +33,14 @@ def test_analysis_cut_dangling_unindexed():
         doc(".git/x.md", 9),
         doc("MEMORY.md"),
     ]
-    a = ctx.analyze([memo], docs, lambda s, r: False, ctx.Limits(max_lines=1))
+    a = ctx.analyze([memo], docs, lambda s, r: False, ctx.ContextLimits(max_lines=1))
     assert a.cuts[0].kept == 1 and a.cuts[0].cut == 2
     assert [(m.path, il.target) for m, il in a.dangling] == [("MEMORY.md", "gone.md")]
     assert [d.relpath for d in a.unindexed] == ["d.md", "c.md"]  # newest first, no MEMORY.md, no dot dirs
-    text = ctx.render_context("a", [memo], a, ctx.Limits(max_lines=1), now_ns=0)
+    text = ctx.render_context("a", [memo], a, ctx.ContextLimits(max_lines=1), now_ns=0)
     assert "[... 2 more lines truncated ...]" in text
     assert "Entries whose index lines were cut (newest first):\n- [B.MD](b.md)" in text
-    status = ctx.status_lines([memo], docs, a, ctx.Limits(max_lines=1))
+    status = ctx.status_lines([memo], docs, a, ctx.ContextLimits(max_lines=1))
     assert "MEMORY.md:3: index line points to gone.md, which does not exist" in status
     assert "c.md: no line in MEMORY.md" in status
 
@@ -48,6 +48,8 @@ def test_analysis_cut_dangling_unindexed():
 def test_stale_entries_show_their_age():
     memo = ctx.MemoryFile("Private memory", "MEMORY.md", "private:a", "- [A](a.md) — a\n")
     now = 100 * ctx.DAY_NS
-    a = ctx.analyze([memo], [doc("a.md", mtime=now - 45 * ctx.DAY_NS)], lambda s, r: True, ctx.Limits())
-    assert "- a.md (45 days old)" in ctx.render_context("a", [memo], a, ctx.Limits(stale_days=30), now)
-    assert "days old" not in ctx.render_context("a", [memo], a, ctx.Limits(stale_days=60), now)
+    a = ctx.analyze(
+        [memo], [doc("a.md", mtime=now - 45 * ctx.DAY_NS)], lambda s, r: True, ctx.ContextLimits()
+    )
+    assert "- a.md (45 days old)" in ctx.render_context("a", [memo], a, ctx.ContextLimits(stale_days=30), now)
+    assert "days old" not in ctx.render_context("a", [memo], a, ctx.ContextLimits(stale_days=60), now)

@@ -10,9 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memfs.history.catalog import Catalog, parse_renames, quote_path, rename_lines, unquote_path
+from memfs.history.catalog import Catalog, parse_renames, rename_lines
 from memfs.history.gitrepo import BLOB, Repo
-from memfs.names import version_name
+from memfs.inodes import Node
+from memfs.logline import subject
+from memfs.names import quote_path, unquote_path, version_name
+from memfs.policy import Kind, Principal, Scope
 
 SIG = pygit2.Signature("alice", "alice@h", 1_700_000_000, 0)
 
@@ -22,6 +25,20 @@ def test_quoted_paths_round_trip_and_stay_on_one_line(path):
     q = quote_path(path)
     assert unquote_path(q) == path
     assert "\n" not in q and " -> " not in q.strip('"') or q.startswith('"')
+
+
+def test_one_display_rule_for_odd_bytes():
+    assert quote_path(b"notes/x.md") == "notes/x.md" and quote_path("ünï.md".encode()) == "ünï.md"
+    assert quote_path(b"\xff.md") == '"\\377.md"' and quote_path(b"a\nb.md") == '"a\\nb.md"'
+    assert quote_path(b"\\xff.md") == "\\xff.md"  # a name that merely looks escaped stays apart
+
+
+def test_log_lines_show_the_whole_path_by_the_display_rule():
+    alice = Principal(uid=1001, gid=1001, user="alice", team="eng")
+    team = Node(7, Scope(Kind.TEAM, "eng"), b"odd\xff")
+    assert subject(alice, 1001, team, b"x\n.md", 7) == 'uid=1001(alice) "team/odd\\377/x\\n.md"'
+    assert subject(None, 5, None, b"\xff.md", 1) == 'uid=5(unmapped) "\\377.md"'
+    assert subject(alice, 1001, None, None, 99) == "uid=1001(alice) #99"
 
 
 def test_rename_lines_round_trip():

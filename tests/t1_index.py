@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memfs.index import display_path, doc_key, path_bytes, path_text, split_filters
+from memfs.index import doc_key, path_bytes, path_text, split_filters
 from memfs.policy import Kind, Scope
 
 
@@ -10,7 +10,6 @@ def test_index_paths_round_trip_any_bytes():
     for raw in (b"plain.md", b"\xff\xfe.md", "ünï.md".encode()):
         assert path_bytes(path_text(raw)) == raw
     assert path_text(b"\xff.md") != path_text(b"\\xff.md")
-    assert display_path(path_text(b"a\nb.md")) == "a\\nb.md"
     assert doc_key(Scope(Kind.TEAM, "eng"), b"x.md") == "team:eng\0x.md"
 
 

@@ -298,6 +298,21 @@ def test_cli_log_and_restore(hm):
     assert not os.path.exists(hm.backing("bob") / "n.md")
 
 
+def test_an_odd_name_shows_the_same_everywhere(hm):
+    """One display rule (names.quote_path): a name that is not UTF-8 and holds a newline
+    reads the same in .memfs/log, in search results and in memfs log/restore."""
+    hm.py(ALICE, "open(b'team/odd\\xff\\n.md', 'w').write('a wombat entry')")
+    shown = '"team/odd\\377\\n.md"'
+    assert [x["rest"] for x in log_lines(hm, ALICE) if x["op"] == "A"] == [shown]
+    assert f"## 1. {shown}\n" in hm.sh(ALICE, "cat .memfs/search/wombat").stdout
+    run = [*memfs_cmd("log", "--mount", str(hm.mnt))]
+    assert hm.run(ALICE, run).stdout.splitlines()[0].endswith(f" A {shown}")
+    odd = os.fsdecode(b"team/odd\xff\n.md")
+    assert hm.run(ALICE, [*memfs_cmd("restore", odd, "--mount", str(hm.mnt))]).stdout.startswith(
+        f"restored {shown} from "
+    )
+
+
 def test_history_off(make_mount):
     m = make_mount(CONFIG + "history: {enabled: false}\n")
     m.sh(ALICE, "echo x > x.md")

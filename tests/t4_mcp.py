@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ALICE, BOB, TIMEOUT
+from conftest import ALICE, BOB, CHECKOUT, TIMEOUT
 from t4_team import TEAM_CONFIG
 
 # Runs as root: the SDK's stdio client starts `memfs mcp` as the given uid and replays calls.
@@ -18,11 +18,13 @@ CLIENT = textwrap.dedent(
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    uid, mount, calls = int(sys.argv[1]), sys.argv[2], json.loads(sys.stdin.read())
-    server = StdioServerParameters(
+    uid, mount, checkout = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    calls = json.loads(sys.stdin.read())
+    server = StdioServerParameters(  # started in the checkout: `-m memfs` imports the one under test
         command="setpriv",
         args=[f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-m", "memfs",
               "mcp", "--mount", mount],
+        cwd=checkout,
     )
 
     async def main():
@@ -44,7 +46,7 @@ CLIENT = textwrap.dedent(
 
 def mcp_calls(m, uid: int, calls: list) -> dict:
     res = subprocess.run(
-        [sys.executable, "-c", CLIENT, str(uid), str(m.mnt)], input=json.dumps(calls),
+        [sys.executable, "-c", CLIENT, str(uid), str(m.mnt), CHECKOUT], input=json.dumps(calls),
         capture_output=True, text=True, timeout=TIMEOUT, env=m.env, cwd="/",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
@@ -153,3 +155,14 @@ def test_writes_are_whole_or_nothing(make_mount):
     assert names == ["f1.md", "f2.md", "keep.md", "n1.md", "team"], names
     assert m.sh(ALICE, "cat keep.md").stdout == "kept\n"
     assert m.sh(ALICE, "wc -c < n1.md").stdout.strip() == "900000"
+
+
+def test_search_shows_an_odd_name_as_every_path_is_shown(make_mount):
+    """memory_search puts /memories/ before the path the mount found and quotes the whole
+    path once (names.quote_path), as .memfs/log and the CLI do."""
+    m = make_mount(TEAM_CONFIG)
+    m.py(ALICE, "open(b'odd\\xff\\n.md', 'w').write('an iguana called Rex')")
+    out = mcp_calls(m, ALICE, [["memory_search", {"query": "iguana", "mode": "keyword"}]])
+    hits = json.loads(out["results"][0]["text"])["hits"]
+    assert [h["path"] for h in hits] == ['"/memories/odd\\377\\n.md"']
+    assert hits[0]["score"] > 0 and "iguana" in hits[0]["snippet"]

@@ -14,6 +14,8 @@ import time
 import pytest
 from conftest import ALICE, BOB, CAROL, memfs_cmd, wait_for
 
+from memfs import client
+
 CONFIG = """
 users:
   alice: {{uid: 1001{alice_remote}}}
@@ -40,8 +42,9 @@ def hosts(make_mount, remote, n=2, alice_remote=""):
 
 
 def sync(m, uid=ALICE):
-    res = m.run(uid, memfs_cmd("sync", "--mount", str(m.mnt)))
-    assert "error: null" in res.stdout, res.stdout
+    res = m.run(uid, memfs_cmd("sync", "--mount", str(m.mnt)))  # exit 0, or it raises
+    answer = client.parse_sync(res.stdout)
+    assert answer.scopes and not answer.failed, res.stdout
     return res.stdout
 
 
@@ -188,11 +191,13 @@ def test_private_remote_follows_its_user_only(make_mount, remote, base_dir):
         assert b.sh(uid, "cat mine.md", check=False).returncode != 0
         assert "No results" in b.sh(uid, "cat '.memfs/search/alice private'").stdout
     out = b.run(BOB, memfs_cmd("sync", "--mount", str(b.mnt))).stdout
-    assert "private:alice" not in out and "team:eng" in out
+    assert [s["scope"] for s in client.parse_sync(out).scopes] == ["team:eng"]
     # one of alice's two scopes fails, the other syncs: the command fails (it exited 0)
     alice_remote.rename(alice_remote.with_name("alice-away.git"))
     res = a.run(ALICE, memfs_cmd("sync", "--mount", str(a.mnt)), check=False)
-    assert res.returncode == 1 and "private:alice" in res.stdout and "team:eng" in res.stdout
+    answer = client.parse_sync(res.stdout)
+    assert [s["scope"] for s in answer.scopes] == ["private:alice", "team:eng"], res.stdout
+    assert res.returncode == 1 and answer.failed == ["private:alice"], res.stdout
     a.expect_log(r"sync private:alice with .* failed")
 
 
@@ -205,7 +210,7 @@ def test_remote_down_then_back(make_mount, remote):
     try:
         a.sh(ALICE, "echo 2 > team/z.md")  # local work goes on
         res = a.run(ALICE, memfs_cmd("sync", "--mount", str(a.mnt)), check=False)
-        assert res.returncode == 1 and "error: null" not in res.stdout
+        assert res.returncode == 1 and client.parse_sync(res.stdout).failed == ["team:eng"], res.stdout
         assert "commits_waiting" in res.stdout
     finally:
         moved.rename(remote)

@@ -37,13 +37,13 @@ def test_odd_names(mnt):
     )
     assert out.stdout.split() == ["True"] * 6
     assert (mnt.backing("alice") / os.fsdecode(b"\xfe\xff renamed.md")).exists()
-    # All of them are indexed and found; paths are shown escaped, one per line.
+    # All of them are indexed and found; odd paths are shown quoted (names.quote_path), one per line.
     found = search(mnt, ALICE, "wombat")
     assert len(hit_paths(found)) == 4
-    assert "## 1. " in found and "new\\nline.md" in found
-    assert "\\xfe\\xff renamed.md" in found
+    assert "## 1. " in found and '"new\\nline.md"' in found
+    assert '"\\376\\377 renamed.md"' in found
     status = mnt.run(ALICE, ["cat", ".memfs/status"]).stdout
-    assert "new\\nline.md: no frontmatter" in status
+    assert '"new\\nline.md": no frontmatter' in status
     assert mnt.sh(ALICE, "echo still > ok.md; cat ok.md").stdout == "still\n"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pygit2
 
-from ..names import clamp_time, host_of, label, version_name, via
+from ..names import clamp_time, host_of, label, quote_path, unquote_path, version_name, via
 from .gitrepo import Repo, safe_path
 
 log = logging.getLogger(__name__)
@@ -44,52 +44,6 @@ CREATE TABLE IF NOT EXISTS current(
 
 CATALOG_NAME = "memfs-catalog.sqlite"
 RENAME_TRAILER = "memfs-rename: "
-
-
-# -- paths in commit messages and log lines -------------------------------------------
-_ESCAPES = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r"}  # as git
-_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
-
-
-def quote_path(path: bytes) -> str:
-    """A path as one token of a line: as is when printable UTF-8 without ' -> ', else in
-    C-style quotes (as git quotes paths), so a newline in a name cannot forge a line."""
-    try:
-        text = path.decode()
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and text.isprintable() and " -> " not in text and not text.startswith('"'):
-        return text
-    out = []
-    for b in path:
-        c = chr(b)
-        if c in _ESCAPES:
-            out.append("\\" + _ESCAPES[c])
-        elif c in '"\\':
-            out.append("\\" + c)
-        elif 0x20 <= b < 0x7F:
-            out.append(c)
-        else:
-            out.append(f"\\{b:03o}")
-    return '"' + "".join(out) + '"'
-
-
-def unquote_path(token: str) -> bytes:
-    if not (token.startswith('"') and token.endswith('"') and len(token) >= 2):
-        return token.encode()
-    out, i, s = bytearray(), 0, token[1:-1]
-    while i < len(s):
-        if s[i] == "\\" and i + 1 < len(s):
-            if s[i + 1] in "01234567":
-                out.append(int(s[i + 1 : i + 4], 8))
-                i += 4
-                continue
-            out += _UNESCAPES.get(s[i + 1], s[i + 1]).encode()
-            i += 2
-            continue
-        out += s[i].encode()
-        i += 1
-    return bytes(out)
 
 
 def rename_lines(renames: Iterable[tuple[bytes, bytes]]) -> str:

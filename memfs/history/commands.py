@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
-_STAMP = re.compile(r"\d{8}T\d{6}Z")
+from .. import client
+from ..names import STAMP, quote_path
 
 
 class CommandError(Exception):
@@ -23,33 +23,35 @@ def _rel(mount: Path, path: str) -> str:
         try:
             p = p.relative_to(mount)
         except ValueError:
-            raise CommandError(f"{path} is not under the mount {mount}; use --mount") from None
+            raise CommandError(f"{_shown(path)} is not under the mount {mount}; use --mount") from None
     rel = os.path.normpath(str(p)).strip("/")
     if rel in ("", ".") or rel.startswith(".."):
-        raise CommandError(f"{path}: give a file under the mount")
+        raise CommandError(f"{_shown(path)}: give a file under the mount")
     return rel
 
 
 def versions(mount: Path, rel: str) -> list[os.DirEntry]:
-    where = mount / ".memfs" / "history" / rel
     try:
-        with os.scandir(where) as it:
-            found = [e for e in it if e.is_file() and _STAMP.match(e.name)]
+        return client.versions(mount, rel)
     except FileNotFoundError:
-        if not (mount / ".memfs" / "whoami").exists():
+        if not client.is_mount(mount):
             raise CommandError(f"{mount} is not a memfs mount; use --mount") from None
-        raise CommandError(f"{rel}: no history (never written, or pruned)") from None
+        raise CommandError(f"{_shown(rel)}: no history (never written, or pruned)") from None
     except NotADirectoryError:
-        raise CommandError(f"{rel}: no history") from None
+        raise CommandError(f"{_shown(rel)}: no history") from None
     except OSError as e:
-        raise CommandError(f"{rel}: cannot read its history: {e.strerror}") from None
-    return sorted(found, key=lambda e: e.name)
+        raise CommandError(f"{_shown(rel)}: cannot read its history: {e.strerror}") from None
+
+
+def _shown(text: str) -> str:
+    """A path or version name from the command line or the mount, as memfs shows paths."""
+    return quote_path(os.fsencode(text))
 
 
 def parse_when(text: str) -> str:
     """A time as the stamp versions are named with (UTC): accepts 20261121T120102Z,
     2026-11-21T12:01:02Z, 2026-11-21 12:01 and 2026-11-21 (end of that day)."""
-    if _STAMP.fullmatch(text):
+    if STAMP.fullmatch(text):
         return text
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -67,13 +69,13 @@ def parse_when(text: str) -> str:
 def log(mount: Path, path: str | None) -> str:
     if path is None:
         try:
-            return (mount / ".memfs" / "log").read_text(errors="replace")
+            return client.log(mount)
         except FileNotFoundError:
             raise CommandError(f"{mount} is not a memfs mount with history; use --mount") from None
     rel = _rel(mount, path)
     out = []
     for e in reversed(versions(mount, rel)):
-        out.append(f"{e.name}\t{e.stat().st_size} bytes\n")
+        out.append(f"{_shown(e.name)}\t{e.stat().st_size} bytes\n")
     return "".join(out)
 
 
@@ -81,7 +83,7 @@ def restore(mount: Path, path: str, at: str | None) -> str:
     rel = _rel(mount, path)
     found = versions(mount, rel)
     if not found:
-        raise CommandError(f"{rel}: no versions")
+        raise CommandError(f"{_shown(rel)}: no versions")
     if at is None:
         chosen = found[-1]
     elif any(e.name == at for e in found):
@@ -90,7 +92,9 @@ def restore(mount: Path, path: str, at: str | None) -> str:
         stamp = parse_when(at)
         earlier = [e for e in found if e.name[:16] <= stamp]
         if not earlier:
-            raise CommandError(f"{rel}: no version at or before {stamp} (the oldest is {found[0].name})")
+            raise CommandError(
+                f"{_shown(rel)}: no version at or before {stamp} (the oldest is {_shown(found[0].name)})"
+            )
         chosen = earlier[-1]
     data = Path(chosen.path).read_bytes()
     target = mount / rel
@@ -106,7 +110,7 @@ def restore(mount: Path, path: str, at: str | None) -> str:
         except OSError:
             pass
         raise
-    return f"restored {rel} from {chosen.name} ({len(data)} bytes)\n"
+    return f"restored {_shown(rel)} from {_shown(chosen.name)} ({len(data)} bytes)\n"
 
 
 def main(args) -> int:

@@ -25,6 +25,7 @@ import trio
 from .. import layout
 from ..background import NicedProcess
 from ..config import HistoryConf, Limits
+from ..names import quote_path
 from ..policy import Scope
 from ..store import Store
 from . import committer
@@ -190,7 +191,7 @@ class History:
                 seg = self._segment(scope)
             except OSError as e:  # ENOSPC, EMFILE: this version is lost, the caller goes on
                 os.close(fd)
-                log.warning("history %s: cannot keep a version of %r: %s", scope, path, e)
+                log.warning("history %s: cannot keep a version of %s: %s", scope, quote_path(path), e)
                 return
             n = spool_copy(fd, st.st_size, seg[0], seg[2])
             spool, offset = seg[1], seg[2]
@@ -214,7 +215,9 @@ class History:
             return False
         while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
             if self._failures.get(scope):  # and failing (disk full): the writer must not hang
-                log.warning("history %s: commits failing, spool full: %r changes unkept", scope, path)
+                log.warning(
+                    "history %s: commits failing, spool full: %s changes unkept", scope, quote_path(path)
+                )
                 return False
             self._hurry.set()  # for its next chunk of this scope (KEEP_HURRY bytes)
             await self._drain_events.setdefault(scope, trio.Event()).wait()

@@ -22,10 +22,11 @@ from pyfuse3 import EntryAttributes, FUSEError
 
 from .. import policy
 from ..identity import Identities
+from ..names import quote_path
 from ..numbers import HISTORY_BASE
 from ..policy import Access, Kind, Principal, Scope, readable_scopes
 from ..store import child_path
-from .catalog import Catalog, catalog_file, quote_path
+from .catalog import Catalog, catalog_file
 from .gitrepo import Repo
 from .service import History
 

@@ -11,7 +11,7 @@ from . import embed  # noqa: E402
 from .committer import IndexUnavailable  # noqa: E402
 from .query import QueryError, split_filters  # noqa: E402
 from .scan import scan_entries, walk_entries  # noqa: E402
-from .schema import display_path, doc_key, is_entry, path_bytes, path_text  # noqa: E402
+from .schema import doc_key, is_entry, path_bytes, path_text  # noqa: E402
 from .search import Hit  # noqa: E402
 from .service import Index, IndexBusy  # noqa: E402
 
@@ -22,7 +22,6 @@ __all__ = [
     "IndexUnavailable",
     "QueryError",
     "embed",
-    "display_path",
     "doc_key",
     "is_entry",
     "path_bytes",

@@ -56,7 +56,8 @@ def is_entry(path: bytes) -> bool:
 
 def path_text(path: bytes) -> str:
     """A name as Tantivy can store it: UTF-8 as is; other bytes as "\0x" + hex (names
-    cannot hold NUL, so this never collides with a real name)."""
+    cannot hold NUL, so this never collides with a real name). Storage only: a path is
+    shown by names.quote_path."""
     try:
         return path.decode("utf-8")
     except UnicodeDecodeError:
@@ -65,12 +66,6 @@ def path_text(path: bytes) -> str:
 
 def path_bytes(text: str) -> bytes:
     return bytes.fromhex(text[2:]) if text.startswith("\0x") else text.encode("utf-8")
-
-
-def display_path(text: str) -> str:
-    """A stored path as a person reads it: odd bytes and control characters escaped."""
-    raw = path_bytes(text).decode("utf-8", errors="backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
 
 
 def doc_key(scope: Scope, path: bytes) -> str:

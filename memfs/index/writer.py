@@ -19,6 +19,7 @@ import tantivy
 
 from .. import entry as entry_mod
 from ..background import NicedProcess
+from ..names import quote_path
 from ..policy import Scope
 from ..store import Store
 from .embed import Embedder, embed_in_worker, embed_text
@@ -166,7 +167,7 @@ class Writer:
                     if row is not None:
                         parsed.append((key, e))
                 except Exception:  # one odd file must not keep the others out of the index
-                    log.exception("cannot index %s/%s; skipped", scope, path_text(path))
+                    log.exception("cannot index %s/%s; skipped", scope, quote_path(path))
             if row is None:
                 rows.drop(key)
             else:
@@ -221,7 +222,7 @@ class Writer:
         except FileNotFoundError:
             return None
         except OSError as e:
-            log.warning("cannot open %s/%s: %s; skipped", scope, path_text(path), e)
+            log.warning("cannot open %s/%s: %s; skipped", scope, quote_path(path), e)
             return None
         try:
             st = os.fstat(fd)
@@ -231,7 +232,7 @@ class Writer:
             if st.st_size > len(data):
                 data = _head_past_frontmatter(fd, data, min(st.st_size, self.store.max_file_bytes))
         except OSError as e:
-            log.warning("cannot read %s/%s: %s; skipped", scope, path_text(path), e)
+            log.warning("cannot read %s/%s: %s; skipped", scope, quote_path(path), e)
             return None
         finally:
             os.close(fd)

@@ -29,7 +29,7 @@ from ..config import Config
 from ..history import History
 from ..history.catalog import Catalog
 from ..history.gitrepo import BLOB, EXEC, Repo, safe_path
-from ..names import conflict_name, host_of
+from ..names import conflict_name, host_of, quote_path
 from ..policy import Kind, Scope
 from . import merge
 
@@ -355,9 +355,7 @@ class Sync:
             committer = pygit2.Signature("memfs", f"memfs@{self.history.hostname}", now, 0)
             msg = f"memfs: sync with {st.remote}\n"
             if p.conflicts:
-                msg += "\n" + "".join(
-                    f"memfs-conflict: {c.decode(errors='replace')}\n" for _, c in p.conflicts
-                )
+                msg += "\n" + "".join(f"memfs-conflict: {quote_path(c)}\n" for _, c in p.conflicts)
             parents = [ours, theirs] if ours is not None else [theirs]
             oid = repo.r.create_commit(None, sig, committer, msg, tree, parents)
             repo.r.references.create("refs/heads/main", oid, force=True)
@@ -379,7 +377,7 @@ class Sync:
             "files": len(written),
             "removed": len(removed),
             "merged": len(p.merged),
-            "conflicts": [c.decode(errors="replace") for _, c in p.conflicts],
+            "conflicts": [quote_path(c) for _, c in p.conflicts],
             "refused": refused,
         }
         if p.conflicts:
@@ -429,31 +427,31 @@ class Sync:
             if entry is None:
                 try:
                     store.unlink(scope, path)
-                    log.debug("sync %s: removed %r", scope, path)
+                    log.debug("sync %s: removed %s", scope, quote_path(path))
                     removed.append(path)
                     budget.applied[1].append(path)
                 except FileNotFoundError:
                     pass
                 except OSError as e:
-                    log.warning("sync %s: cannot remove %r: %s", scope, path, e)
+                    log.warning("sync %s: cannot remove %s: %s", scope, quote_path(path), e)
                 continue
             oid = pygit2.Oid(raw=entry[1])
             why = budget.refuse(repo.size(oid), expected is None)
             if why is not None:
-                log.warning("sync %s: not taking %r from the remote: %s", scope, path, why)
-                refused.append({"path": path.decode(errors="replace"), "reason": why})
+                log.warning("sync %s: not taking %s from the remote: %s", scope, quote_path(path), why)
+                refused.append({"path": quote_path(path), "reason": why})
                 p.changes.pop(path, None)
                 p.conflicts = [c for c in p.conflicts if c[1] != path]
                 continue
             try:
                 self._write(scope, path, repo, oid, 0o700 if entry[0] & 0o100 else 0o600)
-                log.debug("sync %s: wrote %r", scope, path)
+                log.debug("sync %s: wrote %s", scope, quote_path(path))
                 written.append(path)
                 budget.applied[0].append(path)
                 if _CRASH_AFTER and len(written) >= _CRASH_AFTER:
                     os._exit(9)
             except OSError as e:
-                log.warning("sync %s: cannot write %r: %s", scope, path, e)
+                log.warning("sync %s: cannot write %s: %s", scope, quote_path(path), e)
                 p.changes.pop(path, None)
         return written, removed
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memfs import migrate
+from memfs import importer
 from memfs.config import Config, parse
 from memfs.policy import Kind, Scope
 
@@ -44,14 +44,14 @@ def swap_dir(src: Path) -> None:
     (src / "sub").symlink_to(src.parent / "root-only")
 
 
-def plan(src: Path) -> tuple[list[migrate.Item], migrate.Report]:
-    report = migrate.Report()
-    with migrate.Folder.open(src, 1000) as root:
-        return migrate.plan_dir(root, "mallory", None, report), report
+def plan(src: Path) -> tuple[list[importer.Item], importer.Report]:
+    report = importer.Report()
+    with importer.Folder.open(src, 1000) as root:
+        return importer.plan_dir(root, "mallory", None, report), report
 
 
 def test_swap_between_listing_and_open_is_refused(src, monkeypatch):
-    listed = migrate.Folder.names
+    listed = importer.Folder.names
 
     def names_then_swap(self):
         names = listed(self)
@@ -60,7 +60,7 @@ def test_swap_between_listing_and_open_is_refused(src, monkeypatch):
             swap_dir(src)
         return names
 
-    monkeypatch.setattr(migrate.Folder, "names", names_then_swap)
+    monkeypatch.setattr(importer.Folder, "names", names_then_swap)
     items, report = plan(src)
     assert items == []
     assert sorted(report.skipped) == [(str(src / "a.md"), SYMLINK), (str(src / "sub"), SYMLINK)]
@@ -89,13 +89,13 @@ def test_plan_json_refuses_a_symlinked_file(tmp_path):
     u = tmp_path / "users" / "42"
     u.mkdir(parents=True)
     (u / "mid_term.json").symlink_to(tmp_path / "secret.json")
-    report = migrate.Report()
-    items = migrate.plan_json(tmp_path, "mallory", Config(), report)
+    report = importer.Report()
+    items = importer.plan_json(tmp_path, "mallory", Config(), report)
     assert items == [] and report.skipped == [(str(u / "mid_term.json"), SYMLINK)]
 
 
-def item(user: str, rel: str, content: bytes) -> migrate.Item:
-    return migrate.Item(Scope(Kind.PRIVATE, user), rel, content, "src")
+def item(user: str, rel: str, content: bytes) -> importer.Item:
+    return importer.Item(Scope(Kind.PRIVATE, user), rel, content, "src")
 
 
 def test_apply_follows_no_symlink_in_data(tmp_path):
@@ -112,8 +112,8 @@ def test_apply_follows_no_symlink_in_data(tmp_path):
         item("alice", "new.md", b"new\n"),
         item("bob", "x.md", b"x\n"),
     ]
-    report = migrate.Report()
-    migrate.apply(items, data, report, dry_run=False)
+    report = importer.Report()
+    importer.apply(items, data, report, dry_run=False)
     assert report.created == ["private:alice/new.md"]
     assert [why for _, why in report.skipped] == [f"{SYMLINK} in DATA/ (nothing written)"] * 2
     assert (alice / "new.md").read_bytes() == b"new\n" and not (alice / ".new.md.memfs-import").exists()
@@ -133,16 +133,18 @@ def test_json_import_plan(tmp_path):
         )
     )
     cfg = parse({"users": {"al": {"uid": 1001, "aliases": [42]}}})
-    report = migrate.Report()
-    items = migrate.plan_json(tmp_path, None, cfg, report)
+    report = importer.Report()
+    items = importer.plan_json(tmp_path, None, cfg, report)
     assert sorted(i.rel.split("-")[0] for i in items) == ["knowledge", "profile.md"]
     k = next(i for i in items if i.rel.startswith("knowledge"))
     assert k.scope == Scope(Kind.PRIVATE, "al") and b"type: feedback" in k.content
     # The same input gives the same names: that is what makes a second import a no-op.
-    assert [i.rel for i in migrate.plan_json(tmp_path, None, cfg, migrate.Report())] == [i.rel for i in items]
+    assert [i.rel for i in importer.plan_json(tmp_path, None, cfg, importer.Report())] == [
+        i.rel for i in items
+    ]
 
 
 def test_merge_index_appends_only_new_lines():
-    assert migrate._merge_index(b"- a\n", ["- a", "- b"]) == b"- a\n- b\n"
-    assert migrate._merge_index(b"- a", ["- b"]) == b"- a\n- b\n"
-    assert migrate._merge_index(b"- a\n- b\n", ["- b", ""]) is None
+    assert importer._merge_index(b"- a\n", ["- a", "- b"]) == b"- a\n- b\n"
+    assert importer._merge_index(b"- a", ["- b"]) == b"- a\n- b\n"
+    assert importer._merge_index(b"- a\n- b\n", ["- b", ""]) is None

@@ -32,6 +32,7 @@ import yaml
 from . import confine, entry, layout
 from .config import Config
 from .layout import SCOPE_DIRS
+from .names import quote_path
 from .policy import Kind, Scope
 
 CATEGORY_TYPES = {
@@ -46,7 +47,7 @@ CATEGORY_TYPES = {
 }
 
 
-class ImportError_(Exception):
+class ImportFailed(Exception):
     """The source cannot be imported as asked; the message says why in one line."""
 
 
@@ -228,7 +229,7 @@ def _top(src: Folder, name: str) -> Folder:
     try:
         return src.subdir(name)
     except (Refused, FileNotFoundError) as e:
-        raise ImportError_(f"source {src.path} has no {name}/ folder ({_reason(e)})") from None
+        raise ImportFailed(f"source {src.path} has no {name}/ folder ({_reason(e)})") from None
 
 
 # -- detection ---------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def plan_dir(src: Folder, user: str, team: str | None, report: Report) -> list[I
     items = []
     private = Scope(Kind.PRIVATE, user)
     for rel, got in src.walk():
-        shown = str(src.path / rel)
+        shown = _shown(src.path / rel)
         if isinstance(got, Refused):
             report.skipped.append((shown, str(got)))
             continue
@@ -278,7 +279,7 @@ def plan_legacy(src: Folder, user: str, config: Config, report: Report) -> list[
     chats = _chat_users(config)
     with _top(src, "memory") as mem:
         for name in mem.names():
-            shown = str(mem.path / name)
+            shown = _shown(mem.path / name)
             try:
                 got = mem.get(name)
             except FileNotFoundError:
@@ -319,9 +320,9 @@ def _load_json(d: Folder, name: str, report: Report):
     except FileNotFoundError:
         return None
     except Refused as e:
-        report.skipped.append((str(d.path / name), str(e)))
+        report.skipped.append((_shown(d.path / name), str(e)))
     except (OSError, ValueError) as e:
-        report.skipped.append((str(d.path / name), f"unreadable JSON: {e}"))
+        report.skipped.append((_shown(d.path / name), f"unreadable JSON: {e}"))
     return None
 
 
@@ -344,7 +345,7 @@ def plan_json(src: Folder | Path, user: str | None, config: Config, report: Repo
     with _top(src, "users") as users:
         ids = users.dirnames()
         for name in ids:
-            shown = str(users.path / name)
+            shown = _shown(users.path / name)
             owner = chats.get(name) or (name if name in config.users else None)
             if owner is None and user is not None and len(ids) == 1:
                 owner = user
@@ -366,7 +367,9 @@ def plan_json(src: Folder | Path, user: str | None, config: Config, report: Repo
 def _plan_json_user(d: Folder, scope: Scope, report: Report) -> list[Item]:
     items = []
     if "short_term.json" in d.names():
-        report.skipped.append((str(d.path / "short_term.json"), "short-term conversation buffer, not memory"))
+        report.skipped.append(
+            (_shown(d.path / "short_term.json"), "short-term conversation buffer, not memory")
+        )
     long = _load_json(d, "long_term_user.json", report)
     if isinstance(long, dict) and isinstance(long.get("profile"), dict) and long["profile"]:
         profile = long["profile"]
@@ -377,7 +380,7 @@ def _plan_json_user(d: Folder, scope: Scope, report: Report) -> list[Item]:
                 scope,
                 "profile.md",
                 _entry(f"Profile of {who}", f"who {who} is and what they prefer", "user", body),
-                str(d.path),
+                _shown(d.path),
             )
         )
     for i, k in enumerate(_items_list(long, ("knowledge", "facts", "items"))):
@@ -406,7 +409,7 @@ def _knowledge_item(scope: Scope, k, i: int, source: Path, default_type: str) ->
     digest = hashlib.sha1(ident.encode()).hexdigest()[:6]
     stem = "summary" if source.name == "mid_term.json" else "knowledge"
     rel = f"{stem}-{_slug(topic or first)}-{digest}.md"
-    return Item(scope, rel, _entry(title, first[:120], type_, text, extra), f"{source}#{ident}")
+    return Item(scope, rel, _entry(title, first[:120], type_, text, extra), f"{_shown(source)}#{ident}")
 
 
 # -- applying ----------------------------------------------------------------------------------
@@ -474,7 +477,7 @@ def apply(
     """Write the planned files under DATA/ (never over an existing one), then merge MEMORY.md lines."""
     index_lines: dict[Scope, list[str]] = {}
     for item in items:
-        shown = f"{item.scope}/{item.rel}"
+        shown = _shown(f"{item.scope}/{item.rel}")
         if item.rel == entry.INDEX_NAME:
             text = item.content.decode("utf-8", errors="replace")
             index_lines.setdefault(item.scope, []).extend(text.splitlines())
@@ -506,6 +509,12 @@ def apply(
         (report.merged if existing else report.created).append(shown)
 
 
+def _shown(path: Path | str) -> str:
+    """A source or destination path as the report prints it (names.quote_path): a name
+    that is not UTF-8 is quoted, never a surrogate that print() cannot encode."""
+    return quote_path(os.fsencode(path))
+
+
 def _reason(e: Exception) -> str:
     return e.strerror if isinstance(e, OSError) else str(e)
 
@@ -532,7 +541,7 @@ def plan(
     try:
         root = Folder.open(src, config.limits.max_file_bytes)
     except (Refused, FileNotFoundError) as e:
-        raise ImportError_(f"source {src} is not a directory ({_reason(e)})") from None
+        raise ImportFailed(f"source {src} is not a directory ({_reason(e)})") from None
     with root:
         if fmt == "auto":
             fmt = detect(root)
