@@ -22,12 +22,12 @@ from pyfuse3 import (
 )
 
 from . import policy
-from .fs_base import FsBase, home, user_of
+from .fs_base import FsBase
 from .guard import guarded
 from .handles import DirHandle
 from .inodes import CACHE_TIMEOUT, Node, entry_timeout, removed_stat
 from .numbers import ROOT_INODE
-from .policy import Access, Scope
+from .policy import Access, Scope, home, user_of
 from .quota import Usage
 from .store import child_path
 
@@ -165,14 +165,15 @@ class DirOps(FsBase):
             start = await self.control.opendir(inode, p)
             scope, path, is_root = None, b"", False
         elif inode == ROOT_INODE:
-            scope, path, is_root = home(p), b"", True
+            own = home(p)
+            scope, path, is_root = own, b"", True
             here = self._root_attrs(p, ctx)
             team = p.team_scope
 
             def start():
                 yield b".", here
                 yield b"..", here
-                for n, st in self.store.iterdir(scope, b""):
+                for n, st in self.store.iterdir(own, b""):
                     if n not in policy.RESERVED_ROOT_NAMES:
                         yield n, st
                 if team is not None:

@@ -40,7 +40,6 @@ from .config import Limits
 from .control import Control
 from .dir_ops import DirOps
 from .file_ops import FileOps
-from .fs_base import home
 from .guard import guarded
 from .handles import DirHandle, FileHandle, OpenFiles
 from .history import History
@@ -55,7 +54,7 @@ from .inodes import (
     save_own,
 )
 from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
-from .policy import Access, Principal, Scope
+from .policy import Access, Principal, Scope, home
 from .quota import OpenCounts, Quotas
 from .store import Store, child_path
 from .sync import Sync

@@ -18,7 +18,7 @@ from pyfuse3 import EntryAttributes, FUSEError, RequestContext
 from . import policy
 from .inodes import CACHE_TIMEOUT, VIEW_TIMEOUT, Node, removed_stat
 from .numbers import ROOT_INODE
-from .policy import Access, Principal, Scope
+from .policy import Access, Principal, Scope, home
 from .store import child_path
 
 if TYPE_CHECKING:
@@ -37,18 +37,6 @@ log = logging.getLogger("memfs.fs")  # the handlers' logger: these lines are the
 
 Remover = Callable[[Scope, bytes], os.stat_result]
 Invalidation = tuple[str, int, bool | bytes]
-
-
-# A caller _principal let through is mapped: its user and its private scope are set. These
-# say so to the type checker (Principal allows None for the unmapped uids it refuses).
-def home(p: Principal) -> Scope:
-    assert p.private is not None, "_principal refuses unmapped callers"
-    return p.private
-
-
-def user_of(p: Principal) -> str:
-    assert p.user is not None, "_principal refuses unmapped callers"
-    return p.user
 
 
 class FsBase:
