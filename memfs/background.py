@@ -101,15 +101,15 @@ class NicedProcess:
         self._initializer, self._args, self.name = initializer, args, name
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ctx = multiprocessing.get_context("spawn")
-        self._logs = None
+        self._logs: multiprocessing.Queue[logging.LogRecord] | None = None
         self._relay: logging.handlers.QueueListener | None = None
         self._niced: set[int] = set()  # worker pids niced from here
         self._lock = threading.Lock()
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._relay is None:
-            self._logs = self._ctx.Queue()
-            self._relay = logging.handlers.QueueListener(self._logs, _Relay())
+            self._logs = logs = self._ctx.Queue()
+            self._relay = logging.handlers.QueueListener(logs, _Relay())
             self._relay.start()
         if self._pool is None:
             # spawn: a fresh interpreter (forking a process with threads and a FUSE session

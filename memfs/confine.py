@@ -122,7 +122,8 @@ class beneath:  # used as a function: `with beneath(fd, rel) as (where, name):`
     __slots__ = ("_dir_fd", "_rel", "_held")
 
     def __init__(self, dir_fd: int, rel: bytes) -> None:
-        self._dir_fd, self._rel, self._held = dir_fd, rel, None
+        self._dir_fd, self._rel = dir_fd, rel
+        self._held: list[int] | None = None
 
     def __enter__(self) -> tuple[int, bytes]:
         dir_fd, rel = self._dir_fd, self._rel

@@ -36,7 +36,7 @@ from .numbers import (
     Handle,
     handle_kind,
 )
-from .policy import Kind, Principal, Scope, readable_scopes
+from .policy import Kind, Principal, Scope, home, readable_scopes
 from .store import Store
 from .sync import Sync
 from .sync.service import SyncHost
@@ -145,6 +145,16 @@ class Control:
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
         self._next_query_ino = Counter(QUERY_BASE, OWN_BASE)  # never reused: an old number names no new query
+
+    # The files that use them exist only with an index (search, query, context.md, ...) or
+    # a sync (sync): these say so to the type checker.
+    def _index(self) -> Index:
+        assert self.index is not None, "an index file without an index"
+        return self.index
+
+    def _sync(self) -> Sync:
+        assert self.sync is not None, "the sync file without a sync"
+        return self.sync
 
     # -- what fs.py asks ------------------------------------------------------
     def owns(self, ino: int) -> bool:
@@ -340,12 +350,13 @@ class Control:
     async def _sync_report(self, p: Principal, now: bool) -> bytes:
         """The caller's scopes with a remote: where, when last synced, commits waiting.
         Written to first: sync them now (the caller's own limiter) and say what moved."""
-        scopes = [s for s in (p.private, p.team_scope) if s is not None and s in self.sync.state]
+        sync = self._sync()
+        scopes = [s for s in (p.private, p.team_scope) if s is not None and s in sync.state]
         if now:
             async with self.limiter(p):
                 for scope in scopes:
-                    await self.sync.sync_scope(scope, self.host)
-        return yaml.safe_dump(self.sync.status(scopes), sort_keys=False).encode()
+                    await sync.sync_scope(scope, self.host)
+        return yaml.safe_dump(sync.status(scopes), sort_keys=False).encode()
 
     # -- search -----------------------------------------------------------------
     @staticmethod
@@ -363,7 +374,7 @@ class Control:
         those: a caller never waits for another's backlog). Root (an admin, memfs doctor)
         waits for everything."""
         try:
-            await self.index.flush(self.host.dirty_paths(scopes), scopes=None if p.uid == 0 else scopes)
+            await self._index().flush(self.host.dirty_paths(scopes), scopes=None if p.uid == 0 else scopes)
         except IndexUnavailable:
             pass  # answer from the index as it is; the changes stay queued
 
@@ -371,7 +382,7 @@ class Control:
         scopes = readable_scopes(p)
         await self._flush(p, scopes)
         try:
-            hits, total = await self.index.search(scopes, query, MAX_RESULTS, limiter=self.limiter(p))
+            hits, total = await self._index().search(scopes, query, MAX_RESULTS, limiter=self.limiter(p))
         except QueryError as e:  # said in the results, where the asker reads
             if as_json:
                 return (json.dumps({"query": query, "error": str(e), "total": 0, "hits": []}) + "\n").encode()
@@ -405,7 +416,7 @@ class Control:
         writer, not everyone)."""
         scopes = readable_scopes(p)
         await self._flush(p, scopes)
-        hits = await self.index.entries(scopes, limiter=self.limiter(p))
+        hits = await self._index().entries(scopes, limiter=self.limiter(p))
         return await trio.to_thread.run_sync(
             self._build_view, p, scopes, hits, render, limiter=self.limiter(p)
         )
@@ -430,7 +441,7 @@ class Control:
             )
             for h in hits
         ]
-        memos = [_read_memory(self.store, p.private, "Private memory", "MEMORY.md", self.limits)]
+        memos = [_read_memory(self.store, home(p), "Private memory", "MEMORY.md", self.limits)]
         if p.team_scope is not None:
             label = f"Team memory ({p.team})"
             memos.append(_read_memory(self.store, p.team_scope, label, "team/MEMORY.md", self.limits))

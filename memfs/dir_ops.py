@@ -22,17 +22,18 @@ from pyfuse3 import (
 )
 
 from . import policy
+from .fs_base import FsBase
 from .guard import guarded
 from .handles import DirHandle
 from .inodes import CACHE_TIMEOUT, Node, entry_timeout, removed_stat
 from .numbers import ROOT_INODE
-from .policy import Access, Scope
+from .policy import Access, Scope, home, user_of
 from .quota import Usage
 from .store import child_path
 
 
-class DirOps:
-    """Uses what fs.Operations sets up: store, inodes, quotas, opens, index, _dirs."""
+class DirOps(FsBase):
+    """The state and helpers it uses: fs_base.FsBase (set up by fs.Operations)."""
 
     # -- directories ----------------------------------------------------------
     @guarded
@@ -82,7 +83,7 @@ class DirOps:
         await self._settle(scope)  # no await after it: a sync round sees the file or not at all
         st = keep(scope, path) if keep is not None else self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
-        self.changes.removed(scope, path, p.user)
+        self.changes.removed(scope, path, user_of(p))
 
     def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
         """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
@@ -143,7 +144,7 @@ class DirOps:
             self.quotas.add(src, -carried.bytes, -carried.files)
             self.quotas.add(dst, carried.bytes, carried.files)
         moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
-        self.changes.moved(src, src_path, dst, dst_path, is_dir, p.user)
+        self.changes.moved(src, src_path, dst, dst_path, is_dir, user_of(p))
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
             for node in moved:
                 self._invalidate(node.ino)
@@ -164,14 +165,15 @@ class DirOps:
             start = await self.control.opendir(inode, p)
             scope, path, is_root = None, b"", False
         elif inode == ROOT_INODE:
-            scope, path, is_root = p.private, b"", True
+            own = home(p)
+            scope, path, is_root = own, b"", True
             here = self._root_attrs(p, ctx)
             team = p.team_scope
 
             def start():
                 yield b".", here
                 yield b"..", here
-                for n, st in self.store.iterdir(scope, b""):
+                for n, st in self.store.iterdir(own, b""):
                     if n not in policy.RESERVED_ROOT_NAMES:
                         yield n, st
                 if team is not None:
@@ -218,6 +220,8 @@ class DirOps:
                 scope, path = d.team_scope, b""
             else:
                 scope, path = d.scope, child_path(d.path, name)
+            # control listings yield only EntryAttributes; the team's name only with a team
+            assert scope is not None
             if st is None:
                 try:
                     st = self.store.lstat(scope, path)

@@ -20,14 +20,15 @@ from pyfuse3 import (
 )
 
 from . import policy
+from .fs_base import FsBase
 from .guard import guarded
 from .handles import FileHandle
 from .inodes import Node, entry_timeout
 from .policy import Access
 
 
-class FileOps:
-    """Uses what fs.Operations sets up: store, inodes, quotas, opens, control, _files."""
+class FileOps(FsBase):
+    """The state and helpers it uses: fs_base.FsBase (set up by fs.Operations)."""
 
     # -- files ----------------------------------------------------------------
     def _open_handle(self, node: Node, fd: int, flags: int, uid: int, st: os.stat_result) -> FileInfo:

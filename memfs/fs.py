@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 
 import pyfuse3
 import trio
@@ -48,16 +48,14 @@ from .identity import Identities
 from .index import Index
 from .inodes import (
     CACHE_TIMEOUT,
-    VIEW_TIMEOUT,
     InodeTable,
     Node,
     load_own,
-    removed_stat,
     save_own,
 )
 from .names import quote_path
 from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
-from .policy import Access, Principal, Scope
+from .policy import Access, Principal, Scope, home
 from .quota import OpenCounts, Quotas
 from .store import Store, child_path
 from .sync import Sync
@@ -74,9 +72,6 @@ def _times_request(attr, fields) -> tuple[int | None, int | None]:
         attr.st_atime_ns if fields.update_atime else None,
         attr.st_mtime_ns if fields.update_mtime else None,
     )
-
-
-Remover = Callable[[Scope, bytes], os.stat_result]
 
 
 class Operations(FileOps, DirOps, pyfuse3.Operations):
@@ -145,12 +140,6 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             except Exception:  # never let one odd reply end the task (and the mount)
                 log.exception("invalidate %s %r: failed", what, ino)
 
-    def _invalidate(self, ino: int, attr_only: bool = True) -> None:
-        self._invalidations.send_nowait(("inode", ino, attr_only))
-
-    def _invalidate_name(self, parent: int, name: bytes) -> None:
-        self._invalidations.send_nowait(("entry", parent, name))
-
     def refresh(self, paths: list[bytes]) -> None:
         """Backing files changed behind the kernel's back (memfs import): drop what the
         kernel cached of them and re-index them."""
@@ -182,11 +171,6 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             del self._held[scope]
             ev.set()
 
-    async def _settle(self, *scopes: Scope) -> None:
-        for scope in scopes:
-            while (ev := self._held.get(scope)) is not None:
-                await ev.wait()
-
     def busy(self, scope: Scope) -> set[bytes]:
         return self._files.busy(scope)
 
@@ -213,47 +197,6 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 if parent is not None:
                     self._invalidate_name(parent.ino, name)
         self.changes.arrived(scope, written, removed)
-
-    # -- index and history ------------------------------------------------------------
-    def _user(self, uid: int) -> str:
-        return self.ids.name_of(uid)
-
-    def _changed(self, node: Node, uid: int) -> None:
-        """A file's content changed (closed after writing, fsynced, truncated)."""
-        if not node.unlinked:
-            self.changes.written(node.scope, node.path, self._user(uid))
-
-    async def _preserve(self, scope: Scope, path: bytes, removing: bool = False) -> None:
-        """About to destroy a file's content (rm, truncate, a rename over it, an open for
-        writing): if history has not yet kept what was last written to it, keep it now.
-        Costs one read only when the path changed since the last batch; no commit."""
-        if self.history is None:
-            return
-        user = self._dirty_writer(scope, path)
-        await self.history.keep(scope, path, user or self.history.last_writer(scope, path), removing)
-
-    def _dirty_writer(self, scope: Scope, path: bytes) -> str | None:
-        """Who wrote to this file through a handle not yet released (the caller closed it,
-        its release is not here yet): history is told of that change first."""
-        node = self.inodes.find(scope, path, False)
-        for fd in node.open_fds if node is not None else ():
-            h = self._files.get(fd)
-            if h is not None and h.dirty:
-                user = self._user(h.uid)
-                self.changes.written(scope, path, user)
-                return user
-        return None
-
-    async def _about_to_remove(self, scope: Scope, path: bytes) -> Remover | None:
-        """rm is about to remove a file: what removes it keeping its uncommitted content
-        (history moves it into its spool), or None when a plain unlink loses nothing."""
-        if self.history is None:
-            return None
-        user = self._dirty_writer(scope, path)
-        if not await self.history.room(scope, path):
-            return None
-        user = user or self.history.last_writer(scope, path)
-        return lambda sc, rel: self.history.remove_kept(sc, rel, user)
 
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
         return self._files.open_dirty(scopes)
@@ -284,7 +227,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         uid, node, name = (ctx.uid if ctx is not None else None), None, None
         first = args[0] if args and isinstance(args[0], int) else None
         if first is not None and op in self._BY_HANDLE:
-            table = {Handle.FILE: self._files, Handle.DIR: self._dirs}.get(handle_kind(first), {})
+            tables: dict[Handle, Mapping[int, FileHandle | DirHandle]] = {
+                Handle.FILE: self._files,
+                Handle.DIR: self._dirs,
+            }
+            table = tables.get(handle_kind(first), {})
             h = table.get(first)
             if isinstance(h, DirHandle):
                 uid, node = h.uid, self.inodes.find(h.scope, h.path, h.view) if h.scope is not None else None
@@ -295,116 +242,6 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             name = args[1] if len(args) > 1 and isinstance(args[1], bytes) else None
         p = self.ids.principal(uid, uid) if uid is not None else None
         return logline.subject(p, uid, node, name, first)
-
-    # -- helpers: who, where, attributes ---------------------------------------
-    def _principal(self, ctx: RequestContext) -> Principal:
-        p = self.ids.principal(ctx.uid, ctx.gid)
-        if p.user is None:
-            log.info("uid %d is not mapped to a memory user (unknown_uids: deny)", ctx.uid)
-            raise FUSEError(errno.EACCES)
-        return p
-
-    def _node(self, ino: int) -> Node:
-        node = self.inodes.get(ino)
-        if node is None:
-            raise FUSEError(errno.ESTALE)
-        return node
-
-    def _require(self, p: Principal, node: Node | Scope, need: Access) -> None:
-        if isinstance(node, Scope):
-            have = policy.access(p, node)
-        else:
-            have = policy.access(p, node.scope, node.view)
-        if have < need:
-            raise FUSEError(policy.denied_errno(have))
-
-    def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
-        """(scope, path, is_root) of a directory inode the caller may use as `need`."""
-        if ino == ROOT_INODE:
-            return p.private, b"", True
-        node = self._node(ino)
-        self._require(p, node, need)
-        if node.unlinked:
-            raise FUSEError(errno.ENOENT)
-        # The directory's own owner bits apply as on any filesystem: x to pass, w to change.
-        st = self.store.lstat(node.scope, node.path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise FUSEError(errno.ENOTDIR)
-        if not policy.owner_bits_allow(st.st_mode, False, need >= Access.WRITE, True):
-            raise FUSEError(errno.EACCES)
-        return node.scope, node.path, False
-
-    def _attrs(self, node: Node, st: os.stat_result, timeout: float = CACHE_TIMEOUT):
-        a = EntryAttributes()
-        a.st_ino = node.ino
-        a.generation = 0
-        a.entry_timeout = min(timeout, VIEW_TIMEOUT) if node.view else timeout
-        a.attr_timeout = VIEW_TIMEOUT if node.view else CACHE_TIMEOUT
-        a.st_uid, a.st_gid, has_group = self.ids.shown_owner(node.scope)
-        a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
-        a.st_nlink = st.st_nlink
-        a.st_rdev = 0
-        a.st_size = st.st_size
-        a.st_blksize = st.st_blksize
-        a.st_blocks = st.st_blocks
-        a.st_atime_ns = st.st_atime_ns
-        a.st_mtime_ns = st.st_mtime_ns
-        a.st_ctime_ns = st.st_ctime_ns
-        return a
-
-    def _stat(self, node: Node) -> os.stat_result:
-        # An open file is stat'ed through one of its fds: the file itself, whether it was
-        # unlinked or not (a name replaced or removed marks its node unlinked), and no
-        # confined walk of its path. Readers fstat what they opened (Python's read(), cat,
-        # grep): the kernel asks getattr while the file is open.
-        if node.open_fds:
-            st = os.fstat(next(iter(node.open_fds)))
-            # a removed file has no name left to callers, whatever still links it in DATA/
-            # (history's spool keeps removed content by a hard link)
-            return removed_stat(st) if node.unlinked and st.st_nlink else st
-        if node.unlinked:
-            if node.gone is not None:  # a removed folder still held (a cwd)
-                return node.gone
-            raise FUSEError(errno.ENOENT)
-        return self.store.lstat(node.scope, node.path)
-
-    def _root_attrs(self, p: Principal, ctx: RequestContext) -> EntryAttributes:
-        st = self.store.lstat(p.private, b"")
-        a = EntryAttributes()
-        a.st_ino = ROOT_INODE
-        a.entry_timeout = a.attr_timeout = 0  # the root is a different directory per caller
-        a.st_mode = stat.S_IFDIR | 0o700
-        a.st_nlink = st.st_nlink
-        a.st_uid, a.st_gid = ctx.uid, ctx.gid
-        a.st_size = st.st_size
-        a.st_blksize = st.st_blksize
-        a.st_blocks = st.st_blocks
-        a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
-        return a
-
-    def entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
-        """Look up a live backing file, hand the kernel a reference to its node."""
-        st = self.store.lstat(scope, path)
-        if policy.refused_file_type(st.st_mode):
-            raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
-        node = self.inodes.node_for(scope, path, view, st.st_ino)
-        self.inodes.remember(node)
-        return self._attrs(node, st, timeout)
-
-    def _root_special(self, p: Principal, name: bytes) -> bool:
-        """Does this reserved root name exist for this caller?"""
-        return name == policy.CONTROL_NAME or (name == policy.TEAM_NAME and p.team is not None)
-
-    def _target(self, p: Principal, parent: int, name: bytes, creating: bool) -> tuple[Scope, bytes]:
-        """(scope, path) of `name` in directory `parent`, for a call that changes it."""
-        if policy.name_too_long(name):
-            raise FUSEError(errno.ENAMETOOLONG)
-        if self.control.owns(parent):
-            raise FUSEError(self.control.refusal(parent))
-        scope, path, is_root = self._dir(parent, p, Access.WRITE)
-        if is_root and name in policy.RESERVED_ROOT_NAMES:
-            raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
-        return scope, child_path(path, name)
 
     # -- lookup and attributes ------------------------------------------------
     @guarded
@@ -423,7 +260,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 return self.entry(p.team_scope, b"", 0)
             if name in (b".", b".."):
                 return self._root_attrs(p, ctx)
-            return self.entry(p.private, name, 0)
+            return self.entry(home(p), name, 0)
         scope, path, _ = self._dir(parent_inode, p, Access.READ)
         view = self._node(parent_inode).view
         if view and not path and name == policy.CONTROL_NAME:
@@ -520,7 +357,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             raise FUSEError(errno.EISDIR)
         if fields.update_atime or fields.update_mtime:
             self.store.utime(
-                p.private,
+                home(p),
                 b"",
                 *_times_request(attr, fields),
             )
@@ -553,7 +390,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         s.f_namemax = policy.NAME_MAX
         return s
 
-    def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
+    # pyfuse3's stub declares forget async; its C callback accepts a plain function (below)
+    def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:  # type: ignore[override]
         # pyfuse3 calls this from its C callback and awaits what it returns, if anything: a
         # plain function has updated the table before the next request. No ctx; must not raise.
         try:

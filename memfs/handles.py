@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .inodes import Node
 from .policy import Scope
+
+if TYPE_CHECKING:
+    from pyfuse3 import EntryAttributes
+
+# One entry of a listing: its name and its stat, its attributes ('.', '..', control
+# entries), or None (looked up when sent).
+Listed = tuple[bytes, "os.stat_result | EntryAttributes | None"]
 
 
 @dataclass(slots=True)
@@ -62,13 +70,13 @@ class DirHandle:
     uid: int
     scope: Scope | None
     path: bytes
-    start: object  # () -> iterator of (name, os.stat_result | EntryAttributes | None)
+    start: Callable[[], Iterable[Listed]]
     is_root: bool
     view: bool = False  # a grant reader's view: inodes of its own
     team_scope: Scope | None = None  # what `team` means in this caller's root listing
-    entries: object = None  # the current iterator
+    entries: Iterator[Listed] | None = None  # the current iterator
     pos: int = 0  # offset of the next entry it yields
-    back: tuple | None = None  # an entry the kernel had no room for, to send again
+    back: Listed | None = None  # an entry the kernel had no room for, to send again
 
     def close(self) -> None:
         close = getattr(self.entries, "close", None)
@@ -85,10 +93,11 @@ class DirHandle:
                     break
                 self.pos += 1
 
-    def next(self):
+    def next(self) -> Listed | None:
         if self.back is not None:
-            item, self.back = self.back, None
-            return item
+            back, self.back = self.back, None
+            return back
+        assert self.entries is not None, "readdir seeks first"
         item = next(self.entries, None)
         if item is not None:
             self.pos += 1

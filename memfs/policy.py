@@ -66,6 +66,18 @@ class Principal:
         object.__setattr__(self, "team_scope", Scope(Kind.TEAM, self.team) if self.team else None)
 
 
+# A caller fs._principal let through is mapped: its user and its private scope are set.
+# These say so to the type checker (a Principal holds None for an unmapped uid).
+def home(p: Principal) -> Scope:
+    assert p.private is not None, "unmapped callers are refused first"
+    return p.private
+
+
+def user_of(p: Principal) -> str:
+    assert p.user is not None, "unmapped callers are refused first"
+    return p.user
+
+
 class Access(enum.IntEnum):
     NONE = 0
     READ = 1
@@ -94,7 +106,7 @@ def readable_scopes(p: Principal) -> list[Scope]:
     """Every scope a principal may read: its own, its team's, and its grants' owners'."""
     if p.user is None:
         return []
-    scopes = [p.private]
+    scopes = [home(p)]
     if p.team_scope is not None:
         scopes.append(p.team_scope)
     return scopes + [Scope(Kind.PRIVATE, o) for o in sorted(p.readable)]

@@ -59,10 +59,10 @@ def walk_tree(root_fd: int, top: bytes = b"", unreadable: list | None = None) ->
             continue
         try:
             with os.scandir(fd) as it:
-                for e in it:
-                    child = child_path(rel, os.fsencode(e.name))
+                for found in it:
+                    child = child_path(rel, os.fsencode(found.name))
                     try:
-                        st = e.stat(follow_symlinks=False)
+                        st = found.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
                     if stat.S_ISDIR(st.st_mode):

@@ -9,6 +9,7 @@ is one indexed query, whatever the number of commits.
 
 from __future__ import annotations
 
+import builtins  # `set` in Catalog's signatures is its method; builtins.set is the type
 import logging
 import sqlite3
 from collections.abc import Iterable
@@ -136,7 +137,7 @@ class Catalog:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
     # -- recording commits --------------------------------------------------------
-    def catch_up(self, repo: Repo, own: set[pygit2.Oid] | None = None) -> int:
+    def catch_up(self, repo: Repo, own: builtins.set[pygit2.Oid] | None = None) -> int:
         """Record every commit on the branch not yet in the catalog; returns how many.
         With `own` (sync, after taking a remote's commits), every commit not in it arrived
         from elsewhere and is attributed as `<author> (via <host>)`."""
@@ -150,8 +151,8 @@ class Catalog:
         if commits:
             # what the branch holds now: one diff from the last recorded head to this one
             # (not commit by commit: a merge's two lines of history would mix)
-            old = repo.r[known].tree_id if known else None
-            for path, _before, now in repo.diff(old, head and repo.r[head].tree_id):
+            old = repo.get_commit(known).tree_id if known else None
+            for path, _before, now in repo.diff(old, head and repo.get_commit(head).tree_id):
                 if now is None:
                     self.db.execute("DELETE FROM current WHERE path=?", (path,))
                 else:
@@ -167,7 +168,7 @@ class Catalog:
         for table in ("nodes", "versions", "log", "current", "meta"):
             self.db.execute(f"DELETE FROM {table}")
 
-    def _record_one(self, repo: Repo, c, own: set[pygit2.Oid] | None) -> None:
+    def _record_one(self, repo: Repo, c, own: builtins.set[pygit2.Oid] | None) -> None:
         """Record one commit, or none of it: a commit memfs cannot record (anyone can push
         one) is logged and skipped, and never stops the commits after it."""
         self.db.execute("SAVEPOINT record")
@@ -221,8 +222,10 @@ class Catalog:
             f"INSERT INTO versions({_VERSION_COLS[4:]}) VALUES(?,?,?,?,?,?,?)",
             (path, b"", t, user, op, blob.hex(), size),
         )
-        name = version_name(path, t, user, cur.lastrowid)
-        self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, cur.lastrowid))
+        row = cur.lastrowid
+        assert row is not None  # set by the INSERT
+        name = version_name(path, t, user, row)
+        self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, row))
         return size
 
     def version_bytes(self) -> int:
@@ -243,7 +246,7 @@ class Catalog:
     def _log(self, t: int, user: str, op: str, path: bytes) -> None:
         self.db.execute("INSERT INTO log(time, user, op, path) VALUES(?,?,?,?)", (t, user, op, path))
 
-    def _node(self, path: bytes, seen: set[bytes]) -> None:
+    def _node(self, path: bytes, seen: builtins.set[bytes]) -> None:
         while path and path not in seen:
             seen.add(path)
             parent, _, name = path.rpartition(b"/")
@@ -342,7 +345,7 @@ class Catalog:
             last_fit = t
         return None
 
-    def prune(self, cutoff: int, base_paths: set[bytes]) -> int:
+    def prune(self, cutoff: int, base_paths: builtins.set[bytes]) -> int:
         """Forget versions and log lines older than cutoff, except the last version of each
         path the pruned-to root still holds (it is what the file was at the cutoff)."""
         keep = self.db.execute(

@@ -16,6 +16,7 @@ import subprocess
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pygit2
 
@@ -108,16 +109,20 @@ class Repo:
         if self._tip is not None:
             return self._tip
         try:
-            return self.r.references[BRANCH].target
+            return cast(pygit2.Oid, self.r.references[BRANCH].target)  # a direct ref: an Oid
         except KeyError:
             return None
 
     def head_tree(self) -> pygit2.Oid | None:
         h = self.head()
-        return self.r[h].tree_id if h is not None else None
+        return self.get_commit(h).tree_id if h is not None else None
 
-    def read(self, hexid: str) -> bytes:
-        return self.r[hexid].data
+    # pygit2 types r[id] as Object: these say which kind of object the id names.
+    def get_commit(self, oid: pygit2.Oid | str) -> pygit2.Commit:
+        return cast(pygit2.Commit, self.r[oid])
+
+    def read(self, hexid: pygit2.Oid | str) -> bytes:
+        return cast(pygit2.Blob, self.r[hexid]).data
 
     def size(self, oid: pygit2.Oid) -> int:
         return self.r.odb.read_header(oid)[1]
@@ -125,7 +130,8 @@ class Repo:
     def entries(self, tree: pygit2.Oid | None) -> dict[bytes, tuple[int, bytes]]:
         if tree is None:
             return {}
-        return {e.raw_name: (e.filemode, e.id.raw) for e in self.r[tree]}
+        # pygit2 types raw_name as Optional; an entry read from a tree always has its name
+        return {e.raw_name: (e.filemode, e.id.raw) for e in cast(pygit2.Tree, self.r[tree])}  # type: ignore[misc]
 
     def files(self, tree: pygit2.Oid | None, prefix: bytes = b"") -> Iterator[tuple[bytes, int, bytes]]:
         """(path, mode, raw oid) of every file in a tree. Iterative: a path may be
@@ -162,8 +168,8 @@ class Repo:
                     if fx != fy:
                         yield path, fx, fy
                 if xt or yt:
-                    sub_old = pygit2.Oid(raw=x[1]) if xt else None
-                    sub_new = pygit2.Oid(raw=y[1]) if yt else None
+                    sub_old = pygit2.Oid(raw=x[1]) if x is not None and xt else None
+                    sub_new = pygit2.Oid(raw=y[1]) if y is not None and yt else None
                     stack.append((sub_old, sub_new, path + b"/"))
 
     # -- writing --------------------------------------------------------------
@@ -264,7 +270,7 @@ class Repo:
         publish=False: the branch moves at publish(), once for a chain of commits (moving a
         ref locks, writes and renames a file: most of a small commit's cost, measured)."""
         parent = self.head()
-        base = self.r[parent].tree_id if parent is not None else None
+        base = self.get_commit(parent).tree_id if parent is not None else None
         tree = self.tree_with(base, changes)
         if tree == base:
             return None
@@ -301,7 +307,7 @@ class Repo:
         Returns how many commits were folded into the root."""
         head = self.head()
         chain = []
-        c = self.r[head] if head is not None else None
+        c = self.get_commit(head) if head is not None else None
         while c is not None and c.commit_time >= cutoff:
             chain.append(c)
             c = c.parents[0] if c.parents else None

@@ -24,7 +24,7 @@ from .. import policy
 from ..identity import Identities
 from ..names import quote_path
 from ..numbers import HISTORY_BASE
-from ..policy import Access, Kind, Principal, Scope, readable_scopes
+from ..policy import Access, Kind, Principal, Scope, home, readable_scopes
 from ..store import child_path
 from .catalog import Catalog, catalog_file
 from .gitrepo import Repo
@@ -50,7 +50,7 @@ class HistoryView:
         self.open_dirty = open_dirty  # scopes -> (scope, path, user) of files open with unsaved writes
         self._scope_no: dict[Scope, int] = {}
         self._scopes: list[Scope] = []
-        self._readers: OrderedDict[Scope, Catalog | None] = OrderedDict()
+        self._readers: OrderedDict[Scope, Catalog] = OrderedDict()
 
     # -- inode numbers ------------------------------------------------------------------
     @staticmethod
@@ -106,14 +106,15 @@ class HistoryView:
         if policy.access(p, scope, view) < Access.READ:
             raise FUSEError(errno.EACCES)
 
-    def _base(self, ino: int, scope: Scope | None, p: Principal) -> EntryAttributes:
+    def _base(self, ino: int, scope: Scope | None, p: Principal | None) -> EntryAttributes:
+        """Owned by the scope's shown owner; without a scope (a per-caller file), the caller."""
         a = EntryAttributes()
         a.st_ino = ino
         a.st_blksize = 4096
-        if scope is None:
-            a.st_uid, a.st_gid = p.uid, p.gid
-        else:
+        if scope is not None:
             a.st_uid, a.st_gid, _ = self.ids.shown_owner(scope)
+        elif p is not None:
+            a.st_uid, a.st_gid = p.uid, p.gid
         return a
 
     def _dir_attrs(self, ino: int, scope: Scope | None, p: Principal, entry_timeout: float):
@@ -162,7 +163,7 @@ class HistoryView:
     def _where(self, ino: int, p: Principal) -> tuple[Scope, bool, bytes, float]:
         """(scope, view, path, entry timeout of its children) of a history folder."""
         if ino == HISTORY:
-            return p.private, False, b"", 0  # names here resolve per caller
+            return home(p), False, b"", 0  # names here resolve per caller
         scope, view, version, row = self._decode(ino)
         self._check(p, scope, view)
         if version or row == _CTL_ID:
@@ -233,10 +234,10 @@ class HistoryView:
                     yield name, self._dir_attrs(self._ino(scope, view, False, node), scope, p, timeout)
                 after = page[-1][0]
             after = 0
-            while page := cat.versions(path, after):
-                for v in page:
+            while versions := cat.versions(path, after):
+                for v in versions:
                     yield v.name, self._version_attrs(self._ino(scope, view, True, v.id), scope, v)
-                after = page[-1].id
+                after = versions[-1].id
 
         return start
 
@@ -271,7 +272,7 @@ class HistoryView:
                 if f.exists():
                     with Catalog(str(f)) as cat:
                         rows.append([(c.time, c.id, s, c) for c in cat.log(LOG_LINES)])
-            out = []
+            out: list[str] = []
             for t, _, s, c in heapq.merge(*rows, key=lambda r: (r[0], r[1]), reverse=True):
                 if len(out) >= LOG_LINES:
                     break

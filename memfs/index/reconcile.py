@@ -168,20 +168,21 @@ class Reconciler:
         """Embed what the index holds without vectors: everything after the embedder
         changed, and what a reconcile indexed (it leaves embedding to this, so a first
         mount answers keyword searches as soon as keyword indexing is done)."""
-        if self.embedder is None:
+        embedder = self.embedder
+        if embedder is None:
             return
         await self.committer.ready.wait()
         while True:
             self._backfill = trio.Event()  # a reconcile from now on asks for another pass
-            await self._backfill_all()
+            await self._backfill_all(embedder)
             await self._backfill.wait()
 
-    async def _backfill_all(self) -> None:
+    async def _backfill_all(self, embedder: Embedder) -> None:
         limiter = self.committer.limiter
         todo = await trio.to_thread.run_sync(self.manifest.missing_count, limiter=limiter)
         if not todo:
             return
-        log.info("embedding %d entries with %s", todo, self.embedder.id)
+        log.info("embedding %d entries with %s", todo, embedder.id)
         done, t0, last, after = 0, time.monotonic(), time.monotonic(), ""
         while True:  # one pass in key order (what is missing behind it waits for the next pass)
             keys = await trio.to_thread.run_sync(

@@ -135,7 +135,7 @@ class Searcher:
                 must.append((tantivy.Occur.Must, user_query))
             searcher = shard.index.searcher()
             result = searcher.search(tantivy.Query.boolean_query(must), limit=depth, count=True)
-            total += result.count
+            total += result.count  # type: ignore[attr-defined]  # tantivy's stub omits count (set by count=True)
             found += [_Found(score, scope, addr, searcher, shard, user_query) for score, addr in result.hits]
         found.sort(key=lambda f: (-f.score, str(f.scope)))
         return found[:depth], total
@@ -151,14 +151,16 @@ class Searcher:
         applied before ranking), and how many reach fusion.SEMANTIC_MIN."""
         if not words:
             return [], 0
-        q = self.embedder.embed([words])[0]
+        embedder, vectors = self.embedder, self.vectors
+        assert embedder is not None and vectors is not None, "search() asks only with an embedder"
+        q = embedder.embed([words])[0]
         if not q.any():
             return [], 0
         found = []
         total = 0
         for scope, wanted in _targets(scopes, filters):
             flt = _filter(scope, wanted, filters)
-            best, matched = self.vectors.search(scope, q, depth, flt, fusion.SEMANTIC_MIN)
+            best, matched = vectors.search(scope, q, depth, flt, fusion.SEMANTIC_MIN)
             total += matched
             found += [(c, scope, key) for c, key in best]
         found.sort(key=lambda f: (-f[0], f[2]))

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Literal, overload
 
 import tantivy
 
@@ -50,6 +51,10 @@ class Shards:
         self._writers: OrderedDict[Scope, Shard] = OrderedDict()
         self._lock = threading.Lock()  # searches (worker threads) and the committer share the cache
 
+    @overload
+    def get(self, scope: Scope, create: Literal[True]) -> Shard: ...
+    @overload
+    def get(self, scope: Scope, create: bool = False) -> Shard | None: ...
     def get(self, scope: Scope, create: bool = False) -> Shard | None:
         """The scope's index; None if it has none yet and `create` is false."""
         with self._lock:

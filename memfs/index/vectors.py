@@ -198,17 +198,17 @@ class Vectors:
                     self._cache.move_to_end(scope)
                     return sv
                 gen = self._gen.get(scope, 0)
-            sv = self._load(scope)
+            loaded = self._load(scope)
             with self._lock:
                 if self._gen.get(scope, 0) != gen:
                     continue
-                self._cache[scope] = sv
+                self._cache[scope] = loaded
                 total = sum(v.nbytes for v in self._cache.values())
                 while total > self.cache_bytes and len(self._cache) > 1:
                     _, old = self._cache.popitem(last=False)
                     total -= old.nbytes
-                return sv
-        return sv  # a scope committing nonstop: this snapshot serves this search, uncached
+                return loaded
+        return loaded  # a scope committing nonstop: this snapshot serves this search, uncached
 
     def patch(self, scope: Scope, put: Iterable[Row], drop: Iterable[str], drop_under: Iterable[str]) -> None:
         """Bring a cached scope in line with a commit that just landed (after the sqlite

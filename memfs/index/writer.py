@@ -187,6 +187,8 @@ class Writer:
     def embed_paths(self, scope: Scope, paths: list[bytes]) -> None:
         """Vectors for entries as they are on disk now. One that cannot be read gets a
         zero vector (it matches nothing), so the backfill ends; its next change re-embeds."""
+        embedder, vectors = self.embedder, self.vectors
+        assert embedder is not None and vectors is not None, "the backfill runs only with an embedder"
         keys = [doc_key(scope, path) for path in paths]
         indexed = self.manifest.indexed(keys)  # dropped since they were listed: nothing to embed
         parsed, empty = [], []
@@ -195,14 +197,14 @@ class Writer:
                 continue
             read = self._read(scope, path)
             if read is None:
-                empty.append(Row(key, "", (), np.zeros(self.embedder.dim, dtype=np.float32)))
+                empty.append(Row(key, "", (), np.zeros(embedder.dim, dtype=np.float32)))
             else:
                 parsed.append((key, entry_mod.parse(read[1], self.types)))
         vecs = self.embed(parsed) + empty
         rows = Batch()
         rows.put_vectors(vecs)
         self.manifest.commit(rows)
-        self.vectors.patch(scope, vecs, (), ())
+        vectors.patch(scope, vecs, (), ())
 
     def _add(self, w, scope: Scope, path: bytes, key: str):
         """Index one file as it is on disk now: (its manifest row, the parsed entry), or

@@ -64,7 +64,7 @@ def merge3(repo: Repo, base: Change, ours: Change, theirs: Change) -> bytes | No
     sides = (ours, base, theirs)
     if any(e is not None and repo.size(pygit2.Oid(raw=e[1])) > MAX_MERGE_BYTES for e in sides):
         return None  # judged from the object's header: a remote's blob is never read whole to size it
-    blobs = [repo.r[pygit2.Oid(raw=e[1])].data if e is not None else b"" for e in sides]
+    blobs = [repo.read(pygit2.Oid(raw=e[1])) if e is not None else b"" for e in sides]
     if any(b"\0" in b for b in blobs):
         return None
     with tempfile.TemporaryDirectory(prefix="memfs-merge-") as d:

@@ -335,9 +335,9 @@ class Sync:
     def _take(self, scope: Scope, repo: Repo, ours, theirs, st: State, busy: set[bytes], budget: Budget):
         """Bring their commits in: fast-forward when we have nothing of our own, else merge."""
         base = repo.r.merge_base(ours, theirs) if ours is not None else None
-        ours_tree = repo.r[ours].tree_id if ours is not None else None
-        base_tree = repo.r[base].tree_id if base is not None else None
-        theirs_c = repo.r[theirs]
+        ours_tree = repo.get_commit(ours).tree_id if ours is not None else None
+        base_tree = repo.get_commit(base).tree_id if base is not None else None
+        theirs_c = repo.get_commit(theirs)
         host = host_of(theirs_c.committer.raw_email)  # their claim: a label, never a path
         now = int(time.time())
         own: set[pygit2.Oid] = set()  # commits this round makes here
@@ -471,7 +471,7 @@ class Sync:
         fd = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
         try:
             if repo.size(oid) <= STREAM_FROM:
-                _write_all(fd, repo.r[oid].data)
+                _write_all(fd, repo.read(oid))
             else:
                 _stream_blob(repo.path, oid, fd)
             os.fchmod(fd, mode)

@@ -1,0 +1,223 @@
+"""What the handler classes share: the state fs.Operations sets up, declared here so the
+mixins (file_ops, dir_ops) and Operations type-check against one definition, and the
+helpers every handler calls (who is calling, where a name leads, attributes, the change
+hooks). No handler lives here."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+from pyfuse3 import EntryAttributes, FUSEError, RequestContext
+
+from . import policy
+from .inodes import CACHE_TIMEOUT, VIEW_TIMEOUT, Node, removed_stat
+from .numbers import ROOT_INODE
+from .policy import Access, Principal, Scope, home
+from .store import child_path
+
+if TYPE_CHECKING:
+    from .changes import Changes
+    from .control import Control
+    from .handles import DirHandle, OpenFiles
+    from .history import History
+    from .identity import Identities
+    from .index import Index
+    from .inodes import InodeTable
+    from .numbers import Counter
+    from .quota import OpenCounts, Quotas
+    from .store import Store
+
+log = logging.getLogger("memfs.fs")  # the handlers' logger: these lines are theirs
+
+Remover = Callable[[Scope, bytes], os.stat_result]
+Invalidation = tuple[str, int, bool | bytes]
+
+
+class FsBase:
+    """The state of fs.Operations (set in its __init__) and the helpers its handlers share."""
+
+    store: Store
+    ids: Identities
+    index: Index | None
+    history: History | None
+    inodes: InodeTable
+    control: Control
+    quotas: Quotas
+    changes: Changes
+    opens: OpenCounts
+    _held: dict[Scope, trio.Event]  # scopes a sync is writing into
+    _files: OpenFiles
+    _dirs: dict[int, DirHandle]
+    _control_uids: dict[int, int]  # control file handle -> the uid holding it
+    _next_dh: Counter
+    _invalidations: trio.MemorySendChannel[Invalidation]
+
+    # -- kernel cache invalidation (fs.Operations.run_invalidator sends them) ------
+    def _invalidate(self, ino: int, attr_only: bool = True) -> None:
+        self._invalidations.send_nowait(("inode", ino, attr_only))
+
+    def _invalidate_name(self, parent: int, name: bytes) -> None:
+        self._invalidations.send_nowait(("entry", parent, name))
+
+    async def _settle(self, *scopes: Scope) -> None:
+        for scope in scopes:
+            while (ev := self._held.get(scope)) is not None:
+                await ev.wait()
+
+    # -- index and history ------------------------------------------------------------
+    def _user(self, uid: int) -> str:
+        return self.ids.name_of(uid)
+
+    def _changed(self, node: Node, uid: int) -> None:
+        """A file's content changed (closed after writing, fsynced, truncated)."""
+        if not node.unlinked:
+            self.changes.written(node.scope, node.path, self._user(uid))
+
+    async def _preserve(self, scope: Scope, path: bytes, removing: bool = False) -> None:
+        """About to destroy a file's content (rm, truncate, a rename over it, an open for
+        writing): if history has not yet kept what was last written to it, keep it now.
+        Costs one read only when the path changed since the last batch; no commit."""
+        if self.history is None:
+            return
+        user = self._dirty_writer(scope, path)
+        await self.history.keep(scope, path, user or self.history.last_writer(scope, path), removing)
+
+    def _dirty_writer(self, scope: Scope, path: bytes) -> str | None:
+        """Who wrote to this file through a handle not yet released (the caller closed it,
+        its release is not here yet): history is told of that change first."""
+        node = self.inodes.find(scope, path, False)
+        for fd in node.open_fds if node is not None else ():
+            h = self._files.get(fd)
+            if h is not None and h.dirty:
+                user = self._user(h.uid)
+                self.changes.written(scope, path, user)
+                return user
+        return None
+
+    async def _about_to_remove(self, scope: Scope, path: bytes) -> Remover | None:
+        """rm is about to remove a file: what removes it keeping its uncommitted content
+        (history moves it into its spool), or None when a plain unlink loses nothing."""
+        if self.history is None:
+            return None
+        user = self._dirty_writer(scope, path)
+        if not await self.history.room(scope, path):
+            return None
+        user = user or self.history.last_writer(scope, path)
+        history = self.history
+        return lambda sc, rel: history.remove_kept(sc, rel, user)
+
+    # -- helpers: who, where, attributes ---------------------------------------
+    def _principal(self, ctx: RequestContext) -> Principal:
+        p = self.ids.principal(ctx.uid, ctx.gid)
+        if p.user is None:
+            log.info("uid %d is not mapped to a memory user (unknown_uids: deny)", ctx.uid)
+            raise FUSEError(errno.EACCES)
+        return p
+
+    def _node(self, ino: int) -> Node:
+        node = self.inodes.get(ino)
+        if node is None:
+            raise FUSEError(errno.ESTALE)
+        return node
+
+    def _require(self, p: Principal, node: Node | Scope, need: Access) -> None:
+        if isinstance(node, Scope):
+            have = policy.access(p, node)
+        else:
+            have = policy.access(p, node.scope, node.view)
+        if have < need:
+            raise FUSEError(policy.denied_errno(have))
+
+    def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
+        """(scope, path, is_root) of a directory inode the caller may use as `need`."""
+        if ino == ROOT_INODE:
+            return home(p), b"", True
+        node = self._node(ino)
+        self._require(p, node, need)
+        if node.unlinked:
+            raise FUSEError(errno.ENOENT)
+        # The directory's own owner bits apply as on any filesystem: x to pass, w to change.
+        st = self.store.lstat(node.scope, node.path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise FUSEError(errno.ENOTDIR)
+        if not policy.owner_bits_allow(st.st_mode, False, need >= Access.WRITE, True):
+            raise FUSEError(errno.EACCES)
+        return node.scope, node.path, False
+
+    def _attrs(self, node: Node, st: os.stat_result, timeout: float = CACHE_TIMEOUT) -> EntryAttributes:
+        a = EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = min(timeout, VIEW_TIMEOUT) if node.view else timeout
+        a.attr_timeout = VIEW_TIMEOUT if node.view else CACHE_TIMEOUT
+        a.st_uid, a.st_gid, has_group = self.ids.shown_owner(node.scope)
+        a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
+        a.st_nlink = st.st_nlink
+        a.st_rdev = 0
+        a.st_size = st.st_size
+        a.st_blksize = st.st_blksize
+        a.st_blocks = st.st_blocks
+        a.st_atime_ns = st.st_atime_ns
+        a.st_mtime_ns = st.st_mtime_ns
+        a.st_ctime_ns = st.st_ctime_ns
+        return a
+
+    def _stat(self, node: Node) -> os.stat_result:
+        # An open file is stat'ed through one of its fds: the file itself, whether it was
+        # unlinked or not (a name replaced or removed marks its node unlinked), and no
+        # confined walk of its path. Readers fstat what they opened (Python's read(), cat,
+        # grep): the kernel asks getattr while the file is open.
+        if node.open_fds:
+            st = os.fstat(next(iter(node.open_fds)))
+            # a removed file has no name left to callers, whatever still links it in DATA/
+            # (history's spool keeps removed content by a hard link)
+            return removed_stat(st) if node.unlinked and st.st_nlink else st
+        if node.unlinked:
+            if node.gone is not None:  # a removed folder still held (a cwd)
+                return node.gone
+            raise FUSEError(errno.ENOENT)
+        return self.store.lstat(node.scope, node.path)
+
+    def _root_attrs(self, p: Principal, ctx: RequestContext) -> EntryAttributes:
+        st = self.store.lstat(home(p), b"")
+        a = EntryAttributes()
+        a.st_ino = ROOT_INODE
+        a.entry_timeout = a.attr_timeout = 0  # the root is a different directory per caller
+        a.st_mode = stat.S_IFDIR | 0o700
+        a.st_nlink = st.st_nlink
+        a.st_uid, a.st_gid = ctx.uid, ctx.gid
+        a.st_size = st.st_size
+        a.st_blksize = st.st_blksize
+        a.st_blocks = st.st_blocks
+        a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+        return a
+
+    def entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
+        """Look up a live backing file, hand the kernel a reference to its node."""
+        st = self.store.lstat(scope, path)
+        if policy.refused_file_type(st.st_mode):
+            raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
+        node = self.inodes.node_for(scope, path, view, st.st_ino)
+        self.inodes.remember(node)
+        return self._attrs(node, st, timeout)
+
+    def _root_special(self, p: Principal, name: bytes) -> bool:
+        """Does this reserved root name exist for this caller?"""
+        return name == policy.CONTROL_NAME or (name == policy.TEAM_NAME and p.team is not None)
+
+    def _target(self, p: Principal, parent: int, name: bytes, creating: bool) -> tuple[Scope, bytes]:
+        """(scope, path) of `name` in directory `parent`, for a call that changes it."""
+        if policy.name_too_long(name):
+            raise FUSEError(errno.ENAMETOOLONG)
+        if self.control.owns(parent):
+            raise FUSEError(self.control.refusal(parent))
+        scope, path, is_root = self._dir(parent, p, Access.WRITE)
+        if is_root and name in policy.RESERVED_ROOT_NAMES:
+            raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
+        return scope, child_path(path, name)
