@@ -128,7 +128,7 @@ def _config_path(arg: str | None, data: Path | None = None, mount: Path | None =
     if there is one, else None (built-in defaults)."""
     served, live = mount_mod.config_of(data, mount)
     if arg is not None:
-        if live is not None and Path(arg).resolve() != served.resolve():
+        if live is not None and served is not None and Path(arg).resolve() != served.resolve():
             raise config_mod.ConfigError(
                 f"--config {arg} differs from {served}, the config of the live mount at {live}: "
                 "drop --config, or unmount and mount again with it"

@@ -195,8 +195,7 @@ def _memory_section(c: Cut, a: Analysis, limits: ContextLimits, now_ns: int) -> 
     stale = []
     for il, rel in c.links:
         d = a.by_key.get((memo.scope, rel)) if rel is not None and il.lineno <= c.kept else None
-        age = _age(d, now_ns, limits) if d is not None else ""
-        if age:
+        if d is not None and (age := _age(d, now_ns, limits)):
             stale.append(f"- {d.path}{age}")
     if stale:
         out += ["", f"Entries above older than {limits.stale_days} days (check they still hold):"]

@@ -516,7 +516,9 @@ def _shown(path: Path | str) -> str:
 
 
 def _reason(e: Exception) -> str:
-    return e.strerror if isinstance(e, OSError) else str(e)
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
 
 
 def _only_for(user: str, team: str | None, items: list[Item], report: Report) -> list[Item]:

@@ -42,7 +42,8 @@ class ToolError(Exception):
     """A tool call that failed; its text goes back to the model as the tool's error."""
 
 
-def _size(n: int) -> str:
+def _size(size: int) -> str:
+    n = float(size)
     for unit in ("B", "K", "M", "G"):
         if n < 1024 or unit == "G":
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
@@ -313,7 +314,7 @@ def serve(mount: Path) -> None:
     @server.tool(
         name="memory",
         structured_output=False,
-        annotations=ToolAnnotations(destructiveHint=True, idempotentHint=False, openWorldHint=False),
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=False, open_world_hint=False),
         description=(
             "Anthropic's memory tool over memfs. command: view (path, view_range), create (path, "
             "file_text), str_replace (path, old_str, new_str), insert (path, insert_line, "
@@ -360,7 +361,7 @@ def serve(mount: Path) -> None:
     @server.tool(
         name="memory_search",
         structured_output=False,
-        annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         description="Ranked search of the memory you may read (mode: hybrid, keyword or semantic).",
     )
     def memory_search(query: str, limit: int = 10, mode: str = "hybrid") -> str:
