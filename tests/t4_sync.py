@@ -198,7 +198,7 @@ def test_private_remote_follows_its_user_only(make_mount, remote, base_dir):
     answer = client.parse_sync(res.stdout)
     assert [s["scope"] for s in answer.scopes] == ["private:alice", "team:eng"], res.stdout
     assert res.returncode == 1 and answer.failed == ["private:alice"], res.stdout
-    a.expect_log(r"sync private:alice with .* failed")
+    a.expect_log(r"private:alice: syncing with .* failed")
 
 
 def test_remote_down_then_back(make_mount, remote):
@@ -214,7 +214,7 @@ def test_remote_down_then_back(make_mount, remote):
         assert "commits_waiting" in res.stdout
     finally:
         moved.rename(remote)
-    a.expect_log(r"sync team:eng with .* failed")
+    a.expect_log(r"team:eng: syncing with .* failed")
     sync(a)
     sync(b, BOB)
     assert b.sh(BOB, "cat team/z.md").stdout == "2\n"

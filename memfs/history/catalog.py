@@ -176,7 +176,7 @@ class Catalog:
             self._record(repo, c, own is not None and c.id not in own)
         except Exception as e:  # noqa: BLE001 (a remote's commit is input: whatever it holds)
             self.db.execute("ROLLBACK TO record")
-            log.warning("history %s: commit %s not recorded: %s", self.path, c.id, str(e)[:200])
+            log.warning("%s: commit %s not recorded: %s", self.path, c.id, str(e)[:200])
         self.db.execute("RELEASE record")
 
     def _record(self, repo: Repo, c, arrived: bool) -> None:
@@ -212,7 +212,7 @@ class Catalog:
             user = via(user, host_of(c.committer.raw_email))
         t, moved = clamp_time(c.author.time)
         if moved:
-            log.warning("history %s: commit %s has time %d; kept as %d", self.path, c.id, c.author.time, t)
+            log.warning("%s: commit %s has time %d; kept as %d", self.path, c.id, c.author.time, t)
         return user, t
 
     def _version(self, repo: Repo, t: int, user: str, op: str, path: bytes, blob: bytes) -> int:

@@ -23,6 +23,7 @@ import pygit2
 
 from .. import layout
 from ..config import HistoryConf, Limits
+from ..names import quote_path
 from ..policy import Kind, Scope
 from ..store import Store, walk_tree
 from .catalog import Catalog, rename_lines
@@ -199,7 +200,7 @@ class Committer:
         try:
             repo.gc(auto)
         except Exception as e:  # a missing or failing git CLI costs disk, never history
-            log.warning("history %s: git gc failed: %s", scope, e)
+            log.warning("%s: git gc failed: %s", scope, e)
 
     def reconcile(self, scope: Scope, skip: set[bytes], author: str = RECONCILE_AUTHOR) -> bool:
         """Commit what differs between the scope's files and its history (except `skip`).
@@ -244,7 +245,7 @@ class Committer:
             if not oldest or oldest >= cutoff:
                 return 0
             if shared:  # rewriting would fork it from its remote's history
-                log.info("history %s: synced with a remote: retention leaves its history whole", scope)
+                log.info("%s: synced with a remote: retention leaves its history whole", scope)
                 return 0
             repo.rewrite_before(cutoff, self._sig("memfs", int(now)))
             root = next(iter(repo.commits_since(None)), None)
@@ -255,7 +256,7 @@ class Committer:
             self._gc(repo, scope, auto=False)
             # logged once the blobs are gone too: the line means the space is free
             log.info(
-                "history %s: pruned %d versions older than %s",
+                "%s: pruned %d versions older than %s",
                 scope,
                 dropped,
                 time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cutoff)),
@@ -297,9 +298,9 @@ def read_opened(scope: Scope, path: bytes, fd: int, st: os.stat_result):
     try:
         if st.st_size > MAX_VERSION_BYTES:
             log.warning(
-                "history %s: %r is %d bytes, over %d: not versioned",
+                "%s: %s is %d bytes, over %d: not versioned",
                 scope,
-                path,
+                quote_path(path),
                 st.st_size,
                 MAX_VERSION_BYTES,
             )
@@ -326,7 +327,7 @@ def spool_copy(fd: int, size: int, out: int, offset: int) -> int:
             done += n
         return done
     except OSError as e:
-        log.warning("history: cannot keep a version in the spool: %s", e)
+        log.warning("cannot keep a version in the spool: %s", e)
         return -1
     finally:
         os.close(fd)
@@ -338,7 +339,7 @@ def spool_file(path: Path, fd: int, size: int) -> int:
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as e:
         os.close(fd)
-        log.warning("history: cannot keep a version in %s: %s", path.parent, e)
+        log.warning("cannot keep a version in %s: %s", path.parent, e)
         return -1
     try:
         return spool_copy(fd, size, out, 0)

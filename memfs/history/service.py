@@ -191,7 +191,7 @@ class History:
                 seg = self._segment(scope)
             except OSError as e:  # ENOSPC, EMFILE: this version is lost, the caller goes on
                 os.close(fd)
-                log.warning("history %s: cannot keep a version of %s: %s", scope, quote_path(path), e)
+                log.warning("%s: cannot keep a version of %s: %s", scope, quote_path(path), e)
                 return
             n = spool_copy(fd, st.st_size, seg[0], seg[2])
             spool, offset = seg[1], seg[2]
@@ -215,9 +215,7 @@ class History:
             return False
         while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
             if self._failures.get(scope):  # and failing (disk full): the writer must not hang
-                log.warning(
-                    "history %s: commits failing, spool full: %s changes unkept", scope, quote_path(path)
-                )
+                log.warning("%s: commits failing, spool full: %s changes unkept", scope, quote_path(path))
                 return False
             self._hurry.set()  # for its next chunk of this scope (KEEP_HURRY bytes)
             await self._drain_events.setdefault(scope, trio.Event()).wait()
@@ -304,7 +302,7 @@ class History:
             # (and no change waits more than a minute past its batch for that).
             pause = max(self.conf.batch_seconds, min(3 * took, MAX_PAUSE))
             if took > 1:
-                log.debug("history: a commit round took %.2f s; next in %.1f s", took, pause)
+                log.debug("a commit round took %.2f s; next in %.1f s", took, pause)
 
     async def flush(self, scopes: Iterable[Scope] | None = None, touched: Iterable = ()) -> None:
         """Commit what is pending (in these scopes only, if given). `touched`: (scope, path,
@@ -359,7 +357,7 @@ class History:
                     self.on_commit(scope)
             except Exception as e:
                 fails = self._failures[scope] = self._failures.get(scope, 0) + 1
-                log.warning("history %s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
+                log.warning("%s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
                 self._requeue(scope, events, kept, fails >= 5 or rescan)  # past 5: a rescan
                 self._drained(scope, 0)  # writers waiting for room look again
             except BaseException:
@@ -407,7 +405,7 @@ class History:
         try:
             scopes = layout.scopes_in(self.data)
         except OSError as e:
-            log.warning("history reconcile: cannot list scopes: %s", e)
+            log.warning("reconcile: cannot list scopes: %s", e)
             scopes = []
         limiter = trio.CapacityLimiter(2)
         t0 = trio.current_time()
@@ -420,7 +418,7 @@ class History:
             for scope in scopes:
                 n.start_soon(one, scope)
         self.reconciled.set()
-        log.info("history: reconciled %d scopes in %.2f s", len(scopes), trio.current_time() - t0)
+        log.info("reconciled %d scopes in %.2f s", len(scopes), trio.current_time() - t0)
 
     async def ready(self, scope: Scope) -> None:
         """Reconcile this scope now if the mount has not yet: a reader right after a
@@ -435,7 +433,7 @@ class History:
                 if await self.background.run(committer.call, "reconcile", scope, skip):
                     self._over.add(scope)
             except Exception:
-                log.exception("history %s: reconcile failed", scope)
+                log.exception("%s: reconcile failed", scope)
             self._unreconciled.discard(scope)
 
     def imported(self, scope: Scope, paths: list[bytes]) -> None:
@@ -469,7 +467,7 @@ class History:
                             committer.call, "prune", scope, time.time(), scope in self.shared
                         )
                     except Exception:
-                        log.exception("history %s: retention failed", scope)
+                        log.exception("%s: retention failed", scope)
             self._prune_soon = trio.Event()
             wait = 60.0
             if self._over:  # waiting out their period

@@ -252,7 +252,7 @@ class Sync:
             st.next_try = trio.current_time() + delay
             if st.failures == 1 or st.failures % 10 == 0:
                 log.warning(
-                    "sync %s with %s failed (%d): %s; retrying in %.0f s",
+                    "%s: syncing with %s failed (%d): %s; retrying in %.0f s",
                     scope,
                     st.remote,
                     st.failures,
@@ -264,7 +264,7 @@ class Sync:
             if written or removed:
                 host.synced(scope, written, removed)
         if st.failures:
-            log.info("sync %s with %s: working again", scope, st.remote)
+            log.info("%s with %s: working again", scope, st.remote)
         st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
         return st
 
@@ -381,9 +381,7 @@ class Sync:
             "refused": refused,
         }
         if p.conflicts:
-            log.info(
-                "sync %s: %d conflicts kept as copies: %s", scope, len(p.conflicts), st.moved["conflicts"]
-            )
+            log.info("%s: %d conflicts kept as copies: %s", scope, len(p.conflicts), st.moved["conflicts"])
         return written, removed
 
     def _apply(
@@ -410,7 +408,10 @@ class Sync:
             if not safe_path(path) or (entry is not None and entry[0] not in (BLOB, EXEC)):
                 # a remote's tree is anyone's input: '..', a symlink or a submodule is not written
                 log.warning(
-                    "sync %s: not applying %r (mode %s) from the remote", scope, path, entry and oct(entry[0])
+                    "%s: not applying %s (mode %s) from the remote",
+                    scope,
+                    quote_path(path),
+                    entry and oct(entry[0]),
                 )
                 del p.changes[path]
                 continue
@@ -427,31 +428,31 @@ class Sync:
             if entry is None:
                 try:
                     store.unlink(scope, path)
-                    log.debug("sync %s: removed %s", scope, quote_path(path))
+                    log.debug("%s: removed %s", scope, quote_path(path))
                     removed.append(path)
                     budget.applied[1].append(path)
                 except FileNotFoundError:
                     pass
                 except OSError as e:
-                    log.warning("sync %s: cannot remove %s: %s", scope, quote_path(path), e)
+                    log.warning("%s: cannot remove %s: %s", scope, quote_path(path), e)
                 continue
             oid = pygit2.Oid(raw=entry[1])
             why = budget.refuse(repo.size(oid), expected is None)
             if why is not None:
-                log.warning("sync %s: not taking %s from the remote: %s", scope, quote_path(path), why)
+                log.warning("%s: not taking %s from the remote: %s", scope, quote_path(path), why)
                 refused.append({"path": quote_path(path), "reason": why})
                 p.changes.pop(path, None)
                 p.conflicts = [c for c in p.conflicts if c[1] != path]
                 continue
             try:
                 self._write(scope, path, repo, oid, 0o700 if entry[0] & 0o100 else 0o600)
-                log.debug("sync %s: wrote %s", scope, quote_path(path))
+                log.debug("%s: wrote %s", scope, quote_path(path))
                 written.append(path)
                 budget.applied[0].append(path)
                 if _CRASH_AFTER and len(written) >= _CRASH_AFTER:
                     os._exit(9)
             except OSError as e:
-                log.warning("sync %s: cannot write %s: %s", scope, quote_path(path), e)
+                log.warning("%s: cannot write %s: %s", scope, quote_path(path), e)
                 p.changes.pop(path, None)
         return written, removed
 
