@@ -419,3 +419,24 @@ def test_rm_in_the_batch_keeps_the_content_and_an_open_reader_keeps_reading(make
     assert m.sh(ALICE, f"wc -l < .memfs/history/team/held.md/{names[0]}").stdout.strip() == "20000"
     m.sh(ALICE, "echo again > team/held.md")  # the name is free again, a new file
     assert m.sh(BOB, "cat team/held.md").stdout == "again\n"
+
+
+def test_content_destroyed_while_its_batch_is_being_committed_is_kept(make_mount, base_dir):
+    """The commit worker reads a batch's files from disk: a rewrite that lands while that
+    batch is being committed must keep what it destroys, as for a batch still queued
+    (found by t5_sync_model under load: a closed version was in no file and no history)."""
+    holds = base_dir / "holds"
+    holds.mkdir()
+    os.chmod(holds, 0o777)
+    hold = holds / "hold"
+    hold.touch()
+    m = make_mount(CONFIG + "history: {batch_seconds: 0.2}\n", env={"MEMFS_TEST_HOLD_COMMITS": str(hold)})
+    m.sh(ALICE, "printf one > x.md")
+    wait_for(lambda: (holds / "hold.waiting").exists(), "a commit in flight")
+    m.sh(ALICE, "printf two > x.md")  # O_TRUNC while the batch holding 'one' is committed
+    m.sh(ALICE, "rm -f y.md; printf three > y.md; printf four > y.md")  # a new batch meanwhile
+    hold.unlink()
+    names = versions(m, ALICE, "x.md")
+    got = sorted(m.sh(ALICE, f"cat .memfs/history/x.md/{n}").stdout for n in names)
+    assert "one" in got and "two" in got, got
+    assert m.sh(ALICE, "cat x.md").stdout == "two"

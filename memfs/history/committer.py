@@ -372,6 +372,15 @@ def start(data: Path, max_file_bytes: int, conf: HistoryConf, limits: Limits, ho
     _committer = Committer(data, Store(data, max_file_bytes), conf, limits, hostname)
 
 
+# Test hook: a commit waits while this file exists (a test holds a batch in flight).
+_HOLD = os.environ.get("MEMFS_TEST_HOLD_COMMITS")
+
+
 def call(method: str, *args):
     assert _committer is not None, "history worker not started"
+    if _HOLD is not None and method == "commit" and os.path.exists(_HOLD):
+        with open(_HOLD + ".waiting", "w"):
+            pass
+        while os.path.exists(_HOLD):
+            time.sleep(0.01)
     return getattr(_committer, method)(*args)

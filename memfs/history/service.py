@@ -80,6 +80,10 @@ class History:
         self.hostname = hostname or os.environ.get("MEMFS_HOST") or socket.gethostname()
         self._pending: dict[Scope, list[Event]] = {}
         self._paths: dict[Scope, dict[bytes, str]] = {}  # paths with pending events: who
+        # A batch being committed: its paths (and whether any path may be in it, after a
+        # folder move or a rescan). The worker reads those files from disk, so content a
+        # caller destroys meanwhile must be kept as if the batch were still pending.
+        self._inflight: dict[Scope, tuple[dict[bytes, str], bool]] = {}
         # scopes with a pending folder move (any path may be in it): who moved it
         self._dir_moves: dict[Scope, str] = {}
         self._rescan: set[Scope] = set()
@@ -161,7 +165,13 @@ class History:
 
     def last_writer(self, scope: Scope, path: bytes) -> str:
         """Who changed this path last in the pending batch (a kept version's author)."""
-        return self._paths.get(scope, {}).get(path) or self._dir_moves.get(scope) or RECONCILE_AUTHOR
+        flying = self._inflight.get(scope, ({}, False))[0]
+        return (
+            self._paths.get(scope, {}).get(path)
+            or self._dir_moves.get(scope)
+            or flying.get(path)
+            or RECONCILE_AUTHOR
+        )
 
     async def keep(self, scope: Scope, path: bytes, user: str, removing: bool = False) -> None:
         """A caller is about to destroy this file's content (truncate, overwrite, a rename
@@ -276,8 +286,12 @@ class History:
             os.close(seg[0])
 
     def is_pending(self, scope: Scope, path: bytes) -> bool:
-        """Has this path (or, after a folder rename, anything) changed since the last batch?"""
-        return scope in self._rescan or scope in self._dir_moves or path in self._paths.get(scope, ())
+        """Has this path (or, after a folder rename, anything) changed since the last
+        committed batch? A batch still being committed counts as not committed."""
+        if scope in self._rescan or scope in self._dir_moves or path in self._paths.get(scope, ()):
+            return True
+        flying = self._inflight.get(scope)
+        return flying is not None and (flying[1] or path in flying[0])
 
     # -- committing ------------------------------------------------------------------
     def locked(self, scope: Scope) -> trio.Lock:
@@ -325,46 +339,73 @@ class History:
             kept = self._kept.pop(scope, [])
             self._last_kept.pop(scope, None)
             self._close_segment(scope)  # later versions go to a new one
-            self._paths.pop(scope, None)
-            self._dir_moves.pop(scope, None)
+            paths = self._paths.pop(scope, {})
+            moved_by = self._dir_moves.pop(scope, None)
             rescan = scope in self._rescan
             self._rescan.discard(scope)
             if not events and not rescan and not kept:
                 return
+            self._inflight[scope] = (paths, moved_by is not None or rescan)
             try:
-                over = False
-                spools = sorted({k.spool for k in kept})
-                while kept:  # in chunks: a writer held at KEEP_MAX waits for one, not all
-                    n, size = 0, 0
-                    while n < len(kept) and (n == 0 or size + kept[n].size <= KEEP_HURRY):
-                        size += kept[n].size
-                        n += 1
-                    chunk, last = kept[:n], n == len(kept)
-                    args = (scope, chunk, spools if last else [])
-                    over = await self.background.run(committer.call, "commit_kept", *args)
-                    kept = kept[n:]
-                    self._drained(scope, size)
-                if rescan:
-                    over = await self.background.run(committer.call, "reconcile", scope, set())
-                elif events:
-                    over = await self.background.run(committer.call, "commit", scope, events)
-                if over:
-                    self._over.add(scope)
-                self._failures.pop(scope, None)
-                if scope in self._over:
-                    self._prune_soon.set()
-                if self.on_commit is not None:
-                    self.on_commit(scope)
-            except Exception as e:
-                fails = self._failures[scope] = self._failures.get(scope, 0) + 1
-                log.warning("%s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
-                self._requeue(scope, events, kept, fails >= 5 or rescan)  # past 5: a rescan
-                self._drained(scope, 0)  # writers waiting for room look again
-            except BaseException:
-                # Cancelled before the worker started (an unmount mid-round): the batch was
-                # taken from the queue; put it back, so close() commits it.
-                self._requeue(scope, events, kept, rescan)
-                raise
+                await self._commit_batch(scope, events, kept, rescan, paths, moved_by)
+            finally:
+                self._inflight.pop(scope, None)
+
+    async def _commit_batch(
+        self,
+        scope: Scope,
+        events: list[Event],
+        kept: list[Kept],
+        rescan: bool,
+        paths: dict[bytes, str],
+        moved_by: str | None,
+    ) -> None:
+        """Commit a batch taken off the queue (under the scope's lock); on failure it goes
+        back, with the paths it covers, so their content is still kept before it is destroyed."""
+        try:
+            over = False
+            spools = sorted({k.spool for k in kept})
+            while kept:  # in chunks: a writer held at KEEP_MAX waits for one, not all
+                n, size = 0, 0
+                while n < len(kept) and (n == 0 or size + kept[n].size <= KEEP_HURRY):
+                    size += kept[n].size
+                    n += 1
+                chunk, last = kept[:n], n == len(kept)
+                args = (scope, chunk, spools if last else [])
+                over = await self.background.run(committer.call, "commit_kept", *args)
+                kept = kept[n:]
+                self._drained(scope, size)
+            if rescan:
+                over = await self.background.run(committer.call, "reconcile", scope, set())
+            elif events:
+                over = await self.background.run(committer.call, "commit", scope, events)
+            if over:
+                self._over.add(scope)
+            self._failures.pop(scope, None)
+            if scope in self._over:
+                self._prune_soon.set()
+            if self.on_commit is not None:
+                self.on_commit(scope)
+        except Exception as e:
+            fails = self._failures[scope] = self._failures.get(scope, 0) + 1
+            log.warning("%s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
+            self._requeue(scope, events, kept, fails >= 5 or rescan)  # past 5: a rescan
+            self._repend(scope, paths, moved_by)
+            self._drained(scope, 0)  # writers waiting for room look again
+        except BaseException:
+            # Cancelled before the worker started (an unmount mid-round): the batch was
+            # taken from the queue; put it back, so close() commits it.
+            self._requeue(scope, events, kept, rescan)
+            self._repend(scope, paths, moved_by)
+            raise
+
+    def _repend(self, scope: Scope, paths: dict[bytes, str], moved_by: str | None) -> None:
+        """A batch put back: its paths are pending again (newer authors stay)."""
+        mine = self._paths.setdefault(scope, {})
+        for path, who in paths.items():
+            mine.setdefault(path, who)
+        if moved_by is not None:
+            self._dir_moves.setdefault(scope, moved_by)
 
     def _drained(self, scope: Scope, size: int) -> None:
         """`size` spooled bytes of the scope are committed: writers held at KEEP_MAX go on."""
