@@ -61,23 +61,35 @@ class FileOps(FsBase):
         node = self._node(inode)
         reading, writing = policy.open_wants(flags)
         self._require(p, node, Access.WRITE if writing else Access.READ)
+        # The kernel opens by the node its cached name gave; a sync (or an admin) may have
+        # removed or replaced that file since. ESTALE, not ENOENT: the kernel looks the
+        # name up again and retries, so open(O_CREAT) creates the file as natively,
+        # instead of failing with "No such file or directory".
         if node.unlinked:
-            raise FUSEError(errno.ENOENT)
+            raise FUSEError(errno.ESTALE)
+        try:
+            return await self._open_file(node, flags, ctx.uid, reading, writing)
+        except FileNotFoundError:
+            raise FUSEError(errno.ESTALE) from None
+
+    async def _open_file(self, node: Node, flags: int, uid: int, reading: bool, writing: bool) -> FileInfo:
         if not writing:
-            return self._open_to_read(node, flags, ctx.uid)
+            return self._open_to_read(node, flags, uid)
         st = self._openable(node, reading, writing)
         await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
         await self._preserve(node.scope, node.path)
         await self._settle(node.scope)  # the last await: a sync sees this handle as busy
-        self.opens.take(ctx.uid)
+        if node.unlinked:  # removed by a sync while this call waited
+            raise FUSEError(errno.ESTALE)
+        self.opens.take(uid)
         try:
             fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
         except BaseException:
-            self.opens.give(ctx.uid)
+            self.opens.give(uid)
             raise
         if flags & os.O_TRUNC:
             self.quotas.add(node.scope, -st.st_size)
-        return self._open_handle(node, fd, flags, ctx.uid, os.fstat(fd))
+        return self._open_handle(node, fd, flags, uid, os.fstat(fd))
 
     def _openable(
         self, node: Node, reading: bool, writing: bool, st: os.stat_result | None = None

@@ -515,3 +515,21 @@ async def test_handles_of_each_kind_never_share_a_number(ops):
     for fh in files:
         assert "secret-notes.md" in ops.describe("read", (fh, 0, 10))
         await ops.release(fh)
+
+
+async def test_opening_a_file_removed_behind_the_kernels_cached_name_is_estale(ops, data):
+    """The kernel opens by the node a cached name gave it. When a sync removed or replaced
+    that file since, the answer is ESTALE: Linux then looks the name up again and retries
+    (an open with O_CREAT creates the file), where ENOENT would fail the caller's open."""
+    gone = await make_file(ops, ALICE, b"gone.md", b"x")
+    (data / "private" / "alice" / "gone.md").unlink()  # behind memfs's back, not yet told
+    for flags in (os.O_RDONLY, os.O_WRONLY | os.O_TRUNC):
+        assert await errno_of(ops.open(gone, flags, ctx(ALICE))) == errno.ESTALE
+    told = await make_file(ops, ALICE, b"told.md", b"x")
+    (data / "private" / "alice" / "told.md").unlink()
+    ops.synced(ops.ids.principal(ALICE, ALICE).private, [], [b"told.md"])  # as a sync round does
+    for flags in (os.O_RDONLY, os.O_WRONLY | os.O_TRUNC):
+        assert await errno_of(ops.open(told, flags, ctx(ALICE))) == errno.ESTALE
+    # looked up again, the name is free: a create makes a new file
+    assert await errno_of(ops.lookup(ROOT_INODE, b"told.md", ctx(ALICE))) == errno.ENOENT
+    await make_file(ops, ALICE, b"told.md", b"new")

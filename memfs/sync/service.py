@@ -229,7 +229,7 @@ class Sync:
         st.last_fetch = trio.current_time()
         st.moved = {}
         # what this round wrote and removed, filled as it happens: told to the index and the
-        # kernel even when a later step of the round fails (those files are on disk)
+        # kernel as each apply ends, even when it fails midway (those files are on disk)
         written: list[bytes] = []
         removed: list[bytes] = []
         await self.history.ready(scope)  # after a crash: what the last batch missed, first
@@ -260,9 +260,6 @@ class Sync:
                     delay,
                 )
             return st
-        finally:
-            if written or removed:
-                host.synced(scope, written, removed)
         if st.failures:
             log.info("%s with %s: working again", scope, st.remote)
         st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
@@ -277,8 +274,18 @@ class Sync:
             busy = host.busy(scope)
             room_bytes, room_files = await host.room(scope)
             budget = Budget(room_bytes, room_files, self.history.store.max_file_bytes, applied)
-            async with self.history.locked(scope):
-                await self.background.run(self._take_fresh, scope, st, busy, budget)
+            try:
+                async with self.history.locked(scope):
+                    await self.background.run(self._take_fresh, scope, st, busy, budget)
+            finally:
+                # Before callers go on (still held): the kernel's cached names and nodes of
+                # what changed are dropped now, not after the push, so an open through a
+                # stale name does not reach a removed file. A partial apply is told too.
+                written, removed = applied
+                if written or removed:
+                    host.synced(scope, list(written), list(removed))
+                    written.clear()
+                    removed.clear()
 
     # -- the steps (worker threads, under the scope's lock) --------------------------------
     def _fetch(self, scope: Scope, st: State) -> bool:
