@@ -1,4 +1,4 @@
-"""Secret guard: find credentials in memory text (issue 24), by the gitleaks rule set."""
+"""Secret guard (issue 24): credentials in memory text, by gitleaks rules and detect-secrets."""
 
 from .scanner import MAX_SCAN_CHARS, Finding, Findings, Scanner
 
