@@ -6,6 +6,7 @@ is pending committed and flushed, then workers and files closed)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -70,7 +71,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
     files = OpenFiles(ids.name_of)
     if cfg.history.enabled:
         synced = remotes(cfg)
-        pushes = Pushes() if synced else None
+        pushes = Pushes(synced) if synced else None
         history = History(
             data=data,
             store=store,
@@ -121,8 +122,6 @@ async def trim_memory() -> None:
     """glibc keeps freed heap (a burst's buffers, an index commit's) instead of returning
     it: RSS stayed ~36 MiB above the working set after a soak (scripts/bench --soak), until
     malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap)."""
-    import ctypes
-
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):

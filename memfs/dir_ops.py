@@ -79,9 +79,9 @@ class DirOps(FsBase):
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
-        keep = await self._about_to_remove(scope, path)
+        keeper = await self._about_to_remove(scope, path)
         await self._settle(scope)  # no await after it: a sync round sees the file or not at all
-        st = keep(scope, path) if keep is not None else self.store.unlink(scope, path)
+        st = self._remove_file(scope, path, keeper)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
         self.changes.removed(scope, path, user_of(p))
 

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pyfuse3
 import trio
@@ -227,16 +227,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         uid, node, name = (ctx.uid if ctx is not None else None), None, None
         first = args[0] if args and isinstance(args[0], int) else None
         if first is not None and op in self._BY_HANDLE:
-            tables: dict[Handle, Mapping[int, FileHandle | DirHandle]] = {
-                Handle.FILE: self._files,
-                Handle.DIR: self._dirs,
-            }
-            table = tables.get(handle_kind(first), {})
-            h = table.get(first)
-            if isinstance(h, DirHandle):
-                uid, node = h.uid, self.inodes.find(h.scope, h.path, h.view) if h.scope is not None else None
-            elif h is not None:
-                uid, node = h.uid, h.node
+            kind = handle_kind(first)
+            if kind is Handle.FILE and (f := self._files.get(first)) is not None:
+                uid, node = f.uid, f.node
+            elif kind is Handle.DIR and (d := self._dirs.get(first)) is not None:
+                uid, node = d.uid, self.inodes.find(d.scope, d.path, d.view) if d.scope is not None else None
         elif first is not None:
             node = self.inodes.get(first)
             name = args[1] if len(args) > 1 and isinstance(args[1], bytes) else None

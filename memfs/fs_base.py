@@ -9,7 +9,6 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memfs.fs")  # the handlers' logger: these lines are theirs
 
-Remover = Callable[[Scope, bytes], os.stat_result]
 Invalidation = tuple[str, int, bool | bytes]
 
 
@@ -83,14 +81,13 @@ class FsBase:
         """About to destroy a file's content (rm, truncate, a rename over it, an open for
         writing): if history has not yet kept what was last written to it, keep it now.
         Costs one read only when the path changed since the last batch; no commit."""
-        if self.history is None:
-            return
-        user = self._dirty_writer(scope, path)
-        await self.history.keep(scope, path, user or self.history.last_writer(scope, path), removing)
+        if self.history is not None:
+            await self.history.keep(scope, path, self._writer(self.history, scope, path), removing)
 
-    def _dirty_writer(self, scope: Scope, path: bytes) -> str | None:
-        """Who wrote to this file through a handle not yet released (the caller closed it,
-        its release is not here yet): history is told of that change first."""
+    def _writer(self, history: History, scope: Scope, path: bytes) -> str:
+        """Who the content about to be destroyed is kept as. A handle that wrote to the
+        file and is not yet released (the caller closed it, its release is not here yet)
+        names its writer, and history is told of that change first."""
         node = self.inodes.find(scope, path, False)
         for fd in node.open_fds if node is not None else ():
             h = self._files.get(fd)
@@ -98,19 +95,21 @@ class FsBase:
                 user = self._user(h.uid)
                 self.changes.written(scope, path, user)
                 return user
-        return None
+        return history.last_writer(scope, path)
 
-    async def _about_to_remove(self, scope: Scope, path: bytes) -> Remover | None:
-        """rm is about to remove a file: what removes it keeping its uncommitted content
-        (history moves it into its spool), or None when a plain unlink loses nothing."""
+    async def _about_to_remove(self, scope: Scope, path: bytes) -> str | None:
+        """rm is about to remove a file: who its uncommitted content is kept as (history
+        moves the file into its spool: _remove_file), or None when an unlink loses nothing."""
         if self.history is None:
             return None
-        user = self._dirty_writer(scope, path)
-        if not await self.history.room(scope, path):
-            return None
-        user = user or self.history.last_writer(scope, path)
-        history = self.history
-        return lambda sc, rel: history.remove_kept(sc, rel, user)
+        user = self._writer(self.history, scope, path)
+        return user if await self.history.room(scope, path) else None
+
+    def _remove_file(self, scope: Scope, path: bytes, keeper: str | None) -> os.stat_result:
+        """Remove the file (no await between this and the settle before it); what it was."""
+        if keeper is not None and self.history is not None:
+            return self.history.remove_kept(scope, path, keeper)
+        return self.store.unlink(scope, path)
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:

@@ -59,7 +59,3 @@ class Counter:
         if self._next >= self._limit:
             raise OverflowError(f"number range exhausted at {self._next}")
         return self._next
-
-    @property
-    def last(self) -> int:
-        return self._next

@@ -157,11 +157,7 @@ class History:
 
     def pending(self, scope: Scope) -> bool:
         """Changes not yet in the branch: queued, or taken by a commit still running."""
-        return scope in self._pending or scope in self._rescan or scope in self._kept or self._busy(scope)
-
-    def _busy(self, scope: Scope) -> bool:
-        lock = self._locks.get(scope)
-        return lock is not None and lock.locked()
+        return any(scope in q for q in (self._pending, self._rescan, self._kept, self._inflight))
 
     def last_writer(self, scope: Scope, path: bytes) -> str:
         """Who changed this path last in the pending batch (a kept version's author)."""
@@ -207,8 +203,7 @@ class History:
             spool, offset = seg[1], seg[2]
             seg[2] += max(n, 0)
         else:  # a file of its own, in a thread
-            self._spooled += 1
-            spool, offset = self.spool / f"{os.getpid()}-{self._spooled}", 0
+            spool, offset = self._spool_path(), 0
             with trio.CancelScope(shield=True):  # the fd is spool_file's to close
                 n = await trio.to_thread.run_sync(spool_file, spool, fd, st.st_size, limiter=self._reader)
         if n < 0:
@@ -237,28 +232,29 @@ class History:
         """rm of a file (after room()): a file whose content is not yet committed is moved
         into the spool instead of unlinked (one rename: no copy, no second link); the next
         batch commits it, then its removal. Returns what the name was, as Store.unlink."""
-        self._spooled += 1
-        spool = str(self.spool / f"{os.getpid()}-{self._spooled}")
-        keeps = lambda st: (  # noqa: E731
-            stat.S_ISREG(st.st_mode) and st.st_size <= MAX_VERSION_BYTES and self.is_pending(scope, path)
-        )
+        spool = str(self._spool_path())
+        keeps = lambda st: _versionable(st) and self.is_pending(scope, path)  # noqa: E731
         st, moved = self.store.move_out(scope, path, spool, keeps)
         if moved:
             self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
         return st
 
     def _keep_by_link(self, scope: Scope, path: bytes, user: str) -> None:
-        self._spooled += 1
-        spool = self.spool / f"{os.getpid()}-{self._spooled}"
+        spool = self._spool_path()
         try:
             self.store.link_out(scope, path, str(spool))
         except OSError:
             return  # gone already, a folder, or EMLINK: nothing to keep, or it cannot be
         st = os.lstat(spool)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_VERSION_BYTES:
+        if not _versionable(st):
             os.unlink(spool)
             return
         self._spooled_one(scope, path, user, st, str(spool), 0, st.st_size)
+
+    def _spool_path(self) -> Path:
+        """A new file name in the spool, unique for this daemon's life."""
+        self._spooled += 1
+        return self.spool / f"{os.getpid()}-{self._spooled}"
 
     def _spooled_one(self, scope: Scope, path: bytes, user: str, st, spool: str, offset: int, n: int) -> None:
         self._last_kept.setdefault(scope, {})[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
@@ -274,8 +270,7 @@ class History:
         measured; an append ~15 µs). The batch's commit removes it."""
         seg = self._segments.get(scope)
         if seg is None:
-            self._spooled += 1
-            path = self.spool / f"{os.getpid()}-{self._spooled}"
+            path = self._spool_path()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             seg = self._segments[scope] = [fd, str(path), 0]
         return seg
@@ -323,10 +318,9 @@ class History:
         user) of files still open with unsaved changes, read as they are now."""
         for scope, path, user in touched:
             self.touch(scope, path, user)
-        # A scope whose lock is held may have a batch in flight: waiting on the lock in
-        # _flush_scope is what makes a read right after a write see it.
-        wanted = set(self._pending) | self._rescan | set(self._kept)
-        wanted |= {s for s in self._locks if self._busy(s)}
+        # A batch in flight is waited for on the scope's lock in _flush_scope: a read right
+        # after a write sees it.
+        wanted = set(self._pending) | self._rescan | set(self._kept) | set(self._inflight)
         if scopes is not None:
             wanted &= set(scopes)
         async with trio.open_nursery() as n:
@@ -347,7 +341,7 @@ class History:
                 return
             self._inflight[scope] = (paths, moved_by is not None or rescan)
             try:
-                await self._commit_batch(scope, events, kept, rescan, paths, moved_by)
+                await self._commit_batch(scope, events, kept, rescan)
             finally:
                 self._inflight.pop(scope, None)
 
@@ -357,11 +351,10 @@ class History:
         events: list[Event],
         kept: list[Kept],
         rescan: bool,
-        paths: dict[bytes, str],
-        moved_by: str | None,
     ) -> None:
         """Commit a batch taken off the queue (under the scope's lock); on failure it goes
-        back, with the paths it covers, so their content is still kept before it is destroyed."""
+        back (_requeue marks its paths pending again: their content is kept before it is
+        destroyed)."""
         try:
             over = False
             spools = sorted({k.spool for k in kept})
@@ -390,22 +383,12 @@ class History:
             fails = self._failures[scope] = self._failures.get(scope, 0) + 1
             log.warning("%s: commit failed (%s): %s", scope, fails, e, exc_info=fails == 1)
             self._requeue(scope, events, kept, fails >= 5 or rescan)  # past 5: a rescan
-            self._repend(scope, paths, moved_by)
             self._drained(scope, 0)  # writers waiting for room look again
         except BaseException:
             # Cancelled before the worker started (an unmount mid-round): the batch was
             # taken from the queue; put it back, so close() commits it.
             self._requeue(scope, events, kept, rescan)
-            self._repend(scope, paths, moved_by)
             raise
-
-    def _repend(self, scope: Scope, paths: dict[bytes, str], moved_by: str | None) -> None:
-        """A batch put back: its paths are pending again (newer authors stay)."""
-        mine = self._paths.setdefault(scope, {})
-        for path, who in paths.items():
-            mine.setdefault(path, who)
-        if moved_by is not None:
-            self._dir_moves.setdefault(scope, moved_by)
 
     def _drained(self, scope: Scope, size: int) -> None:
         """`size` spooled bytes of the scope are committed: writers held at KEEP_MAX go on."""
@@ -521,6 +504,11 @@ class History:
     async def close(self) -> None:
         """Unmounted: commit everything still pending."""
         await self.flush()
+
+
+def _versionable(st: os.stat_result) -> bool:
+    """A regular file small enough to be kept as a version."""
+    return stat.S_ISREG(st.st_mode) and st.st_size <= MAX_VERSION_BYTES
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:

@@ -16,6 +16,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,6 @@ class State:
     failures: int = 0
     next_try: float = 0.0  # trio clock
     last_fetch: float = -1e9
-    push_wanted: bool = True
     ahead: int = 0
     behind: int = 0
     moved: dict = field(default_factory=dict)  # what the last round brought
@@ -167,16 +167,18 @@ def _stream_blob(gitdir: Path, oid: pygit2.Oid, fd: int) -> None:
 
 
 class Pushes:
-    """Scopes committed to since their last round: history tells it of each commit
-    (History's on_commit), the sync loop wakes and pushes them."""
+    """Synced scopes committed to since their last round (each one at first): history
+    tells it of each commit (History's on_commit), the sync loop wakes and pushes them."""
 
-    def __init__(self) -> None:
-        self.wanted: set[Scope] = set()
+    def __init__(self, scopes: Iterable[Scope]) -> None:
+        self.scopes = frozenset(scopes)
+        self.wanted: set[Scope] = set(self.scopes)
         self.wake = trio.Event()
 
     def committed(self, scope: Scope) -> None:
-        self.wanted.add(scope)
-        self.wake.set()
+        if scope in self.scopes:
+            self.wanted.add(scope)
+            self.wake.set()
 
     def reset(self) -> None:
         self.wake = trio.Event()
@@ -205,26 +207,21 @@ class Sync:
     async def run(self, host: SyncHost) -> None:
         await self.history.reconciled.wait()
         while True:
+            self.pushes.reset()  # a commit from now on (during the round too) ends the wait below
             now = trio.current_time()
-            for scope in self.pushes.wanted & self.state.keys():
-                self.state[scope].push_wanted = True
-            self.pushes.wanted.clear()
             due = [
                 s
                 for s, st in self.state.items()
-                if now >= st.next_try and (st.push_wanted or now - st.last_fetch >= self.interval)
+                if now >= st.next_try and (s in self.pushes.wanted or now - st.last_fetch >= self.interval)
             ]
             async with trio.open_nursery() as n:
                 for scope in due:
                     n.start_soon(self.sync_scope, scope, host)
-            self.pushes.reset()
-            if not self.pushes.wanted:
-                with trio.move_on_after(min(1.0, self.interval / 2)):
-                    await self.pushes.wake.wait()
+            with trio.move_on_after(min(1.0, self.interval / 2)):
+                await self.pushes.wake.wait()
 
     async def sync_scope(self, scope: Scope, host: SyncHost) -> State:
         st = self.state[scope]
-        st.push_wanted = False
         self.pushes.wanted.discard(scope)
         st.last_fetch = trio.current_time()
         st.moved = {}
