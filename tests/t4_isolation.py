@@ -271,3 +271,20 @@ def test_a_removed_folder_still_answers_stat_through_a_held_cwd(mnt):
     (it was ENOENT: memfs had no backing fd to ask)."""
     out = mnt.sh(ALICE, "mkdir gone && cd gone && rmdir ../gone && stat -c '%F %h' . && ls -a | wc -l")
     assert out.stdout == "directory 0\n0\n", out.stdout
+
+
+def test_a_file_removed_behind_a_cached_name_is_created_again_not_refused(mnt):
+    """A sync (here: root, behind memfs's back) removes a file whose name the kernel still
+    caches. A writer's `open(O_CREAT)` through that name must create the file, as natively
+    (memfs answers ESTALE, the kernel looks the name up again), not fail with ENOENT; a
+    reader gets ENOENT, and another uid's same-named file is untouched."""
+    mnt.sh(ALICE, "mkdir -p notes && echo old > notes/x.md && cat notes/x.md >/dev/null")
+    mnt.sh(BOB, "mkdir -p notes && echo bobs > notes/x.md")
+    (mnt.backing("alice") / "notes" / "x.md").unlink()
+    assert mnt.sh(ALICE, "cat notes/x.md 2>&1 || echo gone").stdout.strip().endswith("gone")
+    mnt.sh(ALICE, "cat notes/x.md >/dev/null 2>&1 || true; echo new > notes/x.md")  # the name was cached
+    assert mnt.sh(ALICE, "cat notes/x.md").stdout == "new\n"
+    (mnt.backing("alice") / "notes" / "x.md").unlink()
+    mnt.sh(ALICE, "echo again > notes/x.md")  # straight through the still-cached name
+    assert mnt.sh(ALICE, "cat notes/x.md").stdout == "again\n"
+    assert mnt.sh(BOB, "cat notes/x.md").stdout == "bobs\n"
