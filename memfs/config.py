@@ -51,6 +51,7 @@ DEFAULT_CONFIG_TEXT = """\
 #   keep_days: 365            # older versions are pruned (the file as it was then stays)
 #   max_bytes: 1G             # per scope (default: its quota): past it the oldest versions go first
 #   prune_seconds: 60         # a scope past max_bytes is pruned (to 3/4 of it) at most this often
+#   max_events: 50000         # changes in one batch past which it is committed as one walk of the scope
 #   email: "{user}@{hostname}"  # commit author's email
 # memory:
 #   types: [user, feedback, project, reference]
@@ -140,6 +141,9 @@ class HistoryConf:
     # rewrites the scope's commits and repacks it: cost grows with what is kept, not pruned)
     prune_seconds: float = 60.0
     email: str = "{user}@{hostname}"
+    # changes in one scope's batch past which the batch becomes one walk of the scope (a
+    # flood: 100k creates); the list of events would cost more than the walk
+    max_events: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -390,7 +394,9 @@ def _search(value: object) -> SearchConf:
 
 def _history(value: object) -> HistoryConf:
     h = _keys(
-        "history", value, {"enabled", "batch_seconds", "keep_days", "max_bytes", "prune_seconds", "email"}
+        "history",
+        value,
+        {"enabled", "batch_seconds", "keep_days", "max_bytes", "prune_seconds", "email", "max_events"},
     )
     d = HistoryConf()
     enabled = h.get("enabled", d.enabled)
@@ -412,6 +418,7 @@ def _history(value: object) -> HistoryConf:
         max_bytes=None if h.get("max_bytes") is None else _size("history.max_bytes", h["max_bytes"]),
         prune_seconds=_number("history.prune_seconds", h.get("prune_seconds", d.prune_seconds), 0),
         email=email,
+        max_events=int(_number("history.max_events", h.get("max_events", d.max_events), 1)),
     )
 
 

@@ -440,3 +440,33 @@ def test_content_destroyed_while_its_batch_is_being_committed_is_kept(make_mount
     got = sorted(m.sh(ALICE, f"cat .memfs/history/x.md/{n}").stdout for n in names)
     assert "one" in got and "two" in got, got
     assert m.sh(ALICE, "cat x.md").stdout == "two"
+
+
+def test_rm_after_a_flood_keeps_the_content_and_never_waits_for_the_commit(make_mount, base_dir):
+    # Past history.max_events changes in one batch, the batch becomes a walk of the whole
+    # scope (35 s at 100k files) and every path counts as changed. rm used to wait for that
+    # commit; with commits held it hung. It must keep the content (a rename into the spool)
+    # and go on, and the version must be in history once commits resume.
+    holds = base_dir / "holds"
+    holds.mkdir()
+    os.chmod(holds, 0o777)
+    hold = holds / "hold"
+    m = make_mount(
+        CONFIG + "history: {batch_seconds: 0.2, max_events: 5}\n", env={"MEMFS_TEST_HOLD_COMMITS": str(hold)}
+    )
+    m.sh(ALICE, "printf kept > doomed.md")
+    assert len(versions(m, ALICE, "doomed.md")) == 1  # committed
+    hold.touch()
+    try:
+        m.sh(ALICE, "printf a > first.md")
+        wait_for(lambda: (holds / "hold.waiting").exists(), "a commit in flight")  # holds the scope
+        m.sh(ALICE, "mkdir flood && for i in $(seq 40); do echo $i > flood/$i.md; done")  # > max_events
+        m.sh(ALICE, "printf changed > doomed.md", timeout=20)  # pending again, commits held
+        m.sh(ALICE, "rm doomed.md flood/1.md", timeout=20)  # hung for the held rescan
+        assert m.sh(ALICE, "ls doomed.md", check=False).returncode != 0
+    finally:
+        hold.unlink()
+    got = sorted(
+        m.sh(ALICE, f"cat .memfs/history/doomed.md/{n}").stdout for n in versions(m, ALICE, "doomed.md")
+    )
+    assert got == ["changed", "kept"], got

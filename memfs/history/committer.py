@@ -48,6 +48,9 @@ class Event:
     is_dir: bool = False
 
 
+KEEP_MIN_COST = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Kept:
     """A file's content as it was just before a caller destroyed it, still to be committed."""
@@ -59,6 +62,12 @@ class Kept:
     offset: int
     size: int
     when: float
+
+    @property
+    def cost(self) -> int:
+        """What it counts against the scope's spool cap (KEEP_MAX): at least a block, so
+        an rm -r of empty files after a flood (every path pending) is bounded in count too."""
+        return max(self.size, KEEP_MIN_COST)
 
 
 class Committer:

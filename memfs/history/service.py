@@ -46,7 +46,6 @@ from .gitrepo import BLOB, EXEC, blob_id
 log = logging.getLogger(__name__)
 
 IMPORT_AUTHOR = "memfs-import"  # files an admin's `memfs import` wrote
-MAX_EVENTS = 50_000  # per scope and batch; past it the batch becomes a rescan of the scope
 PRUNE_EVERY = 6 * 3600.0
 MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
 # Versions kept (spooled) until their batch commits (content about to be destroyed: a
@@ -133,7 +132,7 @@ class History:
         if scope in self._rescan:
             return
         events = self._pending.setdefault(scope, [])
-        if len(events) >= MAX_EVENTS:  # a flood: one walk of the scope costs less than the list
+        if len(events) >= self.conf.max_events:  # a flood: one walk of the scope costs less than the list
             self._rescan.add(scope)
             self._pending.pop(scope)
             self._paths.pop(scope, None)
@@ -215,9 +214,9 @@ class History:
         scope's spool is past KEEP_MAX, until the committer has taken a chunk of it."""
         if not self.is_pending(scope, path):
             return False
-        if scope in self._rescan:  # a flood (MAX_EVENTS): any path may be pending; one
-            await self.flush([scope])  # commit of the scope costs less than keeping each
-            return False
+        # After a flood (history.max_events) every path counts as pending and is kept like one: a
+        # rename for rm, a bounded copy otherwise. Never a wait for the rescan's commit (a
+        # walk of the whole scope: 35 s at 100k files held the first rm of `rm -r` as long).
         while self._kept_bytes.get(scope, 0) > KEEP_MAX:  # the committer is behind: wait
             if self._failures.get(scope):  # and failing (disk full): the writer must not hang
                 log.warning("%s: commits failing, spool full: %s changes unkept", scope, quote_path(path))
@@ -259,8 +258,9 @@ class History:
     def _spooled_one(self, scope: Scope, path: bytes, user: str, st, spool: str, offset: int, n: int) -> None:
         self._last_kept.setdefault(scope, {})[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
         mode = EXEC if st.st_mode & 0o100 else BLOB
-        self._kept.setdefault(scope, []).append(Kept(user, path, mode, spool, offset, n, time.time()))
-        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + n
+        k = Kept(user, path, mode, spool, offset, n, time.time())
+        self._kept.setdefault(scope, []).append(k)
+        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + k.cost
         if total > KEEP_HURRY:
             self._hurry.set()
 
@@ -360,8 +360,8 @@ class History:
             spools = sorted({k.spool for k in kept})
             while kept:  # in chunks: a writer held at KEEP_MAX waits for one, not all
                 n, size = 0, 0
-                while n < len(kept) and (n == 0 or size + kept[n].size <= KEEP_HURRY):
-                    size += kept[n].size
+                while n < len(kept) and (n == 0 or size + kept[n].cost <= KEEP_HURRY):
+                    size += kept[n].cost
                     n += 1
                 chunk, last = kept[:n], n == len(kept)
                 args = (scope, chunk, spools if last else [])
@@ -404,7 +404,7 @@ class History:
     def _requeue(self, scope: Scope, events: list[Event], kept: list[Kept], rescan: bool) -> None:
         if kept:
             self._kept[scope] = kept + self._kept.get(scope, [])
-            self._kept_bytes[scope] = sum(k.size for k in self._kept[scope])
+            self._kept_bytes[scope] = sum(k.cost for k in self._kept[scope])
         if rescan:
             self._rescan.add(scope)
             self._pending.pop(scope, None)
