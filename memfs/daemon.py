@@ -28,6 +28,7 @@ from .history import History
 from .history.view import HistoryView
 from .identity import Identities
 from .index import Index, IndexUnavailable, embed
+from .secrets.service import SecretGuard
 from .store import Store
 from .sync import Pushes, Sync, remotes
 
@@ -69,8 +70,9 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         stack.callback(index.close)
     history = view = sync = None
     files = OpenFiles(ids.name_of)
+    synced = remotes(cfg)
+    secrets = SecretGuard(conf=cfg.secrets, remotes=synced, data=data, store=store)
     if cfg.history.enabled:
-        synced = remotes(cfg)
         pushes = Pushes(synced) if synced else None
         history = History(
             data=data,
@@ -97,6 +99,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         limits=cfg.limits,
         context=ctx_mod.ContextLimits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days),
         mountpoint=str(mountpoint),
+        secrets=secrets,
     )
     return Parts(store, ops, index, history, sync)
 
