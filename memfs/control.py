@@ -514,10 +514,11 @@ class Control:
         )
 
     async def status(self, p: Principal) -> bytes:
+        # taken here, on the loop that changes them, not in the thread that renders
+        secrets = self.secrets.status_lines(p) if self.secrets is not None else []
+
         def render(p, memos, docs, analysis, groups):
-            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits)
-            if self.secrets is not None:
-                lines += self.secrets.status_lines(p)
+            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets
             return "".join(line + "\n" for line in lines)
 
         return await self._view(p, render)

@@ -114,6 +114,11 @@ def test_split_writes_cp_mv_rename_and_temp_files(tm):
     assert res.returncode != 0 and "Permission denied" in res.stderr
     assert PEM in tm.sh(ALICE, "cat private.md").stdout
     assert "No such file" in tm.sh(BOB, "cat team/promoted.md", check=False).stderr
+    # a folder moved into team/ with a key in one of its files: refused, the folder intact
+    tm.sh(ALICE, f"mkdir -p coll/sub; echo fine > coll/a.md; printf 'x\\ny\\n%s\\n' '{GHP}' > coll/sub/b.md")
+    res = tm.sh(ALICE, "mv coll team/", check=False)
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+    assert tm.sh(ALICE, "cat coll/a.md").stdout == "fine\n" and "coll" not in tm.sh(BOB, "ls team").stdout
     # a .txt renamed from private into team/x.md
     res = tm.py(
         ALICE,
@@ -157,6 +162,7 @@ def test_split_writes_cp_mv_rename_and_temp_files(tm):
     for secret in (GHP[4:], AWS_ID, PEM_BODY):
         assert secret not in log
     assert "rename uid=1001(alice) team/promoted.md: refused: a secret at line 2 (rule private-key)" in log
+    assert "rename uid=1001(alice) team/coll/sub/b.md: refused: a secret at line 3 (rule github-pat)" in log
 
 
 def test_quarantine_is_the_writers_alone(tm):
