@@ -194,3 +194,19 @@ def test_allow_and_private_refuse(make_mount):
     assert GHP in m.sh(BOB, "cat team/fake.md").stdout
     res = m.sh(ALICE, f"/usr/bin/printf 'aws_access_key_id = %s\\n' '{AWS_ID}' > mine.md", check=False)
     assert "Permission denied" in res.stderr
+
+
+def test_private_memory_with_a_remote_is_guarded(make_mount, base_dir):
+    remote = base_dir / "remote.git"
+    subprocess.run(
+        ["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)],
+        check=True,
+        timeout=TIMEOUT,
+    )
+    m = make_mount(CONFIG.replace("alice: {uid: 1001}", f"alice: {{uid: 1001, remote: {remote}}}"))
+    m.expect_log(REFUSED, count=1)
+    res = m.sh(ALICE, f"/usr/bin/printf 'token %s\\n' '{GHP}' > mine.md", check=False)
+    assert "Permission denied" in res.stderr
+    m.sh(BOB, f"/usr/bin/printf 'token %s\\n' '{GHP}' > mine.md")  # bob's has no remote: flagged
+    assert "mine.md:1: holds a secret" in read(m, BOB, "status")
+    assert "mine.md:1: write refused" in read(m, ALICE, "status")
