@@ -514,8 +514,11 @@ class Control:
         )
 
     async def status(self, p: Principal) -> bytes:
-        # taken here, on the loop that changes them, not in the thread that renders
-        secrets = self.secrets.status_lines(p) if self.secrets is not None else []
+        secrets: list[str] = []
+        if self.secrets is not None:
+            await self.secrets.settle(p)  # the caller's files closed just now are scanned
+            # taken here, on the loop that changes them, not in the thread that renders
+            secrets = self.secrets.status_lines(p)
 
         def render(p, memos, docs, analysis, groups):
             lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets

@@ -72,6 +72,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
     files = OpenFiles(ids.name_of)
     synced = remotes(cfg)
     secrets = SecretGuard(conf=cfg.secrets, remotes=synced, data=data, store=store)
+    stack.callback(secrets.close)
     if cfg.history.enabled:
         pushes = Pushes(synced) if synced else None
         history = History(
@@ -155,6 +156,8 @@ def _start_tasks(nursery, parts: Parts) -> None:
     nursery.start_soon(_on_signal, name="signals")
     nursery.start_soon(supervised, "invalidator", parts.ops.run_invalidator, name="invalidator")
     nursery.start_soon(supervised, "memory trim", trim_memory, name="trim")
+    if parts.ops.secrets is not None and parts.ops.secrets.policy.on:
+        nursery.start_soon(supervised, "secrets flagger", parts.ops.secrets.run_flagger, name="flagger")
     if index is not None:
         nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
         nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")

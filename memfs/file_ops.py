@@ -208,7 +208,7 @@ class FileOps(FsBase):
                     self._changed(h.node, h.uid)
                     if self.secrets is not None and self.secrets.flags(h.node.scope):
                         p = self.ids.principal(h.uid, h.uid)
-                        await self.secrets.closed(p, h.node.scope, h.node.path, h.fd)
+                        self.secrets.closed(p, h.node.scope, h.node.path)
                 if last_of_unlinked:
                     self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:
