@@ -11,7 +11,7 @@ import string
 import subprocess
 
 import pytest
-from conftest import ALICE, BOB, TIMEOUT
+from conftest import ALICE, BOB, TIMEOUT, wait_for
 
 R = random.Random()
 B62 = string.ascii_letters + string.digits
@@ -208,5 +208,7 @@ def test_private_memory_with_a_remote_is_guarded(make_mount, base_dir):
     res = m.sh(ALICE, f"/usr/bin/printf 'token %s\\n' '{GHP}' > mine.md", check=False)
     assert "Permission denied" in res.stderr
     m.sh(BOB, f"/usr/bin/printf 'token %s\\n' '{GHP}' > mine.md")  # bob's has no remote: flagged
+    # scanned in the background after the close, without anyone reading status
+    wait_for(lambda: "secret in uid=1002(bob) mine.md: line 1 (rule github-pat)" in m.log(), "the flag", 20)
     assert "mine.md:1: holds a secret" in read(m, BOB, "status")
     assert "mine.md:1: write refused" in read(m, ALICE, "status")

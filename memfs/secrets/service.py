@@ -208,7 +208,7 @@ class SecretGuard:
             return
         line, rule = found
         log.info(
-            "secret in %s: line %d (rule %s): flagged, not refused (a private scope without a remote)",
+            "secret in %s: line %d (rule %s): flagged, not refused (a scope the guard does not refuse in)",
             self._subject(p, scope, path),
             line,
             rule,
