@@ -55,6 +55,10 @@ DEFAULT_CONFIG_TEXT = """\
 #   email: "{user}@{hostname}"  # commit author's email
 # memory:
 #   types: [user, feedback, project, reference]
+# secrets:                    # credentials never land where others (or a remote) read them
+#   guard: [team, synced]     # scopes whose writes are refused with a secret: team, synced | all | off
+#   allow: []                 # regexes: a secret they match is not one (known fakes)
+#   private: flag             # private memory without a remote: flag (status) | refuse
 # context:                    # .memfs/context.md
 #   max_lines: 200            # per MEMORY.md; the cut is marked, never silent
 #   max_bytes: 25000
@@ -163,6 +167,18 @@ class ContextConf:
     stale_days: int = 30  # older entries show their age in context.md
 
 
+GUARD_KINDS = ("team", "synced")  # what secrets.guard may list
+
+
+@dataclass(frozen=True)
+class SecretsConf:
+    """The secret guard (issue 24): which scopes refuse a write that brings a credential."""
+
+    guard: tuple[str, ...] = GUARD_KINDS  # of GUARD_KINDS; ("all",) every scope; () off
+    allow: tuple[str, ...] = ()  # regexes handed to secrets.Scanner(allow=...)
+    private: str = "flag"  # flag | refuse: private scopes no other rule guards
+
+
 @dataclass(frozen=True)
 class Config:
     users: dict[str, UserConf] = field(default_factory=dict)
@@ -178,6 +194,7 @@ class Config:
     search: SearchConf = field(default_factory=SearchConf)
     source: str = "<default>"
     daemon_user: str = "memfs"  # the unprivileged user the daemon serves as (root only mounts)
+    secrets: SecretsConf = field(default_factory=SecretsConf)
 
 
 def _keys(where: str, value: object, allowed: set[str]) -> dict:
@@ -225,7 +242,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         "config",
         data,
         {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"}
-        | {"sync", "search", "daemon"},
+        | {"sync", "search", "daemon", "secrets"},
     )
     users = _users(top.get("users"))
     teams = _teams(top.get("teams"))
@@ -255,6 +272,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         _search(top.get("search")),
         source,
         daemon_user,
+        _secrets(top.get("secrets")),
     )
 
 
@@ -390,6 +408,32 @@ def _search(value: object) -> SearchConf:
     if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir.startswith("/")):
         raise ConfigError(f"search.cache_dir: expected an absolute path, got {cache_dir!r}")
     return SearchConf(embedder, dim, model, cache_dir)
+
+
+def _secrets(value: object) -> SecretsConf:
+    s = _keys("secrets", value, {"guard", "allow", "private"})
+    d = SecretsConf()
+    guard = s.get("guard", list(d.guard))
+    if guard is False:  # YAML reads a bare `off` as false
+        guard = "off"
+    if guard in ("all", "off"):
+        kinds: tuple[str, ...] = ("all",) if guard == "all" else ()
+    elif isinstance(guard, list) and all(g in GUARD_KINDS for g in guard):
+        kinds = tuple(dict.fromkeys(guard))
+    else:
+        raise ConfigError(f"secrets.guard: expected a list of team, synced, or all, or off; got {guard!r}")
+    allow = s.get("allow") or []
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("secrets.allow: expected a list of regular expressions")
+    for i, pattern in enumerate(allow):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"secrets.allow[{i}]: not a regular expression: {e}") from None
+    private = s.get("private", d.private)
+    if private not in ("flag", "refuse"):
+        raise ConfigError(f"secrets.private: expected flag or refuse, got {private!r}")
+    return SecretsConf(kinds, tuple(allow), private)
 
 
 def _history(value: object) -> HistoryConf:

@@ -37,6 +37,7 @@ from .numbers import (
     handle_kind,
 )
 from .policy import Kind, Principal, Scope, home, readable_scopes
+from .secrets.service import SecretGuard
 from .store import Store
 from .sync import Sync
 from .sync.service import SyncHost
@@ -52,6 +53,7 @@ INDEX_MD = 9  # index.md: generated from every readable entry's frontmatter
 STATUS = 10  # status: everything wrong, one line each
 REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
 SYNC = 14  # sync: read for the caller's scopes' sync state; write to it to sync them now
+QUARANTINE = 15  # quarantine/<name>: the caller's own refused writes (the secret guard), read-only
 
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
@@ -112,6 +114,7 @@ class Control:
         limits: ctx_mod.ContextLimits | None = None,
         history_view: HistoryView | None = None,
         sync: Sync | None = None,
+        secrets: SecretGuard | None = None,
     ):
         self.ids = ids
         self.store = store
@@ -141,7 +144,12 @@ class Control:
         self.sync = sync
         if sync is not None:
             root[b"sync"] = SYNC
+        self.secrets = secrets
+        if secrets is not None and secrets.policy.on:
+            root[b"quarantine"] = QUARANTINE
         self._names = {CONTROL_ROOT: root}
+        self._kept: dict[bytes, int] = {}  # quarantine/<name> -> its inode (from the query range)
+        self._kept_names: dict[int, bytes] = {}
         self._queries: dict[bytes, int] = {}
         self._query_names: dict[int, bytes] = {}
         self._next_query_ino = Counter(QUERY_BASE, OWN_BASE)  # never reused: an old number names no new query
@@ -188,7 +196,7 @@ class Control:
     def getattr(self, ino: int, p: Principal) -> EntryAttributes:
         if self.history_view is not None and HistoryView.owns(ino):
             return self.history_view.getattr(ino, p)
-        if ino in self._names or ino in (USERS, SEARCH):
+        if ino in self._names or ino in (USERS, SEARCH, QUARANTINE):
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
         if ino in (QUERY, QUERY_JSON, SYNC):
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
@@ -196,7 +204,7 @@ class Control:
             a = self._attrs(ino, stat.S_IFREG | 0o200)
             a.st_uid = a.st_gid = 0
             return a
-        if ino in self._query_names or ino in self._async_files:
+        if ino in self._query_names or ino in self._async_files or ino in self._kept_names:
             # Content is made at open; direct_io readers read to EOF whatever the size says.
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
         raise FUSEError(errno.ENOENT)
@@ -212,10 +220,28 @@ class Control:
             return self.host.entry(Scope(Kind.PRIVATE, owner), b"", 0, view=True)
         if parent == SEARCH:
             return self.getattr(self._query_inode(name), p)
+        if parent == QUARANTINE:
+            if p.user is None or os.fsdecode(name) not in self._quarantine().quarantined(p.user):
+                raise FUSEError(errno.ENOENT)
+            return self.getattr(self._kept_inode(name), p)
         ino = self._names.get(parent, {}).get(name)
         if ino is None:
             raise FUSEError(errno.ENOENT)
         return self.getattr(ino, p)
+
+    def _quarantine(self) -> SecretGuard:
+        assert self.secrets is not None, "the quarantine without a secret guard"
+        return self.secrets
+
+    def _kept_inode(self, name: bytes) -> int:
+        ino = self._kept.get(name)
+        if ino is None:
+            if len(self._kept) >= 10_000:
+                self._kept.clear()
+                self._kept_names.clear()
+            ino = self._kept[name] = self._next_query_ino()
+            self._kept_names[ino] = name
+        return ino
 
     def _query_inode(self, name: bytes) -> int:
         ino = self._queries.get(name)
@@ -240,6 +266,11 @@ class Control:
             return await self.history_view.opendir(ino, p)
         if ino in (USERS, SEARCH):
             listing = []  # reachable by name (see whoami and README), not enumerated
+        elif ino == QUARANTINE:
+            here = self.getattr(ino, p)
+            kept = self._quarantine().quarantined(p.user) if p.user is not None else []
+            listing = [(b".", here), (b"..", here)]
+            listing += [(n, self.getattr(self._kept_inode(n), p)) for n in map(os.fsencode, kept)]
         else:
             names = self._names.get(ino)
             if names is None:
@@ -275,6 +306,10 @@ class Control:
             content = await self.history_view.read_version(ino, p, self.limiter(p))
             # a version's bytes never change, and its inode names only them: cache them
             return FileInfo(fh=self._handle(content), direct_io=False, keep_cache=True)
+        if ino in self._kept_names:
+            if writes:
+                raise FUSEError(errno.EACCES)
+            return FileInfo(fh=self._handle(await self._kept_bytes(ino, p)), direct_io=True, keep_cache=False)
         if ino not in self._query_names and ino not in self._async_files:
             raise FUSEError(errno.EISDIR)
         if writes:
@@ -324,6 +359,16 @@ class Control:
         h = self._handles.pop(fh, None)
         if isinstance(h, RefreshHandle):
             self.host.refresh(bytes(h.data).splitlines())
+
+    async def _kept_bytes(self, ino: int, p: Principal) -> bytes:
+        """A refused write kept in quarantine, for its writer alone (the caller's own folder)."""
+        if p.user is None:
+            raise FUSEError(errno.ENOENT)
+        read = self._quarantine().read_quarantined
+        try:
+            return await trio.to_thread.run_sync(read, p.user, self._kept_names[ino], limiter=self.limiter(p))
+        except FileNotFoundError:
+            raise FUSEError(errno.ENOENT) from None
 
     # -- the files ------------------------------------------------------------
     def limiter(self, p: Principal) -> trio.CapacityLimiter:
@@ -469,8 +514,14 @@ class Control:
         )
 
     async def status(self, p: Principal) -> bytes:
+        secrets: list[str] = []
+        if self.secrets is not None:
+            await self.secrets.settle(p)  # the caller's files closed just now are scanned
+            # taken here, on the loop that changes them, not in the thread that renders
+            secrets = self.secrets.status_lines(p)
+
         def render(p, memos, docs, analysis, groups):
-            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits)
+            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets
             return "".join(line + "\n" for line in lines)
 
         return await self._view(p, render)

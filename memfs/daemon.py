@@ -28,6 +28,7 @@ from .history import History
 from .history.view import HistoryView
 from .identity import Identities
 from .index import Index, IndexUnavailable, embed
+from .secrets.service import SecretGuard
 from .store import Store
 from .sync import Pushes, Sync, remotes
 
@@ -69,8 +70,10 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         stack.callback(index.close)
     history = view = sync = None
     files = OpenFiles(ids.name_of)
+    synced = remotes(cfg)
+    secrets = SecretGuard(conf=cfg.secrets, remotes=synced, data=data, store=store)
+    stack.callback(secrets.close)
     if cfg.history.enabled:
-        synced = remotes(cfg)
         pushes = Pushes(synced) if synced else None
         history = History(
             data=data,
@@ -97,6 +100,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         limits=cfg.limits,
         context=ctx_mod.ContextLimits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days),
         mountpoint=str(mountpoint),
+        secrets=secrets,
     )
     return Parts(store, ops, index, history, sync)
 
@@ -152,6 +156,8 @@ def _start_tasks(nursery, parts: Parts) -> None:
     nursery.start_soon(_on_signal, name="signals")
     nursery.start_soon(supervised, "invalidator", parts.ops.run_invalidator, name="invalidator")
     nursery.start_soon(supervised, "memory trim", trim_memory, name="trim")
+    if parts.ops.secrets is not None and parts.ops.secrets.policy.on:
+        nursery.start_soon(supervised, "secrets flagger", parts.ops.secrets.run_flagger, name="flagger")
     if index is not None:
         nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
         nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")

@@ -126,6 +126,10 @@ class DirOps(FsBase):
                 raise FUSEError(errno.EEXIST)
             return  # rename onto itself: nothing to do (POSIX)
         is_dir = stat.S_ISDIR(st.st_mode)
+        if src != dst and self.secrets is not None and self.secrets.refuses(dst):
+            # Into a scope that never holds a secret: the source stays where it was.
+            if await self.secrets.check_move(p, src, src_path, dst, dst_path):
+                raise FUSEError(errno.EACCES)
         carried = None
         if src != dst:  # what moves to the other scope counts against its quota
             carried = await self._tree_usage(src, src_path, st)

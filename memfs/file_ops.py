@@ -154,6 +154,12 @@ class FileOps(FsBase):
         h = self._files[fh]
         if not h.writable:
             raise FUSEError(errno.EBADF)
+        if self.secrets is not None and self.secrets.refuses(h.node.scope):
+            # Judged before anything is stored: close() cannot report (flush is ENOSYS).
+            p = self.ids.principal(h.uid, h.uid)
+            node = h.node
+            if await self.secrets.check_write(p, node.scope, node.path, h.fd, off, buf, h.append):
+                raise FUSEError(errno.EACCES)
         size = os.fstat(h.fd).st_size
         start = size if h.append else off
         room = self.store.room(start)
@@ -200,6 +206,9 @@ class FileOps(FsBase):
                 if h.dirty:
                     h.node.sig = (st.st_mtime_ns, st.st_size)
                     self._changed(h.node, h.uid)
+                    if self.secrets is not None and self.secrets.flags(h.node.scope):
+                        p = self.ids.principal(h.uid, h.uid)
+                        self.secrets.closed(p, h.node.scope, h.node.path)
                 if last_of_unlinked:
                     self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:

@@ -57,6 +57,7 @@ from .names import quote_path
 from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
 from .policy import Access, Principal, Scope, home
 from .quota import OpenCounts, Quotas
+from .secrets.service import SecretGuard
 from .store import Store, child_path
 from .sync import Sync
 
@@ -91,6 +92,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         limits: Limits | None = None,
         context: ctx_mod.ContextLimits | None = None,
         mountpoint: str = "",
+        secrets: SecretGuard | None = None,
     ):
         """Built by daemon.build (the composition root); tests build it bare."""
         super().__init__()
@@ -98,6 +100,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.ids = ids
         self.index = index
         self.history = history
+        self.secrets = secrets
         own_path = layout.own_numbers_file(store.data)
         self.inodes = InodeTable(load_own(own_path), lambda own: save_own(own_path, own))
         # The control files get what they need of this class through FsHost: a part of
@@ -111,6 +114,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             host=self,
             history_view=history_view,
             sync=sync,
+            secrets=secrets,
         )
         self._held: dict[Scope, trio.Event] = {}  # scopes a sync is writing into
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .inodes import InodeTable
     from .numbers import Counter
     from .quota import OpenCounts, Quotas
+    from .secrets.service import SecretGuard
     from .store import Store
 
 log = logging.getLogger("memfs.fs")  # the handlers' logger: these lines are theirs
@@ -49,6 +50,7 @@ class FsBase:
     quotas: Quotas
     changes: Changes
     opens: OpenCounts
+    secrets: SecretGuard | None  # None: no secret guard (tests that build Operations bare)
     _held: dict[Scope, trio.Event]  # scopes a sync is writing into
     _files: OpenFiles
     _dirs: dict[int, DirHandle]

@@ -4,12 +4,15 @@ and a finding never carries the secret. Fixtures are fakes of the right shape.""
 from __future__ import annotations
 
 import base64
+import itertools
 import random
 import string
 
 import pytest
 
-from memfs.secrets import Scanner
+from memfs.config import ConfigError, parse
+from memfs.policy import Kind, Scope
+from memfs.secrets import Scanner, guard
 from memfs.secrets.rules import go_to_python
 from memfs.secrets.scanner import MAX_FINDINGS
 
@@ -201,3 +204,100 @@ def test_semi_generic_lazy_prefix_is_dropped() -> None:
     # position (1 MiB of base64 took 17.9 s in sumologic-access-id).
     assert go_to_python(r"[\w.-]{0,50}?(?i:[\w.-]{0,50}?(?:sumo)x)") == "(?i:(?:sumo)x)"
     assert go_to_python(r"(?i)[\w.-]{0,50}?(?:adobe)x") == "(?i)(?:adobe)x"
+
+
+# -- the guard's rules (memfs/secrets/guard.py) -------------------------------------------
+GHP = "ghp_" + rand(B62, 36)
+GHP2 = "ghp_" + rand(B62, 36)
+TEAM, ALICE, BOB = Scope(Kind.TEAM, "eng"), Scope(Kind.PRIVATE, "alice"), Scope(Kind.PRIVATE, "bob")
+
+
+def test_guarded_scopes_follow_the_config() -> None:
+    default = guard.Policy(conf=parse({}).secrets, remotes=[BOB])
+    assert default.refuses(TEAM) and default.refuses(BOB)  # bob's memory has a remote
+    assert not default.refuses(ALICE) and default.flags(ALICE) and not default.flags(TEAM)
+    off = guard.Policy(conf=parse({"secrets": {"guard": "off"}}).secrets, remotes=[BOB])
+    assert not any(off.refuses(s) or off.flags(s) for s in (TEAM, ALICE, BOB)) and not off.on
+    every = guard.Policy(conf=parse({"secrets": {"guard": "all"}}).secrets, remotes=[])
+    assert all(every.refuses(s) for s in (TEAM, ALICE, BOB))
+    team_only = guard.Policy(conf=parse({"secrets": {"guard": ["team"]}}).secrets, remotes=[BOB])
+    assert team_only.refuses(TEAM) and not team_only.refuses(BOB) and team_only.flags(BOB)
+    strict = guard.Policy(conf=parse({"secrets": {"private": "refuse"}}).secrets, remotes=[])
+    assert strict.refuses(ALICE)
+
+
+@pytest.mark.parametrize(
+    "secrets, message",
+    [
+        ({"guard": "some"}, "secrets.guard"),
+        ({"guard": ["team", "private"]}, "secrets.guard"),
+        ({"allow": "x"}, "secrets.allow"),
+        ({"allow": ["("]}, r"secrets.allow\[0\]: not a regular expression"),
+        ({"private": "warn"}, "secrets.private: expected flag or refuse"),
+        ({"other": 1}, "unknown key 'other'"),
+    ],
+)
+def test_bad_secrets_config_is_one_clear_error(secrets: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse({"secrets": secrets})
+
+
+def test_yaml_off_is_off() -> None:
+    assert parse({"secrets": {"guard": False}}).secrets.guard == ()
+
+
+def test_window_is_bounded_around_the_write() -> None:
+    assert guard.window(0, 10, 0) == (0, 0)
+    assert guard.window(100_000, 10, 1_000_000) == (100_000 - guard.WINDOW, 100_010 + guard.WINDOW)
+    assert guard.window(5_000_000, 100, 10) == (0, 10)  # past the end: the whole (small) file
+    assert guard.window(10, 5, 12) == (0, 12)
+
+
+def test_apply_overwrites_pads_and_cuts_partial_lines() -> None:
+    a = guard.apply(b"hello world", 0, 11, 6, b"there")
+    assert (a.before, a.after, a.origin) == (b"hello world", b"hello there", 0)
+    a = guard.apply(b"ab", 0, 2, 4, b"cd")  # a hole before the write reads as zeros
+    assert a.after == b"ab\0\0cd"
+    # the window starts mid-line and ends mid-line: both partial lines are dropped
+    a = guard.apply(b"xx\nline one\nyy", 100, 1000, 106, b"ONE")
+    assert a.origin == 103 and a.before == b"line one\n" and a.after == b"linONEne\n"
+    # never into the write itself, nor where the file itself starts or ends
+    a = guard.apply(b"no newline here", 100, 115, 103, b"X")
+    assert a.before == b"no newline here" and a.after == b"no Xewline here"
+
+
+def test_a_secret_split_across_writes_is_new_at_the_second() -> None:
+    first = guard.apply(b"", 0, 0, 0, f"token {GHP[:20]}".encode())
+    assert not SCANNER.scan(first.after)
+    sofar = first.after
+    second = guard.apply(sofar, 0, len(sofar), len(sofar), GHP[20:].encode() + b"\n")
+    new = guard.new_findings(SCANNER.scan(second.before), SCANNER.scan(second.after))
+    assert [f.rule for f in new] == ["github-pat"]
+
+
+def test_a_finding_already_there_blocks_nothing_but_a_new_one_is_new() -> None:
+    old = f"old {GHP}\nnotes\n".encode()
+    edit = guard.apply(old, 0, len(old), len(old) - 6, b"NOTES\n")
+    assert SCANNER.scan(edit.after) and not guard.new_findings(
+        SCANNER.scan(edit.before), SCANNER.scan(edit.after)
+    )
+    more = guard.apply(old, 0, len(old), len(old), f"new {GHP2}\n".encode())
+    assert len(guard.new_findings(SCANNER.scan(more.before), SCANNER.scan(more.after))) == 1
+    again = guard.apply(old, 0, len(old), len(old), f"copy {GHP}\n".encode())  # a second copy
+    assert len(guard.new_findings(SCANNER.scan(again.before), SCANNER.scan(again.after))) == 1
+
+
+def test_fingerprints_tell_secrets_apart_without_holding_them() -> None:
+    a, b = SCANNER.scan(GHP)[0], SCANNER.scan(GHP2)[0]
+    assert a.fingerprint and a.fingerprint != b.fingerprint
+    assert a.fingerprint == SCANNER.scan(f"x {GHP}")[0].fingerprint
+    assert GHP[4:] not in repr(a) + str(a) + a.fingerprint
+
+
+def test_chunks_cover_a_file_with_overlap() -> None:
+    assert list(guard.chunks(0)) == [(0, 0)]
+    assert list(guard.chunks(10, chunk=4, overlap=1)) == [(0, 4), (3, 7), (6, 10)]
+    size = 3 * guard.CHUNK
+    pieces = list(guard.chunks(size))
+    assert pieces[0][0] == 0 and pieces[-1][1] == size
+    assert all(b[0] == a[1] - guard.WINDOW for a, b in itertools.pairwise(pieces))

@@ -144,6 +144,7 @@ def test_control_files_are_read_only_and_hidden(tm):
         "history",
         "index.md",
         "log",
+        "quarantine",
         "query",
         "query.json",
         "refresh",

@@ -1,0 +1,403 @@
+"""The secret guard wired to the filesystem: a write or a move into a guarded scope is
+scanned (guard.py decides what and where) before it is applied, off the trio loop behind
+the caller's own limiter; a refusal is logged without the secret, listed in the writer's
+.memfs/status and its bytes kept for the writer alone in DATA/state/quarantine/<user>/.
+
+The handlers (file_ops, dir_ops) only ask this and answer EACCES; what is guarded, the
+window maths and what counts as new live in guard.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from .. import layout
+from ..background import NicedPool
+from ..config import SecretsConf
+from ..confine import bad_component, open_beneath
+from ..names import label, quote_path, stamp
+from ..policy import Principal, Scope
+from ..store import Store, walk_tree
+from . import guard
+from .scanner import Finding, Scanner
+
+log = logging.getLogger("memfs.secrets")
+
+QUARANTINE_FILES = 50  # per user, newest kept
+QUARANTINE_BYTES = 1 << 20  # of one refused write's window
+MAX_RECORDS = 100  # refusals or flags listed per user
+MAX_PENDING = 10_000  # files closed in flagged scopes waiting for their scan
+FLAG_QUIET = 1.0  # seconds without a close in a flagged scope before the flagger scans
+FLAG_MAX_WAIT = 10.0  # but no later than this after the first close waiting
+
+
+@dataclass(frozen=True)
+class Record:
+    """A refusal or a flag as the writer's status shows it: never the secret."""
+
+    scope: Scope
+    path: bytes
+    line: int
+    rule: str
+    when: int  # seconds since the epoch
+    op: str = ""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    finding: Finding
+    line: int  # in the file
+    kept: bytes  # what the write would have made of the window
+
+
+def _lines_before(fd: int, offset: int) -> int:
+    """Newlines in the file before `offset`: only counted when a refusal names a line."""
+    n, pos = 0, 0
+    while pos < offset and fd >= 0:
+        chunk = os.pread(fd, min(1 << 20, offset - pos), pos)
+        if not chunk:
+            break
+        n += chunk.count(b"\n")
+        pos += len(chunk)
+    return n
+
+
+@contextlib.contextmanager
+def _readable(fd: int) -> Iterator[int]:
+    """fd itself if it can be read; else the same file opened again for reading (a
+    write-only handle: O_WRONLY is how most programs write), by its /proc magic link,
+    which reaches the open file even after a rename or an unlink; -1 if neither can."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_WRONLY:
+        yield fd
+        return
+    try:
+        rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # a file its owner made write-only (chmod 200): judge the write alone
+        yield -1
+        return
+    try:
+        yield rfd
+    finally:
+        os.close(rfd)
+
+
+class SecretGuard:
+    """Built by daemon.build; handed to fs.Operations and control.Control."""
+
+    def __init__(self, *, conf: SecretsConf, remotes: Iterable[Scope], data: Path, store: Store) -> None:
+        self.policy = guard.Policy(conf=conf, remotes=remotes)
+        self._scanner = Scanner(allow=conf.allow) if self.policy.on else None
+        self._store = store
+        self._quarantine = data / "state" / "quarantine"
+        self._refused: dict[str, OrderedDict[tuple[Scope, bytes], Record]] = {}
+        self._flagged: dict[str, OrderedDict[tuple[Scope, bytes], Record]] = {}
+        self._limiters: dict[int, trio.CapacityLimiter] = {}
+        self._seq = itertools.count(1)
+        # files closed in flagged scopes, waiting for the background scan (run_flagger)
+        self._pending: dict[tuple[Scope, bytes], Principal] = {}
+        self._wake = trio.Event()
+        self._busy: tuple[tuple[Scope, bytes], Principal] | None = None
+        self._idle = trio.Event()
+        self._pool = NicedPool(1, "memfs-secrets")
+        self._lock = threading.Lock()  # quarantine folders: written from worker threads
+
+    # -- what the handlers ask ------------------------------------------------------
+    def refuses(self, scope: Scope) -> bool:
+        return self.policy.refuses(scope)
+
+    def flags(self, scope: Scope) -> bool:
+        return self.policy.flags(scope)
+
+    def _limiter(self, uid: int) -> trio.CapacityLimiter:
+        # A caller's scans queue behind its own, never in front of another caller's.
+        lim = self._limiters.get(uid)
+        if lim is None:
+            lim = self._limiters[uid] = trio.CapacityLimiter(1)
+        return lim
+
+    async def check_write(
+        self, p: Principal, scope: Scope, path: bytes, fd: int, off: int, buf: bytes, append: bool
+    ) -> bool:
+        """True: refuse this write (logged, recorded, quarantined); False: apply it."""
+        verdict = await trio.to_thread.run_sync(
+            self._judge_write, fd, off, buf, append, limiter=self._limiter(p.uid)
+        )
+        if verdict is None:
+            self._clear(self._refused, p, scope, path)
+            return False
+        f = verdict.finding
+        self._refuse(p, "write", scope, path, verdict.line, f.rule)
+        await trio.to_thread.run_sync(self._keep, p, path, verdict.kept, limiter=self._limiter(p.uid))
+        return True
+
+    async def check_move(
+        self, p: Principal, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes
+    ) -> bool:
+        """True: refuse moving src_path (a file or a folder) into dst, a guarded scope."""
+        found = await trio.to_thread.run_sync(self._judge_tree, src, src_path, limiter=self._limiter(p.uid))
+        if found is None:
+            self._clear(self._refused, p, dst, dst_path)
+            return False
+        where, line, rule = found
+        shown = dst_path + where[len(src_path) :]
+        self._refuse(p, "rename", dst, shown, line, rule)
+        return True
+
+    def closed(self, p: Principal, scope: Scope, path: bytes) -> None:
+        """A file written in a flagged scope was closed: it is scanned soon, in the
+        background (run_flagger), never on the writer's way (a close per file in private
+        memory cost ~0.5-0.8 ms more when scanned in release: scripts/bench_guard.py)."""
+        if len(self._pending) < MAX_PENDING or (scope, path) in self._pending:
+            self._pending[(scope, path)] = p
+            self._wake.set()
+
+    async def run_flagger(self) -> None:
+        """Scan the files closed in flagged scopes, one at a time, in a niced thread."""
+        while True:
+            await self._wake.wait()
+            # After a pause in closes, so a burst (or one file closed often) is scanned once
+            # per file and not while its writer waits for the loop; at most FLAG_MAX_WAIT late.
+            deadline = trio.current_time() + FLAG_MAX_WAIT
+            while trio.current_time() < deadline:
+                self._wake = trio.Event()
+                with trio.move_on_after(FLAG_QUIET):
+                    await self._wake.wait()
+                if not self._wake.is_set():
+                    break
+            self._wake = trio.Event()
+            while self._pending:
+                key = next(iter(self._pending))
+                await self._flag(key, self._pending.pop(key))
+
+    async def settle(self, p: Principal) -> None:
+        """Before the caller's status is shown: its files still waiting are scanned now, and
+        one in flight is waited for, so status shows what the caller just wrote."""
+        mine = [k for k, q in self._pending.items() if q.user == p.user]
+        for key in mine:
+            if (q := self._pending.pop(key, None)) is not None:
+                await self._flag(key, q)
+        while self._busy is not None and self._busy[1].user == p.user:
+            await self._idle.wait()
+
+    async def _flag(self, key: tuple[Scope, bytes], p: Principal) -> None:
+        while self._busy is not None:  # one scan at a time: settle() and the flagger share it
+            await self._idle.wait()
+        self._busy, self._idle = (key, p), trio.Event()
+        try:
+            found = await self._pool.run(self._judge_path, *key)
+        finally:
+            self._busy = None
+            self._idle.set()
+        scope, path = key
+        if found is None:
+            self._clear(self._flagged, p, scope, path)
+            return
+        line, rule = found
+        log.info(
+            "secret in %s: line %d (rule %s): flagged, not refused (a scope the guard does not refuse in)",
+            self._subject(p, scope, path),
+            line,
+            rule,
+        )
+        self._record(self._flagged, p, Record(scope, path, line, rule, int(time.time()), "write"))
+
+    # -- judging (worker threads) ---------------------------------------------------------
+    def _scan(self, data: bytes) -> list[Finding]:
+        assert self._scanner is not None, "a scan with the guard off"
+        return self._scanner.scan(data)
+
+    def _judge_write(self, fd: int, off: int, buf: bytes, append: bool) -> _Verdict | None:
+        size = os.fstat(fd).st_size
+        if append:
+            off = size
+        start, end = guard.window(off, len(buf), size)
+        with _readable(fd) as rfd:
+            return self._judge_window(rfd, start, end, size, off, buf)
+
+    def _judge_window(
+        self, fd: int, start: int, end: int, size: int, off: int, buf: bytes
+    ) -> _Verdict | None:
+        old = os.pread(fd, end - start, start) if end > start and fd >= 0 else b""
+        w = guard.apply(old, start, size, off, buf)
+        after = self._scan(w.after)
+        if not after:
+            return None  # the common case: one scan
+        new = guard.new_findings(self._scan(w.before) if w.before else [], after)
+        if not new:
+            return None
+        return _Verdict(new[0], _lines_before(fd, w.origin) + new[0].line, w.after)
+
+    def _judge_path(self, scope: Scope, path: bytes) -> tuple[int, str] | None:
+        try:
+            fd = self._store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:  # gone, renamed or made unreadable since: nothing to flag
+            return None
+        try:
+            return self._judge_file(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        finally:
+            os.close(fd)
+
+    def _judge_file(self, fd: int) -> tuple[int, str] | None:
+        """(line, rule) of the first finding in an open file, read in overlapping pieces."""
+        size = os.fstat(fd).st_size
+        for start, end in guard.chunks(size):
+            found = self._scan(os.pread(fd, end - start, start))
+            if found:
+                return _lines_before(fd, start) + found[0].line, found[0].rule
+        return None
+
+    def _judge_tree(self, scope: Scope, top: bytes) -> tuple[bytes, int, str] | None:
+        """(path, line, rule) of the first finding in a file or in the files below a folder."""
+        st = self._store.lstat(scope, top)
+        if stat.S_ISDIR(st.st_mode):
+            with self._store.at(scope) as root:
+                paths = [rel for rel, s in walk_tree(root, top) if stat.S_ISREG(s.st_mode)]
+        else:
+            paths = [top] if stat.S_ISREG(st.st_mode) else []
+        for path in paths:
+            try:
+                fd = self._store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+            except FileNotFoundError:
+                continue
+            try:
+                found = self._judge_file(fd)
+            finally:
+                os.close(fd)
+            if found is not None:
+                return path, *found
+        return None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # -- what is told and kept ------------------------------------------------------------
+    @staticmethod
+    def _subject(p: Principal, scope: Scope, path: bytes) -> str:
+        shown = layout.view_path(p, scope, "").encode() + path
+        return f"uid={p.uid}({p.user}) {quote_path(shown)}"
+
+    def _refuse(self, p: Principal, op: str, scope: Scope, path: bytes, line: int, rule: str) -> None:
+        # The rule and the line only: never the secret, nor any part of it.
+        log.warning(
+            "%s %s: refused: a secret at line %d (rule %s), into a guarded scope (EACCES)",
+            op,
+            self._subject(p, scope, path),
+            line,
+            rule,
+        )
+        self._record(self._refused, p, Record(scope, path, line, rule, int(time.time()), op))
+
+    @staticmethod
+    def _record(table: dict, p: Principal, rec: Record) -> None:
+        mine = table.setdefault(p.user, OrderedDict())
+        mine.pop((rec.scope, rec.path), None)
+        mine[(rec.scope, rec.path)] = rec
+        while len(mine) > MAX_RECORDS:
+            mine.popitem(last=False)
+
+    @staticmethod
+    def _clear(table: dict, p: Principal, scope: Scope, path: bytes) -> None:
+        mine = table.get(p.user)
+        if mine:
+            mine.pop((scope, path), None)
+
+    def _user_dir(self, user: str, create: bool) -> int | None:
+        """A directory fd of the user's quarantine folder (0700, the daemon's own)."""
+        folder = self._quarantine / label(user)
+        if create:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        try:
+            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+
+    def _keep(self, p: Principal, path: bytes, data: bytes) -> None:
+        """The refused window, for its writer alone: the newest QUARANTINE_FILES, each at
+        most QUARANTINE_BYTES. Names are memfs's own (time, count, the file's name as a
+        label), opened through the confined gate."""
+        assert p.user is not None
+        name = f"{stamp(int(time.time()))}-{next(self._seq) % (1 << 24):06x}-{label(os.path.basename(path))}"
+        try:
+            with self._lock:
+                dfd = self._user_dir(p.user, create=True)
+                assert dfd is not None
+                try:
+                    fd = open_beneath(dfd, name.encode(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    try:
+                        os.write(fd, data[:QUARANTINE_BYTES])
+                    finally:
+                        os.close(fd)
+                    for old in sorted(os.listdir(dfd))[:-QUARANTINE_FILES]:
+                        os.unlink(old, dir_fd=dfd)
+                finally:
+                    os.close(dfd)
+        except OSError as e:
+            log.warning("secrets: cannot keep a refused write in %s: %s", self._quarantine, e.strerror)
+
+    # -- what the control files show ------------------------------------------------------
+    def quarantined(self, user: str) -> list[str]:
+        """The names of the user's kept refused writes, newest first."""
+        dfd = self._user_dir(user, create=False)
+        if dfd is None:
+            return []
+        try:
+            return sorted(os.listdir(dfd), reverse=True)
+        finally:
+            os.close(dfd)
+
+    def read_quarantined(self, user: str, name: bytes) -> bytes:
+        if b"/" in name or bad_component(name) is not None:
+            raise FileNotFoundError(errno.ENOENT, "no such quarantined write")
+        dfd = self._user_dir(user, create=False)
+        if dfd is None:
+            raise FileNotFoundError(errno.ENOENT, "no quarantined writes")
+        try:
+            fd = open_beneath(dfd, name, os.O_RDONLY | os.O_NONBLOCK)
+        finally:
+            os.close(dfd)
+        try:
+            return os.read(fd, QUARANTINE_BYTES)
+        finally:
+            os.close(fd)
+
+    def status_lines(self, p: Principal) -> list[str]:
+        """The caller's own refusals and flags (never another user's), for .memfs/status."""
+        if p.user is None or not self.policy.on:
+            return []
+        out = []
+        for r in self._refused.get(p.user, {}).values():
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.when))
+            out.append(
+                f"{self._shown(p, r)}:{r.line}: {r.op} refused at {when}: a secret (rule {r.rule}); "
+                "team and synced memory never hold one"
+            )
+        for r in self._flagged.get(p.user, {}).values():
+            out.append(
+                f"{self._shown(p, r)}:{r.line}: holds a secret (rule {r.rule}): private, kept; "
+                "moving it to a team or synced scope will be refused"
+            )
+        kept = self.quarantined(p.user)
+        if kept:
+            out.append(
+                f"quarantine: {len(kept)} refused write(s) kept for you alone in .memfs/quarantine/ "
+                f"(newest {QUARANTINE_FILES}, up to {QUARANTINE_BYTES >> 20} MiB each)"
+            )
+        return out
+
+    @staticmethod
+    def _shown(p: Principal, r: Record) -> str:
+        return quote_path(layout.view_path(p, r.scope, "").encode() + r.path)
