@@ -32,6 +32,13 @@ SYS_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike a python under 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a test marked slow run first: with xdist's --dist loadfile a file is
+    one unit of work, and the longest ones started last would make the run's tail."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within a file stays
+
+
 def wait_for(cond, what: str, timeout: float = 60.0) -> None:
     """Poll a condition with a deadline (a bounded wait for a state, not a sleep for luck)."""
     deadline = time.monotonic() + timeout

@@ -470,3 +470,16 @@ def test_rm_after_a_flood_keeps_the_content_and_never_waits_for_the_commit(make_
         m.sh(ALICE, f"cat .memfs/history/doomed.md/{n}").stdout for n in versions(m, ALICE, "doomed.md")
     )
     assert got == ["changed", "kept"], got
+
+
+def test_an_empty_file_removed_before_its_batch_still_has_its_version(make_mount):
+    # rm of an empty file not yet committed records the version without moving the file
+    # into the spool (its content is known); the version must still reach history.
+    m = make_mount(CONFIG + "history: {batch_seconds: 30}\n")
+    m.sh(ALICE, ": > empty.md; printf x > full.md; rm empty.md full.md")
+    assert [
+        m.sh(ALICE, f"cat .memfs/history/empty.md/{n}").stdout for n in versions(m, ALICE, "empty.md")
+    ] == [""]
+    assert [m.sh(ALICE, f"cat .memfs/history/full.md/{n}").stdout for n in versions(m, ALICE, "full.md")] == [
+        "x"
+    ]

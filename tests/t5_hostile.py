@@ -161,6 +161,7 @@ def test_deep_nesting(mnt):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # minutes of requests, more when other tests share the cores
 def test_100k_files_in_one_folder(make_mount):
     mnt = make_mount(DEFAULT_CONFIG + "limits: {user_files: 200000}\n")
     n = 100_000

@@ -48,7 +48,7 @@ class Event:
     is_dir: bool = False
 
 
-KEEP_MIN_COST = 4096
+KEEP_MIN_COST = 512  # bytes a kept version counts at least: its record's memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +58,14 @@ class Kept:
     user: str
     path: bytes
     mode: int
-    spool: str  # the file holding its bytes (DATA/state/kept/), removed once committed
+    spool: str  # the file holding its bytes (DATA/state/kept/), removed once committed; "" if empty
     offset: int
     size: int
     when: float
 
     @property
     def cost(self) -> int:
-        """What it counts against the scope's spool cap (KEEP_MAX): at least a block, so
+        """What it counts against the scope's spool cap (KEEP_MAX): at least its record, so
         an rm -r of empty files after a flood (every path pending) is bounded in count too."""
         return max(self.size, KEEP_MIN_COST)
 
@@ -135,8 +135,10 @@ class Committer:
             with repo.fast_import() as fi:
                 for k in kept:
                     try:
-                        with open(k.spool, "rb") as f:
-                            data = os.pread(f.fileno(), k.size, k.offset)
+                        data = b""  # an empty file is kept without a spool file
+                        if k.spool:
+                            with open(k.spool, "rb") as f:
+                                data = os.pread(f.fileno(), k.size, k.offset)
                     except FileNotFoundError:
                         continue  # committed by an earlier try that failed later
                     oid = blob_id(data)

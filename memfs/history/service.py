@@ -232,10 +232,14 @@ class History:
         into the spool instead of unlinked (one rename: no copy, no second link); the next
         batch commits it, then its removal. Returns what the name was, as Store.unlink."""
         spool = str(self._spool_path())
-        keeps = lambda st: _versionable(st) and self.is_pending(scope, path)  # noqa: E731
-        st, moved = self.store.move_out(scope, path, spool, keeps)
+        kept = lambda st: _versionable(st) and self.is_pending(scope, path)  # noqa: E731
+        # An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
+        # files costs an unlink each, as without history).
+        st, moved = self.store.move_out(scope, path, spool, lambda st: kept(st) and st.st_size > 0)
         if moved:
             self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
+        elif st.st_size == 0 and kept(st):
+            self._spooled_one(scope, path, user, st, "", 0, 0)
         return st
 
     def _keep_by_link(self, scope: Scope, path: bytes, user: str) -> None:
@@ -357,7 +361,7 @@ class History:
         destroyed)."""
         try:
             over = False
-            spools = sorted({k.spool for k in kept})
+            spools = sorted({k.spool for k in kept if k.spool})
             while kept:  # in chunks: a writer held at KEEP_MAX waits for one, not all
                 n, size = 0, 0
                 while n < len(kept) and (n == 0 or size + kept[n].cost <= KEEP_HURRY):
