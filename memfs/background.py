@@ -15,6 +15,7 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 from collections.abc import Callable
@@ -57,6 +58,18 @@ def _lower_priority_of(pid: int) -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, pid, NICE)  # absolute: done twice, still NICE
     except OSError:
+        pass
+
+
+def allow_priority_back() -> None:
+    """While still root: let the daemon give its niced workers normal priority back at
+    unmount (RLIMIT_NICE 20 allows nice 0 at best; an unprivileged daemon cannot
+    otherwise lower a nice value). Best effort: without it they finish niced."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NICE)
+        if soft < 20:
+            resource.setrlimit(resource.RLIMIT_NICE, (20, max(hard, 20)))
+    except (OSError, ValueError):
         pass
 
 
@@ -161,6 +174,16 @@ class NicedProcess:
         except concurrent.futures.BrokenExecutor:
             self._pool = None
             raise
+
+    def hurry(self) -> None:
+        """Unmounted: no caller is left to protect, so the worker finishes what is pending
+        at normal priority (niced under a loaded machine, the commit after an rm -r of
+        100k files took minutes and outlasted `memfs umount`'s wait)."""
+        for pid in list(getattr(self._pool, "_processes", None) or ()):
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self._pool is not None:

@@ -130,7 +130,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     import pyfuse3
     import trio
 
-    from . import daemon, guard
+    from . import background, daemon, guard
     from .history import gitrepo
 
     def report(line: str) -> None:
@@ -141,6 +141,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
             except OSError:
                 pass
 
+    background.allow_priority_back()
     try:
         cfg, ids = check(spec)
         user = privilege.service_user(cfg.daemon_user)
@@ -286,7 +287,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def umount(mountpoint: Path, timeout: float = 30.0) -> None:
+def umount(mountpoint: Path, timeout: float = 300.0) -> None:
     pid = None
     pf = pidfile(mountpoint)
     try:

@@ -26,6 +26,7 @@ users:
   carol: {uid: 1003}
 """
 TIMEOUT = 60  # seconds for any one process that touches the mount
+UMOUNT_TIMEOUT = 300  # `memfs umount` waits for the daemon's last commits (mount.umount)
 SYS_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike a python under /root
 # A memfs command run as a uid starts in the mount, not here: without this it would import
 # whichever memfs the venv has installed, not the checkout under test.
@@ -67,6 +68,7 @@ class Mount:
         self.homes: dict[int, Path] = {}
         self.expected: list[tuple[re.Pattern, int | None]] = []
         self.log_errors = False
+        self.daemons: set[int] = set()
 
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -87,6 +89,8 @@ class Mount:
             timeout=TIMEOUT,
         )
         assert res.returncode == 0 or not check, f"mount failed: {res.stderr}"
+        if (pid := self.pid()) is not None:
+            self.daemons.add(pid)  # killed at cleanup even once its pid file is gone
         return res
 
     def pid(self) -> int | None:
@@ -100,7 +104,7 @@ class Mount:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=TIMEOUT,
+            timeout=UMOUNT_TIMEOUT,
         )
         assert res.returncode == 0, f"umount failed: {res.stderr}"
 
@@ -119,7 +123,11 @@ class Mount:
         if not os.path.ismount(self.mnt):
             return []
         res = subprocess.run(
-            memfs_cmd("umount", str(self.mnt)), env=self.env, capture_output=True, text=True, timeout=TIMEOUT
+            memfs_cmd("umount", str(self.mnt)),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=UMOUNT_TIMEOUT,
         )
         if res.returncode != 0:
             return [f"memfs umount failed: {res.stderr.strip()}"]
@@ -158,10 +166,11 @@ class Mount:
         """Always leaves no mount and no daemon behind, whatever state the test left."""
         pid = self.pid()
         subprocess.run(["fusermount3", "-uz", str(self.mnt)], capture_output=True, timeout=TIMEOUT)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+        for daemon in self.daemons | ({pid} if pid is not None else set()):
+            try:  # only this mount's daemon, not a process that took its pid since
+                if str(self.mnt).encode() in Path(f"/proc/{daemon}/cmdline").read_bytes():
+                    os.kill(daemon, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
                 pass
 
     def log(self) -> str:

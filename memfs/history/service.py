@@ -506,7 +506,8 @@ class History:
 
     # -- shutdown ----------------------------------------------------------------------
     async def close(self) -> None:
-        """Unmounted: commit everything still pending."""
+        """Unmounted: commit everything still pending, at normal priority."""
+        self.background.hurry()
         await self.flush()
 
 
