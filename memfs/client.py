@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .names import STAMP, unquote_path
+from .names import STAMP, quote_path, unquote_path
 from .policy import CONTROL_NAME
 
 CONTROL = os.fsdecode(CONTROL_NAME)  # in every caller's root, not listed by readdir
@@ -139,6 +139,22 @@ def versions(mount: Path, rel: str) -> list[os.DirEntry]:
 def status(mount: Path) -> list[str]:
     """The warnings about the caller's memory, one per item."""
     return control_path(mount, STATUS).read_text().splitlines()
+
+
+def refusal(mount: Path, rel: str) -> str | None:
+    """Why the secret guard refused the caller's write to `rel` (a path from the mount's
+    root), from its `.memfs/status` line `<path>:<line>: <op> refused at <time>: <why>`:
+    "line N: <why>", or None if it did not (or status cannot be read)."""
+    try:
+        lines = status(mount)
+    except OSError:
+        return None
+    prefix = quote_path(os.fsencode(rel)) + ":"
+    for ln in reversed(lines):
+        line_no, sep, rest = ln[len(prefix) :].partition(": ")
+        if ln.startswith(prefix) and sep and " refused at " in rest:
+            return f"line {line_no}: {rest.partition(': ')[2]}"
+    return None
 
 
 def refresh(mount: Path, paths: list[bytes]) -> None:

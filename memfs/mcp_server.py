@@ -120,9 +120,17 @@ class Memories:
                 pass
             if isinstance(e, FileExistsError):
                 raise ToolError(f"File {path} already exists") from None
+            if isinstance(e, PermissionError) and (why := client.refusal(self.mount, self._rel_of(tmp))):
+                raise ToolError(
+                    f"Error: {path} was not written: {why}. Remove the secret and write again; "
+                    "the refused text is kept for you alone in .memfs/quarantine/ of the mount."
+                ) from e
             if isinstance(e, OSError):
                 raise self._os_error(path, e) from e
             raise
+
+    def _rel_of(self, full: Path) -> str:
+        return os.path.relpath(full, self.mount)
 
     def _file(self, path: str) -> Path:
         full = self._full(path)

@@ -166,3 +166,26 @@ def test_search_shows_an_odd_name_as_every_path_is_shown(make_mount):
     hits = json.loads(out["results"][0]["text"])["hits"]
     assert [h["path"] for h in hits] == ['"/memories/odd\\377\\n.md"']
     assert hits[0]["score"] > 0 and "iguana" in hits[0]["snippet"]
+
+
+def test_a_create_with_a_key_into_team_is_a_tool_error_that_says_why(make_mount):
+    """The secret guard refuses the write; the memory tool must say why (rule and line, not
+    just 'Permission denied'), leave nothing behind, and bob must never see the key."""
+    from t4_secrets import GHP, REFUSED
+
+    m = make_mount(TEAM_CONFIG)
+    m.expect_log(REFUSED)
+    out = mcp_calls(
+        m,
+        ALICE,
+        [
+            mem("create", path="/memories/team/deploy.md", file_text=f"# deploy\ntoken: {GHP}\n"),
+            mem("create", path="/memories/team/ok.md", file_text="# ok\nno credentials here\n"),
+        ],
+    )
+    r = out["results"]
+    assert r[0]["error"] and "rule github-pat" in r[0]["text"] and "line 2" in r[0]["text"], r[0]
+    assert GHP not in r[0]["text"] and GHP[4:12] not in r[0]["text"]
+    assert not r[1]["error"], r[1]
+    assert m.sh(BOB, "ls -A team").stdout.split() == ["ok.md"]  # no file, no temp file left
+    assert GHP not in m.sh(BOB, "cat team/*").stdout
