@@ -553,4 +553,29 @@ def plan(
             items, add_index = plan_legacy(root, user, config, report), False
         else:
             items, add_index = plan_dir(root, user, team, report), False
-    return _only_for(user, team, items, report), add_index
+    return _keep_secrets_out(_only_for(user, team, items, report), config, report), add_index
+
+
+def _keep_secrets_out(items: list[Item], config: Config, report: Report) -> list[Item]:
+    """An import is one more way content arrives: what would bring a credential into a
+    scope the secret guard refuses it in (team and synced scopes by default) is skipped
+    and reported by line and rule, never the secret, like a refused write."""
+    from .secrets.guard import Policy
+    from .secrets.scanner import Scanner
+    from .sync.service import remotes
+
+    policy = Policy(conf=config.secrets, remotes=remotes(config))
+    if not any(policy.refuses(item.scope) for item in items):
+        return items
+    scanner = Scanner(allow=config.secrets.allow)
+    kept = []
+    for item in items:
+        found = scanner.scan(item.content) if policy.refuses(item.scope) else []
+        if found:
+            f = found[0]
+            report.skipped.append(
+                (item.source, f"a secret at line {f.line} (rule {f.rule}): {item.scope} never holds one")
+            )
+        else:
+            kept.append(item)
+    return kept

@@ -354,3 +354,21 @@ def test_an_import_while_mounted_counts_against_the_quota_at_once(m, base_dir):
     after = usage()
     assert after["private_bytes"] >= before["private_bytes"] + 50_000, (before, after)
     assert after["private_files"] >= before["private_files"] + 4, (before, after)
+
+
+def test_an_import_brings_no_secret_into_team_memory(m, base_dir):
+    """`memfs import` is one more way content arrives: a file holding a credential is not
+    written into the team (the guard's default), and the report names line and rule, never
+    the secret; the same key in the user's own private memory is imported (flagged, not
+    refused, as a write there would be)."""
+    from t4_secrets import GHP
+
+    src = make_memory_dir(base_dir)
+    (src / "team" / "deploy.md").write_text(entry("Deploy", "how we deploy", "project", f"token {GHP}"))
+    (src / "mine.md").write_text(entry("Mine", "my own token", "user", f"token {GHP}"))
+    out = do_import(m, src, "--user", "alice", "--verbose")
+    assert "skipped 1: a secret at line" in out and "(rule github-pat): team:eng never holds one" in out, out
+    assert GHP not in out
+    assert not (m.data / "teams" / "eng" / "deploy.md").exists()
+    assert m.sh(BOB, "ls team").stdout.split() == ["MEMORY.md", "style.md"]
+    assert GHP in m.sh(ALICE, "cat mine.md").stdout
