@@ -102,6 +102,32 @@ class FsHost(SyncHost, Protocol):
         """(scope, path, user) of files in these scopes open with writes not yet closed."""
 
 
+class NamedNumbers:
+    """Names under a control folder (a query, a quarantined write) given inode numbers on
+    first lookup, from a counter that never reuses one. Bounded: past MAX the map starts
+    over, and the kernel asks again for the names it forgot."""
+
+    MAX = 10_000
+
+    def __init__(self, counter: Counter):
+        self._next = counter
+        self._numbers: dict[bytes, int] = {}
+        self.name: dict[int, bytes] = {}
+
+    def number(self, name: bytes) -> int:
+        ino = self._numbers.get(name)
+        if ino is None:
+            if len(self._numbers) >= self.MAX:
+                self._numbers.clear()
+                self.name.clear()
+            ino = self._numbers[name] = self._next()
+            self.name[ino] = name
+        return ino
+
+    def __contains__(self, ino: int) -> bool:
+        return ino in self.name
+
+
 class Control:
     def __init__(
         self,
@@ -148,11 +174,9 @@ class Control:
         if secrets is not None and secrets.policy.on:
             root[b"quarantine"] = QUARANTINE
         self._names = {CONTROL_ROOT: root}
-        self._kept: dict[bytes, int] = {}  # quarantine/<name> -> its inode (from the query range)
-        self._kept_names: dict[int, bytes] = {}
-        self._queries: dict[bytes, int] = {}
-        self._query_names: dict[int, bytes] = {}
         self._next_query_ino = Counter(QUERY_BASE, OWN_BASE)  # never reused: an old number names no new query
+        self._queries = NamedNumbers(self._next_query_ino)  # search/<query>
+        self._kept = NamedNumbers(self._next_query_ino)  # quarantine/<name>
 
     # The files that use them exist only with an index (search, query, context.md, ...) or
     # a sync (sync): these say so to the type checker.
@@ -204,7 +228,7 @@ class Control:
             a = self._attrs(ino, stat.S_IFREG | 0o200)
             a.st_uid = a.st_gid = 0
             return a
-        if ino in self._query_names or ino in self._async_files or ino in self._kept_names:
+        if ino in self._queries or ino in self._async_files or ino in self._kept:
             # Content is made at open; direct_io readers read to EOF whatever the size says.
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o400), p)
         raise FUSEError(errno.ENOENT)
@@ -219,11 +243,11 @@ class Control:
             # A granted owner's private root: an ordinary scope inode, read-only by policy.
             return self.host.entry(Scope(Kind.PRIVATE, owner), b"", 0, view=True)
         if parent == SEARCH:
-            return self.getattr(self._query_inode(name), p)
+            return self.getattr(self._queries.number(name), p)
         if parent == QUARANTINE:
             if p.user is None or os.fsdecode(name) not in self._quarantine().quarantined(p.user):
                 raise FUSEError(errno.ENOENT)
-            return self.getattr(self._kept_inode(name), p)
+            return self.getattr(self._kept.number(name), p)
         ino = self._names.get(parent, {}).get(name)
         if ino is None:
             raise FUSEError(errno.ENOENT)
@@ -232,27 +256,6 @@ class Control:
     def _quarantine(self) -> SecretGuard:
         assert self.secrets is not None, "the quarantine without a secret guard"
         return self.secrets
-
-    def _kept_inode(self, name: bytes) -> int:
-        ino = self._kept.get(name)
-        if ino is None:
-            if len(self._kept) >= 10_000:
-                self._kept.clear()
-                self._kept_names.clear()
-            ino = self._kept[name] = self._next_query_ino()
-            self._kept_names[ino] = name
-        return ino
-
-    def _query_inode(self, name: bytes) -> int:
-        ino = self._queries.get(name)
-        if ino is None:
-            if len(self._queries) >= 10_000:  # bounded: the kernel asks again for forgotten ones
-                self._queries.clear()
-                self._query_names.clear()
-            ino = self._next_query_ino()
-            self._queries[name] = ino
-            self._query_names[ino] = name
-        return ino
 
     async def grant_ctl(self, scope: Scope, p: Principal) -> EntryAttributes:
         """.memfs/ in a grant reader's view of an owner's root: the owner's history."""
@@ -270,7 +273,7 @@ class Control:
             here = self.getattr(ino, p)
             kept = self._quarantine().quarantined(p.user) if p.user is not None else []
             listing = [(b".", here), (b"..", here)]
-            listing += [(n, self.getattr(self._kept_inode(n), p)) for n in map(os.fsencode, kept)]
+            listing += [(n, self.getattr(self._kept.number(n), p)) for n in map(os.fsencode, kept)]
         else:
             names = self._names.get(ino)
             if names is None:
@@ -306,16 +309,16 @@ class Control:
             content = await self.history_view.read_version(ino, p, self.limiter(p))
             # a version's bytes never change, and its inode names only them: cache them
             return FileInfo(fh=self._handle(content), direct_io=False, keep_cache=True)
-        if ino in self._kept_names:
+        if ino in self._kept:
             if writes:
                 raise FUSEError(errno.EACCES)
             return FileInfo(fh=self._handle(await self._kept_bytes(ino, p)), direct_io=True, keep_cache=False)
-        if ino not in self._query_names and ino not in self._async_files:
+        if ino not in self._queries and ino not in self._async_files:
             raise FUSEError(errno.EISDIR)
         if writes:
             raise FUSEError(errno.EACCES)
-        if ino in self._query_names:
-            query = _decode_query(self._query_names[ino])
+        if ino in self._queries:
+            query = _decode_query(self._queries.name[ino])
             content = await self.search(p, query, as_json=False)
         else:
             content = await self._async_files[ino](p)
@@ -366,7 +369,7 @@ class Control:
             raise FUSEError(errno.ENOENT)
         read = self._quarantine().read_quarantined
         try:
-            return await trio.to_thread.run_sync(read, p.user, self._kept_names[ino], limiter=self.limiter(p))
+            return await trio.to_thread.run_sync(read, p.user, self._kept.name[ino], limiter=self.limiter(p))
         except FileNotFoundError:
             raise FUSEError(errno.ENOENT) from None
 

@@ -241,10 +241,13 @@ class SecretGuard:
             return None
         return _Verdict(new[0], _lines_before(fd, w.origin) + new[0].line, w.after)
 
-    def _judge_path(self, scope: Scope, path: bytes) -> tuple[int, str] | None:
+    def _judge_path(self, scope: Scope, path: bytes, gone: type[OSError] = OSError) -> tuple[int, str] | None:
+        """(line, rule) of the first finding in a regular file; None if none, or if opening
+        it fails with `gone` (a flag: gone or unreadable since, nothing to flag; a move:
+        only a file gone since is skipped, any other failure refuses the move)."""
         try:
             fd = self._store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:  # gone, renamed or made unreadable since: nothing to flag
+        except gone:
             return None
         try:
             return self._judge_file(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
@@ -269,15 +272,7 @@ class SecretGuard:
         else:
             paths = [top] if stat.S_ISREG(st.st_mode) else []
         for path in paths:
-            try:
-                fd = self._store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
-            except FileNotFoundError:
-                continue
-            try:
-                found = self._judge_file(fd)
-            finally:
-                os.close(fd)
-            if found is not None:
+            if (found := self._judge_path(scope, path, FileNotFoundError)) is not None:
                 return path, *found
         return None
 
@@ -286,9 +281,12 @@ class SecretGuard:
 
     # -- what is told and kept ------------------------------------------------------------
     @staticmethod
-    def _subject(p: Principal, scope: Scope, path: bytes) -> str:
-        shown = layout.view_path(p, scope, "").encode() + path
-        return f"uid={p.uid}({p.user}) {quote_path(shown)}"
+    def _shown(p: Principal, scope: Scope, path: bytes) -> str:
+        """The path as the caller sees it from the mount's root (team/..., a grant's view)."""
+        return quote_path(layout.view_path(p, scope, "").encode() + path)
+
+    def _subject(self, p: Principal, scope: Scope, path: bytes) -> str:
+        return f"uid={p.uid}({p.user}) {self._shown(p, scope, path)}"
 
     def _refuse(self, p: Principal, op: str, scope: Scope, path: bytes, line: int, rule: str) -> None:
         # The rule and the line only: never the secret, nor any part of it.
@@ -381,13 +379,14 @@ class SecretGuard:
         out = []
         for r in self._refused.get(p.user, {}).values():
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.when))
+            shown = self._shown(p, r.scope, r.path)
             out.append(
-                f"{self._shown(p, r)}:{r.line}: {r.op} refused at {when}: a secret (rule {r.rule}); "
+                f"{shown}:{r.line}: {r.op} refused at {when}: a secret (rule {r.rule}); "
                 "team and synced memory never hold one"
             )
         for r in self._flagged.get(p.user, {}).values():
             out.append(
-                f"{self._shown(p, r)}:{r.line}: holds a secret (rule {r.rule}): private, kept; "
+                f"{self._shown(p, r.scope, r.path)}:{r.line}: holds a secret (rule {r.rule}): private, kept; "
                 "moving it to a team or synced scope will be refused"
             )
         kept = self.quarantined(p.user)
@@ -397,7 +396,3 @@ class SecretGuard:
                 f"(newest {QUARANTINE_FILES}, up to {QUARANTINE_BYTES >> 20} MiB each)"
             )
         return out
-
-    @staticmethod
-    def _shown(p: Principal, r: Record) -> str:
-        return quote_path(layout.view_path(p, r.scope, "").encode() + r.path)
