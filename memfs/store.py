@@ -222,24 +222,24 @@ class Store:
             os.link(name, dst, src_dir_fd=where, follow_symlinks=False)
 
     def move_out(
-        self, scope: Scope, rel: bytes, dst: str, keeps: Callable[[os.stat_result], bool]
-    ) -> tuple[os.stat_result, bool]:
-        """Remove a file the way unlink does, except that a file `keeps` accepts is renamed to
-        `dst`, a path of memfs's own outside every scope (history's spool), instead of
-        unlinked: one renameat in place of a link then an unlink. Returns what it was and
-        whether it moved."""
+        self, scope: Scope, rel: bytes, keeps: Callable[[os.stat_result], str | None]
+    ) -> tuple[os.stat_result, str | None]:
+        """Remove a file the way unlink does, except that a file `keeps` gives a destination
+        (a path of memfs's own outside every scope: history's spool) is renamed there
+        instead of unlinked: one renameat in place of a link then an unlink. Returns what
+        it was and where it went (None: unlinked)."""
         entry = self._hold(scope)
         try:
             with beneath(entry[0], rel) as (where, name):
                 st = os.stat(name, dir_fd=where, follow_symlinks=False)
-                moved = keeps(st)
-                if moved:
+                dst = keeps(st)
+                if dst is not None:
                     os.rename(name, dst, src_dir_fd=where)
                 else:
                     os.unlink(name, dir_fd=where)
         finally:
             self._let_go(entry)
-        return st, moved
+        return st, dst
 
     def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
         """Remove a file; returns what it was (its size goes back to the quota), read in

@@ -90,6 +90,7 @@ class History:
         self._kept_bytes: dict[Scope, int] = {}
         self._last_kept: dict[Scope, dict[bytes, tuple]] = {}  # each path's last kept (size, mtime, ...)
         self.spool = layout.spool_dir(data)  # kept versions' bytes until their batch commits
+        self._spool_prefix = f"{self.spool}/{os.getpid()}-"
         self._spooled = 0
         self._drain_events: dict[Scope, trio.Event] = {}  # set as a chunk of kept versions commits
         self._segments: dict[Scope, list] = {}  # scope -> [fd, path, offset]: see _segment
@@ -231,12 +232,14 @@ class History:
         """rm of a file (after room()): a file whose content is not yet committed is moved
         into the spool instead of unlinked (one rename: no copy, no second link); the next
         batch commits it, then its removal. Returns what the name was, as Store.unlink."""
-        spool = str(self._spool_path())
         kept = lambda st: _versionable(st) and self.is_pending(scope, path)  # noqa: E731
         # An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
-        # files costs an unlink each, as without history).
-        st, moved = self.store.move_out(scope, path, spool, lambda st: kept(st) and st.st_size > 0)
-        if moved:
+        # files costs an unlink each, as without history). The spool name is made only for
+        # a file that moves (a Path per rm was ~9% of unlink's time, measured).
+        st, spool = self.store.move_out(
+            scope, path, lambda st: self._spool_name() if kept(st) and st.st_size > 0 else None
+        )
+        if spool is not None:
             self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
         elif st.st_size == 0 and kept(st):
             self._spooled_one(scope, path, user, st, "", 0, 0)
@@ -255,9 +258,12 @@ class History:
         self._spooled_one(scope, path, user, st, str(spool), 0, st.st_size)
 
     def _spool_path(self) -> Path:
+        return Path(self._spool_name())
+
+    def _spool_name(self) -> str:
         """A new file name in the spool, unique for this daemon's life."""
         self._spooled += 1
-        return self.spool / f"{os.getpid()}-{self._spooled}"
+        return f"{self._spool_prefix}{self._spooled}"
 
     def _spooled_one(self, scope: Scope, path: bytes, user: str, st, spool: str, offset: int, n: int) -> None:
         self._last_kept.setdefault(scope, {})[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
