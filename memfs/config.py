@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +74,17 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class UserConf:
     name: str
-    uid: int
+    uid: int  # shown as the owner of the user's files: `uid`, else the first of `uids`
     team: str | None = None
     aliases: tuple[str, ...] = ()
     remote: str | None = None  # a git URL or path: this user's private memory follows them
+    # every uid that acts as this user, as inclusive (first, last) ranges: `uid` and `uids`
+    # (a sandbox's or container's mapped range, or several accounts of one person)
+    uids: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.uids:
+            object.__setattr__(self, "uids", ((self.uid, self.uid),))
 
 
 @dataclass(frozen=True)
@@ -276,14 +284,18 @@ def parse(data: object, source: str = "<string>") -> Config:
     )
 
 
-def _user(name: str, spec: object, by_uid: dict[int, str]) -> UserConf:
-    spec = _keys(f"users.{name}", spec, {"uid", "team", "aliases", "remote"})
-    if "uid" not in spec:
-        raise ConfigError(f"users.{name}: missing required key 'uid'")
-    uid = _int(f"users.{name}.uid", spec["uid"])
-    if uid in by_uid:
-        raise ConfigError(f"users.{name}: uid {uid} is already used by user {by_uid[uid]!r}")
-    by_uid[uid] = name
+def _user(name: str, spec: object) -> UserConf:
+    spec = _keys(f"users.{name}", spec, {"uid", "uids", "team", "aliases", "remote"})
+    if "uid" not in spec and not spec.get("uids"):
+        raise ConfigError(f"users.{name}: missing required key 'uid' (or 'uids')")
+    ranges = []
+    if "uid" in spec:
+        ranges.append(_uid_range(f"users.{name}.uid", _int(f"users.{name}.uid", spec["uid"])))
+    raw_uids = spec.get("uids") or []
+    if not isinstance(raw_uids, list):
+        raise ConfigError(f'users.{name}.uids: expected a list of uids and ranges like "100000-165535"')
+    ranges += [_uid_range(f"users.{name}.uids[{i}]", v) for i, v in enumerate(raw_uids)]
+    uid = ranges[0][0]
     if UID_NAME_RE.fullmatch(name) and name != f"uid-{uid}":
         raise ConfigError(f"users.{name}: the name {name!r} is what memfs calls uid {name[4:]}")
     team = spec.get("team")
@@ -293,15 +305,49 @@ def _user(name: str, spec: object, by_uid: dict[int, str]) -> UserConf:
     if not isinstance(raw_aliases, list):
         raise ConfigError(f"users.{name}.aliases: expected a list")
     aliases = tuple(str(a) for a in raw_aliases)
-    return UserConf(name, uid, team, aliases, _remote(f"users.{name}.remote", spec.get("remote")))
+    remote = _remote(f"users.{name}.remote", spec.get("remote"))
+    return UserConf(name, uid, team, aliases, remote, tuple(dict.fromkeys(ranges)))
+
+
+MAX_UID = 2**32 - 2  # (uid_t)-1 is "no uid"
+
+
+def _uid_range(where: str, value: object) -> tuple[int, int]:
+    """1001 or "100000-165535" (inclusive) -> (first, last)."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*", value)
+        if m is None:
+            raise ConfigError(f'{where}: expected a uid or a range like "100000-165535", got {value!r}')
+        first, last = int(m.group(1)), int(m.group(2))
+        if first > last or last > MAX_UID:
+            raise ConfigError(f"{where}: {value!r} is not a range of uids (first <= last <= {MAX_UID})")
+        if first == 0:  # root acting as a memory user is said with `uid: 0`, never inside a range
+            raise ConfigError(f"{where}: {value!r} holds uid 0 (root): give uid 0 alone, if at all")
+        return first, last
+    uid = _int(where, value)
+    if uid > MAX_UID:
+        raise ConfigError(f"{where}: {uid} is not a uid")
+    return uid, uid
+
+
+def _shown_range(r: tuple[int, int]) -> str:
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}-{r[1]}"
 
 
 def _users(value: object) -> dict[str, UserConf]:
     users: dict[str, UserConf] = {}
-    by_uid: dict[int, str] = {}
     for name, spec in _mapping("users", value).items():
         name = _name("users", name)
-        users[name] = _user(name, spec, by_uid)
+        users[name] = _user(name, spec)
+    # One uid acts as one user: an overlap is an error that names both claims.
+    claims = sorted((r, u.name) for u in users.values() for r in u.uids)
+    for (a, a_user), (b, b_user) in itertools.pairwise(claims):
+        if b[0] <= a[1]:
+            same = "twice" if a_user == b_user else f"by users {a_user!r} and {b_user!r}"
+            raise ConfigError(
+                f"users.{b_user}: uid {_shown_range((b[0], min(a[1], b[1])))} is claimed {same} "
+                f"({_shown_range(a)} and {_shown_range(b)})"
+            )
     return users
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import grp
 import pwd
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ class Identities:
             for m in team.members:
                 member_of.setdefault(m, []).append(team.name)
         self._team_of = self._choose_teams(member_of)
+        # every configured uid range, sorted (config.parse refused overlaps): a bisect per new uid
+        ranges = sorted((first, last, u.name) for u in config.users.values() for first, last in u.uids)
+        self._range_starts = [r[0] for r in ranges]
+        self._ranges = ranges
         self._readable: dict[str, set[str]] = {}
         for i, g in enumerate(config.grants):
             for key in ("reader", "owner"):
@@ -97,11 +102,18 @@ class Identities:
     def known_user(self, name: str) -> bool:
         return name in self.config.users or _passwd_by_name(name) is not None
 
+    def configured_user(self, uid: int) -> str | None:
+        """The config user whose `uid`/`uids` hold this uid, if any."""
+        i = bisect.bisect_right(self._range_starts, uid) - 1
+        if i >= 0 and uid <= self._ranges[i][1]:
+            return self._ranges[i][2]
+        return None
+
     def user_name(self, uid: int) -> str | None:
         conf = self.config
-        for u in conf.users.values():
-            if u.uid == uid:
-                return u.name
+        configured = self.configured_user(uid)
+        if configured is not None:
+            return configured
         if conf.unknown_uids == "deny":
             return None
         pw = _passwd_by_uid(uid)

@@ -148,6 +148,53 @@ def test_uid_zero_is_allowed():
     assert parse({"users": {"admin": {"uid": 0}}}).users["admin"].uid == 0
 
 
+# -- uids: several uids and ranges act as one user (sandboxes, containers) -----------
+
+
+def test_uids_take_single_uids_and_ranges():
+    u = parse({"users": {"agent": {"uid": 1001, "uids": [1005, "100000-165535", " 7 - 9 "]}}}).users["agent"]
+    assert u.uid == 1001  # the owner shown
+    assert u.uids == ((1001, 1001), (1005, 1005), (100000, 165535), (7, 9))
+
+
+def test_uids_alone_shows_the_first_as_owner():
+    u = parse({"users": {"box": {"uids": ["100000-165535", 2000]}}}).users["box"]
+    assert u.uid == 100000 and u.uids == ((100000, 165535), (2000, 2000))
+
+
+def test_uid_repeated_in_uids_is_one_claim():
+    assert parse({"users": {"a": {"uid": 1001, "uids": [1001]}}}).users["a"].uids == ((1001, 1001),)
+
+
+@pytest.mark.parametrize(
+    "users, names",
+    [
+        ({"alice": {"uid": 1001}, "box": {"uids": ["1000-1002"]}}, ["'alice'", "'box'", "1001"]),
+        ({"a": {"uids": ["100000-165535"]}, "b": {"uids": ["165535-200000"]}}, ["'a'", "'b'", "165535"]),
+        ({"a": {"uids": ["10-20"]}, "b": {"uids": [1, "15-16"]}}, ["'a'", "'b'", "15-16"]),
+        ({"a": {"uids": ["10-20", "20-30"]}}, ["twice", "20"]),
+    ],
+)
+def test_overlapping_uids_are_an_error_naming_both(users, names):
+    msg = error_of({"users": users})
+    assert all(n in msg for n in names), msg
+
+
+@pytest.mark.parametrize("bad", ["9-1", "1-", "abc", "1-2-3", "-5", "0x10", 2**32, "1-4294967296", 1.5, None])
+def test_bad_uid_ranges_are_errors_naming_the_key(bad):
+    assert "users.a.uids[0]" in error_of({"users": {"a": {"uids": [bad]}}})
+
+
+def test_uids_must_be_a_list():
+    assert "users.a.uids" in error_of({"users": {"a": {"uids": "1000-2000"}}})
+
+
+def test_root_cannot_hide_in_a_range():
+    # uid 0 in a range would make root act as that user without anyone writing "uid: 0"
+    assert "0" in error_of({"users": {"a": {"uids": ["0-65535"]}}})
+    assert parse({"users": {"a": {"uids": [0]}}}).users["a"].uid == 0
+
+
 @pytest.mark.parametrize("name", ["", "a/b", "..", ".hidden", "-x", "a b", "x" * 65, "é", 5])
 def test_invalid_user_names_are_errors(name):
     msg = error_of({"users": {name: ALICE}})
