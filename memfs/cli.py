@@ -227,6 +227,71 @@ def cmd_doctor(args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _size(n: float) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+def _scope_line(s: dict) -> str:
+    """One scope of `memfs status --all`: usage against each limit, history, index, sync."""
+    parts = [
+        f"{s['scope']:<24}",
+        f"{_size(s['bytes'])}/{_size(s['max_bytes'])} ({100 * s['bytes'] / max(s['max_bytes'], 1):.0f}%)",
+        f"{s['files']}/{s['max_files']} files",
+    ]
+    if s.get("history_bytes") is not None:
+        hist = f"history {_size(s['history_bytes'])}"
+        if s["history_waiting"]:
+            hist += f", {s['history_waiting']} waiting {s['history_lag']:.0f}s"
+        if s["history_failures"]:
+            hist += f", {s['history_failures']} failed commits"
+        parts.append(hist)
+    if s.get("index_waiting"):
+        parts.append(f"index {s['index_waiting']} queued {s['index_lag']:.0f}s")
+    sync = s.get("sync")
+    if sync is not None:
+        if sync["failures"]:
+            parts.append(f"sync FAILING x{sync['failures']}: {sync['error']}")
+        else:
+            parts.append(f"sync ok, {sync['commits_waiting']} commits waiting")
+    return "  ".join(parts)
+
+
+def cmd_status(args) -> int:
+    """The caller's problems, or (--all, for root and daemon.admin_group) every scope's state."""
+    import json
+
+    mount = Path(args.mount).absolute()
+    if not client.is_mount(mount):
+        return _fail(f"{mount} is not a memfs mount (no {client.CONTROL}/); use --mount")
+    try:
+        if not args.all:
+            lines = client.status(mount)
+            if args.json:
+                print(json.dumps(lines, indent=1))
+            else:
+                print("\n".join(lines) if lines else "nothing wrong")
+            return 0
+        snap = client.admin(mount)
+    except PermissionError:
+        return _fail("--all is for root and members of daemon.admin_group (see the README's Config)")
+    except (OSError, client.AnswerError) as e:
+        return _fail(f"cannot read the mount's state: {e}")
+    if args.json:
+        print(json.dumps(snap, indent=1))
+        return 0
+    for s in snap["scopes"]:
+        print(_scope_line(s))
+    held = ", ".join(f"{u} {n}" for u, n in snap["open_handles"].items()) or "none"
+    print(f"open handles: {held}")
+    print(f"embedding backlog: {snap['embedding_backlog']} entries")
+    print(f"daemon: {_size(snap['rss_bytes'])} resident, {snap['threads']} threads")
+    return 0
+
+
 def _history_cmd(args) -> int:
     from .history import commands
 
@@ -278,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--at", default=None, help="a version name or a UTC time (default: the latest version)")
     rs.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     rs.set_defaults(func=_history_cmd, history_command="restore")
+
+    st = sub.add_parser("status", help="what is wrong with your memory; --all: every user's state (admins)")
+    st.add_argument("--all", action="store_true", help="every user and team: usage, history, index, sync")
+    st.add_argument("--json", action="store_true", help="JSON for scripts")
+    st.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    st.set_defaults(func=cmd_status)
 
     sy = sub.add_parser("sync", help="sync your memory with its git remotes now; say what moved")
     sy.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")

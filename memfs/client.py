@@ -28,6 +28,7 @@ SYNC = "sync"  # YAML: a list, one mapping per synced scope; write to it to sync
 LOG = "log"  # text: one change per line, newest first
 HISTORY = "history"  # history/<path>/<version>: a file's versions, read-only
 REFRESH = "refresh"  # root only: backing paths changed behind the daemon's back
+ADMIN = "admin.json"  # JSON: every user's and team's state (root and daemon.admin_group)
 
 _CHUNK = 65536
 
@@ -139,6 +140,19 @@ def versions(mount: Path, rel: str) -> list[os.DirEntry]:
 def status(mount: Path) -> list[str]:
     """The warnings about the caller's memory, one per item."""
     return control_path(mount, STATUS).read_text().splitlines()
+
+
+def admin(mount: Path) -> dict:
+    """Every user's and team's state (root, or daemon.admin_group): fleet.Snapshot as a dict.
+    PermissionError for anyone else."""
+    text = control_path(mount, ADMIN).read_bytes()
+    try:
+        snap = json.loads(text)
+    except ValueError:
+        raise AnswerError(f"{ADMIN}: not JSON") from None
+    if not isinstance(snap, dict) or not isinstance(snap.get("scopes"), list):
+        raise AnswerError(f"{ADMIN}: no list of scopes")
+    return snap
 
 
 def refusal(mount: Path, rel: str) -> str | None:

@@ -29,6 +29,8 @@ DEFAULT_CONFIG_TEXT = """\
 #   - {reader: bob, owner: alice}   # bob may read alice's private memory, never write it
 # unknown_uids: allow         # allow | deny: deny gives uids not under `users:` EACCES everywhere
 # daemon: {user: memfs}       # who serves requests, runs git and owns DATA/ (root only mounts)
+#   admin_group: memfs-admin  # its members (and root) see every user's state: memfs status --all
+# metrics: {listen: "127.0.0.1:9464"}  # Prometheus /metrics (off by default); or a socket path
 # limits:                     # fair shares; a caller over one gets the error, never the others
 #   max_file_bytes: 10M       # one file (EFBIG)
 #   user_bytes: 1G            # one user's private memory (EDQUOT)
@@ -69,6 +71,14 @@ DEFAULT_CONFIG_TEXT = """\
 
 class ConfigError(Exception):
     """The config cannot be used; the message names the problem in one line."""
+
+
+@dataclass(frozen=True)
+class MetricsConf:
+    """Where /metrics is served (Prometheus exposition format): "HOST:PORT", a unix socket
+    path (starts with /), or None (off, the default)."""
+
+    listen: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,8 @@ class Config:
     source: str = "<default>"
     daemon_user: str = "memfs"  # the unprivileged user the daemon serves as (root only mounts)
     secrets: SecretsConf = field(default_factory=SecretsConf)
+    admin_group: str | None = None  # its members see every user's state (memfs status --all)
+    metrics: MetricsConf = field(default_factory=lambda: MetricsConf())
 
 
 def _keys(where: str, value: object, allowed: set[str]) -> dict:
@@ -250,7 +262,7 @@ def parse(data: object, source: str = "<string>") -> Config:
         "config",
         data,
         {"users", "teams", "grants", "unknown_uids", "limits", "index", "memory", "context", "history"}
-        | {"sync", "search", "daemon", "secrets"},
+        | {"sync", "search", "daemon", "secrets", "metrics"},
     )
     users = _users(top.get("users"))
     teams = _teams(top.get("teams"))
@@ -264,8 +276,11 @@ def parse(data: object, source: str = "<string>") -> Config:
     enabled = ix.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"index.enabled: expected true or false, got {enabled!r}")
-    daemon = _keys("daemon", top.get("daemon"), {"user"})
+    daemon = _keys("daemon", top.get("daemon"), {"user", "admin_group"})
     daemon_user = _name("daemon.user", daemon.get("user", "memfs"))
+    admin_group = daemon.get("admin_group")
+    if admin_group is not None:
+        admin_group = _name("daemon.admin_group", admin_group)
     return Config(
         users,
         teams,
@@ -281,7 +296,22 @@ def parse(data: object, source: str = "<string>") -> Config:
         source,
         daemon_user,
         _secrets(top.get("secrets")),
+        admin_group,
+        _metrics(top.get("metrics")),
     )
+
+
+def _metrics(value: object) -> MetricsConf:
+    listen = _keys("metrics", value, {"listen"}).get("listen")
+    if listen is None:
+        return MetricsConf()
+    if not isinstance(listen, str) or not listen:
+        raise ConfigError(f'metrics.listen: expected "HOST:PORT" or a socket path, got {listen!r}')
+    if not listen.startswith("/"):
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f'metrics.listen: expected "HOST:PORT" or a socket path, got {listen!r}')
+    return MetricsConf(listen)
 
 
 def _user(name: str, spec: object) -> UserConf:

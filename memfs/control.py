@@ -23,6 +23,7 @@ from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 from . import context as ctx_mod
 from . import layout, policy
 from .entry import INDEX_NAME
+from .fleet import Snapshot
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, QueryError, path_bytes
@@ -54,6 +55,7 @@ STATUS = 10  # status: everything wrong, one line each
 REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
 SYNC = 14  # sync: read for the caller's scopes' sync state; write to it to sync them now
 QUARANTINE = 15  # quarantine/<name>: the caller's own refused writes (the secret guard), read-only
+ADMIN = 16  # admin.json: every user's and team's state (root and daemon.admin_group only)
 
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
@@ -102,6 +104,14 @@ class FsHost(SyncHost, Protocol):
         """(scope, path, user) of files in these scopes open with writes not yet closed."""
 
 
+class FleetView(Protocol):
+    """The operator's view of every scope (fleet.Fleet): memfs status --all."""
+
+    async def snapshot(self, count: bool = True) -> Snapshot: ...
+
+    def is_admin(self, p: Principal) -> bool: ...
+
+
 class NamedNumbers:
     """Names under a control folder (a query, a quarantined write) given inode numbers on
     first lookup, from a counter that never reuses one. Bounded: past MAX the map starts
@@ -141,8 +151,10 @@ class Control:
         history_view: HistoryView | None = None,
         sync: Sync | None = None,
         secrets: SecretGuard | None = None,
+        fleet: FleetView | None = None,
     ):
         self.ids = ids
+        self.fleet = fleet
         self.store = store
         self.mountpoint = mountpoint
         self.index = index
@@ -159,8 +171,11 @@ class Control:
             CONTEXT: self.context_md,
             INDEX_MD: self.index_md,
             STATUS: self.status,
+            ADMIN: self.admin,
         }
         root = {b"whoami": WHOAMI, b"users": USERS, b"refresh": REFRESH}
+        if fleet is not None:
+            root[b"admin.json"] = ADMIN
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
             root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
@@ -226,6 +241,10 @@ class Control:
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
         if ino == REFRESH:
             a = self._attrs(ino, stat.S_IFREG | 0o200)
+            a.st_uid = a.st_gid = 0
+            return a
+        if ino == ADMIN:  # root's, like /etc/shadow: memfs decides who reads it (is_admin)
+            a = self._attrs(ino, stat.S_IFREG | 0o400)
             a.st_uid = a.st_gid = 0
             return a
         if ino in self._queries or ino in self._async_files or ino in self._kept:
@@ -379,6 +398,13 @@ class Control:
         if lim is None:
             lim = self._limiters[p.uid] = trio.CapacityLimiter(1)
         return lim
+
+    async def admin(self, p: Principal) -> bytes:
+        """Every user's and team's state, for root and daemon.admin_group (JSON)."""
+        if self.fleet is None or not self.fleet.is_admin(p):
+            raise FUSEError(errno.EACCES)
+        snap = await self.fleet.snapshot()
+        return json.dumps(snap.as_dict(), indent=1).encode() + b"\n"
 
     async def whoami(self, p: Principal) -> bytes:
         mnt = self.mountpoint.rstrip("/")

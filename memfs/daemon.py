@@ -20,14 +20,17 @@ import trio
 
 from . import config as config_mod
 from . import context as ctx_mod
-from . import privilege
+from . import guard, privilege
 from .background import NicedProcess
+from .fleet import Fleet
 from .fs import Operations
 from .handles import OpenFiles
 from .history import History
 from .history.view import HistoryView
 from .identity import Identities
 from .index import Index, IndexUnavailable, embed
+from .metrics import SCRAPE_TIMEOUT, Exporter, RequestStats
+from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
 from .store import Store
 from .sync import Pushes, Sync, remotes
@@ -48,6 +51,8 @@ class Parts:
     index: Index | None
     history: History | None
     sync: Sync | None
+    fleet: Fleet
+    exporter: Exporter | None = None
 
 
 def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path, stack) -> Parts:
@@ -89,6 +94,10 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         if pushes is not None:
             sync = Sync(history=history, cfg=cfg, pushes=pushes)
             stack.callback(sync.background.close)
+    quotas, opens = Quotas(store, cfg.limits), OpenCounts(cfg.limits)
+    fleet = Fleet(
+        cfg=cfg, data=data, quotas=quotas, opens=opens, names=ids, index=index, history=history, sync=sync
+    )
     ops = Operations(
         store=store,
         ids=ids,
@@ -101,8 +110,33 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         context=ctx_mod.ContextLimits(cfg.context.max_lines, cfg.context.max_bytes, cfg.context.stale_days),
         mountpoint=str(mountpoint),
         secrets=secrets,
+        quotas=quotas,
+        opens=opens,
+        fleet=fleet,
     )
-    return Parts(store, ops, index, history, sync)
+    parts = Parts(store, ops, index, history, sync, fleet)
+    if cfg.metrics.listen is not None:
+        parts.exporter = _exporter(cfg.metrics.listen, fleet, stack)
+    return parts
+
+
+def _exporter(listen: str, fleet: Fleet, stack) -> Exporter:
+    """/metrics: requests counted from now on; each scrape reads a snapshot the loop takes."""
+    stats = RequestStats()
+    token = trio.lowlevel.current_trio_token()
+
+    async def both():
+        with trio.fail_after(SCRAPE_TIMEOUT):
+            return stats.copy(), await fleet.snapshot()
+
+    try:
+        exporter = Exporter(listen, lambda: trio.from_thread.run(both, trio_token=token))
+    except OSError as e:
+        raise BuildError(f"cannot serve metrics on {listen}: {e.strerror or e}") from None
+    guard.enable_stats(stats)
+    stack.callback(guard.enable_stats, None)
+    stack.callback(exporter.close)
+    return exporter
 
 
 async def supervised(name: str, task, *args) -> None:
@@ -214,6 +248,8 @@ async def run(
             stack.push_async_callback(_flush_index, parts.index)
         if parts.history is not None:  # a crash instead: the next reconcile commits it
             stack.push_async_callback(parts.history.close)
+        if parts.exporter is not None:
+            parts.exporter.start()
         mounted()
         report("ok")
         async with trio.open_nursery() as nursery:

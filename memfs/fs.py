@@ -37,7 +37,7 @@ from . import context as ctx_mod
 from . import layout, logline, policy
 from .changes import Changes
 from .config import Limits
-from .control import Control
+from .control import Control, FleetView
 from .dir_ops import DirOps
 from .file_ops import FileOps
 from .guard import guarded
@@ -93,6 +93,9 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         context: ctx_mod.ContextLimits | None = None,
         mountpoint: str = "",
         secrets: SecretGuard | None = None,
+        quotas: Quotas | None = None,
+        opens: OpenCounts | None = None,
+        fleet: FleetView | None = None,
     ):
         """Built by daemon.build (the composition root); tests build it bare."""
         super().__init__()
@@ -115,12 +118,13 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             history_view=history_view,
             sync=sync,
             secrets=secrets,
+            fleet=fleet,
         )
         self._held: dict[Scope, trio.Event] = {}  # scopes a sync is writing into
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
-        self.quotas = Quotas(store, limits)
+        self.quotas = quotas if quotas is not None else Quotas(store, limits)
         self.changes = Changes(index, history, self.quotas)
-        self.opens = OpenCounts(limits)
+        self.opens = opens if opens is not None else OpenCounts(limits)
         self._files = files if files is not None else OpenFiles(ids.name_of)
         self._dirs: dict[int, DirHandle] = {}
         self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it

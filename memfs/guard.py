@@ -8,6 +8,8 @@ import errno
 import functools
 import logging
 import os
+import time
+from typing import Protocol
 
 from pyfuse3 import FUSEError
 
@@ -36,6 +38,17 @@ def enable_trace(on: bool = True) -> None:
     _TRACE[0] = on
 
 
+class Stats(Protocol):
+    def record(self, op: str, seconds: float, code: int) -> None: ...
+
+
+_STATS: list[Stats | None] = [None]  # set by enable_stats(): requests, errnos, latency per op
+
+
+def enable_stats(stats: Stats | None) -> None:
+    _STATS[0] = stats
+
+
 def _name(code: int) -> str:
     return errno.errorcode.get(code, str(code))
 
@@ -49,13 +62,17 @@ def guarded(fn):
     async def wrapper(self, *args):
         if _TRACE[0]:
             log.debug("%s %s", op, self.describe(op, args))
+        stats = _STATS[0]
+        t0 = time.perf_counter() if stats is not None else 0.0
+        code = 0
         try:
             if _FAULT_NAME is not None and _FAULT_NAME in args:
                 raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
             return await fn(self, *args)
         except FUSEError as e:
-            if e.errno not in _QUIET and log.isEnabledFor(logging.INFO):
-                log.info("%s %s: %s (%s)", op, self.describe(op, args), os.strerror(e.errno), _name(e.errno))
+            code = e.errno
+            if code not in _QUIET and log.isEnabledFor(logging.INFO):
+                log.info("%s %s: %s (%s)", op, self.describe(op, args), os.strerror(code), _name(code))
             raise
         except OSError as e:
             code = e.errno or errno.EIO
@@ -67,7 +84,11 @@ def guarded(fn):
                 log.log(level, "%s %s: backing store: %s (%s)", op, where, e.strerror, _name(code))
             raise FUSEError(code) from None
         except Exception:
+            code = errno.EIO
             log.exception("%s %s: internal error, answered EIO", op, self.describe(op, args))
             raise FUSEError(errno.EIO) from None
+        finally:
+            if stats is not None:  # metrics on: a bisect and three increments
+                stats.record(op, time.perf_counter() - t0, code)
 
     return wrapper

@@ -92,6 +92,10 @@ class Quotas:
         u = self._usage.get(scope)
         return self._bytes_cap(scope) - u.bytes if u is not None else self._bytes_cap(scope)
 
+    def known(self) -> dict[Scope, Usage]:
+        """The usage of every scope counted so far (never counts): for metrics."""
+        return dict(self._usage)
+
     def forget(self, scope: Scope) -> None:
         """Files changed behind memfs's back (sync): count the scope again on next need."""
         if scope not in self._counting:
@@ -137,3 +141,7 @@ class OpenCounts:
 
     def held(self, uid: int) -> tuple[int, int]:
         return self._files[uid], self._control[uid]
+
+    def by_uid(self) -> dict[int, int]:
+        """Handles held open, per uid holding any."""
+        return dict(self._files)

@@ -13,6 +13,7 @@ and makes one commit per user of the batch. Reading history first commits the re
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import stat
@@ -102,6 +103,8 @@ class History:
         args = (data, store.max_file_bytes, conf, self.limits, self.hostname)
         self.background = NicedProcess(committer.start, args, "memfs-history")
         self._failures: dict[Scope, int] = {}
+        self._since: dict[Scope, float] = {}  # wall time of the oldest uncommitted change (lag)
+        self._flying_since: dict[Scope, float] = {}
         self._commits: dict[Scope, int] = {}
         self._over: set[Scope] = set()  # past max_bytes: prune soon
         self._prune_soon = trio.Event()
@@ -130,6 +133,7 @@ class History:
             self._add(dst, Event(user, dst_path, None, is_dir))
 
     def _add(self, scope: Scope, ev: Event) -> None:
+        self._since.setdefault(scope, time.time())  # the oldest change not yet committed
         if scope in self._rescan:
             return
         events = self._pending.setdefault(scope, [])
@@ -350,10 +354,16 @@ class History:
             if not events and not rescan and not kept:
                 return
             self._inflight[scope] = (paths, moved_by is not None or rescan)
+            taken = self._since.pop(scope, None)
+            if taken is not None:
+                self._flying_since[scope] = taken
             try:
                 await self._commit_batch(scope, events, kept, rescan)
             finally:
                 self._inflight.pop(scope, None)
+                self._flying_since.pop(scope, None)
+                if taken is not None and self._failures.get(scope):  # back in the queue: as old as it was
+                    self._since[scope] = min(taken, self._since.get(scope, taken))
 
     async def _commit_batch(
         self,
@@ -421,6 +431,14 @@ class History:
         else:
             self._pending[scope] = events + self._pending.get(scope, [])
             self._mark(scope, events)
+
+    def state(self, scope: Scope) -> tuple[int, float, int]:
+        """(changes waiting, seconds the oldest has waited, failed commits in a row): for
+        metrics and the admin's view."""
+        waiting = len(self._pending.get(scope, ())) + len(self._kept.get(scope, ()))
+        oldest = min(self._since.get(scope, math.inf), self._flying_since.get(scope, math.inf))
+        lag = max(0.0, time.time() - oldest) if oldest != math.inf else 0.0
+        return waiting, lag, self._failures.get(scope, 0)
 
     def repo_dir(self, scope: Scope) -> Path:
         return layout.history_dir(self.data, scope)

@@ -11,6 +11,8 @@ a reconcile of that scope.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import trio
@@ -44,12 +46,14 @@ class Committer:
         self.stale: set[Scope] = set()  # changes given up on: reconcile these scopes
         self._locks: dict[Scope, trio.Lock] = {}
         self._wake = trio.Event()
+        self._since: dict[Scope, float] = {}  # wall time of the oldest change not yet applied (lag)
 
     # -- queueing changes (called from handlers: cheap, no I/O) -----------------
     def _queue(self, scope: Scope, path: bytes, what: str) -> None:
         q = self._pending.setdefault(scope, {})
         q.pop(path, None)  # keep arrival order: the latest change of a path goes last
         q[path] = what
+        self._since.setdefault(scope, time.time())
         self._wake.set()
 
     def touch(self, scope: Scope, path: bytes) -> None:
@@ -68,6 +72,8 @@ class Committer:
         # Files queued before the move are applied first, under their old paths.
         self._trees.setdefault(src, []).append(("delete_tree", src_path))
         self._trees.setdefault(dst, []).append(("index_tree", dst_path))
+        for scope in (src, dst):
+            self._since.setdefault(scope, time.time())
         self._wake.set()
 
     def _take(self, scope: Scope, limit: int | None) -> list[Op]:
@@ -98,6 +104,12 @@ class Committer:
         trees = [op for op in ops if op[0] in ("delete_tree", "index_tree")]
         if trees:
             self._trees[scope] = trees + self._trees.get(scope, [])
+
+    def state(self, scope: Scope) -> tuple[int, float]:
+        """(changes queued, seconds the oldest has waited): for metrics and the admin's view."""
+        queued = len(self._pending.get(scope, ())) + len(self._trees.get(scope, ()))
+        since = self._since.get(scope, math.inf)
+        return queued, (max(0.0, time.time() - since) if since != math.inf else 0.0)
 
     def pending_count(self) -> int:
         return sum(len(q) for q in self._pending.values()) + sum(len(t) for t in self._trees.values())
@@ -146,6 +158,8 @@ class Committer:
                 if error is not None:
                     failed[scope] = error
                     self._give_up_or_retry(scope, ops, error)
+                elif scope not in self._pending and scope not in self._trees:
+                    self._since.pop(scope, None)  # nothing of it waits any more
         if failed:
             raise IndexUnavailable(", ".join(f"{s}: {e}" for s, e in failed.items()))
 

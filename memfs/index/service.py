@@ -86,6 +86,16 @@ class Index:
     def pending_count(self) -> int:
         return self.committer.pending_count()
 
+    def queue_state(self, scope: Scope) -> tuple[int, float]:
+        """(changes queued for the scope, seconds the oldest has waited)."""
+        return self.committer.state(scope)
+
+    async def embedding_backlog(self) -> int:
+        """Indexed entries still waiting for their vectors (0 without an embedder)."""
+        if self.vectors is None:
+            return 0
+        return await trio.to_thread.run_sync(self.manifest.missing_count, limiter=self.committer.limiter)
+
     async def run_committer(self) -> None:
         await self.committer.run(self.reconciler.reconcile_stale)
 
