@@ -160,8 +160,9 @@ def test_bytes_and_line_numbers() -> None:
 def test_pem_split_across_lines() -> None:
     key = pem("EC PRIVATE KEY", 121)
     assert "\n" in key
-    (f,) = SCANNER.scan(entry(key))
-    assert f.rule == "private-key"
+    found = SCANNER.scan(entry(key))
+    assert {f.rule for f in found} == {"private-key", "PrivateKeyDetector"}  # the block; its BEGIN line
+    assert {f.line for f in found} == {9}
 
 
 def test_allowlist_exempts_known_fakes() -> None:

@@ -24,7 +24,7 @@ PEM = (
     + "\n".join(_body[i : i + 64] for i in range(0, len(_body), 64))
     + "\n-----END RSA PRIVATE KEY-----\n"
 )
-PEM_BODY = _body[100:164]  # a piece of the key no ordinary text holds
+PEM_BODY = _body[128:192]  # the key's third line, whole: no ordinary text holds it
 
 CONFIG = """
 users:

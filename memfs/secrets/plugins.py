@@ -12,6 +12,8 @@ detect-secrets (Yelp, Apache-2.0, a dependency) covers them:
     `os.environ[...]`, UUIDs, ids, sequences) and gitleaks's for its generic-api-key rule
     (global and rule allowlists: placeholders, stopwords, names made of letters and dots),
     and must hold a digit or a symbol: `password: hunter` is prose, not a credential.
+  - PrivateKeyDetector: a PEM armour's BEGIN line, so a key sent in pieces is refused at
+    its first line, not only at its END (the body's lines alone are base64 like any other).
   - UrlPassword replaces BasicAuthDetector: the same `scheme://user:password@` but with RFC
     3986's userinfo grammar, whose sub-delimiters (`!$&'()*+,;=`) BasicAuthDetector refuses
     (it assumes they would break the URL; they do not, and most human passwords hold one:
@@ -101,6 +103,13 @@ SPECS: dict[str, Spec] = {
         filtered=False,
     ),
     "KeywordDetector": Spec(_KEYWORD_WORDS, _TunedKeyword, filtered=True, by_line=True),
+    # The armour's first line alone: gitleaks's private-key rule needs BEGIN to END, so a
+    # key written in small pieces would land line by line until its END line.
+    "PrivateKeyDetector": Spec(
+        ("private key", "putty-user-key"),
+        _detect_secrets("detect_secrets.plugins.private_key", "PrivateKeyDetector"),
+        filtered=False,
+    ),
 }
 
 
