@@ -24,6 +24,12 @@ BasicAuthDetector, AzureStorageKeyDetector and KeywordDetector (through their pe
 `analyze_string`, without detect-secrets's settings, filters or verification). Then the
 adversarial entries (1 MiB each) through the chosen scanner.
 
+The previous slice's measurement follows; this slice's (456 entries with the table placement, the
+plugins.py candidates, 96.3% at 0% FP for Scanner()) is in the README's Secrets table.
+
+The previous slice's measurement follows; this slice's (456 entries with the table
+placement, the plugins.py candidates: 96.3% at 0% FP for Scanner()) is in the README.
+
 Measured 2026-12-02 (seed 24, 380 secret entries, 5,368 ordinary entries, 2.0 MB; one core;
 µs/entry varies by a third between runs):
 
@@ -86,6 +92,7 @@ import string
 import struct
 import sys
 import time
+import urllib.parse
 import uuid
 import zlib
 from collections import Counter, defaultdict
@@ -99,7 +106,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import bench_recall  # noqa: E402
 
 from memfs.secrets import Scanner, rules  # noqa: E402
-from memfs.secrets.scanner import PLUGINS  # noqa: E402
+from memfs.secrets.plugins import SPECS  # noqa: E402
 
 B62 = string.ascii_letters + string.digits
 B64 = B62 + "+/"
@@ -107,7 +114,7 @@ URLSAFE = B62 + "-_"
 HEX = "0123456789abcdef"
 SERVICES = bench_recall.SERVICES
 PEOPLE = bench_recall.PEOPLE
-PLACEMENTS = ("body", "description", "code", "env", "url")
+PLACEMENTS = ("body", "description", "code", "env", "url", "table")
 
 
 def rand(rnd: random.Random, alphabet: str, n: int) -> str:
@@ -135,6 +142,22 @@ def pem_block(rnd: random.Random, label: str, nbytes: int) -> str:
     body = b64(rnd.randbytes(nbytes))
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----"
+
+
+def in_url(pw: str) -> str:
+    """A password as a working URL holds it: RFC 3986 userinfo takes sub-delimiters raw,
+    anything else (`#`, `%`, `^`...) percent-encoded (a raw `#` would end the authority)."""
+    return urllib.parse.quote(pw, safe="!$&'()*+,;=")
+
+
+def table(snippets: dict[str, str]) -> str:
+    """A markdown table of the `.env` snippet's assignments, values in backticks."""
+    rows = [
+        f"| {name.strip()} | `{value.strip()}` |"
+        for name, sep, value in (line.partition("=") for line in snippets["env"].splitlines())
+        if sep and not name.startswith(("#", "`"))
+    ]
+    return "| variable | value |\n|---|---|\n" + "\n".join(rows)
 
 
 def human_password(rnd: random.Random) -> str:
@@ -319,9 +342,8 @@ def k_jwt(rnd: random.Random) -> dict[str, str]:
 def k_url_password(rnd: random.Random) -> dict[str, str]:
     user, pw = rnd.choice(["admin", "deploy", "ci", "svc-backup"]), human_password(rnd)
     host = rnd.choice(["artifacts.internal", "nexus.example.com", "proxy.corp.local", "ftp.example.org"])
-    url = (
-        f"{rnd.choice(['https', 'http', 'ftp'])}://{user}:{pw}@{host}/{rnd.choice(['repo', 'pub', 'simple'])}"
-    )
+    scheme, path = rnd.choice(["https", "http", "ftp"]), rnd.choice(["repo", "pub", "simple"])
+    url = f"{scheme}://{user}:{in_url(pw)}@{host}/{path}"
     return {
         "body": f"The package mirror is {url} until SSO lands.",
         "description": f"mirror url {url}",
@@ -352,7 +374,7 @@ def k_env(rnd: random.Random) -> dict[str, str]:
 def k_database(rnd: random.Random) -> dict[str, str]:
     user, pw = rnd.choice(["app", "postgres", "root", "reporting"]), human_password(rnd)
     scheme, port = rnd.choice([("postgres", 5432), ("postgresql", 5432), ("mysql", 3306), ("mongodb", 27017)])
-    conn = f"{scheme}://{user}:{pw}@db-{rnd.randint(1, 9)}.internal:{port}/{rnd.choice(SERVICES)}"
+    conn = f"{scheme}://{user}:{in_url(pw)}@db-{rnd.randint(1, 9)}.internal:{port}/{rnd.choice(SERVICES)}"
     ado = (
         "Server=tcp:sql-prod.database.windows.net,1433;Database=orders;"
         f"User ID={user};Password={pw};Encrypt=True;"
@@ -444,6 +466,7 @@ def secret_corpus(rnd: random.Random, per_placement: int = 4) -> list[tuple[str,
         for placement in PLACEMENTS:
             for i in range(per_placement):
                 snippets = make(rnd)
+                snippets["table"] = table(snippets)
                 svc = rnd.choice(SERVICES)
                 context = f"Notes for {svc}, written after the {rnd.choice(bench_recall.MONTHS)} incident."
                 if placement == "description":
@@ -496,6 +519,23 @@ CC_RULES = [
         "test keys",
     ),
 ]
+# Notes that name a key, password or secret next to a colon or `=` without holding one:
+# what a keyword detector must let through.
+CC_RULES += [
+    ("Staging password: ask the on-call, it rotates weekly; never write it down here.", "passwords"),
+    ("API key: stored in 1Password as `{svc}-prod`; the CLI reads it with `op read`.", "api keys"),
+    ("`SECRET_KEY = env('SECRET_KEY')` in settings.py; the value comes from Vault.", "django settings"),
+    (
+        "In `.env.example` keep placeholders only: `DB_PASSWORD=changeme`, "
+        "`SECRET_KEY=your-secret-key-here`.",
+        "env example",
+    ),
+    ("The signing key: rotate it on the 1st of each month (see the {svc} runbook).", "key rotation"),
+    (
+        "Webhook secret = the value in the `{svc}-webhooks` Vault path, not the one in the dashboard.",
+        "webhooks",
+    ),
+]
 CC_WHY = [
     "a leaked token in {month} cost a day of rotation",
     "the user said so twice in review",
@@ -543,6 +583,10 @@ CODE = [
     "fn verify(token: &str, key: &DecodingKey) -> Result<Claims> {\n"
     "    decode::<Claims>(token, key, &Validation::default())\n}",
     "DATABASE_URL=postgres://localhost:5432/{svc}_dev\nREDIS_URL=redis://localhost:6379/0",
+    'config.secret_key_base = ENV.fetch("SECRET_KEY_BASE")',
+    "db:\n  user: app\n  password: ${DB_PASSWORD:-postgres}",
+    "password_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt())",
+    "api_key: str = Field(..., env='API_KEY')  # pydantic settings",
 ]
 
 
@@ -616,7 +660,9 @@ def ordinary_corpus(rnd: random.Random) -> list[tuple[str, str]]:
 
 
 def gitleaks_candidate(high_confidence: bool, prose: bool) -> Callable[[str], list[str]]:
-    scanner = Scanner(high_confidence=high_confidence, ruleset=rules.load(prose=prose), plugins=())
+    scanner = Scanner(
+        high_confidence=high_confidence, ruleset=rules.load(prose=prose), plugins=(), decode=False
+    )
     return lambda text: [f.rule for f in scanner.scan(text)]
 
 
@@ -624,25 +670,37 @@ def gitleaks_generic_candidate() -> Callable[[str], list[str]]:
     """High confidence plus gitleaks's own generic-api-key (a keyword, then a value)."""
     ruleset = rules.load()
     keep = tuple(r for r in ruleset.rules if r.high_confidence or r.id == "generic-api-key")
-    scanner = Scanner(high_confidence=False, ruleset=rules.RuleSet(keep, ruleset.allowlist), plugins=())
+    scanner = Scanner(
+        high_confidence=False, ruleset=rules.RuleSet(keep, ruleset.allowlist), plugins=(), decode=False
+    )
     return lambda text: [f.rule for f in scanner.scan(text)]
 
 
-def gitleaks_plus_plugins(names: tuple[str, ...]) -> Callable[[str], list[str]] | None:
-    """High confidence, prose ends, plus detect-secrets plugins: those in
-    memfs.secrets.scanner.PLUGINS as the Scanner runs them, KeywordDetector line by line
-    through its own analyze_string (no settings, filters or verification)."""
+def scanner_candidate(plugins: tuple[str, ...], decode: bool = False) -> Callable[[str], list[str]]:
+    """memfs.secrets.Scanner: high confidence, prose ends, these plugins.py detectors."""
+    scanner = Scanner(plugins=plugins, decode=decode)
+    return lambda text: [f.rule for f in scanner.scan(text)]
+
+
+def as_shipped(names: tuple[str, ...]) -> Callable[[str], list[str]] | None:
+    """High confidence, prose ends, plus detect-secrets plugins as shipped, line by line
+    through their own analyze_string (KeywordDetector in its default, quotes-required form,
+    the one detect-secrets uses for `.md`), no filters: the slice before this one chose
+    high + BasicAuth + AzureStorageKey."""
     try:
+        from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
+        from detect_secrets.plugins.basic_auth import BasicAuthDetector
         from detect_secrets.plugins.keyword import KeywordDetector
     except ImportError:
         return None
-    scanner = Scanner(plugins=[n for n in names if n in PLUGINS])
-    keyword = KeywordDetector() if "KeywordDetector" in names else None
+    scanner = Scanner(plugins=(), decode=False)
+    made = {"BasicAuth": BasicAuthDetector, "AzureKey": AzureStorageKeyDetector, "Keyword": KeywordDetector}
+    plugins = [made[n]() for n in names]
 
     def scan(text: str) -> list[str]:
         found = [f.rule for f in scanner.scan(text)]
-        if keyword:
-            found += ["KeywordDetector" for line in text.splitlines() if any(keyword.analyze_string(line))]
+        for line in text.splitlines():
+            found += [type(p).__name__ for p in plugins if any(p.analyze_string(line))]
         return found
 
     return scan
@@ -762,15 +820,13 @@ def main() -> int:
         ("gitleaks, all, prose ends", gitleaks_candidate(False, prose=True)),
         ("gitleaks, high, prose ends", gitleaks_candidate(True, prose=True)),
         ("high + generic-api-key", gitleaks_generic_candidate()),
-        ("high + BasicAuth", gitleaks_plus_plugins(("BasicAuthDetector",))),
-        (
-            "high + BasicAuth, AzureKey",
-            gitleaks_plus_plugins(("BasicAuthDetector", "AzureStorageKeyDetector")),
-        ),
-        (
-            "high + BasicAuth, AzureKey, Keyword",
-            gitleaks_plus_plugins(("BasicAuthDetector", "AzureStorageKeyDetector", "KeywordDetector")),
-        ),
+        ("high + BasicAuth", as_shipped(("BasicAuth",))),
+        ("high + BasicAuth, AzureKey", as_shipped(("BasicAuth", "AzureKey"))),
+        ("high + BasicAuth, AzureKey, Keyword", as_shipped(("BasicAuth", "AzureKey", "Keyword"))),
+        ("high + UrlPassword", scanner_candidate(("UrlPassword",))),
+        ("high + UrlPassword, AzureKey", scanner_candidate(("UrlPassword", "AzureStorageKeyDetector"))),
+        ("high + Url, Azure, Keyword tuned", scanner_candidate(tuple(SPECS))),
+        ("same + base64 decoding (Scanner())", scanner_candidate(tuple(SPECS), decode=True)),
         ("detect-secrets, all plugins", detect_secrets_candidate(True)),
         ("detect-secrets, no entropy", detect_secrets_candidate(False)),
     ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +283,39 @@ def test_claude_code_loads_the_first_200_lines_of_memory_md(make_mount, api):
     assert "- line-1-MARK" in first and "- line-200-MARK" in first
     assert "line-250-MARK" not in first and "\n- line-201-MARK\n" not in first
     assert "(limit: 200)" in first  # and it tells the model what was cut
+
+
+def _fake_key(kind: str) -> str:
+    r = random.Random()
+    b62 = string.ascii_letters + string.digits
+    if kind == "github-pat":
+        return "ghp_" + "".join(r.choice(b62) for _ in range(36))
+    return "postgres://app:" + "".join(r.choice(b62) for _ in range(12)) + "-&3@db-1.internal:5432/billing"
+
+
+# Claude Code 2.1 scans what its Write puts in team/ itself and refuses prefixed tokens
+# (its message below); a database URL's password it lets through, and memfs refuses it.
+SHOWN = {
+    "github-pat": "Content contains potential secrets (GitHub PAT) and cannot be written to team memory",
+    "url-password": "EACCES: permission denied",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SHOWN))
+def test_a_key_written_into_team_fails_in_claude_code(make_mount, api, kind):
+    """The secret guard as Claude Code meets it: its Write of an entry holding a key into
+    team/ fails (the tool result is an error the model reads), nothing is left in team/,
+    and a teammate never reads the key."""
+    m = make_mount(TEAM_CONFIG)
+    m.expect_log(r"refused: a secret at line \d+ \(rule [\w-]+\)")
+    key = _fake_key(kind)
+    setting = {"autoMemoryDirectory": str(m.mnt)}
+    content = entry("ci", "the release database", "reference", f"Use {key} for releases.")
+    body = claude(
+        m, api, ALICE, f"team key {kind}", [write(m.mnt / "team" / "ci.md", content)], settings=setting
+    )
+    shown = results(body)[0]
+    assert tool_results(body)[0].get("is_error") and SHOWN[kind] in shown, (shown, tool_results(body))
+    seen = m.run(BOB, ["sh", "-c", "ls -a team; cat team/*; grep -r . ."], check=False).stdout
+    assert key not in seen and "ci.md" not in seen
+    assert [p.name for p in (m.data / "teams" / "eng").iterdir() if "ci.md" in p.name] == []

@@ -9,6 +9,7 @@ import base64
 import random
 import string
 import subprocess
+import textwrap
 
 import pytest
 from conftest import ALICE, BOB, TIMEOUT, wait_for
@@ -23,7 +24,7 @@ PEM = (
     + "\n".join(_body[i : i + 64] for i in range(0, len(_body), 64))
     + "\n-----END RSA PRIVATE KEY-----\n"
 )
-PEM_BODY = _body[100:164]  # a piece of the key no ordinary text holds
+PEM_BODY = _body[128:192]  # the key's third line, whole: no ordinary text holds it
 
 CONFIG = """
 users:
@@ -212,3 +213,126 @@ def test_private_memory_with_a_remote_is_guarded(make_mount, base_dir):
     wait_for(lambda: "secret in uid=1002(bob) mine.md: line 1 (rule github-pat)" in m.log(), "the flag", 20)
     assert "mine.md:1: holds a secret" in read(m, BOB, "status")
     assert "mine.md:1: write refused" in read(m, ALICE, "status")
+
+
+# --- a hostile member smuggling a key into team/; a teammate must never read it ---------------
+# Each attempt is a script run by alice (every OSError swallowed: she keeps trying); KEY,
+# B64 and PEM are bound in it. B64 is "GITHUB_TOKEN=<key>" base64-wrapped at 76 as
+# `base64` does: the key decoded, and the blob itself, must both stay out.
+B64 = base64.encodebytes(f"GITHUB_TOKEN={GHP}\n".encode()).decode()
+_SMUGGLE_PRELUDE = f"""
+import os, subprocess, tempfile
+KEY, B64, PEM = {GHP!r}, {B64!r}, {PEM!r}
+def attempt(f):
+    try:
+        f()
+    except OSError as e:
+        print("refused:", e.errno)
+"""
+SMUGGLING = {
+    "two-writes": """
+        def go():
+            fd = os.open("team/s.md", os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, b"token " + KEY[:10].encode())
+                os.write(fd, KEY[10:].encode() + b"\\n")
+            finally:
+                os.close(fd)
+        attempt(go)
+        """,
+    "two-opens-append": """
+        for part in (b"token " + KEY[:10].encode(), KEY[10:].encode() + b"\\n"):
+            def go(part=part):
+                with open("team/s.md", "ab") as f:
+                    f.write(part)
+            attempt(go)
+        """,
+    "txt-renamed-to-md": """
+        def go():
+            with open("team/s.txt", "w") as f:
+                f.write("token " + KEY + "\\n")
+        attempt(go)
+        attempt(lambda: os.rename("team/s.txt", "team/s.md"))
+        """,
+    "hidden-renamed-to-md": """
+        def go():
+            with open("team/.s", "w") as f:
+                f.write("token " + KEY + "\\n")
+        attempt(go)
+        attempt(lambda: os.rename("team/.s", "team/s.md"))
+        """,
+    "private-renamed-into-team": """
+        with open("s.txt", "w") as f:
+            f.write("token " + KEY + "\\n")
+        attempt(lambda: os.rename("s.txt", "team/s.md"))
+        """,
+    "os-replace-temp-file": """
+        def go():
+            fd, tmp = tempfile.mkstemp(dir="team", suffix=".tmp")
+            try:
+                os.write(fd, ("token " + KEY + "\\n").encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, "team/s.md")
+        attempt(go)
+        """,
+    "sed-i": """
+        with open("team/s.md", "w") as f:
+            f.write("token PLACEHOLDER\\n")
+        res = subprocess.run(["sed", "-i", "s/PLACEHOLDER/" + KEY + "/", "team/s.md"], capture_output=True)
+        print("sed exit", res.returncode)
+        """,
+    "base64-wrapped": """
+        def go():
+            with open("team/s.md", "w") as f:
+                f.write("config, base64:\\n" + B64)
+        attempt(go)
+        """,
+    "pem-in-small-writes": """
+        def go():
+            fd = os.open("team/s.md", os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                data = ("deploy key\\n" + PEM).encode()
+                for i in range(0, len(data), 16):
+                    os.write(fd, data[i : i + 16])
+            finally:
+                os.close(fd)
+        attempt(go)
+        """,
+    "truncate-pwrite-middle": """
+        with open("team/s.md", "w") as f:
+            f.write("".join(f"line {i} of an ordinary note\\n" for i in range(200)))
+        def go():
+            fd = os.open("team/s.md", os.O_RDWR)
+            try:
+                os.ftruncate(fd, 8000)
+                os.pwrite(fd, ("token " + KEY).encode(), 2003)
+            finally:
+                os.close(fd)
+        attempt(go)
+        """,
+}
+
+
+@pytest.mark.parametrize("how", sorted(SMUGGLING))
+def test_a_hostile_member_cannot_smuggle_a_key_to_a_teammate(tm, how):
+    out = tm.py(ALICE, _SMUGGLE_PRELUDE + textwrap.dedent(SMUGGLING[how])).stdout
+    assert "refused: 13" in out or "sed exit 4" in out, out  # EACCES reached the writer
+    leaks = (GHP, GHP[4:20], B64.split()[0], PEM_BODY)
+    tm.restart()  # history commits what is pending; nothing cached survives
+    seen = tm.run(
+        BOB,
+        [
+            "sh",
+            "-c",
+            "cat team/* team/.[!.]*; grep -r . .; cat .memfs/search/token; grep -r . .memfs/history",
+        ],
+        check=False,
+    ).stdout
+    seen += git_text(tm, "teams/eng.git")
+    assert "line 5 of an ordinary note" in seen or how != "truncate-pwrite-middle"  # bob reads
+    for leak in leaks:
+        assert leak not in seen, (how, leak)
+    for f in (tm.data / "teams" / "eng").rglob("*"):
+        if f.is_file():
+            assert not any(leak in f.read_text(errors="replace") for leak in leaks), (how, f)

@@ -7,26 +7,33 @@ the rule's threshold, then the global and the rule's allowlists. Not done: gitle
 decoding pass (base64, hex or percent-encoded text scanned again), path-only rules, and the
 `gitleaks:allow` comment (a memory entry is not code review: an agent could add it).
 
-Two detect-secrets plugins (Yelp, Apache-2.0, a dependency) cover what no high-confidence
-gitleaks rule looks at: BasicAuthDetector (`scheme://user:password@host`, so database URLs
-too) and AzureStorageKeyDetector (`AccountKey=<88 base64>`). They run through their own
-per-line API, `analyze_string(line)`, on the lines that hold their keyword; that is ~20 µs
-an entry on the benchmark, and their import (requests among it) 0.13 s once. Its
-KeywordDetector measured +2.1 points for 6x the time and 1 s per hostile MiB: not loaded.
+plugins.py runs what gitleaks leaves to others (URL passwords, secrets assigned to names,
+Azure storage keys: detect-secrets plugins, tuned there). The choice and its numbers:
+scripts/bench_secrets.py.
+
+Base64: like gitleaks's decoding pass (one level here), every run of base64 at least
+MIN_B64 long, across wrapped lines too, is decoded and, when it is text, scanned again; a
+finding in it is reported at the run's line. Not decoded: hex, percent-encoding beyond what
+UrlPassword reads, base64 inside base64, compressed data.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bisect
+import dataclasses
 import hashlib
-import importlib
+import itertools
 import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, final
+from typing import final
 
+from .plugins import SPECS, Filters, Plugin, Spec
 from .rules import Rule, RuleSet, load
 
 # Memory entries are a few KB; 1 MiB bounds a regex pass over a hostile write while
@@ -35,21 +42,22 @@ MAX_SCAN_CHARS = 1 << 20
 # One finding is enough to refuse a write; a hostile entry (1 MiB of `-----BEGIN RSA PRIVATE
 # KEY-----` lines holds 8,192 matches) should not cost a line count and allowlist pass each.
 MAX_FINDINGS = 100
-# detect-secrets plugins: (module, class, keyword a line must hold, in lower case).
-PLUGINS = {
-    "BasicAuthDetector": ("detect_secrets.plugins.basic_auth", "://"),
-    "AzureStorageKeyDetector": ("detect_secrets.plugins.azure_storage_key", "accountkey="),
-}
+# Base64 runs shorter than this are not decoded: the shortest credential decoded from one
+# (a 20-character GitLab token) takes 28; the run may wrap over lines, as `base64` does at 76.
+MIN_B64 = 28
+# What a plugin reads around a keyword of its own (see _segments): any credential's
+# assignment or URL fits, and a plugin's regexes cost per character read.
+SEGMENT_BEFORE, SEGMENT_AFTER = 256, 1024
+# Characters each plugin reads per scan, at most: a guarded write's window (128 KiB and the
+# write) of ordinary text holds far fewer keyword lines; 1 MiB of `api_key=` repeated
+# would cost detect-secrets's KeywordDetector ~2 s; a key past the budget is still found by the
+# gitleaks rules if it has a shape of its own.
+PLUGIN_CHARS = 128 * 1024
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{4,}(?:={0,2}\n?[A-Za-z0-9+/_-]{4,})*={0,2}")
 # Keys the fingerprints for this process only: two findings of one secret compare equal
 # (the guard asks "is this finding new?"), and a fingerprint cannot be tested against
 # guesses anywhere else (never logged, never stored).
 _FINGERPRINT_KEY = os.urandom(16)
-
-
-class _Plugin(Protocol):
-    secret_type: str
-
-    def analyze_string(self, string: str) -> Iterable[str]: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,8 @@ class Scanner:
     high_confidence (the default) loads only the rules anchored on a token's own shape (see
     rules.py and scripts/bench_secrets.py for the measurement); `allow` is a list of regexes:
     a secret (or its whole match) that one of them finds is not reported, so config can
-    exempt known fakes; `plugins` names the detect-secrets plugins to run too (PLUGINS).
+    exempt known fakes; `plugins` names the plugins.py detectors to run too (SPECS);
+    `decode` scans base64 runs again, decoded.
     """
 
     def __init__(
@@ -101,7 +110,8 @@ class Scanner:
         allow: Iterable[str] = (),
         max_chars: int = MAX_SCAN_CHARS,
         ruleset: RuleSet | None = None,
-        plugins: Iterable[str] = tuple(PLUGINS),
+        plugins: Iterable[str] = tuple(SPECS),
+        decode: bool = True,
     ) -> None:
         ruleset = ruleset or load()
         self._rules = tuple(r for r in ruleset.rules if r.high_confidence or not high_confidence)
@@ -109,7 +119,10 @@ class Scanner:
         self._allow = tuple(re.compile(p) for p in allow)
         self._max_chars = max_chars
         self._keywords = sorted({k for r in self._rules for k in r.keywords})
-        self._plugins = tuple((name, PLUGINS[name][1], _plugin(name)) for name in plugins)
+        self._plugins = tuple((name, SPECS[name], SPECS[name].make()) for name in plugins)
+        generic = next((r for r in ruleset.rules if r.id == "generic-api-key"), None)
+        self._filters = Filters((ruleset.allowlist, *(generic.allowlists if generic else ())))
+        self._decode = decode
 
     @property
     def rule_ids(self) -> list[str]:
@@ -122,24 +135,33 @@ class Scanner:
         if len(text) > self._max_chars:
             text = text[: self._max_chars]
             found.truncated = True
+        found.extend(self._scan_text(text, found))
+        if self._decode and len(found) < MAX_FINDINGS:
+            decoded, lines = _decoded(text)
+            for f in self._scan_text(decoded, found) if decoded else ():
+                found.append(
+                    dataclasses.replace(f, line=lines[bisect.bisect_right(lines, (f.line, 1 << 62)) - 1][1])
+                )
+        if len(found) > MAX_FINDINGS:
+            del found[MAX_FINDINGS:]
+            found.truncated = True
+        found.sort(key=lambda f: (f.line, f.rule))
+        return found
+
+    def _scan_text(self, text: str, found: Findings) -> Iterator[Finding]:
         lowered = text.lower()
         present = {k for k in self._keywords if k in lowered}
+        budget = MAX_FINDINGS + 1 - len(found)
         for rule in self._rules:
             if rule.keywords and present.isdisjoint(rule.keywords):
                 continue
-            for finding in self._scan_rule(rule, text):
-                if len(found) >= MAX_FINDINGS:
-                    found.truncated = True
-                    break
-                found.append(finding)
-        for name, keyword, plugin in self._plugins:
-            for finding in self._scan_plugin(name, keyword, plugin, text, lowered):
-                if len(found) >= MAX_FINDINGS:
-                    found.truncated = True
-                    break
-                found.append(finding)
-        found.sort(key=lambda f: (f.line, f.rule))
-        return found
+            for finding in itertools.islice(self._scan_rule(rule, text), budget):
+                budget -= 1
+                yield finding
+        for name, spec, plugin in self._plugins:
+            for finding in itertools.islice(self._scan_plugin(name, spec, plugin, text, lowered), budget):
+                budget -= 1
+                yield finding
 
     def _scan_rule(self, rule: Rule, text: str) -> Iterable[Finding]:
         counted, line_no = 0, 1  # lines counted up to `counted`: matches come in order
@@ -163,29 +185,81 @@ class Scanner:
             yield Finding(rule.id, line_no, rule.description, redact(secret), fingerprint(secret))
 
     def _scan_plugin(
-        self, name: str, keyword: str, plugin: _Plugin, text: str, lowered: str
+        self, name: str, spec: Spec, plugin: Plugin, text: str, lowered: str
     ) -> Iterable[Finding]:
-        start, line_no, counted = lowered.find(keyword), 1, 0
-        while start >= 0:
-            line_start = text.rfind("\n", 0, start) + 1
-            line_end = text.find("\n", start)
-            line_end = line_end if line_end >= 0 else len(text)
-            line = text[line_start:line_end]
+        line_no, counted = 1, 0
+        for line_start, line in _segments(text, lowered, spec.keywords):
             line_no += text.count("\n", counted, line_start)
             counted = line_start
             for secret in plugin.analyze_string(line):
                 if self._global.allows(secret, line, line):
                     continue
+                if spec.filtered and self._filters.allows(secret, line, spec.by_line):
+                    continue
                 if any(p.search(secret) for p in self._allow):
                     continue
                 yield Finding(name, line_no, plugin.secret_type, redact(secret), fingerprint(secret))
-            start = lowered.find(keyword, line_end)
 
 
-def _plugin(name: str) -> _Plugin:
-    module = importlib.import_module(PLUGINS[name][0])
-    plugin: _Plugin = getattr(module, name)()
-    return plugin
+def _segments(text: str, lowered: str, keywords: tuple[str, ...]) -> Iterator[tuple[int, str]]:
+    """(start, text) of the pieces of text a plugin reads, in order: the line around each
+    keyword, cut to SEGMENT_BEFORE/SEGMENT_AFTER characters of it (a hostile 1 MiB line
+    would otherwise cost detect-secrets's unanchored regexes seconds), overlaps merged,
+    PLUGIN_CHARS in all."""
+    nexts = [lowered.find(k) for k in keywords]  # each keyword's next hit at or after pos
+    pos, budget = 0, PLUGIN_CHARS
+    while budget > 0:
+        nexts = [
+            i if i < 0 or i >= pos else lowered.find(k, pos) for i, k in zip(nexts, keywords, strict=True)
+        ]
+        hits = [i for i in nexts if i >= 0]
+        if not hits:
+            return
+        hit = min(hits)
+        line_start = text.rfind("\n", 0, hit) + 1
+        line_end = text.find("\n", hit)
+        line_end = line_end if line_end >= 0 else len(text)
+        start = max(line_start, hit - SEGMENT_BEFORE, pos)
+        end = min(line_end, hit + SEGMENT_AFTER, start + budget)
+        yield start, text[start:end]
+        budget -= end - start
+        pos = end if end < line_end else line_end + 1
+
+
+def _decoded(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """The base64 runs of text that decode to text, one a line, and for each the pair
+    (its line in the answer, its line in text), sorted: a finding's line maps back."""
+    parts: list[str] = []
+    lines: list[tuple[int, int]] = []
+    at, counted, line_no = 1, 0, 1
+    for m in _B64_RUN.finditer(text):
+        run = m.group(0).replace("\n", "")
+        if len(run) < MIN_B64:
+            continue
+        plain = _b64_text(run)
+        if plain is None:
+            continue
+        line_no += text.count("\n", counted, m.start())
+        counted = m.start()
+        lines.append((at, line_no))
+        parts.append(plain)
+        at += plain.count("\n") + 1
+    return "\n".join(parts), lines
+
+
+def _b64_text(run: str) -> str | None:
+    """run decoded, if it is UTF-8 text (no control characters but tab and newline)."""
+    run = run.rstrip("=")
+    run = run[: len(run) - len(run) % 4] if len(run) % 4 == 1 else run
+    try:
+        raw = base64.b64decode(run.replace("-", "+").replace("_", "/") + "=" * (-len(run) % 4))
+        plain = raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return None if _CONTROL.search(plain) else plain
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _secret_of(rule: Rule, m: re.Match[str]) -> str | None:
