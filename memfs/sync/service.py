@@ -33,6 +33,7 @@ from ..names import conflict_name, host_of, quote_path
 from ..policy import Kind, Scope
 from . import merge
 from .blobs import copy_blob
+from .refusals import Refusals
 from .vet import ArrivalGuard, Vet
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ class Sync:
     def __init__(self, *, history: History, cfg: Config, pushes: Pushes, secrets: ArrivalGuard | None = None):
         self.history = history
         self._secrets = secrets
+        self.refusals = Refusals()  # for members' .memfs/status
         self.interval = cfg.sync.interval
         self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
         self.pushes = pushes
@@ -276,6 +278,7 @@ class Sync:
                 # what changed are dropped now, not after the push, so an open through a
                 # stale name does not reach a removed file. A partial apply is told too.
                 written, removed = applied
+                self.refusals.note(scope, st.remote, st.moved.get("refused", []), written)
                 if written or removed:
                     host.synced(scope, list(written), list(removed))
                     written.clear()
