@@ -548,6 +548,8 @@ class Control:
             await self.secrets.settle(p)  # the caller's files closed just now are scanned
             # taken here, on the loop that changes them, not in the thread that renders
             secrets = self.secrets.status_lines(p)
+        if self.sync is not None:  # what the caller's scopes' remotes brought and sync refused
+            secrets += self.sync.refusals.lines(p, [s for s in (p.private, p.team_scope) if s is not None])
 
         def render(p, memos, docs, analysis, groups):
             lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets

@@ -92,7 +92,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         view = HistoryView(history, ids, time.time_ns(), files.open_dirty)
         stack.callback(view.close)
         if pushes is not None:
-            sync = Sync(history=history, cfg=cfg, pushes=pushes)
+            sync = Sync(history=history, cfg=cfg, pushes=pushes, secrets=secrets)
             stack.callback(sync.background.close)
     quotas, opens = Quotas(store, cfg.limits), OpenCounts(cfg.limits)
     fleet = Fleet(

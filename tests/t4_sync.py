@@ -6,8 +6,10 @@ waits on the background interval."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
+import string
 import subprocess
 import time
 
@@ -368,3 +370,68 @@ def test_a_member_removed_on_one_host(make_mount, remote):
     assert b.sh(BOB, "cat team/s.md", check=False).returncode != 0
     out = b.run(BOB, memfs_cmd("sync", "--mount", str(b.mnt))).stdout
     assert "team:eng" not in out
+
+
+GHP = "ghp_" + "".join(random.Random().choice(string.ascii_letters + string.digits) for _ in range(36))
+ARRIVAL_REFUSED = r"not taking .* from the remote .*: a secret at line 2 \(rule github-pat\)"
+
+
+def git_push(remote, work, path: str, text: str) -> None:
+    """Someone with push access, using plain git: clone (or pull), write, commit, push."""
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True, capture_output=True)
+    git = ["git", "-C", str(work), "-c", "user.name=eve", "-c", "user.email=eve@elsewhere"]
+    subprocess.run([*git, "pull", "-q", "--rebase", "origin", "main"], check=True, capture_output=True)
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text(text)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "notes"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD:main"], check=True, capture_output=True)
+
+
+def test_a_secret_pushed_to_the_remote_is_refused_on_every_host(make_mount, remote, base_dir):
+    """host0 syncs the push first (and pushes its merge back), host1 later: neither shows
+    the key anywhere; both tell their members; the pusher's clean commit lands on both."""
+    a, b = hosts(make_mount, remote)
+    for m in (a, b):
+        m.expect_log(ARRIVAL_REFUSED, count=1)
+    a.sh(ALICE, "echo 'team notes' > team/notes.md")
+    sync(a)
+    sync(b, BOB)
+    git_push(remote, base_dir / "eve", "ops/deploy.md", f"zanzibarcanary deploy\ntoken: {GHP}\n")
+    for m, uid in ((a, ALICE), (b, BOB)):
+        out = sync(m, uid)
+        assert "ops/deploy.md" in out and "rule github-pat" in out and GHP not in out, out
+        for who in (ALICE, BOB):
+            assert m.sh(who, "ls team").stdout.split() == ["notes.md"]
+            assert "No results" in m.sh(who, "cat .memfs/search/zanzibarcanary").stdout
+            assert GHP not in m.sh(who, "grep -r . .memfs/history/team/ || true").stdout
+            assert "deploy.md" not in m.sh(who, "cat .memfs/log").stdout
+            status = m.sh(who, "cat .memfs/status").stdout
+            assert f"team/ops/deploy.md: not taken from {remote} at " in status, status
+            assert "a secret at line 2 (rule github-pat)" in status and GHP not in status
+        assert m.sh(CAROL, "cat .memfs/status").stdout.count("deploy.md") == 0  # not in the team
+        assert GHP not in m.log()
+    git_push(remote, base_dir / "eve", "ops/deploy.md", "zanzibarcanary deploy\ntoken: in the vault\n")
+    for m, uid in ((a, ALICE), (b, BOB)):
+        sync(m, uid)
+        assert m.sh(BOB, "cat team/ops/deploy.md").stdout.endswith("in the vault\n")
+        assert "not taken from" not in m.sh(BOB, "cat .memfs/status").stdout  # the clean one landed
+        assert GHP not in m.sh(BOB, "grep -r . .memfs/history/team/").stdout
+
+
+def test_private_memory_with_a_remote_refuses_a_pushed_secret(make_mount, remote, base_dir):
+    alice_remote = base_dir / "alice.git"
+    subprocess.run(
+        ["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(alice_remote)], check=True
+    )
+    (a,) = hosts(make_mount, remote, n=1, alice_remote=f", remote: {alice_remote}")
+    a.expect_log(ARRIVAL_REFUSED, count=1)
+    a.sh(ALICE, "echo mine > mine.md")
+    sync(a)
+    git_push(alice_remote, base_dir / "eve", "mine.md", f"mine\ntoken: {GHP}\n")
+    out = sync(a)
+    assert "mine.md" in out and "rule github-pat" in out, out
+    assert a.sh(ALICE, "cat mine.md").stdout == "mine\n"
+    assert GHP not in a.sh(ALICE, "cat .memfs/history/mine.md/*").stdout
+    assert "mine.md: not taken from" in a.sh(ALICE, "cat .memfs/status").stdout

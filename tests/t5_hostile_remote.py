@@ -6,6 +6,8 @@ keeps working, and that arrivals obey the file cap and the quota."""
 from __future__ import annotations
 
 import os
+import random
+import string
 import subprocess
 from pathlib import Path
 
@@ -277,3 +279,141 @@ def test_a_large_arrival_is_streamed_whole(make_mount, remote, base_dir):
     assert status[0]["error"] is None and status[0]["last_round"]["files"] == 1, status
     assert (m.data / "teams" / "eng" / "big.md").read_bytes() == data
     assert int(m.sh(BOB, "wc -c < team/big.md").stdout) == len(data)
+
+
+# -- a credential pushed straight to the remote (issue 24) ----------------------------------
+GHP = "ghp_" + "".join(random.Random().choice(string.ascii_letters + string.digits) for _ in range(36))
+KEY = f"deploy notes zanzibarcanary\ntoken: {GHP}\n".encode()
+SECRET_REFUSED = r"not taking .* from the remote .*: a secret at line \d+ \(rule [\w-]+\)"
+
+
+def push_nested(pusher: Pusher, files: dict[bytes, bytes]) -> None:
+    """A commit on top of the remote's branch that sets `files` (paths with folders too)."""
+    subprocess.run(["git", "-C", str(pusher.work), "fetch", "-q", "origin"], check=True)
+    parent = pusher.r.references["refs/remotes/origin/main"].target
+    have: dict[bytes, bytes] = {}
+
+    def walk(tree, prefix: bytes) -> None:
+        for e in tree:
+            name = prefix + e.name.encode()
+            if e.type_str == "tree":
+                walk(pusher.r[e.id], name + b"/")
+            else:
+                have[name] = pusher.r[e.id].data
+
+    walk(pusher.r[parent].tree, b"")
+    sig = pygit2.Signature("m", "m@evil", 1_700_000_000, 0)
+    oid = pusher.r.create_commit(None, sig, sig, "evil", _tree(pusher.r, have | files), [parent])
+    subprocess.run(
+        ["git", "-C", str(pusher.work), "push", "-q", "origin", f"{oid}:refs/heads/main"], check=True
+    )
+
+
+def never_shown(m, base_dir: Path, path: str, arrived: int = 0, secret: str = GHP) -> None:
+    """No member reads the secret anywhere memfs shows things: the file, search, the
+    history's versions and log, `memfs log` and `memfs restore`, the daemon's log; and the
+    branch host A pushed back does not hold it at its tip. `arrived`: the clean versions
+    the remote brought, which are listed."""
+    for uid in (BOB, MALLORY):
+        assert secret not in m.sh(uid, f"cat team/{path} 2>/dev/null || true").stdout
+        assert "team/" + path not in m.sh(uid, "cat .memfs/search/zanzibarcanary").stdout
+        assert secret not in m.sh(uid, "grep -r . .memfs/history/team/ 2>/dev/null || true").stdout
+        versions = m.sh(uid, f"ls .memfs/history/team/{path}/ 2>/dev/null || true").stdout.splitlines()
+        assert len([v for v in versions if "(via" in v]) == arrived, versions
+        restored = m.run(uid, memfs_cmd("restore", "--mount", str(m.mnt), f"team/{path}"), check=False)
+        assert secret not in m.sh(uid, f"cat team/{path} 2>/dev/null || true").stdout, restored
+        logged = m.run(uid, memfs_cmd("log", "--mount", str(m.mnt), f"team/{path}"), check=False)
+        assert logged.stdout.count("(via") == arrived, logged.stdout
+    assert secret not in m.log() and secret[4:20] not in m.log()
+    tip = subprocess.run(
+        ["git", "--git-dir", str(base_dir / "remote.git"), "grep", "-q", secret[4:], "main"],
+        capture_output=True,
+    )
+    assert tip.returncode == 1, "the remote's tip holds the secret after host A's push"
+
+
+@pytest.mark.parametrize(
+    "path, before",
+    [
+        (b"key.md", None),  # a new file
+        (b"notes.md", b"hello team\n"),  # an edit of a file the team has
+        (b"deep/er/key.md", None),  # under folders
+        (b"config.yaml", None),  # not an entry: any file
+        (b"big.md", None),  # 10 MiB, the key at its very end
+    ],
+)
+def test_a_secret_pushed_to_the_remote_reaches_no_member(make_mount, remote, base_dir, path, before):
+    m = host(make_mount, remote, max_file="16M")
+    m.expect_log(SECRET_REFUSED, count=1)
+    data = KEY if path != b"big.md" else b"filler line of prose\n" * (10 * 2**20 // 21) + KEY
+    pusher = Pusher(remote, base_dir / "pusher")
+    push_nested(pusher, {path: data, b"ok.md": b"clean arrival\n"})
+    status = sync(m)
+    assert status[0]["error"] is None, status
+    refused = status[0]["last_round"]["refused"]
+    line = data.count(b"\n") - 1 + 1  # the token is on the last line
+    assert refused == [{"path": path.decode(), "reason": f"a secret at line {line} (rule github-pat)"}], (
+        status
+    )
+    assert m.sh(BOB, "cat team/ok.md").stdout == "clean arrival\n"  # the rest of the push lands
+    shown = m.sh(BOB, f"cat team/{path.decode()} 2>/dev/null || true").stdout.encode()
+    assert shown == (before or b"")  # an edit leaves the file as it was
+    never_shown(m, base_dir, path.decode())
+    log = m.log()
+    assert f"team:eng: not taking {path.decode()} from the remote {remote}: a secret at line {line}" in log
+    # the next round neither takes it again nor loops: nothing arrives
+    again = sync(m)
+    assert again[0]["error"] is None and not (again[0]["last_round"] or {}).get("refused"), again
+    # the pusher's later clean commit of that path lands
+    push_nested(pusher, {path: b"rotated, nothing here\n"})
+    status = sync(m)
+    assert status[0]["error"] is None and status[0]["last_round"]["refused"] == [], status
+    assert m.sh(MALLORY, f"cat team/{path.decode()}").stdout == "rotated, nothing here\n"
+    never_shown(m, base_dir, path.decode(), arrived=1)
+
+
+def test_a_secret_pushed_and_removed_is_in_no_version(make_mount, remote, base_dir):
+    """The remote's tip is clean, its history is not: the version that held the key is
+    neither listed nor readable, on the host that syncs it or on one that comes later."""
+    m = host(make_mount, remote)
+    m.expect_log(SECRET_REFUSED, count=1)
+    pusher = Pusher(remote, base_dir / "pusher")
+    pusher.push({b"oops.md": (0o100644, KEY)})
+    pusher.push({b"oops.md": (0o100644, b"removed the token\n")})
+    status = sync(m)
+    assert status[0]["error"] is None, status
+    assert status[0]["last_round"]["refused"] == [
+        {"path": "oops.md", "reason": "a secret at line 2 (rule github-pat), in an earlier version"}
+    ], status
+    assert m.sh(BOB, "cat team/oops.md").stdout == "removed the token\n"
+    never_shown(m, base_dir, "oops.md", arrived=1)
+
+
+def test_a_key_split_across_two_pushes_is_judged_as_the_file(make_mount, remote, base_dir):
+    """Each push alone holds no key; the file they make does: the second is refused and the
+    file keeps the first."""
+    m = host(make_mount, remote)
+    m.expect_log(SECRET_REFUSED, count=1)
+    pusher = Pusher(remote, base_dir / "pusher")
+    half = f"token: {GHP[:20]}".encode()
+    pusher.push({b"split.md": (0o100644, half)})
+    assert sync(m)[0]["last_round"]["refused"] == []
+    pusher.push({b"split.md": (0o100644, half + GHP[20:].encode() + b"\n")})
+    status = sync(m)
+    assert [r["path"] for r in status[0]["last_round"]["refused"]] == ["split.md"], status
+    assert m.sh(BOB, "cat team/split.md").stdout.encode() == half
+    never_shown(m, base_dir, "split.md", arrived=1)
+
+
+def test_many_secrets_in_one_push_are_each_refused(make_mount, remote, base_dir):
+    m = host(make_mount, remote)
+    m.expect_log(SECRET_REFUSED, count=100)  # one line each, up to LOGGED_REFUSALS
+    m.expect_log(r"team:eng: 200 more arrivals from .* refused", count=1)
+    files = {b"k/%03d.md" % i: KEY + b"copy %d\n" % i for i in range(300)}
+    files[b"k/fine.md"] = b"fine\n"
+    push_nested(Pusher(remote, base_dir / "pusher"), files)
+    status = sync(m)
+    assert status[0]["error"] is None and len(status[0]["last_round"]["refused"]) == 300, status
+    assert m.sh(BOB, "ls team/k").stdout.split() == ["fine.md"]
+    never_shown(m, base_dir, "k/000.md")
+    assert m.sh(ALICE, "echo still > a.md && cat a.md").stdout == "still\n"

@@ -5,6 +5,10 @@ Derived from the commits, like the search index from the files: `catch_up` reads
 commits it has not seen (memfs's own, a remote's, an admin's) and records them, so a lost
 catalog is rebuilt from the repository. Listing a path's versions or the latest changes
 is one indexed query, whatever the number of commits.
+
+A blob sync refused (a secret a remote pushed, see sync/vet.py) is withheld: no version of
+it is recorded, whichever commit holds it. That verdict is not derived from the commits, so
+it survives a rebuild of the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import builtins  # `set` in Catalog's signatures is its method; builtins.set is the type
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +42,7 @@ CREATE TABLE IF NOT EXISTS log(
     id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, user TEXT NOT NULL, op TEXT NOT NULL,
     path BLOB NOT NULL, new_path BLOB);
 CREATE INDEX IF NOT EXISTS log_time ON log(time);
+CREATE TABLE IF NOT EXISTS withheld(blob TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS current(
     path BLOB PRIMARY KEY, blob BLOB NOT NULL, mode INTEGER NOT NULL,
     size INTEGER, mtime_ns INTEGER, ino INTEGER) WITHOUT ROWID;
@@ -165,6 +170,7 @@ class Catalog:
         return len(commits)
 
     def reset(self) -> None:
+        # not `withheld`: sync's verdicts on arrived blobs, which the commits cannot tell again
         for table in ("nodes", "versions", "log", "current", "meta"):
             self.db.execute(f"DELETE FROM {table}")
 
@@ -192,6 +198,8 @@ class Catalog:
         seen_nodes: set[bytes] = set()
         added = 0
         for path, old, new in changes:
+            if new is not None and self.withheld(new[1]):
+                continue  # refused by sync: neither listed nor readable, nor named in the log
             if new is None:
                 if not _below_any(path, sources):
                     self._log(t, user, "D", path)
@@ -227,6 +235,15 @@ class Catalog:
         name = version_name(path, t, user, row)
         self.db.execute("UPDATE versions SET name=? WHERE id=?", (name, row))
         return size
+
+    def withhold(self, blobs: Iterable[bytes]) -> None:
+        """Never record a version of these blobs (raw ids); committed at once, before the
+        branch that holds them moves (a crash in between must not show them)."""
+        self.db.executemany("INSERT OR IGNORE INTO withheld(blob) VALUES(?)", ((b.hex(),) for b in blobs))
+        self.db.commit()
+
+    def withheld(self, blob: bytes) -> bool:
+        return self.db.execute("SELECT 1 FROM withheld WHERE blob=?", (blob.hex(),)).fetchone() is not None
 
     def version_bytes(self) -> int:
         """Bytes in all versions, kept as a running total: a batch must not scan them all."""
@@ -377,6 +394,18 @@ def _contains(repo: Repo, head, known: str) -> bool:
         return repo.r.descendant_of(head, known)
     except (KeyError, ValueError, pygit2.GitError):
         return False
+
+
+def arriving(repo: Repo, theirs: pygit2.Oid, ours: pygit2.Oid | None) -> Iterator[tuple[bytes, bytes]]:
+    """(path, raw blob id) of every version catch_up would record from the commits `theirs`
+    holds and `ours` does not, oldest first (the same walk and the same changes)."""
+    walker = repo.r.walk(theirs, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+    if ours is not None:
+        walker.hide(ours)
+    for c in walker:
+        for path, _old, new in _changes(repo, c, c.parents[0].tree_id if c.parents else None):
+            if new is not None:
+                yield path, new[1]
 
 
 def _changes(repo: Repo, c, parent_tree) -> list:

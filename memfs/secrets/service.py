@@ -250,12 +250,13 @@ class SecretGuard:
         except gone:
             return None
         try:
-            return self._judge_file(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            return self.judge_file(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
         finally:
             os.close(fd)
 
-    def _judge_file(self, fd: int) -> tuple[int, str] | None:
-        """(line, rule) of the first finding in an open file, read in overlapping pieces."""
+    def judge_file(self, fd: int) -> tuple[int, str] | None:
+        """(line, rule) of the first finding in an open file, read in overlapping pieces (also
+        what sync brings: a remote's blob in a memfd, see sync/vet.py)."""
         size = os.fstat(fd).st_size
         for start, end in guard.chunks(size):
             found = self._scan(os.pread(fd, end - start, start))

@@ -11,7 +11,6 @@ The git CLI moves the data, so credentials are git's own (ssh keys, credential h
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import subprocess
@@ -28,11 +27,14 @@ import trio
 from ..background import NicedPool
 from ..config import Config
 from ..history import History
-from ..history.catalog import Catalog
+from ..history.catalog import Catalog, arriving
 from ..history.gitrepo import BLOB, EXEC, Repo, safe_path
 from ..names import conflict_name, host_of, quote_path
 from ..policy import Kind, Scope
 from . import merge
+from .blobs import copy_blob
+from .refusals import Refusals
+from .vet import ArrivalGuard, Vet
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,12 @@ TRACKING = "refs/remotes/sync/main"
 _CRASH_AFTER = int(os.environ.get("MEMFS_SYNC_CRASH_AFTER", "0") or 0)
 GIT_TIMEOUT = 120
 MAX_BACKOFF = 300.0
+LOGGED_REFUSALS = 100  # per round: a push of 50,000 refused files is one line per file up to this
 SYNC_AUTHOR = "memfs-sync"
 # What one round may bring in: a remote's push is anyone's input. Past either, the round
 # fails before writing anything (nothing is lost; raise them for a larger first sync).
 ROUND_BYTES = 1 << 30
 ROUND_FILES = 50_000
-STREAM_FROM = 1 << 20  # blobs larger than this are streamed to disk, never held whole
 
 
 @dataclass
@@ -68,6 +70,18 @@ class Budget:
         self.bytes -= size
         self.files -= new
         return None
+
+
+def _vetted(budget: Budget, vet: Vet, size: int, new: bool, blob: bytes, path: bytes) -> str | None:
+    """The budget's refusal, then the secret guard's verdict (the room given back if it
+    refuses); whatever refuses it, a blob refused in a guarded scope is withheld from history."""
+    why = budget.refuse(size, new)
+    if why is None and (why := vet.why(blob, path)) is not None:
+        budget.bytes += size
+        budget.files += new
+    if why is not None and vet.on:
+        vet.refused.setdefault(blob, path)
+    return why
 
 
 class SyncError(Exception):
@@ -149,23 +163,6 @@ def _check_round(repo: Repo, p: merge.Plan, max_file: int) -> None:
         raise SyncError(f"the remote's change is over {ROUND_BYTES} bytes, more than one round takes")
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _stream_blob(gitdir: Path, oid: pygit2.Oid, fd: int) -> None:
-    """`git cat-file blob` into fd, a MiB at a time (libgit2 reads an object whole)."""
-    cmd = ["git", "--git-dir", str(gitdir), "cat-file", "blob", str(oid)]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(1 << 20):
-            _write_all(fd, chunk)
-    if proc.returncode != 0:
-        raise OSError(errno.EIO, f"git cat-file blob {oid} failed ({proc.returncode})")
-
-
 class Pushes:
     """Synced scopes committed to since their last round (each one at first): history
     tells it of each commit (History's on_commit), the sync loop wakes and pushes them."""
@@ -195,8 +192,10 @@ class SyncHost(Protocol):
 
 
 class Sync:
-    def __init__(self, *, history: History, cfg: Config, pushes: Pushes):
+    def __init__(self, *, history: History, cfg: Config, pushes: Pushes, secrets: ArrivalGuard | None = None):
         self.history = history
+        self._secrets = secrets
+        self.refusals = Refusals()  # for members' .memfs/status
         self.interval = cfg.sync.interval
         self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
         self.pushes = pushes
@@ -279,6 +278,7 @@ class Sync:
                 # what changed are dropped now, not after the push, so an open through a
                 # stale name does not reach a removed file. A partial apply is told too.
                 written, removed = applied
+                self.refusals.note(scope, st.remote, st.moved.get("refused", []), written)
                 if written or removed:
                     host.synced(scope, list(written), list(removed))
                     written.clear()
@@ -347,8 +347,11 @@ class Sync:
         own: set[pygit2.Oid] = set()  # commits this round makes here
         p = merge.plan(repo, base_tree, ours_tree, theirs_c.tree_id, host, now)
         _check_round(repo, p, budget.max_file)
+        guarded = self._secrets is not None and self._secrets.refuses(scope)
+        vet = Vet(self._secrets if guarded else None, repo, budget.max_file, (ROUND_BYTES, ROUND_FILES))
         refused: list[dict] = []
-        written, removed = self._apply(scope, repo, ours_tree, p, host, now, busy, budget, refused)
+        written, removed = self._apply(scope, repo, ours_tree, p, (host, now), busy, budget, refused, vet)
+        self._withhold(scope, st, repo, vet, (ours, theirs), refused)  # before the branch moves
         tree = repo.tree_with(ours_tree, p.changes)
         if tree == theirs_c.tree_id and (ours is None or repo.r.descendant_of(theirs, ours)):
             repo.r.references.create("refs/heads/main", theirs, force=True)  # fast-forward
@@ -394,17 +397,19 @@ class Sync:
         repo: Repo,
         ours_tree,
         p: merge.Plan,
-        host: str,
-        now: int,
+        when: tuple[str, int],
         busy: set[bytes],
         budget: Budget,
         refused: list[dict],
+        vet: Vet,
     ):
         """Write the plan into the scope's folder. A file that differs from our last commit
         (written since, not yet committed) is never overwritten: their version becomes a
         conflict copy instead, and a removal is skipped (the edit wins). An arrival over
-        the file cap or the scope's quota is not written, and the merge leaves it out (it
-        stays in the remote's history); `refused` names it and why."""
+        the file cap or the scope's quota, or holding a secret in a guarded scope, is not
+        written, and the merge leaves it out (it stays in the remote's history); `refused`
+        names it and why."""
+        host, now = when
         written, removed = [], []
         store = self.history.store
         for path in list(p.changes):
@@ -441,9 +446,8 @@ class Sync:
                     log.warning("%s: cannot remove %s: %s", scope, quote_path(path), e)
                 continue
             oid = pygit2.Oid(raw=entry[1])
-            why = budget.refuse(repo.size(oid), expected is None)
+            why = _vetted(budget, vet, repo.size(oid), expected is None, entry[1], path)
             if why is not None:
-                log.warning("%s: not taking %s from the remote: %s", scope, quote_path(path), why)
                 refused.append({"path": quote_path(path), "reason": why})
                 p.changes.pop(path, None)
                 p.conflicts = [c for c in p.conflicts if c[1] != path]
@@ -460,6 +464,33 @@ class Sync:
                 p.changes.pop(path, None)
         return written, removed
 
+    def _withhold(
+        self, scope: Scope, st: State, repo: Repo, vet: Vet, sides: tuple, refused: list[dict]
+    ) -> None:
+        """Judge every version the arriving commits hold (a secret pushed then removed is
+        in one, never at the tip); what is refused is withheld from the catalog before the
+        branch moves, so no version of it is ever listed or readable. Then log them all."""
+        ours, theirs = sides
+        if vet.on:
+            for path, blob in arriving(repo, theirs, ours):
+                if blob not in vet.refused and (why := vet.why(blob, path)) is not None:
+                    refused.append({"path": quote_path(path), "reason": f"{why}, in an earlier version"})
+            if vet.refused:
+                with Catalog.of(self.history.repo_dir(scope)) as cat:
+                    cat.withhold(vet.refused)
+        for r in refused[:LOGGED_REFUSALS]:
+            log.warning(
+                "%s: not taking %s from the remote %s: %s (the remote keeps it)",
+                scope,
+                r["path"],
+                st.remote,
+                r["reason"],
+            )
+        if len(refused) > LOGGED_REFUSALS:
+            log.warning(
+                "%s: %d more arrivals from %s refused", scope, len(refused) - LOGGED_REFUSALS, st.remote
+            )
+
     def _write(self, scope: Scope, path: bytes, repo: Repo, oid: pygit2.Oid, mode: int) -> None:
         """The blob into place: a temp file beside it, then a rename (open handles keep the
         file they opened). A large blob is streamed by `git cat-file`, a MiB at a time:
@@ -475,10 +506,7 @@ class Sync:
         tmp = (folder + b"/" if folder else b"") + b".memfs-sync-" + str(oid)[:12].encode()
         fd = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
         try:
-            if repo.size(oid) <= STREAM_FROM:
-                _write_all(fd, repo.read(oid))
-            else:
-                _stream_blob(repo.path, oid, fd)
+            copy_blob(repo, oid, fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
