@@ -279,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     rs.set_defaults(func=_history_cmd, history_command="restore")
 
+    pg = sub.add_parser("purge", help="take versions of a file out of its history for good (a leaked secret)")
+    pg.add_argument("path", help="the file, as under the mount")
+    pg.add_argument("--version", default=None, help="the version to purge (memfs log PATH lists them)")
+    pg.add_argument("--all", action="store_true", help="every version except what the file holds now")
+    pg.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    pg.set_defaults(func=_history_cmd, history_command="purge")
+
     sy = sub.add_parser("sync", help="sync your memory with its git remotes now; say what moved")
     sy.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     sy.set_defaults(func=cmd_sync)
