@@ -159,3 +159,26 @@ def test_a_purge_reaches_the_remote_and_the_other_hosts(make_mount, remote):  # 
     for git in (gitdir(a, team), gitdir(b, team), remote):
         assert not has_object(git, oid), git
     assert a.sh(ALICE, "cat team/s.md").stdout == b.sh(BOB, "cat team/s.md").stdout == "clean\n"
+
+
+def doctor_secrets(m):
+    args = ["doctor", "--mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config), "--secrets"]
+    return subprocess.run(memfs_cmd(*args), capture_output=True, text=True, timeout=120)
+
+
+def test_doctor_finds_secrets_in_files_and_history_and_never_shows_them(make_mount):
+    m = make_mount(CONFIG)
+    m.sh(ALICE, f"printf '%s' 'notes\n{SECRET}' > k.md")
+    leaked = versions(m, ALICE, "k.md")[0]
+    m.sh(ALICE, f"echo clean > k.md; printf '%s' '{SECRET}' > now.md; cp k.md team/t.md")
+    res = doctor_secrets(m)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"private:alice k.md version {leaked} line 2: github-pat" in res.stdout
+    assert "private:alice now.md (current file) line 1: github-pat" in res.stdout
+    assert "FAIL secrets: 3 found" in res.stdout and GHP not in res.stdout + res.stderr
+    # cleaned up: the file rewritten, the versions purged
+    m.sh(ALICE, "echo clean > now.md")
+    memfs(m, ALICE, "purge", "k.md", "--version", leaked)
+    memfs(m, ALICE, "purge", "now.md", "--all")
+    res = doctor_secrets(m)
+    assert res.returncode == 0 and "OK   secrets: none found in" in res.stdout, res.stdout

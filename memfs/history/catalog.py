@@ -349,6 +349,10 @@ class Catalog:
         )
         return [Version(*r) for r in rows]
 
+    def by_blob(self) -> Iterable[tuple[str, bytes, bytes]]:
+        """(blob hex, path, version name) of every version, grouped by blob (streamed)."""
+        return self.db.execute("SELECT blob, path, name FROM versions ORDER BY blob, id")
+
     def log(self, limit: int) -> list[Change]:
         rows = self.db.execute(
             "SELECT id, time, user, op, path, new_path FROM log ORDER BY id DESC LIMIT ?", (limit,)
