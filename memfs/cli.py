@@ -219,12 +219,23 @@ def cmd_doctor(args) -> int:
     except config_mod.ConfigError as e:
         return _fail(str(e))
     checks = doctor.run(mount, data, config)
+    findings: list[str] = []
+    if args.secrets:  # exit 3: the scan found secrets (and nothing else failed)
+        if data is None or not os.access(data, os.R_OK | os.X_OK):
+            return _fail("--secrets reads the data directory: give --data DIR and run it as root")
+        check, findings = doctor.secrets(data, config, args.scope)
+        checks.append(check)
     if args.json:
-        print(json.dumps([c.as_dict() for c in checks], indent=2))
+        out = [c.as_dict() for c in checks]
+        print(json.dumps(out + ([{"findings": findings}] if args.secrets else []), indent=2))
     else:
         for c in checks:
             print(c.line())
-    return 0 if all(c.ok for c in checks) else 1
+        for line in findings:
+            print(f"     {line}")
+    if not all(c.ok for c in checks if c.name != "secrets"):
+        return 1
+    return 3 if findings else 0
 
 
 def _size(n: float) -> str:
@@ -349,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="JSON for scripts")
     st.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     st.set_defaults(func=cmd_status)
+    pg = sub.add_parser("purge", help="take versions of a file out of its history for good (a leaked secret)")
+    pg.add_argument("path", help="the file, as under the mount")
+    pg.add_argument("--version", default=None, help="the version to purge (memfs log PATH lists them)")
+    pg.add_argument("--all", action="store_true", help="every version except what the file holds now")
+    pg.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    pg.set_defaults(func=_history_cmd, history_command="purge")
 
     sy = sub.add_parser("sync", help="sync your memory with its git remotes now; say what moved")
     sy.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
@@ -371,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default=None, help="data directory to check (readable by root)")
     d.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
     d.add_argument("--json", action="store_true")
+    d.add_argument(
+        "--secrets",
+        action="store_true",
+        help="scan files and every version in history for secrets (with --data, as root; exit 3 if any)",
+    )
+    d.add_argument("--scope", default=None, help="with --secrets: one scope only (private:alice, team:eng)")
     d.set_defaults(func=cmd_doctor)
 
     r = sub.add_parser("reindex", help="rebuild the search index from the files (memfs unmounted)")

@@ -29,6 +29,8 @@ LOG = "log"  # text: one change per line, newest first
 HISTORY = "history"  # history/<path>/<version>: a file's versions, read-only
 REFRESH = "refresh"  # root only: backing paths changed behind the daemon's back
 ADMIN = "admin.json"  # JSON: every user's and team's state (root and daemon.admin_group)
+PURGE = "purge"  # write a path, then version names (or *); read YAML: what was purged
+PURGE_ALL = "*"
 
 _CHUNK = 65536
 
@@ -134,6 +136,23 @@ def versions(mount: Path, rel: str) -> list[os.DirEntry]:
     with os.scandir(control_path(mount, HISTORY, rel)) as it:
         found = [e for e in it if e.is_file() and STAMP.match(e.name)]
     return sorted(found, key=lambda e: e.name)
+
+
+def purge(mount: Path, rel: str, versions: list[str] | None) -> dict:
+    """Purge versions of a file (None: every version but what a file holds now) from its
+    scope's history, as the calling user. A refusal is the OSError of the read: EACCES
+    (not the caller's to purge), ENOENT (no such file history or version), EBUSY (that
+    content is what a file holds now)."""
+    tokens = [PURGE_ALL] if versions is None else [quote_path(os.fsencode(v)) for v in versions]
+    request = "".join(t + "\n" for t in [quote_path(os.fsencode(rel)), *tokens]).encode()
+    text = _ask(control_path(mount, PURGE), request).decode(errors="replace")
+    try:
+        answer = yaml.safe_load(text)
+    except yaml.YAMLError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("purged"), list):
+        raise AnswerError("the daemon's answer to purge was not understood")
+    return answer
 
 
 # -- the rest ----------------------------------------------------------------------------

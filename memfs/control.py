@@ -24,6 +24,7 @@ from . import context as ctx_mod
 from . import layout, policy
 from .entry import INDEX_NAME
 from .fleet import Snapshot
+from .history.purge_file import PurgeFile, PurgeHandle
 from .history.view import HISTORY, LOG, HistoryView
 from .identity import Identities
 from .index import Hit, Index, IndexUnavailable, QueryError, path_bytes
@@ -55,7 +56,8 @@ STATUS = 10  # status: everything wrong, one line each
 REFRESH = 11  # root only: write backing paths changed behind memfs's back (memfs import)
 SYNC = 14  # sync: read for the caller's scopes' sync state; write to it to sync them now
 QUARANTINE = 15  # quarantine/<name>: the caller's own refused writes (the secret guard), read-only
-ADMIN = 16  # admin.json: every user's and team's state (root and daemon.admin_group only)
+ADMIN = 17  # admin.json: every user's and team's state (root and daemon.admin_group only)
+PURGE = 16  # purge: write a request to purge versions of a file, read what went (history/purge_file.py)
 
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
@@ -180,8 +182,9 @@ class Control:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
             root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
         self.history_view = history_view
+        self.purges = PurgeFile(history_view.history) if history_view is not None else None
         if history_view is not None:
-            root.update({b"history": HISTORY, b"log": LOG})
+            root.update({b"history": HISTORY, b"log": LOG, b"purge": PURGE})
         self.sync = sync
         if sync is not None:
             root[b"sync"] = SYNC
@@ -198,6 +201,10 @@ class Control:
     def _index(self) -> Index:
         assert self.index is not None, "an index file without an index"
         return self.index
+
+    def _purges(self) -> PurgeFile:
+        assert self.purges is not None, "the purge file without history"
+        return self.purges
 
     def _sync(self) -> Sync:
         assert self.sync is not None, "the sync file without a sync"
@@ -237,7 +244,7 @@ class Control:
             return self.history_view.getattr(ino, p)
         if ino in self._names or ino in (USERS, SEARCH, QUARANTINE):
             return self._owned(self._attrs(ino, stat.S_IFDIR | 0o500), p)
-        if ino in (QUERY, QUERY_JSON, SYNC):
+        if ino in (QUERY, QUERY_JSON, SYNC, PURGE):
             return self._owned(self._attrs(ino, stat.S_IFREG | 0o600), p)
         if ino == REFRESH:
             a = self._attrs(ino, stat.S_IFREG | 0o200)
@@ -314,6 +321,10 @@ class Control:
         if ino == SYNC:
             fh = self._handle(SyncHandle(p))
             return FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        if ino == PURGE:
+            return FileInfo(
+                fh=self._handle(PurgeHandle(p)), direct_io=True, keep_cache=False, nonseekable=True
+            )
         if ino in (QUERY, QUERY_JSON):
             fh = self._handle(QueryHandle(p, json=ino == QUERY_JSON))
             # nonseekable: results follow the query in one stream, whatever the offset
@@ -351,6 +362,8 @@ class Control:
             chunk = h.result[h.pos : h.pos + size]
             h.pos += len(chunk)
             return chunk
+        if isinstance(h, PurgeHandle):
+            return await self._purges().read(h, size)
         if isinstance(h, QueryHandle):
             if h.result is None:
                 h.result = await self.search(h.principal, _decode_query(bytes(h.query)), h.json)
@@ -367,6 +380,8 @@ class Control:
         if isinstance(h, SyncHandle):
             h.request = True  # any write asks for a sync now
             return len(buf)
+        if isinstance(h, PurgeHandle):
+            return self._purges().write(h, buf)
         if not isinstance(h, QueryHandle):
             raise FUSEError(errno.EBADF)
         if len(h.query) + len(buf) > MAX_QUERY_BYTES:

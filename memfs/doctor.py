@@ -222,6 +222,44 @@ def _uncommitted(repo, folder: Path) -> list[bytes]:
     return sorted(p for p in head.keys() | disk.keys() if head.get(p) != disk.get(p))
 
 
+MAX_SHOWN = 200  # findings listed; the count says how many more
+
+
+def secrets(data: Path, config: Path | None, only: str | None = None) -> tuple[Check, list[str]]:
+    """Scan every scope's files and history (or one scope, `only`) for secrets: the check,
+    and one line per finding (path, version, line, rule; never the secret)."""
+    from .policy import Scope
+    from .secrets import audit
+    from .secrets.scanner import Scanner
+    from .store import Store
+
+    try:
+        cfg = config_mod.load(config) if config is not None else config_mod.Config()
+        scopes = sorted(set(layout.scopes_in(data)) | set(layout.history_scopes(data)), key=str)
+        if only is not None:
+            scopes = [s for s in scopes if s == Scope.parse(only)]
+    except (config_mod.ConfigError, OSError, ValueError) as e:
+        return Check("secrets", False, f"cannot scan: {e}"), []
+    scanner, tally = Scanner(allow=cfg.secrets.allow), audit.Tally()
+    lines: list[str] = []
+    store = Store(data, cfg.limits.max_file_bytes)
+    n = 0
+    for scope in scopes:
+        for found in [
+            *audit.current_files(store, scope, scanner, tally),
+            *audit.history(data, scope, scanner, tally),
+        ]:
+            n += 1
+            if len(lines) < MAX_SHOWN:
+                lines.append(str(found))
+    scanned = f"{len(scopes)} scopes: {tally.files} files, {tally.versions} versions ({tally.blobs} distinct)"
+    if not n:
+        return Check("secrets", True, f"none found in {scanned}"), []
+    more = f" ({n - len(lines)} more not listed)" if n > len(lines) else ""
+    fix = "remove them from the files, then memfs purge PATH --version V for each version"
+    return Check("secrets", False, f"{n} found in {scanned}{more}: {fix}"), lines
+
+
 def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]:
     checks = [_fuse(), _config(config)]
     if data is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pygit2
 
 from ..names import clamp_time, host_of, label, quote_path, unquote_path, version_name, via
-from .gitrepo import Repo, safe_path
+from .gitrepo import Repo, blob_id, safe_path
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,23 @@ CREATE TABLE IF NOT EXISTS current(
 
 CATALOG_NAME = "memfs-catalog.sqlite"
 RENAME_TRAILER = "memfs-rename: "
+# A purge (purge.py) leaves this placeholder where each purged blob was, and a record
+# commit naming each version purged, '<path> -> <version name>', and each blob id.
+PURGED_TEXT = b"memfs: this version was purged from the history (memfs purge)\n"
+PURGED_BLOB = blob_id(PURGED_TEXT)
+PURGE_TRAILER = "memfs-purged: "
+PURGED_BLOB_TRAILER = "memfs-purged-blob: "
 
 
-def rename_lines(renames: Iterable[tuple[bytes, bytes]]) -> str:
-    return "".join(f"{RENAME_TRAILER}{quote_path(a)} -> {quote_path(b)}\n" for a, b in renames)
+def rename_lines(renames: Iterable[tuple[bytes, bytes]], trailer: str = RENAME_TRAILER) -> str:
+    return "".join(f"{trailer}{quote_path(a)} -> {quote_path(b)}\n" for a, b in renames)
 
 
-def parse_renames(message: str) -> list[tuple[bytes, bytes]]:
+def parse_renames(message: str, trailer: str = RENAME_TRAILER) -> list[tuple[bytes, bytes]]:
     out = []
     for line in message.splitlines():
-        if line.startswith(RENAME_TRAILER):
-            pair = _split_pair(line[len(RENAME_TRAILER) :])
+        if line.startswith(trailer):
+            pair = _split_pair(line[len(trailer) :])
             if pair is not None:
                 out.append((unquote_path(pair[0]), unquote_path(pair[1])))
     return out
@@ -195,6 +201,11 @@ class Catalog:
                 "INSERT INTO log(time, user, op, path, new_path) VALUES(?,?,?,?,?)", (t, user, "R", old, new)
             )
         sources, targets = [old for old, _ in renames], [new for _, new in renames]
+        for path, version in parse_renames(c.message, PURGE_TRAILER):  # a purge's record
+            self.db.execute(
+                "INSERT INTO log(time, user, op, path, new_path) VALUES(?,?,?,?,?)",
+                (t, user, "P", path, version),
+            )
         seen_nodes: set[bytes] = set()
         added = 0
         for path, old, new in changes:
@@ -208,6 +219,8 @@ class Catalog:
             op = "R" if came else ("A" if old is None else "M")
             if not came:
                 self._log(t, user, op, path)
+            if new[1] == PURGED_BLOB:
+                continue  # a purged version: the change stays in the log, its bytes are gone
             added += self._version(repo, t, user, op, path, new[1])
             self._node(path, seen_nodes)
         self._grow(added)
@@ -298,6 +311,22 @@ class Catalog:
                 )
         self.db.commit()
 
+    def holding(self, blobs: builtins.set[bytes]) -> dict[bytes, bytes]:
+        """Which of these blobs (raw ids) a file holds now on the branch: blob -> a path."""
+        out = {}
+        for b in blobs:
+            row = self.db.execute("SELECT path FROM current WHERE blob=? LIMIT 1", (b,)).fetchone()
+            if row:
+                out[b] = row[0]
+        return out
+
+    def versions_of(self, blobs: builtins.set[bytes]) -> list[tuple[bytes, bytes]]:
+        """(path, version name) of every version holding one of these blobs, oldest first."""
+        rows: list[tuple[int, bytes, bytes]] = []
+        for b in blobs:
+            rows += self.db.execute("SELECT id, path, name FROM versions WHERE blob=?", (b.hex(),)).fetchall()
+        return [(path, name) for _, path, name in sorted(rows)]
+
     def remember_stat(self, rows: Iterable[tuple[bytes, bytes, tuple]]) -> None:
         """Record (path, blob, (size, mtime_ns, ino)) as seen on disk, for the next reconcile."""
         self.db.executemany(
@@ -336,6 +365,10 @@ class Catalog:
             (path, after, limit),
         )
         return [Version(*r) for r in rows]
+
+    def by_blob(self) -> Iterable[tuple[str, bytes, bytes]]:
+        """(blob hex, path, version name) of every version, grouped by blob (streamed)."""
+        return self.db.execute("SELECT blob, path, name FROM versions ORDER BY blob, id")
 
     def log(self, limit: int) -> list[Change]:
         rows = self.db.execute(
@@ -376,6 +409,23 @@ class Catalog:
             "DELETE FROM versions WHERE time<? AND id NOT IN (SELECT id FROM keep)", (cutoff,)
         ).rowcount
         self.db.execute("DELETE FROM log WHERE time<?", (cutoff,))
+        self._drop_orphans()
+        self.db.commit()
+        return n
+
+    def forget(self, blobs: Iterable[bytes], head: pygit2.Oid) -> int:
+        """A purge rewrote the branch to `head` (each commit as it was, with these blobs
+        replaced): forget their versions, keep every other row and name. Returns how many
+        versions went."""
+        n = 0
+        for b in blobs:
+            n += self.db.execute("DELETE FROM versions WHERE blob=?", (b.hex(),)).rowcount
+        self._drop_orphans()
+        self.set("head", str(head))
+        self.db.commit()
+        return n
+
+    def _drop_orphans(self) -> None:
         self.db.execute("DELETE FROM meta WHERE key='bytes'")  # counted again on next need
         # folders (and paths) left without any version below them disappear from the listing
         while True:
@@ -385,8 +435,6 @@ class Catalog:
             ).rowcount
             if not gone:
                 break
-        self.db.commit()
-        return n
 
 
 def _contains(repo: Repo, head, known: str) -> bool:

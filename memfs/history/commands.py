@@ -1,9 +1,10 @@
-"""`memfs log` and `memfs restore`: history from a terminal, through the mount, as the
+"""`memfs log`, `memfs restore` and `memfs purge`: history from a terminal, through the mount, as the
 calling user (the daemon decides what that user may see, as for any file)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import sys
 import tempfile
@@ -113,11 +114,46 @@ def restore(mount: Path, path: str, at: str | None) -> str:
     return f"restored {_shown(rel)} from {_shown(chosen.name)} ({len(data)} bytes)\n"
 
 
+_PURGE_REFUSED = {
+    errno.EACCES: "you may not purge it: only who may write its memory may (the owner; a team's members)",
+    errno.ENOENT: "no such version in its history (memfs log PATH lists them)",
+    errno.EBUSY: "that content is what a file holds now: rewrite or remove the file, then purge",
+    errno.EAGAIN: "history cannot commit that memory right now: try again",
+}
+
+
+def purge(mount: Path, path: str, version: str | None, every: bool) -> str:
+    rel = _rel(mount, path)
+    if (version is None) == (not every):
+        raise CommandError("give --version VERSION (memfs log PATH lists them) or --all")
+    try:
+        answer = client.purge(mount, rel, None if every else [version or ""])
+    except FileNotFoundError:
+        if not client.is_mount(mount):
+            raise CommandError(f"{mount} is not a memfs mount with history; use --mount") from None
+        raise CommandError(f"{_shown(rel)}: {_PURGE_REFUSED[errno.ENOENT]}") from None
+    except OSError as e:
+        why = _PURGE_REFUSED.get(e.errno or 0, e.strerror)
+        raise CommandError(f"{_shown(rel)}: {why}") from None
+    except client.AnswerError as e:
+        raise CommandError(str(e)) from None
+    n = len(answer["purged"])
+    out = [f"purged {n} version{'s' if n != 1 else ''} from the history of {answer.get('scope')}:\n"]
+    out += [f"  {v}\n" for v in answer["purged"]]
+    out.append(f"{answer.get('commits_rewritten')} commits rewritten in {answer.get('seconds')} s; ")
+    out.append("the file itself was not touched\n")
+    if answer.get("remote"):
+        out.append(f"its remote: {answer['remote']}\n")
+    return "".join(out)
+
+
 def main(args) -> int:
     mount = Path(args.mount).absolute()
     try:
         if args.history_command == "log":
             sys.stdout.write(log(mount, args.path))
+        elif args.history_command == "purge":
+            sys.stdout.write(purge(mount, args.path, args.version, args.all))
         else:
             sys.stdout.write(restore(mount, args.path, args.at))
     except CommandError as e:

@@ -26,8 +26,9 @@ from ..config import HistoryConf, Limits
 from ..names import quote_path
 from ..policy import Kind, Scope
 from ..store import Store, walk_tree
-from .catalog import Catalog, rename_lines
-from .gitrepo import BLOB, EXEC, FastImport, Repo, Who, blob_id
+from . import purge as purging
+from .catalog import Catalog, Version, rename_lines
+from .gitrepo import BLOB, EXEC, TRACKING, FastImport, Repo, Who, blob_id
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,34 @@ class Committer:
                     examine[path] = author
             return bool(examine) and self._write(repo, cat, scope, examine, {}, time.time())
 
+    def purge(
+        self, scope: Scope, path: bytes, names: list[bytes] | None, user: str, now: int
+    ) -> purging.Purged:
+        """Take versions of `path` (`names`, or all) out of the scope's history for good
+        (purge.py), under the scope's lock, after its pending changes were committed. The
+        content a file holds now is never purged: a named version that is the current
+        content of any file is refused (EBUSY); with all versions, it is left out."""
+        with self._open(scope) as (repo, cat):
+            cat.catch_up(repo)
+            chosen = _chosen(cat, path, names)
+            live = cat.holding({bytes.fromhex(v.blob) for v in chosen})
+            if names is not None and live:
+                raise PurgeRefused(
+                    errno.EBUSY, f"it is the current content of {quote_path(min(live.values()))}"
+                )
+            chosen = [v for v in chosen if bytes.fromhex(v.blob) not in live]
+            if not chosen:
+                raise PurgeRefused(errno.EBUSY, f"{quote_path(path)} holds its only version now")
+            blobs = {bytes.fromhex(v.blob) for v in chosen}
+            record = cat.versions_of(blobs)  # the same bytes under other paths go too
+            head, made, leased = purging.purge(
+                repo, TRACKING, blobs, record, self._sig(user, now), self._sig("memfs", now)
+            )
+            cat.forget(blobs, head)
+            cat.catch_up(repo)  # the record commit: the log's purge lines
+            purging.scrub(repo)
+            return purging.Purged([v for _, v in record], made, leased, sorted(b.hex() for b in blobs))
+
     def budget(self, scope: Scope) -> int:
         """Bytes of versions a scope keeps: history.max_bytes, else the scope's quota."""
         if self.conf.max_bytes is not None:
@@ -273,6 +302,32 @@ class Committer:
                 time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cutoff)),
             )
             return dropped
+
+
+class PurgeRefused(Exception):
+    """A purge that cannot be done: errno and one line for the caller."""
+
+    def __init__(self, code: int, why: str):
+        super().__init__(code, why)
+        self.errno, self.why = code, why
+
+
+def _chosen(cat: Catalog, path: bytes, names: list[bytes] | None) -> list[Version]:
+    """The versions of `path` a purge names (all of them for None); ENOENT for a name that
+    is not one of them."""
+    found, after = [], 0
+    while page := cat.versions(path, after):
+        found += page
+        after = page[-1].id
+    if names is None:
+        if not found:
+            raise PurgeRefused(errno.ENOENT, f"{quote_path(path)} has no versions")
+        return found
+    by_name = {v.name: v for v in found}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise PurgeRefused(errno.ENOENT, f"{quote_path(path)} has no version {quote_path(missing[0])}")
+    return [by_name[n] for n in names]
 
 
 def read_file(store: Store, scope: Scope, path: bytes):

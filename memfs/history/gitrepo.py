@@ -23,6 +23,7 @@ import pygit2
 from ..confine import bad_component
 
 BRANCH = "refs/heads/main"
+TRACKING = "refs/remotes/sync/main"  # the remote's branch as sync last fetched it
 TREE = 0o040000
 BLOB = 0o100644
 EXEC = 0o100755
@@ -201,7 +202,7 @@ class Repo:
         os.replace(tmp, target)
         return oid
 
-    def _write_tree(self, entries: dict[bytes, tuple[int, bytes]]) -> bytes:
+    def write_tree(self, entries: dict[bytes, tuple[int, bytes]]) -> bytes:
         body = b"".join(
             b"%o %s\0%s" % (mode, name, raw) for name, (mode, raw) in sorted(entries.items(), key=_tree_key)
         )
@@ -238,10 +239,10 @@ class Repo:
                 continue  # the root, or a folder a file replaced: the file wins
             parent, _, name = d.rpartition(b"/")
             if entries[d]:
-                entries[parent][name] = (TREE, self._write_tree(entries[d]))
+                entries[parent][name] = (TREE, self.write_tree(entries[d]))
             elif (e := entries[parent].get(name)) is not None and e[0] == TREE:
                 del entries[parent][name]
-        return self._write_tree(entries[b""]) if entries[b""] else None
+        return self.write_tree(entries[b""]) if entries[b""] else None
 
     def tree_with(self, base: pygit2.Oid | None, changes: dict[bytes, Change]) -> pygit2.Oid:
         new = self._apply(base, changes)

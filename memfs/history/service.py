@@ -12,6 +12,7 @@ and makes one commit per user of the batch. Reading history first commits the re
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -36,6 +37,7 @@ from .committer import (
     SKIP,
     Event,
     Kept,
+    PurgeRefused,
     clear_spool,
     open_file,
     read_file,
@@ -43,6 +45,7 @@ from .committer import (
     spool_file,
 )
 from .gitrepo import BLOB, EXEC, blob_id
+from .purge import Purged
 
 log = logging.getLogger(__name__)
 
@@ -343,27 +346,31 @@ class History:
 
     async def _flush_scope(self, scope: Scope) -> None:
         async with self.locked(scope):
-            events = self._pending.pop(scope, [])
-            kept = self._kept.pop(scope, [])
-            self._last_kept.pop(scope, None)
-            self._close_segment(scope)  # later versions go to a new one
-            paths = self._paths.pop(scope, {})
-            moved_by = self._dir_moves.pop(scope, None)
-            rescan = scope in self._rescan
-            self._rescan.discard(scope)
-            if not events and not rescan and not kept:
-                return
-            self._inflight[scope] = (paths, moved_by is not None or rescan)
-            taken = self._since.pop(scope, None)
-            if taken is not None:
-                self._flying_since[scope] = taken
-            try:
-                await self._commit_batch(scope, events, kept, rescan)
-            finally:
-                self._inflight.pop(scope, None)
-                self._flying_since.pop(scope, None)
-                if taken is not None and self._failures.get(scope):  # back in the queue: as old as it was
-                    self._since[scope] = min(taken, self._since.get(scope, taken))
+            await self._flush_locked(scope)
+
+    async def _flush_locked(self, scope: Scope) -> None:
+        """One batch of the scope, its lock held."""
+        events = self._pending.pop(scope, [])
+        kept = self._kept.pop(scope, [])
+        self._last_kept.pop(scope, None)
+        self._close_segment(scope)  # later versions go to a new one
+        paths = self._paths.pop(scope, {})
+        moved_by = self._dir_moves.pop(scope, None)
+        rescan = scope in self._rescan
+        self._rescan.discard(scope)
+        if not events and not rescan and not kept:
+            return
+        self._inflight[scope] = (paths, moved_by is not None or rescan)
+        taken = self._since.pop(scope, None)
+        if taken is not None:
+            self._flying_since[scope] = taken
+        try:
+            await self._commit_batch(scope, events, kept, rescan)
+        finally:
+            self._inflight.pop(scope, None)
+            self._flying_since.pop(scope, None)
+            if taken is not None and self._failures.get(scope):  # back in the queue: as old as it was
+                self._since[scope] = min(taken, self._since.get(scope, taken))
 
     async def _commit_batch(
         self,
@@ -439,6 +446,23 @@ class History:
         oldest = min(self._since.get(scope, math.inf), self._flying_since.get(scope, math.inf))
         lag = max(0.0, time.time() - oldest) if oldest != math.inf else 0.0
         return waiting, lag, self._failures.get(scope, 0)
+
+    async def purge(self, scope: Scope, path: bytes, names: list[bytes] | None, user: str) -> Purged:
+        """Take versions of a file out of the scope's history for good (`names`, or all but
+        the current content): under the scope's lock, once what is pending (kept versions
+        in the spool among it) is committed, so nothing waiting can bring them back."""
+        await self.ready(scope)
+        async with self.locked(scope):
+            await self._flush_locked(scope)
+            if scope in self._pending or scope in self._kept or scope in self._rescan:
+                # a batch failed and was put back: its versions could hold what goes
+                raise PurgeRefused(errno.EAGAIN, "history cannot commit this scope now; try again")
+            result = await self.background.run(
+                committer.call, "purge", scope, path, names, user, int(time.time())
+            )
+        if self.on_commit is not None:
+            self.on_commit(scope)  # a synced scope pushes the rewritten history
+        return result
 
     def repo_dir(self, scope: Scope) -> Path:
         return layout.history_dir(self.data, scope)

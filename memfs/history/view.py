@@ -278,7 +278,9 @@ class HistoryView:
                     break
                 line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))} {c.user} {c.op} "
                 line += quote_path(prefixes[s] + c.path)
-                if c.new_path is not None:
+                if c.op == "P":  # a purge: the version's name, never its content
+                    line += " version " + quote_path(c.new_path or b"")
+                elif c.new_path is not None:
                     line += " -> " + quote_path(prefixes[s] + c.new_path)
                 out.append(line + "\n")
             return "".join(out).encode()

@@ -26,9 +26,9 @@ import trio
 
 from ..background import NicedPool
 from ..config import Config
-from ..history import History
+from ..history import History, purge
 from ..history.catalog import Catalog, arriving
-from ..history.gitrepo import BLOB, EXEC, Repo, safe_path
+from ..history.gitrepo import BLOB, EXEC, TRACKING, Repo, safe_path
 from ..names import conflict_name, host_of, quote_path
 from ..policy import Kind, Scope
 from . import merge
@@ -38,7 +38,6 @@ from .vet import ArrivalGuard, Vet
 
 log = logging.getLogger(__name__)
 
-TRACKING = "refs/remotes/sync/main"
 # test hook: die (as kill -9 would) after writing this many arrived files in one apply
 _CRASH_AFTER = int(os.environ.get("MEMFS_SYNC_CRASH_AFTER", "0") or 0)
 GIT_TIMEOUT = 120
@@ -291,14 +290,37 @@ class Sync:
         repo = Repo(self.history.repo_dir(scope))
         remote_head = _local_head(st.remote)
         tracked = repo.r.references.get(TRACKING)
-        if remote_head is False or remote_head != (str(tracked.target) if tracked else None):
+        lease = purge.lease(repo.path)
+        if lease is not None and remote_head is False:  # ask first: a fetch would bring the purged blobs back
+            res = _git(["ls-remote", st.remote, "refs/heads/main"], gitdir, config=self._git_config)
+            remote_head = res.stdout.split()[0] if res.stdout.split() else None
+        if lease is not None and remote_head == lease:
+            pass  # the remote is as when this host purged: the push replaces it
+        elif remote_head is False or remote_head != (str(tracked.target) if tracked else None):
             refs = f"+refs/heads/*:{TRACKING[:-4]}*"
             _git(["fetch", "--quiet", "--no-tags", st.remote, refs], gitdir, config=self._git_config)
+            self._adopt(scope, repo, st)
             tracked = repo.r.references.get(TRACKING)
         theirs, ours = (tracked.target if tracked is not None else None), repo.head()
         return (
             theirs is not None and theirs != ours and (ours is None or not repo.r.descendant_of(ours, theirs))
         )
+
+    def _adopt(self, scope: Scope, repo: Repo, st: State) -> None:
+        """A purge in what arrived (or the remote still holding what this host purged):
+        rewritten here before anything merges it, so the purged blobs never come back."""
+        learned = purge.adopt(repo, TRACKING)
+        if learned:
+            head = repo.head()
+            if head is not None:
+                with Catalog.of(repo.path) as cat:
+                    cat.forget(learned, head)
+            log.info(
+                "%s: %d purged blobs taken out of this host's history too (%s)",
+                scope,
+                len(learned),
+                st.remote,
+            )
 
     def _take_fresh(
         self, scope: Scope, st: State, busy: set[bytes], budget: Budget
@@ -320,18 +342,28 @@ class Sync:
         if ours is not None and ours != theirs:
             if theirs is not None and not repo.r.descendant_of(ours, theirs):
                 return False  # not merged yet
+            lease = purge.lease(repo.path)  # a purge rewrote what the remote holds: replace it
+            force = [f"--force-with-lease=refs/heads/main:{lease}"] if lease else []
             res = _git(
-                ["push", "--quiet", st.remote, "refs/heads/main:refs/heads/main"],
+                ["push", "--quiet", *force, st.remote, "refs/heads/main:refs/heads/main"],
                 gitdir,
                 check=False,
                 config=self._git_config,
             )
             if res.returncode != 0:
+                if (
+                    lease and "remote rejected" in res.stderr
+                ):  # not raced: refused (denyNonFastForwards, a protected branch)
+                    raise SyncError(
+                        "the remote refuses the purge's rewritten history: allow force pushes to main there"
+                    )
                 if any(w in res.stderr for w in ("rejected", "fetch first", "non-fast-forward")):
                     return False
                 raise SyncError((res.stderr.strip().splitlines() or ["git push failed"])[-1])
             repo.r.references.create(TRACKING, ours, force=True)
             theirs = ours
+            if lease:
+                purge.pushed(repo.path, st.remote if _local_head(st.remote) is not False else None)
         if ours is not None and theirs is not None:
             st.ahead, st.behind = repo.r.ahead_behind(ours, theirs)
         return True
