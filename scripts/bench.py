@@ -199,7 +199,7 @@ UNITS = (
 REWRITE_PASSES = 10  # in all, split over the rounds like --save-iterations
 
 
-COLUMNS = ("memfs", "nohist", "noembed", "native", "bindfs", "bare")
+COLUMNS = ("memfs", "nohist", "noembed", "noguard", "native", "bindfs", "bare")
 PROBE_TARGETS = ("memfs", "nohist", "bare")  # the probes only serve the per-request costs above bare
 PROBE_FILES = 100
 PROBE_REPS = 3  # in the timed rounds; each probe's best of these, then the median over the rounds
@@ -369,14 +369,16 @@ def print_timings(args, med: dict[str, dict[str, float]], opt: dict) -> None:
     units = UNITS.format(passes=opt["rewrite_passes"], iters=opt["save_iters"])
     print(f"\nmedian of {args.rounds} interleaved rounds, uid {args.uid}; {units}\n")
     print("memfs: defaults (history on, WordLlama embeddings); nohist: history: {enabled: false};")
-    print("noembed: search: {embedder: none}; bare: scripts/passthrough.py, a bare pyfuse3 passthrough\n")
-    head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'native':>9} {'bindfs':>9} {'bare':>9}"
-    print(f"{head} {'memfs/native':>13} {'memfs/bindfs':>13} {'hist on/off':>12} {'embed on/off':>13}")
+    print("noembed: search: {embedder: none}; noguard: secrets: {guard: off};")
+    print("bare: scripts/passthrough.py, a bare pyfuse3 passthrough\n")
+    head = f"{'op':<8} {'memfs':>9} {'nohist':>9} {'noembed':>9} {'noguard':>9} {'native':>9} {'bindfs':>9}"
+    head += f" {'bare':>9} {'memfs/native':>13} {'memfs/bindfs':>13}"
+    print(f"{head} {'hist on/off':>12} {'embed on/off':>13} {'guard on/off':>13}")
     for op in OPS:
-        m, h, e, n, b, f = (med[k][op] for k in COLUMNS)
+        m, h, e, g, n, b, f = (med[k][op] for k in COLUMNS)
         print(
-            f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {n:9.1f} {b:9.1f} {f:9.1f} {m / n:13.2f} {m / b:13.2f} "
-            f"{m / h:12.2f} {m / e:13.2f}"
+            f"{op:<8} {m:9.1f} {h:9.1f} {e:9.1f} {g:9.1f} {n:9.1f} {b:9.1f} {f:9.1f} "
+            f"{m / n:13.2f} {m / b:13.2f} {m / h:12.2f} {m / e:13.2f} {m / g:13.2f}"
         )
     print("\nmemfs over the bare pyfuse3 floor; us per file above bare = memfs - bare in ms per 1000\n")
     head = f"{'op':<8} {'memfs':>9} {'bare':>9} {'memfs/bare':>11}"
@@ -510,7 +512,11 @@ def main() -> int:
         base / "bare-count",
     )
     # The same memfs with one feature off, in the same interleaved run: what it costs.
-    variants = {"nohist": "history: {enabled: false}\n", "noembed": "search: {embedder: none}\n"}
+    variants = {
+        "nohist": "history: {enabled: false}\n",
+        "noembed": "search: {embedder: none}\n",
+        "noguard": "secrets: {guard: off}\n",
+    }
     variant_mnt = {v: base / f"memfs-{v}" for v in variants}
     dirs = [memfs_mnt, *variant_mnt.values(), bind_src, bind_mnt, native, bare_src, bare_mnt]
     for p in [*dirs, count_mnt, bare_count_src, bare_count_mnt]:
