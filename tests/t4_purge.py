@@ -161,6 +161,41 @@ def test_a_purge_reaches_the_remote_and_the_other_hosts(make_mount, remote):  # 
     assert a.sh(ALICE, "cat team/s.md").stdout == b.sh(BOB, "cat team/s.md").stdout == "clean\n"
 
 
+def test_a_host_still_holding_the_purged_bytes_takes_the_clean_file_and_never_pushes_them_back(
+    make_mount,
+    remote,  # noqa: F811
+):
+    """Host b synced the leak but not its clean rewrite before the purge: its file still
+    holds the purged bytes. Adopting the purge, b takes the clean file (not a conflict
+    copy of it beside the leak), and nothing b commits brings the bytes back anywhere."""
+    a, b = hosts(make_mount, remote)
+    team = Scope(Kind.TEAM, "eng")
+    subprocess.run(
+        ["git", "--git-dir", str(remote), "config", "receive.denyNonFastForwards", "false"], check=True
+    )
+    leaked = b"password for the staging db: hunter2-staging\n"
+    a.py(ALICE, f"open('team/s.md', 'wb').write({leaked!r})")
+    sync(a)
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/s.md").stdout == leaked.decode()
+    a.sh(ALICE, "echo clean > team/s.md")  # b does not sync this before the purge
+    sync(a)
+    name = versions(a, ALICE, "team/s.md")[contents(a, ALICE, "team/s.md").index(leaked.decode())]
+    memfs(a, ALICE, "purge", "team/s.md", "--version", name)
+    sync(a)
+    oid = blob_id(leaked)
+    assert not has_object(remote, oid)
+    sync(b, BOB)
+    assert b.sh(BOB, "cat team/s.md").stdout == "clean\n"
+    assert b.sh(BOB, "ls team").stdout.split() == ["s.md"]  # no conflict copy
+    b.sh(BOB, "echo from-b > team/b.md")
+    sync(b, BOB)
+    sync(a)
+    for git in (gitdir(a, team), gitdir(b, team), remote):
+        assert not has_object(git, oid), git
+    assert leaked.decode() not in contents(b, BOB, "team/s.md")
+
+
 def doctor_secrets(m):
     args = ["doctor", "--mount", str(m.mnt), "--data", str(m.data), "--config", str(m.config), "--secrets"]
     return subprocess.run(memfs_cmd(*args), capture_output=True, text=True, timeout=120)

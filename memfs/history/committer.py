@@ -27,7 +27,7 @@ from ..names import quote_path
 from ..policy import Kind, Scope
 from ..store import Store, walk_tree
 from . import purge as purging
-from .catalog import Catalog, Version, rename_lines
+from .catalog import PURGED_BLOB, PURGED_TEXT, Catalog, Version, rename_lines
 from .gitrepo import BLOB, EXEC, TRACKING, FastImport, Repo, Who, blob_id
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class Committer:
             cat.catch_up(repo)
             head: dict[bytes, tuple[bytes, int] | None] = {}
             group: dict[bytes, tuple[int, bytes]] = {}
+            purged = _purged(repo, scope)
             prev: Kept | None = None
             with repo.fast_import() as fi:
                 for k in kept:
@@ -143,6 +144,8 @@ class Committer:
                     except FileNotFoundError:
                         continue  # committed by an earlier try that failed later
                     oid = blob_id(data)
+                    if oid in purged:  # never again: the placeholder stands for it
+                        data, oid = PURGED_TEXT, PURGED_BLOB
                     if k.path not in head:
                         head[k.path] = cat.current_of(k.path)
                     if head[k.path] == (oid, k.mode):
@@ -176,6 +179,7 @@ class Committer:
         read once and streamed as it is read (a batch of 100k files is never in memory)."""
         by_user: dict[str, dict] = {}
         seen = []
+        purged = _purged(repo, scope)
         with repo.fast_import() as fi:
             for path, user in examine.items():
                 head = cat.current_of(path)
@@ -188,6 +192,8 @@ class Committer:
                     continue
                 mode, data, st = disk
                 oid = blob_id(data)
+                if oid in purged:  # a file still holding purged bytes (a host behind): never again
+                    data, oid = PURGED_TEXT, PURGED_BLOB
                 if head != (oid, mode):
                     by_user.setdefault(user, {})[path] = (mode, fi.blob(data, oid))
                 seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
@@ -450,3 +456,13 @@ def call(method: str, *args):
         while os.path.exists(_HOLD):
             time.sleep(0.01)
     return getattr(_committer, method)(*args)
+
+
+def _purged(repo: Repo, scope: Scope) -> set[bytes]:
+    """Blob ids purged from this scope: a commit records the placeholder in their place, so
+    a file that still holds one (on a host that synced after the purge, or restored from
+    elsewhere) never brings it back into history, nor to a remote."""
+    ids = purging.purged_ids(Path(repo.path))
+    if ids:
+        log.debug("%s: %d purged blob ids are never committed", scope, len(ids))
+    return ids

@@ -27,7 +27,7 @@ import trio
 from ..background import NicedPool
 from ..config import Config
 from ..history import History, purge
-from ..history.catalog import Catalog, arriving
+from ..history.catalog import PURGED_BLOB, Catalog, arriving
 from ..history.gitrepo import BLOB, EXEC, TRACKING, Repo, safe_path
 from ..names import conflict_name, host_of, quote_path
 from ..policy import Kind, Scope
@@ -444,6 +444,7 @@ class Sync:
         host, now = when
         written, removed = [], []
         store = self.history.store
+        purged = purge.purged_ids(self.history.repo_dir(scope))
         for path in list(p.changes):
             entry = p.changes[path]
             if not safe_path(path) or (entry is not None and entry[0] not in (BLOB, EXEC)):
@@ -458,6 +459,8 @@ class Sync:
                 continue
             expected = repo.lookup(ours_tree, path)
             disk = self.history.disk_blob(scope, path)
+            if expected is not None and expected[1] == PURGED_BLOB and disk in purged:
+                disk = PURGED_BLOB  # bytes a purge took out of history: no local edit, replaced
             if path in busy or disk != (expected[1] if expected is not None else None):
                 del p.changes[path]
                 if entry is None:
