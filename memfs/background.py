@@ -110,8 +110,8 @@ class NicedProcess:
 
     RECYCLE = 2000
 
-    def __init__(self, initializer: Callable[..., None], args: tuple, name: str):
-        self._initializer, self._args, self.name = initializer, args, name
+    def __init__(self, initializer: Callable[..., None], args: tuple, name: str, workers: int = 1):
+        self._initializer, self._args, self.name, self._workers = initializer, args, name, workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ctx = multiprocessing.get_context("spawn")
         self._logs: multiprocessing.Queue[logging.LogRecord] | None = None
@@ -129,7 +129,7 @@ class NicedProcess:
             # is unsafe); it inherits the daemon's uid, which by now holds no root.
             level = logging.getLogger().getEffectiveLevel()
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1,
+                max_workers=self._workers,
                 mp_context=self._ctx,
                 initializer=_start_niced,
                 initargs=(self._initializer, self._args, self._logs, level, os.getpid()),

@@ -579,6 +579,40 @@ def attack_history_churn(a: Attacker) -> None:
             time.sleep(0.01)
 
 
+KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789"
+
+
+def attack_secret_stream(a: Attacker) -> None:
+    """Into a guarded scope (mallory's team red): one-line entries each holding a fake key
+    (refused at the write, logged, quarantined), alternating with 10 MiB files of prose
+    written in 128 KiB writes (each write's window scanned before it is stored)."""
+    prose = (b"the deploy notes say the canary runs first and the rollback waits for the pager\n" * 140)[
+        : 128 << 10
+    ]
+    a.ready()
+    n = 0
+    while True:
+        n += 1
+        key = "ghp_" + "".join(
+            random.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789") for _ in range(36)
+        )
+        try:
+            _write(f"{a.mnt}/team/key{n % 50}.md", f"token for ci: {key}\n".encode())
+        except OSError as e:  # EACCES: the guard refused it, as it should
+            a.extra["refused"] = a.extra.get("refused", 0) + (e.errno == errno.EACCES)
+        try:
+            fd = os.open(f"{a.mnt}/team/big{n % 3}.md", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                for _ in range(80):  # 10 MiB
+                    os.write(fd, prose)
+            finally:
+                os.close(fd)
+            a.tick()
+        except OSError as e:
+            a.error(e)
+            time.sleep(0.01)
+
+
 def _git(*args: str, cwd: str, data: bytes | None = None) -> str:
     r = subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=True)
     return r.stdout.decode().strip()
@@ -701,6 +735,11 @@ ATTACKS: dict[str, Attack] = {
     "search_flood": Attack(attack_search_flood, workers="search_workers", what="parallel search loops"),
     "rename_storm": Attack(attack_rename_storm, what="mv a 4 x 250-byte-deep folder back and forth"),
     "history_churn": Attack(attack_history_churn, what="rewrite a 9 MB random file in place, in a loop"),
+    "secret_stream": Attack(
+        attack_secret_stream,
+        config="  red: {{members: [mallory]}}\n",  # under CONFIG's teams: a guarded scope of mallory's
+        what="fake keys into a guarded team scope (refused) and 10 MiB files in 128 KiB writes, in a loop",
+    ),
     "sync_bomb": Attack(
         attack_sync_bomb,
         ready_timeout=60.0,

@@ -26,13 +26,13 @@ from pathlib import Path
 import trio
 
 from .. import layout
-from ..background import NicedPool
+from ..background import NicedPool, NicedProcess
 from ..config import SecretsConf
 from ..confine import bad_component, open_beneath
 from ..names import label, quote_path, stamp
 from ..policy import Principal, Scope
 from ..store import Store, walk_tree
-from . import guard
+from . import guard, worker
 from .scanner import Finding, Scanner
 
 log = logging.getLogger("memfs.secrets")
@@ -43,6 +43,10 @@ MAX_RECORDS = 100  # refusals or flags listed per user
 MAX_PENDING = 10_000  # files closed in flagged scopes waiting for their scan
 FLAG_QUIET = 1.0  # seconds without a close in a flagged scope before the flagger scans
 FLAG_MAX_WAIT = 10.0  # but no later than this after the first close waiting
+# Bytes a scan may take in a daemon thread (~4 ms of GIL at ~0.5 µs a byte); a larger one
+# (a big write's window, a big file) runs in the scanner's process (worker.py).
+INLINE_SCAN = 8 << 10
+SCAN_WORKERS = 2  # processes: one caller's stream of big scans never queues another's
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class SecretGuard:
     def __init__(self, *, conf: SecretsConf, remotes: Iterable[Scope], data: Path, store: Store) -> None:
         self.policy = guard.Policy(conf=conf, remotes=remotes)
         self._scanner = Scanner(allow=conf.allow) if self.policy.on else None
+        # started on the first big scan (most mounts never need it)
+        self._proc = NicedProcess(worker.start, (tuple(conf.allow),), "memfs-secrets", SCAN_WORKERS)
         self._store = store
         self._quarantine = data / "state" / "quarantine"
         self._refused: dict[str, OrderedDict[tuple[Scope, bytes], Record]] = {}
@@ -216,9 +222,25 @@ class SecretGuard:
         self._record(self._flagged, p, Record(scope, path, line, rule, int(time.time()), "write"))
 
     # -- judging (worker threads) ---------------------------------------------------------
-    def _scan(self, data: bytes) -> list[Finding]:
+    def _local(self) -> Scanner:
         assert self._scanner is not None, "a scan with the guard off"
-        return self._scanner.scan(data)
+        return self._scanner
+
+    def _judge_bytes(self, before: bytes, after: bytes) -> Finding | None:
+        """The first finding `after` holds that `before` did not (worker threads)."""
+        if len(before) + len(after) > INLINE_SCAN:
+            return self._proc.call(worker.judge, before, after)
+        found = self._local().scan(after)
+        if not found:
+            return None  # the common case: one scan
+        new = guard.new_findings(self._local().scan(before) if before else [], found)
+        return new[0] if new else None
+
+    def _first(self, data: bytes) -> Finding | None:
+        if len(data) > INLINE_SCAN:
+            return self._proc.call(worker.first, data)
+        found = self._local().scan(data)
+        return found[0] if found else None
 
     def _judge_write(self, fd: int, off: int, buf: bytes, append: bool) -> _Verdict | None:
         size = os.fstat(fd).st_size
@@ -233,13 +255,10 @@ class SecretGuard:
     ) -> _Verdict | None:
         old = os.pread(fd, end - start, start) if end > start and fd >= 0 else b""
         w = guard.apply(old, start, size, off, buf)
-        after = self._scan(w.after)
-        if not after:
-            return None  # the common case: one scan
-        new = guard.new_findings(self._scan(w.before) if w.before else [], after)
-        if not new:
+        new = self._judge_bytes(w.before, w.after)
+        if new is None:
             return None
-        return _Verdict(new[0], _lines_before(fd, w.origin) + new[0].line, w.after)
+        return _Verdict(new, _lines_before(fd, w.origin) + new.line, w.after)
 
     def _judge_path(self, scope: Scope, path: bytes, gone: type[OSError] = OSError) -> tuple[int, str] | None:
         """(line, rule) of the first finding in a regular file; None if none, or if opening
@@ -259,9 +278,9 @@ class SecretGuard:
         what sync brings: a remote's blob in a memfd, see sync/vet.py)."""
         size = os.fstat(fd).st_size
         for start, end in guard.chunks(size):
-            found = self._scan(os.pread(fd, end - start, start))
-            if found:
-                return _lines_before(fd, start) + found[0].line, found[0].rule
+            found = self._first(os.pread(fd, end - start, start))
+            if found is not None:
+                return _lines_before(fd, start) + found.line, found.rule
         return None
 
     def _judge_tree(self, scope: Scope, top: bytes) -> tuple[bytes, int, str] | None:
@@ -279,6 +298,7 @@ class SecretGuard:
 
     def close(self) -> None:
         self._pool.close()
+        self._proc.close()
 
     # -- what is told and kept ------------------------------------------------------------
     @staticmethod
