@@ -171,7 +171,9 @@ def cmd_import(args) -> int:
     if not args.dry_run:
         Store.init_layout(data)
     with tqdm(total=len(items), unit="files", desc="import", disable=args.quiet) as bar:
-        importer.apply(items, data, report, args.dry_run, progress=bar.update, add_index=add_index)
+        importer.apply(
+            items, data, report, args.dry_run, progress=bar.update, add_index=add_index, owner=args.user
+        )
     if not args.dry_run:
         try:  # written as root (it reads users' folders): the daemon user must manage them
             privilege.hand_over(data, cfg.daemon_user, whole=True)

@@ -157,3 +157,23 @@ class beneath:  # used as a function: `with beneath(fd, rel) as (where, name):`
         held, self._held = self._held, None
         for fd in held or ():
             os.close(fd)
+
+
+def _xattr_path(dir_fd: int, name: bytes) -> bytes:
+    # The xattr calls take no directory fd: the name is reached through /proc's link to the
+    # confined folder fd; `name` is one checked component and is never followed (l*xattr).
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
+
+
+def getxattr_at(dir_fd: int, name: bytes, attr: bytes) -> bytes:
+    """An extended attribute of `name` in the folder `dir_fd` (one component, from beneath)."""
+    if name == b".":
+        return os.getxattr(b"/proc/self/fd/%d" % dir_fd, attr)
+    return os.getxattr(_xattr_path(dir_fd, name), attr, follow_symlinks=False)
+
+
+def setxattr_at(dir_fd: int, name: bytes, attr: bytes, value: bytes) -> None:
+    if name == b".":
+        os.setxattr(b"/proc/self/fd/%d" % dir_fd, attr, value)
+    else:
+        os.setxattr(_xattr_path(dir_fd, name), attr, value, follow_symlinks=False)

@@ -558,6 +558,7 @@ class Control:
         )
 
     async def status(self, p: Principal) -> bytes:
+        problems = self._index().problems()
         secrets: list[str] = []
         if self.secrets is not None:
             await self.secrets.settle(p)  # the caller's files closed just now are scanned
@@ -567,7 +568,7 @@ class Control:
             secrets += self.sync.refusals.lines(p, [s for s in (p.private, p.team_scope) if s is not None])
 
         def render(p, memos, docs, analysis, groups):
-            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets
+            lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets + problems
             return "".join(line + "\n" for line in lines)
 
         return await self._view(p, render)

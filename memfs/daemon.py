@@ -20,7 +20,7 @@ import trio
 
 from . import config as config_mod
 from . import context as ctx_mod
-from . import guard, privilege
+from . import guard, privilege, space
 from .background import NicedProcess
 from .fleet import Fleet
 from .fs import Operations
@@ -28,7 +28,8 @@ from .handles import OpenFiles
 from .history import History
 from .history.view import HistoryView
 from .identity import Identities
-from .index import Index, IndexUnavailable, embed
+from .index import Index, IndexBusy, IndexUnavailable, embed
+from .index.standby import Standby
 from .metrics import SCRAPE_TIMEOUT, Exporter, RequestStats
 from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
@@ -66,12 +67,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         except embed.EmbedderError as e:
             raise BuildError(str(e)) from None
         worker = NicedProcess(embed.start_worker, (cfg.search,), "memfs-embed") if embedder else None
-        try:
-            index = Index(data, store, cfg.memory.types, embedder, worker)
-        except Exception as e:  # tantivy: locked by another daemon, unreadable files
-            if worker is not None:
-                worker.close()
-            raise BuildError(f"cannot open the index in {data / 'index'}: {e}") from None
+        index = _open_index(data, store, cfg, embedder, worker)
         stack.callback(index.close)
     history = view = sync = None
     files = OpenFiles(ids.name_of)
@@ -139,6 +135,27 @@ def _exporter(listen: str, fleet: Fleet, stack) -> Exporter:
     return exporter
 
 
+def _open_index(data: Path, store: Store, cfg: config_mod.Config, embedder, worker) -> Index:
+    """The index, or on a full disk a Standby that serves the old one and opens it once
+    there is room (a full disk must not keep every user's memory unmounted)."""
+
+    def opener() -> Index:
+        return Index(data, store, cfg.memory.types, embedder, worker)
+
+    def close_worker() -> None:
+        if worker is not None:
+            worker.close()
+
+    try:
+        return opener()
+    except Exception as e:  # tantivy: locked by another daemon, unreadable files; sqlite: no room
+        if isinstance(e, IndexBusy) or not space.full(data):
+            close_worker()
+            raise BuildError(f"cannot open the index in {data / 'index'}: {e}") from None
+        log.warning("index: cannot open while DATA/ is full (%s): serving the index as it was", e)
+        return Standby(data, opener, close_worker)
+
+
 async def supervised(name: str, task, *args) -> None:
     """Run a background task like a handler is run: an unexpected exception is logged and
     the task restarted after a backoff, never allowed to end pyfuse3.main for everyone."""
@@ -193,6 +210,8 @@ def _start_tasks(nursery, parts: Parts) -> None:
     if parts.ops.secrets is not None and parts.ops.secrets.policy.on:
         nursery.start_soon(supervised, "secrets flagger", parts.ops.secrets.run_flagger, name="flagger")
     if index is not None:
+        if isinstance(index, Standby):
+            nursery.start_soon(supervised, "index opener", index.run_opener, name="index opener")
         nursery.start_soon(supervised, "index committer", index.run_committer, name="committer")
         nursery.start_soon(supervised, "index reconcile", index.reconcile, name="reconcile")
         nursery.start_soon(supervised, "index embedding", index.run_backfill, name="embedding")

@@ -21,13 +21,13 @@ from pyfuse3 import (
     RequestContext,
 )
 
-from . import policy
+from . import owners, policy
 from .fs_base import FsBase
 from .guard import guarded
 from .handles import DirHandle
 from .inodes import CACHE_TIMEOUT, Node, entry_timeout, removed_stat
 from .numbers import ROOT_INODE
-from .policy import Access, Scope, home, user_of
+from .policy import Access, Kind, Scope, home, user_of
 from .quota import Usage
 from .store import child_path
 
@@ -45,6 +45,7 @@ class DirOps(FsBase):
         await self.quotas.need(scope, files=1)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         self.quotas.add(scope, files=1)
+        self.store.record_owner(scope, path, user_of(p))
         return self.entry(scope, path, entry_timeout(parent_inode))
 
     @guarded
@@ -57,7 +58,9 @@ class DirOps(FsBase):
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
         await self._settle(scope)  # the last await: a sync cannot start before the change
-        os.close(self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode)))
+        fd = self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode))
+        owners.record_fd(fd, user_of(p))
+        os.close(fd)
         self.quotas.add(scope, files=1)
         attrs = self.entry(scope, path, entry_timeout(parent_inode))
         node = self.inodes.get(attrs.st_ino)
@@ -150,10 +153,17 @@ class DirOps(FsBase):
         moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
         self.changes.moved(src, src_path, dst, dst_path, is_dir, user_of(p))
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
+            self._promoted(src, dst, dst_path, user_of(p))
             for node in moved:
                 self._invalidate(node.ino)
         if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
             self._invalidate_name(ROOT_INODE, name_new)
+
+    def _promoted(self, src: Scope, dst: Scope, dst_path: bytes, mover: str) -> None:
+        """A file or folder moved into a team keeps its recorded creator; one made before
+        memfs recorded them is its private scope's user's, as natively (else the mover's)."""
+        if dst.kind is Kind.TEAM and self.store.owner(dst, dst_path) is None:
+            self.store.record_owner(dst, dst_path, src.name if src.kind is Kind.PRIVATE else mover)
 
     async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
         if not stat.S_ISDIR(st.st_mode):

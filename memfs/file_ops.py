@@ -19,7 +19,7 @@ from pyfuse3 import (
     RequestContext,
 )
 
-from . import policy
+from . import owners, policy
 from .fs_base import FsBase
 from .guard import guarded
 from .handles import FileHandle
@@ -134,6 +134,7 @@ class FileOps(FsBase):
             self.opens.give(ctx.uid)
             raise
         self.quotas.add(scope, files=1)
+        owners.record_fd(fd, policy.user_of(p))
         st = os.fstat(fd)
         node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
         self.inodes.remember(node)

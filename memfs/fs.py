@@ -304,8 +304,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         await self._settle(node.scope)
         handle = self._files.get(fh) if fh is not None else None
         target = self._change_target(node, handle)
-        uid, gid, _ = self.ids.shown_owner(node.scope)
-        if not policy.chown_allowed((uid, gid), *_chown_request(attr, fields)):
+        st = self._stat(node)
+        uid, gid, _ = self._owner(node, st)
+        if not self._chown_allowed((uid, gid), attr, fields, ctx):
+            raise FUSEError(errno.EPERM)
+        if fields.update_mode and not policy.chmod_allowed(uid, ctx.uid, st.st_mode, attr.st_mode):
             raise FUSEError(errno.EPERM)
         if not (fields.update_size or fields.update_mode or fields.update_atime or fields.update_mtime):
             target.touch_ctime()  # chown to the shown owner (or -1): only the change time moves
@@ -322,6 +325,17 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             # ("updated"), history keeps the mode (u+x)
             self._changed(node, ctx.uid)
         return self._attrs(node, st)
+
+    @staticmethod
+    def _chown_allowed(shown: tuple[int, int], attr, fields, ctx: RequestContext) -> bool:
+        uid, gid = _chown_request(attr, fields)
+        groups: frozenset[int] = frozenset()
+        if gid is not None and gid != shown[1]:  # rare: only then ask for the caller's groups
+            try:
+                groups = frozenset((ctx.gid, *pyfuse3.get_sup_groups(ctx.pid)))
+            except OSError:  # the caller is gone
+                groups = frozenset((ctx.gid,))
+        return policy.chown_allowed(shown, uid, gid, ctx.uid, groups)
 
     def _change_target(self, node: Node, handle: FileHandle | None):
         """What setattr changes: the caller's handle if it gave one, an open fd of an

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import trio
 from pyfuse3 import EntryAttributes, FUSEError, RequestContext
 
-from . import policy
+from . import owners, policy
 from .inodes import CACHE_TIMEOUT, VIEW_TIMEOUT, Node, removed_stat
 from .numbers import ROOT_INODE
-from .policy import Access, Principal, Scope, home
+from .policy import Access, Kind, Principal, Scope, home
 from .store import child_path
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class FsBase:
         a.generation = 0
         a.entry_timeout = min(timeout, VIEW_TIMEOUT) if node.view else timeout
         a.attr_timeout = VIEW_TIMEOUT if node.view else CACHE_TIMEOUT
-        a.st_uid, a.st_gid, has_group = self.ids.shown_owner(node.scope)
+        a.st_uid, a.st_gid, has_group = self._owner(node, st)
         a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
         a.st_nlink = st.st_nlink
         a.st_rdev = 0
@@ -168,6 +168,26 @@ class FsBase:
         a.st_mtime_ns = st.st_mtime_ns
         a.st_ctime_ns = st.st_ctime_ns
         return a
+
+    def _owner(self, node: Node, st: os.stat_result) -> tuple[int, int, bool]:
+        """(uid, gid, team_has_group) shown for a file. A team file or folder shows its
+        creator (owners.py) as on a shared disk, read once per backing file and kept on
+        its node: the same for every caller, as the kernel caches it per inode."""
+        uid, gid, has_group = self.ids.shown_owner(node.scope)
+        if node.scope.kind is not Kind.TEAM or not node.path:
+            return uid, gid, has_group
+        known = node.creator
+        if known is None or known[0] != st.st_ino:
+            user = self._recorded_owner(node)
+            known = node.creator = (st.st_ino, self.ids.uid_of(user) if user is not None else uid)
+        return known[1], gid, has_group
+
+    def _recorded_owner(self, node: Node) -> str | None:
+        if node.open_fds:
+            return owners.read_fd(next(iter(node.open_fds)))
+        if node.unlinked:
+            return None
+        return self.store.owner(node.scope, node.path)
 
     def _stat(self, node: Node) -> os.stat_result:
         # An open file is stat'ed through one of its fds: the file itself, whether it was

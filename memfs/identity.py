@@ -44,6 +44,7 @@ class Identities:
         self.config = config
         self._cache: dict[tuple[int, int], Principal] = {}
         self._owners: dict[Scope, tuple[int, int, bool]] = {}
+        self._uids: dict[str, int] = {}
         self.teams = {t.name: self._team(t) for t in config.teams.values()}
         member_of: dict[str, list[str]] = {}
         for team in self.teams.values():
@@ -137,9 +138,18 @@ class Identities:
             return int(user[4:]), int(user[4:])
         return 0, 0
 
+    def uid_of(self, user: str) -> int:
+        """The uid a memory user name stands for (0, root, for a name this host does not
+        know: a creator recorded by another host's user, say)."""
+        uid = self._uids.get(user)
+        if uid is None:
+            uid = self._uids[user] = self.uid_gid(user)[0]
+        return uid
+
     def shown_owner(self, scope: Scope) -> tuple[int, int, bool]:
         """(uid, gid, team_has_group) shown as owner of a scope's files: the user for a
-        private scope; root and the team's Unix group (if any) for a team."""
+        private scope; root and the team's Unix group (if any) for a team (its folder, and
+        files with no recorded creator: fs_base._owner)."""
         owner = self._owners.get(scope)
         if owner is None:
             if scope.kind is Kind.PRIVATE:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from . import confine, entry, layout
+from . import confine, entry, layout, owners
 from .config import Config
 from .layout import SCOPE_DIRS
 from .names import quote_path
@@ -153,11 +153,13 @@ class Folder:
         with os.scandir(self.fd) as it:
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
 
-    def subdir(self, name: str, create: bool = False) -> Folder:
+    def subdir(self, name: str, create: bool = False, owner: str | None = None) -> Folder:
         _one_name(name)
         if create:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o700, dir_fd=self.fd)
+                if owner is not None:  # a folder this import made is --user's, as its files
+                    self._record(name, owner)
         return _folder_of(*_open(name, _OPEN, self.fd), self.path / name, self.limit)
 
     def get(self, name: str) -> Folder | bytes:
@@ -206,16 +208,33 @@ class Folder:
                 else:
                     yield from got.walk(rel + "/", depth + 1)
 
-    def write(self, name: str, data: bytes) -> None:
+    def _record(self, name: str, owner: str) -> None:
+        try:
+            confine.setxattr_at(self.fd, os.fsencode(name), owners.ATTR, owners.encode(owner))
+        except OSError as e:
+            owners.unwritable(e)
+
+    def _owner_of(self, name: str) -> str | None:
+        try:
+            return owners.decode(confine.getxattr_at(self.fd, os.fsencode(name), owners.ATTR))
+        except OSError as e:
+            owners.unreadable(e)
+            return None
+
+    def write(self, name: str, data: bytes, owner: str | None = None) -> None:
         """Replace `name` atomically with a temp file this call creates (O_EXCL: never an
-        existing file or a symlink left in its place)."""
+        existing file or a symlink left in its place). The file records `owner` as its
+        creator, or keeps the one it had (a merged MEMORY.md stays its maker's)."""
         _one_name(name)
+        owner = self._owner_of(name) or owner
         tmp = f".{name}.memfs-import"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=self.fd)  # left by an interrupted import; unlink never follows
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(tmp, flags, 0o600, dir_fd=self.fd)
         try:
+            if owner is not None:
+                owners.record_fd(fd, owner)
             with os.fdopen(fd, "wb", closefd=False) as f:
                 f.write(data)
             os.fsync(fd)
@@ -434,13 +453,14 @@ def _dest(data: Path, scope: Scope, rel: str) -> Path:
     return layout.scope_dir(data, scope) / rel
 
 
-def _folder(data: Path, scope: Scope, rel: str, create: bool) -> Folder:
+def _folder(data: Path, scope: Scope, rel: str, create: bool, owner: str | None = None) -> Folder:
     """The folder that holds `rel`, walked down from DATA/ one name at a time: memfs makes no
     symlinks there, so one found on the way is refused rather than written through."""
     folder = Folder.open(data, follow=True)  # DATA/ itself is the admin's choice
-    for name in (os.fsdecode(SCOPE_DIRS[scope.kind]), scope.name, *rel.split("/")[:-1]):
-        with folder:  # closes the parent once the child is open
-            folder = folder.subdir(name, create)
+    names = (os.fsdecode(SCOPE_DIRS[scope.kind]), scope.name, *rel.split("/")[:-1])
+    for depth, name in enumerate(names):
+        with folder:  # closes the parent once the child is open; the top two are memfs's
+            folder = folder.subdir(name, create, owner if depth >= 2 else None)
     return folder
 
 
@@ -453,17 +473,17 @@ def _existing(data: Path, scope: Scope, rel: str) -> bytes | None:
         return None
 
 
-def _write(data: Path, scope: Scope, rel: str, content: bytes) -> None:
-    with _folder(data, scope, rel, create=True) as folder:
-        folder.write(rel.rsplit("/", 1)[-1], content)
+def _write(data: Path, scope: Scope, rel: str, content: bytes, owner: str | None) -> None:
+    with _folder(data, scope, rel, create=True, owner=owner) as folder:
+        folder.write(rel.rsplit("/", 1)[-1], content, owner)
 
 
-def _create(data: Path, item: Item, dry_run: bool) -> str | None:
+def _create(data: Path, item: Item, dry_run: bool, owner: str | None) -> str | None:
     """Write a new file; None when it is (or would be) created, else why not."""
     try:
         existing = _existing(data, item.scope, item.rel)
         if existing is None and not dry_run:
-            _write(data, item.scope, item.rel, item.content)
+            _write(data, item.scope, item.rel, item.content, owner)
     except Refused as e:
         return f"{e} in DATA/ (nothing written)"
     if existing is None:
@@ -472,16 +492,23 @@ def _create(data: Path, item: Item, dry_run: bool) -> str | None:
 
 
 def apply(
-    items: list[Item], data: Path, report: Report, dry_run: bool, progress=None, add_index=False
+    items: list[Item],
+    data: Path,
+    report: Report,
+    dry_run: bool,
+    progress=None,
+    add_index=False,
+    owner: str | None = None,
 ) -> None:
-    """Write the planned files under DATA/ (never over an existing one), then merge MEMORY.md lines."""
+    """Write the planned files under DATA/ (never over an existing one), then merge MEMORY.md
+    lines. What it creates records `owner` (--user) as its creator (owners.py)."""
     index_lines: dict[Scope, list[str]] = {}
     for item in items:
         shown = _shown(f"{item.scope}/{item.rel}")
         if item.rel == entry.INDEX_NAME:
             text = item.content.decode("utf-8", errors="replace")
             index_lines.setdefault(item.scope, []).extend(text.splitlines())
-        elif why := _create(data, item, dry_run):
+        elif why := _create(data, item, dry_run, owner):
             report.skipped.append((shown, why))
         else:
             if not dry_run:
@@ -497,7 +524,7 @@ def apply(
             existing = _existing(data, scope, entry.INDEX_NAME) or b""
             merged = _merge_index(existing, lines)
             if merged is not None and not dry_run:
-                _write(data, scope, entry.INDEX_NAME, merged)
+                _write(data, scope, entry.INDEX_NAME, merged, owner)
         except Refused as e:
             report.skipped.append((shown, f"{e} in DATA/ (nothing written)"))
             continue

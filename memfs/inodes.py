@@ -53,6 +53,7 @@ class Node:
     view: bool = False  # reached through a grant view, not the owner's tree
     sig: tuple[int, int] | None = None  # (mtime_ns, size) when memfs last saw it open or close
     gone: os.stat_result | None = None  # a removed folder's last stat (no backing fd to ask)
+    creator: tuple[int, int] | None = None  # a team file's (backing st_ino, uid shown as owner)
 
 
 def removed_stat(st: os.stat_result) -> os.stat_result:

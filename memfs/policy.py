@@ -158,10 +158,26 @@ def sees_grant(p: Principal, owner: str) -> bool:
     return owner in p.readable
 
 
-def chown_allowed(shown: tuple[int, int], uid: int | None, gid: int | None) -> bool:
-    """Owners follow the scope: chown may only name the owner and group already shown
-    (accepted as a no-op that marks ctime); None is 'leave it' (-1)."""
-    return (uid is None or uid == shown[0]) and (gid is None or gid == shown[1])
+def chown_allowed(
+    shown: tuple[int, int],
+    uid: int | None,
+    gid: int | None,
+    caller: int | None = None,
+    groups: frozenset[int] = frozenset(),
+) -> bool:
+    """chown may only name the owner and group already shown (accepted as a no-op that
+    marks ctime); None is 'leave it' (-1). The owner may also name a group it belongs to,
+    accepted and ignored: the group shown is the scope's, as in a setgid team folder, and
+    cp -a and rsync -a set the source's group (rsync fails the copy when refused)."""
+    if uid is not None and uid != shown[0]:
+        return False
+    return gid is None or gid == shown[1] or (caller == shown[0] and gid in groups)
+
+
+def chmod_allowed(owner: int, caller: int, old_mode: int, new_mode: int) -> bool:
+    """Only the owner changes a file's mode, as natively (a teammate cannot take a team
+    file's bits away); a mode that stores as it is changes nothing and is let through."""
+    return caller == owner or stored_mode(old_mode) == stored_mode(new_mode)
 
 
 def refused_file_type(mode: int) -> bool:

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .confine import bad_component, beneath, check, open_beneath
+from . import owners
+from .confine import bad_component, beneath, check, getxattr_at, open_beneath, setxattr_at
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
 from .policy import Scope
 
@@ -170,6 +171,23 @@ class Store:
             return os.fstat(fd)
         finally:
             os.close(fd)
+
+    def owner(self, scope: Scope, rel: bytes) -> str | None:
+        """The creator recorded on a file or folder (owners.py); None when there is none."""
+        try:
+            with self.place(scope, rel) as (where, name):
+                raw = getxattr_at(where, name, owners.ATTR)
+        except OSError as e:
+            owners.unreadable(e)
+            return None
+        return owners.decode(raw)
+
+    def record_owner(self, scope: Scope, rel: bytes, user: str) -> None:
+        try:
+            with self.place(scope, rel) as (where, name):
+                setxattr_at(where, name, owners.ATTR, owners.encode(user))
+        except OSError as e:
+            owners.unwritable(e)
 
     def open_dir(self, scope: Scope, rel: bytes) -> int:
         with self.at(scope) as root:

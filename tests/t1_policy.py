@@ -337,6 +337,17 @@ def test_chown_may_only_name_the_shown_owner():
     assert policy.chown_allowed((0, 50), 0, 50)
     assert not policy.chown_allowed((1001, 1001), 0, None)
     assert not policy.chown_allowed((0, 50), None, 51)
+    # the owner may name a group it is in (cp -a, rsync -a): accepted, the team's group stays
+    assert policy.chown_allowed((1002, 50), 1002, 1002, caller=1002, groups=frozenset({1002}))
+    assert not policy.chown_allowed((1002, 50), None, 1002, caller=1001, groups=frozenset({1002}))
+    assert not policy.chown_allowed((1002, 50), None, 7, caller=1002, groups=frozenset({1002}))
+    assert not policy.chown_allowed((1002, 50), 1001, None, caller=1002, groups=frozenset({1002}))
+
+
+def test_only_the_owner_changes_a_mode():
+    assert policy.chmod_allowed(1002, 1002, 0o100600, 0o100700)
+    assert not policy.chmod_allowed(1002, 1001, 0o100600, 0o100700)
+    assert policy.chmod_allowed(1002, 1001, 0o100600, 0o100660)  # stores as it is: no change
 
 
 def test_grant_views_are_read_only_for_everyone():

@@ -87,6 +87,18 @@ def test_import_memory_dir_twice_while_mounted(m, base_dir):
     assert tree(m.data) == first
 
 
+def test_imported_team_files_are_the_importing_users(m, base_dir):
+    """Issue 26: files an import creates are --user's, as if they had written them; a
+    MEMORY.md it merges lines into stays its maker's."""
+    src = make_memory_dir(base_dir)
+    (src / "team" / "sub").mkdir()
+    (src / "team" / "sub" / "deep.md").write_text(entry("Sub", "team sub toucan", "project"))
+    write(m, BOB, "team/MEMORY.md", "- [Bob](bob.md) — bob's line\n")
+    do_import(m, src, "--user", "alice")
+    names = ["team/style.md", "team/sub", "team/sub/deep.md", "team/MEMORY.md"]
+    assert m.run(BOB, ["stat", "-c", "%u", *names]).stdout.split() == [str(ALICE)] * 3 + [str(BOB)]
+
+
 def test_import_keeps_existing_files(m, base_dir):
     src = make_memory_dir(base_dir)
     write(m, ALICE, "tabs.md", "mine, not the import's\n")

@@ -68,6 +68,23 @@ def test_changes_propagate_both_ways(make_mount, remote):
     assert " bob (via host1) A team/b.md" in log and " bob (via host1) D team/notes/a.md" in log
 
 
+def test_owners_follow_files_across_hosts(make_mount, remote):
+    """Issue 26: a team file shows its creator on every host: an arrival records the
+    author of the commit that added it, and a file changed elsewhere keeps its owner here."""
+    a, b = hosts(make_mount, remote)
+    a.sh(BOB, "mkdir team/d && echo one > team/d/bob.md && git init -q team/g")
+    a.sh(ALICE, "echo one > team/alice.md")
+    sync(a)
+    sync(b, BOB)
+    names = ["team/d/bob.md", "team/g/.git/HEAD", "team/alice.md"]
+    assert b.run(ALICE, ["stat", "-c", "%u", *names]).stdout.split() == [str(BOB), str(BOB), str(ALICE)]
+    b.sh(ALICE, "echo two >> team/d/bob.md")  # changed by alice on b: still bob's file
+    sync(b)
+    sync(a)
+    assert a.sh(ALICE, "cat team/d/bob.md").stdout == "one\ntwo\n"
+    assert a.run(ALICE, ["stat", "-c", "%u", "team/d/bob.md"]).stdout.split() == [str(BOB)]
+
+
 def test_concurrent_edits_merge_or_keep_both(make_mount, remote):
     a, b = hosts(make_mount, remote)
     a.sh(ALICE, "printf 'one\\ntwo\\nthree\\n' > team/x.md; echo s > team/same.md")

@@ -56,6 +56,44 @@ def test_team_files_show_truthful_owner_and_mode(tm):
     assert tm.sh(BOB, "test -w team/t.md && test -r team/t.md && echo yes").stdout == "yes\n"
 
 
+def test_team_files_owned_by_their_creator(tm):
+    """Issue 26: a team file or folder shows who made it as owner, as on a shared setgid
+    disk, so git, cp -a, rsync -a and sed -i work in team/ for its maker; the same owner
+    for every caller and across a remount; chown to another uid is EPERM."""
+    git = "git -c user.name=bob -c user.email=bob@example.com"
+    out = tm.sh(
+        BOB,
+        f"git init -q team/g && cd team/g && git status --short && echo x > a.md && git add a.md"
+        f" && {git} commit -qm one && {git} status --short && git log --oneline | wc -l",
+    )
+    assert (out.stdout, out.stderr) == ("1\n", "")
+    copies = tm.sh(
+        BOB,
+        "mkdir src && echo a > src/a.md && chmod 640 src/a.md && cp -a src team/c && rsync -a src/ team/r/"
+        " && echo a > team/s.md && sed -i s/a/b/ team/s.md && cat team/s.md team/c/a.md team/r/a.md",
+    )
+    assert (copies.stdout, copies.stderr) == ("b\na\na\n", "")
+    tm.sh(ALICE, "echo mine > team/mine.md; mkdir team/adir")
+    paths = ["team/g", "team/g/.git/HEAD", "team/c", "team/c/a.md", "team/r/a.md", "team/s.md"]
+    seen = tm.run(ALICE, ["stat", "-c", "%u", *paths, "team/mine.md", "team/adir"]).stdout.split()
+    assert seen == [str(BOB)] * len(paths) + [str(ALICE)] * 2
+    # chown to someone else is EPERM, for the owner and for a teammate; so is a teammate's chmod
+    for uid, cmd in (
+        (BOB, "chown 1001 team/s.md"),
+        (ALICE, "chown 1001 team/s.md"),
+        (ALICE, "chmod 700 team/s.md"),
+    ):
+        res = tm.sh(uid, cmd, check=False)
+        assert res.returncode != 0 and "Operation not permitted" in res.stderr, (cmd, res.stderr)
+    tm.sh(BOB, "chmod 700 team/s.md && chown 1002:1002 team/s.md")  # the owner's own: accepted
+    assert tm.run(ALICE, ["stat", "-c", "%u %a", "team/s.md"]).stdout.split() == [str(BOB), "777"]
+    tm.restart()
+    assert tm.run(ALICE, ["stat", "-c", "%u", *paths]).stdout.split() == [str(BOB)] * len(paths)
+    # a private file promoted to the team stays its maker's, made before or after
+    tm.sh(ALICE, "echo p > p.md && mv p.md team/")
+    assert tm.run(BOB, ["stat", "-c", "%u", "team/p.md"]).stdout.split() == [str(ALICE)]
+
+
 def test_team_with_unix_group_shows_it(make_mount):
     name = f"memfs-t{os.getpid() % 100000}"
     subprocess.run(["groupadd", name], check=True, timeout=TIMEOUT)
@@ -78,7 +116,8 @@ def test_promote_and_demote_by_mv(tm):
     assert (tm.data / "teams" / "eng" / "coll" / "c.md").read_text() == "c\n"
     assert not (tm.backing("alice") / "note.md").exists()
     # The kernel's cached attributes follow the move at once.
-    assert tm.run(ALICE, ["stat", "-c", "%a %u", "team/note.md"]).stdout.split() == ["666", "0"]
+    # (and alice, who made it, stays its owner: issue 26)
+    assert tm.run(ALICE, ["stat", "-c", "%a %u", "team/note.md"]).stdout.split() == ["666", str(ALICE)]
     assert tm.sh(BOB, "cat team/note.md team/coll/c.md").stdout == "note\nc\n"
     tm.sh(BOB, "mv team/note.md mine.md")
     assert tm.sh(BOB, "cat mine.md").stdout == "note\n"
@@ -249,6 +288,8 @@ RELATIONS = {
 
 
 def expected(relation: str, op: str) -> set[str]:
+    if relation == "own_team" and op == "chmod":
+        return {"EPERM"}  # a teammate's file: only its owner changes its mode, as natively
     if relation in ("own_private", "own_team"):
         return {"ok"}
     if relation == "granted_read" or relation == "grant_cwd_of_owner_subdir":

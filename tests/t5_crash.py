@@ -126,3 +126,44 @@ def test_full_disk(make_mount, small_disk):
     assert m.sh(ALICE, "cat after.md").stdout == "after recovery gannet\n"
     assert hit_paths(search(m, ALICE, "gannet")) == ["after.md"]
     assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
+
+
+def _fill(folder) -> None:
+    """Take every byte left on the disk holding `folder` (as root, outside memfs)."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def test_mount_while_full(make_mount, small_disk):
+    """Issue 26: a full disk must not keep memfs down. It mounts while DATA/ is full and
+    serves reads and search of what is there; writes get ENOSPC; once space returns, the
+    index and history catch up without a remount."""
+    m = make_mount(start=False, log_errors=True)  # index and history fail while full, on purpose
+    m.data = small_disk / "data"
+    m.start()
+    m.sh(ALICE, "printf 'keep me puffin\\n' > keep.md")
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
+    m.stop()
+    _fill(small_disk)
+    res = m.start(check=False)
+    assert res.returncode == 0, res.stderr
+    assert m.sh(ALICE, "cat keep.md").stdout == "keep me puffin\n"
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
+    status = m.sh(ALICE, "cat .memfs/status").stdout
+    assert "DATA/ is full" in status, status
+    res = m.run(ALICE, ["bash", "-c", "echo more > more.md"], check=False)
+    assert res.returncode != 0 and "No space left" in res.stderr
+    (small_disk / "filler").unlink()
+    m.sh(ALICE, "printf 'after recovery gannet\\n' > after.md")
+    wait_for(lambda: hit_paths(search(m, ALICE, "gannet")) == ["after.md"], "the index to catch up")
+    assert hit_paths(search(m, ALICE, "puffin")) == ["keep.md"]
+    assert "after.md" in m.sh(ALICE, "ls .memfs/history/").stdout
+    assert "DATA/ is full" not in m.sh(ALICE, "cat .memfs/status").stdout

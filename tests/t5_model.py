@@ -24,7 +24,8 @@ byte for byte. Isolation is checked on everything memfs returns: data is written
 `<uid:step>`, and a uid may only ever read tokens of uids that can legitimately reach it
 (carol: only her own; alice and bob: their own and each other's, through the team); a
 listing never shows another uid's `mine-<uid>.md` or `.memfs`; the root lists `team` exactly
-for members; memfs shows private files owned by the caller and team files owned by root.
+for members; memfs shows private files owned by the caller, and team files owned by their
+creator exactly as the native mirror does (issue 26: compared like sizes).
 (Bob's private bytes reaching alice would also be a difference from her native mirror.)
 
 Differences by design, and how the model treats them (see README):
@@ -32,7 +33,8 @@ Differences by design, and how the model treats them (see README):
   targets, RENAME_EXCHANGE;
 - the size cap (`limits.max_file_bytes`, 64 KiB here: short write, then EFBIG) is matched on
   the native side by RLIMIT_FSIZE, which has the same semantics;
-- owners and modes shown differ from the native files: memfs's owner is checked on its own;
+- modes shown differ from the native files, and so do private owners (a file a teammate moved
+  into their private folder is theirs on memfs): memfs checks those on its own;
 - a handle whose file a teammate moved into their private folder: memfs checks calls that
   carry a caller against the file's scope now, so fstat/read/ftruncate there may get EACCES
   depending on the kernel's attribute cache; the driver then compares only what answered and
@@ -561,11 +563,10 @@ class Model:
         if res[0] != "ok":
             return res
         kind, size, nlink, owner, payload = res[1]
+        in_team = rel == "team" or rel.startswith("team/")
         if memfs:
-            in_team = rel == "team" or rel.startswith("team/")
-            want_owner = 0 if in_team else uid
-            if owner != want_owner:
-                self.fail(f"memfs shows {rel!r} owned by {owner} to uid {uid}, expected {want_owner}")
+            if not in_team and owner != uid:
+                self.fail(f"memfs shows {rel!r} owned by {owner} to uid {uid}, expected {uid}")
             if kind == "f":
                 self.check_isolation(uid, rel, "data", payload)
             elif kind == "d":
@@ -574,7 +575,7 @@ class Model:
                     if ("team" in payload) != (uid in TEAM):
                         self.fail(f"root listing of uid {uid}: {payload}")
                     payload = [n for n in payload if n != "team"]
-        return ["ok", [kind, size, nlink, payload]]
+        return ["ok", [kind, size, nlink, owner if in_team else None, payload]]
 
     def compare(self, what: str, m, n) -> None:
         if m != n:
@@ -617,14 +618,14 @@ class Model:
         if identity:
             after = self.helper.call(uid, [["ino", m_call[2]], ["ino", n_call[2]]])
             self.check_rename_identity(rels, before, after)
-        if op == "stat":  # owners differ by design; check memfs's, compare the rest
+        if op == "stat":  # private owners differ by design: check memfs's; team owners compare
+            in_team = rels[0] == "team" or rels[0].startswith("team/")
             if m[0] == "ok":
-                in_team = rels[0] == "team" or rels[0].startswith("team/")
-                if m[1][3] != (0 if in_team else uid):
+                if not in_team and m[1][3] != uid:
                     self.fail(f"stat {rels[0]!r} as {uid}: owner {m[1][3]}")
-                m = ["ok", m[1][:3]]
+                m = ["ok", m[1][:4] if in_team else m[1][:3]]
             if n[0] == "ok":
-                n = ["ok", n[1][:3]]
+                n = ["ok", n[1][:4] if in_team else n[1][:3]]
         if m[0] == "ok" and op in ("read", "hread"):
             self.check_isolation(uid, str(rels), "data", m[1])
         if m[0] == "ok" and op == "listdir":

@@ -52,9 +52,15 @@ class Index:
         self.embed_worker = embed_worker
         self.schema = build_schema()
         self._lockfile, fresh = _claim(data)
-        self.manifest = Manifest(data, fresh, embedder.id if embedder is not None else "none")
+        try:
+            self.manifest = Manifest(data, fresh, embedder.id if embedder is not None else "none")
+            self.vectors = Vectors(str(manifest_path(data)), embedder.dim) if embedder is not None else None
+        except BaseException:
+            if hasattr(self, "manifest"):
+                self.manifest.close()
+            self._lockfile.close()  # a failed open (a full disk) must not keep the lock: it is retried
+            raise
         self.shards = Shards(data, self.schema)
-        self.vectors = Vectors(str(manifest_path(data)), embedder.dim) if embedder is not None else None
         self.writer = Writer(store, self.shards, self.manifest, self.vectors, types, embedder, embed_worker)
         self._ready = trio.Event()  # set once the start-up reconcile is done
         limiter = trio.CapacityLimiter(4)  # worker threads applying changes
@@ -72,6 +78,10 @@ class Index:
             self.vectors.close()
         self.manifest.close()
         self._lockfile.close()
+
+    def problems(self) -> list[str]:
+        """Lines for .memfs/status about the index itself (none while it is open)."""
+        return []
 
     # -- changes (from handlers: cheap, no I/O) and applying them -------------------
     def touch(self, scope: Scope, path: bytes) -> None:

@@ -15,7 +15,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Protocol
 import pygit2
 import trio
 
+from .. import owners
 from ..background import NicedPool
 from ..config import Config
 from ..history import History, purge
@@ -33,6 +34,7 @@ from ..names import conflict_name, host_of, quote_path
 from ..policy import Kind, Scope
 from . import merge
 from .blobs import copy_blob
+from .creators import creators
 from .refusals import Refusals
 from .vet import ArrivalGuard, Vet
 
@@ -160,6 +162,12 @@ def _check_round(repo: Repo, p: merge.Plan, max_file: int) -> None:
         raise SyncError(f"the remote's change has {len(sizes)} files; one round takes {ROUND_FILES}")
     if sum(sizes) > ROUND_BYTES:
         raise SyncError(f"the remote's change is over {ROUND_BYTES} bytes, more than one round takes")
+
+
+def _owner_of(store, scope: Scope, path: bytes, creator: Callable[[bytes], str | None]) -> str | None:
+    """Who an arrival is recorded as made by: the file's owner here if it has one, else who
+    added it (creators.py)."""
+    return store.owner(scope, path) or creator(path)
 
 
 class Pushes:
@@ -382,7 +390,8 @@ class Sync:
         guarded = self._secrets is not None and self._secrets.refuses(scope)
         vet = Vet(self._secrets if guarded else None, repo, budget.max_file, (ROUND_BYTES, ROUND_FILES))
         refused: list[dict] = []
-        written, removed = self._apply(scope, repo, ours_tree, p, (host, now), busy, budget, refused, vet)
+        arrival = (host, now, creators(repo, ours, theirs))
+        written, removed = self._apply(scope, repo, ours_tree, p, arrival, busy, budget, refused, vet)
         self._withhold(scope, st, repo, vet, (ours, theirs), refused)  # before the branch moves
         tree = repo.tree_with(ours_tree, p.changes)
         if tree == theirs_c.tree_id and (ours is None or repo.r.descendant_of(theirs, ours)):
@@ -429,7 +438,7 @@ class Sync:
         repo: Repo,
         ours_tree,
         p: merge.Plan,
-        when: tuple[str, int],
+        when: tuple[str, int, Callable[[bytes], str | None]],
         busy: set[bytes],
         budget: Budget,
         refused: list[dict],
@@ -440,8 +449,9 @@ class Sync:
         conflict copy instead, and a removal is skipped (the edit wins). An arrival over
         the file cap or the scope's quota, or holding a secret in a guarded scope, is not
         written, and the merge leaves it out (it stays in the remote's history); `refused`
-        names it and why."""
-        host, now = when
+        names it and why. A file written keeps the owner it has here; a new one records who
+        added it (`when`: their host, the time, and creators.creators)."""
+        host, now, creator = when
         written, removed = [], []
         store = self.history.store
         purged = purge.purged_ids(self.history.repo_dir(scope))
@@ -461,6 +471,7 @@ class Sync:
             disk = self.history.disk_blob(scope, path)
             if expected is not None and expected[1] == PURGED_BLOB and disk in purged:
                 disk = PURGED_BLOB  # bytes a purge took out of history: no local edit, replaced
+            owner = _owner_of(store, scope, path, creator)
             if path in busy or disk != (expected[1] if expected is not None else None):
                 del p.changes[path]
                 if entry is None:
@@ -488,7 +499,7 @@ class Sync:
                 p.conflicts = [c for c in p.conflicts if c[1] != path]
                 continue
             try:
-                self._write(scope, path, repo, oid, 0o700 if entry[0] & 0o100 else 0o600)
+                self._write(scope, path, repo, oid, 0o700 if entry[0] & 0o100 else 0o600, owner)
                 log.debug("%s: wrote %s", scope, quote_path(path))
                 written.append(path)
                 budget.applied[0].append(path)
@@ -526,7 +537,9 @@ class Sync:
                 "%s: %d more arrivals from %s refused", scope, len(refused) - LOGGED_REFUSALS, st.remote
             )
 
-    def _write(self, scope: Scope, path: bytes, repo: Repo, oid: pygit2.Oid, mode: int) -> None:
+    def _write(
+        self, scope: Scope, path: bytes, repo: Repo, oid: pygit2.Oid, mode: int, owner: str | None
+    ) -> None:
         """The blob into place: a temp file beside it, then a rename (open handles keep the
         file they opened). A large blob is streamed by `git cat-file`, a MiB at a time:
         memory stays bounded whatever the file cap is set to."""
@@ -537,10 +550,14 @@ class Sync:
             try:
                 store.mkdir(scope, b"/".join(parts[:i]), 0o700)
             except FileExistsError:
-                pass
+                continue
+            if owner is not None:  # a folder an arrival needed: its first file's maker's
+                store.record_owner(scope, b"/".join(parts[:i]), owner)
         tmp = (folder + b"/" if folder else b"") + b".memfs-sync-" + str(oid)[:12].encode()
         fd = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
         try:
+            if owner is not None:
+                owners.record_fd(fd, owner)
             copy_blob(repo, oid, fd)
             os.fchmod(fd, mode)
         finally:
