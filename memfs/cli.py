@@ -14,6 +14,7 @@ from . import mount as mount_mod
 
 DEFAULT_DATA = Path("/var/lib/memfs")
 DEFAULT_CONFIG = Path("/etc/memfs/config.yaml")
+DEFAULT_MOUNT = Path("/mnt/memory")
 
 
 def _fail(msg: str) -> int:
@@ -36,22 +37,28 @@ def cmd_mount(args) -> int:
         debug=args.debug,
     )
     if args.foreground:
-        mount_mod.setup_logging(args.debug, Path(args.log_file) if args.log_file else None)
+        from . import daemonlog
+
+        daemonlog.setup(args.debug, Path(args.log_file) if args.log_file else None)
         return mount_mod.run(spec, ready_fd=args.ready_fd)
     try:
-        mount_mod.check(spec)
+        mount_mod.check(spec, clear_dead=False)  # the daemon clears a dead mount, in its log
         mount_mod.start_background(spec)
     except (mount_mod.MountError, config_mod.ConfigError) as e:
         return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot mount {spec.mountpoint}: {e.strerror or e}")
     print(f"memfs mounted at {spec.mountpoint} (data {spec.data}, config {spec.config})")
     return 0
 
 
 def cmd_umount(args) -> int:
     try:
-        mount_mod.umount(Path(args.mountpoint).absolute())
+        note = mount_mod.umount(Path(args.mountpoint).absolute(), lazy=args.lazy)
     except mount_mod.MountError as e:
         return _fail(str(e))
+    if note:
+        print(note)
     return 0
 
 
@@ -213,7 +220,10 @@ def cmd_doctor(args) -> int:
     from . import doctor
 
     data = Path(args.data).absolute() if args.data else None
-    mount = Path(args.mount).absolute()
+    mount: Path | None = Path(args.mount).absolute() if args.mount else None
+    if mount is None:  # --data alone: check the mount that serves it, not /mnt/memory
+        live = mount_mod.mounts_of(data) if data is not None else [DEFAULT_MOUNT]
+        mount = live[0] if live else None
     try:
         config = _config_path(args.config, data, mount)
     except config_mod.ConfigError as e:
@@ -251,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("umount", help="unmount and wait for the daemon to finish")
     u.add_argument("mountpoint")
+    u.add_argument(
+        "--lazy",
+        action="store_true",
+        help="detach now even if in use; the daemon ends when the last user lets go (no wait)",
+    )
     u.set_defaults(func=cmd_umount)
 
     s = sub.add_parser("search", help="ranked search (keyword, semantic or both) of the memory you may read")
@@ -296,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_import)
 
     d = sub.add_parser("doctor", help="check FUSE, the mount, the data dir, the config and the index")
-    d.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    d.add_argument(
+        "--mount", default=None, help="the memfs mount (default: the one serving --data, else /mnt/memory)"
+    )
     d.add_argument("--data", default=None, help="data directory to check (readable by root)")
     d.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
     d.add_argument("--json", action="store_true")

@@ -11,7 +11,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import client, layout
+from . import client, layout, mounttable
 from . import config as config_mod
 from .identity import Identities
 from .index import manifest, scan_entries
@@ -104,14 +104,7 @@ def _answers(mnt: Path) -> None:
 
 
 def _mount(mnt: Path) -> tuple[Check, bool]:
-    fstype = None
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 2 and parts[1] == str(mnt):
-                fstype = parts[2]
-    except OSError:
-        pass
+    fstype = mounttable.fstype(mnt)
     if fstype is None:
         return Check("mount", False, f"nothing is mounted at {mnt}: memfs mount {mnt}"), False
     if fstype != "fuse.memfs":
@@ -226,6 +219,8 @@ def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]
     checks = [_fuse(), _config(config)]
     if data is not None:
         checks.append(_data(data, config))
+    if mnt is None and data is not None:
+        checks.append(Check("mount", True, f"{data} is not mounted now", warn=True))
     if mnt is not None:
         mcheck, alive = _mount(mnt)
         checks.append(mcheck)

@@ -140,3 +140,81 @@ def test_debug_and_error_lines_name_op_caller_path_and_errno(make_mount):
     assert "create uid=1001(alice) n/a.md" in log
     assert "read uid=1001(alice) n/a.md" in log  # read carries no caller: the handle's is named
     assert "mkdir uid=1001(alice) team: Operation not permitted (EPERM)" in log
+
+
+DENY_CONFIG = """
+users:
+  alice: {uid: 1001}
+unknown_uids: deny
+"""
+
+
+def as_uid(uid: int, m, *args: str) -> subprocess.CompletedProcess:
+    """The memfs CLI as `uid`, run from the checkout (so `-m memfs` is the code under test)."""
+    cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *memfs_cmd(*args)]
+    return subprocess.run(cmd, env=m.env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_umount_and_mount_work_when_the_mount_refuses_root(make_mount):
+    """unknown_uids: deny refuses root's own stat of the mount: the CLI must not take that
+    for 'not mounted' (issue 26)."""
+    m = make_mount(DENY_CONFIG)
+    assert "busy" in one_line_failure(cli(m, *mount_args(m)))
+    pid = m.pid()
+    m.stop()
+    assert not os.path.ismount(m.mnt) and not Path(f"/proc/{pid}/cmdline").exists() or _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_doctor_given_data_checks_its_live_mount_and_config_as_any_user(make_mount):
+    m = make_mount()
+    for uid in (0, ALICE):
+        res = as_uid(uid, m, "doctor", "--data", str(m.data))
+        assert f"config: {m.config}: 3 users" in res.stdout, res.stdout + res.stderr
+        assert f"mount: {m.mnt} answers" in res.stdout, res.stdout + res.stderr
+
+
+def test_umount_of_a_busy_mount_says_who_holds_it_and_lazy_detaches(mnt):
+    holder = subprocess.Popen(
+        ["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}", "--clear-groups", "sleep", "600"], cwd=mnt.mnt
+    )
+    try:
+        wait_for(lambda: os.readlink(f"/proc/{holder.pid}/cwd") == str(mnt.mnt), "the holder's cwd")
+        line = one_line_failure(cli(mnt, "umount", str(mnt.mnt)))
+        assert f"{holder.pid} (sleep, cwd)" in line and f"memfs umount --lazy {mnt.mnt}" in line, line
+        res = cli(mnt, "umount", "--lazy", str(mnt.mnt))
+        assert res.returncode == 0, res.stderr
+        assert "detached" in res.stdout and not os.path.ismount(mnt.mnt)
+    finally:
+        holder.kill()
+        holder.wait(TIMEOUT)
+    wait_for(lambda: "unmounted" in mnt.log().splitlines()[-1], "the daemon to end once the holder let go")
+
+
+def test_an_unclean_restart_is_in_the_daemons_log(mnt):
+    mnt.sh(ALICE, "echo durable > d.md")
+    os.kill(mnt.pid(), signal.SIGKILL)
+    wait_for(lambda: not _alive_mount(mnt.mnt), "the dead mount")
+    mnt.expect_log("clearing a dead mount", count=1)
+    mnt.start()
+    assert mnt.sh(ALICE, "cat d.md").stdout == "durable\n"
+
+
+def _alive_mount(path: Path) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def test_sigusr1_dumps_stacks_into_the_daemons_log(mnt):
+    os.kill(mnt.pid(), signal.SIGUSR1)
+    wait_for(lambda: "most recent call first" in mnt.log(), "the stack dump in memfs.log", timeout=15)
+    assert "most recent call first" not in (mnt.data / "state" / "daemon.err").read_text()
