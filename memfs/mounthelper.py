@@ -22,6 +22,9 @@ IGNORED = {
 IGNORED_PREFIXES = ("x-systemd.", "x-", "comment=", "fsname=", "subtype=")
 
 
+TAKES = " (memfs takes config=FILE and debug, and ignores mount(8)'s generic options)"
+
+
 class HelperError(ValueError):
     """A mount(8) option memfs cannot honour; the message names it."""
 
@@ -57,6 +60,7 @@ def translate(argv: list[str]) -> list[str]:
             raise HelperError(f"unexpected argument {arg!r} (usage: memfs SOURCE MOUNTPOINT -o OPTIONS)")
     # Paths relative to where mount(8) ran would mean something else to the daemon.
     out = ["mount", os.path.abspath(mountpoint), "--data", os.path.abspath(source)]
+    bad: list[str] = []
     for opt in opts:
         key, eq, value = opt.partition("=")
         if key == "config" and eq and value:
@@ -64,9 +68,9 @@ def translate(argv: list[str]) -> list[str]:
         elif opt == "debug":
             out.append("--debug")
         elif opt == "ro":
-            raise HelperError("option 'ro': memfs mounts read-write only (access is per caller)")
-        elif opt in IGNORED or opt.startswith(IGNORED_PREFIXES):
-            continue
-        else:
-            raise HelperError(f"unknown mount option {opt!r} (memfs takes config=FILE and debug)")
+            bad.append("'ro' (memfs mounts read-write only: access is per caller)")
+        elif not (opt in IGNORED or opt.startswith(IGNORED_PREFIXES)):
+            bad.append(repr(opt))
+    if bad:  # every one at once: an fstab line is fixed in one edit, not one reboot per option
+        raise HelperError(f"unknown mount option{'s' if len(bad) > 1 else ''} {', '.join(bad)}" + TAKES)
     return out
