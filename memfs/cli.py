@@ -172,7 +172,7 @@ def cmd_import(args) -> int:
     try:
         # The source is opened once, below it nothing is followed, and only --user's memory
         # (and its team's) is planned: the source may belong to someone else (importer.Folder).
-        items, add_index = importer.plan(args.format, src, args.user, team, cfg, report)
+        items, add_index = importer.plan(args.format, src, args.user, team, cfg, report, args.claim)
     except importer.ImportFailed as e:
         return _fail(str(e))
     if not args.dry_run:
@@ -306,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
     i.add_argument("--format", choices=["auto", "dir", "legacy", "json"], default="auto")
     i.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    i.add_argument(
+        "--claim",
+        action="store_true",
+        help="import a source whose path names another user's id (users.<u>.aliases) into --user's memory",
+    )
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.add_argument("--verbose", action="store_true", help="list every file")
     i.set_defaults(func=cmd_import)
