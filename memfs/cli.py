@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import client, mounthelper, privilege
+from . import client, mounthelper, mountnotes, privilege
 from . import config as config_mod
 from . import mount as mount_mod
 
@@ -42,13 +42,19 @@ def cmd_mount(args) -> int:
         daemonlog.setup(args.debug, Path(args.log_file) if args.log_file else None)
         return mount_mod.run(spec, ready_fd=args.ready_fd)
     try:
-        mount_mod.check(spec, clear_dead=False)  # the daemon clears a dead mount, in its log
+        cfg, ids = mount_mod.check(spec, clear_dead=False)  # the daemon clears a dead mount, in its log
         mount_mod.start_background(spec)
     except (mount_mod.MountError, config_mod.ConfigError) as e:
         return _fail(str(e))
     except OSError as e:
         return _fail(f"cannot mount {spec.mountpoint}: {e.strerror or e}")
-    print(f"memfs mounted at {spec.mountpoint} (data {spec.data}, config {spec.config})")
+    implicit = " (the default: no --config given)" if args.config is None else ""
+    print(
+        f"memfs mounted at {spec.mountpoint} (data {spec.data}, "
+        f"config {spec.config}{implicit}: {mountnotes.summary(cfg)})"
+    )
+    if warning := mountnotes.warning(spec.data, spec.config, ids):
+        print(f"memfs: warning: {warning}", file=sys.stderr)
     return 0
 
 

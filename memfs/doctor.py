@@ -11,7 +11,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import client, layout, mounttable
+from . import client, layout, mountnotes, mounttable
 from . import config as config_mod
 from .identity import Identities
 from .index import manifest, scan_entries
@@ -49,9 +49,7 @@ def _config(path: Path | None) -> Check:
     except config_mod.ConfigError as e:
         return Check("config", False, f"{e}: fix the config, then remount")
     src = str(path) if path is not None else "built-in defaults"
-    return Check(
-        "config", True, f"{src}: {len(cfg.users)} users, {len(cfg.teams)} teams, {len(cfg.grants)} grants"
-    )
+    return Check("config", True, f"{src}: {mountnotes.summary(cfg)}")
 
 
 def _owner(config: Path | None) -> tuple[str, int | None]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config as config_mod
-from . import mounttable, privilege
+from . import mountnotes, mounttable, privilege
 from .identity import Identities
 from .store import Store
 
@@ -179,6 +179,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     # A native stack overflow cannot be caught; deep recursion in C needs a deep stack.
     threading.stack_size(64 * 1024 * 1024)
 
+    warning = mountnotes.warning(spec.data, spec.config, ids)  # listed while still root
+
     def mounted() -> None:
         privilege.drop(user)
         try:  # later commands given --data use the config this data was mounted with
@@ -192,7 +194,15 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
                 nofile,
                 cfg.limits.open_files,
             )
-        log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
+        log.info(
+            "mounted %s (data %s, config %s: %s)",
+            spec.mountpoint,
+            spec.data,
+            cfg.source,
+            mountnotes.summary(cfg),
+        )
+        if warning is not None:  # INFO, not WARNING: it is the admin's choice, not a fault
+            log.info("%s", warning)
 
     where = (spec.data, spec.mountpoint, spec.config)
     try:

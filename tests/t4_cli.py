@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, TIMEOUT, memfs_cmd, wait_for
+from conftest import ALICE, BOB, TIMEOUT, memfs_cmd, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -218,3 +219,26 @@ def test_sigusr1_dumps_stacks_into_the_daemons_log(mnt):
     os.kill(mnt.pid(), signal.SIGUSR1)
     wait_for(lambda: "most recent call first" in mnt.log(), "the stack dump in memfs.log", timeout=15)
     assert "most recent call first" not in (mnt.data / "state" / "daemon.err").read_text()
+
+
+def test_mount_says_which_config_and_warns_of_memory_no_uid_reaches(make_mount):
+    """Mounting without --config uses the default file (issue 26: alice became uid-1001
+    with an empty memory and no hint): say so, and name memory no uid reaches."""
+    m = make_mount(start=False)
+    (m.data / "private" / "zed").mkdir(parents=True)
+    (m.data / "private" / "zed" / "note.md").write_text("zed's memory\n")
+    res = cli(m, "mount", str(m.mnt), "--data", str(m.data))
+    assert res.returncode == 0, res.stderr
+    assert "config /etc/memfs/config.yaml (the default: no --config given):" in res.stdout
+    assert re.search(r": \d+ users, \d+ teams, \d+ grants\)", res.stdout), res.stdout
+    assert "warning:" in res.stderr and "holds memory of user zed that no uid reaches" in res.stderr
+    assert "holds memory of user zed" in m.log()
+
+
+def test_a_uid_n_caller_is_told_why_its_memory_is_empty(make_mount):
+    m = make_mount("users:\n  bob: {uid: 1002}\n")
+    whoami = m.run(ALICE, ["cat", ".memfs/whoami"]).stdout
+    assert "user: uid-1001" in whoami and "users.<name>: {uid: 1001}" in whoami
+    assert "you are uid-1001" in m.run(ALICE, ["cat", ".memfs/status"]).stdout
+    assert "note:" not in m.run(BOB, ["cat", ".memfs/whoami"]).stdout
+    assert "you are" not in m.run(BOB, ["cat", ".memfs/status"]).stdout
