@@ -161,6 +161,8 @@ def test_umount_and_mount_work_when_the_mount_refuses_root(make_mount):
     for 'not mounted' (issue 26)."""
     m = make_mount(DENY_CONFIG)
     assert "busy" in one_line_failure(cli(m, *mount_args(m)))
+    res = cli(m, "doctor", "--mount", str(m.mnt), "--config", str(m.config))
+    assert f"WARN mount: {m.mnt} answers, but refuses uid 0" in res.stdout, res.stdout
     pid = m.pid()
     m.stop()
     assert not os.path.ismount(m.mnt) and not Path(f"/proc/{pid}/cmdline").exists() or _zombie(pid)
