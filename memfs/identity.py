@@ -141,8 +141,8 @@ class Identities:
         pw = _passwd_by_name(user)
         if pw is not None:
             return pw.pw_uid, pw.pw_gid
-        if (uid := _uid_of_fallback(user)) is not None:
-            return uid, uid
+        if (n := _uid_of_fallback(user)) is not None:
+            return n, n
         return 0, 0
 
     def shown_owner(self, scope: Scope) -> tuple[int, int, bool]:

@@ -429,38 +429,38 @@ def _profile(profile, scope: Scope, where: Path) -> Item | None:
     return Item(scope, "profile.md", meta, _shown(where))
 
 
+def _fields(k: dict) -> tuple[str, str, str, dict] | None:
+    """(text, title, category, other fields) of an object item; None if it has no text."""
+    field_ = next((f for f in TEXT_FIELDS if isinstance(k.get(f), str) and k[f].strip()), None)
+    if field_ is None:
+        return None
+    topic = str(next((k[f] for f in TITLE_FIELDS if k.get(f)), ""))
+    category = str(next((k[f] for f in KIND_FIELDS if k.get(f)), "")).lower()
+    used = {field_, "id", *TITLE_FIELDS, *KIND_FIELDS, *RESERVED}
+    # Everything else the item holds goes into the frontmatter, so nothing is lost.
+    extra = {key: v for key, v in k.items() if key not in used}
+    if isinstance(extra.get("tags"), list):
+        extra["tags"] = [str(t) for t in extra["tags"]]
+    return k[field_], topic, category, extra
+
+
 def _knowledge_item(scope: Scope, k, i: int, source: Path, default_type: str, report: Report) -> list[Item]:
     """The entry for one item, or none (reported) when it holds no text memfs knows."""
-    if isinstance(k, dict):
-        ident = str(k.get("id") if k.get("id") is not None else i)
-        field_ = next((f for f in TEXT_FIELDS if isinstance(k.get(f), str) and k[f].strip()), None)
-        if field_ is None:
-            keys = ", ".join(map(str, k)) or "none"
-            why = f"no text in any of {', '.join(TEXT_FIELDS)} (keys: {keys}): not imported"
-            report.skipped.append((f"{_shown(source)}#{ident}", why))
-            return []
-        text = k[field_]
-        topic = str(next((k[f] for f in TITLE_FIELDS if k.get(f)), ""))
-        category = str(next((k[f] for f in KIND_FIELDS if k.get(f)), "")).lower()
-        used = {field_, "id", *TITLE_FIELDS, *KIND_FIELDS}
-        # Everything else the item holds goes into the frontmatter, so nothing is lost.
-        extra = {key: v for key, v in k.items() if key not in used and key not in RESERVED}
-        if isinstance(extra.get("tags"), list):
-            extra["tags"] = [str(t) for t in extra["tags"]]
-    elif isinstance(k, str) and k.strip():
-        text, topic, category, ident, extra = k, "", "", str(i), {}
-    else:
-        report.skipped.append(
-            (f"{_shown(source)}#{i}", f"an item with no text ({type(k).__name__}): not imported")
-        )
+    ident = str(k.get("id") if isinstance(k, dict) and k.get("id") is not None else i)
+    where = f"{_shown(source)}#{ident}"
+    got = _fields(k) if isinstance(k, dict) else (k, "", "", {}) if isinstance(k, str) and k.strip() else None
+    if got is None:
+        keys = ", ".join(map(str, k)) if isinstance(k, dict) else type(k).__name__
+        report.skipped.append((where, f"no text in any of {', '.join(TEXT_FIELDS)} ({keys}): not imported"))
         return []
+    text, topic, category, extra = got
     first = text.strip().splitlines()[0]
     title = topic or (first[:60] + ("…" if len(first) > 60 else ""))
     type_ = CATEGORY_TYPES.get(category, default_type)
     digest = hashlib.sha1(ident.encode()).hexdigest()[:6]
     stem = "summary" if source.name == "mid_term.json" else "knowledge"
     rel = f"{stem}-{_slug(topic or first)}-{digest}.md"
-    return [Item(scope, rel, _entry(title, first[:120], type_, text, extra), f"{_shown(source)}#{ident}")]
+    return [Item(scope, rel, _entry(title, first[:120], type_, text, extra), where)]
 
 
 # -- applying ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, BOB, TIMEOUT, memfs_cmd, wait_for
+from conftest import ALICE, BOB, TIMEOUT, daemon_gone, memfs_cmd, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,12 +42,7 @@ def test_mount_prints_where_and_umount_waits(make_mount):
     pid = m.pid()
     m.stop()
     assert not os.path.ismount(m.mnt)
-    # The daemon has exited (it may linger as a zombie until init reaps it).
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("Z", "gone")
+    assert daemon_gone(pid)
     line = one_line_failure(cli(m, "umount", str(m.mnt)))
     assert "not mounted" in line
 
@@ -165,14 +160,7 @@ def test_umount_and_mount_work_when_the_mount_refuses_root(make_mount):
     assert f"WARN mount: {m.mnt} answers, but refuses uid 0" in res.stdout, res.stdout
     pid = m.pid()
     m.stop()
-    assert not os.path.ismount(m.mnt) and not Path(f"/proc/{pid}/cmdline").exists() or _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    assert pid is not None and daemon_gone(pid)
 
 
 def test_doctor_given_data_checks_its_live_mount_and_config_as_any_user(make_mount):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, TIMEOUT
+from conftest import ALICE, TIMEOUT, daemon_gone
 
 
 def helper_env(m) -> dict:
@@ -29,13 +29,6 @@ def install_umount_helper() -> None:
     if not INSTALLED.exists() or INSTALLED.read_bytes() != HELPER.read_bytes():
         shutil.copyfile(HELPER, INSTALLED)
         INSTALLED.chmod(0o755)
-
-
-def daemon_gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_mount_t_fuse_memfs_and_umount(make_mount):
