@@ -211,7 +211,11 @@ def cmd_mcp(args) -> int:
     from . import mcp_server
 
     mount = Path(args.mount).absolute()
-    if not client.is_mount(mount):
+    try:
+        ok = client.is_mount(mount)
+    except PermissionError:  # unknown_uids: deny, and this uid is not in users:
+        return _fail(f"{mount} refuses uid {os.getuid()}: ask the admin to map it (users.<name>: {{uid: N}})")
+    if not ok:
         return _fail(f"{mount} is not a memfs mount (no {client.CONTROL}/); use --mount")
     try:
         mcp_server.serve(mount)
@@ -250,7 +254,10 @@ def _history_cmd(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     ap = argparse.ArgumentParser(prog="memfs", description="Per-caller agent memory as a filesystem.")
+    ap.add_argument("--version", action="version", version=f"memfs {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mount", help="mount memfs (returns once the mount is ready)")

@@ -102,6 +102,7 @@ def test_dead_mount_is_cleared_on_next_mount(mnt):
         wait_for(lambda: os.stat(mnt.mnt) and False, "ENOTCONN", timeout=5)
     # ENOTCONN (transport endpoint is not connected), or ECONNABORTED right after the kill
     assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    mnt.expect_log("clearing a dead mount", count=1)  # the unclean restart is in the daemon's log
     mnt.start()
     assert mnt.sh(ALICE, "cat d.md").stdout == "durable\n"
 
@@ -109,6 +110,10 @@ def test_dead_mount_is_cleared_on_next_mount(mnt):
 def test_python_dash_m_and_help():
     res = subprocess.run(memfs_cmd("--help"), capture_output=True, text=True, timeout=TIMEOUT)
     assert res.returncode == 0 and "mount" in res.stdout
+    import memfs
+
+    res = subprocess.run(memfs_cmd("--version"), capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 0 and res.stdout.strip() == f"memfs {memfs.__version__}"
 
 
 def test_scripts_mount_is_idempotent(make_mount):
@@ -158,6 +163,7 @@ def test_umount_and_mount_work_when_the_mount_refuses_root(make_mount):
     assert "busy" in one_line_failure(cli(m, *mount_args(m)))
     res = cli(m, "doctor", "--mount", str(m.mnt), "--config", str(m.config))
     assert f"WARN mount: {m.mnt} answers, but refuses uid 0" in res.stdout, res.stdout
+    assert "refuses uid 1002" in one_line_failure(as_uid(BOB, m, "mcp", "--mount", str(m.mnt)))
     pid = m.pid()
     m.stop()
     assert pid is not None and daemon_gone(pid)
@@ -186,23 +192,6 @@ def test_umount_of_a_busy_mount_says_who_holds_it_and_lazy_detaches(mnt):
         holder.kill()
         holder.wait(TIMEOUT)
     wait_for(lambda: "unmounted" in mnt.log().splitlines()[-1], "the daemon to end once the holder let go")
-
-
-def test_an_unclean_restart_is_in_the_daemons_log(mnt):
-    mnt.sh(ALICE, "echo durable > d.md")
-    os.kill(mnt.pid(), signal.SIGKILL)
-    wait_for(lambda: not _alive_mount(mnt.mnt), "the dead mount")
-    mnt.expect_log("clearing a dead mount", count=1)
-    mnt.start()
-    assert mnt.sh(ALICE, "cat d.md").stdout == "durable\n"
-
-
-def _alive_mount(path: Path) -> bool:
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def test_sigusr1_dumps_stacks_into_the_daemons_log(mnt):
