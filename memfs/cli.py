@@ -8,12 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import client, mounthelper, privilege
+from . import client, mounthelper, mountnotes, privilege
 from . import config as config_mod
 from . import mount as mount_mod
 
 DEFAULT_DATA = Path("/var/lib/memfs")
 DEFAULT_CONFIG = Path("/etc/memfs/config.yaml")
+DEFAULT_MOUNT = Path("/mnt/memory")
 
 
 def _fail(msg: str) -> int:
@@ -36,22 +37,34 @@ def cmd_mount(args) -> int:
         debug=args.debug,
     )
     if args.foreground:
-        mount_mod.setup_logging(args.debug, Path(args.log_file) if args.log_file else None)
+        from . import daemonlog
+
+        daemonlog.setup(args.debug, Path(args.log_file) if args.log_file else None)
         return mount_mod.run(spec, ready_fd=args.ready_fd)
     try:
-        mount_mod.check(spec)
+        cfg, ids = mount_mod.check(spec, clear_dead=False)  # the daemon clears a dead mount, in its log
         mount_mod.start_background(spec)
     except (mount_mod.MountError, config_mod.ConfigError) as e:
         return _fail(str(e))
-    print(f"memfs mounted at {spec.mountpoint} (data {spec.data}, config {spec.config})")
+    except OSError as e:
+        return _fail(f"cannot mount {spec.mountpoint}: {e.strerror or e}")
+    implicit = " (the default: no --config given)" if args.config is None else ""
+    print(
+        f"memfs mounted at {spec.mountpoint} (data {spec.data}, "
+        f"config {spec.config}{implicit}: {mountnotes.summary(cfg)})"
+    )
+    if warning := mountnotes.warning(spec.data, spec.config, ids):
+        print(f"memfs: warning: {warning}", file=sys.stderr)
     return 0
 
 
 def cmd_umount(args) -> int:
     try:
-        mount_mod.umount(Path(args.mountpoint).absolute())
+        note = mount_mod.umount(Path(args.mountpoint).absolute(), lazy=args.lazy)
     except mount_mod.MountError as e:
         return _fail(str(e))
+    if note:
+        print(note)
     return 0
 
 
@@ -165,7 +178,7 @@ def cmd_import(args) -> int:
     try:
         # The source is opened once, below it nothing is followed, and only --user's memory
         # (and its team's) is planned: the source may belong to someone else (importer.Folder).
-        items, add_index = importer.plan(args.format, src, args.user, team, cfg, report)
+        items, add_index = importer.plan(args.format, src, args.user, team, cfg, report, args.claim)
     except importer.ImportFailed as e:
         return _fail(str(e))
     if not args.dry_run:
@@ -200,7 +213,11 @@ def cmd_mcp(args) -> int:
     from . import mcp_server
 
     mount = Path(args.mount).absolute()
-    if not client.is_mount(mount):
+    try:
+        ok = client.is_mount(mount)
+    except PermissionError:  # unknown_uids: deny, and this uid is not in users:
+        return _fail(f"{mount} refuses uid {os.getuid()}: ask the admin to map it (users.<name>: {{uid: N}})")
+    if not ok:
         return _fail(f"{mount} is not a memfs mount (no {client.CONTROL}/); use --mount")
     try:
         mcp_server.serve(mount)
@@ -215,7 +232,10 @@ def cmd_doctor(args) -> int:
     from . import doctor
 
     data = Path(args.data).absolute() if args.data else None
-    mount = Path(args.mount).absolute()
+    mount: Path | None = Path(args.mount).absolute() if args.mount else None
+    if mount is None:  # --data alone: check the mount that serves it, not /mnt/memory
+        live = mount_mod.mounts_of(data) if data is not None else [DEFAULT_MOUNT]
+        mount = live[0] if live else None
     try:
         config = _config_path(args.config, data, mount)
     except config_mod.ConfigError as e:
@@ -312,7 +332,10 @@ def _history_cmd(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     ap = argparse.ArgumentParser(prog="memfs", description="Per-caller agent memory as a filesystem.")
+    ap.add_argument("--version", action="version", version=f"memfs {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mount", help="mount memfs (returns once the mount is ready)")
@@ -329,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("umount", help="unmount and wait for the daemon to finish")
     u.add_argument("mountpoint")
+    u.add_argument(
+        "--lazy",
+        action="store_true",
+        help="detach now even if in use; the daemon ends when the last user lets go (no wait)",
+    )
     u.set_defaults(func=cmd_umount)
 
     s = sub.add_parser("search", help="ranked search (keyword, semantic or both) of the memory you may read")
@@ -381,12 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
     i.add_argument("--format", choices=["auto", "dir", "legacy", "json"], default="auto")
     i.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    i.add_argument(
+        "--claim",
+        action="store_true",
+        help="import a source whose path names another user's id (users.<u>.aliases) into --user's memory",
+    )
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.add_argument("--verbose", action="store_true", help="list every file")
     i.set_defaults(func=cmd_import)
 
     d = sub.add_parser("doctor", help="check FUSE, the mount, the data dir, the config and the index")
-    d.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    d.add_argument(
+        "--mount", default=None, help="the memfs mount (default: the one serving --data, else /mnt/memory)"
+    )
     d.add_argument("--data", default=None, help="data directory to check (readable by root)")
     d.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG} if present)")
     d.add_argument("--json", action="store_true")

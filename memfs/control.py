@@ -434,6 +434,8 @@ class Control:
             ],
             "usage": await self.host.usage(p),
         }
+        if self.ids.is_fallback(p):
+            info["note"] = fallback_hint(p)
         return yaml.safe_dump(info, sort_keys=False).encode()
 
     async def _sync_report(self, p: Principal, now: bool) -> bytes:
@@ -567,11 +569,24 @@ class Control:
         if self.sync is not None:  # what the caller's scopes' remotes brought and sync refused
             secrets += self.sync.refusals.lines(p, [s for s in (p.private, p.team_scope) if s is not None])
 
+        fallback = self.ids.is_fallback(p)
+
         def render(p, memos, docs, analysis, groups):
             lines = ctx_mod.status_lines(memos, docs, analysis, self.limits) + secrets + problems
+            if fallback and not any(d.scope == str(p.private) for d in docs):
+                lines.append(fallback_hint(p))
             return "".join(line + "\n" for line in lines)
 
         return await self._view(p, render)
+
+
+def fallback_hint(p: Principal) -> str:
+    """Why a caller's memory may look empty: its uid maps to no user, so it is uid-N."""
+    return (
+        f"you are {p.user}: uid {p.uid} is in neither the mount's config (users:) nor passwd, so "
+        f"your memory is kept as {p.user}; if it is under another name, ask the admin to add "
+        f"users.<name>: {{uid: {p.uid}}} to the config and remount"
+    )
 
 
 def _decode_query(raw: bytes) -> str:

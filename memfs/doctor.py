@@ -11,7 +11,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import client, layout
+from . import client, layout, mountnotes, mounttable
 from . import config as config_mod
 from .identity import Identities
 from .index import manifest, scan_entries
@@ -49,9 +49,7 @@ def _config(path: Path | None) -> Check:
     except config_mod.ConfigError as e:
         return Check("config", False, f"{e}: fix the config, then remount")
     src = str(path) if path is not None else "built-in defaults"
-    return Check(
-        "config", True, f"{src}: {len(cfg.users)} users, {len(cfg.teams)} teams, {len(cfg.grants)} grants"
-    )
+    return Check("config", True, f"{src}: {mountnotes.summary(cfg)}")
 
 
 def _owner(config: Path | None) -> tuple[str, int | None]:
@@ -104,14 +102,7 @@ def _answers(mnt: Path) -> None:
 
 
 def _mount(mnt: Path) -> tuple[Check, bool]:
-    fstype = None
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 2 and parts[1] == str(mnt):
-                fstype = parts[2]
-    except OSError:
-        pass
+    fstype = mounttable.fstype(mnt)
     if fstype is None:
         return Check("mount", False, f"nothing is mounted at {mnt}: memfs mount {mnt}"), False
     if fstype != "fuse.memfs":
@@ -120,6 +111,9 @@ def _mount(mnt: Path) -> tuple[Check, bool]:
         _answers(mnt)
     except concurrent.futures.TimeoutError:
         return Check("mount", False, f"{mnt} does not answer within {ANSWER_TIMEOUT:.0f}s"), False
+    except PermissionError:  # alive, but refuses this caller: nothing to clear
+        detail = f"{mnt} answers, but refuses uid {os.getuid()} (unknown_uids: deny)"
+        return Check("mount", True, detail, warn=True), False
     except OSError as e:
         return Check("mount", False, f"{mnt}: {e.strerror}: run memfs mount {mnt} again to clear it"), False
     return Check("mount", True, f"{mnt} answers"), True
@@ -264,6 +258,8 @@ def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]
     checks = [_fuse(), _config(config)]
     if data is not None:
         checks.append(_data(data, config))
+    if mnt is None and data is not None:
+        checks.append(Check("mount", True, f"{data} is not mounted now", warn=True))
     if mnt is not None:
         mcheck, alive = _mount(mnt)
         checks.append(mcheck)

@@ -25,6 +25,11 @@ def _passwd_by_uid(uid: int):
         return None
 
 
+def _uid_of_fallback(user: str) -> int | None:
+    """N for the fallback name uid-N."""
+    return int(user[4:]) if user.startswith("uid-") and user[4:].isdigit() else None
+
+
 def _passwd_by_name(name: str):
     try:
         return pwd.getpwnam(name)
@@ -125,6 +130,21 @@ class Identities:
         # parse() lets a config user be called uid-N only with uid N, handled above.
         return None if name in conf.users else name
 
+    def reaches(self, scope: Scope) -> bool:
+        """Some caller can act as this scope's owner (a team: the config names it), so its
+        memory on disk is reachable through the mount."""
+        if scope.kind is Kind.TEAM:
+            return scope.name in self.teams
+        if scope.name in self.config.users:
+            return True
+        pw = _passwd_by_name(scope.name)
+        uid = pw.pw_uid if pw is not None else _uid_of_fallback(scope.name)
+        return uid is not None and self.user_name(uid) == scope.name
+
+    def is_fallback(self, p: Principal) -> bool:
+        """The caller is `uid-N`: neither the config nor passwd names its uid."""
+        return p.user is not None and p.user not in self.config.users and _uid_of_fallback(p.user) == p.uid
+
     def uid_gid(self, user: str) -> tuple[int, int]:
         """The uid/gid shown as owner of a user's private files."""
         if user in self.config.users:
@@ -134,8 +154,8 @@ class Identities:
         pw = _passwd_by_name(user)
         if pw is not None:
             return pw.pw_uid, pw.pw_gid
-        if user.startswith("uid-") and user[4:].isdigit():
-            return int(user[4:]), int(user[4:])
+        if (n := _uid_of_fallback(user)) is not None:
+            return n, n
         return 0, 0
 
     def uid_of(self, user: str) -> int:

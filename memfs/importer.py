@@ -345,14 +345,46 @@ def _load_json(d: Folder, name: str, report: Report):
     return None
 
 
-def _items_list(data, keys) -> list:
+# What the json format reads, and nothing else (README, "Import and doctor"): every other
+# top-level key of these files is reported, and an item without a text field is reported
+# rather than made an empty entry. Never dropped silently.
+LONG_TERM_LISTS = ("knowledge", "knowledge_base", "assistant_knowledge", "facts", "items")
+MID_TERM_LISTS = ("summaries", "sessions", "knowledge", "items")
+TEXT_FIELDS = ("content", "summary", "text", "fact", "knowledge", "memory")
+TITLE_FIELDS = ("topic", "title")
+KIND_FIELDS = ("category", "type")
+RESERVED = {"name", "description", "type"}  # frontmatter keys the importer sets itself
+
+
+def _items_of(data, keys, where: str, report: Report) -> list:
+    """The items under the first of `keys` holding a list (or, like MemoryOS's mid-term
+    `sessions`, a mapping of id -> item); the file's other keys are reported as not read."""
     if isinstance(data, list):
         return data
-    if isinstance(data, dict):
-        for k in keys:
-            if isinstance(data.get(k), list):
-                return data[k]
-    return []
+    if not isinstance(data, dict):
+        if data is not None:
+            report.skipped.append((where, f"not a JSON object or list ({type(data).__name__}): not read"))
+        return []
+    found: list = []
+    used = None
+    for k in keys:
+        v = data.get(k)
+        if isinstance(v, list):
+            found, used = v, k
+            break
+        if isinstance(v, dict):
+            found, used = (
+                [
+                    dict(item, id=item.get("id", i)) if isinstance(item, dict) else item
+                    for i, item in v.items()
+                ],
+                k,
+            )
+            break
+    for k in data:
+        if k != used and k != "profile":
+            report.skipped.append((f"{where}#{k}", f"key not read (memfs reads {', '.join(keys)})"))
+    return found
 
 
 def plan_json(src: Folder | Path, user: str | None, config: Config, report: Report) -> list[Item]:
@@ -390,45 +422,64 @@ def _plan_json_user(d: Folder, scope: Scope, report: Report) -> list[Item]:
             (_shown(d.path / "short_term.json"), "short-term conversation buffer, not memory")
         )
     long = _load_json(d, "long_term_user.json", report)
-    if isinstance(long, dict) and isinstance(long.get("profile"), dict) and long["profile"]:
-        profile = long["profile"]
-        body = "\n".join(f"- **{k}**: {v}" for k, v in profile.items())
-        who = profile.get("name") or scope.name
-        items.append(
-            Item(
-                scope,
-                "profile.md",
-                _entry(f"Profile of {who}", f"who {who} is and what they prefer", "user", body),
-                _shown(d.path),
-            )
-        )
-    for i, k in enumerate(_items_list(long, ("knowledge", "facts", "items"))):
-        items.append(_knowledge_item(scope, k, i, d.path / "long_term_user.json", "reference"))
+    long_where = _shown(d.path / "long_term_user.json")
+    if isinstance(long, dict) and (profile := _profile(long.get("profile"), scope, d.path)) is not None:
+        items.append(profile)
+    for i, k in enumerate(_items_of(long, LONG_TERM_LISTS, long_where, report)):
+        items += _knowledge_item(scope, k, i, d.path / "long_term_user.json", "reference", report)
     mid = _load_json(d, "mid_term.json", report)
-    for i, k in enumerate(_items_list(mid, ("summaries", "knowledge", "items"))):
-        items.append(_knowledge_item(scope, k, i, d.path / "mid_term.json", "project"))
+    mid_where = _shown(d.path / "mid_term.json")
+    for i, k in enumerate(_items_of(mid, MID_TERM_LISTS, mid_where, report)):
+        items += _knowledge_item(scope, k, i, d.path / "mid_term.json", "project", report)
     return items
 
 
-def _knowledge_item(scope: Scope, k, i: int, source: Path, default_type: str) -> Item:
-    if isinstance(k, dict):
-        text = str(k.get("content") or k.get("summary") or k.get("text") or k.get("fact") or "")
-        topic = str(k.get("topic") or k.get("title") or "")
-        category = str(k.get("category") or k.get("type") or "").lower()
-        ident = str(k.get("id") or i)
-        extra = {key: k[key] for key in ("created_at", "updated_at", "source") if key in k}
-        tags = k.get("tags")
-        if isinstance(tags, list):
-            extra["tags"] = [str(t) for t in tags]
+def _profile(profile, scope: Scope, where: Path) -> Item | None:
+    """profile.md from a profile given as a mapping (one line per key) or as text."""
+    if not profile:
+        return None
+    if isinstance(profile, dict):
+        body = "\n".join(f"- **{k}**: {v}" for k, v in profile.items())
+        who = profile.get("name") or scope.name
     else:
-        text, topic, category, ident, extra = str(k), "", "", str(i), {}
-    first = text.strip().splitlines()[0] if text.strip() else "(empty)"
+        body = profile if isinstance(profile, str) else yaml.safe_dump(profile, allow_unicode=True)
+        who = scope.name
+    meta = _entry(f"Profile of {who}", f"who {who} is and what they prefer", "user", body)
+    return Item(scope, "profile.md", meta, _shown(where))
+
+
+def _fields(k: dict) -> tuple[str, str, str, dict] | None:
+    """(text, title, category, other fields) of an object item; None if it has no text."""
+    field_ = next((f for f in TEXT_FIELDS if isinstance(k.get(f), str) and k[f].strip()), None)
+    if field_ is None:
+        return None
+    topic = str(next((k[f] for f in TITLE_FIELDS if k.get(f)), ""))
+    category = str(next((k[f] for f in KIND_FIELDS if k.get(f)), "")).lower()
+    used = {field_, "id", *TITLE_FIELDS, *KIND_FIELDS, *RESERVED}
+    # Everything else the item holds goes into the frontmatter, so nothing is lost.
+    extra = {key: v for key, v in k.items() if key not in used}
+    if isinstance(extra.get("tags"), list):
+        extra["tags"] = [str(t) for t in extra["tags"]]
+    return k[field_], topic, category, extra
+
+
+def _knowledge_item(scope: Scope, k, i: int, source: Path, default_type: str, report: Report) -> list[Item]:
+    """The entry for one item, or none (reported) when it holds no text memfs knows."""
+    ident = str(k.get("id") if isinstance(k, dict) and k.get("id") is not None else i)
+    where = f"{_shown(source)}#{ident}"
+    got = _fields(k) if isinstance(k, dict) else (k, "", "", {}) if isinstance(k, str) and k.strip() else None
+    if got is None:
+        keys = ", ".join(map(str, k)) if isinstance(k, dict) else type(k).__name__
+        report.skipped.append((where, f"no text in any of {', '.join(TEXT_FIELDS)} ({keys}): not imported"))
+        return []
+    text, topic, category, extra = got
+    first = text.strip().splitlines()[0]
     title = topic or (first[:60] + ("…" if len(first) > 60 else ""))
     type_ = CATEGORY_TYPES.get(category, default_type)
     digest = hashlib.sha1(ident.encode()).hexdigest()[:6]
     stem = "summary" if source.name == "mid_term.json" else "knowledge"
     rel = f"{stem}-{_slug(topic or first)}-{digest}.md"
-    return Item(scope, rel, _entry(title, first[:120], type_, text, extra), f"{_shown(source)}#{ident}")
+    return [Item(scope, rel, _entry(title, first[:120], type_, text, extra), where)]
 
 
 # -- applying ----------------------------------------------------------------------------------
@@ -439,10 +490,27 @@ def _index_line(item: Item) -> str | None:
     return f"- [{e.name or item.rel}]({item.rel})" + (f" — {e.description}" if e.description else "")
 
 
+def _is_heading(line: str) -> bool:
+    return line.startswith("# ")
+
+
 def _merge_index(existing: bytes, incoming: list[str]) -> bytes | None:
-    """Append the lines of `incoming` that are not in `existing` yet; None if nothing to add."""
-    have = set(existing.decode("utf-8", errors="replace").splitlines())
-    new = [ln for ln in incoming if ln.strip() and ln not in have]
+    """Append the lines of `incoming` that are not in `existing` yet; None if nothing to add.
+    One heading: the source's `# Memory` is dropped when the file already has content
+    (appended, it would be a second title mid-file)."""
+    text = existing.decode("utf-8", errors="replace")
+    have = set(text.splitlines())
+    titled = bool(text.strip())
+    new = []
+    for ln in incoming:
+        if not ln.strip() or ln in have:
+            continue
+        if _is_heading(ln):
+            if titled:
+                continue
+            titled = True
+        new.append(ln)
+        have.add(ln)
     if not new:
         return None
     prefix = existing if existing.endswith(b"\n") or not existing else existing + b"\n"
@@ -563,10 +631,24 @@ def _only_for(user: str, team: str | None, items: list[Item], report: Report) ->
     return kept
 
 
+def _owner_of_source(src: Path, user: str, config: Config) -> str | None:
+    """Why `src` is not `user`'s to import, if a folder on its path is a chat or user id
+    that users.<u>.aliases gives to another user (`kai/memory --user alice`)."""
+    chats = _chat_users(config)
+    for name in src.parts:
+        owner = chats.get(name)
+        if owner is not None and owner != user:
+            return f"folder {name} in {src} is the id of user {owner} (users.{owner}.aliases)"
+    return None
+
+
 def plan(
-    fmt: str, src: Path, user: str, team: str | None, config: Config, report: Report
+    fmt: str, src: Path, user: str, team: str | None, config: Config, report: Report, claim: bool = False
 ) -> tuple[list[Item], bool]:
-    """(items for `user` and `team` only, whether created entries get MEMORY.md lines)"""
+    """(items for `user` and `team` only, whether created entries get MEMORY.md lines).
+    A source that belongs to another user by its path is refused unless `claim`."""
+    if not claim and (why := _owner_of_source(src, user, config)):
+        raise ImportFailed(f"{why}: import it with --user that user, or add --claim to give it to {user}")
     try:
         root = Folder.open(src, config.limits.max_file_bytes)
     except (Refused, FileNotFoundError) as e:

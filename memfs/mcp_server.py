@@ -302,9 +302,12 @@ def serve(mount: Path) -> None:
     from mcp.server.mcpserver.exceptions import ToolError as McpToolError
     from mcp.types import ToolAnnotations
 
+    from . import __version__
+
     mem = Memories(mount)
     server = MCPServer(
         "memfs",
+        version=__version__,  # clients show and log it: an empty one reads as "unknown server"
         instructions=(
             "Your memory lives under /memories: MEMORY.md indexes your entries; team/ is your "
             "team's. View /memories first; use memory_search to find entries by words or meaning."

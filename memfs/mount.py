@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import faulthandler
 import hashlib
 import logging
-import logging.handlers
 import os
 import resource
 import select
 import shutil
-import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config as config_mod
-from . import privilege
+from . import mountnotes, mounttable, privilege
 from .identity import Identities
 from .store import Store
 
@@ -42,21 +40,6 @@ class MountSpec:
     data: Path
     config: Path | None
     debug: bool = False
-
-
-def setup_logging(debug: bool, log_file: Path | None = None) -> None:
-    """stderr in the foreground; a rotating file (10 MiB x 3) for a detached daemon, so
-    that a caller provoking errors in a loop cannot fill the disk with the log."""
-    if log_file is not None:
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=10 * 1024 * 1024, backupCount=3
-        )
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
-    if not debug:
-        logging.getLogger("pyfuse3").setLevel(logging.WARNING)
 
 
 def raise_nofile() -> int:
@@ -87,31 +70,50 @@ def pidfile(mountpoint: Path) -> Path:
     return RUN_DIR / f"{key}.pid"
 
 
-def clear_dead_mount(mountpoint: Path) -> bool:
-    """A daemon that died leaves 'transport endpoint is not connected': unmount it."""
+def is_dead_mount(mountpoint: Path) -> bool:
+    """A daemon that died leaves 'transport endpoint is not connected'."""
     try:
         os.stat(mountpoint)
         return False
     except OSError as e:
-        if e.errno not in (errno.ENOTCONN, errno.ECONNABORTED):
-            return False
+        return e.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+
+
+def clear_dead_mount(mountpoint: Path) -> bool:
+    """Unmount what a dead daemon left; True if there was one."""
+    if not is_dead_mount(mountpoint):
+        return False
     log.warning("%s: clearing a dead mount left by a daemon that is gone", mountpoint)
     subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=30)
     return True
 
 
-def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
-    """Everything that can be told to the caller before the daemon starts."""
+def check(spec: MountSpec, clear_dead: bool = True) -> tuple[config_mod.Config, Identities]:
+    """Everything that can be told to the caller before the daemon starts. A dead mount
+    is cleared here only if `clear_dead`; `memfs mount` leaves it to the daemon, whose log
+    then tells the unclean restart."""
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         raise MountError(
             "FUSE is not available: install fuse3 (apt-get install fuse3) and load the fuse module"
         )
     mnt = spec.mountpoint
-    clear_dead_mount(mnt)
-    if not mnt.is_dir():
+    if clear_dead:
+        clear_dead_mount(mnt)
+    elif is_dead_mount(mnt):
+        return _load(spec)  # the daemon clears it, and says so in its own log
+    # From /proc, not stat(): a live memfs with `unknown_uids: deny` refuses root's stat.
+    what = mounttable.fstype(mnt)
+    if what is not None:
+        held = " by memfs" if what == mounttable.MEMFS_TYPE else f" ({what})"
+        raise MountError(f"mountpoint {mnt} is busy: it is already mounted{held}")
+    try:
+        is_dir = stat.S_ISDIR(os.stat(mnt).st_mode)
+    except FileNotFoundError:
+        is_dir = False
+    except OSError as e:
+        raise MountError(f"mountpoint {mnt}: {e.strerror}") from None
+    if not is_dir:
         raise MountError(f"mountpoint {mnt} does not exist or is not a directory (mkdir -p {mnt})")
-    if os.path.ismount(mnt):
-        raise MountError(f"mountpoint {mnt} is busy: something is already mounted there")
     try:
         Store.init_layout(spec.data)
         probe = spec.data / "state" / ".write-probe"
@@ -119,6 +121,10 @@ def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
         probe.unlink()
     except OSError as e:
         raise MountError(f"data directory {spec.data} is not writable: {e.strerror}") from None
+    return _load(spec)
+
+
+def _load(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
     cfg = config_mod.load(spec.config)
     return cfg, Identities(cfg)
 
@@ -172,7 +178,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     limit_malloc_arenas()
     # A native stack overflow cannot be caught; deep recursion in C needs a deep stack.
     threading.stack_size(64 * 1024 * 1024)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: dump a stuck daemon's stacks
+
+    warning = mountnotes.warning(spec.data, spec.config, ids)  # listed while still root
 
     def mounted() -> None:
         privilege.drop(user)
@@ -187,7 +194,15 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
                 nofile,
                 cfg.limits.open_files,
             )
-        log.info("mounted %s (data %s, config %s)", spec.mountpoint, spec.data, cfg.source)
+        log.info(
+            "mounted %s (data %s, config %s: %s)",
+            spec.mountpoint,
+            spec.data,
+            cfg.source,
+            mountnotes.summary(cfg),
+        )
+        if warning is not None:  # INFO, not WARNING: it is the admin's choice, not a fault
+            log.info("%s", warning)
 
     where = (spec.data, spec.mountpoint, spec.config)
     try:
@@ -249,10 +264,11 @@ def live_mounts() -> list[tuple[Path, Path, Path | None]]:
         try:
             lines = pf.read_text().splitlines()
             pid, mnt, pdata = lines[:3]
-            os.kill(int(pid), 0)
         except (OSError, ValueError):
             continue
-        if os.path.ismount(mnt):
+        # /proc, not kill(0) or stat(): a non-root caller may signal neither the daemon's
+        # user nor (unknown_uids: deny) stat the mount, and must still find its config.
+        if pid.isdigit() and _alive(int(pid)) and mounttable.is_memfs(Path(mnt)):
             found.append((Path(mnt), Path(pdata), Path(lines[3]) if len(lines) > 3 else None))
     return found
 
@@ -287,7 +303,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def umount(mountpoint: Path, timeout: float = 300.0) -> None:
+def umount(mountpoint: Path, timeout: float = 300.0, lazy: bool = False) -> str | None:
+    """Unmount and wait for the daemon to finish (not with `lazy`: then the kernel detaches
+    the mount at once and the daemon ends when the last process using it lets go).
+    Returns a note for the caller, if any."""
     pid = None
     pf = pidfile(mountpoint)
     try:
@@ -295,18 +314,38 @@ def umount(mountpoint: Path, timeout: float = 300.0) -> None:
     except (OSError, ValueError, IndexError):
         pass
     if clear_dead_mount(mountpoint):
-        return
-    if not os.path.ismount(mountpoint):
+        return None
+    # From /proc, not stat(): `unknown_uids: deny` refuses root's stat of a live mount.
+    what = mounttable.fstype(mountpoint)
+    if what is None:
         raise MountError(f"{mountpoint} is not mounted")
-    res = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, timeout=60)
+    if what != mounttable.MEMFS_TYPE:
+        raise MountError(f"{mountpoint} is a {what} mount, not memfs")
+    users = mounttable.holders(mountpoint) if lazy else []  # after a lazy unmount /proc no longer names it
+    cmd = ["fusermount3", "-uz" if lazy else "-u", str(mountpoint)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if res.returncode != 0:
         reason = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "fusermount3 failed"
-        raise MountError(f"cannot unmount {mountpoint}: {reason}")
+        raise MountError(f"cannot unmount {mountpoint}: {_why_busy(mountpoint, reason)}")
+    if users:
+        return f"detached {mountpoint}; its daemon ends once the {len(users)} processes using it let go"
     # Wait for the daemon to finish its shutdown work, so a remount finds the data free.
     if pid is not None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(pid):
-                return
+                return None
             time.sleep(0.02)
         raise MountError(f"unmounted {mountpoint}, but daemon {pid} is still running after {timeout:.0f}s")
+    return None
+
+
+def _why_busy(mountpoint: Path, reason: str) -> str:
+    """fusermount3's reason, and for EBUSY who holds the mount and what to do."""
+    if "busy" not in reason.lower():
+        return reason
+    held = mounttable.holders(mountpoint)
+    if not held:
+        return f"{reason}; nothing visible in /proc holds it (another mount below it?)"
+    who = ", ".join(str(h) for h in held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+    return f"{reason}: in use by pid {who}; stop them, or memfs umount --lazy {mountpoint}"

@@ -22,6 +22,9 @@ IGNORED = {
 IGNORED_PREFIXES = ("x-systemd.", "x-", "comment=", "fsname=", "subtype=")
 
 
+TAKES = " (memfs takes config=FILE and debug, and ignores mount(8)'s generic options)"
+
+
 class HelperError(ValueError):
     """A mount(8) option memfs cannot honour; the message names it."""
 
@@ -38,9 +41,8 @@ def is_helper_call(argv: list[str], commands: set[str]) -> bool:
     )
 
 
-def translate(argv: list[str]) -> list[str]:
-    """The `memfs mount` arguments for a mount(8) helper call."""
-    source, mountpoint, rest = argv[0], argv[1], argv[2:]
+def _options(rest: list[str]) -> list[str]:
+    """The -o options among mount(8)'s helper arguments."""
     opts: list[str] = []
     i = 0
     while i < len(rest):
@@ -55,18 +57,35 @@ def translate(argv: list[str]) -> list[str]:
             i += 1
         else:
             raise HelperError(f"unexpected argument {arg!r} (usage: memfs SOURCE MOUNTPOINT -o OPTIONS)")
+    return opts
+
+
+def _one(opt: str) -> list[str] | str:
+    """The `memfs mount` arguments for one option, or why it is refused."""
+    key, eq, value = opt.partition("=")
+    if key == "config" and eq and value:
+        return ["--config", os.path.abspath(value)]
+    if opt == "debug":
+        return ["--debug"]
+    if opt == "ro":
+        return "'ro' (memfs mounts read-write only: access is per caller)"
+    if opt in IGNORED or opt.startswith(IGNORED_PREFIXES):
+        return []
+    return repr(opt)
+
+
+def translate(argv: list[str]) -> list[str]:
+    """The `memfs mount` arguments for a mount(8) helper call."""
+    source, mountpoint, rest = argv[0], argv[1], argv[2:]
     # Paths relative to where mount(8) ran would mean something else to the daemon.
     out = ["mount", os.path.abspath(mountpoint), "--data", os.path.abspath(source)]
-    for opt in opts:
-        key, eq, value = opt.partition("=")
-        if key == "config" and eq and value:
-            out += ["--config", os.path.abspath(value)]
-        elif opt == "debug":
-            out.append("--debug")
-        elif opt == "ro":
-            raise HelperError("option 'ro': memfs mounts read-write only (access is per caller)")
-        elif opt in IGNORED or opt.startswith(IGNORED_PREFIXES):
-            continue
+    bad: list[str] = []
+    for opt in _options(rest):
+        got = _one(opt)
+        if isinstance(got, str):
+            bad.append(got)
         else:
-            raise HelperError(f"unknown mount option {opt!r} (memfs takes config=FILE and debug)")
+            out += got
+    if bad:  # every one at once: an fstab line is fixed in one edit, not one reboot per option
+        raise HelperError(f"unknown mount option{'s' if len(bad) > 1 else ''} {', '.join(bad)}" + TAKES)
     return out

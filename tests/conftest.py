@@ -49,6 +49,14 @@ def wait_for(cond, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
+def daemon_gone(pid: int) -> bool:
+    """The daemon has exited (it may linger as a zombie until init reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def memfs_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "memfs", *args]
 

@@ -148,3 +148,59 @@ def test_merge_index_appends_only_new_lines():
     assert importer._merge_index(b"- a\n", ["- a", "- b"]) == b"- a\n- b\n"
     assert importer._merge_index(b"- a", ["- b"]) == b"- a\n- b\n"
     assert importer._merge_index(b"- a\n- b\n", ["- b", ""]) is None
+
+
+def memoryos_store(tmp_path: Path) -> Path:
+    """A MemoryOS-style store (issue 26): profile as text, items' text under `knowledge`,
+    an item with no text, a key memfs does not read."""
+    u = tmp_path / "users" / "42"
+    u.mkdir(parents=True)
+    (u / "long_term_user.json").write_text(
+        json.dumps(
+            {
+                "profile": "Al is a nurse who likes tabs.",
+                "knowledge_base": [
+                    {"knowledge": "Al's cat is called Miso.", "timestamp": "2025-01-02"},
+                    {"timestamp": "2025-01-03", "keywords": ["x"]},
+                ],
+                "assistant_knowledge_count": 3,
+            }
+        )
+    )
+    return tmp_path
+
+
+def test_json_reads_text_profiles_and_knowledge_and_reports_the_rest(tmp_path):
+    cfg = parse({"users": {"al": {"uid": 1001, "aliases": [42]}}})
+    report = importer.Report()
+    items = importer.plan_json(memoryos_store(tmp_path), None, cfg, report)
+    by_name = {i.rel.split("-")[0]: i.content.decode() for i in items}
+    assert sorted(by_name) == ["knowledge", "profile.md"]
+    assert "Al is a nurse who likes tabs." in by_name["profile.md"]
+    assert (
+        "Al's cat is called Miso." in by_name["knowledge"]
+        and "timestamp: '2025-01-02'" in by_name["knowledge"]
+    )
+    whys = dict(report.skipped)
+    src = tmp_path / "users" / "42" / "long_term_user.json"
+    assert whys[f"{src}#1"].startswith("no text in any of content, summary, text, fact, knowledge")
+    assert whys[f"{src}#assistant_knowledge_count"].startswith("key not read")
+
+
+def test_merging_memory_md_keeps_one_heading():
+    merged = importer._merge_index(b"# Memory\n- [a](a.md)\n", ["# Memory", "# Notes", "- [b](b.md)"])
+    assert merged == b"# Memory\n- [a](a.md)\n- [b](b.md)\n"
+    assert importer._merge_index(b"", ["# Memory", "- [b](b.md)"]) == b"# Memory\n- [b](b.md)\n"
+
+
+def test_a_source_named_by_another_users_id_is_refused_unless_claimed(tmp_path):
+    cfg = parse({"users": {"alice": {"uid": 1001}, "kai": {"uid": 1002, "aliases": ["kai"]}}})
+    src = tmp_path / "kai" / "memory"
+    src.mkdir(parents=True)
+    (src / "a.md").write_text("a\n")
+    with pytest.raises(importer.ImportFailed, match="id of user kai .*--claim"):
+        importer.plan("auto", src, "alice", None, cfg, importer.Report())
+    items, _ = importer.plan("auto", src, "alice", None, cfg, importer.Report(), claim=True)
+    assert [i.rel for i in items] == ["a.md"]
+    items, _ = importer.plan("auto", src, "kai", None, cfg, importer.Report())
+    assert [i.rel for i in items] == ["a.md"]

@@ -49,3 +49,11 @@ def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
 def test_bad_options_are_one_clear_error(argv, message):
     with pytest.raises(HelperError, match=message):
         translate(argv)
+
+
+def test_every_bad_option_is_named_at_once():
+    with pytest.raises(HelperError) as e:
+        translate(["/d", "/m", "-o", "config=/c,cache=yes,nosuid,ro,frob"])
+    msg = str(e.value)
+    assert "'cache=yes'" in msg and "'frob'" in msg and "'ro'" in msg and "read-write only" in msg
+    assert "nosuid" not in msg and "\n" not in msg

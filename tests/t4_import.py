@@ -384,3 +384,21 @@ def test_an_import_brings_no_secret_into_team_memory(m, base_dir):
     assert not (m.data / "teams" / "eng" / "deploy.md").exists()
     assert m.sh(BOB, "ls team").stdout.split() == ["MEMORY.md", "style.md"]
     assert GHP in m.sh(ALICE, "cat mine.md").stdout
+
+
+def test_another_chats_folder_needs_claim_and_a_merge_keeps_one_heading(make_mount, base_dir):
+    m = make_mount(CONFIG, start=False)
+    src = base_dir / "555" / "memory"  # bob's chat (users.bob.aliases)
+    src.mkdir(parents=True)
+    (src / "MEMORY.md").write_text("# Memory\n- [Chat](chat.md) — from the chat\n")
+    (src / "chat.md").write_text(entry("Chat", "from the chat", "project"))
+    (m.backing("alice")).mkdir(parents=True)
+    (m.backing("alice") / "MEMORY.md").write_text("# Memory\n- [Mine](mine.md) — mine\n")
+    args = ("import", str(src), "--data", str(m.data), "--config", str(m.config), "--quiet")
+    res = memfs(m, *args, "--user", "alice", check=False)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "id of user bob" in res.stderr and "--claim" in res.stderr
+    assert not (m.backing("alice") / "chat.md").exists()
+    assert "created 1, merged 1" in do_import(m, src, "--user", "alice", "--claim")
+    index = (m.backing("alice") / "MEMORY.md").read_text()
+    assert index == "# Memory\n- [Mine](mine.md) — mine\n- [Chat](chat.md) — from the chat\n"

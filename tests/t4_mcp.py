@@ -31,13 +31,13 @@ CLIENT = textwrap.dedent(
         out = []
         async with stdio_client(server) as (read, write):
             async with ClientSession(read, write) as s:
-                await s.initialize()
+                info = (await s.initialize()).server_info
                 tools = sorted(t.name for t in (await s.list_tools()).tools)
                 for name, args in calls:
                     r = await s.call_tool(name, args)
                     out.append({"error": bool(r.is_error if hasattr(r, "is_error") else r.isError),
                                 "text": "".join(getattr(c, "text", "") for c in r.content)})
-        print(json.dumps({"tools": tools, "results": out}))
+        print(json.dumps({"tools": tools, "results": out, "server": [info.name, info.version]}))
 
     asyncio.run(main())
     """
@@ -55,6 +55,15 @@ def mcp_calls(m, uid: int, calls: list) -> dict:
 
 def mem(command: str, **kw) -> list:
     return ["memory", {"command": command, **kw}]
+
+
+def test_the_server_names_its_version(mnt):
+    import importlib.metadata
+
+    import memfs
+
+    assert memfs.__version__ == importlib.metadata.version("memfs")  # one version, pyproject's
+    assert mcp_calls(mnt, ALICE, [])["server"] == ["memfs", memfs.__version__]
 
 
 def test_the_memory_tool_as_two_users(make_mount):

@@ -45,6 +45,17 @@ def test_the_unit_declares_what_a_service_needs():
         assert "error" not in res.stderr.lower(), res.stderr
 
 
+def test_the_documentation_it_names_is_installed():
+    """Every file:// Documentation= path is one scripts/install puts there (issue 26: the
+    unit named a README path nothing created)."""
+    install = (UNIT.parent.parent / "scripts" / "install").read_text()
+    docs = unit()["Unit"]["Documentation"].split()
+    assert docs
+    for url in docs:
+        if url.startswith("file://"):
+            assert f"README.md {url.removeprefix('file://')}" in install, url
+
+
 def sandbox(svc) -> list[str]:
     """The unit's NoNewPrivileges and CapabilityBoundingSet, applied with setpriv as
     systemd would apply them (its namespace and seccomp options need systemd itself)."""
