@@ -164,6 +164,16 @@ def _check_round(repo: Repo, p: merge.Plan, max_file: int) -> None:
         raise SyncError(f"the remote's change is over {ROUND_BYTES} bytes, more than one round takes")
 
 
+def _writable(scope: Scope, path: bytes, entry) -> bool:
+    """A remote's tree is anyone's input: '..', a symlink or a submodule is not written."""
+    if safe_path(path) and (entry is None or entry[0] in (BLOB, EXEC)):
+        return True
+    log.warning(
+        "%s: not applying %s (mode %s) from the remote", scope, quote_path(path), entry and oct(entry[0])
+    )
+    return False
+
+
 def _owner_of(store, scope: Scope, path: bytes, creator: Callable[[bytes], str | None]) -> str | None:
     """Who an arrival is recorded as made by: the file's owner here if it has one, else who
     added it (creators.py)."""
@@ -452,27 +462,18 @@ class Sync:
         names it and why. A file written keeps the owner it has here; a new one records who
         added it (`when`: their host, the time, and creators.creators)."""
         host, now, creator = when
-        written, removed = [], []
+        written: list[bytes] = []
+        removed: list[bytes] = []
         store = self.history.store
         purged = purge.purged_ids(self.history.repo_dir(scope))
         for path in list(p.changes):
             entry = p.changes[path]
-            if not safe_path(path) or (entry is not None and entry[0] not in (BLOB, EXEC)):
-                # a remote's tree is anyone's input: '..', a symlink or a submodule is not written
-                log.warning(
-                    "%s: not applying %s (mode %s) from the remote",
-                    scope,
-                    quote_path(path),
-                    entry and oct(entry[0]),
-                )
+            if not _writable(scope, path, entry):
                 del p.changes[path]
                 continue
             expected = repo.lookup(ours_tree, path)
-            disk = self.history.disk_blob(scope, path)
-            if expected is not None and expected[1] == PURGED_BLOB and disk in purged:
-                disk = PURGED_BLOB  # bytes a purge took out of history: no local edit, replaced
             owner = _owner_of(store, scope, path, creator)
-            if path in busy or disk != (expected[1] if expected is not None else None):
+            if path in busy or self._edited_here(scope, path, expected, purged):
                 del p.changes[path]
                 if entry is None:
                     continue
@@ -481,15 +482,7 @@ class Sync:
                 p.conflicts.append((path, copy))
                 path = copy
             if entry is None:
-                try:
-                    store.unlink(scope, path)
-                    log.debug("%s: removed %s", scope, quote_path(path))
-                    removed.append(path)
-                    budget.applied[1].append(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    log.warning("%s: cannot remove %s: %s", scope, quote_path(path), e)
+                self._remove(scope, path, removed, budget)
                 continue
             oid = pygit2.Oid(raw=entry[1])
             why = _vetted(budget, vet, repo.size(oid), expected is None, entry[1], path)
@@ -509,6 +502,26 @@ class Sync:
                 log.warning("%s: cannot write %s: %s", scope, quote_path(path), e)
                 p.changes.pop(path, None)
         return written, removed
+
+    def _edited_here(self, scope: Scope, path: bytes, expected, purged: set[bytes]) -> bool:
+        """Does the file differ from our last commit (written since, not yet committed)?
+        Bytes a purge took out of history, where history now holds the placeholder, are
+        not an edit: the arrival replaces them (a host that synced the leak, not its fix)."""
+        disk = self.history.disk_blob(scope, path)
+        if expected is not None and expected[1] == PURGED_BLOB and disk in purged:
+            return False
+        return disk != (expected[1] if expected is not None else None)
+
+    def _remove(self, scope: Scope, path: bytes, removed: list[bytes], budget: Budget) -> None:
+        try:
+            self.history.store.unlink(scope, path)
+            log.debug("%s: removed %s", scope, quote_path(path))
+            removed.append(path)
+            budget.applied[1].append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("%s: cannot remove %s: %s", scope, quote_path(path), e)
 
     def _withhold(
         self, scope: Scope, st: State, repo: Repo, vet: Vet, sides: tuple, refused: list[dict]
