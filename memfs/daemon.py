@@ -72,10 +72,8 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
     history = view = sync = None
     files = OpenFiles(ids.name_of)
     synced = remotes(cfg)
-    secrets = SecretGuard(conf=cfg.secrets, remotes=synced, data=data, store=store)
-    stack.callback(secrets.close)
+    pushes = Pushes(synced) if synced and cfg.history.enabled else None
     if cfg.history.enabled:
-        pushes = Pushes(synced) if synced else None
         history = History(
             data=data,
             store=store,
@@ -87,9 +85,13 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         stack.callback(history.background.close)
         view = HistoryView(history, ids, time.time_ns(), files.open_dirty)
         stack.callback(view.close)
-        if pushes is not None:
-            sync = Sync(history=history, cfg=cfg, pushes=pushes, secrets=secrets)
-            stack.callback(sync.background.close)
+    # the background flag scans share history's worker process, when there is one
+    background = history.background if history is not None else None
+    secrets = SecretGuard(conf=cfg.secrets, remotes=synced, data=data, store=store, background=background)
+    stack.callback(secrets.close)
+    if history is not None and pushes is not None:
+        sync = Sync(history=history, cfg=cfg, pushes=pushes, secrets=secrets)
+        stack.callback(sync.background.close)
     quotas, opens = Quotas(store, cfg.limits), OpenCounts(cfg.limits)
     fleet = Fleet(
         cfg=cfg, data=data, quotas=quotas, opens=opens, names=ids, index=index, history=history, sync=sync

@@ -102,11 +102,23 @@ def _readable(fd: int) -> Iterator[int]:
 class SecretGuard:
     """Built by daemon.build; handed to fs.Operations and control.Control."""
 
-    def __init__(self, *, conf: SecretsConf, remotes: Iterable[Scope], data: Path, store: Store) -> None:
+    def __init__(
+        self,
+        *,
+        conf: SecretsConf,
+        remotes: Iterable[Scope],
+        data: Path,
+        store: Store,
+        background: NicedProcess | None = None,
+    ) -> None:
+        """`background`: a niced worker process the background flag scans may share
+        (history's); without it they use this guard's own scanner process."""
         self.policy = guard.Policy(conf=conf, remotes=remotes)
         self._scanner = Scanner(allow=conf.allow) if self.policy.on else None
         # started on the first big scan (most mounts never need it)
-        self._proc = NicedProcess(worker.start, (tuple(conf.allow),), "memfs-secrets", SCAN_WORKERS)
+        self._allow = tuple(conf.allow)
+        self._proc = NicedProcess(worker.start, (self._allow,), "memfs-secrets", SCAN_WORKERS)
+        self._flag_proc = background or self._proc
         self._store = store
         self._quarantine = data / "state" / "quarantine"
         self._refused: dict[str, OrderedDict[tuple[Scope, bytes], Record]] = {}
@@ -204,7 +216,8 @@ class SecretGuard:
             await self._idle.wait()
         self._busy, self._idle = (key, p), trio.Event()
         try:
-            found = await self._pool.run(self._judge_path, *key)
+            # in a process (history's worker, or ours): a burst's flags hold no GIL here
+            found = await self._pool.run(self._judge_path, *key, OSError, self._flag_proc)
         finally:
             self._busy = None
             self._idle.set()
@@ -229,16 +242,19 @@ class SecretGuard:
     def _judge_bytes(self, before: bytes, after: bytes) -> Finding | None:
         """The first finding `after` holds that `before` did not (worker threads)."""
         if len(before) + len(after) > INLINE_SCAN:
-            return self._proc.call(worker.judge, before, after)
+            return self._proc.call(worker.judge, self._allow, before, after)
         found = self._local().scan(after)
         if not found:
             return None  # the common case: one scan
         new = guard.new_findings(self._local().scan(before) if before else [], found)
         return new[0] if new else None
 
-    def _first(self, data: bytes) -> Finding | None:
-        if len(data) > INLINE_SCAN:
-            return self._proc.call(worker.first, data)
+    def _first(self, data: bytes, proc: NicedProcess | None = None) -> Finding | None:
+        """The first finding in `data`: in `proc` if given, else here when it is small."""
+        if proc is None and len(data) > INLINE_SCAN:
+            proc = self._proc
+        if proc is not None:
+            return proc.call(worker.first, self._allow, data)
         found = self._local().scan(data)
         return found[0] if found else None
 
@@ -260,7 +276,9 @@ class SecretGuard:
             return None
         return _Verdict(new, _lines_before(fd, w.origin) + new.line, w.after)
 
-    def _judge_path(self, scope: Scope, path: bytes, gone: type[OSError] = OSError) -> tuple[int, str] | None:
+    def _judge_path(
+        self, scope: Scope, path: bytes, gone: type[OSError] = OSError, proc: NicedProcess | None = None
+    ) -> tuple[int, str] | None:
         """(line, rule) of the first finding in a regular file; None if none, or if opening
         it fails with `gone` (a flag: gone or unreadable since, nothing to flag; a move:
         only a file gone since is skipped, any other failure refuses the move)."""
@@ -269,16 +287,17 @@ class SecretGuard:
         except gone:
             return None
         try:
-            return self.judge_file(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            return self.judge_file(fd, proc) if stat.S_ISREG(os.fstat(fd).st_mode) else None
         finally:
             os.close(fd)
 
-    def judge_file(self, fd: int) -> tuple[int, str] | None:
+    def judge_file(self, fd: int, proc: NicedProcess | None = None) -> tuple[int, str] | None:
         """(line, rule) of the first finding in an open file, read in overlapping pieces (also
-        what sync brings: a remote's blob in a memfd, see sync/vet.py)."""
+        what sync brings: a remote's blob in a memfd, see sync/vet.py); `proc`: the
+        process to scan in (see _first)."""
         size = os.fstat(fd).st_size
         for start, end in guard.chunks(size):
-            found = self._first(os.pread(fd, end - start, start))
+            found = self._first(os.pread(fd, end - start, start), proc)
             if found is not None:
                 return _lines_before(fd, start) + found.line, found.rule
         return None

@@ -1,37 +1,42 @@
 """The scanner in a worker process of its own (background.NicedProcess): a scan of a large
 write or file holds the GIL for its whole length (the regexes are Python's `re`: ~0.5 s per
 MiB of prose), which in a daemon thread would stall every other caller's requests. Small
-scans stay in the daemon's threads (service.INLINE_SCAN): a process round trip costs more
-than they do. Module-level functions: what NicedProcess sends must pickle."""
+scans of a caller's write stay in the daemon's threads (service.INLINE_SCAN): the writer
+waits, and a process round trip costs more than they do. The background flags of private
+memory all run in a process (history's worker when history is on: no process of its own).
+Module-level functions: what NicedProcess sends must pickle."""
 
 from __future__ import annotations
 
 from . import guard
 from .scanner import Finding, Scanner
 
-_scanner: Scanner | None = None
+_scanners: dict[tuple[str, ...], Scanner] = {}
 
 
 def start(allow: tuple[str, ...]) -> None:
-    global _scanner
-    _scanner = Scanner(allow=allow)
+    _get(allow)
 
 
-def _get() -> Scanner:
-    assert _scanner is not None, "secrets worker not started"
-    return _scanner
+def _get(allow: tuple[str, ...]) -> Scanner:
+    """The scanner for these allow patterns, made on first use: another worker process
+    (history's, for the background flags) runs these functions too."""
+    s = _scanners.get(allow)
+    if s is None:
+        s = _scanners[allow] = Scanner(allow=allow)
+    return s
 
 
-def judge(before: bytes, after: bytes) -> Finding | None:
+def judge(allow: tuple[str, ...], before: bytes, after: bytes) -> Finding | None:
     """The first finding `after` holds that `before` did not (both scanned here, so their
     fingerprints compare: they are keyed per process)."""
-    found = _get().scan(after)
+    found = _get(allow).scan(after)
     if not found:
         return None
-    new = guard.new_findings(_get().scan(before) if before else [], found)
+    new = guard.new_findings(_get(allow).scan(before) if before else [], found)
     return new[0] if new else None
 
 
-def first(data: bytes) -> Finding | None:
-    found = _get().scan(data)
+def first(allow: tuple[str, ...], data: bytes) -> Finding | None:
+    found = _get(allow).scan(data)
     return found[0] if found else None
