@@ -7,7 +7,6 @@ import errno
 import faulthandler
 import hashlib
 import logging
-import logging.handlers
 import os
 import resource
 import select
@@ -19,11 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import config as config_mod
 from . import privilege
-from .identity import Identities
-from .store import Store
+
+if TYPE_CHECKING:
+    from . import config as config_mod
+    from .identity import Identities
 
 log = logging.getLogger("memfs")
 
@@ -47,6 +48,8 @@ class MountSpec:
 def setup_logging(debug: bool, log_file: Path | None = None) -> None:
     """stderr in the foreground; a rotating file (10 MiB x 3) for a detached daemon, so
     that a caller provoking errors in a loop cannot fill the disk with the log."""
+    import logging.handlers
+
     if log_file is not None:
         handler: logging.Handler = logging.handlers.RotatingFileHandler(
             log_file, maxBytes=10 * 1024 * 1024, backupCount=3
@@ -102,6 +105,11 @@ def clear_dead_mount(mountpoint: Path) -> bool:
 
 def check(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
     """Everything that can be told to the caller before the daemon starts."""
+    # Here, not at the top: `memfs umount` loads neither the config's YAML nor the store.
+    from . import config as config_mod
+    from .identity import Identities
+    from .store import Store
+
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         raise MountError(
             "FUSE is not available: install fuse3 (apt-get install fuse3) and load the fuse module"
@@ -131,6 +139,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     import trio
 
     from . import background, daemon, guard
+    from . import config as config_mod
     from .history import gitrepo
 
     def report(line: str) -> None:
