@@ -21,8 +21,6 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-import trio
-
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
 NICE = 10  # compressing a caller's gigabyte into history must not slow others' requests
@@ -42,16 +40,25 @@ class NicedPool:
         """fn(*args) in one of the pool's threads. Like trio.to_thread.run_sync, it is not
         abandoned when cancelled: background work that started finishes (a commit half
         made would be redone, a sync round half applied would be worse)."""
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
         fut = self._pool.submit(fn, *args)
-        fut.add_done_callback(lambda _f: token.run_sync_soon(done.set))
-        with trio.CancelScope(shield=True):
-            await done.wait()
+        await _finished(fut)
         return fut.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+async def _finished(fut: concurrent.futures.Future) -> None:
+    """Wait on the loop until fut is done, shielded from cancellation."""
+    # Imported here: worker processes import this module for _start_niced and need no trio
+    # (its import was 0.1 of a worker's 0.3 CPU-s start, once per mount).
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    fut.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+    with trio.CancelScope(shield=True):
+        await done.wait()
 
 
 def _lower_priority_of(pid: int) -> None:
@@ -154,12 +161,8 @@ class NicedProcess:
 
     async def run(self, fn: Callable[..., T], *args) -> T:
         """fn(*args) in the worker; not abandoned when cancelled (see NicedPool.run)."""
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
         fut = self._submit(fn, *args)
-        fut.add_done_callback(lambda _f: token.run_sync_soon(done.set))
-        with trio.CancelScope(shield=True):
-            await done.wait()
+        await _finished(fut)
         try:
             return fut.result()
         except concurrent.futures.BrokenExecutor:

@@ -30,7 +30,7 @@ import re
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, final
+from typing import Any, Protocol, final
 
 from .rules import Allowlist
 
@@ -119,12 +119,14 @@ class Filters:
     and gitleaks's allowlists for its generic-api-key rule (handed in from the loaded set)."""
 
     def __init__(self, allowlists: Iterable[Allowlist]) -> None:
-        from detect_secrets.filters import heuristic
-
-        self._h = heuristic
+        self._h: Any = None  # detect-secrets's heuristics, imported at the first value to judge
         self._allowlists = tuple(allowlists)
 
     def allows(self, secret: str, line: str, by_line: bool) -> bool:
+        if self._h is None:
+            from detect_secrets.filters import heuristic
+
+            self._h = heuristic
         h = self._h
         if by_line and (h.is_indirect_reference(line) or h.is_likely_id_string(secret, line)):
             return True

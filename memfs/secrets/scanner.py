@@ -24,6 +24,8 @@ import binascii
 import bisect
 import dataclasses
 import hashlib
+import importlib
+import importlib.util
 import itertools
 import math
 import os
@@ -119,14 +121,19 @@ class Scanner:
         self._allow = tuple(re.compile(p) for p in allow)
         self._max_chars = max_chars
         self._keywords = sorted({k for r in self._rules for k in r.keywords})
-        self._plugins = tuple((name, SPECS[name], SPECS[name].make()) for name in plugins)
+        # made on the first line that holds a plugin's keyword: detect-secrets's import
+        # (requests among it) is ~0.13 CPU-s, and most mounts' memory never needs it
+        self._plugins = tuple((name, SPECS[name]) for name in plugins)
+        self._made: dict[str, Plugin] = {}
+        if self._plugins and importlib.util.find_spec("detect_secrets") is None:
+            raise ModuleNotFoundError("detect_secrets is not installed")  # at start, not at a write
         generic = next((r for r in ruleset.rules if r.id == "generic-api-key"), None)
         self._filters = Filters((ruleset.allowlist, *(generic.allowlists if generic else ())))
         self._decode = decode
 
     @property
     def rule_ids(self) -> list[str]:
-        return [r.id for r in self._rules] + [name for name, _, _ in self._plugins]
+        return [r.id for r in self._rules] + [name for name, _ in self._plugins]
 
     def scan(self, text: str | bytes) -> Findings:
         if isinstance(text, bytes):
@@ -158,8 +165,8 @@ class Scanner:
             for finding in itertools.islice(self._scan_rule(rule, text), budget):
                 budget -= 1
                 yield finding
-        for name, spec, plugin in self._plugins:
-            for finding in itertools.islice(self._scan_plugin(name, spec, plugin, text, lowered), budget):
+        for name, spec in self._plugins:
+            for finding in itertools.islice(self._scan_plugin(name, spec, text, lowered), budget):
                 budget -= 1
                 yield finding
 
@@ -184,11 +191,16 @@ class Scanner:
             counted = start
             yield Finding(rule.id, line_no, rule.description, redact(secret), fingerprint(secret))
 
-    def _scan_plugin(
-        self, name: str, spec: Spec, plugin: Plugin, text: str, lowered: str
-    ) -> Iterable[Finding]:
+    def _plugin(self, name: str, spec: Spec) -> Plugin:
+        plugin = self._made.get(name)
+        if plugin is None:
+            plugin = self._made[name] = spec.make()
+        return plugin
+
+    def _scan_plugin(self, name: str, spec: Spec, text: str, lowered: str) -> Iterable[Finding]:
         line_no, counted = 1, 0
         for line_start, line in _segments(text, lowered, spec.keywords):
+            plugin = self._plugin(name, spec)
             line_no += text.count("\n", counted, line_start)
             counted = line_start
             for secret in plugin.analyze_string(line):
