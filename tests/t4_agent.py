@@ -140,10 +140,12 @@ def test_control_files_are_read_only_and_hidden(tm):
         res = tm.sh(ALICE, f"echo x > .memfs/{name}", check=False)
         assert res.returncode != 0
     assert sorted(tm.sh(ALICE, "ls .memfs").stdout.split()) == [
+        "admin.json",  # root's (memfs status --all): alice cannot read it
         "context.md",
         "history",
         "index.md",
         "log",
+        "purge",
         "quarantine",
         "query",
         "query.json",

@@ -206,6 +206,7 @@ def test_doctor_finds_secrets_in_files_and_history_and_never_shows_them(make_mou
     m.sh(ALICE, f"printf '%s' 'notes\n{SECRET}' > k.md")
     leaked = versions(m, ALICE, "k.md")[0]
     m.sh(ALICE, f"echo clean > k.md; printf '%s' '{SECRET}' > now.md; cp k.md team/t.md")
+    assert versions(m, ALICE, "now.md")  # its version committed (a history read flushes), not pending
     res = doctor_secrets(m)
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"private:alice k.md version {leaked} line 2: github-pat" in res.stdout
