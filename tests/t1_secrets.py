@@ -335,7 +335,8 @@ def test_detect_secrets_is_imported_only_for_a_line_that_needs_it() -> None:
         from memfs.secrets import Scanner
         s = Scanner()
         print(s.scan("a plain note, no credentials"), "detect_secrets" in sys.modules)
-        print([f.rule for f in s.scan("DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + "Xk29fLq8Zp" * 8 + "Xk29fLq8==")])
+        azure = "AccountName=x;AccountKey=" + "Xk29fLq8Zp" * 8 + "Xk29fLq8=="
+        print([f.rule for f in s.scan("DefaultEndpointsProtocol=https;" + azure)])
         """
     )
     checkout = Path(__file__).resolve().parent.parent  # a fresh interpreter: its own sys.modules
