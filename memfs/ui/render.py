@@ -1,0 +1,90 @@
+"""Untrusted memory text -> HTML that cannot act: teammates' agents wrote it.
+
+Two layers, so neither alone has to be perfect: markdown-it renders with raw HTML off
+(a `<script>` in an entry comes out as text), then nh3 (ammonia) keeps only the tags,
+attributes and URL schemes listed here. The page's Content-Security-Policy (security.py)
+forbids every script anyway.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import urllib.parse
+from dataclasses import dataclass
+
+import nh3
+from markdown_it import MarkdownIt
+
+_md = MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
+
+TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "code", "em",
+    "strong", "del", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
+SCHEMES = {"http", "https", "mailto"}
+MAX_DIFF_LINES = 4000  # shown of one diff; the rest is counted (a 1 MB rewrite stays one page)
+
+
+def render_markdown(text: str, base: str = "") -> str:
+    """An entry's markdown as sanitized HTML. A relative link (`tabs.md` in MEMORY.md)
+    becomes a link to that entry's page, resolved against the folder `base`."""
+
+    def attribute(tag: str, attr: str, value: str) -> str | None:
+        if tag == "a" and attr == "href":
+            return entry_link(value, base)
+        return value
+
+    return nh3.clean(
+        _md.render(text),
+        tags=TAGS,
+        attributes=ATTRIBUTES,
+        url_schemes=SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        attribute_filter=attribute,
+    )
+
+
+def entry_link(href: str, base: str) -> str:
+    """A link as written in an entry: absolute ones stay (nh3 judges their scheme), a
+    relative one points at the entry page of the file it names."""
+    parsed = urllib.parse.urlsplit(href)
+    if parsed.scheme or parsed.netloc or not parsed.path or href.startswith("/"):
+        return href
+    target = posixpath.normpath(posixpath.join(base, urllib.parse.unquote(parsed.path)))
+    if target.startswith("../") or target == "..":
+        return "#"
+    return "/entry?" + urllib.parse.urlencode({"path": target})
+
+
+@dataclass
+class DiffLine:
+    kind: str  # "add", "del", "hunk", "same"
+    text: str
+
+
+@dataclass
+class Diff:
+    lines: list[DiffLine]
+    added: int
+    removed: int
+    hidden: int  # lines past MAX_DIFF_LINES, not shown
+
+
+def diff(old: str, new: str, old_name: str, new_name: str) -> Diff:
+    """A unified diff of two texts, as lines to colour (escaped by the template)."""
+    out: list[DiffLine] = []
+    added = removed = hidden = 0
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), old_name, new_name, lineterm="", n=3)
+    for i, line in enumerate(lines):
+        if i < 2:
+            continue  # the ---/+++ header: the page names both sides itself
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
+        added += kind == "add"
+        removed += kind == "del"
+        if len(out) < MAX_DIFF_LINES:
+            out.append(DiffLine(kind, line))
+        else:
+            hidden += 1
+    return Diff(out, added, removed, hidden)
