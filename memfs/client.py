@@ -177,9 +177,14 @@ _CHANGE = re.compile(r"^(\S+) (\S+(?: \(via \S+\))?) (\S) (.+?)(?: (->|version) 
 
 
 def changes(mount: Path) -> list[Change]:
-    """.memfs/log as values, newest first; a line that does not parse is left out."""
+    """.memfs/log as values, newest first."""
+    return parse_changes(log(mount))
+
+
+def parse_changes(text: str) -> list[Change]:
+    """A line that does not parse is left out."""
     out = []
-    for line in log(mount).splitlines():
+    for line in text.splitlines():
         m = _CHANGE.match(line)
         if m is not None:
             out.append(Change(m[1], m[2], m[3], m[4], m[6]))

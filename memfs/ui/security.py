@@ -40,7 +40,9 @@ HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),  # entry links never carry the page's address away
+    # no Referer leaves for another site; `no-referrer` would make our own forms arrive with
+    # `Origin: null` and be refused
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),  # memory content stays out of the disk cache
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
