@@ -4,6 +4,8 @@ requests, and the names and log lines the pages read back."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -12,6 +14,7 @@ from memfs import client
 from memfs.names import conflict_name, conflict_original, parse_version_name, version_name
 from memfs.ui import render
 from memfs.ui.app import ListenError, parse_listen
+from memfs.ui.cache import Snapshot
 from memfs.ui.memory import BadPath, rel_of, shown
 from memfs.ui.security import CSP, Guard, Secrets, hosts_for
 
@@ -173,3 +176,47 @@ async def test_the_guard_refuses_forms_from_elsewhere(guard):
     assert (await _call(g, "POST", "/save", ours | {"Origin": "http://127.0.0.1:9999"}))[0] == 403
     assert (await _call(g, "POST", "/save", ours | {"Sec-Fetch-Site": "cross-site"}))[0] == 403
     assert (await _call(g, "POST", "/save", ours | {"Sec-Fetch-Site": "same-site"}))[0] == 403
+
+
+def test_an_entry_past_the_render_cap_renders_its_start():
+    small, cut = render.render_entry("# hi\n", "")
+    assert cut == 0 and "<h1>hi</h1>" in small
+    text = "line of text\n" * (render.MAX_RENDERED // 13 + 100)
+    html, cut = render.render_entry(text, "")
+    assert 0 < cut < 13 * 101 + 13 and html.count("line of text") == (len(text) - cut) // 13
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_overview_snapshot_is_rebuilt_in_the_background_and_dropped_on_a_change():
+    builds: list[int] = []
+    gate = threading.Event()
+
+    def build() -> int:
+        builds.append(len(builds))
+        if len(builds) > 1:
+            gate.wait(10)  # a slow rebuild: requests meanwhile get the old value at once
+        return len(builds)
+
+    clock = Clock()
+    snap = Snapshot(build, max_age=5, clock=clock)
+    try:
+        assert snap.get()[0] == 1 and snap.get()[0] == 1  # built once, in the caller's thread
+        clock.now = 6
+        assert snap.get()[0] == 1 and snap.get()[0] == 1  # old: shown, one rebuild started
+        gate.set()
+        deadline = time.monotonic() + 10
+        while snap.get()[0] != 2:
+            assert time.monotonic() < deadline, "the background rebuild never landed"
+            time.sleep(0.01)
+        assert len(builds) == 2
+        snap.drop()  # a change made from the page: the next request builds anew, and waits for it
+        assert snap.get()[0] == 3
+    finally:
+        snap.close()

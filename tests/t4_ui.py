@@ -22,6 +22,14 @@ from t4_team import TEAM_CONFIG
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
+def write(m, uid: int, rel: str, text: str) -> None:
+    m.run(uid, ["sh", "-ec", 'cat > "$1"', "sh", rel], input=text)
+
+
+def entry(name: str, desc: str, kind: str, body: str) -> str:
+    return f"---\nname: {name}\ndescription: {desc}\ntype: {kind}\n---\n{body}\n"
+
+
 class UI:
     """`memfs ui` started as a uid on a free port, and HTTP requests to it."""
 
@@ -72,16 +80,9 @@ class UI:
 def uis(make_mount):
     m = make_mount(TEAM_CONFIG)
     m.sh(ALICE, "echo '- [Tabs](tabs.md) — how we indent' > MEMORY.md; mkdir -p team")
-    m.sh(ALICE, "printf -- '---\\nname: Tabs\\ndescription: we indent with tabs\\ntype: feedback\\n---\\n"
-                "alice-private-tabs\\n' > tabs.md")  # fmt: skip
-    m.sh(
-        BOB,
-        "printf -- '---\\nname: Car\\ndescription: bob drives\\ntype: user\\n---\\nbob-private-car\\n' > car.md",
-    )
-    m.sh(
-        ALICE,
-        "printf -- '---\\nname: Deploy\\ndescription: how we ship\\ntype: project\\n---\\nv1\\n' > team/deploy.md",
-    )
+    write(m, ALICE, "tabs.md", entry("Tabs", "we indent with tabs", "feedback", "alice-private-tabs"))
+    write(m, BOB, "car.md", entry("Car", "bob drives", "user", "bob-private-car"))
+    write(m, ALICE, "team/deploy.md", entry("Deploy", "how we ship", "project", "v1"))
     started: list[UI] = []
     try:
         started += [UI(m, ALICE), UI(m, BOB)]
@@ -125,11 +126,8 @@ def test_requests_without_the_token_or_from_elsewhere_are_refused(uis):
 def test_a_conflict_copy_is_settled_from_the_page(uis):
     m, alice, _bob = uis
     copy = "team/deploy.conflict-hostB-20261201T000000Z.md"
-    m.sh(
-        ALICE,
-        f"printf -- '---\\nname: Deploy\\ndescription: how we ship\\ntype: project\\n---\\nv2 from hostB\\n' > {copy}",
-    )
-    code, _, page = alice.get("/")
+    write(m, ALICE, copy, entry("Deploy", "how we ship", "project", "v2 from hostB"))
+    code, _, page = alice.get("/?fresh=1")  # the copy came from elsewhere: the overview may be older
     assert code == 200 and f'href="/conflict?path={urllib.parse.quote(copy, safe="")}"' in page
     code, _, page = alice.get("/conflict?path=" + copy)
     assert code == 200 and "v2 from hostB" in page and "v1" in page
@@ -144,8 +142,11 @@ def test_a_conflict_copy_is_settled_from_the_page(uis):
 
 def test_delete_then_bring_it_back(uis):
     m, alice, _bob = uis
+    assert "which does not exist" not in alice.get("/")[2]  # the overview is kept from here on
     code, _, _ = alice.request("POST", "/delete", body={"path": "tabs.md", "csrf": alice.csrf()})
     assert code == 303 and m.sh(ALICE, "test -e tabs.md", check=False).returncode == 1
+    # the page's own change is on the overview at once: MEMORY.md's line now points nowhere
+    assert "MEMORY.md:1: index line points to tabs.md, which does not exist" in alice.get("/")[2]
     code, _, page = alice.get("/entry?path=tabs.md")
     assert code == 200 and "does not exist now" in page
     version = re.findall(r'name="version" value="([^"]+)"', page)[0]
@@ -192,6 +193,19 @@ def artifacts(request) -> Path:
     return d
 
 
+def click_and_wait(browser, element) -> None:
+    """Click what leads to another page, and wait until that page replaced this one
+    (a click returns before the navigation it starts)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(browser, TIMEOUT).until(expected_conditions.staleness_of(element))
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+    )
+
+
 HOSTILE = """---
 name: Hostile <script>document.title='pwned-name'</script>
 description: <img src=x onerror="document.title='pwned-desc'">
@@ -226,11 +240,8 @@ def test_two_users_in_the_browser(uis, browsers, artifacts):
     assert len(hits) == 1 and "tabs.md" in hits[0].text and "keyword" in hits[0].text  # the ranker is shown
 
     # bob changes team memory with plain files; alice's feed shows it, filtered by user
-    m.sh(
-        BOB,
-        "printf -- '---\\nname: Deploy\\ndescription: how we ship\\ntype: project\\n---\\nv2 by bob\\n' > team/deploy.md",
-    )
-    m.sh(BOB, "printf -- '%s' > team/hostile.md" % HOSTILE.replace("'", "'\\''").replace("%", "%%"))
+    write(m, BOB, "team/deploy.md", entry("Deploy", "how we ship", "project", "v2 by bob"))
+    write(m, BOB, "team/hostile.md", HOSTILE)
     a.get(alice.base + "/activity?user=bob")
     rows = [r.text for r in a.find_elements(By.CSS_SELECTOR, "table.feed tr")[1:]]
     assert any("bob" in r and "team/deploy.md" in r and "changed" in r for r in rows), rows
@@ -255,20 +266,20 @@ def test_two_users_in_the_browser(uis, browsers, artifacts):
     box.send_keys(
         "---\nname: Deploy\ndescription: how we ship\ntype: project\n---\nv3 by alice in the page\n"
     )
-    a.find_element(By.NAME, "save").click()  # returns once the page it leads to has loaded
+    click_and_wait(a, a.find_element(By.NAME, "save"))
     assert a.current_url == alice.base + "/entry?path=team%2Fdeploy.md", a.page_source
     assert m.sh(BOB, "cat team/deploy.md").stdout.endswith("v3 by alice in the page\n")  # LF, not CRLF
     times = [li.text for li in a.find_elements(By.CSS_SELECTOR, "ol.timeline li")]
     assert len(times) == 3 and " alice " in times[0] and " bob " in times[1] and " alice " in times[2], times
 
     # a diff between two versions, then restore the oldest: a fourth version, by alice
-    a.find_element(By.CSS_SELECTOR, "ol.timeline li:nth-child(2) a").click()  # bob's "changes"
+    click_and_wait(a, a.find_element(By.CSS_SELECTOR, "ol.timeline li:nth-child(2) a"))  # bob's "changes"
     dels = [e.text for e in a.find_elements(By.CSS_SELECTOR, "pre.diff .del")]
     adds = [e.text for e in a.find_elements(By.CSS_SELECTOR, "pre.diff .add")]
     assert dels == ["-v1"] and adds == ["+v2 by bob"], (dels, adds)
     a.save_screenshot(str(artifacts / "alice-diff.png"))
     a.get(alice.base + "/entry?path=team/deploy.md")
-    a.find_elements(By.NAME, "restore")[-1].click()
+    click_and_wait(a, a.find_elements(By.NAME, "restore")[-1])
     assert m.sh(BOB, "cat team/deploy.md").stdout.endswith("\nv1\n")
     times = [li.text for li in a.find_elements(By.CSS_SELECTOR, "ol.timeline li")]
     assert len(times) == 4 and " alice " in times[0], times

@@ -43,10 +43,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def build(mount: Path, run: Secrets, user: str) -> Guard:
+    memory = Memory(mount)
+    memory.overviews.start()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    pages = Pages(Memory(mount), run, Jinja2Templates(env=env), user)
+    pages = Pages(memory, run, Jinja2Templates(env=env), user)
     routes = [
         Route("/", pages.overview),
         Route("/search", pages.search),

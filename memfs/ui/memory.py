@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import client
 from ..entry import INDEX_NAME
 from ..names import conflict_original, quote_path, unquote_path
+from .cache import Snapshot
 
 MAX_READ = 16 * 1024 * 1024  # above memfs's own file cap (10 MiB by default): read whole
 MAX_MEMO_SHOWN = 256 * 1024  # of a MEMORY.md rendered on the overview
@@ -60,6 +61,7 @@ class Overview:
 class Memory:
     def __init__(self, mount: Path):
         self.mount = mount
+        self.overviews: Snapshot[Overview] = Snapshot(self._overview)
 
     def _full(self, rel: str) -> Path:
         full = self.mount / rel
@@ -70,7 +72,11 @@ class Memory:
         return full
 
     # -- reading ------------------------------------------------------------------------
-    def overview(self) -> Overview:
+    def overview(self) -> tuple[Overview, float]:
+        """The overview and when it was taken (at most cache.MAX_AGE old, or being rebuilt)."""
+        return self.overviews.get()
+
+    def _overview(self) -> Overview:
         listing = client.entries(self.mount)
         who = client.whoami(self.mount)
         memos = [self._memo(INDEX_NAME)]
@@ -121,9 +127,11 @@ class Memory:
     # -- writing ------------------------------------------------------------------------
     def save(self, rel: str, data: bytes) -> None:
         self._full(rel)
+        self.overviews.drop()
         client.replace(self.mount, rel, data)
 
     def delete(self, rel: str) -> None:
+        self.overviews.drop()
         self._full(rel).unlink()
 
     def restore(self, rel: str, name: str) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger("memfs.ui")
 MODES = ("hybrid", "keyword", "semantic")
 FILTERS = ("type", "scope", "path", "tag")
 PAGE = 100  # entries listed per overview page
+FEED = 200  # changes per activity page (.memfs/log holds the latest 1000)
 MAX_FORM = 12 * 1024 * 1024  # bytes of a posted form: a whole entry at memfs's 10 MiB cap, escaped
 CURRENT = "current"  # the file as it is now, beside its versions in a diff
 
@@ -99,7 +100,9 @@ class Pages:
     # -- pages ----------------------------------------------------------------------------
     async def overview(self, request: Request) -> Response:
         async def view() -> Response:
-            o = await run_in_threadpool(self.memory.overview)
+            if request.query_params.get("fresh"):  # "refresh now": wait for a new one
+                self.memory.overviews.drop()
+            o, taken = await run_in_threadpool(self.memory.overview)
             want_type = request.query_params.get("type")
             want_folder = request.query_params.get("folder")
             picked = [
@@ -115,7 +118,7 @@ class Pages:
             pages = -(-len(picked) // PAGE)
             keep = {k: v for k, v in (("type", want_type), ("folder", want_folder)) if v is not None}
             return self._page(
-                request, "overview.html", o=o, memos=memos, total=len(picked),
+                request, "overview.html", o=o, memos=memos, total=len(picked), taken=_clock(taken),
                 entries=picked[page * PAGE : (page + 1) * PAGE], page=page, pages=pages,
                 newer=link("", page=str(page - 1), **keep) if page > 0 else None,
                 older=link("", page=str(page + 1), **keep) if page + 1 < pages else None,
@@ -149,21 +152,16 @@ class Pages:
 
     async def entry(self, request: Request) -> Response:
         async def view() -> Response:
-            path = request.query_params.get("path", "")
-            rel = rel_of(path)
-            data, versions = await run_in_threadpool(self._entry_data, rel)
-            text = data.decode("utf-8", errors="replace") if data is not None else None
-            parsed = entry.parse(data) if data is not None else None
-            body = render.render_markdown(parsed.body, folder_of(rel)) if parsed is not None else None
-            return self._page(
-                request, "entry.html", path=shown(rel), text=text, parsed=parsed, body=body,
-                versions=list(reversed(versions)), conflict=conflict_original(shown(rel)),
-                editable=text is not None and not rel.startswith(os.fsdecode(CONTROL_NAME) + "/"),
-            )  # fmt: skip
+            rel = rel_of(request.query_params.get("path", ""))
+            page = await run_in_threadpool(self._entry_page, rel)
+            editable = page["text"] is not None and not rel.startswith(os.fsdecode(CONTROL_NAME) + "/")
+            where = {"path": shown(rel), "conflict": conflict_original(shown(rel))}
+            return self._page(request, "entry.html", editable=editable, **where, **page)
 
         return await self.guarded(request, "entry", view)
 
-    def _entry_data(self, rel: str) -> tuple[bytes | None, list[client.Version]]:
+    def _entry_page(self, rel: str) -> dict:
+        """What the entry page shows (in a worker thread: parsing and rendering cost time)."""
         try:
             data: bytes | None = self.memory.read(rel)
         except FileNotFoundError:
@@ -171,7 +169,18 @@ class Pages:
         versions = self.memory.history(rel)
         if data is None and not versions:
             raise FileNotFoundError(errno.ENOENT, "no such file and no history", rel)
-        return data, versions
+        page: dict = {
+            "text": None,
+            "parsed": None,
+            "body": None,
+            "cut": 0,
+            "versions": list(reversed(versions)),
+        }
+        if data is not None:
+            page["text"] = data.decode("utf-8", errors="replace")
+            page["parsed"] = entry.parse(data)
+            page["body"], page["cut"] = render.render_entry(page["parsed"].body, folder_of(rel))
+        return page
 
     async def diff(self, request: Request) -> Response:
         async def view() -> Response:
@@ -203,7 +212,14 @@ class Pages:
                 if (not who or c.user == who or c.user.startswith(who + " (via "))
                 and (not where or where in c.path or where in (c.new_path or ""))
             ]
-            return self._page(request, "activity.html", changes=picked, users=users, who=who, where=where)
+            page_no = request.query_params.get("page", "0")
+            page = int(page_no) if page_no.isdigit() else 0
+            keep = {k: v for k, v in (("user", who), ("path", where)) if v}
+            more = len(picked) > (page + 1) * FEED
+            return self._page(
+                request, "activity.html", changes=picked[page * FEED : (page + 1) * FEED], users=users,
+                who=who, where=where, older=link("activity", page=str(page + 1), **keep) if more else None,
+            )  # fmt: skip
 
         return await self.guarded(request, "activity", view)
 
@@ -291,6 +307,10 @@ class Pages:
             return RedirectResponse(link("entry", path=shown(original)), status_code=303)
 
         return await self.guarded(request, "resolve", act)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(t))
 
 
 def _render_memos(memos: list) -> list:
