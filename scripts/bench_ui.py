@@ -6,8 +6,8 @@ mount, as alice, over loopback HTTP.
 
 Entries are written into DATA before the mount (its start-up reconcile indexes them); the
 1 MB file and its versions are written through the mount, so history records them. Each
-page is requested once to warm up, then R times; p50 and p95 of the whole request (server
-and client on the same 2 cores).
+page is requested once, then R times; p50 and p95 of the whole request (server
+and client on the same 2 cores), and the first request's time (the page's caches cold).
 """
 
 from __future__ import annotations
@@ -34,14 +34,19 @@ CONFIG = """users:
 teams:
   eng: {members: [alice, bob]}
 """
-WORDS = ("deploy tabs review latency cache python trio fuse index memory team build release test "
-         "owner config search history restore diff sync remote merge conflict budget quota").split()  # fmt: skip
+WORDS = (
+    "deploy tabs review latency cache python trio fuse index memory team build release test "
+    "owner config search history restore diff sync remote merge conflict budget quota"
+).split()
+AS_ALICE = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
 
 
 def entry(i: int, rnd: random.Random) -> str:
     body = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(40, 200)))
     kind = ("user", "feedback", "project", "reference")[i % 4]
-    return f"---\nname: Entry {i}\ndescription: note {i} about {rnd.choice(WORDS)}\ntype: {kind}\n---\n{body}\n"
+    return (
+        f"---\nname: Entry {i}\ndescription: note {i} about {rnd.choice(WORDS)}\ntype: {kind}\n---\n{body}\n"
+    )
 
 
 def big(rnd: random.Random, size: int) -> list[str]:
@@ -64,7 +69,7 @@ class Run:
 
     def as_alice(self, code: str, *args: str, stdin: str = "") -> str:
         r = subprocess.run(
-            ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "/usr/bin/python3", "-c", code, *args],
+            [*AS_ALICE, "/usr/bin/python3", "-c", code, *args],
             capture_output=True, text=True, check=True, cwd="/", timeout=1800, input=stdin,
         )  # fmt: skip
         return r.stdout
@@ -118,12 +123,11 @@ def main() -> int:
         run.as_alice("import sys; open(sys.argv[1] + '/.memfs/search/tabs').read()", str(run.mnt))
         ready = time.perf_counter() - t0
         versions = json.loads(run.as_alice(
-            "import json, os, sys; print(json.dumps(sorted(os.listdir(sys.argv[1] + '/.memfs/history/big.md'))))",
+            "import json, os, sys; print(json.dumps(sorted(os.listdir(sys.argv[1] + '/.memfs/history/big.md'))))",  # noqa: E501
             str(run.mnt),
         ))  # fmt: skip
         run.ui = subprocess.Popen(
-            ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", sys.executable, "-m", "memfs", "ui",
-             "--mount", str(run.mnt)],
+            [*AS_ALICE, sys.executable, "-m", "memfs", "ui", "--mount", str(run.mnt)],
             cwd=REPO, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         url = urllib.parse.urlsplit(run.ui.stdout.readline().strip() if run.ui.stdout else "")
@@ -143,15 +147,16 @@ def main() -> int:
             "activity": "/activity",
             "activity, filtered": "/activity?user=alice&path=big",
         }
-        print(f"{args.entries} entries + a 1 MB entry with {len(versions)} versions; mount ready in {ready:.1f} s")
-        print(f"{'page':32} {'p50 ms':>8} {'p95 ms':>8}")
+        print(f"{args.entries} entries + a 1 MB entry with {len(versions)} versions; ready in {ready:.1f} s")
+        print(f"{'page':32} {'first ms':>8} {'p50 ms':>8} {'p95 ms':>8}")
         out = {}
         for name, path in pages.items():
-            request(port, cookie, path)
+            first = request(port, cookie, path)  # the page's own caches (versions, overview) cold
             times = sorted(request(port, cookie, path) for _ in range(args.requests))
             p50, p95 = statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
-            out[name] = (p50, p95)
-            print(f"{name:32} {p50:8.1f} {p95:8.1f}", flush=True)
+            out[name] = (first, p50, p95)
+            print(f"{name:32} {first:8.1f} {p50:8.1f} {p95:8.1f}", flush=True)
+        print(f"load average during the run: {os.getloadavg()[1]:.1f} (1 = one of 2 cores busy)")
         print(json.dumps(out))
     finally:
         if run.ui is not None:

@@ -220,3 +220,24 @@ def test_the_overview_snapshot_is_rebuilt_in_the_background_and_dropped_on_a_cha
         assert snap.get()[0] == 3
     finally:
         snap.close()
+
+
+def test_a_request_before_the_first_snapshot_waits_for_the_one_being_built():
+    builds: list[int] = []
+    gate = threading.Event()
+
+    def build() -> int:
+        builds.append(1)
+        gate.wait(10)
+        return len(builds)
+
+    snap = Snapshot(build, max_age=5, clock=Clock())
+    try:
+        snap.start()
+        waiter = threading.Thread(target=lambda: builds.append(snap.get()[0] * 100))
+        waiter.start()
+        gate.set()
+        waiter.join(10)
+        assert builds == [1, 100]  # one build, not a second one for the first request
+    finally:
+        snap.close()

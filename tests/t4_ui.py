@@ -66,7 +66,7 @@ class UI:
         return self.request("GET", path, **kw)
 
     def csrf(self) -> str:
-        found = re.search(r'name="csrf" value="([^"]+)"', self.get("/entry?path=team/deploy.md")[2])
+        found = re.search(r'name="csrf" value="([^"]+)"', self.get("/edit?path=team/deploy.md")[2])
         assert found is not None
         return found[1]
 
@@ -120,6 +120,7 @@ def test_requests_without_the_token_or_from_elsewhere_are_refused(uis):
     assert alice.get("/entry?path=" + urllib.parse.quote(str(m.mnt / "car.md")))[0] == 400
     assert alice.get("/entry?path=.memfs/users/bob/car.md")[0] in (403, 404)
     assert alice.get("/entry?path=car.md")[0] == 404  # alice's car.md: she has none
+    assert alice.get("/edit?path=.memfs/whoami")[0] == 403
     assert alice.request("POST", "/delete", body={"path": "../x", "csrf": alice.csrf()})[0] == 400
 
 
@@ -260,7 +261,7 @@ def test_two_users_in_the_browser(uis, browsers, artifacts):
 
     # alice edits the team entry on its page: a version attributed to her
     a.get(alice.base + "/entry?path=team/deploy.md")
-    a.find_element(By.TAG_NAME, "summary").click()
+    click_and_wait(a, a.find_element(By.ID, "edit"))
     box = a.find_element(By.NAME, "content")
     box.clear()
     box.send_keys(

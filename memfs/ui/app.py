@@ -53,6 +53,7 @@ def build(mount: Path, run: Secrets, user: str) -> Guard:
         Route("/", pages.overview),
         Route("/search", pages.search),
         Route("/entry", pages.entry),
+        Route("/edit", pages.edit),
         Route("/diff", pages.diff),
         Route("/activity", pages.activity),
         Route("/conflict", pages.conflict),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -26,6 +26,7 @@ class Snapshot(Generic[T]):
         self._value: T | None = None
         self._taken = 0.0
         self._building = False
+        self._running: Future | None = None
         self._generation = 0  # a build started before a drop() must not store its result
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memfs-ui-snapshot")
 
@@ -33,19 +34,25 @@ class Snapshot(Generic[T]):
         """(the value, when it was taken by time.time()); builds in the caller's thread
         when there is none, else starts a background rebuild when it is old."""
         with self._lock:
-            value, taken, gen = self._value, self._taken, self._generation
+            value, taken, gen, running = self._value, self._taken, self._generation, self._running
             if value is not None and self._clock() - taken > self._max_age and not self._building:
-                self._building = True
-                self._pool.submit(self._rebuild, gen)
+                self._start(gen)
+        if value is None and running is not None and not running.done():
+            running.result()  # the one being built (at start) lands sooner than a second one
+            with self._lock:
+                value, taken = (self._value, self._taken) if gen == self._generation else (None, 0.0)
         if value is None:
             return self._store(gen, self._build())
         return value, time.time() - (self._clock() - taken)
 
+    def _start(self, gen: int) -> None:
+        self._building = True
+        self._running = self._pool.submit(self._rebuild, gen)
+
     def start(self) -> None:
         """Build one in the background now (at start: the first visit finds it ready)."""
         with self._lock:
-            self._building = True
-            self._pool.submit(self._rebuild, self._generation)
+            self._start(self._generation)
 
     def drop(self) -> None:
         with self._lock:

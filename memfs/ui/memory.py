@@ -5,7 +5,8 @@ Blocking file calls: the views run these in worker threads, never on the event l
 from __future__ import annotations
 
 import os
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .cache import Snapshot
 MAX_READ = 16 * 1024 * 1024  # above memfs's own file cap (10 MiB by default): read whole
 MAX_MEMO_SHOWN = 256 * 1024  # of a MEMORY.md rendered on the overview
 MAX_PATH = 4096
+VERSION_CACHE = 32 * 1024 * 1024  # bytes of versions kept: a diff of two 1 MB versions read each twice
 
 
 class BadPath(ValueError):
@@ -62,6 +64,9 @@ class Memory:
     def __init__(self, mount: Path):
         self.mount = mount
         self.overviews: Snapshot[Overview] = Snapshot(self._overview)
+        self._lock = threading.Lock()
+        self._versions: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._cached = 0
 
     def _full(self, rel: str) -> Path:
         full = self.mount / rel
@@ -116,7 +121,18 @@ class Memory:
     def version(self, rel: str, name: str) -> bytes:
         if "/" in name or name in ("", ".", ".."):
             raise BadPath(name)
-        return client.read_version(self.mount, rel, name)
+        key = (rel, name)
+        with self._lock:
+            if (data := self._versions.get(key)) is not None:
+                self._versions.move_to_end(key)
+                return data
+        data = client.read_version(self.mount, rel, name)
+        with self._lock:  # a version never changes: kept, up to VERSION_CACHE bytes
+            self._versions[key] = data
+            self._cached += len(data)
+            while self._cached > VERSION_CACHE and self._versions:
+                self._cached -= len(self._versions.popitem(last=False)[1])
+        return data
 
     def search(self, query: str, mode: str) -> client.Results:
         return client.search_results(self.mount, query, mode)

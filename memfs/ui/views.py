@@ -160,6 +160,17 @@ class Pages:
 
         return await self.guarded(request, "entry", view)
 
+    async def edit(self, request: Request) -> Response:
+        async def view() -> Response:
+            rel = rel_of(request.query_params.get("path", ""))
+            if rel.startswith(os.fsdecode(CONTROL_NAME) + "/"):
+                raise Refused(403, "memfs's own files are read-only")
+            data = await run_in_threadpool(self.memory.read, rel)
+            text = data.decode("utf-8", errors="replace")
+            return self._page(request, "edit.html", path=shown(rel), text=text)
+
+        return await self.guarded(request, "edit", view)
+
     def _entry_page(self, rel: str) -> dict:
         """What the entry page shows (in a worker thread: parsing and rendering cost time)."""
         try:
