@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from .. import client, entry
-from ..names import conflict_original
+from ..names import conflict_original, parse_version_name
 from ..policy import CONTROL_NAME
 from . import render
 from .memory import BadPath, Memory, folder_of, rel_of, shown
@@ -203,7 +203,8 @@ class Pages:
 
             old, new = await run_in_threadpool(texts)
             d = await run_in_threadpool(render.diff, old, new, a, b)
-            return self._page(request, "diff.html", path=shown(rel), a=a, b=b, diff=d)
+            labels = {"a_label": _version_label(a), "b_label": _version_label(b)}
+            return self._page(request, "diff.html", path=shown(rel), diff=d, **labels)
 
         return await self.guarded(request, "diff", view)
 
@@ -318,6 +319,17 @@ class Pages:
             return RedirectResponse(link("entry", path=shown(original)), status_code=303)
 
         return await self.guarded(request, "resolve", act)
+
+
+def _version_label(name: str) -> str:
+    """A version as a person reads it: when, and who (and from where, if synced)."""
+    if name == CURRENT:
+        return "the file now"
+    parsed = parse_version_name(name)
+    if parsed is None:
+        return name
+    stamp, user, via = parsed
+    return f"{when(stamp)} by {user}" + (f" (arrived by sync from {via})" if via else "")
 
 
 def _clock(t: float) -> str:
