@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ALICE, BOB, CHECKOUT, TIMEOUT
+from t4_sync import hosts, sync
 from t4_team import TEAM_CONFIG
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -65,8 +66,8 @@ class UI:
     def get(self, path: str, **kw):
         return self.request("GET", path, **kw)
 
-    def csrf(self) -> str:
-        found = re.search(r'name="csrf" value="([^"]+)"', self.get("/edit?path=team/deploy.md")[2])
+    def csrf(self, page: str = "team/deploy.md") -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.get("/edit?path=" + page)[2])
         assert found is not None
         return found[1]
 
@@ -124,21 +125,46 @@ def test_requests_without_the_token_or_from_elsewhere_are_refused(uis):
     assert alice.request("POST", "/delete", body={"path": "../x", "csrf": alice.csrf()})[0] == 400
 
 
-def test_a_conflict_copy_is_settled_from_the_page(uis):
-    m, alice, _bob = uis
-    copy = "team/deploy.conflict-hostB-20261201T000000Z.md"
-    write(m, ALICE, copy, entry("Deploy", "how we ship", "project", "v2 from hostB"))
-    code, _, page = alice.get("/?fresh=1")  # the copy came from elsewhere: the overview may be older
-    assert code == 200 and f'href="/conflict?path={urllib.parse.quote(copy, safe="")}"' in page
-    code, _, page = alice.get("/conflict?path=" + copy)
-    assert code == 200 and "v2 from hostB" in page and "v1" in page
-    code, head, _ = alice.request(
-        "POST", "/resolve", body={"path": copy, "keep": "theirs", "csrf": alice.csrf()}
-    )
-    assert code == 303 and head["location"] == "/entry?path=team%2Fdeploy.md"
-    assert "v2 from hostB" in m.sh(BOB, "cat team/deploy.md").stdout
-    assert m.sh(BOB, f"test -e {copy}", check=False).returncode == 1
-    assert alice.get("/conflict?path=team/deploy.md")[0] == 400  # not a copy
+def test_sync_arrivals_and_a_real_conflict_copy_on_the_page(make_mount, base_dir):
+    remote = base_dir / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)], check=True)
+    a, b = hosts(make_mount, remote)
+    write(a, ALICE, "team/same.md", "base\n")
+    sync(a)
+    sync(b, BOB)
+    write(a, ALICE, "team/same.md", "alice\n")
+    write(b, BOB, "team/same.md", "bob\n")
+    write(b, BOB, "team/new.md", entry("New", "from host1", "project", "bob-on-host1"))
+    sync(a)
+    sync(b, BOB)
+    sync(a)
+    (copy,) = [f"team/{n}" for n in a.sh(ALICE, "ls team").stdout.split() if n.startswith("same.conflict-")]
+    ui = UI(a, ALICE)
+    try:
+        # what arrived by sync says so, in the feed and in the file's history
+        feed = ui.get("/activity?user=bob")[2]
+        assert "bob (via host1)" in feed and "team/new.md" in feed
+        page = ui.get("/entry?path=team/new.md")[2]
+        assert '<span class="via" title="arrived by sync">bob via host1</span>' in page
+        assert f'href="/conflict?path={urllib.parse.quote(copy, safe="")}"' in ui.get("/?fresh=1")[2]
+        code, _, page = ui.get("/conflict?path=" + copy)
+        assert code == 200 and "alice\n" in page and "bob\n" in page
+        form = {
+            "path": copy,
+            "keep": "merge",
+            "content": "alice\r\nand bob\r\n",
+            "csrf": ui.csrf("team/new.md"),
+        }
+        code, head, _ = ui.request("POST", "/resolve", body=form)
+        assert code == 303 and head["location"] == "/entry?path=team%2Fsame.md"
+        assert ui.get("/conflict?path=team/same.md")[0] == 400  # not a copy
+    finally:
+        assert "Traceback" not in ui.stop()
+    sync(a)
+    sync(b, BOB)
+    for m, uid in ((a, ALICE), (b, BOB)):  # the merge, on both hosts; the copy gone from both
+        assert m.sh(uid, "cat team/same.md").stdout == "alice\nand bob\n"
+        assert "conflict" not in m.sh(uid, "ls team").stdout
 
 
 def test_delete_then_bring_it_back(uis):

@@ -267,10 +267,9 @@ class Pages:
         async def act() -> Response:
             f = await self._form(request)
             rel = rel_of(f.get("path", ""))
-            # browsers send a textarea's lines with CRLF: a file keeps the LF it was written with
-            text = f.get("content", "").replace("\r\n", "\n")
-            await run_in_threadpool(self.memory.save, rel, text.encode())
-            log.info("ui save by %s %s (%d bytes)", self.user, shown(rel), len(text.encode()))
+            data = _textarea(f)
+            await run_in_threadpool(self.memory.save, rel, data)
+            log.info("ui save by %s %s (%d bytes)", self.user, shown(rel), len(data))
             return RedirectResponse(link("entry", path=shown(rel)), status_code=303)
 
         return await self.guarded(request, "save", act)
@@ -309,7 +308,7 @@ class Pages:
                 if keep == "theirs":
                     self.memory.save(original, self.memory.read(copy))
                 elif keep == "merge":
-                    self.memory.save(original, f.get("content", "").replace("\r\n", "\n").encode())
+                    self.memory.save(original, _textarea(f))
                 elif keep != "ours":
                     raise Refused(400, "keep is ours, theirs or merge")
                 self.memory.delete(copy)
@@ -319,6 +318,12 @@ class Pages:
             return RedirectResponse(link("entry", path=shown(original)), status_code=303)
 
         return await self.guarded(request, "resolve", act)
+
+
+def _textarea(form: dict[str, str]) -> bytes:
+    """A posted file's content: browsers send a textarea's lines with CRLF, and a file
+    keeps the LF it was written with."""
+    return form.get("content", "").replace("\r\n", "\n").encode()
 
 
 def _version_label(name: str) -> str:
