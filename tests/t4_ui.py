@@ -167,6 +167,17 @@ def test_sync_arrivals_and_a_real_conflict_copy_on_the_page(make_mount, base_dir
         assert "conflict" not in m.sh(uid, "ls team").stdout
 
 
+def test_search_filters_narrow_what_alice_may_read(uis):
+    _m, alice, _bob = uis
+    hits = lambda q: re.findall(r'<a href="/entry\?path=([^"]+)">', alice.get("/search?" + q)[2])  # noqa: E731
+    assert hits("q=alice-private-tabs&mode=keyword&scope=private") == ["tabs.md"]
+    assert hits("q=alice-private-tabs&mode=keyword&scope=team") == []
+    assert hits("q=v1&mode=keyword&type=project") == ["team%2Fdeploy.md"]
+    assert hits("q=v1&mode=keyword&type=feedback") == []
+    assert hits("q=bob-private-car&mode=hybrid") == []  # bob's, never alice's
+    assert alice.get("/search?q=x&mode=fast")[0] == 400
+
+
 def test_delete_then_bring_it_back(uis):
     m, alice, _bob = uis
     assert "which does not exist" not in alice.get("/")[2]  # the overview is kept from here on

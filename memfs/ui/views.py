@@ -86,6 +86,9 @@ class Pages:
         except (client.AnswerError, client.QueryRefused) as e:
             log.warning("ui %s by %s %s: %s", op, self.user, path, e)
             return PlainTextResponse(f"{e}\n", status_code=502)
+        except Exception:  # a bug: one page fails, the server goes on serving
+            log.exception("ui %s by %s %s: failed", op, self.user, path)
+            return PlainTextResponse(f"{op} failed: see the log of memfs ui\n", status_code=500)
 
     async def _form(self, request: Request) -> dict[str, str]:
         """A posted form, only with this run's CSRF token in it."""
