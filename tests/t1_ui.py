@@ -56,12 +56,18 @@ def test_hostile_markdown_renders_inert():
 
 
 def test_a_diff_counts_and_caps_lines():
-    d = render.diff("a\nb\nc\n", "a\nB\nc\nd\n", "old", "new")
+    d = render.diff("a\nb\nc\n", "a\nB\nc\nd\n")
     assert [(x.kind, x.text) for x in d.lines if x.kind != "same"] == [
         ("hunk", "@@ -1,3 +1,4 @@"), ("del", "-b"), ("add", "+B"), ("add", "+d"),
     ]  # fmt: skip
     assert (d.added, d.removed, d.hidden) == (2, 1, 0)
-    big = render.diff("", "x\n" * (render.MAX_DIFF_LINES + 50), "old", "new")
+    old = "".join(f"line {i}\n" for i in range(20_000))  # lines are read after the inputs' temporaries
+    d = render.diff(old, old.replace("line 12345\n", "changed\n"))
+    assert [x.text for x in d.lines if x.kind in ("add", "del")] == ["-line 12345", "+changed"]
+    assert [x.text for x in d.lines if x.kind == "same"] == [
+        f" line {i}" for i in (12342, 12343, 12344, 12346, 12347, 12348)
+    ]
+    big = render.diff("", "x\n" * (render.MAX_DIFF_LINES + 50))
     assert len(big.lines) == render.MAX_DIFF_LINES and big.added == render.MAX_DIFF_LINES + 50
     assert big.hidden == 51  # the hunk line counts too
 

@@ -8,13 +8,14 @@ forbids every script anyway.
 
 from __future__ import annotations
 
-import difflib
 import posixpath
 import urllib.parse
 from dataclasses import dataclass
 
 import nh3
+import pygit2
 from markdown_it import MarkdownIt
+from pygit2.enums import DiffOption
 
 _md = MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
 
@@ -82,19 +83,30 @@ class Diff:
     hidden: int  # lines past MAX_DIFF_LINES, not shown
 
 
-def diff(old: str, new: str, old_name: str, new_name: str) -> Diff:
-    """A unified diff of two texts, as lines to colour (escaped by the template)."""
+def diff(old: str, new: str) -> Diff:
+    """A unified diff of two texts, as lines to colour (escaped by the template). libgit2's
+    (through pygit2, which history already uses): half the time of difflib's on a 1 MB
+    entry with five changed lines (11 vs 20 ms)."""
     out: list[DiffLine] = []
     added = removed = hidden = 0
-    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), old_name, new_name, lineterm="", n=3)
-    for i, line in enumerate(lines):
-        if i < 2:
-            continue  # the ---/+++ header: the page names both sides itself
-        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
-        added += kind == "add"
-        removed += kind == "del"
-        if len(out) < MAX_DIFF_LINES:
-            out.append(DiffLine(kind, line))
-        else:
-            hidden += 1
+    a, b = old.encode(), new.encode()  # held here: the patch's lines point into these buffers
+    patch = pygit2.Patch.create_from(a, b, flag=DiffOption.FORCE_TEXT, context_lines=3)
+    for hunk in patch.hunks:
+        lines = [DiffLine("hunk", hunk.header.rstrip("\n"))]
+        # '<', '>', '=' note a missing newline at the end of a side: not a line of text
+        lines += [
+            DiffLine(_KINDS[ln.origin], ln.origin + ln.content.rstrip("\n"))
+            for ln in hunk.lines
+            if ln.origin in _KINDS
+        ]
+        for line in lines:
+            added += line.kind == "add"
+            removed += line.kind == "del"
+            if len(out) < MAX_DIFF_LINES:
+                out.append(line)
+            else:
+                hidden += 1
     return Diff(out, added, removed, hidden)
+
+
+_KINDS = {"+": "add", "-": "del", " ": "same"}

@@ -205,7 +205,7 @@ class Pages:
                 return (self._side(rel, a), self._side(rel, b))
 
             old, new = await run_in_threadpool(texts)
-            d = await run_in_threadpool(render.diff, old, new, a, b)
+            d = await run_in_threadpool(render.diff, old, new)
             labels = {"a_label": _version_label(a), "b_label": _version_label(b)}
             return self._page(request, "diff.html", path=shown(rel), diff=d, **labels)
 
@@ -252,7 +252,7 @@ class Pages:
                 return theirs, ours
 
             theirs, ours = await run_in_threadpool(both)
-            d = await run_in_threadpool(render.diff, ours or "", theirs, shown(original), shown(copy))
+            d = await run_in_threadpool(render.diff, ours or "", theirs)
             names = {"copy": shown(copy), "original": shown(original)}
             return self._page(request, "conflict.html", theirs=theirs, ours=ours, diff=d, **names)
 
