@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, BOB, CHECKOUT, TIMEOUT
+from conftest import ALICE, BOB, CHECKOUT, TIMEOUT, memfs_cmd
 from t4_sync import hosts, sync
 from t4_team import TEAM_CONFIG
 
@@ -123,6 +123,11 @@ def test_requests_without_the_token_or_from_elsewhere_are_refused(uis):
     assert alice.get("/entry?path=car.md")[0] == 404  # alice's car.md: she has none
     assert alice.get("/edit?path=.memfs/whoami")[0] == 403
     assert alice.request("POST", "/delete", body={"path": "../x", "csrf": alice.csrf()})[0] == 400
+    # the command refuses, in one line, an address others could reach and a folder that is no mount
+    res = m.run(ALICE, memfs_cmd("ui", "--mount", str(m.mnt), "--listen", "0.0.0.0:8080"), check=False)
+    assert (res.returncode, res.stdout) == (1, "") and "only on a loopback address" in res.stderr, res.stderr
+    res = m.run(ALICE, memfs_cmd("ui", "--mount", str(m.base)), check=False)
+    assert res.returncode == 1 and "is not a memfs mount" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_sync_arrivals_and_a_real_conflict_copy_on_the_page(make_mount, base_dir):
