@@ -130,6 +130,7 @@ def test_requests_without_the_token_or_from_elsewhere_are_refused(uis):
     assert res.returncode == 1 and "is not a memfs mount" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_sync_arrivals_and_a_real_conflict_copy_on_the_page(make_mount, base_dir):
     remote = base_dir / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "--shared=0777", "-b", "main", str(remote)], check=True)
@@ -181,6 +182,28 @@ def test_search_filters_narrow_what_alice_may_read(uis):
     assert hits("q=v1&mode=keyword&type=feedback") == []
     assert hits("q=bob-private-car&mode=hybrid") == []  # bob's, never alice's
     assert alice.get("/search?q=x&mode=fast")[0] == 400
+
+
+def test_keep_ours_or_theirs(uis):
+    m, alice, _bob = uis
+    copies = [f"team/deploy.conflict-host{i}-20261201T000000Z.md" for i in (1, 2)]
+    for i, copy in enumerate(copies):  # named as sync names them (the real thing: the sync test)
+        write(m, ALICE, copy, entry("Deploy", "how we ship", "project", f"theirs {i}"))
+    assert (
+        alice.request("POST", "/resolve", body={"path": copies[0], "keep": "ours", "csrf": alice.csrf()})[0]
+        == 303
+    )
+    assert m.sh(ALICE, "cat team/deploy.md").stdout.endswith("\nv1\n")  # ours kept, the copy gone
+    assert (
+        alice.request("POST", "/resolve", body={"path": copies[1], "keep": "theirs", "csrf": alice.csrf()})[0]
+        == 303
+    )
+    assert m.sh(ALICE, "cat team/deploy.md").stdout.endswith("\ntheirs 1\n")
+    assert "conflict" not in m.sh(ALICE, "ls team").stdout
+    assert (
+        alice.request("POST", "/resolve", body={"path": copies[0], "keep": "x", "csrf": alice.csrf()})[0]
+        == 400
+    )
 
 
 def test_delete_then_bring_it_back(uis):
