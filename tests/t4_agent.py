@@ -140,10 +140,13 @@ def test_control_files_are_read_only_and_hidden(tm):
         res = tm.sh(ALICE, f"echo x > .memfs/{name}", check=False)
         assert res.returncode != 0
     assert sorted(tm.sh(ALICE, "ls .memfs").stdout.split()) == [
+        "admin.json",
         "context.md",
+        "entries.json",
         "history",
         "index.md",
         "log",
+        "purge",
         "quarantine",
         "query",
         "query.json",

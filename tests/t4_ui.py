@@ -6,6 +6,7 @@ temp dir), never to the repository."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, BOB, CHECKOUT, TIMEOUT, memfs_cmd
+from conftest import ALICE, BOB, CAROL, CHECKOUT, TIMEOUT, memfs_cmd
 from t4_sync import hosts, sync
 from t4_team import TEAM_CONFIG
 
@@ -171,6 +172,23 @@ def test_sync_arrivals_and_a_real_conflict_copy_on_the_page(make_mount, base_dir
     for m, uid in ((a, ALICE), (b, BOB)):  # the merge, on both hosts; the copy gone from both
         assert m.sh(uid, "cat team/same.md").stdout == "alice\nand bob\n"
         assert "conflict" not in m.sh(uid, "ls team").stdout
+
+
+def test_entries_json_lists_what_each_caller_may_read(uis):
+    m, _alice, _bob = uis
+    listing = {uid: json.loads(m.sh(uid, "cat .memfs/entries.json").stdout) for uid in (ALICE, BOB, CAROL)}
+    paths = {uid: sorted(e["path"] for e in v["entries"]) for uid, v in listing.items()}
+    assert paths[ALICE] == ["tabs.md", "team/deploy.md"]
+    assert paths[BOB] == ["car.md", "team/deploy.md"]
+    assert paths[CAROL] == [".memfs/users/alice/tabs.md"]  # her read grant on alice's memory
+    (tabs,) = listing[ALICE]["entries"][:1]
+    assert (tabs["name"], tabs["type"], tabs["group"], tabs["problems"]) == (
+        "Tabs",
+        "feedback",
+        "Private",
+        [],
+    )
+    assert listing[CAROL]["groups"] == ["Private", "alice (read-only grant)"]
 
 
 def test_search_filters_narrow_what_alice_may_read(uis):
