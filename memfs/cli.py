@@ -226,6 +226,28 @@ def cmd_mcp(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """A web page over the calling user's memory, served on loopback, working through the mount."""
+    import logging
+
+    from .ui import app
+
+    mount = Path(args.mount).absolute()
+    if not client.is_mount(mount):
+        return _fail(f"{mount} is not a memfs mount (no {client.CONTROL}/); use --mount")
+    # one line per request refused or memory changed, on stderr: the URL alone goes to stdout
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        app.serve(mount, args.listen)
+    except app.ListenError as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot serve on {args.listen}: {e.strerror or e}")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_doctor(args) -> int:
     import json
 
@@ -373,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     mc = sub.add_parser("mcp", help="MCP server on stdio: the memory tool and memory_search, as you")
     mc.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
     mc.set_defaults(func=cmd_mcp)
+
+    ui = sub.add_parser("ui", help="a web page to see, search, edit and roll back your memory, as you")
+    ui.add_argument("--mount", default="/mnt/memory", help="the memfs mount (default /mnt/memory)")
+    ui.add_argument(
+        "--listen", default="127.0.0.1:0", help="loopback HOST:PORT (default 127.0.0.1 and a free port)"
+    )
+    ui.set_defaults(func=cmd_ui)
 
     lg = sub.add_parser("log", help="latest changes you may read, or the versions of one file")
     lg.add_argument("path", nargs="?", default=None, help="a file under the mount: list its versions")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .names import STAMP, quote_path, unquote_path
+from .names import STAMP, parse_version_name, quote_path, unquote_path
 from .policy import CONTROL_NAME
 
 CONTROL = os.fsdecode(CONTROL_NAME)  # in every caller's root, not listed by readdir
@@ -31,6 +33,7 @@ REFRESH = "refresh"  # root only: backing paths changed behind the daemon's back
 ADMIN = "admin.json"  # JSON: every user's and team's state (root and daemon.admin_group)
 PURGE = "purge"  # write a path, then version names (or *); read YAML: what was purged
 PURGE_ALL = "*"
+ENTRIES = "entries.json"  # JSON: every entry the caller may read (index.md's, as data)
 
 _CHUNK = 65536
 
@@ -138,6 +141,56 @@ def versions(mount: Path, rel: str) -> list[os.DirEntry]:
     return sorted(found, key=lambda e: e.name)
 
 
+@dataclass
+class Version:
+    name: str  # the file name under history/<path>/
+    stamp: str  # UTC, as names.stamp makes it
+    user: str  # who made it: a local user, or the user a synced commit names
+    via: str | None  # the host it arrived from by sync; None for a change made here
+    size: int
+
+
+def history(mount: Path, rel: str) -> list[Version]:
+    """A file's versions, oldest first, with who made each (versions() raises the same)."""
+    out = []
+    for e in versions(mount, rel):
+        parsed = parse_version_name(e.name)
+        if parsed is not None:
+            out.append(Version(e.name, *parsed, size=e.stat().st_size))
+    return out
+
+
+def read_version(mount: Path, rel: str, name: str) -> bytes:
+    return control_path(mount, HISTORY, rel, name).read_bytes()
+
+
+@dataclass
+class Change:
+    time: str  # 2026-11-21T12:01:02Z
+    user: str  # "alice", or "alice (via hostB)" for a change that arrived by sync
+    op: str  # one letter: A(dded), M(odified), D(eleted), R(enamed), P(urged)
+    path: str  # as the caller sees it (names.quote_path)
+    new_path: str | None  # a rename's target; a purge's version name
+
+
+_CHANGE = re.compile(r"^(\S+) (\S+(?: \(via \S+\))?) (\S) (.+?)(?: (->|version) (.+))?$")
+
+
+def changes(mount: Path) -> list[Change]:
+    """.memfs/log as values, newest first."""
+    return parse_changes(log(mount))
+
+
+def parse_changes(text: str) -> list[Change]:
+    """A line that does not parse is left out."""
+    out = []
+    for line in text.splitlines():
+        m = _CHANGE.match(line)
+        if m is not None:
+            out.append(Change(m[1], m[2], m[3], m[4], m[6]))
+    return out
+
+
 def purge(mount: Path, rel: str, versions: list[str] | None) -> dict:
     """Purge versions of a file (None: every version but what a file holds now) from its
     scope's history, as the calling user. A refusal is the OSError of the read: EACCES
@@ -156,6 +209,46 @@ def purge(mount: Path, rel: str, versions: list[str] | None) -> dict:
 
 
 # -- the rest ----------------------------------------------------------------------------
+def whoami(mount: Path) -> dict:
+    """Who the daemon takes the caller for, and its usage against its limits."""
+    try:
+        info = yaml.safe_load(control_path(mount, WHOAMI).read_text())
+    except yaml.YAMLError:
+        info = None
+    if not isinstance(info, dict):
+        raise AnswerError(f"{WHOAMI}: not a mapping")
+    return info
+
+
+def entries(mount: Path) -> dict:
+    """Every entry the caller may read: {"groups": [...], "entries": [{path, group, name,
+    description, type, mtime_ns, problems}]} (paths as names.quote_path shows them)."""
+    try:
+        data = json.loads(control_path(mount, ENTRIES).read_bytes())
+    except ValueError:
+        raise AnswerError(f"{ENTRIES}: not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        raise AnswerError(f"{ENTRIES}: no list of entries")
+    return data
+
+
+def replace(mount: Path, rel: str, data: bytes) -> None:
+    """Put a file's whole content in place as the caller: a temp file beside it, then a
+    rename over it, so a reader never sees half a file."""
+    target = mount / rel
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def status(mount: Path) -> list[str]:
     """The warnings about the caller's memory, one per item."""
     return control_path(mount, STATUS).read_text().splitlines()

@@ -1,14 +1,16 @@
 """What agents read at session start: context.md, index.md and status, from the entries
-a caller can read and its MEMORY.md files. Pure functions; imports only memfs.entry."""
+a caller can read and its MEMORY.md files. Pure functions; imports only memfs.entry and memfs.names."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .entry import IndexLine, index_lines, is_index, resolve_link
+from .names import conflict_original
 
 ANALYZED_BYTES = 256 << 10  # of a MEMORY.md, at most this much is read and analysed
 DAY_NS = 86_400 * 10**9
@@ -226,18 +228,34 @@ def render_index(docs: list[Doc], groups: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-CONFLICT_COPY = re.compile(r"^(?P<stem>.*)\.conflict-(?P<host>[^/]+?)-\d{8}T\d{6}Z(?P<suffix>\.[^./]*)?$")
+def render_entries(docs: list[Doc], groups: list[str]) -> str:
+    """index.md's entries as JSON, for programs (memfs ui): the same docs, no markdown to
+    parse back; paths as the caller sees them (names.quote_path), times in ns."""
+    entries = [
+        {
+            "path": d.path,
+            "group": d.group,
+            "name": d.name,
+            "description": d.description,
+            "type": d.type,
+            "mtime_ns": d.mtime_ns,
+            "problems": d.problems,
+        }
+        for d in sorted(docs, key=lambda d: d.path)
+        if not d.is_index and not d.hidden
+    ]
+    return json.dumps({"groups": groups, "entries": entries}) + "\n"
 
 
 def status_lines(memos: list[MemoryFile], docs: list[Doc], a: Analysis, limits: ContextLimits) -> list[str]:
     scopes = {m.scope for m in memos}
     out = []
     for d in sorted(docs, key=lambda d: d.path):
-        m = CONFLICT_COPY.match(d.path)
-        if m is not None:
-            original = m["stem"] + (m["suffix"] or "")
+        copy = conflict_original(d.path)
+        if copy is not None:
+            original, host = copy
             out.append(
-                f"{d.path}: sync conflict: {m['host']}'s version of {original}; merge what it needs into "
+                f"{d.path}: sync conflict: {host}'s version of {original}; merge what it needs into "
                 f"{original}, then remove this copy"
             )
     for d in sorted(docs, key=lambda d: d.path):

@@ -58,6 +58,7 @@ SYNC = 14  # sync: read for the caller's scopes' sync state; write to it to sync
 QUARANTINE = 15  # quarantine/<name>: the caller's own refused writes (the secret guard), read-only
 ADMIN = 17  # admin.json: every user's and team's state (root and daemon.admin_group only)
 PURGE = 16  # purge: write a request to purge versions of a file, read what went (history/purge_file.py)
+ENTRIES = 18  # entries.json: index.md's entries as data (memfs ui), one object per readable entry
 
 MAX_QUERY_BYTES = 64 * 1024
 MAX_RESULTS = 20
@@ -173,6 +174,7 @@ class Control:
             CONTEXT: self.context_md,
             INDEX_MD: self.index_md,
             STATUS: self.status,
+            ENTRIES: self.entries_json,
             ADMIN: self.admin,
         }
         root = {b"whoami": WHOAMI, b"users": USERS, b"refresh": REFRESH}
@@ -181,6 +183,7 @@ class Control:
         if index is not None:
             root.update({b"search": SEARCH, b"query": QUERY, b"query.json": QUERY_JSON})
             root.update({b"context.md": CONTEXT, b"index.md": INDEX_MD, b"status": STATUS})
+            root[b"entries.json"] = ENTRIES
         self.history_view = history_view
         self.purges = PurgeFile(history_view.history) if history_view is not None else None
         if history_view is not None:
@@ -557,6 +560,11 @@ class Control:
     async def index_md(self, p: Principal) -> bytes:
         return await self._view(
             p, lambda p, memos, docs, analysis, groups: ctx_mod.render_index(docs, groups)
+        )
+
+    async def entries_json(self, p: Principal) -> bytes:
+        return await self._view(
+            p, lambda p, memos, docs, analysis, groups: ctx_mod.render_entries(docs, groups)
         )
 
     async def status(self, p: Principal) -> bytes:

@@ -66,6 +66,21 @@ def version_name(path: bytes, t: int, user: str, row: int) -> bytes:
     return f"{stamp(t)}-{who}-{row % (1 << 24):06x}".encode() + suffix
 
 
+_VERSION = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<user>.+)-(?P<id>[0-9a-f]{6})(?P<suffix>\.[^./]*)?$")
+
+
+def parse_version_name(name: str) -> tuple[str, str, str | None] | None:
+    """version_name read back: (stamp, user, the host it came from by sync or None), or
+    None for a name version_name did not make."""
+    m = _VERSION.match(name)
+    if m is None:
+        return None
+    user, sep, rest = m["user"].partition(" (via ")
+    if sep:
+        return (m["stamp"], user, rest[:-1]) if _is_via(m["user"]) else None
+    return (m["stamp"], user, None) if label(user) == user else None
+
+
 def _is_via(user: str) -> bool:
     name, sep, rest = user.partition(" (via ")
     return bool(sep) and rest.endswith(")") and label(name) == name and label(rest[:-1]) == rest[:-1]
@@ -80,6 +95,16 @@ def conflict_name(path: bytes, host: str, when: int) -> bytes:
         root, suffix = name, b""
     copy = root + f".conflict-{label(host, 'remote')}-{stamp(when)}".encode() + suffix
     return folder + b"/" + copy if folder else copy
+
+
+# What conflict_name makes, read back: the original's name is stem + suffix.
+CONFLICT_COPY = re.compile(r"^(?P<stem>.*)\.conflict-(?P<host>[^/]+?)-\d{8}T\d{6}Z(?P<suffix>\.[^./]*)?$")
+
+
+def conflict_original(path: str) -> tuple[str, str] | None:
+    """(the file a conflict copy was kept beside, the host it came from), or None."""
+    m = CONFLICT_COPY.match(path)
+    return None if m is None else (m["stem"] + (m["suffix"] or ""), m["host"])
 
 
 # -- paths shown as text ----------------------------------------------------------------

@@ -142,6 +142,7 @@ def test_control_files_are_read_only_and_hidden(tm):
     assert sorted(tm.sh(ALICE, "ls .memfs").stdout.split()) == [
         "admin.json",  # root's (memfs status --all): alice cannot read it
         "context.md",
+        "entries.json",
         "history",
         "index.md",
         "log",

@@ -7,7 +7,6 @@ import datetime as dt
 import errno
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .. import client
@@ -98,19 +97,7 @@ def restore(mount: Path, path: str, at: str | None) -> str:
             )
         chosen = earlier[-1]
     data = Path(chosen.path).read_bytes()
-    target = mount / rel
-    # a temp file and a rename: a reader never sees half a file
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".restore", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    client.replace(mount, rel, data)
     return f"restored {_shown(rel)} from {_shown(chosen.name)} ({len(data)} bytes)\n"
 
 
