@@ -19,10 +19,12 @@ from ..config import SecretsConf
 from ..policy import Kind, Scope
 from .scanner import MAX_SCAN_CHARS, Finding
 
-# Bytes of context each side of a write: a PEM key (~3.2 KB for RSA 4096) or a token split
-# across writes, lines long as minified JSON, fit well inside it; two of them plus a
-# 128 KiB write scan in ~13 ms (measured: Scanner().scan, 192 KiB of prose).
-WINDOW = 64 * 1024
+# Bytes of context each side of a write. A new finding overlaps the write, and every shape
+# the scanner finds is smaller: a token or URL password (< 1 KB), a JWT (a few KB), a PEM
+# key's BEGIN line (caught alone: PrivateKeyDetector), a wrapped base64 run of a whole PEM
+# file (~4.5 KB for RSA 4096). 64 KiB was 4x the scan: an append to a big team file cost
+# ~12 ms each in the scanner's process on a loaded machine (scripts/bench_guard.py).
+WINDOW = 16 * 1024
 # A whole file (a rename into a guarded scope) is scanned in pieces the scanner takes
 # whole, overlapping by WINDOW so a secret across a boundary is seen whole in one.
 CHUNK = MAX_SCAN_CHARS // 2
