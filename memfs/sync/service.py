@@ -252,7 +252,7 @@ class Sync:
             pass
         if st.failures == 1 or st.failures % 10 == 0:
             log.warning(
-                "%s: syncing with %s failed (%d): %s; retrying in %.0f s",
+                "%s: syncing with %s failed (%d): %s; retrying in %.1f s",
                 scope,
                 st.remote,
                 st.failures,

@@ -73,7 +73,13 @@ def explain(stderr: str, fallback: str) -> SyncError:
         for kind, rx in KINDS:
             if rx.search(ln):
                 return SyncError(_bare(ln), kind)
-    return SyncError(_bare(lines[0]) if lines else fallback)
+    if lines:
+        return SyncError(_bare(lines[0]))
+    if "could not read from remote repository" in stderr.lower():  # ssh died without a word
+        return SyncError(
+            "the connection ended with no reason given (git: Could not read from remote)", "unreachable"
+        )
+    return SyncError(fallback)
 
 
 def _bare(line: str) -> str:
@@ -132,7 +138,7 @@ class Transport:
         except subprocess.TimeoutExpired:
             raise SyncError(f"git {args[0]} took over {GIT_TIMEOUT} s", "unreachable") from None
         if check and res.returncode != 0:
-            raise explain(res.stderr, f"git {args[0]} failed")
+            raise explain(res.stderr, f"git {args[0]} failed (exit {res.returncode})")
         return res
 
     def head(self, url: str, gitdir: str) -> str | None:
