@@ -26,6 +26,7 @@ from cpu import tree_cpu  # noqa: E402 (tests/: the tests measure and start sshd
 from sshd import Sshd  # noqa: E402
 
 from memfs import client  # noqa: E402
+from memfs.sync.transport import control_path  # noqa: E402
 
 ALICE, BOB = 1001, 1002
 USERS = "users:\n  alice: {uid: 1001}\n  bob: {uid: 1002}\n"
@@ -76,8 +77,7 @@ def latency(base: Path, interval: float | None, writes: int) -> dict[str, list[f
     checked); 'background': B's backing file is polled as root, past the mount, so only
     B's own pace brings it (the scope active on B: a warm-up write was read there)."""
     sshd = Sshd(base / f"lat-{interval}").start()
-    remote = base / f"lat-{interval}" / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    remote = sshd.repo(base / f"lat-{interval}" / "remote.git")
     cfg = base / f"sync-{interval}.yaml"
     text = USERS + f"teams:\n  eng: {{members: [alice, bob], remote: '{sshd.url(remote)}'}}\n"
     text += "sync:\n" + ssh_conf(sshd) + (f"  interval: {interval}\n" if interval is not None else "")
@@ -143,8 +143,7 @@ def idle_cpu(base: Path, scopes: int, seconds: float, settle: float, extra: str 
     try:
         teams = []
         for i in range(scopes):
-            remote = base / f"idle-{scopes}" / f"t{i}.git"
-            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+            remote = sshd.repo(base / f"idle-{scopes}" / f"t{i}.git")
             teams.append(f"  t{i}: {{members: [], remote: '{sshd.url(remote)}'}}\n")
         cfg = base / f"idle-{scopes}.yaml"
         cfg.write_text(USERS + "teams:\n" + "".join(teams) + "sync:\n" + ssh_conf(sshd) + extra)
@@ -164,7 +163,7 @@ def idle_cpu(base: Path, scopes: int, seconds: float, settle: float, extra: str 
                 time.sleep(1)
             startup = time.monotonic() - t0
             time.sleep(settle)
-            masters = str(data / "state" / "ssh").encode()
+            masters = str(control_path(data / "state")).encode()  # ssh's shared connections
 
             def both():
                 return tree_cpu(pid, also=masters), sshd.cpu()

@@ -1,9 +1,12 @@
 """A real sshd on 127.0.0.1 as a git remote's transport, for the tests and the benches.
 
 Started as a child of the calling process, on a free port, with its own host key, config
-and authorized key in a temp dir; it logs users in as root (PermitRootLogin by key), so a
-remote is `ssh://root@127.0.0.1:PORT/abs/path.git`. The client side (key and known_hosts)
-is made readable by the daemon user, as the README tells an admin to do.
+and authorized key in a temp dir. It logs in one user, `memfs-git`, whose shell is
+git-shell, as on a git server (made once on this machine, like scripts/install's `memfs`).
+Not root: root's ~/.bashrc here runs `pyenv init`, which bash sources for every ssh
+command (100 ms of CPU per session that no git host spends). A remote is
+`ssh://memfs-git@127.0.0.1:PORT/abs/path.git`, made by `repo()`. The client side (key and
+known_hosts) is owned by the daemon user, as the README tells an admin to do.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ from pathlib import Path
 from cpu import descendants, tree_cpu
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+GIT_USER = "memfs-git"
+
+
+def git_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(GIT_USER)
+    except KeyError:
+        shell = shutil.which("git-shell") or "/usr/bin/git-shell"
+        home = ["--no-create-home", "--home-dir", "/nonexistent"]
+        # password "*": none to log in with, but not a locked account ("!"), which sshd refuses
+        subprocess.run(["useradd", "--system", *home, "--shell", shell, "-p", "*", GIT_USER], check=True)
+        return pwd.getpwnam(GIT_USER)
 
 
 def free_port() -> int:
@@ -57,7 +72,7 @@ class Sshd:
         self.config = self.dir / "sshd_config"
         self.config.write_text(
             f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {host_key}\n"
-            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\nPermitRootLogin no\nAllowUsers {GIT_USER}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             f"PidFile {self.dir / 'sshd.pid'}\nMaxStartups 1000\nMaxSessions 1000\nLogLevel ERROR\n"
         )
@@ -90,8 +105,21 @@ class Sshd:
             self.proc.wait()
         self.proc = None
 
+    def trust(self, port: int) -> None:
+        """Known hosts: this server's key reached through another port too (a proxy)."""
+        line = self.known_hosts.read_text().splitlines()[0].split(maxsplit=1)[1]
+        with self.known_hosts.open("a") as f:
+            f.write(f"[127.0.0.1]:{port} {line}\n")
+
+    def repo(self, path: Path) -> Path:
+        """A bare repository the git user owns (root's git in the tests may still push to it)."""
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+        pw = git_user()
+        subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", str(path)], check=True)
+        return path
+
     def url(self, path: Path, port: int | None = None) -> str:
-        return f"ssh://root@127.0.0.1:{port or self.port}{path}"
+        return f"ssh://{GIT_USER}@127.0.0.1:{port or self.port}{path}"
 
     def cpu(self) -> float:
         """CPU seconds of sshd and every process it served (logins, git on the server)."""

@@ -35,8 +35,7 @@ def sshd(base_dir, make_mount):  # make_mount's too: the mounts end before sshd 
 
 
 def setup(make_mount, base_dir, sshd, n=2, interval=30, known_hosts=None):
-    remote = base_dir / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    remote = sshd.repo(base_dir / "remote.git")
     cfg = CONFIG.format(
         remote=sshd.url(remote), interval=interval, key=sshd.key, known_hosts=known_hosts or sshd.known_hosts
     )

@@ -9,9 +9,11 @@ admin's GIT_SSH_COMMAND still wins (ssh takes the first value it is given for an
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -86,6 +88,27 @@ def _bare(line: str) -> str:
     return re.sub(r"^(fatal|error): ", "", line)[:300]
 
 
+def control_path(state: Path) -> Path:
+    """Where ssh's shared-connection sockets live: state/ssh, or for a deep DATA (a socket
+    path holds 107 bytes) a short folder in /tmp named after it."""
+    control = state / "ssh"
+    if len(str(control)) > _SOCKET_ROOM:
+        digest = hashlib.sha1(str(state).encode()).hexdigest()[:16]
+        control = Path(tempfile.gettempdir()) / f"memfs-ssh-{digest}"
+    return control
+
+
+def _control_dir(state: Path) -> Path:
+    control = control_path(state)
+    try:
+        control.mkdir(mode=0o700)
+    except FileExistsError:
+        st = control.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return Path(tempfile.mkdtemp(prefix="memfs-ssh-"))  # someone else's: not trusted
+    return control
+
+
 def is_local(url: str) -> bool:
     return not ("://" in url or (":" in url.split("/")[0] and not url.startswith("/")))
 
@@ -109,10 +132,7 @@ class Transport:
 
     @classmethod
     def make(cls, config: Path, state: Path, key: str | None, known_hosts: str | None) -> Transport:
-        control = state / "ssh"
-        if len(str(control)) > _SOCKET_ROOM:  # a deep DATA: the sockets go where a path is short
-            control = Path(tempfile.mkdtemp(prefix="memfs-ssh-"))
-        control.mkdir(mode=0o700, exist_ok=True)
+        control = _control_dir(state)
         ssh = shlex.split(os.environ.get("GIT_SSH_COMMAND") or "ssh")
         ssh += ["-o", "BatchMode=yes"]  # never wait for a password
         if key is not None:
