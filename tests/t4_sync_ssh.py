@@ -34,11 +34,12 @@ def sshd(base_dir, make_mount):  # make_mount's too: the mounts end before sshd 
     s.stop()
 
 
-def setup(make_mount, base_dir, sshd, n=2, interval=30, known_hosts=None):
+def setup(make_mount, base_dir, sshd, n=2, interval=30, known_hosts=None, extra=""):
     remote = sshd.repo(base_dir / "remote.git")
     cfg = CONFIG.format(
         remote=sshd.url(remote), interval=interval, key=sshd.key, known_hosts=known_hosts or sshd.known_hosts
     )
+    cfg += extra
     return remote, [make_mount(cfg, sub=f"host{i}", env={"MEMFS_HOST": f"host{i}"}) for i in range(n)]
 
 
@@ -114,3 +115,15 @@ def test_a_wrong_host_key_is_named(make_mount, base_dir, sshd):
     res, st = memfs_sync(a, ALICE)
     assert res.returncode == 1 and st["error"].startswith("host key: "), res.stdout
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in st["error"] or "Host key" in st["error"], res.stdout
+
+
+def test_a_caller_reaching_an_idle_scope_has_it_checked_at_once(make_mount, base_dir, sshd):
+    """b's scope is idle (nothing seen there; its next check an hour away): bob reading
+    team/ through b's mount makes b check the remote now, and what alice wrote arrives."""
+    extra = "  active_for: 0\n  idle_interval: 3600\n"
+    remote, (a, b) = setup(make_mount, base_dir, sshd, interval=1, extra=extra)
+    a.sh(ALICE, "echo from-a > team/fresh.md")
+    wait_for(lambda: remote_head(remote) != "", "a's push", 60)
+    # polling as a reader does: each lookup of team/ reaches the scope; b checks at most
+    # once per interval, so this loop does not make it hammer the remote
+    wait_for(lambda: b.sh(BOB, "cat team/fresh.md", check=False).stdout == "from-a\n", "the arrival", 30)
