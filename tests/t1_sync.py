@@ -76,6 +76,8 @@ def test_a_scopes_own_failure_backs_off_doubling():
     p = pace(1)
     (s,) = p.servers
     assert p.failed(s, 0.0, "no repository: x", server=False) == 10
+    assert p.due(9.0, {s}) == []  # a commit waiting does not cut the wait short
+    assert p.due(10.0, {s}) == [s]
     assert p.failed(s, 10.0, "no repository: x", server=False) == 20
     for _ in range(10):
         delay = p.failed(s, 10.0, "no repository: x", server=False)
@@ -125,3 +127,12 @@ def test_scopes_share_a_server_by_user_host_and_port():
     assert server_of("ssh://git@h:22/a.git") == server_of("ssh://git@h:22/b.git")
     assert server_of("git@h:a.git") == server_of("git@h:team/b.git") != server_of("ssh://git@h:22/a.git")
     assert server_of("/srv/a.git") != server_of("/srv/b.git")  # a path is its own
+
+
+def test_a_probe_that_reaches_the_server_but_fails_on_its_repository_frees_the_rest():
+    p = Pace(CONF, {A: "s1", B: "s1"})
+    p.failed(A, 0.0, "unreachable: x", server=True)
+    (probe,) = p.due(5.0, {A, B})
+    p.failed(probe, 5.0, "no repository: gone", server=False)  # the server answered
+    (other,) = {A, B} - {probe}
+    assert p.due(5.0, {A, B}) == [other] and p.server_error(other) is None

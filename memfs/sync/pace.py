@@ -60,8 +60,8 @@ class Pace:
         out: list[Scope] = []
         for scope in sorted(self.servers, key=self.next_at.__getitem__):
             urgent = scope in wanted or scope in self.held
-            if not urgent and self.next_at[scope] > now:
-                continue
+            if self.next_at[scope] > now and (not urgent or self.failures.get(scope)):
+                continue  # a scope backing off waits, even with a commit to push
             d = self.down.get(self.servers[scope])
             if d is not None:
                 if d.probe_at <= now:
@@ -108,6 +108,7 @@ class Pace:
             self.held.add(scope)
             self.next_at[scope] = now + self.conf.interval
             return self.conf.interval
+        self.down.pop(self.servers[scope], None)  # it answered: up, if this repository is not
         n = self.failures[scope] = self.failures.get(scope, 0) + 1
         delay = min(MAX_BACKOFF, self.conf.interval * 2**n)
         self.next_at[scope] = now + delay
