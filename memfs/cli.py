@@ -285,7 +285,7 @@ def _scope_line(s: dict) -> str:
         parts.append(f"index {s['index_waiting']} queued {s['index_lag']:.0f}s")
     sync = s.get("sync")
     if sync is not None:
-        if sync["failures"]:
+        if sync["failures"] or sync["error"]:  # error alone: its server is down, it waits
             parts.append(f"sync FAILING x{sync['failures']}: {sync['error']}")
         else:
             parts.append(f"sync ok, {sync['commits_waiting']} commits waiting")

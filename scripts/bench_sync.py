@@ -121,6 +121,43 @@ def latency_table(base: Path, writes: int) -> None:
             print(f"{label:<24} {kind:<11} {statistics.median(xs):7.2f} {pct(xs, 0.99):7.2f} {max(xs):7.2f}")
 
 
+def recovery(base: Path, outage: float, tries: int) -> list[float]:
+    """The remote (sshd) away for `outage` seconds while a write waits on host A, default
+    settings: seconds from sshd listening again to A's commit being on the remote."""
+    sshd = Sshd(base / "rec").start()
+    remote = sshd.repo(base / "rec" / "remote.git")
+    cfg = base / "rec.yaml"
+    cfg.write_text(
+        USERS + f"teams:\n  eng: {{members: [alice], remote: '{sshd.url(remote)}'}}\nsync:\n" + ssh_conf(sshd)
+    )
+    mnt = base / "rec-mnt"
+    mnt.mkdir()
+    os.chmod(mnt, 0o755)
+    env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run-rec"), PYTHONPATH=str(REPO))
+    memfs("mount", str(mnt), "--data", str(base / "data-rec"), "--config", str(cfg), env=env)
+
+    def head() -> str:
+        git = ["git", "--git-dir", str(remote), "rev-parse", "-q", "--verify", "main"]
+        return subprocess.run(git, capture_output=True, text=True).stdout.strip()
+
+    out = []
+    try:
+        for i in range(tries):
+            sshd.stop()
+            as_uid(ALICE, functools.partial(Path(mnt, "team", f"r{i}.md").write_text, f"{i}\n"))
+            time.sleep(outage)  # the outage itself: what is measured starts when it ends
+            before = head()
+            sshd.start()
+            t0 = time.monotonic()
+            while head() == before:
+                time.sleep(0.05)
+            out.append(time.monotonic() - t0)
+    finally:
+        subprocess.run([sys.executable, "-m", "memfs", "umount", str(mnt)], env=env, capture_output=True)
+        sshd.stop()
+    return out
+
+
 def ssh_conf(sshd) -> str:
     return f"  ssh: {{key: {sshd.key}, known_hosts: {sshd.known_hosts}}}\n"
 
@@ -185,6 +222,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=330, help="after startup, before measuring idle")
     ap.add_argument("--scopes", type=int, nargs="*", default=[10, 100, 1000])
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--recovery", type=int, default=5, help="outages to time (0: none)")
+    ap.add_argument("--outage", type=float, default=30.0)
     ap.add_argument("--fleet", action="store_true", help="many hosts: scripts/bench_fleet.py's run")
     a, rest = ap.parse_known_args()
     if a.fleet:
@@ -196,6 +235,13 @@ def main() -> int:
     try:
         if not a.skip_latency:
             latency_table(base, a.writes)
+        if a.recovery:
+            xs = recovery(base, a.outage, a.recovery)
+            print(
+                f"\nremote back after {a.outage:.0f} s away (default interval): the waiting write on it in",
+                end="",
+            )
+            print(f" p50 {statistics.median(xs):.1f} s, max {max(xs):.1f} s ({len(xs)} outages)")
         print(f"\nidle daemon at the default pace, over {a.idle_seconds:.0f} s after {a.settle:.0f} s idle:")
         print(f"{'scopes':>7} {'startup s':>10} {'daemon+git+ssh':>15} {'sshd':>7}")
         for n in a.scopes:
