@@ -90,8 +90,29 @@ def cmd_sync(args) -> int:
         return _fail(f"sync through {args.mount} failed: {e.strerror}")
     except client.AnswerError as e:
         return _fail(str(e))
-    sys.stdout.write(answer.text if answer.scopes else "no remote is configured for your memory\n")
+    if not answer.scopes:
+        sys.stdout.write("no remote is configured for your memory\n")
+        return 0
+    # a line per scope for a person (YAML comments), then the daemon's answer for a program
+    sys.stdout.write("".join(f"# {_moved(sc)}\n" for sc in answer.scopes) + answer.text)
     return 1 if answer.failed else 0  # any scope's error fails the command, even if others synced
+
+
+def _moved(scope: dict) -> str:
+    """What one scope's round did, in one line."""
+    name, r = scope.get("scope"), scope.get("last_round") or {}
+    if scope.get("error"):
+        return f"{name}: FAILED: {scope['error']} ({scope.get('commits_waiting', 0)} commits waiting)"
+    parts = [f"pushed {r.get('pushed', 0)} commits"]
+    if r.get("fetched"):
+        parts.append(f"took in {r.get('files', 0)} files, removed {r.get('removed', 0)}")
+        if r.get("conflicts"):
+            parts.append(f"{len(r['conflicts'])} conflict copies")
+        if r.get("refused"):
+            parts.append(f"refused {len(r['refused'])}")
+    else:
+        parts.append("nothing new on the remote")
+    return f"{name}: " + ", ".join(parts)
 
 
 def cmd_reindex(args) -> int:
@@ -308,7 +329,7 @@ def _scope_line(s: dict) -> str:
         parts.append(f"index {s['index_waiting']} queued {s['index_lag']:.0f}s")
     sync = s.get("sync")
     if sync is not None:
-        if sync["failures"]:
+        if sync["failures"] or sync["error"]:  # error alone: its server is down, it waits
             parts.append(f"sync FAILING x{sync['failures']}: {sync['error']}")
         else:
             parts.append(f"sync ok, {sync['commits_waiting']} commits waiting")

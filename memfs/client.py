@@ -127,6 +127,11 @@ def sync(mount: Path) -> SyncAnswer:
     return parse_sync(_ask(control_path(mount, SYNC), b"sync\n").decode(errors="replace"))
 
 
+def sync_state(mount: Path) -> SyncAnswer:
+    """The caller's synced scopes as the daemon last saw them (nothing is synced)."""
+    return parse_sync(control_path(mount, SYNC).read_text(errors="replace"))
+
+
 # -- history -----------------------------------------------------------------------------
 def log(mount: Path) -> str:
     """The latest changes the caller may read, one per line (paths by names.quote_path)."""

@@ -170,7 +170,15 @@ class HistoryConf:
 
 @dataclass(frozen=True)
 class SyncConf:
-    interval: float = 5.0  # seconds between fetches; pushes follow local commits
+    interval: float = 5.0  # seconds between checks of an active scope; pushes follow local commits
+    # A scope with no change seen (here or arriving) for active_for seconds is checked ever
+    # less often, doubling up to idle_interval, and idle checks of all scopes together are
+    # paced at idle_checks per second: idle cost stays flat however many scopes (bench_sync).
+    active_for: float = 300.0
+    idle_interval: float = 300.0
+    idle_checks: float = 2.0
+    ssh_key: str | None = None  # the daemon's own ssh identity for ssh remotes
+    known_hosts: str | None = None  # and the host keys it trusts (strict checking)
 
 
 @dataclass(frozen=True)
@@ -448,6 +456,15 @@ def _number(where: str, value: object, minimum: float) -> float:
     return float(value)
 
 
+def _abs_path(where: str, value: object) -> str | None:
+    """A file the daemon user reads (ssh's key, known hosts): absolute, no option-like text."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or any(c in value for c in "\n \t\"'"):
+        raise ConfigError(f"{where}: expected an absolute path without spaces or quotes, got {value!r}")
+    return value
+
+
 def _remote(where: str, value: object) -> str | None:
     """A git URL or a local path; credentials stay git's own (ssh keys, helpers), never here."""
     if value is None:
@@ -460,8 +477,17 @@ def _remote(where: str, value: object) -> str | None:
 
 
 def _sync(value: object, users, teams, history) -> SyncConf:
-    s = _keys("sync", value, {"interval"})
-    conf = SyncConf(interval=_number("sync.interval", s.get("interval", SyncConf.interval), 0.2))
+    s = _keys("sync", value, {"interval", "active_for", "idle_interval", "idle_checks", "ssh"})
+    d = SyncConf()
+    ssh = _keys("sync.ssh", s.get("ssh"), {"key", "known_hosts"})
+    conf = SyncConf(
+        interval=_number("sync.interval", s.get("interval", d.interval), 0.2),
+        active_for=_number("sync.active_for", s.get("active_for", d.active_for), 0),
+        idle_interval=_number("sync.idle_interval", s.get("idle_interval", d.idle_interval), 0.2),
+        idle_checks=_number("sync.idle_checks", s.get("idle_checks", d.idle_checks), 0.01),
+        ssh_key=_abs_path("sync.ssh.key", ssh.get("key")),
+        known_hosts=_abs_path("sync.ssh.known_hosts", ssh.get("known_hosts")),
+    )
     remotes = [u.name for u in users.values() if u.remote] + [t.name for t in teams.values() if t.remote]
     if remotes and isinstance(history, dict) and history.get("enabled") is False:
         raise ConfigError("sync needs history: remotes are set but history.enabled is false")

@@ -92,6 +92,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
     if history is not None and pushes is not None:
         sync = Sync(history=history, cfg=cfg, pushes=pushes, secrets=secrets)
         stack.callback(sync.background.close)
+        stack.callback(sync.close)
     quotas, opens = Quotas(store, cfg.limits), OpenCounts(cfg.limits)
     fleet = Fleet(
         cfg=cfg, data=data, quotas=quotas, opens=opens, names=ids, index=index, history=history, sync=sync

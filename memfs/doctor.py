@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import concurrent.futures
 import os
 import pwd
 import random
 import shutil
 import stat
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,6 +130,47 @@ def _status(mnt: Path) -> Check:
     if not lines:
         return Check("status", True, "no warnings in your memory")
     return Check("status", True, f"{len(lines)} warnings in your memory: cat {where}", warn=True)
+
+
+def _remotes(mnt: Path) -> Check:
+    """Every synced scope's remote as the daemon last reached it: every scope for root (or
+    daemon.admin_group), the caller's own otherwise. Fails while any remote fails."""
+    try:
+        try:
+            scopes = [
+                {"scope": s["scope"], **s["sync"]} for s in client.admin(mnt)["scopes"] if s.get("sync")
+            ]
+        except PermissionError:
+            scopes = [
+                {"scope": s["scope"], "last_ok": _epoch(s.get("last_sync")), **s}
+                for s in client.sync_state(mnt).scopes
+            ]
+    except FileNotFoundError:
+        return Check("sync", True, "no remote configured")
+    except (OSError, client.AnswerError) as e:
+        return Check("sync", False, f"cannot read the sync state: {getattr(e, 'strerror', None) or e}")
+    if not scopes:
+        return Check("sync", True, "no remote configured")
+    now = time.time()
+    failing = [s for s in scopes if s.get("error")]
+    waiting = sum(int(s.get("commits_waiting") or 0) for s in scopes)
+    oks = [s["last_ok"] for s in scopes if s.get("last_ok")]
+    oldest = f"{now - min(oks):.0f} s ago" if len(oks) == len(scopes) else "never, for some"
+    detail = f"{len(scopes)} remotes, last success at worst {oldest}, {waiting} commits waiting"
+    if failing:
+        f = failing[0]
+        more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+        return Check("sync", False, f"{len(failing)} of {detail}; {f['scope']}: {f['error']}{more}")
+    return Check("sync", True, f"all {detail}")
+
+
+def _epoch(stamp: object) -> float | None:
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
 
 
 def _index(data: Path, sample: int = 20) -> Check:
@@ -265,6 +308,7 @@ def run(mnt: Path | None, data: Path | None, config: Path | None) -> list[Check]
         checks.append(mcheck)
         if alive:
             checks.append(_status(mnt))  # reading it also applies pending index updates
+            checks.append(_remotes(mnt))
     if data is not None and os.access(data, os.R_OK | os.X_OK):
         checks.append(_index(data))
         checks.append(_history(data))

@@ -121,6 +121,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             fleet=fleet,
         )
         self._held: dict[Scope, trio.Event] = {}  # scopes a sync is writing into
+        self._sync = sync
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = quotas if quotas is not None else Quotas(store, limits)
         self.changes = Changes(index, history, self.quotas)
@@ -246,6 +247,12 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         p = self.ids.principal(uid, uid) if uid is not None else None
         return logline.subject(p, uid, node, name, first)
 
+    def reached(self, scope: Scope) -> None:
+        """A caller reached a scope through the root: a synced scope not checked lately is
+        checked now, so a host that was idle shows what others wrote within a round."""
+        if self._sync is not None:
+            self._sync.opened(scope)
+
     # -- lookup and attributes ------------------------------------------------
     @guarded
     async def lookup(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> EntryAttributes:
@@ -260,9 +267,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             if name == policy.TEAM_NAME:
                 if p.team_scope is None:
                     raise FUSEError(errno.ENOENT)
+                self.reached(p.team_scope)
                 return self.entry(p.team_scope, b"", 0)
             if name in (b".", b".."):
                 return self._root_attrs(p, ctx)
+            self.reached(home(p))
             return self.entry(home(p), name, 0)
         scope, path, _ = self._dir(parent_inode, p, Access.READ)
         view = self._node(parent_inode).view

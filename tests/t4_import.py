@@ -317,6 +317,7 @@ def test_doctor_healthy_and_broken(m):
         "data:",
         "mount:",
         "status:",
+        "sync:",  # no remote configured: OK
         "index:",
         "history:",
     ]
@@ -334,7 +335,16 @@ def test_doctor_healthy_and_broken(m):
             and "run doctor as root" in res.stdout
         )
     data = json.loads(memfs(m, *args, "--json").stdout)
-    assert {c["name"] for c in data} == {"fuse", "config", "data", "mount", "status", "index", "history"}
+    assert {c["name"] for c in data} == {
+        "fuse",
+        "config",
+        "data",
+        "mount",
+        "status",
+        "sync",
+        "index",
+        "history",
+    }
     # Broken: the data dir opened to others, an entry edited behind memfs's back, the mount gone.
     os.chmod(m.data, 0o755)
     m.stop()

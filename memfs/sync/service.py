@@ -6,14 +6,14 @@ pending, fetch, then fast-forward or merge (see merge.py), write what arrived in
 scope's folder (a temp file and a rename: open handles keep their file), commit the merge
 and push. A rejected push (someone pushed first) is fetched and merged again. After the
 round, on the loop, the kernel's caches for what changed are dropped and the index told.
-The git CLI moves the data, so credentials are git's own (ssh keys, credential helpers).
+The git CLI moves the data (transport.py: the daemon's ssh key and known hosts, one
+shared connection per server); pace.py decides when each scope is checked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -35,15 +35,15 @@ from ..policy import Kind, Scope
 from . import merge
 from .blobs import copy_blob
 from .creators import creators
+from .pace import Pace
 from .refusals import Refusals
+from .transport import SERVER_KINDS, SyncError, Transport, explain, is_local, server_of
 from .vet import ArrivalGuard, Vet
 
 log = logging.getLogger(__name__)
 
 # test hook: die (as kill -9 would) after writing this many arrived files in one apply
 _CRASH_AFTER = int(os.environ.get("MEMFS_SYNC_CRASH_AFTER", "0") or 0)
-GIT_TIMEOUT = 120
-MAX_BACKOFF = 300.0
 LOGGED_REFUSALS = 100  # per round: a push of 50,000 refused files is one line per file up to this
 SYNC_AUTHOR = "memfs-sync"
 # What one round may bring in: a remote's push is anyone's input. Past either, the round
@@ -85,21 +85,16 @@ def _vetted(budget: Budget, vet: Vet, size: int, new: bool, blob: bytes, path: b
     return why
 
 
-class SyncError(Exception):
-    pass
-
-
 @dataclass
 class State:
     remote: str
     last_ok: float | None = None  # wall time of the last successful round
-    last_error: str | None = None
+    last_error: str | None = None  # "<what broke>: <git's first meaningful line>"
     failures: int = 0
-    next_try: float = 0.0  # trio clock
-    last_fetch: float = -1e9
-    ahead: int = 0
+    ahead: int = 0  # commits here the remote lacks (waiting to be pushed)
     behind: int = 0
-    moved: dict = field(default_factory=dict)  # what the last round brought
+    moved: dict = field(default_factory=dict)  # what the current round brought
+    last_round: dict | None = None  # what the last round did, whatever its outcome
 
 
 def remotes(cfg: Config) -> dict[Scope, str]:
@@ -125,31 +120,6 @@ def git_config(state: Path) -> Path:
     if not path.exists() or path.read_text() != GIT_SYSTEM_CONFIG:
         path.write_text(GIT_SYSTEM_CONFIG)
     return path
-
-
-def _git(args: list[str], gitdir: str, check: bool = True, config: Path | None = None):
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    if config is not None:
-        env["GIT_CONFIG_SYSTEM"] = str(config)
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never wait for a password
-    res = subprocess.run(
-        ["git", "--git-dir", gitdir, *args], capture_output=True, text=True, timeout=GIT_TIMEOUT, env=env
-    )
-    if check and res.returncode != 0:
-        raise SyncError((res.stderr.strip().splitlines() or [f"git {args[0]} failed"])[-1])
-    return res
-
-
-def _local_head(url: str) -> str | None | bool:
-    """The remote's branch without running git, when the remote is a local path; False
-    when it cannot be told that way (a URL)."""
-    if "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
-        return False
-    try:
-        ref = pygit2.Repository(url).references.get("refs/heads/main")
-    except (pygit2.GitError, KeyError, ValueError, OSError):
-        return False
-    return str(ref.target) if ref is not None else None
 
 
 def _check_round(repo: Repo, p: merge.Plan, max_file: int) -> None:
@@ -178,6 +148,17 @@ def _owner_of(store, scope: Scope, path: bytes, creator: Callable[[bytes], str |
     """Who an arrival is recorded as made by: the file's owner here if it has one, else who
     added it (creators.py)."""
     return store.owner(scope, path) or creator(path)
+
+
+def _round(started: float, moved: dict) -> dict:
+    """What a round did, for .memfs/sync and `memfs sync`: when, how long, what moved."""
+    return {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "pushed": moved.get("pushed", 0),
+        "fetched": bool(moved.get("fetched")),
+        **{k: v for k, v in moved.items() if k not in ("pushed", "fetched")},
+    }
 
 
 class Pushes:
@@ -214,33 +195,41 @@ class Sync:
         self._secrets = secrets
         self.refusals = Refusals()  # for members' .memfs/status
         self.interval = cfg.sync.interval
-        self.state = {scope: State(url) for scope, url in remotes(cfg).items()}
+        urls = remotes(cfg)
+        self.state = {scope: State(url) for scope, url in urls.items()}
+        self.pace = Pace(cfg.sync, {scope: server_of(url) for scope, url in urls.items()})
         self.pushes = pushes
-        self._git_config = git_config(history.data / "state")
+        state = history.data / "state"
+        self.transport = Transport.make(git_config(state), state, cfg.sync.ssh_key, cfg.sync.known_hosts)
         # rounds parse a remote's data: niced threads of their own (a slow fetch must not hold history's)
         self.background = NicedPool(2, "memfs-sync")
+
+    def close(self) -> None:
+        """The shared ssh connections end with the daemon."""
+        self.transport.close([st.remote for st in self.state.values()])
 
     async def run(self, host: SyncHost) -> None:
         await self.history.reconciled.wait()
         while True:
             self.pushes.reset()  # a commit from now on (during the round too) ends the wait below
-            now = trio.current_time()
-            due = [
-                s
-                for s, st in self.state.items()
-                if now >= st.next_try and (s in self.pushes.wanted or now - st.last_fetch >= self.interval)
-            ]
+            due = self.pace.due(trio.current_time(), self.pushes.wanted)
             async with trio.open_nursery() as n:
                 for scope in due:
                     n.start_soon(self.sync_scope, scope, host)
             with trio.move_on_after(min(1.0, self.interval / 2)):
                 await self.pushes.wake.wait()
 
+    def opened(self, scope: Scope) -> None:
+        """A caller reached the scope (a lookup at the root): check it now if it was not
+        checked within the interval. Costs a dict lookup; the round runs in the sync task."""
+        if self.pace.opened(scope, trio.current_time()):
+            self.pushes.wake.set()
+
     async def sync_scope(self, scope: Scope, host: SyncHost) -> State:
         st = self.state[scope]
         self.pushes.wanted.discard(scope)
-        st.last_fetch = trio.current_time()
         st.moved = {}
+        started = time.time()
         # what this round wrote and removed, filled as it happens: told to the index and the
         # kernel as each apply ends, even when it fails midway (those files are on disk)
         written: list[bytes] = []
@@ -257,26 +246,48 @@ class Sync:
                     if await self.background.run(self._push, scope, st):
                         break
             else:
-                raise SyncError("the remote kept moving: gave up after 3 rounds")
+                raise SyncError("the remote kept moving: gave up after 3 rounds", "rejected")
         except Exception as e:
-            st.failures += 1
-            st.last_error = str(e) or type(e).__name__
-            delay = min(MAX_BACKOFF, self.interval * 2**st.failures)
-            st.next_try = trio.current_time() + delay
-            if st.failures == 1 or st.failures % 10 == 0:
-                log.warning(
-                    "%s: syncing with %s failed (%d): %s; retrying in %.0f s",
-                    scope,
-                    st.remote,
-                    st.failures,
-                    st.last_error,
-                    delay,
-                )
+            await self._failed(scope, st, e, started)
             return st
         if st.failures:
             log.info("%s with %s: working again", scope, st.remote)
-        st.failures, st.last_error, st.next_try, st.last_ok = 0, None, 0.0, time.time()
+        st.failures, st.last_error, st.last_ok = 0, None, time.time()
+        st.last_round = _round(started, st.moved)
+        changed = bool(st.moved.get("pushed") or st.moved.get("fetched"))
+        self.pace.done(scope, trio.current_time(), changed)
         return st
+
+    async def _failed(self, scope: Scope, st: State, e: Exception, started: float) -> None:
+        kind = e.kind if isinstance(e, SyncError) else "failed"
+        st.failures += 1
+        st.last_error = str(e) or type(e).__name__
+        st.last_round = _round(started, st.moved) | {"failed": kind}
+        delay = self.pace.failed(scope, trio.current_time(), st.last_error, kind in SERVER_KINDS)
+        try:  # what waits to be pushed, told even while the remote is away
+            st.ahead = await self.background.run(self._waiting, scope)
+        except (pygit2.GitError, OSError, ValueError):
+            pass
+        if st.failures == 1 or st.failures % 10 == 0:
+            log.warning(
+                "%s: syncing with %s failed (%d): %s; retrying in %.1f s",
+                scope,
+                st.remote,
+                st.failures,
+                st.last_error,
+                delay,
+            )
+
+    def _waiting(self, scope: Scope) -> int:
+        """Commits here that the remote (as last seen) lacks: a walk bounded by the gap."""
+        repo = Repo(self.history.repo_dir(scope))
+        ours = repo.head()
+        if ours is None:
+            return 0
+        tracked = repo.r.references.get(TRACKING)
+        if tracked is None:
+            return sum(1 for _ in repo.r.walk(ours))
+        return repo.r.ahead_behind(ours, tracked.target)[0]
 
     async def _take_in(self, scope: Scope, st: State, applied: tuple[list, list], host: SyncHost) -> None:
         """Apply what arrived. Calls that change the scope wait meanwhile (a few ms); what
@@ -306,17 +317,17 @@ class Sync:
         """Fetch if the remote moved; whether it holds commits we do not."""
         gitdir = str(self.history.repo_dir(scope))
         repo = Repo(self.history.repo_dir(scope))
-        remote_head = _local_head(st.remote)
+        # asked first, always: an idle check is this one call; a fetch runs only if it moved
+        # (and after a purge here, a fetch would bring the purged blobs back)
+        remote_head = self.transport.head(st.remote, gitdir)
         tracked = repo.r.references.get(TRACKING)
         lease = purge.lease(repo.path)
-        if lease is not None and remote_head is False:  # ask first: a fetch would bring the purged blobs back
-            res = _git(["ls-remote", st.remote, "refs/heads/main"], gitdir, config=self._git_config)
-            remote_head = res.stdout.split()[0] if res.stdout.split() else None
         if lease is not None and remote_head == lease:
             pass  # the remote is as when this host purged: the push replaces it
-        elif remote_head is False or remote_head != (str(tracked.target) if tracked else None):
+        elif remote_head != (str(tracked.target) if tracked else None):
             refs = f"+refs/heads/*:{TRACKING[:-4]}*"
-            _git(["fetch", "--quiet", "--no-tags", st.remote, refs], gitdir, config=self._git_config)
+            self.transport.git(["fetch", "--quiet", "--no-tags", st.remote, refs], gitdir)
+            st.moved["fetched"] = True
             self._adopt(scope, repo, st)
             tracked = repo.r.references.get(TRACKING)
         theirs, ours = (tracked.target if tracked is not None else None), repo.head()
@@ -362,26 +373,28 @@ class Sync:
                 return False  # not merged yet
             lease = purge.lease(repo.path)  # a purge rewrote what the remote holds: replace it
             force = [f"--force-with-lease=refs/heads/main:{lease}"] if lease else []
-            res = _git(
-                ["push", "--quiet", *force, st.remote, "refs/heads/main:refs/heads/main"],
-                gitdir,
-                check=False,
-                config=self._git_config,
+            pushing = repo.r.ahead_behind(ours, theirs)[0] if theirs is not None else None
+            res = self.transport.git(
+                ["push", "--quiet", *force, st.remote, "refs/heads/main:refs/heads/main"], gitdir, check=False
             )
             if res.returncode != 0:
                 if (
                     lease and "remote rejected" in res.stderr
                 ):  # not raced: refused (denyNonFastForwards, a protected branch)
                     raise SyncError(
-                        "the remote refuses the purge's rewritten history: allow force pushes to main there"
+                        "the remote refuses the purge's rewritten history: allow force pushes to main there",
+                        "rejected",
                     )
                 if any(w in res.stderr for w in ("rejected", "fetch first", "non-fast-forward")):
                     return False
-                raise SyncError((res.stderr.strip().splitlines() or ["git push failed"])[-1])
+                raise explain(res.stderr, "git push failed")
+            st.moved["pushed"] = st.moved.get("pushed", 0) + (
+                pushing if pushing is not None else sum(1 for _ in repo.r.walk(ours))
+            )
             repo.r.references.create(TRACKING, ours, force=True)
             theirs = ours
             if lease:
-                purge.pushed(repo.path, st.remote if _local_head(st.remote) is not False else None)
+                purge.pushed(repo.path, st.remote if is_local(st.remote) else None)
         if ours is not None and theirs is not None:
             st.ahead, st.behind = repo.r.ahead_behind(ours, theirs)
         return True
@@ -431,7 +444,7 @@ class Sync:
                 if e is not None:
                     rows.append((path, e[1], (s.st_size, s.st_mtime_ns, s.st_ino)))
             cat.remember_stat(rows)
-        st.moved = {
+        st.moved |= {
             "files": len(written),
             "removed": len(removed),
             "merged": len(p.merged),
@@ -592,8 +605,8 @@ class Sync:
                     if st.last_ok
                     else None,
                     "commits_waiting": st.ahead,
-                    "error": st.last_error,
-                    "last_round": st.moved or None,
+                    "error": self.pace.server_error(scope) if st.last_error is None else st.last_error,
+                    "last_round": st.last_round,
                 }
             )
         return out
