@@ -117,6 +117,11 @@ def test_git_failures_say_what_broke_in_gits_own_first_meaningful_line():
         (FULL, "disk full: unable to write file objects/ab/cd: No space left on device"),
         (GONE, "no repository: '/srv/gone.git' does not appear to be a git repository"),
         ("fatal: Could not read from remote repository.\n", "unreachable: the connection ended with no"),
+        (
+            "Could not chdir to home directory /nonexistent: No such file or directory\n"
+            "fatal: Could not read from remote repository.\n",
+            "unreachable: the connection ended with no",  # sshd's chatter, then the session died
+        ),
         ("", "failed: git fetch failed"),
     ]
     for stderr, said in cases:

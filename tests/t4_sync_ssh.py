@@ -28,7 +28,9 @@ sync:
 
 
 @pytest.fixture
-def sshd(base_dir, make_mount):  # make_mount's too: the mounts end before sshd does
+def sshd(base_dir):
+    """Asked for before make_mount by every test here: set up first, so torn down after
+    the mounts are (a mount whose remote went away first would log the failure)."""
     s = Sshd(base_dir).start()
     yield s
     s.stop()
@@ -57,7 +59,7 @@ def remote_head(remote) -> str:
     return res.stdout.strip()
 
 
-def test_over_ssh_what_moved_what_broke_and_catching_up(make_mount, base_dir, sshd):
+def test_over_ssh_what_moved_what_broke_and_catching_up(sshd, make_mount, base_dir):
     remote, (a, b) = setup(make_mount, base_dir, sshd)
     a.sh(ALICE, "echo one > team/one.md")
     res, st = memfs_sync(a, ALICE)
@@ -82,7 +84,7 @@ def test_over_ssh_what_moved_what_broke_and_catching_up(make_mount, base_dir, ss
     assert "team:eng: unreachable: ssh: connect to host" in doc.stdout, doc.stdout
 
 
-def test_a_host_catches_up_within_an_interval_of_the_remote_returning(make_mount, base_dir, sshd):
+def test_a_host_catches_up_within_an_interval_of_the_remote_returning(sshd, make_mount, base_dir):
     """Down long enough that a doubling backoff would wait for a minute, the host probes the
     server every interval and pushes as soon as it answers."""
     remote, (a,) = setup(make_mount, base_dir, sshd, n=1, interval=0.2)
@@ -104,7 +106,7 @@ def test_a_host_catches_up_within_an_interval_of_the_remote_returning(make_mount
     assert "OK   sync: all 1 remotes" in doc.stdout and "0 commits waiting" in doc.stdout, doc.stdout
 
 
-def test_a_wrong_host_key_is_named(make_mount, base_dir, sshd):
+def test_a_wrong_host_key_is_named(sshd, make_mount, base_dir):
     other = Sshd(base_dir / "other")  # its host key, never started: known for our port, wrong
     wrong = base_dir / "wrong_known_hosts"
     key = other.known_hosts.read_text().split(maxsplit=1)[1]
@@ -117,7 +119,7 @@ def test_a_wrong_host_key_is_named(make_mount, base_dir, sshd):
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in st["error"] or "Host key" in st["error"], res.stdout
 
 
-def test_a_caller_reaching_an_idle_scope_has_it_checked_at_once(make_mount, base_dir, sshd):
+def test_a_caller_reaching_an_idle_scope_has_it_checked_at_once(sshd, make_mount, base_dir):
     """b's scope is idle (nothing seen there; its next check an hour away): bob reading
     team/ through b's mount makes b check the remote now, and what alice wrote arrives."""
     extra = "  active_for: 0\n  idle_interval: 3600\n"

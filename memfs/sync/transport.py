@@ -58,11 +58,12 @@ KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 # Servers' faults, not one repository's: the server is probed once per interval while they last.
 SERVER_KINDS = frozenset({"host key", "authentication", "unreachable"})
-# Lines that say nothing of the cause (git's generic trailer, ssh's chatter for a user with no home).
+# Lines that say nothing of the cause (git's generic trailer, ssh's and sshd's chatter for a
+# user with no home).
 _NOISE = re.compile(
     r"^(fatal: could not read from remote repository\.|please make sure you have the correct access|"
     r"and the repository exists\.|hint:|warning: permanently added|could not create directory|"
-    r"failed to add the host to the list|to \S+$|$)",
+    r"failed to add the host to the list|could not chdir to home directory|to \S+$|$)",
     re.I,
 )
 
