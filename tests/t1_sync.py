@@ -6,7 +6,7 @@ from __future__ import annotations
 from memfs.config import SyncConf
 from memfs.policy import Kind, Scope
 from memfs.sync.pace import Pace
-from memfs.sync.transport import explain, server_of
+from memfs.sync.transport import Transport, control_path, explain, server_of
 
 A, B, C = (Scope(Kind.TEAM, n) for n in ("a", "b", "c"))
 CONF = SyncConf(interval=5, active_for=60, idle_interval=300, idle_checks=1)
@@ -141,3 +141,15 @@ def test_a_probe_that_reaches_the_server_but_fails_on_its_repository_frees_the_r
     p.failed(probe, 5.0, "no repository: gone", server=False)  # the server answered
     (other,) = {A, B} - {probe}
     assert p.due(5.0, {A, B}) == [other] and p.server_error(other) is None
+
+
+def test_only_ssh_remotes_get_a_folder_for_shared_connections(tmp_path):
+    config, state = tmp_path / "gitconfig", tmp_path / "state"
+    state.mkdir()
+    t = Transport.make(config, state, None, None, ["/srv/a.git", "git://h/b.git", "https://h/c.git"])
+    assert t.control_dir is None and "ControlPath" not in t.env["GIT_SSH_COMMAND"]
+    assert not control_path(state).exists()
+    t = Transport.make(config, state, None, None, ["/srv/a.git", "git@h:team/b.git"])
+    assert t.control_dir == control_path(state) and t.control_dir.is_dir()
+    t.close([])
+    assert not control_path(state).exists()  # gone with the daemon

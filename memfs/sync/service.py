@@ -200,7 +200,9 @@ class Sync:
         self.pace = Pace(cfg.sync, {scope: server_of(url) for scope, url in urls.items()})
         self.pushes = pushes
         state = history.data / "state"
-        self.transport = Transport.make(git_config(state), state, cfg.sync.ssh_key, cfg.sync.known_hosts)
+        self.transport = Transport.make(
+            git_config(state), state, cfg.sync.ssh_key, cfg.sync.known_hosts, list(urls.values())
+        )
         # rounds parse a remote's data: niced threads of their own (a slow fetch must not hold history's)
         self.background = NicedPool(2, "memfs-sync")
 

@@ -132,8 +132,11 @@ class Transport:
     control_dir: Path | None
 
     @classmethod
-    def make(cls, config: Path, state: Path, key: str | None, known_hosts: str | None) -> Transport:
-        control = _control_dir(state)
+    def make(
+        cls, config: Path, state: Path, key: str | None, known_hosts: str | None, urls: list[str]
+    ) -> Transport:
+        # a folder for shared connections only where some remote goes through ssh
+        control = _control_dir(state) if any(_ssh_target(u) is not None for u in urls) else None
         ssh = shlex.split(os.environ.get("GIT_SSH_COMMAND") or "ssh")
         ssh += ["-o", "BatchMode=yes"]  # never wait for a password
         if key is not None:
@@ -141,7 +144,7 @@ class Transport:
         if known_hosts is not None:
             ssh += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
         shared = ("ControlMaster=auto", f"ControlPath={control}/%C", f"ControlPersist={PERSIST}")
-        for opt in (*shared, "ConnectTimeout=10", "ServerAliveInterval=15"):
+        for opt in (*(shared if control else ()), "ConnectTimeout=10", "ServerAliveInterval=15"):
             ssh += ["-o", opt]
         env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_SYSTEM=str(config))
         env["GIT_SSH_COMMAND"] = shlex.join(ssh)
@@ -175,7 +178,8 @@ class Transport:
         return out[0] if out else None
 
     def close(self, urls: list[str]) -> None:
-        """End the shared connections (they would outlive the daemon by PERSIST)."""
+        """End the shared connections (they would outlive the daemon by PERSIST), then
+        their folder, once empty."""
         if self.control_dir is None:
             return
         ssh = shlex.split(self.env["GIT_SSH_COMMAND"])
@@ -183,13 +187,20 @@ class Transport:
             target = _ssh_target(url)
             if target is not None:
                 subprocess.run([*ssh, "-O", "exit", *target], capture_output=True, timeout=10, env=self.env)
+        try:
+            self.control_dir.rmdir()
+        except OSError:
+            pass  # a connection still closing: its socket goes with it, the folder stays
 
 
 def _ssh_target(url: str) -> list[str] | None:
-    if url.startswith("ssh://"):
+    """ssh's destination for a remote that goes through ssh (ssh://, scp-like), else None."""
+    if is_local(url):
+        return None
+    if "://" in url:
         u = urlsplit(url)
+        if "ssh" not in u.scheme:
+            return None  # git://, https://: no ssh
         port = ["-p", str(u.port)] if u.port else []
         return [*port, f"{u.username}@{u.hostname}" if u.username else (u.hostname or "")]
-    if "://" not in url:
-        return [url.split(":", 1)[0]]
-    return None
+    return [url.split(":", 1)[0]]  # scp-like: user@host:path
