@@ -154,7 +154,6 @@ class Fleet:
         folder, once per mount); without it such a scope shows what is known (0)."""
         snap = Snapshot(taken=time.time())
         known = self.quotas.known()
-        sync_state = {d["scope"]: d for d in self.sync.status(list(self.sync.state))} if self.sync else {}
         for scope in self._scopes():
             u = await self.quotas.usage(scope) if count else known.get(scope, Usage())
             cap = self.quotas.caps(scope)
@@ -172,7 +171,7 @@ class Fleet:
                     "last_ok": st.last_ok,
                     "failures": st.failures,
                     "commits_waiting": st.ahead,
-                    "error": (sync_state.get(str(scope)) or {}).get("error"),
+                    "error": self.sync.error_of(scope, st),
                 }
             snap.scopes.append(s)
         for uid, n in sorted(self.opens.by_uid().items()):  # several uids may act as one user

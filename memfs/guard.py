@@ -88,7 +88,7 @@ def guarded(fn):
             log.exception("%s %s: internal error, answered EIO", op, self.describe(op, args))
             raise FUSEError(errno.EIO) from None
         finally:
-            if stats is not None:  # metrics on: a bisect and three increments
+            if stats is not None:  # metrics on: a bisect and two increments
                 stats.record(op, time.perf_counter() - t0, code)
 
     return wrapper

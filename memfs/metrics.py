@@ -2,7 +2,7 @@
 /metrics on `metrics.listen` (HOST:PORT or a unix socket path; off by default).
 
 Per FUSE request the loop only adds to plain counters (RequestStats.record: a bisect and
-three increments); everything else is read at scrape time, in the server's thread, from
+two increments); everything else is read at scrape time, in the server's thread, from
 a fleet snapshot taken on the loop. No label carries a file name or a query: ops, errno
 names, scopes ("team:eng") and user names only."""
 
@@ -36,7 +36,6 @@ class RequestStats:
     """Requests, errors by errno and latency per FUSE op: plain ints, on the loop."""
 
     def __init__(self) -> None:
-        self.count: dict[str, int] = {}
         self.errors: dict[tuple[str, str], int] = {}
         self.buckets: dict[str, list[int]] = {}  # per op: counts per bucket (not cumulative), +Inf last
         self.seconds: dict[str, float] = {}
@@ -45,10 +44,8 @@ class RequestStats:
         b = self.buckets.get(op)
         if b is None:
             b = self.buckets[op] = [0] * (len(BUCKETS) + 1)
-            self.count[op] = 0
             self.seconds[op] = 0.0
-        b[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.count[op] += 1
+        b[bisect.bisect_left(BUCKETS, seconds)] += 1  # the op's count is the buckets' sum
         self.seconds[op] += seconds
         if code:
             key = (op, errno.errorcode.get(code, str(code)))
@@ -57,7 +54,7 @@ class RequestStats:
     def copy(self) -> RequestStats:
         """A consistent copy (made on the loop): the scrape thread reads this, not the live dicts."""
         c = RequestStats()
-        c.count, c.errors, c.seconds = dict(self.count), dict(self.errors), dict(self.seconds)
+        c.errors, c.seconds = dict(self.errors), dict(self.seconds)
         c.buckets = {op: list(b) for op, b in self.buckets.items()}
         return c
 
@@ -67,15 +64,14 @@ class _MemfsCollector(Collector):
         self._read = read
 
     def collect(self) -> Iterator:
+        up = GaugeMetricFamily("memfs_up", "1 if the daemon answered this scrape")
         try:
             stats, snap = self._read()
         except Exception as e:  # the loop is gone (unmounting) or too busy: say so, not a 500
             log.info("metrics: no snapshot: %s", e)
-            up = GaugeMetricFamily("memfs_up", "1 if the daemon answered this scrape")
             up.add_metric([], 0)
             yield up
             return
-        up = GaugeMetricFamily("memfs_up", "1 if the daemon answered this scrape")
         up.add_metric([], 1)
         yield up
         yield from _requests(stats)
@@ -88,8 +84,8 @@ def _requests(stats: RequestStats) -> Iterator:
         "memfs_request_errors", "FUSE requests answered with an error", labels=["op", "errno"]
     )
     lat = HistogramMetricFamily("memfs_request_seconds", "time to answer a FUSE request", labels=["op"])
-    for op in sorted(stats.count):
-        req.add_metric([op], stats.count[op])
+    for op in sorted(stats.buckets):
+        req.add_metric([op], sum(stats.buckets[op]))
         cumulative, acc = [], 0
         for bound, n in zip((*map(str, BUCKETS), "+Inf"), stats.buckets[op], strict=True):
             acc += n

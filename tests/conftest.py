@@ -70,15 +70,6 @@ def memfs_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "memfs", *args]
 
 
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie too: its mount's connection is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
 class Mount:
     """One memfs daemon on a mountpoint under a world-traversable temp dir."""
 
@@ -99,7 +90,7 @@ class Mount:
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
         """`memfs mount` as root; with check=False a refused mount is returned, not failed."""
-        if any(_gone(pid) for pid in self.daemons):
+        if any(daemon_gone(pid) for pid in self.daemons):
             # a daemon this test killed left its mount: the new one clears it, and says so
             self.expect_log("clearing a dead mount")
         res = subprocess.run(

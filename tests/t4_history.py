@@ -12,7 +12,7 @@ import time
 
 import pygit2
 import pytest
-from conftest import ALICE, BOB, CAROL, DAVE, memfs_cmd, wait_for
+from conftest import ALICE, BOB, CAROL, DAVE, daemon_gone, memfs_cmd, wait_for
 
 from memfs import layout
 from memfs.history.gitrepo import BLOB, Repo
@@ -195,7 +195,7 @@ def test_a_crash_mid_batch_loses_no_content(make_mount):
     m.sh(ALICE, "echo committed > a.md; ls .memfs/history/a.md >/dev/null")
     m.sh(ALICE, "echo pending > b.md; echo changed > a.md; echo 'team pending' > team/t.md")
     os.kill(m.pid(), signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{m.pid()}/status") or _zombie(m.pid()), "daemon gone")
+    wait_for(lambda: daemon_gone(m.pid()), "daemon gone")
     m.start()  # clears the dead mount
     assert [m.sh(ALICE, f"cat .memfs/history/a.md/{v}").stdout for v in versions(m, ALICE, "a.md")] == [
         "committed\n",
@@ -204,14 +204,6 @@ def test_a_crash_mid_batch_loses_no_content(make_mount):
     (b,) = versions(m, ALICE, "b.md")
     assert VERSION.match(b)["user"] == "memfs-reconcile"
     assert len(versions(m, BOB, "team/t.md")) == 1
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_changes_behind_memfs_back_are_committed_as_such(hm):

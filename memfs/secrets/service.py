@@ -243,11 +243,7 @@ class SecretGuard:
         """The first finding `after` holds that `before` did not (worker threads)."""
         if len(before) + len(after) > INLINE_SCAN:
             return self._proc.call(worker.judge, self._allow, before, after)
-        found = self._local().scan(after)
-        if not found:
-            return None  # the common case: one scan
-        new = guard.new_findings(self._local().scan(before) if before else [], found)
-        return new[0] if new else None
+        return worker.judge_with(self._local(), before, after)
 
     def _first(self, data: bytes, proc: NicedProcess | None = None) -> Finding | None:
         """The first finding in `data`: in `proc` if given, else here when it is small."""
@@ -255,8 +251,7 @@ class SecretGuard:
             proc = self._proc
         if proc is not None:
             return proc.call(worker.first, self._allow, data)
-        found = self._local().scan(data)
-        return found[0] if found else None
+        return worker.first_with(self._local(), data)
 
     def _judge_write(self, fd: int, off: int, buf: bytes, append: bool) -> _Verdict | None:
         size = os.fstat(fd).st_size

@@ -28,15 +28,24 @@ def _get(allow: tuple[str, ...]) -> Scanner:
 
 
 def judge(allow: tuple[str, ...], before: bytes, after: bytes) -> Finding | None:
-    """The first finding `after` holds that `before` did not (both scanned here, so their
-    fingerprints compare: they are keyed per process)."""
-    found = _get(allow).scan(after)
-    if not found:
-        return None
-    new = guard.new_findings(_get(allow).scan(before) if before else [], found)
-    return new[0] if new else None
+    return judge_with(_get(allow), before, after)
 
 
 def first(allow: tuple[str, ...], data: bytes) -> Finding | None:
-    found = _get(allow).scan(data)
+    return first_with(_get(allow), data)
+
+
+def judge_with(scanner: Scanner, before: bytes, after: bytes) -> Finding | None:
+    """The first finding `after` holds that `before` did not (both scanned by one scanner in
+    one process, so their fingerprints compare: they are keyed per process). `before` is
+    scanned only when `after` holds something: the common case is one scan."""
+    found = scanner.scan(after)
+    if not found:
+        return None
+    new = guard.new_findings(scanner.scan(before) if before else [], found)
+    return new[0] if new else None
+
+
+def first_with(scanner: Scanner, data: bytes) -> Finding | None:
+    found = scanner.scan(data)
     return found[0] if found else None

@@ -598,6 +598,10 @@ class Sync:
         store.rename(scope, tmp, scope, path)
 
     # -- what callers see -----------------------------------------------------------------
+    def error_of(self, scope: Scope, st: State) -> str | None:
+        """What broke the scope's last round, or its server's while that is down."""
+        return self.pace.server_error(scope) if st.last_error is None else st.last_error
+
     def status(self, scopes: list[Scope]) -> list[dict]:
         out = []
         for scope in scopes:
@@ -612,7 +616,7 @@ class Sync:
                     if st.last_ok
                     else None,
                     "commits_waiting": st.ahead,
-                    "error": self.pace.server_error(scope) if st.last_error is None else st.last_error,
+                    "error": self.error_of(scope, st),
                     "last_round": st.last_round,
                 }
             )
