@@ -63,20 +63,8 @@ def blob_id(data: bytes) -> bytes:
 Who = tuple[str, str, int]  # (name, email, unix time) of an author or committer
 
 
-def _who(who: Who) -> bytes:
-    name, email, when = who
-    return f"{name} <{email}> {when} +0000".encode()
-
-
 def _sig(who: Who) -> pygit2.Signature:
     return pygit2.Signature(who[0], who[1], who[2], 0)
-
-
-def _quoted(path: bytes) -> bytes:
-    """A path for fast-import, always C-quoted: any byte but NUL is a valid name byte,
-    and quoting with octal escapes carries every one of them."""
-    body = b"".join(bytes([c]) if 0x20 <= c < 0x7F and c not in b'"\\' else b"\\%03o" % c for c in path)
-    return b'"' + body + b'"'
 
 
 def _tree_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
@@ -284,6 +272,10 @@ class Repo:
     def fast_import(self) -> FastImport:
         return FastImport(self)
 
+    def forget_tip(self) -> None:
+        """Drop commits made with publish=False: the branch stays where it was."""
+        self._tip = None
+
     def publish(self) -> None:
         if self._tip is not None:
             self.r.references.create(BRANCH, self._tip, force=True)
@@ -339,21 +331,24 @@ class Repo:
 
 
 class FastImport:
-    """Blobs, then commits that name them, on top of the branch, streamed through `git
-    fast-import` into one pack. Writing them one by one made 2-3 new loose-object files
-    per version (creating a file took 0.3-0.7 ms on a busy ext4, measured): most of the
-    committer's time, and 100k files at once took minutes. Without the git CLI, one by
-    one through libgit2. The branch moves at close(), if nothing failed."""
+    """Blobs streamed through `git fast-import` into one pack, then commits that name them
+    on top of the branch. Writing blobs one by one made 2-3 new loose-object files per
+    version (creating a file took 0.3-0.7 ms on a busy ext4, measured): most of the
+    committer's time, and 100k files at once took minutes. Trees and commits are not left
+    to fast-import: it finds a path's entry by a linear scan of its folder, so a batch in a
+    folder of n files cost O(n) per change (100k files created, then removed, in one folder:
+    15 minutes of fast-import at nice 10 behind a loaded machine's unmount, measured).
+    Repo.commit rebuilds each touched folder once per commit from a dict. Without the git
+    CLI, blobs go one by one through libgit2. The branch moves at close(), if nothing failed,
+    once the pack holding the blobs is complete."""
 
     def __init__(self, repo: Repo):
         self.repo = repo
         self.made = 0
-        self._marks = 0
-        self._parent = repo.head()
         git = shutil.which("git")
         self._proc = None
         if git is not None:
-            cmd = [git, "--git-dir", str(repo.path), "fast-import", "--quiet", "--date-format=raw", "--done"]
+            cmd = [git, "--git-dir", str(repo.path), "fast-import", "--quiet", "--done"]
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
@@ -364,59 +359,39 @@ class FastImport:
     def __exit__(self, kind, value, tb) -> None:
         if kind is None:
             self.close()
-        elif self._proc is not None:  # no `done`: fast-import updates no ref
+            return
+        self.repo.forget_tip()  # commits naming blobs that may never be stored
+        if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
 
-    def _write(self, *chunks: bytes) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        for c in chunks:
-            self._proc.stdin.write(c)
-
     def blob(self, data: bytes, oid: bytes) -> bytes:
-        """Store a blob; what commit() takes to name it."""
-        if self._proc is None:
-            return self.repo.blob(data, oid)
-        self._marks += 1
-        self._write(b"blob\nmark :%d\ndata %d\n" % (self._marks, len(data)), data, b"\n")
-        return b":%d" % self._marks
+        """Store a blob; its raw id, what commit() takes to name it."""
+        if self._proc is None or len(data) >= LARGE:
+            return self.repo.blob(data, oid)  # a large one is compressed here, GIL released
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(b"blob\ndata %d\n" % len(data))
+        self._proc.stdin.write(data)
+        self._proc.stdin.write(b"\n")
+        return oid
 
     def commit(
         self, changes: dict[bytes, tuple[int, bytes] | None], author: Who, committer: Who, message: str
     ) -> None:
         """One commit: {path: (mode, what blob() returned)} to store, None to remove."""
-        self.made += 1
-        if self._proc is None:
-            self.repo.commit(changes, _sig(author), _sig(committer), message, publish=False)
-            return
-        msg = message.encode()
-        head = b"commit %s\nauthor %s\ncommitter %s\ndata %d\n%s\n"
-        self._write(head % (BRANCH.encode(), _who(author), _who(committer), len(msg), msg))
-        if self.made == 1 and self._parent is not None:
-            self._write(b"from %s\n" % str(self._parent).encode())
-        for path, change in changes.items():
-            if change is None:
-                self._write(b"D %s\n" % _quoted(path))
-            else:
-                self._write(b"M %o %s %s\n" % (change[0], change[1], _quoted(path)))
+        if self.repo.commit(changes, _sig(author), _sig(committer), message, publish=False) is not None:
+            self.made += 1
 
     def close(self) -> None:
-        if self._proc is None:
-            self.repo.publish()
-            return
-        assert self._proc.stdin is not None and self._proc.stderr is not None
-        try:
-            self._write(b"done\n")
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        err = self._proc.stderr.read()
-        if self._proc.wait() != 0:
-            raise OSError(f"git fast-import failed: {err.decode(errors='replace').strip()[-500:]}")
-        if self.made:  # the branch as fast-import left it, read from the file it wrote:
-            # libgit2 keeps a ref it read earlier while the file's stamp looks unchanged
+        if self._proc is not None:
+            assert self._proc.stdin is not None and self._proc.stderr is not None
             try:
-                tip = (self.repo.path / BRANCH).read_text().strip()
-                self.repo.r.references.create(BRANCH, pygit2.Oid(hex=tip), force=True)
-            except (OSError, ValueError):
+                self._proc.stdin.write(b"done\n")
+                self._proc.stdin.close()
+            except BrokenPipeError:
                 pass
+            err = self._proc.stderr.read()
+            if self._proc.wait() != 0:
+                self.repo.forget_tip()
+                raise OSError(f"git fast-import failed: {err.decode(errors='replace').strip()[-500:]}")
+        self.repo.publish()
