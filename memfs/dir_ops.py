@@ -45,7 +45,8 @@ class DirOps(FsBase):
         await self.quotas.need(scope, files=1)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         self.quotas.add(scope, files=1)
-        self.store.record_owner(scope, path, user_of(p))
+        if scope.kind is Kind.TEAM:  # a private scope's files are its user's
+            self.store.record_owner(scope, path, user_of(p))
         return self.entry(scope, path, entry_timeout(parent_inode))
 
     @guarded
@@ -58,8 +59,8 @@ class DirOps(FsBase):
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
         await self._settle(scope)  # the last await: a sync cannot start before the change
-        fd = self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode))
-        owners.record_fd(fd, user_of(p))
+        fd, _ = self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode))
+        owners.record_creator(fd, scope, user_of(p))
         os.close(fd)
         self.quotas.add(scope, files=1)
         attrs = self.entry(scope, path, entry_timeout(parent_inode))

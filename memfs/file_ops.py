@@ -129,12 +129,13 @@ class FileOps(FsBase):
         await self._settle(scope)
         self.opens.take(ctx.uid)
         try:
-            fd = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
+            fd, made = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
         except BaseException:
             self.opens.give(ctx.uid)
             raise
-        self.quotas.add(scope, files=1)
-        owners.record_fd(fd, policy.user_of(p))
+        if made:
+            self.quotas.add(scope, files=1)
+            owners.record_creator(fd, scope, policy.user_of(p))
         st = os.fstat(fd)
         node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
         self.inodes.remember(node)

@@ -221,11 +221,23 @@ class Store:
         finally:
             self._let_go(entry)
 
-    def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> int:
-        flags = (flags & ~_NOT_PASSED) | os.O_CREAT | _NOFOLLOW
+    def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> tuple[int, bool]:
+        """(fd, whether this call made the file). The kernel sends create once a lookup
+        found no such name, but another caller may make it in between: without O_EXCL that
+        opens the file as open(2) would, and it is not a new file (no quota, no creator)."""
+        flags = (flags & ~_NOT_PASSED) | _NOFOLLOW
         entry = self._hold(scope)
         try:
-            return open_beneath(entry[0], rel, flags, mode)
+            while True:
+                try:
+                    return open_beneath(entry[0], rel, flags | os.O_CREAT | os.O_EXCL, mode), True
+                except FileExistsError:
+                    if flags & os.O_EXCL:
+                        raise
+                try:
+                    return open_beneath(entry[0], rel, flags & ~os.O_CREAT), False
+                except FileNotFoundError:
+                    continue  # removed again in between: create it after all
         finally:
             self._let_go(entry)
 

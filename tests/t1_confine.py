@@ -49,7 +49,7 @@ def test_no_store_call_leaves_the_scope(store, tmp_path, rel, other):
     (store.data / "private" / "mallory" / "a").mkdir(exist_ok=True)
     before = _everything(str(tmp_path))
     calls = [
-        lambda: os.close(store.create(scope, rel, os.O_WRONLY, 0o600)),
+        lambda: os.close(store.create(scope, rel, os.O_WRONLY, 0o600)[0]),
         lambda: store.mkdir(scope, rel, 0o700),
         lambda: store.rename(scope, b"a", scope, rel),
         lambda: store.rename(scope, rel, scope, other),
@@ -90,7 +90,7 @@ def test_a_symlink_left_inside_the_scope_is_not_followed(store, tmp_path):
     os.symlink("..", store.data / "private" / "alice" / "up")
     for rel in (b"link/x.md", b"up/bob/x.md", b"link/deeper/x.md"):
         with pytest.raises(OSError) as e:
-            os.close(store.create(scope, rel, os.O_WRONLY, 0o600))
+            os.close(store.create(scope, rel, os.O_WRONLY, 0o600)[0])
         assert e.value.errno in (errno.ELOOP, errno.EXDEV, errno.ENOENT, errno.ENOTDIR), rel
     assert list(outside.iterdir()) == []
 
@@ -101,7 +101,7 @@ def test_long_paths_still_work_through_the_gate(store):
     for i in range(30):  # 30 x 200 bytes: longer than PATH_MAX from the scope's root
         rel = (rel + b"/" if rel else b"") + (b"%03d" % i) * 66
         store.mkdir(scope, rel, 0o700)
-    os.close(store.create(scope, rel + b"/f.md", os.O_WRONLY, 0o600))
+    os.close(store.create(scope, rel + b"/f.md", os.O_WRONLY, 0o600)[0])
     assert store.lstat(scope, rel + b"/f.md").st_size == 0
 
 

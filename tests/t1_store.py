@@ -22,7 +22,7 @@ def test_scope_fds_are_bounded_and_never_closed_in_use(tmp_path, monkeypatch):
     with st.at(first) as held:
         for i in range(1, 50):
             scope = Scope(Kind.PRIVATE, f"u{i}")
-            os.close(st.create(scope, b"f.md", os.O_WRONLY, 0o600))
+            os.close(st.create(scope, b"f.md", os.O_WRONLY, 0o600)[0])
             assert st.lstat(scope, b"f.md").st_size == 0
         assert open_fds() - before <= 9  # 8 idle ones and the one in use
         os.stat(".", dir_fd=held)  # still the folder it was: not closed under us

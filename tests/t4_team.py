@@ -56,6 +56,26 @@ def test_team_files_show_truthful_owner_and_mode(tm):
     assert tm.sh(BOB, "test -w team/t.md && test -r team/t.md && echo yes").stdout == "yes\n"
 
 
+def test_new_team_files_have_equal_times(tm):
+    """Recording a team file's creator (an xattr) moves its ctime: a new file still shows
+    atime = mtime = ctime, as a native create does (t5_conformance's create_times, in team/)."""
+    out = tm.py(
+        ALICE,
+        """
+        import os
+        odd = []
+        for i in range(200):
+            fd = os.open(f"team/n{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            st = os.stat(f"team/n{i}")
+            if not st.st_atime_ns == st.st_mtime_ns == st.st_ctime_ns:
+                odd.append(i)
+        print(odd)
+        """,
+    )
+    assert out.stdout == "[]\n"
+
+
 def test_team_files_owned_by_their_creator(tm):
     """Issue 26: a team file or folder shows who made it as owner, as on a shared setgid
     disk, so git, cp -a, rsync -a and sed -i work in team/ for its maker; the same owner

@@ -587,7 +587,7 @@ class Sync:
             if owner is not None:  # a folder an arrival needed: its first file's maker's
                 store.record_owner(scope, b"/".join(parts[:i]), owner)
         tmp = (folder + b"/" if folder else b"") + b".memfs-sync-" + str(oid)[:12].encode()
-        fd = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
+        fd, _ = store.create(scope, tmp, os.O_WRONLY | os.O_TRUNC, mode)
         try:
             if owner is not None:
                 owners.record_fd(fd, owner)
