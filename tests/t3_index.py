@@ -254,3 +254,52 @@ async def test_a_flush_cancelled_before_its_thread_starts_loses_nothing(index, m
     monkeypatch.setattr(index.committer, "_take", real_take)
     hits, total = await index.search([ALICE], "caracal")
     assert total == 1
+
+
+async def test_the_kept_entry_list_follows_every_change(index):
+    """Searcher.entries keeps a scope's list until its index changes: a write, an edit
+    and a removal after a listing each show in the next one."""
+    await index.reconcile()
+
+    async def listed() -> dict[str, str]:
+        return {h.relpath: h.name for h in await index.entries([ALICE])}
+
+    write(index, b"a.md", "---\nname: one\n---\nbody")
+    index.touch(ALICE, b"a.md")
+    await index.flush()
+    assert await listed() == {"a.md": "one"}
+    assert await listed() == {"a.md": "one"}  # the kept list
+    write(index, b"a.md", "---\nname: two\n---\nbody")
+    index.touch(ALICE, b"a.md")
+    write(index, b"b.md", "---\nname: bee\n---\nbody")
+    index.touch(ALICE, b"b.md")
+    await index.flush()
+    assert await listed() == {"a.md": "two", "b.md": "bee"}
+    os.unlink(backing(index, ALICE, b"a.md"))
+    index.touch(ALICE, b"a.md")
+    await index.flush()
+    assert await listed() == {"b.md": "bee"}
+
+
+async def test_a_search_does_not_wait_for_vectors_being_made(index):
+    """The backfill holds a scope's lock while it embeds a slice of what is indexed: a
+    keyword search of that scope has nothing to wait for and answers at once."""
+    await index.reconcile()
+    write(index, b"a.md", "quokka notes")
+    index.touch(ALICE, b"a.md")
+    await index.flush()
+    held, done = trio.Event(), trio.Event()
+
+    async def backfill():
+        async with index.committer.lock(ALICE):  # as run_backfill holds it
+            held.set()
+            await done.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(backfill)
+        await held.wait()
+        with trio.fail_after(5):
+            await index.flush(scopes=[ALICE])  # what a search does first (Control._flush)
+            hits, total = await index.search([ALICE], "quokka")
+        done.set()
+    assert total == 1 and hits[0].relpath == "a.md"

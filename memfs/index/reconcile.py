@@ -90,7 +90,7 @@ class Reconciler:
     async def reconcile_stale(self) -> None:
         """Scopes whose changes were given up on: scan them again (raises IndexUnavailable)."""
         for scope in sorted(self.committer.stale, key=str):
-            async with self.committer.lock(scope):
+            async with self.committer.applying(scope):
                 try:
                     counts = await trio.to_thread.run_sync(
                         self._reconcile, [scope], limiter=self.committer.limiter

@@ -41,6 +41,12 @@ class Shard:
         self.writer: tantivy.IndexWriter | None = None
         self.busy = 0  # threads applying changes with the writer now: it is not evicted
         self.deletes = 0  # delete operations given to the current writer
+        self.generation = 0  # bumped at every reload: what a reader cached of it is stale
+        self.listing: tuple[int, tuple] | None = None  # (generation, its entries): Searcher.entries
+
+    def reload(self) -> None:
+        self.index.reload()
+        self.generation += 1
 
 
 class Shards:

@@ -117,7 +117,7 @@ class Writer:
         rows.put_vectors(vecs)
         # The index first, then the manifest: a crash in between only re-indexes too much.
         w.commit()
-        shard.index.reload()
+        shard.reload()
         self._failures.pop(scope, None)
         self.manifest.commit(rows)
         if self.vectors is not None:

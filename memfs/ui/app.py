@@ -3,6 +3,7 @@ on one loopback socket; the URL with the run's token goes to stdout, once."""
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import socket
 import sys
@@ -26,6 +27,9 @@ class ListenError(ValueError):
     """--listen names no address this page may serve on; the message says why."""
 
 
+READY_WAIT = 60.0  # seconds `memfs ui` waits for its first overview before printing the URL
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """HOST:PORT (or [v6]:PORT) on a loopback address only: the page is one person's."""
     host, sep, port = text.rpartition(":")
@@ -42,12 +46,19 @@ def parse_listen(text: str) -> tuple[str, int]:
     return ("127.0.0.1" if host == "localhost" else host), number
 
 
-def build(mount: Path, run: Secrets, user: str) -> Guard:
+def build(mount: Path, run: Secrets, user: str, ready: float = 0.0) -> Guard:
+    """The app. ready: seconds to wait for the first overview (the URL is printed after:
+    the first visit then answers from it, not after the daemon's ~1 s at 10k entries)."""
     memory = Memory(mount)
     memory.overviews.start()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)  # compiled now, not on a page's first visit
+    # anyio imports its event loop backend at the first run_in_threadpool: ~60 ms of the
+    # first visit's answer, paid here instead
+    importlib.import_module("anyio._backends._asyncio")
     pages = Pages(memory, run, Jinja2Templates(env=env), user)
     routes = [
         Route("/", pages.overview),
@@ -63,6 +74,7 @@ def build(mount: Path, run: Secrets, user: str) -> Guard:
         Route("/resolve", pages.resolve, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    memory.overviews.wait(ready)
     return Guard(Starlette(routes=routes), run)
 
 
@@ -81,9 +93,10 @@ def serve(mount: Path, listen: str) -> None:
     port = sock.getsockname()[1]
     run = Secrets(port, hosts_for(host, port))
     shown_host = f"[{host}]" if ":" in host else host
+    app = build(mount, run, user, ready=READY_WAIT)
     print(f"http://{shown_host}:{port}/?token={run.token}", flush=True)
     config = uvicorn.Config(
-        build(mount, run, user),
+        app,
         log_level="warning",
         access_log=False,
         server_header=False,

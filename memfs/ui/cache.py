@@ -7,6 +7,7 @@ a change made from this page drops it, so its author never sees the page from be
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,13 @@ class Snapshot(Generic[T]):
         """Build one in the background now (at start: the first visit finds it ready)."""
         with self._lock:
             self._start(self._generation)
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the build start() began (a failed one included)."""
+        running = self._running
+        if running is not None:
+            with contextlib.suppress(Exception):
+                running.exception(timeout=timeout)
 
     def drop(self) -> None:
         with self._lock:

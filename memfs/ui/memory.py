@@ -87,7 +87,8 @@ class Memory:
         memos = [self._memo(INDEX_NAME)]
         if who.get("team"):
             memos.append(self._memo(f"team/{INDEX_NAME}"))
-        view = Overview(who, listing.get("groups", []), listing["entries"], client.status(self.mount), memos)
+        newest = sorted(listing["entries"], key=lambda e: -int(e.get("mtime_ns") or 0))  # once, not per visit
+        view = Overview(who, listing.get("groups", []), newest, client.status(self.mount), memos)
         for e in view.entries:
             view.by_type[(e.get("group", ""), e.get("type") or "(no type)")] += 1
             view.by_folder[folder_of(e["path"])] += 1

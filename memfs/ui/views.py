@@ -108,13 +108,12 @@ class Pages:
             o, taken = await run_in_threadpool(self.memory.overview)
             want_type = request.query_params.get("type")
             want_folder = request.query_params.get("folder")
-            picked = [
+            picked = [  # newest first, as the overview keeps them
                 e
                 for e in o.entries
                 if (want_type is None or (e.get("type") or "(no type)") == want_type)
                 and (want_folder is None or folder_of(e["path"]) == want_folder)
             ]
-            picked.sort(key=lambda e: -int(e.get("mtime_ns") or 0))
             page_no = request.query_params.get("page", "0")
             page = int(page_no) if page_no.isdigit() else 0
             memos = await run_in_threadpool(_render_memos, o.memos)
