@@ -68,6 +68,13 @@ def _lower_priority_of(pid: int) -> None:
         pass
 
 
+def _set_policy(pid: int, policy: int) -> None:
+    try:
+        os.sched_setscheduler(pid, policy, os.sched_param(0))
+    except OSError:  # a kernel or sandbox without it: the worker stays niced
+        pass
+
+
 def allow_priority_back() -> None:
     """While still root: let the daemon give its niced workers normal priority back at
     unmount (RLIMIT_NICE 20 allows nice 0 at best; an unprivileged daemon cannot
@@ -117,8 +124,13 @@ class NicedProcess:
 
     RECYCLE = 2000
 
-    def __init__(self, initializer: Callable[..., None], args: tuple, name: str, workers: int = 1):
+    def __init__(
+        self, initializer: Callable[..., None], args: tuple, name: str, workers: int = 1, idle: bool = False
+    ):
+        """idle: its workers run only when a core is otherwise idle (SCHED_IDLE), for work
+        nobody waits for; a niced worker still took CPU from callers on a busy machine."""
         self._initializer, self._args, self.name, self._workers = initializer, args, name, workers
+        self._idle = idle
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ctx = multiprocessing.get_context("spawn")
         self._logs: multiprocessing.Queue[logging.LogRecord] | None = None
@@ -157,6 +169,8 @@ class NicedProcess:
                 if pid not in self._niced:
                     self._niced.add(pid)
                     _lower_priority_of(pid)
+                    if self._idle:
+                        _set_policy(pid, os.SCHED_IDLE)
             return fut
 
     async def run(self, fn: Callable[..., T], *args) -> T:
@@ -183,6 +197,8 @@ class NicedProcess:
         at normal priority (niced under a loaded machine, the commit after an rm -r of
         100k files took minutes and outlasted `memfs umount`'s wait)."""
         for pid in list(getattr(self._pool, "_processes", None) or ()):
+            if self._idle:
+                _set_policy(pid, os.SCHED_OTHER)
             try:
                 os.setpriority(os.PRIO_PROCESS, pid, 0)
             except OSError:
