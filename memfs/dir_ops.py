@@ -45,8 +45,7 @@ class DirOps(FsBase):
         await self.quotas.need(scope, files=1)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         self.quotas.add(scope, files=1)
-        if scope.kind is Kind.TEAM:  # a private scope's files are its user's
-            self.store.record_owner(scope, path, user_of(p))
+        self.store.record_owner(scope, path, user_of(p))  # kept if the folder moves into team/
         return self.entry(scope, path, entry_timeout(parent_inode))
 
     @guarded
@@ -60,7 +59,7 @@ class DirOps(FsBase):
         await self.quotas.need(scope, files=1)
         await self._settle(scope)  # the last await: a sync cannot start before the change
         fd, _ = self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode))
-        owners.record_creator(fd, scope, user_of(p))
+        owners.record_creator(fd, user_of(p))
         os.close(fd)
         self.quotas.add(scope, files=1)
         attrs = self.entry(scope, path, entry_timeout(parent_inode))

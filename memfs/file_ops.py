@@ -135,7 +135,7 @@ class FileOps(FsBase):
             raise
         if made:
             self.quotas.add(scope, files=1)
-            owners.record_creator(fd, scope, policy.user_of(p))
+            owners.record_creator(fd, policy.user_of(p))
         st = os.fstat(fd)
         node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
         self.inodes.remember(node)

@@ -14,8 +14,6 @@ import errno
 import logging
 import os
 
-from .policy import Kind, Scope
-
 log = logging.getLogger(__name__)
 
 ATTR = b"user.memfs.owner"
@@ -62,13 +60,12 @@ def unreadable(e: OSError) -> None:
         _unsupported(e)
 
 
-def record_creator(fd: int, scope: Scope, user: str) -> None:
-    """Record the creator of a new file in a team scope (a private scope's files are its
-    user's: nothing to record). Setting the attribute moves the file's ctime; its times are
-    set to now, together, so a new file shows atime = mtime = ctime as on a native disk."""
-    if scope.kind is Kind.TEAM:
-        record_fd(fd, user)
-        os.utime(fd)
+def record_creator(fd: int, user: str) -> None:
+    """Record the creator of a new file, in any scope: a private folder moved into team/
+    brings its files' creators along. Setting the attribute moves the file's ctime, so its
+    times are then set to now together: a new file shows atime = mtime = ctime, as natively."""
+    record_fd(fd, user)
+    os.utime(fd)
 
 
 def record_fd(fd: int, user: str) -> None:

@@ -155,3 +155,32 @@ def test_prune_keeps_what_the_base_holds(repo, tmp_path):
         assert len(repo.commits_since(None)) == 2
         assert cat.catch_up(repo) == 0  # the rewritten branch is what it recorded
         assert cat.version_bytes() == cat.stats()[1] == 4
+
+
+def test_the_journal_recovers_only_what_stays_in_its_scope_and_spool(tmp_path):
+    """A journal line is checked as if anyone wrote it: a path out of its scope, a spool
+    name out of the spool, a line cut short by a kill and a version whose spool file went
+    with its committed batch are all skipped; the rest comes back in order."""
+    from memfs.history import journal
+    from memfs.history.committer import Kept
+
+    spool = tmp_path / "kept"
+    spool.mkdir()
+    (spool / "1.1-1").write_bytes(b"abcdef")
+    (tmp_path / "outside").write_bytes(b"secret")
+    j = journal.Journal(spool, "1.1")
+    alice = Scope(Kind.PRIVATE, "alice")
+    ok = [Kept("alice", b"n/a.md", BLOB, str(spool / "1.1-1"), 0, 3, 1.0)]
+    ok.append(Kept("alice", b"n/a.md", BLOB, str(spool / "1.1-1"), 3, 3, 2.0))
+    for k in ok:
+        j.record(alice, k)
+    j.record(alice, Kept("alice", b"../../etc/x", BLOB, str(spool / "1.1-1"), 0, 3, 3.0))
+    j.record(alice, Kept("alice", b"b.md", BLOB, str(spool / "1.1-9"), 0, 3, 4.0))  # committed
+    with open(j.path, "ab") as f:
+        f.write(b'["private:alice", "alice", "622e6d64", 33188, "../outside", 0, 6, 5.0]\n')
+        f.write(b'["private:alice", "alice", "622e6d64", 33188, "1.1-1", 0')  # cut short
+    assert journal.recover(spool) == {alice: ok}
+    j.settle([])
+    assert journal.recover(spool) == {} and j.path.stat().st_size == 0
+    journal.clear(spool, keep="2.2")
+    assert list(spool.iterdir()) == []

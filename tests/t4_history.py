@@ -206,6 +206,31 @@ def test_a_crash_mid_batch_loses_no_content(make_mount):
     assert len(versions(m, BOB, "team/t.md")) == 1
 
 
+def test_versions_kept_in_a_pending_batch_survive_sigkill(make_mount):
+    """Content destroyed while its batch waits is kept in the spool, and recorded in the
+    daemon's journal: a daemon killed before the batch commits loses none of it."""
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\n")
+    m.sh(ALICE, "echo v1 > x.md; echo gone > y.md; head -c 300000 /dev/zero | tr '\\0' b > big.md")
+    m.sh(ALICE, "ls .memfs/history/x.md .memfs/history/y.md .memfs/history/big.md >/dev/null")
+    m.sh(ALICE, "echo v2 > x.md; echo v3 > x.md; echo v4 > x.md; rm y.md; echo small > big.md")
+    m.sh(BOB, "echo t1 > team/t.md; echo t2 > team/t.md")
+    os.kill(m.pid(), signal.SIGKILL)
+    wait_for(lambda: daemon_gone(m.pid()), "daemon gone")
+    m.start()
+    xs = versions(m, ALICE, "x.md")
+    shown = [m.sh(ALICE, f"cat .memfs/history/x.md/{v}").stdout for v in xs]
+    assert shown == ["v1\n", "v2\n", "v3\n", "v4\n"]
+    assert [VERSION.match(v)["user"] for v in xs] == ["alice", "alice", "alice", "memfs-reconcile"]
+    assert m.sh(ALICE, "cat .memfs/history/y.md/*").stdout == "gone\n"  # removed, still undeletable
+    bigs = versions(m, ALICE, "big.md")
+    assert len(bigs) == 2
+    assert m.sh(ALICE, f"wc -c < .memfs/history/big.md/{bigs[0]}").stdout.strip() == "300000"
+    ts = versions(m, BOB, "team/t.md")
+    assert [m.sh(BOB, f"cat .memfs/history/team/t.md/{v}").stdout for v in ts] == ["t1\n", "t2\n"]
+    m.stop()
+    assert sorted(p.name for p in (m.data / "state" / "kept").iterdir()) == []  # nothing left behind
+
+
 def test_changes_behind_memfs_back_are_committed_as_such(hm):
     hm.stop()
     hm.backing("alice").mkdir(parents=True, exist_ok=True)

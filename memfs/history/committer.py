@@ -419,15 +419,6 @@ def spool_file(path: Path, fd: int, size: int) -> int:
         os.close(out)
 
 
-def clear_spool(spool: Path) -> None:
-    """At mount: versions a killed daemon kept but never committed are gone with their batch
-    (their files' current content is committed by reconcile); make the folder if missing."""
-    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for f in spool.iterdir():
-        with contextlib.suppress(OSError):
-            f.unlink()
-
-
 def _under_any(path: bytes, folders: list[bytes]) -> bool:
     return any(f == b"" or path == f or path.startswith(f + b"/") for f in folders)
 

@@ -30,7 +30,7 @@ from ..config import HistoryConf, Limits
 from ..names import quote_path
 from ..policy import Scope
 from ..store import Store
-from . import committer
+from . import committer, journal
 from .committer import (
     MAX_VERSION_BYTES,
     RECONCILE_AUTHOR,
@@ -38,7 +38,6 @@ from .committer import (
     Event,
     Kept,
     PurgeRefused,
-    clear_spool,
     open_file,
     read_file,
     spool_copy,
@@ -94,11 +93,17 @@ class History:
         self._kept_bytes: dict[Scope, int] = {}
         self._last_kept: dict[Scope, dict[bytes, tuple]] = {}  # each path's last kept (size, mtime, ...)
         self.spool = layout.spool_dir(data)  # kept versions' bytes until their batch commits
-        self._spool_prefix = f"{self.spool}/{os.getpid()}-"
+        self.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # this daemon's spool names: the pid may be a dead daemon's (a container's pid 1)
+        self._stem = f"{os.getpid()}.{time.time_ns()}"
+        self._spool_prefix = f"{self.spool}/{self._stem}-"
+        # versions a daemon killed before its batch kept: committed by ready(), first
+        self._recovered = journal.recover(self.spool)
+        self.journal = journal.Journal(self.spool, self._stem)
+        self._kept_flying: dict[Scope, list[Kept]] = {}  # taken by a batch, not yet committed
         self._spooled = 0
         self._drain_events: dict[Scope, trio.Event] = {}  # set as a chunk of kept versions commits
         self._segments: dict[Scope, list] = {}  # scope -> [fd, path, offset]: see _segment
-        clear_spool(self.spool)
         self._reader = trio.CapacityLimiter(2)  # threads reading big files to keep
         self._hurry = trio.Event()  # kept versions past KEEP_HURRY: commit now, not at the batch
         self._locks: dict[Scope, trio.Lock] = {}
@@ -277,6 +282,7 @@ class History:
         mode = EXEC if st.st_mode & 0o100 else BLOB
         k = Kept(user, path, mode, spool, offset, n, time.time())
         self._kept.setdefault(scope, []).append(k)
+        self.journal.record(scope, k)
         total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + k.cost
         if total > KEEP_HURRY:
             self._hurry.set()
@@ -321,6 +327,7 @@ class History:
             self._hurry = trio.Event()
             t0 = trio.current_time()
             await self.flush()
+            self._settle_journal()
             took = trio.current_time() - t0
             # A round's cost grows with the files it records and the trees it rewrites (a
             # storm into a folder of 100k files): pausing 3x as long as the last round took
@@ -344,6 +351,13 @@ class History:
             for scope in wanted:
                 n.start_soon(self._flush_scope, scope)
 
+    def _settle_journal(self) -> None:
+        waiting = [(s, k) for q in (self._kept, self._kept_flying) for s, ks in q.items() for k in ks]
+        try:
+            self.journal.settle(waiting)
+        except OSError as e:
+            log.warning("cannot rewrite %s: %s", self.journal.path, e)
+
     async def _flush_scope(self, scope: Scope) -> None:
         async with self.locked(scope):
             await self._flush_locked(scope)
@@ -361,6 +375,8 @@ class History:
         if not events and not rescan and not kept:
             return
         self._inflight[scope] = (paths, moved_by is not None or rescan)
+        if kept:
+            self._kept_flying[scope] = kept
         taken = self._since.pop(scope, None)
         if taken is not None:
             self._flying_since[scope] = taken
@@ -368,6 +384,7 @@ class History:
             await self._commit_batch(scope, events, kept, rescan)
         finally:
             self._inflight.pop(scope, None)
+            self._kept_flying.pop(scope, None)
             self._flying_since.pop(scope, None)
             if taken is not None and self._failures.get(scope):  # back in the queue: as old as it was
                 self._since[scope] = min(taken, self._since.get(scope, taken))
@@ -493,6 +510,8 @@ class History:
         async with trio.open_nursery() as n:
             for scope in scopes:
                 n.start_soon(one, scope)
+        self._recovered.clear()  # of scopes that are gone
+        journal.clear(self.spool, keep=self._stem)  # what daemons before this one left
         self.reconciled.set()
         log.info("reconciled %d scopes in %.2f s", len(scopes), trio.current_time() - t0)
 
@@ -505,6 +524,12 @@ class History:
             if scope not in self._unreconciled:
                 return
             skip = {e.path for e in self._pending.get(scope, [])}
+            if kept := self._recovered.pop(scope, None):
+                try:  # before the files as they are now: they are older
+                    await self.background.run(committer.call, "commit_kept", scope, kept, [])
+                    log.info("%s: %d versions a stopped daemon kept, committed", scope, len(kept))
+                except Exception:
+                    log.exception("%s: versions a stopped daemon kept could not be committed", scope)
             try:
                 if await self.background.run(committer.call, "reconcile", scope, skip):
                     self._over.add(scope)
@@ -557,6 +582,8 @@ class History:
         """Unmounted: commit everything still pending, at normal priority."""
         self.background.hurry()
         await self.flush()
+        if not self._kept and not self._kept_flying:
+            self.journal.close()
 
 
 def _versionable(st: os.stat_result) -> bool:
