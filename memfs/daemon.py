@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
@@ -30,11 +31,13 @@ from .history.view import HistoryView
 from .identity import Identities
 from .index import Index, IndexBusy, IndexUnavailable, embed
 from .index.standby import Standby
-from .metrics import SCRAPE_TIMEOUT, Exporter, RequestStats
 from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
 from .store import Store
 from .sync import Pushes, Sync, remotes
+
+if TYPE_CHECKING:  # imported when metrics.listen is set: prometheus_client and wsgiref are ~0.03 CPU-s
+    from .metrics import Exporter
 
 log = logging.getLogger("memfs")
 
@@ -121,6 +124,8 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
 
 def _exporter(listen: str, fleet: Fleet, stack) -> Exporter:
     """/metrics: requests counted from now on; each scrape reads a snapshot the loop takes."""
+    from .metrics import SCRAPE_TIMEOUT, Exporter, RequestStats
+
     stats = RequestStats()
     token = trio.lowlevel.current_trio_token()
 

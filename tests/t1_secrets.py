@@ -10,13 +10,15 @@ import string
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from memfs.config import ConfigError, parse
 from memfs.policy import Kind, Scope
-from memfs.secrets import Scanner, guard
+from memfs.secrets import Scanner, guard, rules
 from memfs.secrets.rules import go_to_python
 from memfs.secrets.scanner import MAX_FINDINGS
 
@@ -345,3 +347,28 @@ def test_detect_secrets_is_imported_only_for_a_line_that_needs_it() -> None:
     )
     lines = out.stdout.splitlines()
     assert lines[0] == "[] False" and "AzureStorageKeyDetector" in lines[1]
+
+
+def test_rules_compile_on_the_first_scan_once_even_from_many_threads(monkeypatch) -> None:
+    """Compiling the ~370 regexes (~0.1 CPU-s) was every mount's start; now it is the first
+    scan's, and threads scanning at once share one compile."""
+    loads = []
+
+    def slow_load():
+        loads.append(1)
+        time.sleep(0.05)  # a wide window for a second thread to compile too
+        return rules.load()
+
+    monkeypatch.setattr("memfs.secrets.scanner.load", slow_load)
+    s = Scanner(plugins=())
+    assert loads == []
+    found: list[list[str]] = []
+    threads = [
+        threading.Thread(target=lambda: found.append([f.rule for f in s.scan(KINDS["github"])]))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1] and len(found) == 8 and all(f == found[0] and f for f in found)

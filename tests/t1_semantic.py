@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from memfs.index import fusion
+from memfs.index import embed, fusion
 from memfs.index.embed import WordLlama
 from memfs.index.query import QueryError, mode_of, split_filters, words_of
 from memfs.index.vectors import Filter, ScopeVectors
@@ -44,6 +47,36 @@ def test_meaning_is_closer_than_words(wl):
     )
     q = wl.embed(["a drink in the morning"])[0]
     assert q @ doc > 0.4 > q @ other
+
+
+def test_wordllama_reads_its_model_at_the_first_embed_once_even_from_many_threads(monkeypatch):
+    """Reading the model (~0.17 CPU-s) was every mount's start; now it is the first embed's,
+    and threads embedding at once share one load."""
+    loads = []
+    real = WordLlama._load
+
+    def slow_load(self):
+        loads.append(1)
+        time.sleep(0.05)  # a wide window for a second thread to load too
+        return real(self)
+
+    monkeypatch.setattr(WordLlama, "_load", slow_load)
+    lazy = WordLlama()
+    assert loads == [] and lazy.dim == 256 and lazy.id == "wordllama-l2_supercat-256"
+    out: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: out.append(lazy.embed(["green tea"]))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1] and len(out) == 8 and all(np.array_equal(o, out[0]) for o in out)
+
+
+def test_a_missing_model_file_stops_the_mount_at_start(monkeypatch):
+    """Read lazily, the model is still looked for at start: the mount fails with one line."""
+    monkeypatch.setattr(embed, "WORDLLAMA_WEIGHTS", "weights/gone.safetensors")
+    with pytest.raises(embed.EmbedderError, match=r"search\.embedder: cannot load WordLlama .*gone"):
+        WordLlama()
 
 
 def test_smaller_dims_are_prefixes():

@@ -16,10 +16,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: a mount that never embeds needs no numpy (~0.08 CPU-s)
+    import numpy as np
 
 # Tokenizing runs in our worker threads, behind our limiters: no second thread pool.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,6 +51,8 @@ class Embedder:
 
 
 def _normalise(m: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     np.divide(m, norms, out=m, where=norms > 0)
     return m
@@ -60,14 +66,45 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@dataclass(frozen=True)
+class _Model:
+    encode: Callable[..., list]  # the tokenizer's batch encoder
+    matrix: np.ndarray  # token id -> float32 row of `dim`
+
+
 class WordLlama(Embedder):
+    """The model's two files are read on the first embed, not at mount: ~0.17 CPU-s (the
+    tokenizer's JSON, the matrix made float32) that a mount whose memory nobody writes or
+    searches by meaning never needs. That they are there is checked here, so a missing
+    model still stops the mount with one line."""
+
     def __init__(self, dim: int = 256):
+        if dim not in WORDLLAMA_DIMS:
+            raise EmbedderError(f"search.dim: wordllama offers {WORDLLAMA_DIMS}, not {dim}")
+        self._pkg = pkg = _package_dir("wordllama")
+        for name in (WORDLLAMA_TOKENIZER, WORDLLAMA_WEIGHTS):
+            if not (pkg / name).is_file():
+                raise EmbedderError(f"search.embedder: cannot load WordLlama from {pkg}: {name} is missing")
+        self._model: _Model | None = None
+        self._lock = threading.Lock()  # documents and queries are embedded from worker threads
+        self.dim = dim
+        self.id = f"wordllama-l2_supercat-{dim}"
+
+    def _loaded(self) -> _Model:
+        model = self._model
+        if model is None:
+            with self._lock:
+                model = self._model
+                if model is None:
+                    model = self._model = self._load()
+        return model
+
+    def _load(self) -> _Model:
+        import numpy as np
         from safetensors import safe_open
         from tokenizers import Tokenizer
 
-        if dim not in WORDLLAMA_DIMS:
-            raise EmbedderError(f"search.dim: wordllama offers {WORDLLAMA_DIMS}, not {dim}")
-        pkg = _package_dir("wordllama")
+        pkg = self._pkg
         try:
             tok = Tokenizer.from_file(str(pkg / WORDLLAMA_TOKENIZER))
             with safe_open(str(pkg / WORDLLAMA_WEIGHTS), framework="np") as f:
@@ -76,33 +113,36 @@ class WordLlama(Embedder):
             raise EmbedderError(f"search.embedder: cannot load WordLlama from {pkg}: {e}") from e
         tok.no_padding()
         tok.no_truncation()
-        self.tokenizer = tok
         # Without character offsets (tokenizers >= 0.20): ~13% faster, and only ids are used.
-        self._encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-        self.matrix = np.ascontiguousarray(weights[:, :dim], dtype=np.float32)
-        self.dim = dim
-        self.id = f"wordllama-l2_supercat-{dim}"
+        encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+        return _Model(encode, np.ascontiguousarray(weights[:, : self.dim], dtype=np.float32))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        model = self._loaded()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        encs = self._encode([t[:MAX_CHARS].strip() for t in texts], add_special_tokens=False)
-        last = self.matrix.shape[0] - 1
+        encs = model.encode([t[:MAX_CHARS].strip() for t in texts], add_special_tokens=False)
+        last = model.matrix.shape[0] - 1
         # Mean of each text's token rows, one text at a time: a gather of at most
         # MAX_CHARS tokens (16 MB), and 20x faster than one np.add.reduceat over a batch.
         for i, enc in enumerate(encs):
             if enc.ids:
                 ids = np.minimum(np.asarray(enc.ids, dtype=np.intp), last)
-                out[i] = self.matrix[ids].mean(axis=0)
+                out[i] = model.matrix[ids].mean(axis=0)
         return _normalise(out)
 
 
 class FastEmbed(Embedder):
-    """A sentence-transformer the admin has on disk, run by fastembed (ONNX), offline."""
+    """A sentence-transformer the admin has on disk, run by fastembed (ONNX), offline.
+    Loaded at mount, unlike WordLlama: its dimension (the index's, and part of its id) is
+    known only from the model."""
 
     def __init__(self, model: str, cache_dir: str | None):
         if importlib.util.find_spec("fastembed") is None:
             raise EmbedderError("search.embedder: fastembed is not installed (pip install fastembed)")
         os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
+        import numpy as np
         from fastembed import TextEmbedding
 
         try:
@@ -116,6 +156,8 @@ class FastEmbed(Embedder):
         self.id = f"fastembed-{model}-{self.dim}"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         rows = self.model.embed([t[:MAX_CHARS] for t in texts], batch_size=32)

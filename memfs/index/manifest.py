@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..policy import Scope
 
 if TYPE_CHECKING:
+    import numpy as np  # imported where used: only a mount with an embedder needs it
+
     from .vectors import Row
 
 log = logging.getLogger("memfs.index")
@@ -70,6 +70,8 @@ class Batch:
         self.statements.append(("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", (key, mtime, size)))
 
     def put_vectors(self, rows: Iterable[Row]) -> None:
+        import numpy as np
+
         for row in rows:
             blob = row.vec.astype(np.float16).tobytes()  # half the disk; cosine barely moves
             args = (row.key, row.type, "\n".join(row.tags), blob)
@@ -166,6 +168,8 @@ class VectorRows:
     def of_scope(self, scope: Scope) -> list[tuple[str, str, tuple[str, ...], np.ndarray]]:
         """(key, type, tags, float16 vector) of a scope's entries, in key order (a scope's
         matrix then builds its sorted keys by appending)."""
+        import numpy as np
+
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, type, tags, vec FROM vectors WHERE key >= ? AND key < ? ORDER BY key",

@@ -16,11 +16,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..policy import Scope
 from .manifest import VectorRows
+
+if TYPE_CHECKING:  # imported where used: only a mount with an embedder needs numpy
+    import numpy as np
 
 CACHE_BYTES = 256 << 20  # scopes' matrices kept in memory (the scope being searched always fits)
 
@@ -53,6 +55,8 @@ class ScopeVectors:
     entries are one slice of it)."""
 
     def __init__(self, dim: int):
+        import numpy as np
+
         self.dim = dim
         self.keys: list[str] = []
         self.pos: dict[str, int] = {}
@@ -69,6 +73,8 @@ class ScopeVectors:
         return self.mat.nbytes + 200 * len(self.keys)
 
     def put(self, key: str, type_: str, tags: tuple[str, ...], vec: np.ndarray) -> None:
+        import numpy as np
+
         i = self.pos.get(key)
         if i is None:
             i = len(self.keys)
@@ -124,6 +130,8 @@ class ScopeVectors:
             self.drop(key)
 
     def _rows(self, keys, n: int) -> np.ndarray:
+        import numpy as np
+
         mask = np.zeros(n, dtype=bool)
         mask[np.fromiter((self.pos[k] for k in keys), dtype=np.intp, count=len(keys))] = True
         return mask
@@ -131,6 +139,8 @@ class ScopeVectors:
     def mask(self, flt: Filter) -> np.ndarray:
         """The rows `flt` lets through: numpy over the type codes, Python only over the
         keys a tag or folder names."""
+        import numpy as np
+
         n = len(self.keys)
         if len(flt.types) > 1:
             return np.zeros(n, dtype=bool)
@@ -152,6 +162,8 @@ class ScopeVectors:
     ) -> tuple[list[tuple[float, str]], int]:
         """The k best (cosine, key) among the rows `flt` lets through (None: all), and how
         many of those reach `minimum`."""
+        import numpy as np
+
         n = len(self.keys)
         if not n:
             return [], 0
@@ -182,6 +194,8 @@ class Vectors:
         self._stored.close()
 
     def _load(self, scope: Scope) -> ScopeVectors:
+        import numpy as np
+
         sv = ScopeVectors(self.dim)
         for key, type_, tags, vec in self._stored.of_scope(scope):
             if len(vec) == self.dim:

@@ -14,7 +14,6 @@ import re
 import stat
 import time
 
-import numpy as np
 import tantivy
 
 from .. import entry as entry_mod
@@ -189,6 +188,8 @@ class Writer:
         zero vector (it matches nothing), so the backfill ends; its next change re-embeds."""
         embedder, vectors = self.embedder, self.vectors
         assert embedder is not None and vectors is not None, "the backfill runs only with an embedder"
+        import numpy as np  # here: only a mount with an embedder needs it
+
         keys = [doc_key(scope, path) for path in paths]
         indexed = self.manifest.indexed(keys)  # dropped since they were listed: nothing to embed
         parsed, empty = [], []

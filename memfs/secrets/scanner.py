@@ -30,13 +30,14 @@ import itertools
 import math
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import final
 
 from .plugins import SPECS, Filters, Plugin, Spec
-from .rules import Rule, RuleSet, load
+from .rules import Allowlist, Rule, RuleSet, load
 
 # Memory entries are a few KB; 1 MiB bounds a regex pass over a hostile write while
 # covering any entry an agent writes on purpose.
@@ -94,6 +95,23 @@ def redact(secret: str) -> str:
     return secret[:4] + "…" if len(secret) > 8 else "…"
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """What a Scanner runs, from the rule set: made once, on its first scan."""
+
+    rules: tuple[Rule, ...]
+    allowlist: Allowlist  # gitleaks's global one
+    keywords: list[str]  # every rule's, sorted: the prefilter
+    filters: Filters
+
+    @classmethod
+    def of(cls, ruleset: RuleSet, high_confidence: bool) -> _Compiled:
+        rules = tuple(r for r in ruleset.rules if r.high_confidence or not high_confidence)
+        generic = next((r for r in ruleset.rules if r.id == "generic-api-key"), None)
+        filters = Filters((ruleset.allowlist, *(generic.allowlists if generic else ())))
+        return cls(rules, ruleset.allowlist, sorted({k for r in rules for k in r.keywords}), filters)
+
+
 @final
 class Scanner:
     """`Scanner().scan(text)`: the credentials in text, by rule and line, never the values.
@@ -115,25 +133,34 @@ class Scanner:
         plugins: Iterable[str] = tuple(SPECS),
         decode: bool = True,
     ) -> None:
-        ruleset = ruleset or load()
-        self._rules = tuple(r for r in ruleset.rules if r.high_confidence or not high_confidence)
-        self._global = ruleset.allowlist
-        self._allow = tuple(re.compile(p) for p in allow)
+        self._given = ruleset
+        self._high_confidence = high_confidence
+        # compiled on the first scan (_compiled): ~0.1 CPU-s, at every mount's start before,
+        # though most mounts scan nothing in the daemon (a private write is flagged in a worker)
+        self._ready: _Compiled | None = None
+        self._lock = threading.Lock()  # scans run in worker threads
+        self._allow = tuple(re.compile(p) for p in allow)  # a bad pattern: an error now
         self._max_chars = max_chars
-        self._keywords = sorted({k for r in self._rules for k in r.keywords})
         # made on the first line that holds a plugin's keyword: detect-secrets's import
         # (requests among it) is ~0.13 CPU-s, and most mounts' memory never needs it
         self._plugins = tuple((name, SPECS[name]) for name in plugins)
         self._made: dict[str, Plugin] = {}
         if self._plugins and importlib.util.find_spec("detect_secrets") is None:
             raise ModuleNotFoundError("detect_secrets is not installed")  # at start, not at a write
-        generic = next((r for r in ruleset.rules if r.id == "generic-api-key"), None)
-        self._filters = Filters((ruleset.allowlist, *(generic.allowlists if generic else ())))
         self._decode = decode
+
+    def _compiled(self) -> _Compiled:
+        ready = self._ready
+        if ready is None:
+            with self._lock:
+                ready = self._ready
+                if ready is None:
+                    ready = self._ready = _Compiled.of(self._given or load(), self._high_confidence)
+        return ready
 
     @property
     def rule_ids(self) -> list[str]:
-        return [r.id for r in self._rules] + [name for name, _ in self._plugins]
+        return [r.id for r in self._compiled().rules] + [name for name, _ in self._plugins]
 
     def scan(self, text: str | bytes) -> Findings:
         if isinstance(text, bytes):
@@ -156,21 +183,22 @@ class Scanner:
         return found
 
     def _scan_text(self, text: str, found: Findings) -> Iterator[Finding]:
+        c = self._compiled()
         lowered = text.lower()
-        present = {k for k in self._keywords if k in lowered}
+        present = {k for k in c.keywords if k in lowered}
         budget = MAX_FINDINGS + 1 - len(found)
-        for rule in self._rules:
+        for rule in c.rules:
             if rule.keywords and present.isdisjoint(rule.keywords):
                 continue
-            for finding in itertools.islice(self._scan_rule(rule, text), budget):
+            for finding in itertools.islice(self._scan_rule(c, rule, text), budget):
                 budget -= 1
                 yield finding
         for name, spec in self._plugins:
-            for finding in itertools.islice(self._scan_plugin(name, spec, text, lowered), budget):
+            for finding in itertools.islice(self._scan_plugin(c, name, spec, text, lowered), budget):
                 budget -= 1
                 yield finding
 
-    def _scan_rule(self, rule: Rule, text: str) -> Iterable[Finding]:
+    def _scan_rule(self, c: _Compiled, rule: Rule, text: str) -> Iterable[Finding]:
         counted, line_no = 0, 1  # lines counted up to `counted`: matches come in order
         for m in rule.regex.finditer(text):
             match = m.group(0).strip("\n")
@@ -181,7 +209,7 @@ class Scanner:
             line_start = text.rfind("\n", 0, start) + 1
             line_end = text.find("\n", start)
             line = text[line_start : line_end if line_end >= 0 else len(text)]
-            if self._global.allows(secret, match, line):
+            if c.allowlist.allows(secret, match, line):
                 continue
             if any(a.allows(secret, match, line) for a in rule.allowlists):
                 continue
@@ -197,16 +225,16 @@ class Scanner:
             plugin = self._made[name] = spec.make()
         return plugin
 
-    def _scan_plugin(self, name: str, spec: Spec, text: str, lowered: str) -> Iterable[Finding]:
+    def _scan_plugin(self, c: _Compiled, name: str, spec: Spec, text: str, lowered: str) -> Iterable[Finding]:
         line_no, counted = 1, 0
         for line_start, line in _segments(text, lowered, spec.keywords):
             plugin = self._plugin(name, spec)
             line_no += text.count("\n", counted, line_start)
             counted = line_start
             for secret in plugin.analyze_string(line):
-                if self._global.allows(secret, line, line):
+                if c.allowlist.allows(secret, line, line):
                     continue
-                if spec.filtered and self._filters.allows(secret, line, spec.by_line):
+                if spec.filtered and c.filters.allows(secret, line, spec.by_line):
                     continue
                 if any(p.search(secret) for p in self._allow):
                     continue

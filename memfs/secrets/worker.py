@@ -15,7 +15,7 @@ _scanners: dict[tuple[str, ...], Scanner] = {}
 
 
 def start(allow: tuple[str, ...]) -> None:
-    _get(allow)
+    _get(allow)  # its rules compile on its first scan (Scanner._compiled), not here
 
 
 def _get(allow: tuple[str, ...]) -> Scanner:
