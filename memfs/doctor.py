@@ -221,7 +221,7 @@ def _du(path: Path) -> int:
 def _history(data: Path, strict: bool = False) -> Check:
     """History's disk use and versions; each scope's branch compared with its files (every
     file, when strict: after an unmount nothing may be left uncommitted)."""
-    from .history.catalog import Catalog
+    from .history.catalog import Catalog, catalog_file
     from .history.gitrepo import Repo
 
     scopes = layout.history_scopes(data)
@@ -231,8 +231,9 @@ def _history(data: Path, strict: bool = False) -> Check:
     try:
         for scope in scopes:
             gitdir = layout.history_dir(data, scope)
-            with Catalog.of(gitdir) as cat:
-                versions += cat.stats()[0]
+            if catalog_file(gitdir).exists():
+                with Catalog.reading(gitdir) as cat:
+                    versions += cat.stats()[0]
             if strict:
                 behind += len(_uncommitted(Repo(gitdir), layout.scope_dir(data, scope)))
     except Exception as e:  # a damaged repository is a finding, not a crash

@@ -122,6 +122,11 @@ def test_git_failures_say_what_broke_in_gits_own_first_meaningful_line():
             "fatal: Could not read from remote repository.\n",
             "unreachable: the connection ended with no",  # sshd's chatter, then the session died
         ),
+        (
+            "send-pack: unexpected disconnect while reading sideband packet\n"
+            "fatal: the remote end hung up unexpectedly\n",
+            "unreachable: send-pack: unexpected disconnect",  # sshd stopped mid-push
+        ),
         ("", "failed: git fetch failed"),
     ]
     for stderr, said in cases:

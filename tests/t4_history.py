@@ -231,6 +231,25 @@ def test_versions_kept_in_a_pending_batch_survive_sigkill(make_mount):
     assert sorted(p.name for p in (m.data / "state" / "kept").iterdir()) == []  # nothing left behind
 
 
+def test_root_reading_history_leaves_it_the_daemons(hm):
+    """memfs doctor (root) reads history beside a live daemon, which may not have made a
+    scope's catalog yet (a mount right after a crash): doctor must not create it, or the
+    file is root's and the daemon's commits fail 'attempt to write a readonly database'."""
+    from memfs import doctor
+    from memfs.history.catalog import catalog_file
+
+    hm.sh(ALICE, "echo one > a.md; ls .memfs/history/a.md >/dev/null")
+    hm.stop()
+    gitdir = layout.history_dir(hm.data, Scope(Kind.PRIVATE, "alice"))
+    catalog_file(gitdir).unlink()  # derived: the daemon rebuilds it from the repository
+    assert doctor._history(hm.data).ok
+    assert not catalog_file(gitdir).exists()
+    hm.start()
+    hm.sh(ALICE, "echo two > a.md")
+    assert len(versions(hm, ALICE, "a.md")) == 2
+    assert [p.name for p in gitdir.iterdir() if p.stat().st_uid == 0] == []
+
+
 def test_changes_behind_memfs_back_are_committed_as_such(hm):
     hm.stop()
     hm.backing("alice").mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,13 @@ class Catalog:
     def of(cls, gitdir: Path) -> Catalog:
         return cls(str(catalog_file(gitdir)))
 
+    @classmethod
+    def reading(cls, gitdir: Path) -> Catalog:
+        """Read-only, for root's tools (doctor) beside a live daemon: a connection that may
+        write would create the WAL's files as root, and the daemon's next write to its own
+        catalog failed 'attempt to write a readonly database' (t5_crash, under load)."""
+        return cls(str(catalog_file(gitdir)), readonly=True)
+
     def __init__(self, path: str, readonly: bool = False):
         self.path = path
         if readonly:

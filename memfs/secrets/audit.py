@@ -85,13 +85,13 @@ def _blob(gitdir: Path, repo: pygit2.Repository, hexid: str) -> bytes | None:
 
 def history(data: Path, scope: Scope, scanner: Scanner, tally: Tally) -> Iterator[Found]:
     """Every version of every path in the scope's history: each distinct blob scanned once."""
-    from ..history.catalog import Catalog
+    from ..history.catalog import Catalog, catalog_file
 
     gitdir = layout.history_dir(data, scope)
-    if not gitdir.is_dir():
+    if not catalog_file(gitdir).exists():
         return
     repo = pygit2.Repository(str(gitdir))
-    with Catalog.of(gitdir) as cat:
+    with Catalog.reading(gitdir) as cat:
         last, found = None, []
         for hexid, path, name in cat.by_blob():
             tally.versions += 1
