@@ -469,6 +469,30 @@ def print_per_request(counts: dict | None, med: dict[str, dict[str, float]], res
     print("\nprobes checked against the request counts: " + ("as expected" if not off else "; ".join(off)))
 
 
+QUIET_BUSY = 0.10  # share of all cores busy below which the machine counts as quiet
+QUIET_MAX = 30.0  # seconds waited for it at most
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields), idle
+
+
+def wait_quiet() -> None:
+    """Until the cores are idle (what the target before left running, history's commits
+    and the secret flagger's scans among it, would otherwise be charged to the next
+    target: the rounds' fixed order made one column pay it every run)."""
+    deadline = time.monotonic() + QUIET_MAX
+    while time.monotonic() < deadline:
+        t0, i0 = _cpu_times()
+        time.sleep(0.3)
+        t1, i1 = _cpu_times()
+        if t1 > t0 and 1 - (i1 - i0) / (t1 - t0) < QUIET_BUSY:
+            return
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -604,6 +628,7 @@ def main() -> int:
                 for name in order:
                     d = targets[name] / f"round{r}"
                     subprocess.run(as_uid(uid, "mkdir", str(d)), check=True)
+                    wait_quiet()  # the target before may still commit or scan its last phases
                     for op, v in run_worker(uid, args.files, d, per_round).items():
                         results[name][op].append(v)
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
