@@ -217,6 +217,28 @@ def test_private_memory_with_a_remote_is_guarded(make_mount, base_dir):
     assert "mine.md:1: write refused" in read(m, ALICE, "status")
 
 
+def test_a_burst_of_private_files_is_flagged_in_the_background_file_by_file(tm):
+    """The flagger scans closed private files in batches in an idle worker: each flag names
+    its own file and line, clean files none, and a file removed before its scan nothing."""
+    tm.py(
+        BOB,
+        f"""
+        import os
+        for i in range(150):
+            key = "token {GHP}\\n" if i in (7, 93, 149) else ""
+            open(f"n{{i:03d}}.md", "w").write("line one\\nline two\\n" + key + "tail\\n")
+        os.unlink("n149.md")
+        """,
+    )
+    wanted = [f"secret in uid=1002(bob) n{i:03d}.md: line 3 (rule github-pat)" for i in (7, 93)]
+    wait_for(lambda: all(w in tm.log() for w in wanted), "the two flags", 30)
+    flags = [ln for ln in tm.log().splitlines() if "secret in uid=1002(bob)" in ln]
+    assert len(flags) == 2, flags
+    status = read(tm, BOB, "status")
+    assert "n007.md:3: holds a secret" in status and "n093.md:3: holds a secret" in status
+    assert status.count("holds a secret") == 2
+
+
 # --- a hostile member smuggling a key into team/; a teammate must never read it ---------------
 # Each attempt is a script run by alice (every OSError swallowed: she keeps trying); KEY,
 # B64 and PEM are bound in it. B64 is "GITHUB_TOKEN=<key>" base64-wrapped at 76 as

@@ -46,6 +46,7 @@ FLAG_MAX_WAIT = 10.0  # but no later than this after the first close waiting
 # Bytes a scan may take in a daemon thread (~4 ms of GIL at ~0.5 µs a byte); a larger one
 # (a big write's window, a big file) runs in the scanner's process (worker.py).
 INLINE_SCAN = 8 << 10
+FLAG_BATCH = 64  # closed files the flagger sends the idle worker at once
 SCAN_WORKERS = 2  # processes: one caller's stream of big scans never queues another's
 
 
@@ -66,18 +67,6 @@ class _Verdict:
     finding: Finding
     line: int  # in the file
     kept: bytes  # what the write would have made of the window
-
-
-def _lines_before(fd: int, offset: int) -> int:
-    """Newlines in the file before `offset`: only counted when a refusal names a line."""
-    n, pos = 0, 0
-    while pos < offset and fd >= 0:
-        chunk = os.pread(fd, min(1 << 20, offset - pos), pos)
-        if not chunk:
-            break
-        n += chunk.count(b"\n")
-        pos += len(chunk)
-    return n
 
 
 @contextlib.contextmanager
@@ -121,7 +110,8 @@ class SecretGuard:
         self._flag_proc = background or self._proc  # scans a caller waits for (settle)
         # the flagger's scans, which nobody waits for: only on otherwise idle cores (a burst
         # of private writes scanned at nice 10 still took ~5% from the next writes, measured)
-        self._idle_proc = NicedProcess(worker.start, (self._allow,), "memfs-flags", idle=True)
+        args = (self._allow, data, store.max_file_bytes)
+        self._idle_proc = NicedProcess(worker.start, args, "memfs-flags", idle=True)
         self._store = store
         self._quarantine = data / "state" / "quarantine"
         self._refused: dict[str, OrderedDict[tuple[Scope, bytes], Record]] = {}
@@ -131,7 +121,7 @@ class SecretGuard:
         # files closed in flagged scopes, waiting for the background scan (run_flagger)
         self._pending: dict[tuple[Scope, bytes], Principal] = {}
         self._wake = trio.Event()
-        self._busy: tuple[tuple[Scope, bytes], Principal] | None = None
+        self._busy: dict[tuple[Scope, bytes], Principal] | None = None  # the scan in flight
         self._idle = trio.Event()
         self._pool = NicedPool(1, "memfs-secrets")
         self._lock = threading.Lock()  # quarantine folders: written from worker threads
@@ -201,8 +191,26 @@ class SecretGuard:
                     break
             self._wake = trio.Event()
             while self._pending:
-                key = next(iter(self._pending))
-                await self._flag(key, self._pending.pop(key), self._idle_proc)
+                batch = dict(itertools.islice(self._pending.items(), FLAG_BATCH))
+                for key in batch:
+                    del self._pending[key]
+                await self._flag_batch(batch)
+
+    async def _flag_batch(self, batch: dict[tuple[Scope, bytes], Principal]) -> None:
+        """Scan a batch of closed files in the idle worker, which opens them itself."""
+        while self._busy is not None:
+            await self._idle.wait()
+        self._busy, self._idle = batch, trio.Event()
+        try:
+            found = await self._idle_proc.run(worker.flag_files, self._allow, list(batch))
+        except Exception as e:  # a worker that died: these are scanned at the next close
+            log.warning("flag scan of %d files failed: %s", len(batch), e)
+            return
+        finally:
+            self._busy = None
+            self._idle.set()
+        for (key, p), hit in zip(batch.items(), found, strict=True):
+            self._flagged_as(key, p, hit)
 
     async def settle(self, p: Principal) -> None:
         """Before the caller's status is shown: its files still waiting are scanned now, and
@@ -211,19 +219,22 @@ class SecretGuard:
         for key in mine:
             if (q := self._pending.pop(key, None)) is not None:
                 await self._flag(key, q)
-        while self._busy is not None and self._busy[1].user == p.user:
+        while self._busy is not None and any(q.user == p.user for q in self._busy.values()):
             await self._idle.wait()
 
     async def _flag(self, key: tuple[Scope, bytes], p: Principal, proc: NicedProcess | None = None) -> None:
         while self._busy is not None:  # one scan at a time: settle() and the flagger share it
             await self._idle.wait()
-        self._busy, self._idle = (key, p), trio.Event()
+        self._busy, self._idle = {key: p}, trio.Event()
         try:
-            # in a process (history's worker, ours, or the idle one): no GIL held here
+            # in a process (history's worker, or ours): no GIL held here
             found = await self._pool.run(self._judge_path, *key, OSError, proc or self._flag_proc)
         finally:
             self._busy = None
             self._idle.set()
+        self._flagged_as(key, p, found)
+
+    def _flagged_as(self, key: tuple[Scope, bytes], p: Principal, found: tuple[int, str] | None) -> None:
         scope, path = key
         if found is None:
             self._clear(self._flagged, p, scope, path)
@@ -272,7 +283,7 @@ class SecretGuard:
         new = self._judge_bytes(w.before, w.after)
         if new is None:
             return None
-        return _Verdict(new, _lines_before(fd, w.origin) + new.line, w.after)
+        return _Verdict(new, worker.lines_before(fd, w.origin) + new.line, w.after)
 
     def _judge_path(
         self, scope: Scope, path: bytes, gone: type[OSError] = OSError, proc: NicedProcess | None = None
@@ -297,7 +308,7 @@ class SecretGuard:
         for start, end in guard.chunks(size):
             found = self._first(os.pread(fd, end - start, start), proc)
             if found is not None:
-                return _lines_before(fd, start) + found.line, found.rule
+                return worker.lines_before(fd, start) + found.line, found.rule
         return None
 
     def _judge_tree(self, scope: Scope, top: bytes) -> tuple[bytes, int, str] | None:

@@ -8,13 +8,24 @@ Module-level functions: what NicedProcess sends must pickle."""
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
+from ..policy import Scope
+from ..store import Store
 from . import guard
 from .scanner import Finding, Scanner
 
 _scanners: dict[tuple[str, ...], Scanner] = {}
+_store: Store | None = None  # the flag worker's: it opens the files it scans itself
 
 
-def start(allow: tuple[str, ...]) -> None:
+def start(allow: tuple[str, ...], data: Path | None = None, max_file_bytes: int = 0) -> None:
+    """`data`: a flag worker, which reads the files it is named (flag_files)."""
+    global _store
+    if data is not None:
+        _store = Store(data, max_file_bytes)
     _get(allow)  # its rules compile on its first scan (Scanner._compiled), not here
 
 
@@ -49,3 +60,45 @@ def judge_with(scanner: Scanner, before: bytes, after: bytes) -> Finding | None:
 def first_with(scanner: Scanner, data: bytes) -> Finding | None:
     found = scanner.scan(data)
     return found[0] if found else None
+
+
+def lines_before(fd: int, offset: int) -> int:
+    """Newlines in the file before `offset`: only counted when a finding names a line."""
+    n, pos = 0, 0
+    while pos < offset and fd >= 0:
+        chunk = os.pread(fd, min(1 << 20, offset - pos), pos)
+        if not chunk:
+            break
+        n += chunk.count(b"\n")
+        pos += len(chunk)
+    return n
+
+
+def flag_files(allow: tuple[str, ...], keys: list[tuple[Scope, bytes]]) -> list[tuple[int, str] | None]:
+    """(line, rule) of the first finding in each file, None for none (or a file gone or
+    unreadable since: nothing to flag). The flagger sends a batch of closed files at once:
+    one round trip, and the daemon neither reads nor pickles their bytes."""
+    assert _store is not None, "not a flag worker"
+    scanner = _get(allow)
+    out: list[tuple[int, str] | None] = []
+    for scope, path in keys:
+        try:
+            fd = _store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            out.append(None)
+            continue
+        try:
+            out.append(_first_in_file(scanner, fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None)
+        except OSError:
+            out.append(None)
+        finally:
+            os.close(fd)
+    return out
+
+
+def _first_in_file(scanner: Scanner, fd: int) -> tuple[int, str] | None:
+    for start, end in guard.chunks(os.fstat(fd).st_size):
+        found = first_with(scanner, os.pread(fd, end - start, start))
+        if found is not None:
+            return lines_before(fd, start) + found.line, found.rule
+    return None
