@@ -48,6 +48,8 @@ from collections import Counter, defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 
+from quiet import wait_quiet  # scripts/ is on sys.path: this script's own folder
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Runs as the benchmark uid, with the system python, in the target directory.
@@ -467,30 +469,6 @@ def print_per_request(counts: dict | None, med: dict[str, dict[str, float]], res
                 if c not in ("FORGET", "BATCH_FORGET") and abs(got[c] / units - want.get(c, 0)) > 0.05:
                     off.append(f"{k} {probe} {c} {got[c] / units:.2f} (want {want.get(c, 0)})")
     print("\nprobes checked against the request counts: " + ("as expected" if not off else "; ".join(off)))
-
-
-QUIET_BUSY = 0.10  # share of all cores busy below which the machine counts as quiet
-QUIET_MAX = 30.0  # seconds waited for it at most
-
-
-def _cpu_times() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields), idle
-
-
-def wait_quiet() -> None:
-    """Until the cores are idle (what the target before left running, history's commits
-    and the secret flagger's scans among it, would otherwise be charged to the next
-    target: the rounds' fixed order made one column pay it every run)."""
-    deadline = time.monotonic() + QUIET_MAX
-    while time.monotonic() < deadline:
-        t0, i0 = _cpu_times()
-        time.sleep(0.3)
-        t1, i1 = _cpu_times()
-        if t1 > t0 and 1 - (i1 - i0) / (t1 - t0) < QUIET_BUSY:
-            return
 
 
 def main() -> int:
