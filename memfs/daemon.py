@@ -21,7 +21,7 @@ import trio
 
 from . import config as config_mod
 from . import context as ctx_mod
-from . import guard, privilege, space
+from . import guard, pauses, privilege, space
 from .background import NicedProcess
 from .fleet import Fleet
 from .fs import Operations
@@ -231,6 +231,7 @@ def _start_tasks(nursery, parts: Parts) -> None:
             if index is not None:
                 await index.reconciled()
             await history.reconcile()
+            pauses.started()  # the mount's start-up state: never walked by the collector again
 
         nursery.start_soon(supervised, "history committer", history.run_committer, name="history")
         nursery.start_soon(supervised, "history reconcile", history_reconcile, name="history reconcile")
@@ -253,6 +254,7 @@ async def run(
     parent ("ok" or "error: ..."); `mounted` runs once the mount is up. `where`: (data,
     mountpoint, the config file given)."""
     data, mountpoint, config = where
+    pauses.tune()
     async with contextlib.AsyncExitStack() as stack:
         try:
             parts = build(cfg, ids, data, mountpoint, stack)

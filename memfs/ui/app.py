@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from .. import client
+from .. import client, pauses
 from .memory import Memory
 from .security import Guard, Secrets, hosts_for
 from .views import Pages
@@ -74,7 +74,9 @@ def build(mount: Path, run: Secrets, user: str, ready: float = 0.0) -> Guard:
         Route("/resolve", pages.resolve, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    pauses.tune()
     memory.overviews.wait(ready)
+    pauses.started()
     return Guard(Starlette(routes=routes), run)
 
 
