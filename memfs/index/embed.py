@@ -16,11 +16,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..once import Once
 
 if TYPE_CHECKING:  # imported where used: a mount that never embeds needs no numpy (~0.08 CPU-s)
     import numpy as np
@@ -85,19 +86,12 @@ class WordLlama(Embedder):
         for name in (WORDLLAMA_TOKENIZER, WORDLLAMA_WEIGHTS):
             if not (pkg / name).is_file():
                 raise EmbedderError(f"search.embedder: cannot load WordLlama from {pkg}: {name} is missing")
-        self._model: _Model | None = None
-        self._lock = threading.Lock()  # documents and queries are embedded from worker threads
+        self._model: Once[_Model] = Once(lambda: self._load())  # read at the first embed
         self.dim = dim
         self.id = f"wordllama-l2_supercat-{dim}"
 
     def _loaded(self) -> _Model:
-        model = self._model
-        if model is None:
-            with self._lock:
-                model = self._model
-                if model is None:
-                    model = self._model = self._load()
-        return model
+        return self._model.get()
 
     def _load(self) -> _Model:
         import numpy as np

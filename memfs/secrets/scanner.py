@@ -30,12 +30,12 @@ import itertools
 import math
 import os
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import final
 
+from ..once import Once
 from .plugins import SPECS, Filters, Plugin, Spec
 from .rules import Allowlist, Rule, RuleSet, load
 
@@ -134,11 +134,10 @@ class Scanner:
         decode: bool = True,
     ) -> None:
         self._given = ruleset
-        self._high_confidence = high_confidence
-        # compiled on the first scan (_compiled): ~0.1 CPU-s, at every mount's start before,
-        # though most mounts scan nothing in the daemon (a private write is flagged in a worker)
-        self._ready: _Compiled | None = None
-        self._lock = threading.Lock()  # scans run in worker threads
+        self._high = high_confidence
+        # compiled on the first scan (_compiled; scans run in worker threads): ~0.1 CPU-s, at
+        # every mount's start before, though most mounts scan nothing in the daemon
+        self._ready: Once[_Compiled] = Once(lambda: _Compiled.of(self._given or load(), self._high))
         self._allow = tuple(re.compile(p) for p in allow)  # a bad pattern: an error now
         self._max_chars = max_chars
         # made on the first line that holds a plugin's keyword: detect-secrets's import
@@ -150,13 +149,7 @@ class Scanner:
         self._decode = decode
 
     def _compiled(self) -> _Compiled:
-        ready = self._ready
-        if ready is None:
-            with self._lock:
-                ready = self._ready
-                if ready is None:
-                    ready = self._ready = _Compiled.of(self._given or load(), self._high_confidence)
-        return ready
+        return self._ready.get()
 
     @property
     def rule_ids(self) -> list[str]:
