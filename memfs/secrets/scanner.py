@@ -227,7 +227,7 @@ class Scanner:
             for secret in plugin.analyze_string(line):
                 if c.allowlist.allows(secret, line, line):
                     continue
-                if spec.filtered and c.filters.allows(secret, line, spec.by_line):
+                if spec.filtered and c.filters.allows(secret, line, spec.by_line, spec.stopwords):
                     continue
                 if any(p.search(secret) for p in self._allow):
                     continue
