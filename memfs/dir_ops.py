@@ -45,7 +45,7 @@ class DirOps(FsBase):
         await self.quotas.need(scope, files=1)
         self.store.mkdir(scope, path, policy.stored_mode(mode & ~ctx.umask))
         self.quotas.add(scope, files=1)
-        self.store.record_owner(scope, path, user_of(p))  # kept if the folder moves into team/
+        self.store.record_owner(scope, path, user_of(p), made_now=True)  # kept if it moves into team/
         return self.entry(scope, path, entry_timeout(parent_inode))
 
     @guarded

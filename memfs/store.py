@@ -182,10 +182,14 @@ class Store:
             return None
         return owners.decode(raw)
 
-    def record_owner(self, scope: Scope, rel: bytes, user: str) -> None:
+    def record_owner(self, scope: Scope, rel: bytes, user: str, made_now: bool = False) -> None:
+        """made_now: a folder just made: setting the attribute moves its ctime, so its times
+        are then set together (atime = mtime = ctime, as a native mkdir shows)."""
         try:
             with self.place(scope, rel) as (where, name):
                 setxattr_at(where, name, owners.ATTR, owners.encode(user))
+                if made_now:
+                    os.utime(name, dir_fd=where, follow_symlinks=False)
         except OSError as e:
             owners.unwritable(e)
 

@@ -57,8 +57,9 @@ def test_team_files_show_truthful_owner_and_mode(tm):
 
 
 def test_new_team_files_have_equal_times(tm):
-    """Recording a team file's creator (an xattr) moves its ctime: a new file still shows
-    atime = mtime = ctime, as a native create does (t5_conformance's create_times, in team/)."""
+    """Recording a team file's or folder's creator (an xattr) moves its ctime: a new one
+    still shows atime = mtime = ctime, as natively (t5_conformance's create_times and
+    mkdir_times, in team/)."""
     out = tm.py(
         ALICE,
         """
@@ -67,9 +68,11 @@ def test_new_team_files_have_equal_times(tm):
         for i in range(200):
             fd = os.open(f"team/n{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
-            st = os.stat(f"team/n{i}")
-            if not st.st_atime_ns == st.st_mtime_ns == st.st_ctime_ns:
-                odd.append(i)
+            os.mkdir(f"team/d{i}")
+            for made in (f"team/n{i}", f"team/d{i}"):
+                st = os.stat(made)
+                if not st.st_atime_ns == st.st_mtime_ns == st.st_ctime_ns:
+                    odd.append(made)
         print(odd)
         """,
     )
