@@ -177,7 +177,7 @@ class SecretGuard:
             self._wake.set()
 
     async def run_flagger(self) -> None:
-        """Scan the files closed in flagged scopes, one at a time, in the idle process."""
+        """Scan the files closed in flagged scopes, in batches, in the idle process."""
         while True:
             await self._wake.wait()
             # After a pause in closes, so a burst (or one file closed often) is scanned once
@@ -222,13 +222,13 @@ class SecretGuard:
         while self._busy is not None and any(q.user == p.user for q in self._busy.values()):
             await self._idle.wait()
 
-    async def _flag(self, key: tuple[Scope, bytes], p: Principal, proc: NicedProcess | None = None) -> None:
+    async def _flag(self, key: tuple[Scope, bytes], p: Principal) -> None:
         while self._busy is not None:  # one scan at a time: settle() and the flagger share it
             await self._idle.wait()
         self._busy, self._idle = {key: p}, trio.Event()
         try:
             # in a process (history's worker, or ours): no GIL held here
-            found = await self._pool.run(self._judge_path, *key, OSError, proc or self._flag_proc)
+            found = await self._pool.run(self._judge_path, *key, OSError, self._flag_proc)
         finally:
             self._busy = None
             self._idle.set()
@@ -304,12 +304,7 @@ class SecretGuard:
         """(line, rule) of the first finding in an open file, read in overlapping pieces (also
         what sync brings: a remote's blob in a memfd, see sync/vet.py); `proc`: the
         process to scan in (see _first)."""
-        size = os.fstat(fd).st_size
-        for start, end in guard.chunks(size):
-            found = self._first(os.pread(fd, end - start, start), proc)
-            if found is not None:
-                return worker.lines_before(fd, start) + found.line, found.rule
-        return None
+        return worker.first_in_file(fd, lambda data: self._first(data, proc))
 
     def _judge_tree(self, scope: Scope, top: bytes) -> tuple[bytes, int, str] | None:
         """(path, line, rule) of the first finding in a file or in the files below a folder."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ..policy import Scope
@@ -88,7 +89,8 @@ def flag_files(allow: tuple[str, ...], keys: list[tuple[Scope, bytes]]) -> list[
             out.append(None)
             continue
         try:
-            out.append(_first_in_file(scanner, fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None)
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            out.append(first_in_file(fd, lambda data: first_with(scanner, data)) if regular else None)
         except OSError:
             out.append(None)
         finally:
@@ -96,9 +98,11 @@ def flag_files(allow: tuple[str, ...], keys: list[tuple[Scope, bytes]]) -> list[
     return out
 
 
-def _first_in_file(scanner: Scanner, fd: int) -> tuple[int, str] | None:
+def first_in_file(fd: int, first: Callable[[bytes], Finding | None]) -> tuple[int, str] | None:
+    """(line, rule) of the first finding in an open file, read in overlapping pieces, each
+    judged by `first` (here, or in a worker process: service.judge_file)."""
     for start, end in guard.chunks(os.fstat(fd).st_size):
-        found = first_with(scanner, os.pread(fd, end - start, start))
+        found = first(os.pread(fd, end - start, start))
         if found is not None:
             return lines_before(fd, start) + found.line, found.rule
     return None
