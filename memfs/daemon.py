@@ -21,7 +21,7 @@ import trio
 
 from . import config as config_mod
 from . import context as ctx_mod
-from . import guard, pauses, privilege, space
+from . import guard, layout, pauses, privilege, space
 from .background import NicedProcess
 from .fleet import Fleet
 from .fs import Operations
@@ -31,6 +31,7 @@ from .history.view import HistoryView
 from .identity import Identities
 from .index import Index, IndexBusy, IndexUnavailable, embed
 from .index.standby import Standby
+from .own_numbers import OwnNumbers
 from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
 from .store import Store
@@ -97,6 +98,8 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         stack.callback(sync.background.close)
         stack.callback(sync.close)
     quotas, opens = Quotas(store, cfg.limits), OpenCounts(cfg.limits)
+    own_numbers = OwnNumbers(layout.own_numbers_file(data), layout.legacy_own_numbers_file(data))
+    stack.callback(own_numbers.close)
     fleet = Fleet(
         cfg=cfg, data=data, quotas=quotas, opens=opens, names=ids, index=index, history=history, sync=sync
     )
@@ -115,6 +118,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         quotas=quotas,
         opens=opens,
         fleet=fleet,
+        own_numbers=own_numbers,
     )
     parts = Parts(store, ops, index, history, sync, fleet)
     if cfg.metrics.listen is not None:

@@ -34,7 +34,7 @@ from pyfuse3 import (
 )
 
 from . import context as ctx_mod
-from . import layout, logline, policy
+from . import logline, policy
 from .changes import Changes
 from .config import Limits
 from .control import Control, FleetView
@@ -46,15 +46,10 @@ from .history import History
 from .history.view import HistoryView
 from .identity import Identities
 from .index import Index
-from .inodes import (
-    CACHE_TIMEOUT,
-    InodeTable,
-    Node,
-    load_own,
-    save_own,
-)
+from .inodes import CACHE_TIMEOUT, InodeTable, Node
 from .names import quote_path
 from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
+from .own_numbers import OwnNumbers
 from .policy import Access, Principal, Scope, home
 from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
@@ -96,6 +91,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         quotas: Quotas | None = None,
         opens: OpenCounts | None = None,
         fleet: FleetView | None = None,
+        own_numbers: OwnNumbers | None = None,
     ):
         """Built by daemon.build (the composition root); tests build it bare."""
         super().__init__()
@@ -104,8 +100,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.index = index
         self.history = history
         self.secrets = secrets
-        own_path = layout.own_numbers_file(store.data)
-        self.inodes = InodeTable(load_own(own_path), lambda own: save_own(own_path, own))
+        self.inodes = InodeTable(own_numbers)
         # The control files get what they need of this class through FsHost: a part of
         # this layer, not a peer component.
         self.control = Control(

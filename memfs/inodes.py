@@ -11,24 +11,17 @@ drop_caches) and remounts, as tools that key on (dev, ino) expect. Only when tha
 is still held by another node the kernel knows (a backing inode reused while an old one
 is open) does a node get a number of its own, from a range no backing number reaches; the
 file keeps that number from then on, across remounts too (the table of such numbers is
-saved in DATA/state/ as it changes: rarely, and a few bytes per file).
+kept by own_numbers.py).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .numbers import BACKING_BASE, HISTORY_BASE, OWN_BASE, ROOT_INODE, VIEW_BIT, Counter
+from .own_numbers import OwnNumbers
 from .policy import Scope
-
-log = logging.getLogger(__name__)
-
-MAX_OWN = 100_000  # own numbers remembered; past it the oldest go (that file's st_ino would change)
 
 # Below the root every inode has one scope, so the kernel may cache it.
 CACHE_TIMEOUT = 300.0
@@ -62,40 +55,16 @@ def removed_stat(st: os.stat_result) -> os.stat_result:
     return os.stat_result((*st[:3], 0, *st[4:10]), {k: getattr(st, k) for k in extra})
 
 
-def load_own(path: Path) -> dict[int, int]:
-    """The saved table of own numbers ({} if none or unreadable: numbers may change, once)."""
-    try:
-        raw = json.loads(path.read_text())
-        return {int(k): int(v) for k, v in raw.items() if OWN_BASE < int(v) < HISTORY_BASE}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, AttributeError, TypeError) as e:
-        log.warning("cannot read %s (%s): files numbered by memfs may show a new st_ino", path, e)
-        return {}
-
-
-def save_own(path: Path, own: dict[int, int]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps({str(k): v for k, v in own.items()}))
-        os.replace(tmp, path)
-    except OSError as e:
-        log.warning("cannot save %s: %s", path, e)
-
-
 class InodeTable:
-    def __init__(
-        self, own: dict[int, int] | None = None, save: Callable[[dict[int, int]], None] | None = None
-    ):
+    def __init__(self, own: OwnNumbers | None = None):
         self._by_ino: dict[int, Node] = {}
         # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
         self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
         # backing inode number -> the number of its own a file got because the backing one
         # was held by an older node: that file keeps it for the mount's life, whenever the
         # kernel forgets and looks it up again (st_ino never changes while a file exists)
-        self._own: dict[int, int] = dict(own or {})
-        self._next = Counter(OWN_BASE, HISTORY_BASE, max(self._own.values(), default=None))
-        self._save = save  # called with the table whenever it changes
+        self._own = own if own is not None else OwnNumbers()
+        self._next = Counter(OWN_BASE, HISTORY_BASE, self._own.last())
 
     def __len__(self) -> int:
         return len(self._by_ino)
@@ -126,15 +95,9 @@ class InodeTable:
         ino = BACKING_BASE + key
         if ino not in self._by_ino:
             return ino
-        ino = self._own[key] = self._next()
-        while len(self._own) > MAX_OWN:
-            del self._own[next(iter(self._own))]
-        self._saved()
+        ino = self._next()
+        self._own.give(key, ino)
         return ino
-
-    def _saved(self) -> None:
-        if self._save is not None:
-            self._save(self._own)
 
     def remember(self, node: Node, count: int = 1) -> None:
         """The kernel got a reference to this node (lookup, create, readdirplus)."""
@@ -161,9 +124,7 @@ class InodeTable:
         if node.nlookup <= 0 and not node.open_fds:
             self._by_ino.pop(node.ino, None)
             if node.unlinked and node.ino >= OWN_BASE:  # the file is gone: its number may go too
-                for key in [k for k, v in self._own.items() if v == node.ino][:1]:
-                    del self._own[key]
-                    self._saved()
+                self._own.release(node.ino)
             keys = self._by_key.get(node.scope, {})
             if not node.unlinked and keys.get((node.path, node.view)) is node:
                 del keys[(node.path, node.view)]

@@ -44,7 +44,12 @@ def history_dir(data: Path, scope: Scope) -> Path:
 
 
 def own_numbers_file(data: Path) -> Path:
-    """Inode numbers memfs gave files whose backing number was taken (see inodes.py)."""
+    """Inode numbers memfs gave files whose backing number was taken (own_numbers.py)."""
+    return data / "state" / "inode-numbers.log"
+
+
+def legacy_own_numbers_file(data: Path) -> Path:
+    """The same table as versions before 2026-12-03 saved it: read once, then removed."""
     return data / "state" / "inode-numbers.json"
 
 

@@ -84,3 +84,75 @@ def test_a_file_that_got_a_number_of_its_own_keeps_it():
     t.unlinked(A, b"n1")
     t.forget(own, 1)
     assert t.node_for(A, b"n2", backing_ino=77).ino == cwd.ino
+
+
+# -- own numbers: kept in memory both ways, saved as an append-only log -------------------
+
+
+def test_own_numbers_survive_a_reload_and_the_log_grows_a_line_a_change(tmp_path):
+    from memfs.numbers import OWN_BASE
+    from memfs.own_numbers import OwnNumbers
+
+    path = tmp_path / "inode-numbers.log"
+    own = OwnNumbers(path)
+    for k in range(1, 301):
+        own.give(k, OWN_BASE + k)
+    own.close()  # the writer thread writes what was queued, then stops
+    first = path.stat()
+    again = OwnNumbers(path)
+    assert len(again) == 300 and again.get(7) == OWN_BASE + 7 and again.last() == OWN_BASE + 300
+    again.release(OWN_BASE + 7)
+    again.release(OWN_BASE + 999)  # never given: nothing happens
+    again.close()
+    # a change appends one short line: the table is not rewritten whole at every change
+    # (it was: 100k numbers made every new one cost a few MB of JSON on the request path)
+    assert path.read_bytes().endswith(b"7 -\n")
+    assert path.stat().st_size - first.st_size == len(b"7 -\n")
+    third = OwnNumbers(path)
+    assert third.get(7) is None and third.get(8) == OWN_BASE + 8 and len(third) == 299
+    third.close()
+
+
+def test_own_numbers_log_stays_bounded_and_skips_hostile_lines(tmp_path):
+    from memfs.numbers import HISTORY_BASE, OWN_BASE
+    from memfs.own_numbers import COMPACT_SLACK, OwnNumbers
+
+    path = tmp_path / "inode-numbers.log"
+    # lines cut short by a kill, numbers outside the own range, garbage: skipped
+    path.write_bytes(
+        b"5 %d\n6 %d\n7 12\nnot a line\n8\n9 %d\n\xff\xfe 3\n-1 %d\n10 %d"
+        % (OWN_BASE + 5, HISTORY_BASE + 1, OWN_BASE + 9, OWN_BASE + 4, OWN_BASE + 10)
+    )
+    own = OwnNumbers(path, cap=50)
+    assert {k: own.get(k) for k in (5, 6, 7, 9, 10, -1)} == {
+        5: OWN_BASE + 5,
+        6: None,
+        7: None,
+        9: OWN_BASE + 9,
+        10: OWN_BASE + 10,
+        -1: None,
+    }
+    # churn far past the slack: the log is rewritten from the table, never grows past it
+    for k in range(1, 3 * COMPACT_SLACK + 1):
+        own.give(1000 + k, OWN_BASE + 1000 + k)
+        if k % 2:
+            own.release(OWN_BASE + 1000 + k)
+    assert len(own) == 50  # the cap: the oldest numbers go
+    own.close()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) <= 2 * 50 + COMPACT_SLACK + 1
+    again = OwnNumbers(path)
+    assert len(again) == 50 and again.get(1000 + 3 * COMPACT_SLACK) == OWN_BASE + 1000 + 3 * COMPACT_SLACK
+    again.close()
+
+
+def test_own_numbers_read_the_older_json_once(tmp_path):
+    from memfs.numbers import OWN_BASE
+    from memfs.own_numbers import OwnNumbers
+
+    legacy, path = tmp_path / "inode-numbers.json", tmp_path / "inode-numbers.log"
+    legacy.write_text('{"77": %d, "78": 5}' % (OWN_BASE + 3))
+    own = OwnNumbers(path, legacy)
+    assert own.get(77) == OWN_BASE + 3 and own.get(78) is None
+    own.close()
+    assert not legacy.exists() and OwnNumbers(path).get(77) == OWN_BASE + 3
