@@ -94,7 +94,7 @@ def open_beneath(dir_fd: int, rel: bytes, flags: int, mode: int = 0) -> int:
         return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=where)
 
 
-def _open_folder(dir_fd: int, rel: bytes) -> int:
+def open_folder(dir_fd: int, rel: bytes) -> int:
     """An O_PATH fd of the folder `rel` below `dir_fd`, by the kernel's confined lookup."""
     fd = _openat2(dir_fd, rel, _FOLDER_HOW)
     if fd is not None:
@@ -141,10 +141,10 @@ class beneath:  # used as a function: `with beneath(fd, rel) as (where, name):`
                 cut = folder.rfind(b"/", 0, LONG_PATH)
                 if cut <= 0:
                     raise OSError(errno.ENAMETOOLONG, "File name too long")
-                dir_fd = _open_folder(dir_fd, folder[:cut])
+                dir_fd = open_folder(dir_fd, folder[:cut])
                 held.append(dir_fd)
                 folder = folder[cut + 1 :]
-            held.append(_open_folder(dir_fd, folder))
+            held.append(open_folder(dir_fd, folder))
         except BaseException:
             self._close()
             raise

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import owners
-from .confine import bad_component, beneath, check, getxattr_at, open_beneath, setxattr_at
+from .confine import (
+    LONG_PATH,
+    bad_component,
+    beneath,
+    check,
+    getxattr_at,
+    open_beneath,
+    open_folder,
+    setxattr_at,
+)
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
 from .policy import Scope
 
@@ -28,6 +37,9 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 # unaligned buffers: a backing fd opened O_DIRECT would answer them with EINVAL.
 _NOT_PASSED = os.O_DIRECT
 MAX_ROOT_FDS = 256
+# Folders below a scope's root kept open (O_PATH, opened by the confined lookup): a file's
+# stat or open is then one fstatat/openat of one checked name, not openat2 + fstat + close.
+MAX_FOLDER_FDS = 256
 
 
 def child_path(path: bytes, name: bytes) -> bytes:
@@ -73,6 +85,54 @@ def walk_tree(root_fd: int, top: bytes = b"", unreadable: list | None = None) ->
             os.close(fd)
 
 
+class _Where:
+    """`with _Where(store, scope, rel) as (dir_fd, name)`: the scope's root and `name` for
+    a name in it; else a kept fd of the folder holding `name` (Store._hold_folder); a folder
+    path of LONG_PATH or more is opened by confine.beneath for this call. A class, not a
+    @contextmanager generator: most handlers go through here (see confine.beneath)."""
+
+    __slots__ = ("_store", "_scope", "_rel", "_root", "_folder", "_long")
+
+    def __init__(self, store: Store, scope: Scope, rel: bytes) -> None:
+        self._store, self._scope, self._rel = store, scope, rel
+        self._root: list[int] | None = None
+        self._folder: list[int] | None = None
+        self._long: beneath | None = None
+
+    def __enter__(self) -> tuple[int, bytes]:
+        store, rel = self._store, self._rel
+        root = self._root = store._hold(self._scope)
+        try:
+            if not rel:
+                return root[0], b"."
+            check(rel)
+            folder, _, name = rel.rpartition(b"/")
+            if not folder:
+                return root[0], name
+            if len(folder) < LONG_PATH:
+                self._folder = store._hold_folder(self._scope, folder, root[0])
+                return self._folder[0], name
+            self._long = beneath(root[0], rel)
+            return self._long.__enter__()
+        except BaseException:
+            self._release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._long is not None:
+            self._long.__exit__()
+            self._long = None
+        if self._folder is not None:
+            self._store._let_go_folder(self._folder)
+            self._folder = None
+        if self._root is not None:
+            self._store._let_go(self._root)
+            self._root = None
+
+
 class Store:
     """Every call works relative to a directory fd of its scope's root (openat, renameat,
     ...): a path that fits PATH_MAX for the caller fits for memfs too, wherever DATA/ lives."""
@@ -84,6 +144,11 @@ class Store:
         # scope -> [fd, users]: at most MAX_ROOT_FDS kept open (a thousand users must not
         # hold a thousand fds); one in use by any thread is never closed under it.
         self._roots: OrderedDict[Scope, list[int]] = OrderedDict()
+        # (scope, folder) -> [fd, users, kept]: dropped whenever a folder of the scope is
+        # renamed or removed (an fd follows its folder, a path must not); `_moves` counts
+        # those per scope, so a folder opened across one is not kept.
+        self._folders: OrderedDict[tuple[Scope, bytes], list[int]] = OrderedDict()
+        self._moves: dict[Scope, int] = {}
         self._lock = threading.Lock()
 
     # -- layout ---------------------------------------------------------------
@@ -122,6 +187,54 @@ class Store:
         with self._lock:
             entry[1] -= 1
 
+    def _hold_folder(self, scope: Scope, folder: bytes, root_fd: int) -> list[int]:
+        """[fd, users, kept] of a folder below the scope's root, one more user; give it
+        back with `_let_go_folder`. `folder` is checked and shorter than LONG_PATH."""
+        key = (scope, folder)
+        with self._lock:
+            entry = self._folders.get(key)
+            if entry is not None:
+                entry[1] += 1
+                self._folders.move_to_end(key)
+                return entry
+            moves = self._moves.get(scope, 0)
+        fd = open_folder(root_fd, folder)  # the confined lookup (confine.py), outside the lock
+        with self._lock:
+            if self._moves.get(scope, 0) != moves:
+                return [fd, 1, 0]  # a folder moved meanwhile: used once, not kept
+            entry = self._folders.get(key)
+            if entry is not None:  # another thread opened it meanwhile
+                os.close(fd)
+                entry[1] += 1
+                return entry
+            entry = self._folders[key] = [fd, 1, 1]
+            if len(self._folders) > MAX_FOLDER_FDS:
+                for old in [k for k, e in self._folders.items() if not e[1]][:16]:
+                    os.close(self._folders.pop(old)[0])
+            return entry
+
+    def _let_go_folder(self, entry: list[int]) -> None:
+        with self._lock:
+            entry[1] -= 1
+            if not entry[1] and not entry[2]:
+                os.close(entry[0])
+
+    def _folders_moved(self, *scopes: Scope) -> None:
+        """A folder of these scopes was renamed or removed: forget their kept folders."""
+        with self._lock:
+            for scope in scopes:
+                self._moves[scope] = self._moves.get(scope, 0) + 1
+            for key in [k for k in self._folders if k[0] in scopes]:
+                entry = self._folders.pop(key)
+                entry[2] = 0
+                if not entry[1]:
+                    os.close(entry[0])
+
+    def where(self, scope: Scope, rel: bytes) -> _Where:
+        """`with store.where(scope, rel) as (dir_fd, name)`: for an *at() call on `rel`,
+        which must not follow a symlink in `name` (as confine.beneath, whose rules apply)."""
+        return _Where(self, scope, rel)
+
     @contextmanager
     def at(self, scope: Scope) -> Iterator[int]:
         """A directory fd of the scope's folder for the duration of the block."""
@@ -131,17 +244,18 @@ class Store:
         finally:
             self._let_go(entry)
 
-    @contextmanager
-    def place(self, scope: Scope, rel: bytes) -> Iterator[tuple[int, bytes]]:
+    def place(self, scope: Scope, rel: bytes) -> _Where:
         """(directory fd, name relative to it) for a path of a scope, for an *at() call."""
-        with self.at(scope) as root, beneath(root, rel) as where:
-            yield where
+        return _Where(self, scope, rel)
 
     def close(self) -> None:
         with self._lock:
             for fd, _users in self._roots.values():
                 os.close(fd)
             self._roots.clear()
+            for entry in self._folders.values():
+                os.close(entry[0])
+            self._folders.clear()
 
     def locate(self, backing: bytes) -> tuple[Scope, bytes] | None:
         """A backing path under DATA/ -> (scope, relative path), or None."""
@@ -158,19 +272,8 @@ class Store:
 
     # -- metadata -------------------------------------------------------------
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        entry = self._hold(scope)
-        try:
-            if b"/" not in rel:  # a name in the scope's root: nothing to resolve on the way
-                if rel:
-                    check(rel)
-                return os.stat(rel or b".", dir_fd=entry[0], follow_symlinks=False)
-            fd = open_beneath(entry[0], rel, os.O_PATH)
-        finally:
-            self._let_go(entry)
-        try:
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
+        with _Where(self, scope, rel) as (where, name):
+            return os.stat(name, dir_fd=where, follow_symlinks=False)
 
     def owner(self, scope: Scope, rel: bytes) -> str | None:
         """The creator recorded on a file or folder (owners.py); None when there is none."""
@@ -219,31 +322,25 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
-        entry = self._hold(scope)
-        try:
-            return open_beneath(entry[0], rel, flags)
-        finally:
-            self._let_go(entry)
+        with _Where(self, scope, rel) as (where, name):
+            return os.open(name, flags, dir_fd=where)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> tuple[int, bool]:
         """(fd, whether this call made the file). The kernel sends create once a lookup
         found no such name, but another caller may make it in between: without O_EXCL that
         opens the file as open(2) would, and it is not a new file (no quota, no creator)."""
         flags = (flags & ~_NOT_PASSED) | _NOFOLLOW
-        entry = self._hold(scope)
-        try:
+        with _Where(self, scope, rel) as (where, name):
             while True:
                 try:
-                    return open_beneath(entry[0], rel, flags | os.O_CREAT | os.O_EXCL, mode), True
+                    return os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=where), True
                 except FileExistsError:
                     if flags & os.O_EXCL:
                         raise
                 try:
-                    return open_beneath(entry[0], rel, flags & ~os.O_CREAT), False
+                    return os.open(name, flags & ~os.O_CREAT, dir_fd=where), False
                 except FileNotFoundError:
                     continue  # removed again in between: create it after all
-        finally:
-            self._let_go(entry)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):
@@ -262,34 +359,29 @@ class Store:
         (a path of memfs's own outside every scope: history's spool) is renamed there
         instead of unlinked: one renameat in place of a link then an unlink. Returns what
         it was and where it went (None: unlinked)."""
-        entry = self._hold(scope)
-        try:
-            with beneath(entry[0], rel) as (where, name):
-                st = os.stat(name, dir_fd=where, follow_symlinks=False)
-                dst = keeps(st)
-                if dst is not None:
-                    os.rename(name, dst, src_dir_fd=where)
-                else:
-                    os.unlink(name, dir_fd=where)
-        finally:
-            self._let_go(entry)
+        with _Where(self, scope, rel) as (where, name):
+            st = os.stat(name, dir_fd=where, follow_symlinks=False)
+            dst = keeps(st)
+            if dst is not None:
+                os.rename(name, dst, src_dir_fd=where)
+            else:
+                os.unlink(name, dir_fd=where)
         return st, dst
 
     def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
         """Remove a file; returns what it was (its size goes back to the quota), read in
         the same walk: one fstatat next to the unlinkat, not a second confined lookup."""
-        entry = self._hold(scope)
-        try:
-            with beneath(entry[0], rel) as (where, name):
-                st = os.stat(name, dir_fd=where, follow_symlinks=False)
-                os.unlink(name, dir_fd=where)
-        finally:
-            self._let_go(entry)
+        with _Where(self, scope, rel) as (where, name):
+            st = os.stat(name, dir_fd=where, follow_symlinks=False)
+            os.unlink(name, dir_fd=where)
         return st
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
-        with self.place(scope, rel) as (where, name):
-            os.rmdir(name, dir_fd=where)
+        try:
+            with _Where(self, scope, rel) as (where, name):
+                os.rmdir(name, dir_fd=where)
+        finally:
+            self._folders_moved(scope)
 
     def rename(
         self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes, noreplace: bool = False
@@ -297,25 +389,23 @@ class Store:
         """Move a file or folder. Returns what was at dst_rel and is replaced (None when
         nothing was), read in the same walk as the renameat: its quota goes back. With
         `noreplace`, an existing dst_rel is EEXIST and nothing moves."""
-        src_entry = self._hold(src)
+        moved = True
         try:
-            dst_entry = self._hold(dst)
-            try:
-                with (
-                    beneath(src_entry[0], src_rel) as (a, a_name),
-                    beneath(dst_entry[0], dst_rel) as (b, b_name),
-                ):
-                    try:
-                        replaced = os.stat(b_name, dir_fd=b, follow_symlinks=False)
-                    except FileNotFoundError:
-                        replaced = None
-                    if replaced is not None and noreplace:
-                        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(dst_rel))
-                    os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
-            finally:
-                self._let_go(dst_entry)
+            with _Where(self, src, src_rel) as (a, a_name), _Where(self, dst, dst_rel) as (b, b_name):
+                try:
+                    replaced = os.stat(b_name, dir_fd=b, follow_symlinks=False)
+                except FileNotFoundError:
+                    replaced = None
+                if replaced is not None and noreplace:
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(dst_rel))
+                os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
+                # a file moved (the common case: a save's temp file) leaves kept folders be
+                moved = stat.S_ISDIR(os.stat(b_name, dir_fd=b, follow_symlinks=False).st_mode) or (
+                    replaced is not None and stat.S_ISDIR(replaced.st_mode)
+                )
         finally:
-            self._let_go(src_entry)
+            if moved:
+                self._folders_moved(src, dst)
         return replaced
 
     def room(self, offset: int) -> int:

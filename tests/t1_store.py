@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from memfs import store as store_mod
@@ -29,3 +30,66 @@ def test_scope_fds_are_bounded_and_never_closed_in_use(tmp_path, monkeypatch):
         assert os.path.samefile(f"/proc/self/fd/{held}", tmp_path / "private" / "u0")
     st.close()
     assert open_fds() == before
+
+
+def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch):
+    """Folders below a scope's root are kept open (a file's stat or open is one *at call of
+    one name): at most MAX_FOLDER_FDS of them, never closed while in use, and a rename or
+    removal of any folder of the scope forgets them, so a path never reaches the folder
+    that used to be there or one that moved away (to another scope, too)."""
+    monkeypatch.setattr(store_mod, "MAX_FOLDER_FDS", 8)
+    Store.init_layout(tmp_path)
+    st = Store(tmp_path, 1 << 20)
+    alice, team = Scope(Kind.PRIVATE, "alice"), Scope(Kind.TEAM, "eng")
+    st.lstat(alice, b"")
+    st.lstat(team, b"")
+    before = open_fds()
+    for i in range(40):
+        st.mkdir(alice, b"d%02d" % i, 0o700)
+        os.close(st.create(alice, b"d%02d/f.md" % i, os.O_WRONLY, 0o600)[0])
+        assert st.lstat(alice, b"d%02d/f.md" % i).st_size == 0
+    assert open_fds() - before <= 8 + 16  # the cap, and a batch not yet evicted
+    with st.place(alice, b"d00/f.md") as (held, name):
+        for i in range(40):  # churn the kept folders while one is in use
+            st.lstat(alice, b"d%02d/f.md" % i)
+        assert os.stat(name, dir_fd=held).st_size == 0  # not closed under us
+
+    # a folder renamed: its old path is gone, its new one reached, a new one in its place is new
+    st.mkdir(alice, b"a", 0o700)
+    st.mkdir(alice, b"a/b", 0o700)
+    os.close(st.create(alice, b"a/b/old.md", os.O_WRONLY, 0o600)[0])
+    assert st.lstat(alice, b"a/b/old.md")
+    st.rename(alice, b"a", alice, b"z")
+    assert _errno(lambda: st.lstat(alice, b"a/b/old.md")) == errno.ENOENT
+    assert st.lstat(alice, b"z/b/old.md")
+    st.mkdir(alice, b"a", 0o700)
+    st.mkdir(alice, b"a/b", 0o700)
+    assert _errno(lambda: st.lstat(alice, b"a/b/old.md")) == errno.ENOENT
+    os.close(st.create(alice, b"a/b/new.md", os.O_WRONLY, 0o600)[0])
+    assert (tmp_path / "private" / "alice" / "a" / "b" / "new.md").exists()
+    # removed and made again: the new folder, not the removed one
+    st.lstat(alice, b"z/b/old.md")
+    st.unlink(alice, b"z/b/old.md")
+    st.rmdir(alice, b"z/b")
+    st.mkdir(alice, b"z/b", 0o700)
+    os.close(st.create(alice, b"z/b/again.md", os.O_WRONLY, 0o600)[0])
+    assert (tmp_path / "private" / "alice" / "z" / "b" / "again.md").exists()
+    # moved to another scope: alice's path no longer reaches it, the team's does
+    st.lstat(alice, b"z/b/again.md")
+    st.rename(alice, b"z", team, b"z")
+    assert _errno(lambda: st.lstat(alice, b"z/b/again.md")) == errno.ENOENT
+    assert st.lstat(team, b"z/b/again.md")
+    # a file renamed over nothing keeps the kept folders (the common save), and is right
+    os.close(st.create(team, b"z/b/t.tmp", os.O_WRONLY, 0o600)[0])
+    st.rename(team, b"z/b/t.tmp", team, b"z/b/t.md")
+    assert st.lstat(team, b"z/b/t.md") and _errno(lambda: st.lstat(team, b"z/b/t.tmp")) == errno.ENOENT
+    st.close()
+    assert open_fds() == before - 2  # the two scope roots went too
+
+
+def _errno(fn) -> int | None:
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return None
