@@ -62,7 +62,7 @@ class Parts:
 
 def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path, stack) -> Parts:
     """Every component of the mount, each closed by `stack` (an AsyncExitStack)."""
-    store = Store(data, cfg.limits.max_file_bytes)
+    store = Store(data, cfg.limits.max_file_bytes, keep_folders=True)  # every change goes through it
     stack.callback(store.close)
     index = None
     if cfg.index.enabled:

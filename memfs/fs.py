@@ -160,6 +160,8 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                     node.sig = None  # next open drops the page cache
                     self._invalidate(node.ino, attr_only=False)
             by_scope.setdefault(scope, []).append(rel)
+        # folders may have moved behind it too: the kept folder fds are opened again
+        self.store.forget_folders(*by_scope)
         for scope, rels in by_scope.items():
             self.changes.imported(scope, rels)
 
@@ -268,15 +270,22 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 return self._root_attrs(p, ctx)
             self.reached(home(p))
             return self.entry(home(p), name, 0)
-        scope, path, _ = self._dir(parent_inode, p, Access.READ)
-        view = self._node(parent_inode).view
-        if view and not path and name == policy.CONTROL_NAME:
+        parent = self._dir_node(parent_inode, p, Access.READ)
+        scope, path, view = parent.scope, parent.path, parent.view
+        if name in (b".", b"..") or (view and not path and name == policy.CONTROL_NAME):
+            self._dir_allows(self.store.lstat(scope, path), Access.READ)
+            if name == b".":
+                return self.entry(scope, path, CACHE_TIMEOUT, view)
+            if name == b"..":
+                raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..'
             return await self.control.grant_ctl(scope, p)  # the owner's history, read-only
-        if name == b".":
-            return self.entry(scope, path, CACHE_TIMEOUT, view)
-        if name == b"..":
-            raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..' itself
-        return self.entry(scope, child_path(path, name), CACHE_TIMEOUT, view)
+        # The folder's bits and the name, read in one walk (Store.lstat_in).
+        path = child_path(path, name)
+        folder, st = self.store.lstat_in(scope, path)
+        self._dir_allows(folder, Access.READ)
+        if st is None:
+            raise FUSEError(errno.ENOENT)
+        return self._entry_of(scope, path, st, CACHE_TIMEOUT, view)
 
     @guarded
     async def getattr(self, inode: InodeT, ctx: RequestContext) -> EntryAttributes:

@@ -139,17 +139,26 @@ class FsBase:
         """(scope, path, is_root) of a directory inode the caller may use as `need`."""
         if ino == ROOT_INODE:
             return home(p), b"", True
+        node = self._dir_node(ino, p, need)
+        self._dir_allows(self.store.lstat(node.scope, node.path), need)
+        return node.scope, node.path, False
+
+    def _dir_node(self, ino: int, p: Principal, need: Access) -> Node:
+        """The node of a directory inode the caller may use as `need` in its scope; the
+        directory's own bits are checked by `_dir_allows` on its stat."""
         node = self._node(ino)
         self._require(p, node, need)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
+        return node
+
+    @staticmethod
+    def _dir_allows(st: os.stat_result, need: Access) -> None:
         # The directory's own owner bits apply as on any filesystem: x to pass, w to change.
-        st = self.store.lstat(node.scope, node.path)
         if not stat.S_ISDIR(st.st_mode):
             raise FUSEError(errno.ENOTDIR)
         if not policy.owner_bits_allow(st.st_mode, False, need >= Access.WRITE, True):
             raise FUSEError(errno.EACCES)
-        return node.scope, node.path, False
 
     def _attrs(self, node: Node, st: os.stat_result, timeout: float = CACHE_TIMEOUT) -> EntryAttributes:
         a = EntryAttributes()
@@ -221,7 +230,11 @@ class FsBase:
 
     def entry(self, scope: Scope, path: bytes, timeout: float, view: bool = False) -> EntryAttributes:
         """Look up a live backing file, hand the kernel a reference to its node."""
-        st = self.store.lstat(scope, path)
+        return self._entry_of(scope, path, self.store.lstat(scope, path), timeout, view)
+
+    def _entry_of(
+        self, scope: Scope, path: bytes, st: os.stat_result, timeout: float, view: bool = False
+    ) -> EntryAttributes:
         if policy.refused_file_type(st.st_mode):
             raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
         node = self.inodes.node_for(scope, path, view, st.st_ino)

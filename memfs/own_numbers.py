@@ -75,12 +75,11 @@ def load(path: Path, legacy: Path | None = None) -> dict[int, int]:
 class _Writer:
     """The log's one writer: lines and snapshots in the order the table made them."""
 
-    def __init__(self, path: Path, table: dict[int, int], legacy: Path | None):
+    def __init__(self, path: Path, legacy: Path | None):
         self._path = path
         self._legacy = legacy
         self._queue: queue.SimpleQueue[tuple[str, object] | None] = queue.SimpleQueue()
         self._fd = -1
-        self._queue.put(("snapshot", dict(table)))  # start from a compact log
         self._thread = threading.Thread(target=self._run, name="memfs-own-numbers", daemon=True)
         self._thread.start()
 
@@ -147,8 +146,11 @@ class OwnNumbers:
         self._by_key = load(path, legacy) if path is not None else {}
         self._key_of = {own: key for key, own in self._by_key.items()}
         self._cap = cap
+        self._path, self._legacy = path, legacy
         self._lines = len(self._by_key)
-        self._writer = _Writer(path, self._by_key, legacy) if path is not None else None
+        # Started at the first change, by a handler: the daemon has left root by then, so
+        # the log is its user's (the table is read at start-up, as root).
+        self._writer: _Writer | None = None
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -187,10 +189,14 @@ class OwnNumbers:
             self._writer = None
 
     def _log(self, line: bytes) -> None:
-        if self._writer is None:
+        if self._path is None:
             return
         self._lines += 1
-        if self._lines > 2 * len(self._by_key) + COMPACT_SLACK:
+        if self._writer is None:  # the first change: the log starts from a snapshot
+            self._writer = _Writer(self._path, self._legacy)
+            self._lines = len(self._by_key)
+            self._writer.snapshot(dict(self._by_key))
+        elif self._lines > 2 * len(self._by_key) + COMPACT_SLACK:
             self._lines = len(self._by_key)
             self._writer.snapshot(dict(self._by_key))
         else:

@@ -101,17 +101,18 @@ class _Where:
 
     def __enter__(self) -> tuple[int, bytes]:
         store, rel = self._store, self._rel
+        folder, _, name = rel.rpartition(b"/")
+        if folder and len(folder) < LONG_PATH:  # the common case: no root fd needed
+            check(rel)
+            self._folder = store._hold_folder(self._scope, folder)
+            return self._folder[0], name
         root = self._root = store._hold(self._scope)
         try:
             if not rel:
                 return root[0], b"."
             check(rel)
-            folder, _, name = rel.rpartition(b"/")
             if not folder:
                 return root[0], name
-            if len(folder) < LONG_PATH:
-                self._folder = store._hold_folder(self._scope, folder, root[0])
-                return self._folder[0], name
             self._long = beneath(root[0], rel)
             return self._long.__enter__()
         except BaseException:
@@ -137,8 +138,12 @@ class Store:
     """Every call works relative to a directory fd of its scope's root (openat, renameat,
     ...): a path that fits PATH_MAX for the caller fits for memfs too, wherever DATA/ lives."""
 
-    def __init__(self, data: Path, max_file_bytes: int):
+    def __init__(self, data: Path, max_file_bytes: int, keep_folders: bool = False):
+        """keep_folders: keep folder fds open between calls. Only for the one Store every
+        change of the scopes' folders goes through (the daemon's): another process's Store
+        is not told of renames, so it opens each folder per call, as confine.beneath does."""
         self.data = data
+        self._keep_folders = keep_folders
         self.max_file_bytes = max_file_bytes
         self._root = os.fsencode(data)
         # scope -> [fd, users]: at most MAX_ROOT_FDS kept open (a thousand users must not
@@ -187,7 +192,7 @@ class Store:
         with self._lock:
             entry[1] -= 1
 
-    def _hold_folder(self, scope: Scope, folder: bytes, root_fd: int) -> list[int]:
+    def _hold_folder(self, scope: Scope, folder: bytes) -> list[int]:
         """[fd, users, kept] of a folder below the scope's root, one more user; give it
         back with `_let_go_folder`. `folder` is checked and shorter than LONG_PATH."""
         key = (scope, folder)
@@ -198,7 +203,13 @@ class Store:
                 self._folders.move_to_end(key)
                 return entry
             moves = self._moves.get(scope, 0)
-        fd = open_folder(root_fd, folder)  # the confined lookup (confine.py), outside the lock
+        root = self._hold(scope)
+        try:
+            fd = open_folder(root[0], folder)  # the confined lookup (confine.py), outside the lock
+        finally:
+            self._let_go(root)
+        if not self._keep_folders:
+            return [fd, 1, 0]  # used for this call only
         with self._lock:
             if self._moves.get(scope, 0) != moves:
                 return [fd, 1, 0]  # a folder moved meanwhile: used once, not kept
@@ -219,8 +230,9 @@ class Store:
             if not entry[1] and not entry[2]:
                 os.close(entry[0])
 
-    def _folders_moved(self, *scopes: Scope) -> None:
-        """A folder of these scopes was renamed or removed: forget their kept folders."""
+    def forget_folders(self, *scopes: Scope) -> None:
+        """A folder of these scopes was renamed or removed (here, or behind memfs's back,
+        as `refresh` says): forget their kept folders."""
         with self._lock:
             for scope in scopes:
                 self._moves[scope] = self._moves.get(scope, 0) + 1
@@ -274,6 +286,16 @@ class Store:
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
         with _Where(self, scope, rel) as (where, name):
             return os.stat(name, dir_fd=where, follow_symlinks=False)
+
+    def lstat_in(self, scope: Scope, rel: bytes) -> tuple[os.stat_result, os.stat_result | None]:
+        """(the stat of the folder holding `rel`, `rel`'s own or None when there is no such
+        name), in one walk: a lookup checks the folder and finds the name with one fd."""
+        with _Where(self, scope, rel) as (where, name):
+            folder = os.fstat(where)
+            try:
+                return folder, os.stat(name, dir_fd=where, follow_symlinks=False)
+            except FileNotFoundError:
+                return folder, None
 
     def owner(self, scope: Scope, rel: bytes) -> str | None:
         """The creator recorded on a file or folder (owners.py); None when there is none."""
@@ -381,7 +403,7 @@ class Store:
             with _Where(self, scope, rel) as (where, name):
                 os.rmdir(name, dir_fd=where)
         finally:
-            self._folders_moved(scope)
+            self.forget_folders(scope)
 
     def rename(
         self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes, noreplace: bool = False
@@ -405,7 +427,7 @@ class Store:
                 )
         finally:
             if moved:
-                self._folders_moved(src, dst)
+                self.forget_folders(src, dst)
         return replaced
 
     def room(self, offset: int) -> int:

@@ -39,7 +39,7 @@ def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch
     that used to be there or one that moved away (to another scope, too)."""
     monkeypatch.setattr(store_mod, "MAX_FOLDER_FDS", 8)
     Store.init_layout(tmp_path)
-    st = Store(tmp_path, 1 << 20)
+    st = Store(tmp_path, 1 << 20, keep_folders=True)
     alice, team = Scope(Kind.PRIVATE, "alice"), Scope(Kind.TEAM, "eng")
     st.lstat(alice, b"")
     st.lstat(team, b"")
@@ -85,6 +85,21 @@ def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch
     assert st.lstat(team, b"z/b/t.md") and _errno(lambda: st.lstat(team, b"z/b/t.tmp")) == errno.ENOENT
     st.close()
     assert open_fds() == before - 2  # the two scope roots went too
+
+
+def test_a_store_that_keeps_no_folders_holds_no_fds(tmp_path):
+    """Another process's Store (history's worker, doctor) is not told of renames: it
+    opens each folder per call and holds nothing between calls."""
+    Store.init_layout(tmp_path)
+    st = Store(tmp_path, 1 << 20)
+    alice = Scope(Kind.PRIVATE, "alice")
+    st.mkdir(alice, b"a", 0o700)
+    before = open_fds()
+    os.close(st.create(alice, b"a/f.md", os.O_WRONLY, 0o600)[0])
+    assert st.lstat(alice, b"a/f.md").st_size == 0 and open_fds() == before
+    os.rename(tmp_path / "private" / "alice" / "a", tmp_path / "private" / "alice" / "b")
+    assert _errno(lambda: st.lstat(alice, b"a/f.md")) == errno.ENOENT  # renamed behind it
+    st.close()
 
 
 def _errno(fn) -> int | None:
