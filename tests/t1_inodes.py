@@ -151,7 +151,7 @@ def test_own_numbers_read_the_older_json_once(tmp_path):
     from memfs.own_numbers import OwnNumbers
 
     legacy, path = tmp_path / "inode-numbers.json", tmp_path / "inode-numbers.log"
-    legacy.write_text('{"77": %d, "78": 5}' % (OWN_BASE + 3))
+    legacy.write_text(f'{{"77": {OWN_BASE + 3}, "78": 5}}')
     own = OwnNumbers(path, legacy)
     assert own.get(77) == OWN_BASE + 3 and own.get(78) is None
     own.give(79, OWN_BASE + 4)  # the first change writes the log and removes the JSON
