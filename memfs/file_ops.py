@@ -68,14 +68,14 @@ class FileOps(FsBase):
         if node.unlinked:
             raise FUSEError(errno.ESTALE)
         try:
-            return await self._open_file(node, flags, ctx.uid, reading, writing)
+            if not writing:  # most opens: no await, no coroutine of their own
+                return self._open_to_read(node, flags, ctx.uid)
+            return await self._open_to_write(node, flags, ctx.uid, reading)
         except FileNotFoundError:
             raise FUSEError(errno.ESTALE) from None
 
-    async def _open_file(self, node: Node, flags: int, uid: int, reading: bool, writing: bool) -> FileInfo:
-        if not writing:
-            return self._open_to_read(node, flags, uid)
-        st = self._openable(node, reading, writing)
+    async def _open_to_write(self, node: Node, flags: int, uid: int, reading: bool) -> FileInfo:
+        st = self._openable(node, reading, True)
         await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
         await self._preserve(node.scope, node.path)
         await self._settle(node.scope)  # the last await: a sync sees this handle as busy
