@@ -1,0 +1,156 @@
+"""memfs's handlers against the bare passthrough's, called in one process: what memfs's own
+code adds per request, without the kernel's round trip (scripts/bench's probes measure the
+whole request through a mount, where the noise of a shared machine is often larger than
+what memfs adds). Run by `scripts/bench --handlers` (as root).
+
+memfs is built as a mount builds it (memfs.daemon.build: history, index, embedder, secret
+guard, quotas), without its background tasks; the bare floor is scripts/passthrough.py's
+Bare. Each case runs on 100 files in a folder, best of 3 alternated runs, microseconds per
+file: getattr; lookup of an existing and of a missing name; open + release (read only);
+open, a 4 KiB read and release; and unlink of a closed 1 KB file the kernel has forgotten
+(with history on, its content not yet committed moves into history's spool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyfuse3
+import trio
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import passthrough  # noqa: E402
+
+from memfs import config as config_mod  # noqa: E402
+from memfs import daemon  # noqa: E402
+from memfs.identity import Identities  # noqa: E402
+from memfs.numbers import ROOT_INODE  # noqa: E402
+from memfs.store import Store  # noqa: E402
+
+UID = 1001
+N = 100
+
+
+def ctx():
+    return SimpleNamespace(uid=UID, gid=UID, pid=4242, umask=0o022)
+
+
+async def setup(o) -> tuple[int, list[int]]:
+    d = (await o.mkdir(ROOT_INODE, b"w", stat.S_IFDIR | 0o755, ctx())).st_ino
+    inos = []
+    for i in range(N):
+        info, at = await o.create(d, b"p%03d" % i, stat.S_IFREG | 0o600, os.O_RDWR | os.O_CREAT, ctx())
+        await o.write(info.fh, 0, b"x" * 1500)
+        await o.release(info.fh)
+        inos.append(at.st_ino)
+    return d, inos
+
+
+def cases(o, d: int, inos: list[int]) -> dict:
+    made = [0]
+    spent = [0.0]  # a case that times only part of its work adds it here
+
+    async def getattr_():
+        for i in inos:
+            await o.getattr(i, ctx())
+
+    async def lookup():
+        for i in range(N):
+            await o.lookup(d, b"p%03d" % i, ctx())
+
+    async def lookup_missing():
+        for i in range(N):
+            try:
+                await o.lookup(d, b"n%03d" % i, ctx())
+            except pyfuse3.FUSEError:
+                pass
+
+    async def open_release():
+        for i in inos:
+            info = await o.open(i, os.O_RDONLY, ctx())
+            await o.release(info.fh)
+
+    async def open_read_release():
+        for i in inos:
+            info = await o.open(i, os.O_RDONLY, ctx())
+            await o.read(info.fh, 0, 4096)
+            await o.release(info.fh)
+
+    async def unlink():
+        made[0] += 1
+        names = [b"u%d_%03d" % (made[0], i) for i in range(N)]
+        for name in names:
+            info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
+            await o.write(info.fh, 0, b"y" * 1000)
+            await o.release(info.fh)
+            forgot = o.forget([(at.st_ino, 1)])
+            if forgot is not None:
+                await forgot
+        t0 = time.perf_counter()
+        for name in names:
+            await o.unlink(d, name, ctx())
+        spent[0] += time.perf_counter() - t0
+
+    return {
+        "getattr": getattr_,
+        "lookup": lookup,
+        "lookup-missing": lookup_missing,
+        "open+release": open_release,
+        "open+read+release": open_read_release,
+        "unlink": unlink,
+    }, spent
+
+
+async def main(reps: int, history: bool) -> None:
+    base = Path(tempfile.mkdtemp(prefix="memfs-bench-handlers-", dir="/var/tmp"))
+    data = base / "data"
+    Store.init_layout(data)
+    conf: dict = {"users": {"alice": {"uid": UID}}}
+    if not history:
+        conf["history"] = {"enabled": False}
+    cfg = config_mod.parse(conf)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            ops = daemon.build(cfg, Identities(cfg), data, base / "mnt", stack).ops
+            src = base / "bare"
+            src.mkdir()
+            bare = passthrough.Bare(os.fsencode(src))
+            mine, mine_spent = cases(ops, *(await setup(ops)))
+            floor, floor_spent = cases(bare, *(await setup(bare)))
+            on = "on" if history else "off"
+            print(f"us per file, best of 3 alternated runs of {reps} x {N} (history {on})")
+            print(f"{'case':18} {'memfs':>8} {'bare':>8} {'above':>8}")
+            for name in mine:
+                best: dict[str, float] = {}
+                for label, (cs, spent) in (("memfs", (mine, mine_spent)), ("bare", (floor, floor_spent))) * 3:
+                    for _ in range(2):
+                        await cs[name]()
+                    spent[0] = 0.0
+                    t0 = time.perf_counter()
+                    for _ in range(reps):
+                        await cs[name]()
+                    took = spent[0] or (time.perf_counter() - t0)
+                    best[label] = min(best.get(label, 1e9), took * 1e6 / (reps * N))
+                m, b = best["memfs"], best["bare"]
+                print(f"{name:18} {m:8.1f} {b:8.1f} {m - b:8.1f}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=30, help="passes over the 100 files per timed run")
+    ap.add_argument("--no-history", action="store_true")
+    args = ap.parse_args()
+    trio.run(main, args.reps, not args.no_history)
