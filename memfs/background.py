@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
 NICE = 10  # compressing a caller's gigabyte into history must not slow others' requests
@@ -59,6 +61,15 @@ async def _finished(fut: concurrent.futures.Future) -> None:
     fut.add_done_callback(lambda _f: token.run_sync_soon(done.set))
     with trio.CancelScope(shield=True):
         await done.wait()
+
+
+def _rss(pid: int) -> int:
+    """A process's resident set in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _lower_priority_of(pid: int) -> None:
@@ -119,16 +130,26 @@ class NicedProcess:
     callers' requests need (history's hashing, compression and commits). `run` takes a
     module-level function and picklable arguments. A worker that dies (killed, out of
     memory) is replaced on the next call; the call that was running raises, and its
-    caller puts the work back. Recycled every RECYCLE calls, so what libgit2 and malloc
-    keep in it (caches, arenas) cannot grow for the mount's life."""
+    caller puts the work back. Recycled every RECYCLE calls, and after a call that left
+    it above max_rss, so what libgit2 and malloc keep in it (caches, arenas) cannot grow
+    for the mount's life."""
 
     RECYCLE = 2000
 
     def __init__(
-        self, initializer: Callable[..., None], args: tuple, name: str, workers: int = 1, idle: bool = False
+        self,
+        initializer: Callable[..., None],
+        args: tuple,
+        name: str,
+        workers: int = 1,
+        idle: bool = False,
+        max_rss: int | None = None,
     ):
         """idle: its workers run only when a core is otherwise idle (SCHED_IDLE), for work
-        nobody waits for; a niced worker still took CPU from callers on a busy machine."""
+        nobody waits for; a niced worker still took CPU from callers on a busy machine.
+        max_rss: bytes a worker may hold after a call before it is replaced (None: no cap,
+        for a worker whose size is its job, as the embedder's model)."""
+        self.max_rss = max_rss
         self._initializer, self._args, self.name, self._workers = initializer, args, name, workers
         self._idle = idle
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -182,6 +203,8 @@ class NicedProcess:
         except concurrent.futures.BrokenExecutor:
             self._pool = None  # the next call starts a new worker
             raise
+        finally:
+            self._recycle_if_big()
 
     def call(self, fn: Callable[..., T], *args) -> T:
         """fn(*args) in the worker, from a worker thread (blocking it, not the loop)."""
@@ -191,6 +214,24 @@ class NicedProcess:
         except concurrent.futures.BrokenExecutor:
             self._pool = None
             raise
+        finally:
+            self._recycle_if_big()
+
+    def _recycle_if_big(self) -> None:
+        """A worker past max_rss ends once what was handed to it is done; the next call
+        starts a fresh one (one read of /proc per call: calls are batches, seconds apart)."""
+        cap = self.max_rss
+        if cap is None:
+            return
+        with self._lock:
+            pool = self._pool
+            pids = list(getattr(pool, "_processes", None) or ())
+            big = [(pid, rss) for pid in pids if (rss := _rss(pid)) > cap]
+            if pool is None or not big:
+                return
+            self._pool = None
+        log.info("%s: worker at %d MiB, past %d MiB: recycled", self.name, big[0][1] >> 20, cap >> 20)
+        pool.shutdown(wait=False)
 
     def hurry(self) -> None:
         """Unmounted: no caller is left to protect, so the worker finishes what is pending

@@ -5,7 +5,8 @@ Phases (each as uid 1001 through the mount): folder renames back and forth (empt
 holding .md entries), creates and unlinks of many files, .md writes that get indexed, a
 mix of all of them, and rewrites (fsx-like: O_TRUNC rewrites, in-place patches and
 truncates of a few files, each a version for history to keep). After each phase the
-daemon's RSS is read, and its history worker's; `--repeat` runs the phases again to show
+daemon's RSS is read, and each of its worker processes' (history's, the embedder's, the
+secret scans'); `--repeat` runs the phases again to show
 growth over time. At the end history is read (its pending batch commits), the kernel's
 caches are dropped (so it forgets every inode) and RSS is read again.
 """
@@ -98,18 +99,18 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def worker_kib(pid: int) -> int:
-    """RSS of the daemon's history worker process(es)."""
-    total = 0
+def worker_kib(pid: int) -> list[int]:
+    """RSS of each of the daemon's worker processes (history, embedder, secret scans)."""
+    sizes = []
     for p in os.listdir("/proc"):
         try:
             if not p.isdigit() or int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[1]) != pid:
                 continue
             if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read():
-                total += rss_kib(int(p))
+                sizes.append(rss_kib(int(p)))
         except (OSError, ValueError):
             continue
-    return total
+    return sorted(sizes, reverse=True)
 
 
 def main() -> int:
@@ -177,9 +178,10 @@ def main() -> int:
             f"memfs soak: {total} operations as uid {UID}, index {'on' if args.index else 'off'}, "
             f"history {'on' if args.history else 'off'}"
         )
-        print(f"{'after':<18} {'RSS MiB':>8} {'worker MiB':>11} {'seconds':>8}")
+        print(f"{'after':<18} {'RSS MiB':>8} {'seconds':>8}  workers' MiB (largest first)")
         for name, kib, wkib, secs in rows:
-            print(f"{name:<18} {kib / 1024:8.1f} {wkib / 1024:11.1f} {secs:8.1f}")
+            shown = " + ".join(f"{k / 1024:.0f}" for k in wkib) or "-"
+            print(f"{name:<18} {kib / 1024:8.1f} {secs:8.1f}  {shown}")
         start, end = rows[0][1], rows[-1][1]
         peak = max(k for _, k, _, _ in rows)
         grew, peaked = (end - start) / 1024, (peak - start) / 1024

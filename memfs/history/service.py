@@ -55,6 +55,9 @@ MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last
 # truncate, an overwrite, a rename over it): the caller pays one copy, not a commit. Past
 # KEEP_HURRY bytes spooled in a scope the committer is woken (small batches keep it
 # running alongside a fast writer); past KEEP_MAX, the writer waits for it.
+# The worker is replaced after a commit round that left it above this: libgit2's and
+# malloc's leftovers of big rounds stayed until its RECYCLE-th call (scripts/bench --soak).
+WORKER_MAX_RSS = 128 << 20
 KEEP_HURRY = 8 << 20
 KEEP_MAX = 64 << 20
 KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger one in a thread
@@ -109,7 +112,7 @@ class History:
         self._locks: dict[Scope, trio.Lock] = {}
         # commits, reconcile and retention: in a niced process of their own (committer.py)
         args = (data, store.max_file_bytes, conf, self.limits, self.hostname)
-        self.background = NicedProcess(committer.start, args, "memfs-history")
+        self.background = NicedProcess(committer.start, args, "memfs-history", max_rss=WORKER_MAX_RSS)
         self._failures: dict[Scope, int] = {}
         self._since: dict[Scope, float] = {}  # wall time of the oldest uncommitted change (lag)
         self._flying_since: dict[Scope, float] = {}
