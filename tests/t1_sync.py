@@ -127,6 +127,10 @@ def test_git_failures_say_what_broke_in_gits_own_first_meaningful_line():
             "fatal: the remote end hung up unexpectedly\n",
             "unreachable: send-pack: unexpected disconnect",  # sshd stopped mid-push
         ),
+        (
+            "fatal: the remote end hung up upon initial contact\n",
+            "unreachable: the remote end hung up upon initial contact",  # sshd dropping sessions
+        ),
         ("", "failed: git fetch failed"),
     ]
     for stderr, said in cases:

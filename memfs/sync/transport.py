@@ -50,8 +50,9 @@ KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "unreachable",
             r"connection (refused|timed out|closed|reset)|could not resolve|no route to host|"
             r"network is unreachable|kex_exchange_identification|unable to connect|timed out|"
-            # the server went away mid-transfer (sshd stopped during a push)
-            r"unexpected disconnect|remote end hung up unexpectedly|broken pipe",
+            # the server went away mid-transfer (sshd stopped during a push), or before the
+            # handshake (an sshd under load dropping new sessions: MaxStartups)
+            r"unexpected disconnect|remote end hung up|broken pipe",
         ),
         ("disk full", r"no space left on device|disk quota exceeded"),
         ("no repository", r"does not appear to be a git repository|repository not found|not found"),
