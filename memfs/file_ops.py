@@ -210,7 +210,7 @@ class FileOps(FsBase):
                     self._changed(h.node, h.uid)
                     if self.secrets is not None and self.secrets.flags(h.node.scope):
                         p = self.ids.principal(h.uid, h.uid)
-                        self.secrets.closed(p, h.node.scope, h.node.path)
+                        self.secrets.closed(p, h.node.scope, h.node.path, st.st_size)
                 if last_of_unlinked:
                     self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now
         finally:

@@ -239,6 +239,17 @@ def test_a_burst_of_private_files_is_flagged_in_the_background_file_by_file(tm):
     assert status.count("holds a secret") == 2
 
 
+def test_a_flagged_file_emptied_is_no_longer_flagged(tm):
+    """An empty file is not scanned (touch, lock files, 100k empty files): its flag goes at
+    its close, and status says so."""
+    tm.sh(BOB, f"/usr/bin/printf 'token %s\\n' '{GHP}' > mine.md; touch empty.md")
+    wait_for(lambda: "secret in uid=1002(bob) mine.md: line 1" in tm.log(), "the flag", 20)
+    assert "mine.md:1: holds a secret" in read(tm, BOB, "status")
+    tm.sh(BOB, ": > mine.md")
+    status = read(tm, BOB, "status")
+    assert "holds a secret" not in status, status
+
+
 # --- a hostile member smuggling a key into team/; a teammate must never read it ---------------
 # Each attempt is a script run by alice (every OSError swallowed: she keeps trying); KEY,
 # B64 and PEM are bound in it. B64 is "GITHUB_TOKEN=<key>" base64-wrapped at 76 as
