@@ -184,3 +184,32 @@ def test_the_journal_recovers_only_what_stays_in_its_scope_and_spool(tmp_path):
     assert journal.recover(spool) == {} and j.path.stat().st_size == 0
     journal.clear(spool, keep="2.2")
     assert list(spool.iterdir()) == []
+
+
+def test_a_repository_left_half_made_by_a_kill_is_set_aside_and_made_anew(tmp_path):
+    """A SIGKILL during init (the daemon's death reaches its worker) left a folder with no
+    HEAD and a stale config.lock: every later open tried to finish it and failed on the
+    lock, so the scope's history stopped for good. Now a repository is made whole beside
+    its place and renamed in; a half-made one found there is moved aside, not removed."""
+    path = tmp_path / "history" / "private" / "root.git"
+    path.mkdir(parents=True)
+    (path / "config.lock").write_text("[core]\n")
+    (path / "objects").mkdir()
+    repo = Repo(path)
+    assert repo.head() is None and (path / "HEAD").exists()
+    assert repo.r.config["gc.autoDetach"] is not None
+    aside = [p.name for p in path.parent.iterdir() if p.name != "root.git"]
+    assert len(aside) == 1 and aside[0].startswith("root.git.broken-"), aside
+    assert (path.parent / aside[0] / "config.lock").exists()  # kept for an admin to look at
+    # made already (by another process, or before): opened as it is, nothing left beside it
+    assert Repo(path).r.path == repo.r.path
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(["root.git", *aside])
+
+
+def test_a_repository_that_does_not_open_for_another_reason_is_not_moved(tmp_path):
+    path = tmp_path / "team.git"
+    path.mkdir()
+    (path / "HEAD").write_text("garbage\n")
+    with pytest.raises(pygit2.GitError):
+        Repo(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["team.git"]

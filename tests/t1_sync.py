@@ -131,7 +131,8 @@ def test_git_failures_say_what_broke_in_gits_own_first_meaningful_line():
             "fatal: the remote end hung up upon initial contact\n",
             "unreachable: the remote end hung up upon initial contact",  # sshd dropping sessions
         ),
-        ("", "failed: git fetch failed"),
+        ("", "unreachable: git fetch failed: the connection ended with no reason given"),
+        ("To ssh://h/r.git\n", "unreachable: git fetch failed: the connection ended"),
     ]
     for stderr, said in cases:
         assert str(explain(stderr, "git fetch failed")).startswith(said), stderr

@@ -10,9 +10,11 @@ git CLI (gc, and later push/fetch) works on the same repository.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import cast
 import pygit2
 
 from ..confine import bad_component
+
+log = logging.getLogger(__name__)
 
 BRANCH = "refs/heads/main"
 TRACKING = "refs/remotes/sync/main"  # the remote's branch as sync last fetched it
@@ -80,6 +84,36 @@ def _level(data: bytes) -> int:
     return 0 if len(zlib.compress(sample, 1)) > 0.9 * len(sample) else zlib.Z_DEFAULT_COMPRESSION
 
 
+def _create(path: Path) -> pygit2.Repository:
+    """A new bare repository at `path`, made whole beside it then renamed into place: a
+    process killed half-way through init (a daemon's SIGKILL reaches its worker too) left
+    a folder with no HEAD and a stale config.lock that every later open tried, and failed,
+    to finish. Such a folder is moved aside (`<name>.broken-<ns>`, logged), never removed."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}-{time.monotonic_ns()}")
+    r = pygit2.init_repository(str(tmp), bare=True, initial_head="main")
+    r.config["core.logAllRefUpdates"] = False  # no reflog: retention must free old blobs
+    r.config["gc.autoDetach"] = False
+    del r
+    try:
+        os.rename(tmp, path)
+    except OSError:  # something is there: made meanwhile by another process, or half-made
+        try:
+            found = pygit2.Repository(str(path))
+        except pygit2.GitError:
+            if (path / "HEAD").exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise  # a repository that does not open for another reason: not ours to move
+            aside = path.with_name(f"{path.name}.broken-{time.time_ns()}")
+            log.info("history: %s was never finished (a killed init): moved to %s", path, aside.name)
+            os.rename(path, aside)
+            os.rename(tmp, path)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return found
+    return pygit2.Repository(str(path))
+
+
 class Repo:
     def __init__(self, path: Path):
         self.path = path
@@ -88,10 +122,7 @@ class Repo:
         try:
             self.r = pygit2.Repository(str(path))
         except pygit2.GitError:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.r = pygit2.init_repository(str(path), bare=True, initial_head="main")
-            self.r.config["core.logAllRefUpdates"] = False  # no reflog: retention must free old blobs
-            self.r.config["gc.autoDetach"] = False
+            self.r = _create(path)
 
     # -- reading --------------------------------------------------------------
     def head(self) -> pygit2.Oid | None:

@@ -85,7 +85,9 @@ def explain(stderr: str, fallback: str) -> SyncError:
         return SyncError(
             "the connection ended with no reason given (git: Could not read from remote)", "unreachable"
         )
-    return SyncError(fallback)
+    # Nothing said at all (or only "To <url>"): the other end went away without a word, as
+    # an sshd under load drops a session; a refusal of git's own always says why.
+    return SyncError(f"{fallback}: the connection ended with no reason given", "unreachable")
 
 
 def _bare(line: str) -> str:
