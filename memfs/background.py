@@ -157,6 +157,7 @@ class NicedProcess:
         self._logs: multiprocessing.Queue[logging.LogRecord] | None = None
         self._relay: logging.handlers.QueueListener | None = None
         self._niced: set[int] = set()  # worker pids niced from here
+        self._inflight = 0  # calls handed to the pool and not yet returned
         self._lock = threading.Lock()
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -192,6 +193,7 @@ class NicedProcess:
                     _lower_priority_of(pid)
                     if self._idle:
                         _set_policy(pid, os.SCHED_IDLE)
+            self._inflight += 1  # given back by _done, once the caller has the result
             return fut
 
     async def run(self, fn: Callable[..., T], *args) -> T:
@@ -204,7 +206,7 @@ class NicedProcess:
             self._pool = None  # the next call starts a new worker
             raise
         finally:
-            self._recycle_if_big()
+            self._done()
 
     def call(self, fn: Callable[..., T], *args) -> T:
         """fn(*args) in the worker, from a worker thread (blocking it, not the loop)."""
@@ -215,16 +217,24 @@ class NicedProcess:
             self._pool = None
             raise
         finally:
-            self._recycle_if_big()
+            self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._inflight -= 1
+        self._recycle_if_big()
 
     def _recycle_if_big(self) -> None:
-        """A worker past max_rss ends once what was handed to it is done; the next call
-        starts a fresh one (one read of /proc per call: calls are batches, seconds apart)."""
+        """A worker past max_rss ends when no call is left in it (two workers never work
+        on one repository at once); the next call starts a fresh one. One read of /proc
+        per call: calls are batches, seconds apart."""
         cap = self.max_rss
         if cap is None:
             return
         with self._lock:
             pool = self._pool
+            if self._inflight:  # another call is queued or running there: it checks after
+                return
             pids = list(getattr(pool, "_processes", None) or ())
             big = [(pid, rss) for pid in pids if (rss := _rss(pid)) > cap]
             if pool is None or not big:
