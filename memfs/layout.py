@@ -49,7 +49,7 @@ def own_numbers_file(data: Path) -> Path:
 
 
 def legacy_own_numbers_file(data: Path) -> Path:
-    """The same table as versions before 2026-12-03 saved it: read once, then removed."""
+    """The same table as older versions saved it (JSON, rewritten whole): read once, then removed."""
     return data / "state" / "inode-numbers.json"
 
 

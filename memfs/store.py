@@ -195,6 +195,8 @@ class Store:
     def _hold_folder(self, scope: Scope, folder: bytes) -> list[int]:
         """[fd, users, kept] of a folder below the scope's root, one more user; give it
         back with `_let_go_folder`. `folder` is checked and shorter than LONG_PATH."""
+        if not self._keep_folders:
+            return [self._open_folder(scope, folder), 1, 0]  # used for this call only
         key = (scope, folder)
         with self._lock:
             entry = self._folders.get(key)
@@ -203,13 +205,7 @@ class Store:
                 self._folders.move_to_end(key)
                 return entry
             moves = self._moves.get(scope, 0)
-        root = self._hold(scope)
-        try:
-            fd = open_folder(root[0], folder)  # the confined lookup (confine.py), outside the lock
-        finally:
-            self._let_go(root)
-        if not self._keep_folders:
-            return [fd, 1, 0]  # used for this call only
+        fd = self._open_folder(scope, folder)  # outside the lock
         with self._lock:
             if self._moves.get(scope, 0) != moves:
                 return [fd, 1, 0]  # a folder moved meanwhile: used once, not kept
@@ -223,6 +219,13 @@ class Store:
                 for old in [k for k, e in self._folders.items() if not e[1]][:16]:
                     os.close(self._folders.pop(old)[0])
             return entry
+
+    def _open_folder(self, scope: Scope, folder: bytes) -> int:
+        root = self._hold(scope)
+        try:
+            return open_folder(root[0], folder)  # the confined lookup (confine.py)
+        finally:
+            self._let_go(root)
 
     def _let_go_folder(self, entry: list[int]) -> None:
         with self._lock:
@@ -241,11 +244,6 @@ class Store:
                 entry[2] = 0
                 if not entry[1]:
                     os.close(entry[0])
-
-    def where(self, scope: Scope, rel: bytes) -> _Where:
-        """`with store.where(scope, rel) as (dir_fd, name)`: for an *at() call on `rel`,
-        which must not follow a symlink in `name` (as confine.beneath, whose rules apply)."""
-        return _Where(self, scope, rel)
 
     @contextmanager
     def at(self, scope: Scope) -> Iterator[int]:
@@ -399,11 +397,9 @@ class Store:
         return st
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
-        try:
-            with _Where(self, scope, rel) as (where, name):
-                os.rmdir(name, dir_fd=where)
-        finally:
-            self.forget_folders(scope)
+        with _Where(self, scope, rel) as (where, name):
+            os.rmdir(name, dir_fd=where)
+        self.forget_folders(scope)
 
     def rename(
         self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes, noreplace: bool = False

@@ -51,13 +51,13 @@ log = logging.getLogger(__name__)
 IMPORT_AUTHOR = "memfs-import"  # files an admin's `memfs import` wrote
 PRUNE_EVERY = 6 * 3600.0
 MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
+# The worker is replaced after a commit round that left it above this: libgit2's and
+# malloc's leftovers of big rounds stayed until its RECYCLE-th call (scripts/bench --soak).
+WORKER_MAX_RSS = 128 << 20
 # Versions kept (spooled) until their batch commits (content about to be destroyed: a
 # truncate, an overwrite, a rename over it): the caller pays one copy, not a commit. Past
 # KEEP_HURRY bytes spooled in a scope the committer is woken (small batches keep it
 # running alongside a fast writer); past KEEP_MAX, the writer waits for it.
-# The worker is replaced after a commit round that left it above this: libgit2's and
-# malloc's leftovers of big rounds stayed until its RECYCLE-th call (scripts/bench --soak).
-WORKER_MAX_RSS = 128 << 20
 KEEP_HURRY = 8 << 20
 KEEP_MAX = 64 << 20
 KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger one in a thread
