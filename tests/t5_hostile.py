@@ -204,3 +204,34 @@ def test_folder_rename_storm_logs_nothing_above_info(mnt):
     assert "20 results" in found and all(p.startswith("c/sub/") for p in hit_paths(found))
     noisy = [ln for ln in mnt.log().splitlines() if " WARNING " in ln or " ERROR " in ln]
     assert noisy == []
+
+
+def test_folder_churn_past_the_kept_folders_reaches_nothing_stale(mnt):
+    """The daemon keeps up to 256 folders open (store.MAX_FOLDER_FDS). A user who walks
+    far more folders than that while renaming, removing and remaking them by the same
+    names must only ever reach what is there now, in her own scope; another user's nested
+    files, read between her rounds, are untouched."""
+    mnt.py(BOB, "import os\nos.makedirs('deep/er', exist_ok=True)\nopen('deep/er/b.md', 'w').write('bob\\n')")
+    mnt.py(
+        ALICE,
+        """
+        import os
+        for i in range(400):  # more folders than are kept open
+            os.makedirs(f"d{i}/sub")
+            open(f"d{i}/sub/f.md", "w").write(f"{i}\\n")
+        for r in range(3):
+            for i in range(0, 400, 7):
+                os.rename(f"d{i}", f"moved{i}")  # the old path must not reach the folder
+                assert not os.path.exists(f"d{i}/sub/f.md")
+                os.makedirs(f"d{i}/sub")  # a new folder by the same name: empty
+                assert os.listdir(f"d{i}/sub") == []
+                open(f"d{i}/sub/f.md", "w").write(f"new {r} {i}\\n")
+                os.unlink(f"moved{i}/sub/f.md"); os.rmdir(f"moved{i}/sub"); os.rmdir(f"moved{i}")
+            for i in range(400):
+                want = f"new {r} {i}\\n" if i % 7 == 0 else f"{i}\\n"
+                assert open(f"d{i}/sub/f.md").read() == want, (r, i)
+        """,
+        timeout=300,
+    )
+    assert mnt.sh(BOB, "cat deep/er/b.md; ls -A").stdout == "bob\ndeep\n"
+    assert mnt.sh(ALICE, "cat d7/sub/f.md; ls -d moved* 2>/dev/null | wc -l").stdout == "new 2 7\n0\n"
