@@ -17,11 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import config as config_mod
-from . import mountnotes, mounttable, privilege
-from .identity import Identities
-from .store import Store
+from . import mounttable
+
+if TYPE_CHECKING:
+    from . import config as config_mod
+    from .identity import Identities
 
 log = logging.getLogger("memfs")
 
@@ -92,6 +94,8 @@ def check(spec: MountSpec, clear_dead: bool = True) -> tuple[config_mod.Config, 
     """Everything that can be told to the caller before the daemon starts. A dead mount
     is cleared here only if `clear_dead`; `memfs mount` leaves it to the daemon, whose log
     then tells the unclean restart."""
+    from .store import Store
+
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         raise MountError(
             "FUSE is not available: install fuse3 (apt-get install fuse3) and load the fuse module"
@@ -125,6 +129,9 @@ def check(spec: MountSpec, clear_dead: bool = True) -> tuple[config_mod.Config, 
 
 
 def _load(spec: MountSpec) -> tuple[config_mod.Config, Identities]:
+    from . import config as config_mod
+    from .identity import Identities
+
     cfg = config_mod.load(spec.config)
     return cfg, Identities(cfg)
 
@@ -136,7 +143,8 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     import pyfuse3
     import trio
 
-    from . import background, daemon, guard
+    from . import background, daemon, guard, mountnotes, privilege
+    from . import config as config_mod
     from .history import gitrepo
 
     def report(line: str) -> None:
