@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from memfs import doctor
 
@@ -26,6 +27,14 @@ users:
   bob: {uid: 1002}
   carol: {uid: 1003}
 """
+# What a test left on a shared mount, removed by each user through the mount (modes first:
+# a test may leave a folder read-only; what memfs makes, as team/, stays), and then what
+# each user sees, to compare with the fresh mount's.
+WIPE = (
+    "find . -mindepth 1 -type d ! -perm -u=rwx -exec chmod u+rwx {} + 2>/dev/null;"
+    " find . -mindepth 1 -depth -exec rm -rf {} + 2>/dev/null; true"
+)
+LIST = "find . -mindepth 1 -printf '%y %m %P\\n' | LC_ALL=C sort"
 TIMEOUT = 60  # seconds for any one process that touches the mount
 UMOUNT_TIMEOUT = 300  # `memfs umount` waits for the daemon's last commits (mount.umount)
 SYS_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike a python under /root
@@ -80,12 +89,15 @@ class Mount:
         self.config = base / "config.yaml"
         self.mnt.mkdir(exist_ok=True)
         os.chmod(self.mnt, 0o755)
-        self.config.write_text(textwrap.dedent(config))
+        self.config_text = textwrap.dedent(config)
+        self.config.write_text(self.config_text)
         self.env = dict(os.environ, MEMFS_RUN_DIR=str(base / "run"), **(env or {}))
         self.homes: dict[int, Path] = {}
         self.expected: list[tuple[re.Pattern, int | None]] = []
         self.log_errors = False
         self.daemons: set[int] = set()
+        self.uids: set[int] = set()  # every uid a test ran as here (a shared mount wipes theirs)
+        self.log_from = 0  # a shared mount: where this test's log lines start
 
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -194,10 +206,56 @@ class Mount:
                 pass
 
     def log(self) -> str:
+        """The daemon's log: on a shared mount, only what was logged since this test began."""
         try:
-            return (self.data / "state" / "memfs.log").read_text()
+            with open(self.data / "state" / "memfs.log", "rb") as f:
+                f.seek(self.log_from)
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+    # -- one mount for a module's tests (shared_mount) ---------------------------
+    def alive(self) -> bool:
+        pid = self.pid()
+        return os.path.ismount(self.mnt) and pid is not None and not daemon_gone(pid)
+
+    def users(self) -> list[int]:
+        """The uids the config names (a shared mount's tests act as them)."""
+        conf = yaml.safe_load(self.config.read_text()) or {}
+        return sorted(u["uid"] for u in (conf.get("users") or {}).values())
+
+    def listing(self, uid: int) -> str:
+        return self.sh(uid, LIST, check=False).stdout
+
+    def begin(self) -> None:
+        """A test starts on this (shared) mount: its own log lines and expectations."""
+        try:
+            self.log_from = (self.data / "state" / "memfs.log").stat().st_size
+        except FileNotFoundError:
+            self.log_from = 0
+        self.expected, self.log_errors, self.uids = [], False, set()
+
+    def end(self, fresh: dict[int, str]) -> tuple[list[str], bool]:
+        """A test on a shared mount is done: (problems, whether the mount can serve the
+        next test). First the checks a test's own unmount would make, live: the daemon
+        logged nothing unexpected, and once every uid's searches are current the index
+        matches the files. Then every uid removes all it can, and each must see what it saw
+        on the fresh mount (`fresh`: its listing then), else the mount is retired."""
+        problems = [] if self.log_errors else self.unexpected_log()
+        if not self.alive():
+            return problems, False
+        users = sorted(self.uids | set(fresh))  # tests also act as users without run()
+        for uid in users:  # a search answers once the uid's queued changes are indexed
+            self.run(uid, ["cat", ".memfs/search/x"], check=False)
+        if (self.data / "state" / "manifest.sqlite").exists():
+            check = doctor._index(self.data)
+            if not check.ok:
+                problems.append(f"the index does not match the files: {check.line()}")
+        for uid in users:
+            self.sh(uid, WIPE, check=False)
+        clean = all(self.listing(uid) == fresh.get(uid, "") for uid in users)
+        same = self.config.read_text() == self.config_text  # a test that changed it: a new mount
+        return problems, clean and same and self.alive()
 
     # -- acting as a uid ------------------------------------------------------
     def home(self, uid: int) -> Path:
@@ -218,6 +276,7 @@ class Mount:
             "PYTHONPATH": CHECKOUT,
         }
         env.update(kw.pop("env", {}))
+        self.uids.add(uid)
         # Change directory after the uid switch: subprocess's own cwd= is applied as root,
         # which on memfs means root's private scope.
         args = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(cwd or self.mnt), *args]
@@ -328,3 +387,84 @@ def checklogs(request, caplog):
 @pytest.fixture
 def mnt(make_mount) -> Mount:
     return make_mount()
+
+
+class _Shared:
+    """A module's shared mounts, one per config, each made again when a test leaves it
+    unusable (stopped, killed, or with something its users could not remove)."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="memfs-shared-", dir="/tmp"))
+        os.chmod(self.base, 0o755)
+        self.mounts: dict[str, tuple[Mount, dict[int, str]]] = {}
+        self.made = 0
+
+    def get(self, config: str) -> tuple[Mount, dict[int, str]]:
+        if config in self.mounts and self.mounts[config][0].alive():
+            return self.mounts[config]
+        problems = self.retire(config)
+        assert not problems, "\n".join(problems)
+        self.made += 1
+        b = self.base / f"m{self.made}"
+        b.mkdir()
+        os.chmod(b, 0o755)
+        m = Mount(b, config)
+        m.start()
+        self.mounts[config] = m, {uid: m.listing(uid) for uid in m.users()}
+        return self.mounts[config]
+
+    def retire(self, config: str) -> list[str]:
+        """Unmount a config's mount with the checks every test mount ends with."""
+        m = self.mounts.pop(config, (None, None))[0]
+        if m is None:
+            return []
+        try:
+            return m.finish()
+        finally:
+            m.cleanup()
+
+
+@pytest.fixture(scope="module")
+def _shared_mounts():
+    shared = _Shared()
+    yield shared
+    problems = []
+    try:
+        for config in list(shared.mounts):
+            problems += shared.retire(config)
+    finally:
+        shutil.rmtree(shared.base, ignore_errors=True)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def shared_mount(_shared_mounts):
+    """Like make_mount, on one memfs mount per config per test module (a mount and its
+    unmount cost ~1.7 CPU-s: issue 23). Each test starts from what a fresh mount shows
+    every user, has its own log lines checked, and ends with the index checked against the
+    files. History and the daemon's counters carry over: tests that read those, or that
+    change the config, keep their own make_mount."""
+    used: list[tuple[str, Mount, dict[int, str]]] = []
+
+    def get(config: str = DEFAULT_CONFIG) -> Mount:
+        m, fresh = _shared_mounts.get(config)
+        m.begin()
+        used.append((config, m, fresh))
+        return m
+
+    yield get
+    problems = []
+    for config, m, fresh in used:
+        found, reusable = m.end(fresh)
+        problems += found
+        if not reusable:
+            problems += _shared_mounts.retire(config)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def shared_mnt(shared_mount) -> Mount:
+    """`mnt` on the module's shared mount."""
+    return shared_mount()

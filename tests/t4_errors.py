@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import ALICE, BOB
 from t4_search import search
+
+
+@pytest.fixture
+def mnt(shared_mnt):
+    """This file's tests share one mount (conftest.shared_mnt)."""
+    return shared_mnt
+
 
 ERRNO_OF = """
 import errno, os, sys

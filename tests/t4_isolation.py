@@ -8,6 +8,13 @@ import textwrap
 import pytest
 from conftest import ALICE, BOB, CAROL, SYS_PYTHON
 
+
+@pytest.fixture
+def mnt(shared_mnt):
+    """This file's tests share one mount (conftest.shared_mnt)."""
+    return shared_mnt
+
+
 # One root-run Python process switches its effective uid back and forth (seteuid keeps the
 # saved uid 0), so the same process, the same cwd and the same kernel caches serve every uid.
 SWITCHER = """

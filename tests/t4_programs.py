@@ -10,6 +10,12 @@ import pytest
 from conftest import ALICE, BOB
 
 
+@pytest.fixture
+def mnt(shared_mnt):
+    """This file's tests share one mount (conftest.shared_mnt)."""
+    return shared_mnt
+
+
 def test_redirection_cat_ls_stat(mnt):
     mnt.sh(ALICE, "echo one > MEMORY.md; echo two >> MEMORY.md")
     assert mnt.sh(ALICE, "cat MEMORY.md").stdout == "one\ntwo\n"

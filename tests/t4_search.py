@@ -42,8 +42,9 @@ def search_json(m, uid, query: str) -> dict:
 
 
 @pytest.fixture
-def tm(make_mount):
-    return make_mount(TEAM_CONFIG)
+def tm(shared_mount):
+    """This file's tests share one mount (conftest.shared_mount)."""
+    return shared_mount(TEAM_CONFIG)
 
 
 def test_result_format_and_empty_result(tm):

@@ -27,8 +27,9 @@ grants:
 
 
 @pytest.fixture
-def tm(make_mount):
-    return make_mount(TEAM_CONFIG)
+def tm(shared_mount):
+    """This file's tests share one mount (conftest.shared_mount)."""
+    return shared_mount(TEAM_CONFIG)
 
 
 def test_members_share_the_team_folder(tm):

@@ -10,6 +10,12 @@ from conftest import ALICE, BOB, DEFAULT_CONFIG
 from t4_search import entry, hit_paths, search, search_json
 
 
+@pytest.fixture
+def mnt(shared_mnt):
+    """This file's tests share one mount (conftest.shared_mnt)."""
+    return shared_mnt
+
+
 def daemon_rss_kib(m) -> int:
     for line in open(f"/proc/{m.pid()}/status"):
         if line.startswith("VmRSS:"):
