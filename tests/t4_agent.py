@@ -12,8 +12,9 @@ from t4_team import TEAM_CONFIG
 
 
 @pytest.fixture
-def tm(make_mount):
-    return make_mount(TEAM_CONFIG + "context: {stale_days: 30}\n")
+def tm(shared_mount):
+    """This file's tests share one mount (conftest.shared_mount)."""
+    return shared_mount(TEAM_CONFIG + "context: {stale_days: 30}\n")
 
 
 def read(m, uid, name) -> str:

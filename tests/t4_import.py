@@ -61,8 +61,9 @@ def make_memory_dir(base: Path) -> Path:
 
 
 @pytest.fixture
-def m(make_mount):
-    return make_mount(CONFIG)
+def m(shared_mount):
+    """This file's tests share one mount (conftest.shared_mount)."""
+    return shared_mount(CONFIG)
 
 
 def test_import_memory_dir_twice_while_mounted(m, base_dir):

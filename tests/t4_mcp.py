@@ -57,7 +57,8 @@ def mem(command: str, **kw) -> list:
     return ["memory", {"command": command, **kw}]
 
 
-def test_the_server_names_its_version(mnt):
+def test_the_server_names_its_version(shared_mnt):
+    mnt = shared_mnt
     import importlib.metadata
 
     import memfs
@@ -66,8 +67,8 @@ def test_the_server_names_its_version(mnt):
     assert mcp_calls(mnt, ALICE, [])["server"] == ["memfs", memfs.__version__]
 
 
-def test_the_memory_tool_as_two_users(make_mount):
-    m = make_mount(TEAM_CONFIG)
+def test_the_memory_tool_as_two_users(shared_mount):
+    m = shared_mount(TEAM_CONFIG)
     out = mcp_calls(
         m,
         ALICE,
@@ -166,10 +167,10 @@ def test_writes_are_whole_or_nothing(make_mount):
     assert m.sh(ALICE, "wc -c < n1.md").stdout.strip() == "900000"
 
 
-def test_search_shows_an_odd_name_as_every_path_is_shown(make_mount):
+def test_search_shows_an_odd_name_as_every_path_is_shown(shared_mount):
     """memory_search puts /memories/ before the path the mount found and quotes the whole
     path once (names.quote_path), as .memfs/log and the CLI do."""
-    m = make_mount(TEAM_CONFIG)
+    m = shared_mount(TEAM_CONFIG)
     m.py(ALICE, "open(b'odd\\xff\\n.md', 'w').write('an iguana called Rex')")
     out = mcp_calls(m, ALICE, [["memory_search", {"query": "iguana", "mode": "keyword"}]])
     hits = json.loads(out["results"][0]["text"])["hits"]
@@ -177,12 +178,12 @@ def test_search_shows_an_odd_name_as_every_path_is_shown(make_mount):
     assert hits[0]["score"] > 0 and "iguana" in hits[0]["snippet"]
 
 
-def test_a_create_with_a_key_into_team_is_a_tool_error_that_says_why(make_mount):
+def test_a_create_with_a_key_into_team_is_a_tool_error_that_says_why(shared_mount):
     """The secret guard refuses the write; the memory tool must say why (rule and line, not
     just 'Permission denied'), leave nothing behind, and bob must never see the key."""
     from t4_secrets import GHP, REFUSED
 
-    m = make_mount(TEAM_CONFIG)
+    m = shared_mount(TEAM_CONFIG)
     m.expect_log(REFUSED)
     out = mcp_calls(
         m,

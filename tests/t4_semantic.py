@@ -26,8 +26,9 @@ CAROLINE = {
 
 
 @pytest.fixture
-def tm(make_mount):
-    return make_mount(TEAM_CONFIG)
+def tm(shared_mount):
+    """This file's tests share one mount (conftest.shared_mount)."""
+    return shared_mount(TEAM_CONFIG)
 
 
 def seed(m, uid, files: dict[str, str], prefix: str = "") -> None:

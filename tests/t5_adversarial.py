@@ -32,8 +32,9 @@ grants:
 
 
 @pytest.fixture
-def am(make_mount):
-    return make_mount(CONFIG)
+def am(shared_mount):
+    """This file's tests share one mount (conftest.shared_mount)."""
+    return shared_mount(CONFIG)
 
 
 def alive(m) -> None:
@@ -314,10 +315,12 @@ def test_whoami_shows_usage(am):
     assert "alice" not in data
 
 
-def test_history_flooding_hurts_only_the_flooder(am):
+def test_history_flooding_hurts_only_the_flooder(make_mount):
     """mallory rewrites one file in a tight loop (every open for writing commits the last
     version first), floods renames, and names a file to forge log lines; alice's writes,
-    history and log go on, and none of mallory's changes reach them."""
+    history and log go on, and none of mallory's changes reach them. Its own mount: it
+    reads whole logs and histories."""
+    am = make_mount(CONFIG)
     flood = spawn(
         am,
         MALLORY,
