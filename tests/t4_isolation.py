@@ -243,11 +243,13 @@ def test_st_ino_is_stable_for_a_files_life(mnt):
     assert len(set(inos)) == len(inos)
 
 
-def test_st_ino_stays_while_a_file_exists_after_its_backing_number_was_busy(mnt):
+def test_st_ino_stays_while_a_file_exists_after_its_backing_number_was_busy(make_mount):
     """A removed folder held as a process's cwd keeps its node; new files may get its
     backing inode number, hence a number of their own. After the holder exits and the
     kernel forgets them (drop_caches), and after a remount, the same files show the same
-    st_ino."""
+    st_ino. Its own mount: on a fresh data folder the backing filesystem hands the freed
+    number to the next file, where a shared mount's earlier removals leave others free."""
+    mnt = make_mount()
     holder = subprocess.Popen(
         ["/bin/sh", "-c", 'mkdir "$0/d" && cd "$0/d" && echo in && exec cat', str(mnt.mnt)],
         user=ALICE,
