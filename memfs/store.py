@@ -24,7 +24,6 @@ from .confine import (
     beneath,
     check,
     getxattr_at,
-    open_beneath,
     open_folder,
     setxattr_at,
 )
@@ -205,7 +204,17 @@ class Store:
                 self._folders.move_to_end(key)
                 return entry
             moves = self._moves.get(scope, 0)
-        fd = self._open_folder(scope, folder)  # outside the lock
+            # Its parent kept: one component below that fd, not the whole path from the
+            # scope's root (a walk down 2000 nested folders was O(depth) syscall work a step).
+            parent, _, last = folder.rpartition(b"/")
+            up = self._folders.get((scope, parent)) if parent else None
+            if up is not None:
+                up[1] += 1
+        try:  # outside the lock
+            fd = open_folder(up[0], last) if up is not None else self._open_folder(scope, folder)
+        finally:
+            if up is not None:
+                self._let_go_folder(up)
         with self._lock:
             if self._moves.get(scope, 0) != moves:
                 return [fd, 1, 0]  # a folder moved meanwhile: used once, not kept
@@ -234,12 +243,22 @@ class Store:
                 os.close(entry[0])
 
     def forget_folders(self, *scopes: Scope) -> None:
-        """A folder of these scopes was renamed or removed (here, or behind memfs's back,
-        as `refresh` says): forget their kept folders."""
+        """Folders of these scopes moved in ways not known here (behind memfs's back, as
+        `refresh` says, or a rename that failed half-way): forget all their kept folders."""
+        self._forget(set(scopes), lambda _folder: True)
+
+    def forget_below(self, scope: Scope, rel: bytes) -> None:
+        """The folder at `rel` was removed, renamed, or renamed over: forget it and the
+        kept folders below it; other paths still name the folders they named (an `rm -r`
+        of a deep tree kept its parents instead of walking from the root each step)."""
+        below = rel + b"/"
+        self._forget({scope}, lambda folder: folder == rel or folder.startswith(below))
+
+    def _forget(self, scopes: set[Scope], hit: Callable[[bytes], bool]) -> None:
         with self._lock:
-            for scope in scopes:
+            for scope in scopes:  # a folder being opened meanwhile is not kept
                 self._moves[scope] = self._moves.get(scope, 0) + 1
-            for key in [k for k in self._folders if k[0] in scopes]:
+            for key in [k for k in self._folders if k[0] in scopes and hit(k[1])]:
                 entry = self._folders.pop(key)
                 entry[2] = 0
                 if not entry[1]:
@@ -317,8 +336,8 @@ class Store:
             owners.unwritable(e)
 
     def open_dir(self, scope: Scope, rel: bytes) -> int:
-        with self.at(scope) as root:
-            return open_beneath(root, rel, _DIR)
+        with _Where(self, scope, rel) as (where, name):  # one checked name in a kept folder
+            return os.open(name, _DIR, dir_fd=where)
 
     def iterdir(self, scope: Scope, rel: bytes):
         """(name, stat) of the files and folders in a folder, read as they are asked for:
@@ -399,7 +418,7 @@ class Store:
     def rmdir(self, scope: Scope, rel: bytes) -> None:
         with _Where(self, scope, rel) as (where, name):
             os.rmdir(name, dir_fd=where)
-        self.forget_folders(scope)
+        self.forget_below(scope, rel)
 
     def rename(
         self, src: Scope, src_rel: bytes, dst: Scope, dst_rel: bytes, noreplace: bool = False
@@ -407,7 +426,7 @@ class Store:
         """Move a file or folder. Returns what was at dst_rel and is replaced (None when
         nothing was), read in the same walk as the renameat: its quota goes back. With
         `noreplace`, an existing dst_rel is EEXIST and nothing moves."""
-        moved = True
+        moved, done = True, False
         try:
             with _Where(self, src, src_rel) as (a, a_name), _Where(self, dst, dst_rel) as (b, b_name):
                 try:
@@ -418,11 +437,15 @@ class Store:
                     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(dst_rel))
                 os.rename(a_name, b_name, src_dir_fd=a, dst_dir_fd=b)
                 # a file moved (the common case: a save's temp file) leaves kept folders be
+                done = True
                 moved = stat.S_ISDIR(os.stat(b_name, dir_fd=b, follow_symlinks=False).st_mode) or (
                     replaced is not None and stat.S_ISDIR(replaced.st_mode)
                 )
         finally:
-            if moved:
+            if moved and done:
+                self.forget_below(src, src_rel)
+                self.forget_below(dst, dst_rel)
+            elif moved:  # it failed somewhere: what moved is not known
                 self.forget_folders(src, dst)
         return replaced
 

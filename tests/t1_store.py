@@ -87,6 +87,44 @@ def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch
     assert open_fds() == before - 2  # the two scope roots went too
 
 
+def test_a_move_forgets_only_the_folders_at_and_below_it(tmp_path):
+    """A folder is opened one name below its kept parent, and a removal or rename forgets
+    the kept folders at and below the paths it touched, not the whole scope: a sibling
+    or parent path still reaches its own folder, and the moved paths reach what is there
+    now, including a folder renamed over another and a name that only shares a prefix."""
+    Store.init_layout(tmp_path)
+    st = Store(tmp_path, 1 << 20, keep_folders=True)
+    alice = Scope(Kind.PRIVATE, "alice")
+    root = tmp_path / "private" / "alice"
+    for d in (b"p", b"p/a", b"p/a/x", b"p/ab", b"p/b", b"p/b/y", b"q"):
+        st.mkdir(alice, d, 0o700)
+    for f in (b"p/a/x/1.md", b"p/ab/2.md", b"p/b/y/3.md", b"q/4.md"):
+        os.close(st.create(alice, f, os.O_WRONLY, 0o600)[0])
+        assert st.lstat(alice, f)  # every folder on the way kept
+    kept = {k[1] for k in st._folders}
+    assert {b"p", b"p/a", b"p/a/x", b"p/ab", b"p/b/y", b"q"} <= kept
+    st.unlink(alice, b"p/a/x/1.md")
+    st.rmdir(alice, b"p/a/x")
+    kept = {k[1] for k in st._folders}
+    assert b"p/a/x" not in kept and {b"p", b"p/a", b"p/ab", b"p/b/y", b"q"} <= kept
+    st.mkdir(alice, b"p/a/x", 0o700)  # the same name again: the new folder
+    os.close(st.create(alice, b"p/a/x/new.md", os.O_WRONLY, 0o600)[0])
+    assert (root / "p" / "a" / "x" / "new.md").exists()
+    # p/b renamed over the empty p/a/x: both paths forgotten, "p/ab" (a prefix of neither) kept
+    st.unlink(alice, b"p/a/x/new.md")
+    st.rename(alice, b"p/b", alice, b"p/a/x")
+    kept = {k[1] for k in st._folders}
+    assert not {b"p/b", b"p/b/y", b"p/a/x"} & kept and {b"p", b"p/a", b"p/ab", b"q"} <= kept
+    assert _errno(lambda: st.lstat(alice, b"p/b/y/3.md")) == errno.ENOENT
+    assert st.lstat(alice, b"p/a/x/y/3.md") and st.lstat(alice, b"p/ab/2.md") and st.lstat(alice, b"q/4.md")
+    st.mkdir(alice, b"p/b", 0o700)
+    st.mkdir(alice, b"p/b/y", 0o700)
+    assert _errno(lambda: st.lstat(alice, b"p/b/y/3.md")) == errno.ENOENT
+    os.close(st.create(alice, b"p/b/y/5.md", os.O_WRONLY, 0o600)[0])
+    assert (root / "p" / "b" / "y" / "5.md").exists() and (root / "p" / "a" / "x" / "y" / "3.md").exists()
+    st.close()
+
+
 def test_a_store_that_keeps_no_folders_holds_no_fds(tmp_path):
     """Another process's Store (history's worker, doctor) is not told of renames: it
     opens each folder per call and holds nothing between calls."""
