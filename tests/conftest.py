@@ -228,33 +228,41 @@ class Mount:
         return self.sh(uid, LIST, check=False).stdout
 
     def begin(self) -> None:
-        """A test starts on this (shared) mount: its own log lines and expectations."""
-        try:
-            self.log_from = (self.data / "state" / "memfs.log").stat().st_size
-        except FileNotFoundError:
-            self.log_from = 0
+        """A test starts on this (shared) mount: its own expectations. Its log lines are
+        those since the last test's checks ended (`end` moves `log_from`), so what the
+        daemon logs after them, while the wipe settles, is judged with this test's."""
         self.expected, self.log_errors, self.uids = [], False, set()
 
     def end(self, fresh: dict[int, str]) -> tuple[list[str], bool]:
         """A test on a shared mount is done: (problems, whether the mount can serve the
-        next test). First the checks a test's own unmount would make, live: the daemon
-        logged nothing unexpected, and once every uid's searches are current the index
-        matches the files. Then every uid removes all it can, and each must see what it saw
-        on the fresh mount (`fresh`: its listing then), else the mount is retired."""
-        problems = [] if self.log_errors else self.unexpected_log()
-        if not self.alive():
-            return problems, False
+        next test). The checks a test's own unmount would make, live: once every user's
+        searches are current the index matches the files. Then every user removes all they
+        can, and each must see what they saw on the fresh mount (`fresh`: their listing
+        then), else the mount is retired. Last, the daemon logged nothing unexpected since
+        the test began, the wipe included."""
+        problems: list[str] = []
+        alive = self.alive()
         users = sorted(self.uids | set(fresh))  # tests also act as users without run()
-        for uid in users:  # a search answers once the uid's queued changes are indexed
-            self.run(uid, ["cat", ".memfs/search/x"], check=False)
-        if (self.data / "state" / "manifest.sqlite").exists():
-            check = doctor._index(self.data)
-            if not check.ok:
-                problems.append(f"the index does not match the files: {check.line()}")
-        for uid in users:
-            self.sh(uid, WIPE, check=False)
-        clean = all(self.listing(uid) == fresh.get(uid, "") for uid in users)
-        same = self.config.read_text() == self.config_text  # a test that changed it: a new mount
+        clean = same = False
+        if alive:
+            for uid in users:  # a search answers once the uid's queued changes are indexed
+                self.run(uid, ["cat", ".memfs/search/x"], check=False)
+            if (self.data / "state" / "manifest.sqlite").exists():
+                check = doctor._index(self.data)
+                if not check.ok:
+                    problems.append(f"the index does not match the files: {check.line()}")
+            for uid in users:
+                self.sh(uid, WIPE, check=False)
+            for uid in users:  # the wipe indexed, so what it logs is logged by now
+                self.run(uid, ["cat", ".memfs/search/x"], check=False)
+            clean = all(self.listing(uid) == fresh.get(uid, "") for uid in users)
+            same = self.config.read_text() == self.config_text  # a test that changed it: a new mount
+        if not self.log_errors:
+            problems += self.unexpected_log()
+        try:
+            self.log_from = (self.data / "state" / "memfs.log").stat().st_size
+        except FileNotFoundError:
+            pass
         return problems, clean and same and self.alive()
 
     # -- acting as a uid ------------------------------------------------------
@@ -418,8 +426,9 @@ class _Shared:
         m = self.mounts.pop(config, (None, None))[0]
         if m is None:
             return []
-        try:
-            return m.finish()
+        try:  # and nothing unexpected logged since the last test's checks, unmount included
+            problems = m.finish()
+            return problems + ([] if m.log_errors else m.unexpected_log())
         finally:
             m.cleanup()
 
