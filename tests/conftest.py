@@ -28,11 +28,11 @@ users:
   carol: {uid: 1003}
 """
 # What a test left on a shared mount, removed by each user through the mount (modes first:
-# a test may leave a folder read-only; what memfs makes, as team/, stays), and then what
-# each user sees, to compare with the fresh mount's.
+# a test may leave a folder read-only; rm -rf empties what memfs makes, as team/, which
+# stays), and then what each user sees, to compare with the fresh mount's.
 WIPE = (
     "find . -mindepth 1 -type d ! -perm -u=rwx -exec chmod u+rwx {} + 2>/dev/null;"
-    " find . -mindepth 1 -depth -exec rm -rf {} + 2>/dev/null; true"
+    " find . -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null; true"
 )
 LIST = "find . -mindepth 1 -printf '%y %m %P\\n' | LC_ALL=C sort"
 TIMEOUT = 60  # seconds for any one process that touches the mount
@@ -97,7 +97,7 @@ class Mount:
         self.log_errors = False
         self.daemons: set[int] = set()
         self.uids: set[int] = set()  # every uid a test ran as here (a shared mount wipes theirs)
-        self.log_from = 0  # a shared mount: where this test's log lines start
+        self.log_from = 0  # a shared mount: where the log lines judged with this test start
 
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -168,14 +168,19 @@ class Mount:
         tail = self.log().splitlines()[-3:]
         if not any(f"unmounted {self.mnt}" in ln for ln in tail):
             return [f"the daemon did not end with its shutdown line: {tail}"]
-        if (self.data / "state" / "manifest.sqlite").exists():
-            check = doctor._index(self.data)
-            if not check.ok:
-                return [f"after umount the index does not match the files: {check.line()}"]
+        if problem := self.index_problem():
+            return [f"after umount {problem}"]
         check = doctor._history(self.data, strict=True)
         if not check.ok:
             return [f"after umount the history does not match the files: {check.line()}"]
         return []
+
+    def index_problem(self) -> str | None:
+        """doctor's index check (files, manifest and Tantivy agree), when there is an index."""
+        if not (self.data / "state" / "manifest.sqlite").exists():
+            return None
+        check = doctor._index(self.data)
+        return None if check.ok else f"the index does not match the files: {check.line()}"
 
     def unexpected_log(self) -> list[str]:
         lines = [
@@ -206,7 +211,8 @@ class Mount:
                 pass
 
     def log(self) -> str:
-        """The daemon's log: on a shared mount, only what was logged since this test began."""
+        """The daemon's log: on a shared mount, only what was logged since the previous
+        test's checks ended (Mount.end)."""
         try:
             with open(self.data / "state" / "memfs.log", "rb") as f:
                 f.seek(self.log_from)
@@ -247,10 +253,8 @@ class Mount:
         if alive:
             for uid in users:  # a search answers once the uid's queued changes are indexed
                 self.run(uid, ["cat", ".memfs/search/x"], check=False)
-            if (self.data / "state" / "manifest.sqlite").exists():
-                check = doctor._index(self.data)
-                if not check.ok:
-                    problems.append(f"the index does not match the files: {check.line()}")
+            if problem := self.index_problem():
+                problems.append(problem)
             for uid in users:
                 self.sh(uid, WIPE, check=False)
             for uid in users:  # the wipe indexed, so what it logs is logged by now
