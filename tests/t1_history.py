@@ -129,6 +129,44 @@ def test_catalog_records_versions_renames_and_deletes(repo, tmp_path):
         assert cat.version_bytes() == cat.stats()[1]  # the running total matches a count
 
 
+def test_a_reader_never_finds_a_catalog_without_its_tables(tmp_path):
+    """doctor reads a catalog beside the daemon making it: the file must appear whole
+    (CI of stop 34 saw 'no such table: versions'). A reader polls each new catalog's path
+    while it is made; any catalog it finds must answer."""
+    import threading
+
+    from memfs.history.catalog import catalog_file
+
+    problems: list[str] = []
+    done = threading.Event()
+    target: list[object] = [None]
+
+    def read() -> None:
+        while not done.is_set():
+            f = target[0]
+            if f is not None and f.exists():  # type: ignore[attr-defined]
+                try:
+                    with Catalog.reading(f.parent) as cat:  # type: ignore[attr-defined]
+                        cat.stats()
+                except Exception as e:  # noqa: BLE001
+                    problems.append(str(e))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(60):
+            gitdir = tmp_path / str(i)
+            gitdir.mkdir()
+            target[0] = catalog_file(gitdir)
+            Catalog.of(gitdir).close()
+            Catalog.of(gitdir).close()  # and an existing one is opened, not replaced
+    finally:
+        done.set()
+        reader.join(timeout=30)
+    assert problems == []
+    assert not [p for p in tmp_path.glob("*/*") if ".new" in p.name]  # no half-made file is left
+
+
 def test_prune_keeps_what_the_base_holds(repo, tmp_path):
     day = 86400
     for age, changes in (

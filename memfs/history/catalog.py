@@ -14,8 +14,11 @@ it survives a rebuild of the rest.
 from __future__ import annotations
 
 import builtins  # `set` in Catalog's signatures is its method; builtins.set is the type
+import contextlib
 import logging
+import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +112,30 @@ class Change:
 _VERSION_COLS = "id, path, name, time, user, op, blob, size"
 
 
+def _create(path: str) -> None:
+    """Make a new catalog whole under a temporary name, then link it in: a reader (doctor,
+    beside a live daemon) opening the catalog never finds a file without its tables ('no
+    such table: versions', CI of stop 34). link, not rename: a catalog another process made
+    meanwhile is kept, never replaced by an empty one."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.new"
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+            db.executescript(SCHEMA)
+            db.commit()
+        finally:
+            db.close()  # the last connection checkpoints and removes the WAL's files
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
 def catalog_file(gitdir: Path) -> Path:
     """Where a scope's catalog lives: inside its git directory (git ignores it)."""
     return gitdir / CATALOG_NAME
@@ -131,10 +158,12 @@ class Catalog:
         if readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
+            if not os.path.exists(path):
+                _create(path)
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # the repository is the truth; this is derived
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA)  # a catalog from an older memfs gains new tables
         self.db.execute("PRAGMA busy_timeout=10000")
 
     def close(self) -> None:
