@@ -21,10 +21,13 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from . import prefork
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 NICE = 10  # compressing a caller's gigabyte into history must not slow others' requests
 
 
@@ -64,12 +67,28 @@ async def _finished(fut: concurrent.futures.Future) -> None:
 
 
 def _rss(pid: int) -> int:
-    """A process's resident set in bytes (0 if it is gone)."""
+    """The bytes a process holds of its own (0 if it is gone): its private resident pages
+    and swap. Not the whole resident set: a worker forked from the seed (prefork.py) shares
+    the seed's pages, which are nobody's growth."""
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            text = f.read()
+    except OSError:
         return 0
+    total = 0
+    for line in text.splitlines():
+        if line.startswith((b"Private_Clean:", b"Private_Dirty:", b"Swap:")):
+            total += int(line.split()[1]) << 10
+    return total
+
+
+def _name(name: str) -> None:
+    """The worker's name in ps and top (its comm; its command line is its parent's)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _lower_priority_of(pid: int) -> None:
@@ -110,8 +129,11 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def _start_niced(initializer: Callable[..., None], args: tuple, logs, level: int, parent: int) -> None:
+def _start_niced(
+    initializer: Callable[..., None], args: tuple, logs, level: int, parent: int, name: str
+) -> None:
     _die_with(parent)
+    _name(name)
     _lower_priority_of(0)
     # its log lines go to the daemon's log, through the daemon (one writer for the file)
     logging.basicConfig(level=level, handlers=[logging.handlers.QueueHandler(logs)], force=True)
@@ -153,7 +175,7 @@ class NicedProcess:
         self._initializer, self._args, self.name, self._workers = initializer, args, name, workers
         self._idle = idle
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = multiprocessing.get_context("spawn")  # the log queue's; each pool's: prefork
         self._logs: multiprocessing.Queue[logging.LogRecord] | None = None
         self._relay: logging.handlers.QueueListener | None = None
         self._niced: set[int] = set()  # worker pids niced from here
@@ -166,14 +188,16 @@ class NicedProcess:
             self._relay = logging.handlers.QueueListener(logs, _Relay())
             self._relay.start()
         if self._pool is None:
-            # spawn: a fresh interpreter (forking a process with threads and a FUSE session
-            # is unsafe); it inherits the daemon's uid, which by now holds no root.
+            # Forked from the daemon's seed (prefork.py), else spawned: never forked from
+            # the daemon itself (a process with threads and a FUSE session). Either way
+            # it holds the daemon's uid, and no root.
+            ctx, parent = prefork.context()
             level = logging.getLogger().getEffectiveLevel()
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self._workers,
-                mp_context=self._ctx,
+                mp_context=ctx,
                 initializer=_start_niced,
-                initargs=(self._initializer, self._args, self._logs, level, os.getpid()),
+                initargs=(self._initializer, self._args, self._logs, level, parent, self.name),
                 max_tasks_per_child=self.RECYCLE,
             )
         return self._pool

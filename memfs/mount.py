@@ -143,7 +143,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     import pyfuse3
     import trio
 
-    from . import background, daemon, guard, mountnotes, privilege
+    from . import background, daemon, guard, mountnotes, prefork, privilege
     from . import config as config_mod
     from .history import gitrepo
 
@@ -212,6 +212,9 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
         if warning is not None:  # INFO, not WARNING: it is the admin's choice, not a fault
             log.info("%s", warning)
 
+    # Workers are forked from a copy of this process made now: imported, one thread, no
+    # FUSE session yet (prefork.py).
+    prefork.start(lambda: privilege.drop(user), background.NICE)
     where = (spec.data, spec.mountpoint, spec.config)
     try:
         return trio.run(daemon.run, cfg, ids, where, options, user, pidfile(spec.mountpoint), report, mounted)

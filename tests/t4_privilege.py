@@ -18,6 +18,19 @@ def status(pid: int) -> dict[str, str]:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
+def descendants(root: int) -> list[int]:
+    """Every process under `root` but multiprocessing's resource tracker (a spawned helper
+    that runs no memfs code)."""
+    found, todo = [], [root]
+    while todo:
+        parent = todo.pop()
+        for p in os.listdir("/proc"):
+            if p.isdigit() and _ppid(int(p)) == parent:
+                found.append(int(p))
+                todo.append(int(p))
+    return [p for p in found if b"resource_tracker" not in open(f"/proc/{p}/cmdline", "rb").read()]
+
+
 def _ppid(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -55,21 +68,47 @@ def test_the_daemon_serves_without_root(mnt):
     # What callers see is unchanged: their own files, shown as theirs
     assert mnt.sh(ALICE, "stat -c '%u %a' a.md").stdout == f"{ALICE} 600\n"
     assert len(mnt.sh(ALICE, "ls .memfs/history/a.md").stdout.split()) == 2
-    # history's commits run in a worker process of the daemon's: niced, as unprivileged
-    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == mnt.pid()]
-    workers = [w for w in children if b"spawn_main" in open(f"/proc/{w}/cmdline", "rb").read()]
-    assert workers, "no history worker after commits"
+    # history's commits run in a worker process of the daemon's, forked from its seed
+    # (memfs/prefork.py): every process under the daemon is niced and as unprivileged
+    workers = descendants(mnt.pid())
+    names = {status(w)["Name"] for w in workers}
+    assert {"memfs-seed", "memfs-history"} <= names, names
     for w in workers:
         ws = status(w)
         assert {int(x) for x in ws["Uid"].split() + ws["Gid"].split()} == ids, ws
         assert int(ws["CapEff"], 16) == int(ws["CapPrm"], 16) == 0, ws
         with open(f"/proc/{w}/stat") as f:
             assert int(f.read().rpartition(")")[2].split()[16]) == 10
+    # the seed keeps none of the daemon's files open but its standard streams (daemon.err,
+    # as spawned workers had): no data, no log, no /dev/fuse
+    (seed,) = [w for w in workers if status(w)["Name"] == "memfs-seed"]
+    fds = [fd for fd in os.listdir(f"/proc/{seed}/fd") if int(fd) > 2]
+    held = [os.readlink(f"/proc/{seed}/fd/{fd}") for fd in fds]
+    assert not [h for h in held if h.startswith("/") and h != "/dev/null"], held
     assert owners(mnt.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
     # the mount belongs to the daemon user: it unmounts itself on SIGTERM, without root
     os.kill(mnt.pid(), signal.SIGTERM)
     wait_for(lambda: f"unmounted {mnt.mnt}" in mnt.log(), "the daemon's shutdown line")
     assert not os.path.ismount(mnt.mnt)
+    wait_for(lambda: not [w for w in workers if _ppid(w) is not None], "the seed and workers gone")
+
+
+def test_workers_are_spawned_once_the_seed_is_gone(mnt):
+    """The seed (memfs/prefork.py) killed: its workers go with it, the commit they held is
+    made again by a spawned worker, and no version is lost."""
+    mnt.sh(ALICE, "echo v1 > a.md")
+    assert len(mnt.sh(ALICE, "ls .memfs/history/a.md").stdout.split()) == 1  # a worker committed
+    (seed,) = [w for w in descendants(mnt.pid()) if status(w)["Name"] == "memfs-seed"]
+    os.kill(seed, signal.SIGKILL)
+    wait_for(lambda: _ppid(seed) is None or status(seed)["State"].startswith("Z"), "the seed gone")
+    mnt.expect_log("the worker seed .* is gone", 1)
+    mnt.sh(ALICE, "echo v2 > a.md; echo w > b.md")
+    assert len(mnt.sh(ALICE, "ls .memfs/history/a.md").stdout.split()) == 2
+    assert mnt.sh(ALICE, "cat .memfs/history/a.md/$(ls .memfs/history/a.md | head -1)").stdout == "v1\n"
+    spawned = [
+        w for w in descendants(mnt.pid()) if _ppid(w) == mnt.pid() and status(w)["Name"] == "memfs-history"
+    ]
+    assert spawned, "no spawned history worker"
 
 
 def test_a_data_dir_written_by_a_root_daemon_is_handed_over(make_mount):
