@@ -107,12 +107,14 @@ def _ensure_seed() -> None:
 
 
 def _become_seed(daemon: int, drop: Callable[[], None], nice: int, keep: tuple[int, ...]) -> None:
+    drop()
+    # After drop(): a change of credentials clears the parent-death signal (commit_creds),
+    # and a seed that outlived the daemon would keep its workers, and they it, for good.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:  # the daemon went before the request took effect
         os._exit(0)
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(NAME), 0, 0, 0)
-    drop()
     # Only its listener and alive pipe: not the daemon's log, pid file or the pipe that
     # tells `memfs mount` the mount is ready (its reader would wait for this process).
     for fd in _open_fds():

@@ -111,6 +111,27 @@ def test_workers_are_spawned_once_the_seed_is_gone(mnt):
     assert spawned, "no spawned history worker"
 
 
+def test_nothing_of_a_killed_daemon_lives_on(mnt):
+    """kill -9 of the daemon takes its seed and every worker with it: the seed asks for
+    its parent-death signal after dropping root (a change of credentials clears it), and
+    the workers for theirs when the seed forks them."""
+    mnt.sh(ALICE, "echo 'a line' > a.md")
+    assert mnt.sh(ALICE, "ls .memfs/history/a.md").stdout  # a history worker ran
+    tree = descendants(mnt.pid())
+    assert "memfs-history" in {status(w)["Name"] for w in tree}
+    os.kill(mnt.pid(), signal.SIGKILL)
+    wait_for(lambda: all(_gone(w) for w in tree), f"the daemon's processes gone: {tree}")
+    mnt.start()  # and the mount comes back
+    assert mnt.sh(ALICE, "cat a.md").stdout == "a line\n"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return status(pid)["State"].startswith("Z")  # ended, not yet reaped by its parent
+    except OSError:
+        return True
+
+
 def test_a_data_dir_written_by_a_root_daemon_is_handed_over(make_mount):
     m = make_mount(start=False)
     for sub in ("private/alice/notes", "state", "index", "history", "teams"):
