@@ -9,9 +9,10 @@ import shutil
 import socket
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
-from conftest import ALICE, BOB, CAROL, CHECKOUT, TIMEOUT, memfs_cmd
+from conftest import ALICE, BOB, CAROL, CHECKOUT, TIMEOUT, memfs_cmd, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 CONFIG = """
@@ -107,7 +108,8 @@ def test_metrics_over_tcp_count_requests_errors_and_scopes_and_name_no_file(make
         extra_groups=[],
     )
     try:
-        m.sh(ALICE, "true")
+        # sh opens the file, then becomes sleep: once it is sleep, the handle is open
+        wait_for(lambda: Path(f"/proc/{holder.pid}/comm").read_text().strip() == "sleep", "the open file")
         assert samples(scrape_tcp(port)).get(("memfs_open_handles", (("user", "alice"),)), 0) >= 1
     finally:
         holder.kill()
