@@ -5,6 +5,7 @@ DATA/index/private/<user>/  DATA/index/teams/<team>/   one search index per scop
 DATA/history/private/<user>.git  DATA/history/teams/<team>.git   one git repository per scope
 DATA/state/               manifest, logs: never the only copy of an entry
 DATA/state/kept/          versions history keeps until their batch commits
+DATA/state/seed.sock      the worker seed's socket while mounted (prefork.py)
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def legacy_own_numbers_file(data: Path) -> Path:
 
 def spool_dir(data: Path) -> Path:
     return data / "state" / "kept"
+
+
+def seed_socket(data: Path) -> Path:
+    """Where the worker seed listens (prefork.py): inside DATA/ (0700, the daemon user's),
+    so only the daemon's uid and root can reach it; replaced at each mount."""
+    return data / "state" / "seed.sock"
 
 
 def history_scopes(data: Path) -> list[Scope]:

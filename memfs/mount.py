@@ -143,7 +143,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     import pyfuse3
     import trio
 
-    from . import background, daemon, guard, mountnotes, prefork, privilege
+    from . import background, daemon, guard, layout, mountnotes, prefork, privilege
     from . import config as config_mod
     from .history import gitrepo
 
@@ -214,13 +214,15 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
 
     # Workers are forked from a copy of this process made now: imported, one thread, no
     # FUSE session yet (prefork.py).
-    prefork.start(lambda: privilege.drop(user), background.NICE)
+    prefork.start(lambda: privilege.drop(user), background.NICE, layout.seed_socket(spec.data))
     where = (spec.data, spec.mountpoint, spec.config)
     try:
         return trio.run(daemon.run, cfg, ids, where, options, user, pidfile(spec.mountpoint), report, mounted)
     except BaseException:
         log.exception("daemon main loop failed")
         return 1
+    finally:
+        prefork.stop()
 
 
 def start_background(spec: MountSpec) -> None:

@@ -17,6 +17,7 @@ before.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -27,8 +28,9 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from multiprocessing import connection, forkserver, resource_tracker
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,11 @@ NAME = b"memfs-seed"
 _seed: int | None = None  # the seed's pid, in the daemon
 
 
-def start(drop: Callable[[], None], nice: int) -> bool:
+def start(drop: Callable[[], None], nice: int, address: Path) -> bool:
     """Fork the seed (from the daemon, before trio and FUSE start); True if it runs.
-    `drop` takes root away for good in the seed."""
+    `drop` takes root away for good in the seed; `address`: its socket's path, in a
+    folder only the daemon's uid may enter (whoever reaches the socket has code run as
+    the daemon user: never an abstract socket, which any local uid could reach)."""
     global _seed
     if _seed is not None:
         return True
@@ -53,19 +57,21 @@ def start(drop: Callable[[], None], nice: int) -> bool:
     try:
         if server._forkserver_pid is not None:  # a fork server already (not ours)
             return False
-        address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]  # in a 0700 folder
-        listener = socket.socket(socket.AF_UNIX)
-    except (AttributeError, OSError) as e:  # another Python's multiprocessing: spawn
+    except AttributeError as e:  # another Python's multiprocessing: spawn
         log.debug("workers are spawned: %s", e)
         return False
+    path = str(address)
+    listener = socket.socket(socket.AF_UNIX)
     try:
-        listener.bind(address)
-        os.chmod(address, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a killed daemon's
+        listener.bind(path)  # OSError past 107 bytes: spawned, then
+        os.chmod(path, 0o600)
         listener.listen()
         alive_r, alive_w = os.pipe()
     except OSError as e:
         listener.close()
-        log.debug("workers are spawned: %s", e)
+        log.info("workers are spawned, not forked: no socket at %s: %s", path, e)
         return False
     daemon = os.getpid()
     pid = os.fork()
@@ -82,7 +88,7 @@ def start(drop: Callable[[], None], nice: int) -> bool:
             os._exit(code)  # not the daemon's exit handlers: they are the daemon's
     os.close(alive_r)
     listener.close()
-    server._forkserver_address = address
+    server._forkserver_address = path
     server._forkserver_alive_fd = alive_w
     server._forkserver_pid = pid
     # Never a fork server of multiprocessing's own in its place: a pool whose seed died
@@ -90,6 +96,17 @@ def start(drop: Callable[[], None], nice: int) -> bool:
     server.ensure_running = _ensure_seed
     _seed = pid
     return True
+
+
+def stop() -> None:
+    """The daemon is done: its socket goes (the seed itself ends with the daemon, by its
+    parent-death signal, before it could remove it)."""
+    global _seed
+    if _seed is None:
+        return
+    _seed = None
+    with contextlib.suppress(OSError, AttributeError):
+        os.unlink(forkserver._forkserver._forkserver_address)  # type: ignore[attr-defined]
 
 
 def _alive(pid: int) -> bool:

@@ -91,6 +91,7 @@ def test_the_daemon_serves_without_root(mnt):
     wait_for(lambda: f"unmounted {mnt.mnt}" in mnt.log(), "the daemon's shutdown line")
     assert not os.path.ismount(mnt.mnt)
     wait_for(lambda: not [w for w in workers if _ppid(w) is not None], "the seed and workers gone")
+    assert not (mnt.data / "state" / "seed.sock").exists()  # the seed removed its socket
 
 
 def test_workers_are_spawned_once_the_seed_is_gone(mnt):
@@ -121,7 +122,10 @@ def test_nothing_of_a_killed_daemon_lives_on(mnt):
     assert "memfs-history" in {status(w)["Name"] for w in tree}
     os.kill(mnt.pid(), signal.SIGKILL)
     wait_for(lambda: all(_gone(w) for w in tree), f"the daemon's processes gone: {tree}")
-    mnt.start()  # and the mount comes back
+    mnt.start()  # and the mount comes back, with a seed of its own on the killed one's socket
+    mnt.sh(ALICE, "echo 'b line' > b.md")
+    assert len(mnt.sh(ALICE, "ls .memfs/history/b.md").stdout.split()) == 1
+    assert "memfs-seed" in {status(w)["Name"] for w in descendants(mnt.pid())}
     assert mnt.sh(ALICE, "cat a.md").stdout == "a line\n"
 
 
