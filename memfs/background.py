@@ -66,6 +66,15 @@ async def _finished(fut: concurrent.futures.Future) -> None:
         await done.wait()
 
 
+def _resident(pid: int) -> int:
+    """A process's resident set in bytes, shared pages included (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _rss(pid: int) -> int:
     """The bytes a process holds of its own (0 if it is gone): its private resident pages
     and swap. Not the whole resident set: a worker forked from the seed (prefork.py) shares
@@ -260,7 +269,10 @@ class NicedProcess:
             if self._inflight:  # another call is queued or running there: it checks after
                 return
             pids = list(getattr(pool, "_processes", None) or ())
-            big = [(pid, rss) for pid in pids if (rss := _rss(pid)) > cap]
+            # The resident set first (one short read): what a worker holds of its own is
+            # never more, and reading that (smaps_rollup, ~1 ms: the kernel walks every
+            # mapping) here, on the loop, after every call cost the callers' requests.
+            big = [(pid, own) for pid in pids if _resident(pid) > cap and (own := _rss(pid)) > cap]
             if pool is None or not big:
                 return
             self._pool = None
