@@ -10,13 +10,11 @@ sandboxes). These threads are background work's alone: niced once, never given b
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import logging
 import logging.handlers
 import multiprocessing
 import os
 import resource
-import signal
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,8 +24,6 @@ from . import prefork
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
 NICE = 10  # compressing a caller's gigabyte into history must not slow others' requests
 
 
@@ -75,7 +71,7 @@ def _resident(pid: int) -> int:
         return 0
 
 
-def _rss(pid: int) -> int:
+def _own_memory(pid: int) -> int:
     """The bytes a process holds of its own (0 if it is gone): its private resident pages
     and swap. Not the whole resident set: a worker forked from the seed (prefork.py) shares
     the seed's pages, which are nobody's growth."""
@@ -89,15 +85,6 @@ def _rss(pid: int) -> int:
         if line.startswith((b"Private_Clean:", b"Private_Dirty:", b"Swap:")):
             total += int(line.split()[1]) << 10
     return total
-
-
-def _name(name: str) -> None:
-    """The worker's name in ps and top (its comm; its command line is its parent's)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _lower_priority_of(pid: int) -> None:
@@ -126,23 +113,13 @@ def allow_priority_back() -> None:
         pass
 
 
-def _die_with(parent: int) -> None:
-    """Ask the kernel to kill this worker when the daemon goes (kill -9 included): a pool's
-    worker holds both ends of its own task pipe, so it would never see the daemon gone."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # gone before the request took effect
-        os._exit(0)
-
-
 def _start_niced(
     initializer: Callable[..., None], args: tuple, logs, level: int, parent: int, name: str
 ) -> None:
-    _die_with(parent)
-    _name(name)
+    # A pool's worker holds both ends of its own task pipe: it would never see the daemon
+    # (or the seed it was forked from) gone without this.
+    prefork.die_with(parent)
+    prefork.name_process(name)
     _lower_priority_of(0)
     # its log lines go to the daemon's log, through the daemon (one writer for the file)
     logging.basicConfig(level=level, handlers=[logging.handlers.QueueHandler(logs)], force=True)
@@ -272,7 +249,7 @@ class NicedProcess:
             # The resident set first (one short read): what a worker holds of its own is
             # never more, and reading that (smaps_rollup, ~1 ms: the kernel walks every
             # mapping) here, on the loop, after every call cost the callers' requests.
-            big = [(pid, own) for pid in pids if _resident(pid) > cap and (own := _rss(pid)) > cap]
+            big = [(pid, own) for pid in pids if _resident(pid) > cap and (own := _own_memory(pid)) > cap]
             if pool is None or not big:
                 return
             self._pool = None

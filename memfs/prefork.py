@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
-NAME = b"memfs-seed"
+NAME = "memfs-seed"
 
 _seed: int | None = None  # the seed's pid, in the daemon
 
@@ -127,11 +127,8 @@ def _become_seed(daemon: int, drop: Callable[[], None], nice: int, keep: tuple[i
     drop()
     # After drop(): a change of credentials clears the parent-death signal (commit_creds),
     # and a seed that outlived the daemon would keep its workers, and they it, for good.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != daemon:  # the daemon went before the request took effect
-        os._exit(0)
-    libc.prctl(PR_SET_NAME, ctypes.c_char_p(NAME), 0, 0, 0)
+    die_with(daemon)
+    name_process(NAME)
     # Only its listener and alive pipe: not the daemon's log, pid file or the pipe that
     # tells `memfs mount` the mount is ready (its reader would wait for this process).
     for fd in _open_fds():
@@ -145,6 +142,27 @@ def _become_seed(daemon: int, drop: Callable[[], None], nice: int, keep: tuple[i
     # Every object made so far stays out of the collector: a worker's collection would
     # otherwise write to each one and copy the seed's whole heap into every worker.
     gc.freeze()
+
+
+def die_with(parent: int) -> None:
+    """Ask the kernel to kill this process when `parent` goes (kill -9 included); gone
+    already, before the request took effect: exit now. Call it after any change of ids."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def name_process(name: str) -> None:
+    """This process's name in ps and top (its comm; a fork's command line is its parent's)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _open_fds() -> list[int]:
