@@ -85,6 +85,24 @@ def test_the_daemon_serves_without_root(mnt):
     fds = [fd for fd in os.listdir(f"/proc/{seed}/fd") if int(fd) > 2]
     held = [os.readlink(f"/proc/{seed}/fd/{fd}") for fd in fds]
     assert not [h for h in held if h.startswith("/") and h != "/dev/null"], held
+    # whoever reaches the seed's socket has code run as the daemon user: a caller cannot
+    sock = mnt.data / "state" / "seed.sock"
+    assert sock.is_socket()
+    tried = mnt.py(
+        ALICE,
+        f"""
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect({str(sock)!r})
+            print("connected")
+        except OSError as e:
+            print(type(e).__name__)
+        """,
+        cwd="/",
+    )
+    assert tried.stdout.strip() == "PermissionError", tried.stdout
+    assert mnt.sh(BOB, "cat b.md").stdout == "his\n"  # and the daemon serves on
     assert owners(mnt.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
     # the mount belongs to the daemon user: it unmounts itself on SIGTERM, without root
     os.kill(mnt.pid(), signal.SIGTERM)
