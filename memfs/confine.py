@@ -46,8 +46,17 @@ def bad_component(path: bytes) -> bytes | None:
     '..', or one holding NUL); None when every component is an ordinary name."""
     if not path:
         return b""
-    if b"." not in path and b"//" not in path and b"\0" not in path and path[0] != 47 and path[-1] != 47:
-        return None  # the common case, decided without splitting ('/' is 47)
+    # The common case, decided without splitting: '.' and '..' are the only bad names that
+    # start with a dot, so a path with no component starting with one ('e1.md') is fine
+    # once it has no empty component and no NUL ('/' is 47, '.' 46).
+    if (
+        path[0] not in (46, 47)
+        and path[-1] != 47
+        and b"/." not in path
+        and b"//" not in path
+        and b"\0" not in path
+    ):
+        return None
     for c in path.split(b"/"):
         if c in (b"", b".", b"..") or b"\0" in c:
             return c

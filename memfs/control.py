@@ -31,12 +31,12 @@ from .index import Hit, Index, IndexUnavailable, QueryError, path_bytes
 from .names import quote_path
 from .numbers import (
     CONTROL_HANDLE_BASE,
-    FIRST_DYNAMIC_INODE,
     OWN_BASE,
     QUERY_BASE,
     Counter,
     Handle,
     handle_kind,
+    is_control_inode,
 )
 from .policy import Kind, Principal, Scope, home, readable_scopes
 from .secrets.service import SecretGuard
@@ -218,8 +218,8 @@ class Control:
         return self.sync
 
     # -- what fs.py asks ------------------------------------------------------
-    def owns(self, ino: int) -> bool:
-        return 1 < ino < FIRST_DYNAMIC_INODE or QUERY_BASE <= ino < OWN_BASE or HistoryView.owns(ino)
+    # history's view (HISTORY, LOG and HISTORY_BASE up) lies in these ranges too
+    owns = staticmethod(is_control_inode)
 
     def refusal(self, ino: int) -> int:
         """The errno for changing something here: history is a read-only tree."""

@@ -127,11 +127,8 @@ class FsBase:
             raise FUSEError(errno.ESTALE)
         return node
 
-    def _require(self, p: Principal, node: Node | Scope, need: Access) -> None:
-        if isinstance(node, Scope):
-            have = policy.access(p, node)
-        else:
-            have = policy.access(p, node.scope, node.view)
+    def _require(self, p: Principal, node: Node, need: Access) -> None:
+        have = policy.access(p, node.scope, node.view)
         if have < need:
             raise FUSEError(policy.denied_errno(have))
 

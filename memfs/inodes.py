@@ -17,6 +17,7 @@ kept by own_numbers.py).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .numbers import BACKING_BASE, HISTORY_BASE, OWN_BASE, ROOT_INODE, VIEW_BIT, Counter
@@ -58,6 +59,8 @@ def removed_stat(st: os.stat_result) -> os.stat_result:
 class InodeTable:
     def __init__(self, own: OwnNumbers | None = None):
         self._by_ino: dict[int, Node] = {}
+        # the node of a number, or None: the dict's own get (asked on every request)
+        self.get: Callable[[int], Node | None] = self._by_ino.get
         # Per scope, so a folder move scans the nodes of its own scope, not everyone's.
         self._by_key: dict[Scope, dict[tuple[bytes, bool], Node]] = {}
         # backing inode number -> the number of its own a file got because the backing one
@@ -68,9 +71,6 @@ class InodeTable:
 
     def __len__(self) -> int:
         return len(self._by_ino)
-
-    def get(self, ino: int) -> Node | None:
-        return self._by_ino.get(ino)
 
     def find(self, scope: Scope, path: bytes, view: bool = False) -> Node | None:
         return self._by_key.get(scope, {}).get((path, view))

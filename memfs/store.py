@@ -41,6 +41,39 @@ MAX_ROOT_FDS = 256
 MAX_FOLDER_FDS = 256
 
 
+_NOT_KEPT = object()
+
+
+def _lstat(name: bytes, dir_fd: int) -> os.stat_result:
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _lstat_in(name: bytes, dir_fd: int) -> tuple[os.stat_result, os.stat_result | None]:
+    folder = os.fstat(dir_fd)
+    try:
+        return folder, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return folder, None
+
+
+def _unlink(name: bytes, dir_fd: int) -> os.stat_result:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    os.unlink(name, dir_fd=dir_fd)
+    return st
+
+
+def _move_out(
+    name: bytes, keeps: Callable[[os.stat_result], str | None], dir_fd: int
+) -> tuple[os.stat_result, str | None]:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    dst = keeps(st)
+    if dst is not None:
+        os.rename(name, dst, src_dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+    return st, dst
+
+
 def child_path(path: bytes, name: bytes) -> bytes:
     """A name in a folder of a scope, as a path relative to the scope's root."""
     return path + b"/" + name if path else name
@@ -300,19 +333,37 @@ class Store:
         return Scope(kinds[parts[0]], os.fsdecode(parts[1])), parts[2]
 
     # -- metadata -------------------------------------------------------------
+    def _in_kept(self, scope: Scope, rel: bytes, call: Callable, *args: object):
+        """`call(name, *args, dir_fd=fd)` in the kept folder of a checked `rel`, with the
+        lock held so that no thread closes that fd meanwhile; _NOT_KEPT when the folder is
+        not kept (the caller then walks with _Where). Most requests end here: one lock,
+        no refcount, ~9 Python calls fewer than _Where (~3 us a request through a mount,
+        measured). A call that blocks here (an open of a fifo an admin left) would block
+        the loop it runs on anyway."""
+        if bad_component(rel) is not None:
+            return _NOT_KEPT  # _Where raises the error
+        folder, _, name = rel.rpartition(b"/")
+        with self._lock:
+            entry = self._folders.get((scope, folder)) if folder else self._roots.get(scope)
+            if entry is None:
+                return _NOT_KEPT
+            return call(name, *args, dir_fd=entry[0])
+
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
+        st = self._in_kept(scope, rel, _lstat)
+        if st is not _NOT_KEPT:
+            return st
         with _Where(self, scope, rel) as (where, name):
-            return os.stat(name, dir_fd=where, follow_symlinks=False)
+            return _lstat(name, where)
 
     def lstat_in(self, scope: Scope, rel: bytes) -> tuple[os.stat_result, os.stat_result | None]:
         """(the stat of the folder holding `rel`, `rel`'s own or None when there is no such
         name), in one walk: a lookup checks the folder and finds the name with one fd."""
+        both = self._in_kept(scope, rel, _lstat_in)
+        if both is not _NOT_KEPT:
+            return both
         with _Where(self, scope, rel) as (where, name):
-            folder = os.fstat(where)
-            try:
-                return folder, os.stat(name, dir_fd=where, follow_symlinks=False)
-            except FileNotFoundError:
-                return folder, None
+            return _lstat_in(name, where)
 
     def owner(self, scope: Scope, rel: bytes) -> str | None:
         """The creator recorded on a file or folder (owners.py); None when there is none."""
@@ -361,6 +412,9 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
+        fd = self._in_kept(scope, rel, os.open, flags)
+        if fd is not _NOT_KEPT:
+            return fd
         with _Where(self, scope, rel) as (where, name):
             return os.open(name, flags, dir_fd=where)
 
@@ -398,22 +452,20 @@ class Store:
         (a path of memfs's own outside every scope: history's spool) is renamed there
         instead of unlinked: one renameat in place of a link then an unlink. Returns what
         it was and where it went (None: unlinked)."""
+        done = self._in_kept(scope, rel, _move_out, keeps)
+        if done is not _NOT_KEPT:
+            return done
         with _Where(self, scope, rel) as (where, name):
-            st = os.stat(name, dir_fd=where, follow_symlinks=False)
-            dst = keeps(st)
-            if dst is not None:
-                os.rename(name, dst, src_dir_fd=where)
-            else:
-                os.unlink(name, dir_fd=where)
-        return st, dst
+            return _move_out(name, keeps, dir_fd=where)
 
     def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
         """Remove a file; returns what it was (its size goes back to the quota), read in
         the same walk: one fstatat next to the unlinkat, not a second confined lookup."""
+        st = self._in_kept(scope, rel, _unlink)
+        if st is not _NOT_KEPT:
+            return st
         with _Where(self, scope, rel) as (where, name):
-            st = os.stat(name, dir_fd=where, follow_symlinks=False)
-            os.unlink(name, dir_fd=where)
-        return st
+            return _unlink(name, where)
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
         with _Where(self, scope, rel) as (where, name):
