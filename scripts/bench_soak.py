@@ -99,18 +99,29 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def worker_kib(pid: int) -> list[int]:
-    """RSS of each of the daemon's worker processes (history, embedder, secret scans)."""
-    sizes = []
+def worker_kib(pid: int) -> list[tuple[str, int]]:
+    """(name, RSS) of each process under the daemon: the worker seed and the workers it
+    forks (memfs-history, memfs-embed, memfs-secrets, ...), named by their comm."""
+    parent: dict[int, int] = {}
     for p in os.listdir("/proc"):
         try:
-            if not p.isdigit() or int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[1]) != pid:
-                continue
-            if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read():
-                sizes.append(rss_kib(int(p)))
+            if p.isdigit():
+                parent[int(p)] = int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[1])
         except (OSError, ValueError):
             continue
-    return sorted(sizes, reverse=True)
+    below, todo = [], [pid]
+    while todo:
+        up = todo.pop()
+        kids = [p for p, pp in parent.items() if pp == up]
+        below += kids
+        todo += kids
+    sizes = []
+    for kid in below:
+        try:
+            sizes.append((open(f"/proc/{kid}/comm").read().strip(), rss_kib(kid)))
+        except OSError:
+            continue
+    return sorted(sizes, key=lambda s: -s[1])
 
 
 def main() -> int:
@@ -178,9 +189,9 @@ def main() -> int:
             f"memfs soak: {total} operations as uid {UID}, index {'on' if args.index else 'off'}, "
             f"history {'on' if args.history else 'off'}"
         )
-        print(f"{'after':<18} {'RSS MiB':>8} {'seconds':>8}  workers' MiB (largest first)")
+        print(f"{'after':<18} {'RSS MiB':>8} {'seconds':>8}  processes under it, MiB (largest first)")
         for name, kib, wkib, secs in rows:
-            shown = " + ".join(f"{k / 1024:.0f}" for k in wkib) or "-"
+            shown = ", ".join(f"{n} {k / 1024:.0f}" for n, k in wkib) or "-"
             print(f"{name:<18} {kib / 1024:8.1f} {secs:8.1f}  {shown}")
         start, end = rows[0][1], rows[-1][1]
         peak = max(k for _, k, _, _ in rows)
