@@ -195,6 +195,27 @@ def test_prune_keeps_what_the_base_holds(repo, tmp_path):
         assert cat.version_bytes() == cat.stats()[1] == 4
 
 
+@given(
+    st.text(min_size=1, max_size=20),
+    st.text(min_size=1, max_size=20),
+    st.binary(min_size=1, max_size=40),
+    st.floats(min_value=0, max_value=4e9),
+)
+def test_a_journal_line_is_the_json_of_its_fields(scope_name, user, path, when):
+    """The journal writes its lines without json.dumps (the scope and user part is cached):
+    whatever the names, a line reads back as json.dumps of the same fields would."""
+    import json
+    import os
+
+    from memfs.history import journal
+    from memfs.history.committer import Kept
+
+    scope = Scope(Kind.TEAM, scope_name)
+    k = Kept(user, path, BLOB, "/d/state/kept/12.34-5", 7, 9, when)
+    want = [str(scope), user, path.hex(), BLOB, os.path.basename(k.spool), 7, 9, when]
+    assert json.loads(journal._line(scope, k)) == want
+
+
 def test_the_journal_recovers_only_what_stays_in_its_scope_and_spool(tmp_path):
     """A journal line is checked as if anyone wrote it: a path out of its scope, a spool
     name out of the spool, a line cut short by a kill and a version whose spool file went
