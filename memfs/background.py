@@ -16,6 +16,8 @@ import multiprocessing
 import os
 import resource
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -133,6 +135,15 @@ class _Relay(logging.Handler):
         logging.getLogger(record.name).handle(record)
 
 
+# Every NicedProcess of this process, for stop_idle_workers.
+_ALL: weakref.WeakSet[NicedProcess] = weakref.WeakSet()
+
+
+def stop_idle_workers(seconds: float) -> int:
+    """Stop the worker of every NicedProcess idle for `seconds`; how many were stopped."""
+    return sum(w.stop_if_idle(seconds) for w in list(_ALL))
+
+
 class NicedProcess:
     """One worker process for background work that would otherwise hold the GIL the
     callers' requests need (history's hashing, compression and commits). `run` takes a
@@ -166,7 +177,9 @@ class NicedProcess:
         self._relay: logging.handlers.QueueListener | None = None
         self._niced: set[int] = set()  # worker pids niced from here
         self._inflight = 0  # calls handed to the pool and not yet returned
+        self._last_call = time.monotonic()  # when a call last returned
         self._lock = threading.Lock()
+        _ALL.add(self)
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._relay is None:
@@ -232,7 +245,21 @@ class NicedProcess:
     def _done(self) -> None:
         with self._lock:
             self._inflight -= 1
+            self._last_call = time.monotonic()
         self._recycle_if_big()
+
+    def stop_if_idle(self, seconds: float) -> bool:
+        """End the worker if no call has come for `seconds`: what it holds (a model,
+        libgit2's caches, the heap of its last batch) goes back to the system, and the next
+        call forks a new one from the seed. True if one was stopped."""
+        with self._lock:
+            pool = self._pool
+            if pool is None or self._inflight or time.monotonic() - self._last_call < seconds:
+                return False
+            self._pool = None
+        log.debug("%s: idle %.0f s: worker stopped", self.name, seconds)
+        pool.shutdown(wait=False)
+        return True
 
     def _recycle_if_big(self) -> None:
         """A worker past max_rss ends when no call is left in it (two workers never work

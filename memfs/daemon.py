@@ -22,7 +22,7 @@ import trio
 from . import config as config_mod
 from . import context as ctx_mod
 from . import guard, layout, pauses, privilege, space
-from .background import NicedProcess
+from .background import NicedProcess, stop_idle_workers
 from .fleet import Fleet
 from .fs import Operations
 from .handles import OpenFiles
@@ -43,6 +43,9 @@ if TYPE_CHECKING:  # imported when metrics.listen is set: prometheus_client and 
 log = logging.getLogger("memfs")
 
 TRIM_EVERY = 30.0  # seconds between returns of freed heap to the system
+# After this long without a call, a worker process ends and the query model is let go:
+# memory returns to the system after a burst, without a remount (scripts/bench --soak).
+IDLE_RELEASE = 60.0
 
 
 class BuildError(Exception):
@@ -58,13 +61,14 @@ class Parts:
     sync: Sync | None
     fleet: Fleet
     exporter: Exporter | None = None
+    embedder: embed.Embedder | None = None  # the daemon's own: it embeds queries
 
 
 def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path, stack) -> Parts:
     """Every component of the mount, each closed by `stack` (an AsyncExitStack)."""
     store = Store(data, cfg.limits.max_file_bytes, keep_folders=True)  # every change goes through it
     stack.callback(store.close)
-    index = None
+    index = embedder = None
     if cfg.index.enabled:
         try:
             embedder = embed.load(cfg.search)
@@ -120,7 +124,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         fleet=fleet,
         own_numbers=own_numbers,
     )
-    parts = Parts(store, ops, index, history, sync, fleet)
+    parts = Parts(store, ops, index, history, sync, fleet, embedder=embedder)
     if cfg.metrics.listen is not None:
         parts.exporter = _exporter(cfg.metrics.listen, fleet, stack)
     return parts
@@ -185,17 +189,22 @@ async def supervised(name: str, task, *args) -> None:
         delay = min(delay * 2, 30.0)
 
 
-async def trim_memory() -> None:
+async def trim_memory(embedder: embed.Embedder | None) -> None:
     """glibc keeps freed heap (a burst's buffers, an index commit's) instead of returning
     it: RSS stayed ~36 MiB above the working set after a soak (scripts/bench --soak), until
-    malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap)."""
+    malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap), after idle
+    workers are stopped and an idle query model let go (IDLE_RELEASE)."""
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return  # not glibc
+        trim = None  # not glibc
     while True:
         await trio.sleep(TRIM_EVERY)
-        await trio.to_thread.run_sync(trim, 0)
+        stop_idle_workers(IDLE_RELEASE)
+        if embedder is not None:
+            embedder.release_if_idle(IDLE_RELEASE)
+        if trim is not None:
+            await trio.to_thread.run_sync(trim, 0)
 
 
 async def _on_signal() -> None:
@@ -218,7 +227,7 @@ def _start_tasks(nursery, parts: Parts) -> None:
     index, history, sync = parts.index, parts.history, parts.sync
     nursery.start_soon(_on_signal, name="signals")
     nursery.start_soon(supervised, "invalidator", parts.ops.run_invalidator, name="invalidator")
-    nursery.start_soon(supervised, "memory trim", trim_memory, name="trim")
+    nursery.start_soon(supervised, "memory trim", trim_memory, parts.embedder, name="trim")
     if parts.ops.secrets is not None and parts.ops.secrets.policy.on:
         nursery.start_soon(supervised, "secrets flagger", parts.ops.secrets.run_flagger, name="flagger")
     if index is not None:

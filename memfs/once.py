@@ -25,3 +25,12 @@ class Once(Generic[T]):
                 if value is None:
                     value = self._value = self._make()
         return value
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def clear(self) -> None:
+        """Forget the value (the next get makes it again); a holder of it keeps its own."""
+        with self._lock:
+            self._value = None

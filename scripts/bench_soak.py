@@ -8,7 +8,8 @@ truncates of a few files, each a version for history to keep). After each phase 
 daemon's RSS is read, and each of its worker processes' (history's, the embedder's, the
 secret scans'); `--repeat` runs the phases again to show
 growth over time. At the end history is read (its pending batch commits), the kernel's
-caches are dropped (so it forgets every inode) and RSS is read again.
+caches are dropped (so it forgets every inode) and RSS is read again; then, with --idle
+(the default), once more after the daemon's idle release (~95 s).
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def main() -> int:
     ap.add_argument("--index", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--history", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--repeat", type=int, default=1, help="run the phases this many times")
+    ap.add_argument(
+        "--idle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="at the end, wait until idle workers and the query model are let go, then read RSS",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root (scripts/bench --soak)", file=sys.stderr)
@@ -185,6 +192,14 @@ def main() -> int:
             f.write("2\n")
         time.sleep(2)  # the kernel's forgets arrive asynchronously
         rows.append(("drop_caches", rss_kib(pid), worker_kib(pid), 0.0))
+        if args.idle:
+            # idle workers end and the query model goes after IDLE_RELEASE, checked every
+            # TRIM_EVERY seconds (then malloc_trim): memory back without a remount
+            from memfs.daemon import IDLE_RELEASE, TRIM_EVERY
+
+            wait = IDLE_RELEASE + TRIM_EVERY + 5
+            time.sleep(wait)
+            rows.append(("idle", rss_kib(pid), worker_kib(pid), wait))
         print(
             f"memfs soak: {total} operations as uid {UID}, index {'on' if args.index else 'off'}, "
             f"history {'on' if args.history else 'off'}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
-from memfs.background import NicedProcess
+from memfs.background import NicedProcess, stop_idle_workers
 
 
 def _ready() -> None:
@@ -26,8 +28,6 @@ def test_the_worker_process_loads_no_trio() -> None:
 
 def _grow(mib: int) -> int:
     """Hold `mib` MiB in the worker for good (as libgit2's caches and malloc's arenas do)."""
-    import os
-
     _held.append(bytearray(os.urandom(1)) * (mib << 20))
     return os.getpid()
 
@@ -44,5 +44,32 @@ def test_a_worker_past_its_memory_cap_is_replaced_after_its_call() -> None:
         big = worker.call(_grow, 120)  # this call still runs where it started...
         assert big == small
         assert worker.call(_grow, 1) != big  # ...and the next one in a fresh worker
+    finally:
+        worker.close()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def test_an_idle_worker_ends_and_the_next_call_starts_another() -> None:
+    """What a worker holds goes back to the system after a quiet spell (the daemon asks
+    every TRIM_EVERY seconds), and work goes on in a new one."""
+    worker = NicedProcess(_ready, (), "memfs-test")
+    try:
+        first = worker.call(_pid)
+        assert not worker.stop_if_idle(3600)  # used just now: kept
+        assert worker.call(_pid) == first
+        assert stop_idle_workers(0) >= 1  # every worker of this process, this one among them
+        for _ in range(500):  # the pool's shutdown does not wait for the process to exit
+            try:
+                os.kill(first, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"idle worker {first} still running")
+        assert worker.call(_pid) not in (first, os.getpid())
+        assert not worker.stop_if_idle(3600)
     finally:
         worker.close()

@@ -72,6 +72,16 @@ def test_wordllama_reads_its_model_at_the_first_embed_once_even_from_many_thread
     assert loads == [1] and len(out) == 8 and all(np.array_equal(o, out[0]) for o in out)
 
 
+def test_an_idle_model_is_let_go_and_read_again_at_the_next_embed():
+    """The daemon embeds queries only; a quiet spell gives back the model's memory."""
+    model = WordLlama()
+    assert not model.release_if_idle(0)  # nothing loaded yet
+    first = model.embed(["green tea"])
+    assert not model.release_if_idle(3600)  # used just now
+    assert model.release_if_idle(0) and not model.release_if_idle(0)
+    assert np.array_equal(model.embed(["green tea"]), first)
+
+
 def test_a_missing_model_file_stops_the_mount_at_start(monkeypatch):
     """Read lazily, the model is still looked for at start: the mount fails with one line."""
     monkeypatch.setattr(embed, "WORDLLAMA_WEIGHTS", "weights/gone.safetensors")

@@ -30,9 +30,6 @@ from .vectors import Row, Vectors
 
 log = logging.getLogger("memfs.index")
 
-# A batch of more entries than this is embedded by the worker process (a burst); fewer
-# (~0.3 ms each) here: most batches, and no worker to start for a mount that never bursts.
-WORKER_MIN_TEXTS = 32
 
 # One queued change of a scope: ("index" | "delete" | "delete_tree" | "index_tree", path)
 Op = tuple[str, bytes]
@@ -177,7 +174,10 @@ class Writer:
         if self.embedder is None or not parsed:
             return []
         texts = [embed_text(e) for _key, e in parsed]
-        if self.embed_worker is not None and len(texts) > WORKER_MIN_TEXTS:
+        # Every batch in the worker (forked from the seed, its model loaded there once): the
+        # daemon loading the model for small batches held ~70 MiB more for the mount's life
+        # (measured); the worker ends when idle (background.stop_idle_workers).
+        if self.embed_worker is not None:
             vecs = self.embed_worker.call(embed_in_worker, texts)
         else:
             vecs = self.embedder.embed(texts)
