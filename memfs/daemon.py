@@ -43,9 +43,12 @@ if TYPE_CHECKING:  # imported when metrics.listen is set: prometheus_client and 
 log = logging.getLogger("memfs")
 
 TRIM_EVERY = 30.0  # seconds between returns of freed heap to the system
-# After this long without a call, a worker process ends and the query model is let go:
-# memory returns to the system after a burst, without a remount (scripts/bench --soak).
+# After this long without a call, a worker process ends, the query model is let go and an
+# index writer closed: memory returns to the system after a burst, without a remount
+# (scripts/bench --soak). Both can be shortened for tests (the environment).
 IDLE_RELEASE = 60.0
+TRIM_EVERY = float(os.environ.get("MEMFS_TEST_TRIM_EVERY", TRIM_EVERY))
+IDLE_RELEASE = float(os.environ.get("MEMFS_TEST_IDLE_RELEASE", IDLE_RELEASE))
 
 
 class BuildError(Exception):
@@ -189,11 +192,12 @@ async def supervised(name: str, task, *args) -> None:
         delay = min(delay * 2, 30.0)
 
 
-async def trim_memory(embedder: embed.Embedder | None) -> None:
+async def trim_memory(embedder: embed.Embedder | None, index: Index | Standby | None) -> None:
     """glibc keeps freed heap (a burst's buffers, an index commit's) instead of returning
     it: RSS stayed ~36 MiB above the working set after a soak (scripts/bench --soak), until
     malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap), after idle
-    workers are stopped and an idle query model let go (IDLE_RELEASE)."""
+    workers are stopped, an idle query model let go and idle index writers closed
+    (IDLE_RELEASE)."""
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
@@ -203,6 +207,8 @@ async def trim_memory(embedder: embed.Embedder | None) -> None:
         stop_idle_workers(IDLE_RELEASE)
         if embedder is not None:
             embedder.release_if_idle(IDLE_RELEASE)
+        if index is not None:
+            await index.release_idle(IDLE_RELEASE)
         if trim is not None:
             await trio.to_thread.run_sync(trim, 0)
 
@@ -227,7 +233,7 @@ def _start_tasks(nursery, parts: Parts) -> None:
     index, history, sync = parts.index, parts.history, parts.sync
     nursery.start_soon(_on_signal, name="signals")
     nursery.start_soon(supervised, "invalidator", parts.ops.run_invalidator, name="invalidator")
-    nursery.start_soon(supervised, "memory trim", trim_memory, parts.embedder, name="trim")
+    nursery.start_soon(supervised, "memory trim", trim_memory, parts.embedder, parts.index, name="trim")
     if parts.ops.secrets is not None and parts.ops.secrets.policy.on:
         nursery.start_soon(supervised, "secrets flagger", parts.ops.secrets.run_flagger, name="flagger")
     if index is not None:

@@ -28,7 +28,16 @@ def descendants(root: int) -> list[int]:
             if p.isdigit() and _ppid(int(p)) == parent:
                 found.append(int(p))
                 todo.append(int(p))
-    return [p for p in found if b"resource_tracker" not in open(f"/proc/{p}/cmdline", "rb").read()]
+    return [p for p in found if b"resource_tracker" not in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> bytes:
+    """b"" for a process gone meanwhile (idle workers end on their own)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _ppid(pid: int) -> int | None:
@@ -181,3 +190,34 @@ def test_root_stays_root_only_when_configured(make_mount):
     m.sh(ALICE, "echo x > a.md")
     assert status(m.pid())["Uid"].split()[0] == "0"
     assert os.lstat(m.backing("alice") / "a.md").st_uid == 0
+
+
+def test_idle_workers_end_and_work_goes_on_after(make_mount):
+    """After a quiet spell the daemon ends its workers (history's, the embedder's, the
+    secret scans') and lets its query model and index writers go; the next write, search
+    and history read start what they need again, and nothing written is lost."""
+    m = make_mount(env={"MEMFS_TEST_IDLE_RELEASE": "1", "MEMFS_TEST_TRIM_EVERY": "0.5"})
+    entry = "printf -- '---\\nname: %s\\ndescription: %s\\ntype: user\\n---\\n%s\\n' > %s.md"
+    m.sh(ALICE, entry % ("tea", "green tea", "sencha", "tea"))
+    assert "tea.md" in m.sh(ALICE, "cat .memfs/search/sencha").stdout
+    m.sh(ALICE, "echo v2 >> tea.md")
+    assert len(m.sh(ALICE, "ls .memfs/history/tea.md").stdout.split()) == 2
+
+    def workers() -> set[str]:
+        names = set()
+        for w in descendants(m.pid()):
+            try:
+                st = status(w)
+            except OSError:
+                continue  # ended meanwhile
+            if not st["State"].startswith("Z"):  # ended, not yet reaped
+                names.add(st["Name"])
+        return names - {"memfs-seed", "python"}
+
+    assert workers(), "no worker ran"
+    wait_for(lambda: not workers(), "idle workers ended")
+    m.sh(ALICE, entry % ("cake", "lemon cake", "zest", "cake"))
+    assert "cake.md" in m.sh(ALICE, "cat .memfs/search/zest").stdout
+    m.sh(ALICE, "echo v3 >> tea.md")
+    assert len(m.sh(ALICE, "ls .memfs/history/tea.md").stdout.split()) == 3
+    assert m.sh(ALICE, "cat tea.md").stdout.endswith("v2\nv3\n")

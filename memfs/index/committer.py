@@ -146,6 +146,14 @@ class Committer:
             except IndexUnavailable:
                 delay = min(delay * 2, MAX_BACKOFF)  # back off while the disk is full
 
+    async def release_idle(self, seconds: float) -> None:
+        """Close the writers idle for `seconds`, each under its scope's lock (a search of
+        that scope waits for the close, once after a quiet spell)."""
+        shards = self.writer.shards
+        for scope in shards.idle_writers(seconds):
+            async with self.applying(scope):
+                await trio.to_thread.run_sync(shards.close_writer, scope, limiter=self.limiter)
+
     async def flush(
         self,
         extra: Iterable[tuple[Scope, bytes]] = (),

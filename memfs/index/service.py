@@ -109,6 +109,10 @@ class Index:
     async def run_committer(self) -> None:
         await self.committer.run(self.reconciler.reconcile_stale)
 
+    async def release_idle(self, seconds: float) -> None:
+        """Writers not used for `seconds` are closed (memory back after a burst)."""
+        await self.committer.release_idle(seconds)
+
     async def flush(
         self,
         extra: Iterable[tuple[Scope, bytes]] = (),

@@ -107,6 +107,10 @@ class Standby(Index):
         if self._real is not None:
             await self._real.flush(extra, scopes, limit)
 
+    async def release_idle(self, seconds: float) -> None:
+        if self._real is not None:
+            await self._real.release_idle(seconds)
+
     # -- background tasks wait for the open ---------------------------------------------
     async def run_committer(self) -> None:
         await (await self._ready_index()).run_committer()
