@@ -451,7 +451,8 @@ class Store:
         """Remove a file the way unlink does, except that a file `keeps` gives a destination
         (a path of memfs's own outside every scope: history's spool) is renamed there
         instead of unlinked: one renameat in place of a link then an unlink. Returns what
-        it was and where it went (None: unlinked)."""
+        it was and where it went (None: unlinked). `keeps` runs with the store's lock held
+        (_in_kept): it must not call the store."""
         done = self._in_kept(scope, rel, _move_out, keeps)
         if done is not _NOT_KEPT:
             return done
