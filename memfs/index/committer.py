@@ -148,7 +148,10 @@ class Committer:
 
     async def release_idle(self, seconds: float) -> None:
         """Close the writers idle for `seconds`, each under its scope's lock (a search of
-        that scope waits for the close, once after a quiet spell)."""
+        that scope waits for the close, once after a quiet spell). Not during the start-up
+        reconcile, which applies scopes without their locks."""
+        if not self.ready.is_set():
+            return
         shards = self.writer.shards
         for scope in shards.idle_writers(seconds):
             async with self.applying(scope):
