@@ -115,7 +115,7 @@ class FsBase:
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
-        p = self.ids.principal(ctx.uid, ctx.gid)
+        p = self.ids.known.get((ctx.uid, ctx.gid)) or self.ids.principal(ctx.uid, ctx.gid)
         if p.user is None:
             log.info("uid %d is not mapped to a memory user (unknown_uids: deny)", ctx.uid)
             raise FUSEError(errno.EACCES)

@@ -47,7 +47,9 @@ class Identities:
 
     def __init__(self, config: Config):
         self.config = config
-        self._cache: dict[tuple[int, int], Principal] = {}
+        # (uid, gid) -> its principal, made once: fs_base._principal reads it on every
+        # request before calling principal() (one call fewer a request)
+        self.known: dict[tuple[int, int], Principal] = {}
         self._owners: dict[Scope, tuple[int, int, bool]] = {}
         self._uids: dict[str, int] = {}
         self.teams = {t.name: self._team(t) for t in config.teams.values()}
@@ -186,11 +188,11 @@ class Identities:
         return self.principal(uid, uid).user or f"uid-{uid}"
 
     def principal(self, uid: int, gid: int) -> Principal:
-        p = self._cache.get((uid, gid))
+        p = self.known.get((uid, gid))
         if p is None:
             user = self.user_name(uid)
             team = self.team_of(user) if user else None
             readable = frozenset(self._readable.get(user, ())) if user else frozenset()
             p = Principal(uid=uid, gid=gid, user=user, team=team, readable=readable)
-            self._cache[(uid, gid)] = p
+            self.known[(uid, gid)] = p
         return p
