@@ -10,6 +10,7 @@ sandboxes). These threads are background work's alone: niced once, never given b
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import logging.handlers
 import multiprocessing
@@ -18,7 +19,7 @@ import resource
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from . import prefork
@@ -171,6 +172,7 @@ class NicedProcess:
         self.max_rss = max_rss
         self._initializer, self._args, self.name, self._workers = initializer, args, name, workers
         self._idle = idle
+        self._boosts = 0  # callers waiting on this worker's work now (boosted())
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ctx = multiprocessing.get_context("spawn")  # the log queue's; each pool's: prefork
         self._logs: multiprocessing.Queue[logging.LogRecord] | None = None
@@ -214,7 +216,7 @@ class NicedProcess:
                 if pid not in self._niced:
                     self._niced.add(pid)
                     _lower_priority_of(pid)
-                    if self._idle:
+                    if self._idle and not self._boosts:
                         _set_policy(pid, os.SCHED_IDLE)
             self._inflight += 1  # given back by _done, once the caller has the result
             return fut
@@ -282,6 +284,29 @@ class NicedProcess:
             self._pool = None
         log.info("%s: worker at %d MiB, past %d MiB: recycled", self.name, big[0][1] >> 20, cap >> 20)
         pool.shutdown(wait=False)
+
+    @contextlib.contextmanager
+    def boosted(self) -> Iterator[None]:
+        """A caller waits on what this idle-class worker does (a search on the vectors of
+        its own writes): meanwhile it runs niced, not only on otherwise idle cores, so
+        the wait ends on a busy machine too. Background work is left at SCHED_IDLE."""
+        if not self._idle:
+            yield
+            return
+        self._set_boost(+1)
+        try:
+            yield
+        finally:
+            self._set_boost(-1)
+
+    def _set_boost(self, step: int) -> None:
+        with self._lock:
+            self._boosts += step
+            if self._boosts not in (0, 1) or (step < 0 and self._boosts):
+                return  # the first caller lifted it, the last one puts it back
+            policy = os.SCHED_OTHER if self._boosts else os.SCHED_IDLE
+            for pid in list(getattr(self._pool, "_processes", None) or ()):
+                _set_policy(pid, policy)
 
     def hurry(self) -> None:
         """Unmounted: no caller is left to protect, so the worker finishes what is pending

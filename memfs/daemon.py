@@ -77,7 +77,11 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
             embedder = embed.load(cfg.search)
         except embed.EmbedderError as e:
             raise BuildError(str(e)) from None
-        worker = NicedProcess(embed.start_worker, (cfg.search,), "memfs-embed") if embedder else None
+        # SCHED_IDLE: embedding a burst took the 2 cores' share a client and the daemon
+        # needed (first reads after it ~1.2-1.35x); a caller's flush lifts it (boosted)
+        worker = (
+            NicedProcess(embed.start_worker, (cfg.search,), "memfs-embed", idle=True) if embedder else None
+        )
         index = _open_index(data, store, cfg, embedder, worker)
         stack.callback(index.close)
     history = view = sync = None

@@ -73,3 +73,25 @@ def test_an_idle_worker_ends_and_the_next_call_starts_another() -> None:
         assert not worker.stop_if_idle(3600)
     finally:
         worker.close()
+
+
+def test_a_waiting_caller_lifts_an_idle_worker_and_the_last_one_puts_it_back() -> None:
+    """An idle-class worker (the embedder's) runs only on idle cores, except while a caller
+    waits on its work (a search flushing its own writes): then it is niced, as others."""
+    worker = NicedProcess(_ready, (), "memfs-test", idle=True)
+    try:
+        pid = worker.call(_pid)
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        with worker.boosted():
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+            with worker.boosted():
+                assert worker.call(_pid) == pid
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER  # the first caller still waits
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        with worker.boosted():  # a worker started while a caller waits starts lifted
+            assert worker.stop_if_idle(0)
+            fresh = worker.call(_pid)
+            assert fresh != pid and os.sched_getscheduler(fresh) == os.SCHED_OTHER
+        assert os.sched_getscheduler(fresh) == os.SCHED_IDLE
+    finally:
+        worker.close()
