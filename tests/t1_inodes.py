@@ -157,3 +157,25 @@ def test_own_numbers_read_the_older_json_once(tmp_path):
     own.give(79, OWN_BASE + 4)  # the first change writes the log and removes the JSON
     own.close()
     assert not legacy.exists() and OwnNumbers(path).get(77) == OWN_BASE + 3
+
+
+def test_control_numbers_are_told_apart_in_one_comparison():
+    """numbers.is_control_inode (asked on nearly every request) covers history's view,
+    whose fixed inodes lie among the control tree's."""
+    from memfs.history.view import HISTORY, LOG, HistoryView
+    from memfs.numbers import (
+        BACKING_BASE,
+        FIRST_DYNAMIC_INODE,
+        HISTORY_BASE,
+        OWN_BASE,
+        QUERY_BASE,
+        ROOT_INODE,
+        VIEW_BIT,
+        is_control_inode,
+    )
+
+    for ino in (2, HISTORY, LOG, FIRST_DYNAMIC_INODE - 1, QUERY_BASE, OWN_BASE - 1, HISTORY_BASE, 1 << 62):
+        assert is_control_inode(ino), ino
+    for ino in (ROOT_INODE, FIRST_DYNAMIC_INODE, BACKING_BASE + 5, BACKING_BASE + VIEW_BIT + 5, OWN_BASE + 1):
+        assert not is_control_inode(ino), ino
+        assert not HistoryView.owns(ino)
