@@ -57,14 +57,21 @@ def raise_nofile() -> int:
     return soft
 
 
-def limit_malloc_arenas(n: int = 2) -> None:
+def tune_malloc(arenas: int = 2) -> None:
     """glibc gives threads malloc arenas of their own (up to 8 per core) and rarely returns
     their memory: with Tantivy's writer threads coming and going, RSS settled at twice the
-    working set. Two arenas keep it near the working set (measured in scripts/bench --soak)."""
+    working set. Two arenas keep it near the working set (measured in scripts/bench --soak).
+    Fixed thresholds too: glibc raises its mmap threshold (up to 32 MiB) each time a large
+    block is freed, and its trim threshold with it, so after a burst freed heap stayed
+    until the next malloc_trim. Blocks of 256 KiB and more are mapped (given back when
+    freed), and more than 4 MiB free at the heap's top is given back at once."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, n)  # M_ARENA_MAX
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
+        return  # not glibc: nothing to tune
+    mallopt(-8, arenas)  # M_ARENA_MAX
+    mallopt(-3, 256 << 10)  # M_MMAP_THRESHOLD (setting it stops the dynamic raise)
+    mallopt(-1, 4 << 20)  # M_TRIM_THRESHOLD
 
 
 def pidfile(mountpoint: Path) -> Path:
@@ -183,7 +190,7 @@ def run(spec: MountSpec, ready_fd: int | None = None) -> int:
     # Worker threads (index, views) hold the GIL between blocking calls; a shorter switch
     # interval bounds how long a handler waits for it behind them.
     sys.setswitchinterval(0.0005)
-    limit_malloc_arenas()
+    tune_malloc()
     # A native stack overflow cannot be caught; deep recursion in C needs a deep stack.
     threading.stack_size(64 * 1024 * 1024)
 
