@@ -207,8 +207,13 @@ class NicedProcess:
         with self._lock:  # index threads call at once: one pool, made once
             try:
                 fut = self._executor().submit(fn, *args)
-            except concurrent.futures.BrokenExecutor:
-                self._pool = None
+            except (concurrent.futures.BrokenExecutor, OSError, EOFError):
+                # Broken, or it cannot start a worker: a pool of the seed's fork server
+                # once the seed is gone (ECHILD, or EOF on its socket) never can again, so
+                # a new pool is made (spawned now, prefork.context) and the call retried.
+                broken, self._pool = self._pool, None
+                if broken is not None:
+                    broken.shutdown(wait=False, cancel_futures=True)
                 fut = self._executor().submit(fn, *args)
             # A new worker is niced from here at once: its own initializer runs only after
             # its imports (a second of start-up at the callers' priority otherwise).

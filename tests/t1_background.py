@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import multiprocessing.context
 import os
 import sys
 import time
 
+from memfs import prefork
 from memfs.background import NicedProcess, stop_idle_workers
 
 
@@ -93,5 +96,38 @@ def test_a_waiting_caller_lifts_an_idle_worker_and_the_last_one_puts_it_back() -
             fresh = worker.call(_pid)
             assert fresh != pid and os.sched_getscheduler(fresh) == os.SCHED_OTHER
         assert os.sched_getscheduler(fresh) == os.SCHED_IDLE
+    finally:
+        worker.close()
+
+
+class _NoStart(multiprocessing.context.SpawnProcess):
+    def start(self) -> None:
+        raise OSError(errno.ECHILD, "the worker seed is gone")
+
+
+class _DeadSeed(multiprocessing.context.SpawnContext):
+    """A fork server whose seed died: the pool made with it can start no worker."""
+
+    Process = _NoStart
+
+
+def test_a_pool_that_can_start_no_worker_is_replaced(monkeypatch) -> None:
+    """The seed killed while a pool of its fork server lives (CI saw it: the index's commits
+    failed for good with ECHILD): the next call makes a new pool, and runs."""
+    real = prefork.context
+    made: list[str] = []
+
+    def context():
+        if not made:
+            made.append("dead")
+            return _DeadSeed(), os.getpid()
+        made.append("fresh")
+        return real()
+
+    monkeypatch.setattr(prefork, "context", context)
+    worker = NicedProcess(_ready, (), "memfs-test")
+    try:
+        assert worker.call(_pid) != os.getpid()
+        assert made == ["dead", "fresh"]
     finally:
         worker.close()
