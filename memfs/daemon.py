@@ -49,6 +49,10 @@ TRIM_EVERY = 30.0  # seconds between returns of freed heap to the system
 IDLE_RELEASE = 60.0
 TRIM_EVERY = float(os.environ.get("MEMFS_TEST_TRIM_EVERY", TRIM_EVERY))
 IDLE_RELEASE = float(os.environ.get("MEMFS_TEST_IDLE_RELEASE", IDLE_RELEASE))
+# The daemon's query model is read back in a search's thread, holding the GIL for much of
+# ~0.17 CPU-s: let go only after a long quiet spell, so a caller searching once a minute
+# cannot make every other caller wait behind that once a minute.
+MODEL_IDLE = 10 * IDLE_RELEASE
 
 
 class BuildError(Exception):
@@ -200,8 +204,8 @@ async def trim_memory(embedder: embed.Embedder | None, index: Index | Standby | 
     """glibc keeps freed heap (a burst's buffers, an index commit's) instead of returning
     it: RSS stayed ~36 MiB above the working set after a soak (scripts/bench --soak), until
     malloc_trim. Every TRIM_EVERY seconds, in a thread (it walks the heap), after idle
-    workers are stopped, an idle query model let go and idle index writers closed
-    (IDLE_RELEASE)."""
+    workers are stopped and idle index writers closed (IDLE_RELEASE), and an idle query
+    model let go (MODEL_IDLE)."""
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
@@ -210,7 +214,7 @@ async def trim_memory(embedder: embed.Embedder | None, index: Index | Standby | 
         await trio.sleep(TRIM_EVERY)
         stop_idle_workers(IDLE_RELEASE)
         if embedder is not None:
-            embedder.release_if_idle(IDLE_RELEASE)
+            embedder.release_if_idle(MODEL_IDLE)
         if index is not None:
             await index.release_idle(IDLE_RELEASE)
         if trim is not None:

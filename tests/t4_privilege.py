@@ -194,8 +194,8 @@ def test_root_stays_root_only_when_configured(make_mount):
 
 def test_idle_workers_end_and_work_goes_on_after(make_mount):
     """After a quiet spell the daemon ends its workers (history's, the embedder's, the
-    secret scans') and lets its query model and index writers go; the next write, search
-    and history read start what they need again, and nothing written is lost."""
+    secret scans') and closes its index writers; the next write, search and history read
+    start what they need again, and nothing written is lost."""
     m = make_mount(env={"MEMFS_TEST_IDLE_RELEASE": "1", "MEMFS_TEST_TRIM_EVERY": "0.5"})
     entry = "printf -- '---\\nname: %s\\ndescription: %s\\ntype: user\\n---\\n%s\\n' > %s.md"
     m.sh(ALICE, entry % ("tea", "green tea", "sencha", "tea"))
