@@ -217,7 +217,7 @@ class NicedProcess:
                 fut = self._executor().submit(fn, *args)
             # A new worker is niced from here at once: its own initializer runs only after
             # its imports (a second of start-up at the callers' priority otherwise).
-            for pid in list(getattr(self._pool, "_processes", None) or ()):
+            for pid in self._pids():
                 if pid not in self._niced:
                     self._niced.add(pid)
                     _lower_priority_of(pid)
@@ -279,7 +279,7 @@ class NicedProcess:
             pool = self._pool
             if self._inflight:  # another call is queued or running there: it checks after
                 return
-            pids = list(getattr(pool, "_processes", None) or ())
+            pids = self._pids()
             # The resident set first (one short read): what a worker holds of its own is
             # never more, and reading that (smaps_rollup, ~1 ms: the kernel walks every
             # mapping) here, on the loop, after every call cost the callers' requests.
@@ -307,17 +307,20 @@ class NicedProcess:
     def _set_boost(self, step: int) -> None:
         with self._lock:
             self._boosts += step
-            if self._boosts not in (0, 1) or (step < 0 and self._boosts):
-                return  # the first caller lifted it, the last one puts it back
-            policy = os.SCHED_OTHER if self._boosts else os.SCHED_IDLE
-            for pid in list(getattr(self._pool, "_processes", None) or ()):
-                _set_policy(pid, policy)
+            if self._boosts == (1 if step > 0 else 0):  # the first caller lifts, the last lowers
+                policy = os.SCHED_OTHER if self._boosts else os.SCHED_IDLE
+                for pid in self._pids():
+                    _set_policy(pid, policy)
+
+    def _pids(self) -> list[int]:
+        """The pool's worker processes now (none without a pool)."""
+        return list(getattr(self._pool, "_processes", None) or ())
 
     def hurry(self) -> None:
         """Unmounted: no caller is left to protect, so the worker finishes what is pending
         at normal priority (niced under a loaded machine, the commit after an rm -r of
         100k files took minutes and outlasted `memfs umount`'s wait)."""
-        for pid in list(getattr(self._pool, "_processes", None) or ()):
+        for pid in self._pids():
             if self._idle:
                 _set_policy(pid, os.SCHED_OTHER)
             try:

@@ -42,13 +42,12 @@ if TYPE_CHECKING:  # imported when metrics.listen is set: prometheus_client and 
 
 log = logging.getLogger("memfs")
 
-TRIM_EVERY = 30.0  # seconds between returns of freed heap to the system
-# After this long without a call, a worker process ends, the query model is let go and an
-# index writer closed: memory returns to the system after a burst, without a remount
-# (scripts/bench --soak). Both can be shortened for tests (the environment).
-IDLE_RELEASE = 60.0
-TRIM_EVERY = float(os.environ.get("MEMFS_TEST_TRIM_EVERY", TRIM_EVERY))
-IDLE_RELEASE = float(os.environ.get("MEMFS_TEST_IDLE_RELEASE", IDLE_RELEASE))
+# After IDLE_RELEASE seconds without a call a worker process ends and an index writer is
+# closed, checked every TRIM_EVERY seconds, when freed heap is also given back: memory
+# returns to the system after a burst, without a remount (scripts/bench --soak). Both can
+# be shortened for tests (the environment).
+IDLE_RELEASE = float(os.environ.get("MEMFS_TEST_IDLE_RELEASE", 60.0))
+TRIM_EVERY = float(os.environ.get("MEMFS_TEST_TRIM_EVERY", 30.0))
 # The daemon's query model is read back in a search's thread, holding the GIL for much of
 # ~0.17 CPU-s: let go only after a long quiet spell, so a caller searching once a minute
 # cannot make every other caller wait behind that once a minute.

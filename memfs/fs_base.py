@@ -143,9 +143,7 @@ class FsBase:
     def _dir_node(self, ino: int, p: Principal, need: Access) -> Node:
         """The node of a directory inode the caller may use as `need` in its scope; the
         directory's own bits are checked by `_dir_allows` on its stat."""
-        node = self.inodes.get(ino)  # _node's lookup, one call fewer: every lookup is here
-        if node is None:
-            raise FUSEError(errno.ESTALE)
+        node = self._node(ino)
         self._require(p, node, need)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)

@@ -41,9 +41,6 @@ MAX_ROOT_FDS = 256
 MAX_FOLDER_FDS = 256
 
 
-_NOT_KEPT = object()
-
-
 def _lstat(name: bytes, dir_fd: int) -> os.stat_result:
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
@@ -333,37 +330,29 @@ class Store:
         return Scope(kinds[parts[0]], os.fsdecode(parts[1])), parts[2]
 
     # -- metadata -------------------------------------------------------------
-    def _in_kept(self, scope: Scope, rel: bytes, call: Callable, *args: object):
-        """`call(name, *args, dir_fd=fd)` in the kept folder of a checked `rel`, with the
-        lock held so that no thread closes that fd meanwhile; _NOT_KEPT when the folder is
-        not kept (the caller then walks with _Where). Most requests end here: one lock,
-        no refcount, ~9 Python calls fewer than _Where (~3 us a request through a mount,
-        measured). A call that blocks here (an open of a fifo an admin left) would block
-        the loop it runs on anyway."""
-        if bad_component(rel) is not None:
-            return _NOT_KEPT  # _Where raises the error
-        folder, _, name = rel.rpartition(b"/")
-        with self._lock:
-            entry = self._folders.get((scope, folder)) if folder else self._roots.get(scope)
-            if entry is None:
-                return _NOT_KEPT
-            return call(name, *args, dir_fd=entry[0])
+    def _at(self, scope: Scope, rel: bytes, call: Callable, *args: object):
+        """`call(name, *args, dir_fd=fd)` for a checked `rel`. In its folder's kept fd with
+        the lock held, so that no thread closes that fd meanwhile; else (a folder not kept,
+        a long path, a bad name, which _Where refuses) through _Where. Most requests end
+        in the first: one lock, no refcount, ~9 Python calls fewer than _Where (~3 us a
+        request through a mount, measured). A call that blocks there (an open of a fifo
+        an admin left) would block the loop it runs on anyway."""
+        if bad_component(rel) is None:
+            folder, _, name = rel.rpartition(b"/")
+            with self._lock:
+                entry = self._folders.get((scope, folder)) if folder else self._roots.get(scope)
+                if entry is not None:
+                    return call(name, *args, dir_fd=entry[0])
+        with _Where(self, scope, rel) as (where, name):
+            return call(name, *args, dir_fd=where)
 
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        st = self._in_kept(scope, rel, _lstat)
-        if st is not _NOT_KEPT:
-            return st
-        with _Where(self, scope, rel) as (where, name):
-            return _lstat(name, where)
+        return self._at(scope, rel, _lstat)
 
     def lstat_in(self, scope: Scope, rel: bytes) -> tuple[os.stat_result, os.stat_result | None]:
         """(the stat of the folder holding `rel`, `rel`'s own or None when there is no such
         name), in one walk: a lookup checks the folder and finds the name with one fd."""
-        both = self._in_kept(scope, rel, _lstat_in)
-        if both is not _NOT_KEPT:
-            return both
-        with _Where(self, scope, rel) as (where, name):
-            return _lstat_in(name, where)
+        return self._at(scope, rel, _lstat_in)
 
     def owner(self, scope: Scope, rel: bytes) -> str | None:
         """The creator recorded on a file or folder (owners.py); None when there is none."""
@@ -412,11 +401,7 @@ class Store:
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
-        fd = self._in_kept(scope, rel, os.open, flags)
-        if fd is not _NOT_KEPT:
-            return fd
-        with _Where(self, scope, rel) as (where, name):
-            return os.open(name, flags, dir_fd=where)
+        return self._at(scope, rel, os.open, flags)
 
     def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> tuple[int, bool]:
         """(fd, whether this call made the file). The kernel sends create once a lookup
@@ -452,21 +437,13 @@ class Store:
         (a path of memfs's own outside every scope: history's spool) is renamed there
         instead of unlinked: one renameat in place of a link then an unlink. Returns what
         it was and where it went (None: unlinked). `keeps` runs with the store's lock held
-        (_in_kept): it must not call the store."""
-        done = self._in_kept(scope, rel, _move_out, keeps)
-        if done is not _NOT_KEPT:
-            return done
-        with _Where(self, scope, rel) as (where, name):
-            return _move_out(name, keeps, dir_fd=where)
+        (_at): it must not call the store."""
+        return self._at(scope, rel, _move_out, keeps)
 
     def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
         """Remove a file; returns what it was (its size goes back to the quota), read in
         the same walk: one fstatat next to the unlinkat, not a second confined lookup."""
-        st = self._in_kept(scope, rel, _unlink)
-        if st is not _NOT_KEPT:
-            return st
-        with _Where(self, scope, rel) as (where, name):
-            return _unlink(name, where)
+        return self._at(scope, rel, _unlink)
 
     def rmdir(self, scope: Scope, rel: bytes) -> None:
         with _Where(self, scope, rel) as (where, name):

@@ -378,3 +378,18 @@ def test_small_rules_fs_asks():
     assert policy.reserved_name_errno(False, True) == errno.EPERM
     assert policy.reserved_name_errno(True, False) == errno.EBUSY
     assert policy.reserved_name_errno(False, False) == errno.ENOENT
+
+
+def test_scopes_made_from_names_a_caller_chose_do_not_pile_up():
+    """Scopes are interned (one object per kind and name alive, so they hash as objects);
+    the table holds them weakly: names made up by the thousand leave nothing behind."""
+    import gc
+
+    before = len(Scope._alive)
+    kept = Scope(Kind.PRIVATE, "alice")
+    made = [Scope(Kind.PRIVATE, f"nobody{i}") for i in range(5000)]
+    assert Scope(Kind.PRIVATE, "nobody7") is made[7] and Scope(Kind.TEAM, "nobody7") is not made[7]
+    del made
+    gc.collect()
+    assert len(Scope._alive) <= before + 1
+    assert Scope(Kind.PRIVATE, "alice") is kept
