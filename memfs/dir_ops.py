@@ -84,7 +84,10 @@ class DirOps(FsBase):
         scope, path = self._target(p, parent_inode, name, creating=False)
         keeper = await self._about_to_remove(scope, path)
         await self._settle(scope)  # no await after it: a sync round sees the file or not at all
-        st = self._remove_file(scope, path, keeper)
+        if keeper is not None and self.history is not None:  # its content moves into the spool
+            st = self.history.remove_kept(scope, path, keeper)
+        else:
+            st = self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
         self.changes.removed(scope, path, user_of(p))
 

@@ -253,7 +253,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
     # -- lookup and attributes ------------------------------------------------
     @guarded
     async def lookup(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> EntryAttributes:
-        if policy.name_too_long(name):
+        if len(name) > policy.NAME_MAX:
             raise FUSEError(errno.ENAMETOOLONG)
         p = self._principal(ctx)
         if self.control.owns(parent_inode):

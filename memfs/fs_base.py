@@ -101,17 +101,12 @@ class FsBase:
 
     async def _about_to_remove(self, scope: Scope, path: bytes) -> str | None:
         """rm is about to remove a file: who its uncommitted content is kept as (history
-        moves the file into its spool: _remove_file), or None when an unlink loses nothing."""
+        moves the file into its spool: History.remove_kept), or None when an unlink loses
+        nothing."""
         if self.history is None:
             return None
         user = self._writer(self.history, scope, path)
         return user if await self.history.room(scope, path) else None
-
-    def _remove_file(self, scope: Scope, path: bytes, keeper: str | None) -> os.stat_result:
-        """Remove the file (no await between this and the settle before it); what it was."""
-        if keeper is not None and self.history is not None:
-            return self.history.remove_kept(scope, path, keeper)
-        return self.store.unlink(scope, path)
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
@@ -137,13 +132,15 @@ class FsBase:
         if ino == ROOT_INODE:
             return home(p), b"", True
         node = self._dir_node(ino, p, need)
-        self._dir_allows(self.store.lstat(node.scope, node.path), need)
+        self._dir_allows(self.store.folder_lstat(node.scope, node.path), need)
         return node.scope, node.path, False
 
     def _dir_node(self, ino: int, p: Principal, need: Access) -> Node:
         """The node of a directory inode the caller may use as `need` in its scope; the
         directory's own bits are checked by `_dir_allows` on its stat."""
-        node = self._node(ino)
+        node = self.inodes.get(ino)  # _node's lookup, one call fewer on every name's request
+        if node is None:
+            raise FUSEError(errno.ESTALE)
         self._require(p, node, need)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
@@ -244,7 +241,7 @@ class FsBase:
 
     def _target(self, p: Principal, parent: int, name: bytes, creating: bool) -> tuple[Scope, bytes]:
         """(scope, path) of `name` in directory `parent`, for a call that changes it."""
-        if policy.name_too_long(name):
+        if len(name) > policy.NAME_MAX:
             raise FUSEError(errno.ENAMETOOLONG)
         if self.control.owns(parent):
             raise FUSEError(self.control.refusal(parent))

@@ -15,7 +15,7 @@ TEAM_NAME = b"team"
 CONTROL_NAME = b".memfs"
 RESERVED_ROOT_NAMES = frozenset({TEAM_NAME, CONTROL_NAME})
 
-NAME_MAX = 255
+NAME_MAX = 255  # longer is ENAMETOOLONG (the kernel hands FUSE names split on '/', no NUL)
 
 
 class Kind(enum.Enum):
@@ -138,11 +138,6 @@ def readable_scopes(p: Principal) -> list[Scope]:
 def may_move(p: Principal, src: Scope, dst: Scope) -> bool:
     """A rename needs write access on both sides; that is how a note is promoted to the team."""
     return access(p, src) >= Access.WRITE and access(p, dst) >= Access.WRITE
-
-
-def name_too_long(name: bytes) -> bool:
-    """ENAMETOOLONG. The kernel hands FUSE names already split on '/' and without NUL."""
-    return len(name) > NAME_MAX
 
 
 def reserved_name_errno(exists_for_caller: bool, creating: bool) -> int:

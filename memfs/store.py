@@ -59,16 +59,13 @@ def _unlink(name: bytes, dir_fd: int) -> os.stat_result:
     return st
 
 
-def _move_out(
-    name: bytes, keeps: Callable[[os.stat_result], str | None], dir_fd: int
-) -> tuple[os.stat_result, str | None]:
+def _move_out(name: bytes, dst: str | None, max_bytes: int, dir_fd: int) -> tuple[os.stat_result, bool]:
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    dst = keeps(st)
-    if dst is not None:
+    if dst is not None and 0 < st.st_size <= max_bytes and stat.S_ISREG(st.st_mode):
         os.rename(name, dst, src_dir_fd=dir_fd)
-    else:
-        os.unlink(name, dir_fd=dir_fd)
-    return st, dst
+        return st, True
+    os.unlink(name, dir_fd=dir_fd)
+    return st, False
 
 
 def child_path(path: bytes, name: bytes) -> bytes:
@@ -349,6 +346,14 @@ class Store:
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
         return self._at(scope, rel, _lstat)
 
+    def folder_lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
+        """lstat of a folder; by its kept fd when it is kept (an fstat: no name to look up)."""
+        with self._lock:
+            entry = self._folders.get((scope, rel)) if rel else self._roots.get(scope)
+            if entry is not None:
+                return os.fstat(entry[0])
+        return self._at(scope, rel, _lstat)
+
     def lstat_in(self, scope: Scope, rel: bytes) -> tuple[os.stat_result, os.stat_result | None]:
         """(the stat of the folder holding `rel`, `rel`'s own or None when there is no such
         name), in one walk: a lookup checks the folder and finds the name with one fd."""
@@ -431,14 +436,13 @@ class Store:
             os.link(name, dst, src_dir_fd=where, follow_symlinks=False)
 
     def move_out(
-        self, scope: Scope, rel: bytes, keeps: Callable[[os.stat_result], str | None]
-    ) -> tuple[os.stat_result, str | None]:
-        """Remove a file the way unlink does, except that a file `keeps` gives a destination
-        (a path of memfs's own outside every scope: history's spool) is renamed there
-        instead of unlinked: one renameat in place of a link then an unlink. Returns what
-        it was and where it went (None: unlinked). `keeps` runs with the store's lock held
-        (_at): it must not call the store."""
-        return self._at(scope, rel, _move_out, keeps)
+        self, scope: Scope, rel: bytes, dst: str | None, max_bytes: int
+    ) -> tuple[os.stat_result, bool]:
+        """Remove a file the way unlink does, except that a regular file of 1 to `max_bytes`
+        bytes is renamed to `dst` (a path of memfs's own outside every scope: history's
+        spool) when one is given: one renameat in place of a link then an unlink. Returns
+        what it was and whether it moved."""
+        return self._at(scope, rel, _move_out, dst, max_bytes)
 
     def unlink(self, scope: Scope, rel: bytes) -> os.stat_result:
         """Remove a file; returns what it was (its size goes back to the quota), read in

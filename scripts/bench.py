@@ -120,6 +120,9 @@ def create_empty():
     for name in created: os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 def unlink_created():
     for name in created: os.unlink(name)
+def create_1k():  # an entry's worth: history moves its uncommitted content into its spool on rm
+    for name in created:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.write(fd, b"y" * 1000); os.close(fd)
 for _ in range(opt.get("probe_reps", 1) if K else 0):
     timed("p_lookup", lookup, K)
     timed("p_lookup_neg", lookup_neg, K)
@@ -132,6 +135,8 @@ for _ in range(opt.get("probe_reps", 1) if K else 0):
     untimed("p_read_close", close_all)
     timed("p_create", create_empty, K)
     timed("p_unlink", unlink_created, K)
+    untimed("p_unlink1k_setup", create_1k)
+    timed("p_unlink1k", unlink_created, K)
 if opt.get("only_probes"):
     print(json.dumps(t)); sys.exit(0)
 untimed("probes_done", lambda: os.chdir(d))
@@ -220,6 +225,7 @@ PROBES = {
     "p_read": {"READ": 1},
     "p_create": {"LOOKUP": 1, "CREATE": 1, "RELEASE": 1},
     "p_unlink": {"UNLINK": 1},
+    "p_unlink1k": {"UNLINK": 1},
 }
 # us per request from the probes' us per iteration: (request, formula, how).
 PER_REQUEST = [
@@ -234,7 +240,8 @@ PER_REQUEST = [
         {"p_create": 1, "p_lookup_neg": -1, "p_openclose": -1, "p_open": 1},
         "p_create - lookup- - release",
     ),
-    ("unlink", {"p_unlink": 1}, "p_unlink: one UNLINK (the FORGET after it included)"),
+    ("unlink", {"p_unlink": 1}, "p_unlink: one UNLINK of an empty file (the FORGET after it included)"),
+    ("unlink1k", {"p_unlink1k": 1}, "p_unlink1k: one UNLINK of a 1 KB file just written"),
 ]
 # libfuse's -o debug: one line per request as the daemon reads it.
 REQUEST_LINE = re.compile(

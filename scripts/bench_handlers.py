@@ -8,7 +8,8 @@ guard, quotas), without its background tasks; the bare floor is scripts/passthro
 Bare. Each case runs on 100 files in a folder, best of 3 alternated runs, microseconds per
 file: getattr; lookup of an existing and of a missing name; open + release (read only);
 open, a 4 KiB read and release; and unlink of a closed 1 KB file the kernel has forgotten
-(with history on, its content not yet committed moves into history's spool).
+(with history on, its content not yet committed moves into history's spool), and of an
+empty one (history records it, nothing moves).
 """
 
 from __future__ import annotations
@@ -87,20 +88,24 @@ def cases(o, d: int, inos: list[int]) -> dict:
             await o.read(info.fh, 0, 4096)
             await o.release(info.fh)
 
-    async def unlink():
-        made[0] += 1
-        names = [b"u%d_%03d" % (made[0], i) for i in range(N)]
-        for name in names:
-            info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
-            await o.write(info.fh, 0, b"y" * 1000)
-            await o.release(info.fh)
-            forgot = o.forget([(at.st_ino, 1)])
-            if forgot is not None:
-                await forgot
-        t0 = time.perf_counter()
-        for name in names:
-            await o.unlink(d, name, ctx())
-        spent[0] += time.perf_counter() - t0
+    def unlink(size: int):
+        async def run():
+            made[0] += 1
+            names = [b"u%d_%03d" % (made[0], i) for i in range(N)]
+            for name in names:
+                info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
+                if size:
+                    await o.write(info.fh, 0, b"y" * size)
+                await o.release(info.fh)
+                forgot = o.forget([(at.st_ino, 1)])
+                if forgot is not None:
+                    await forgot
+            t0 = time.perf_counter()
+            for name in names:
+                await o.unlink(d, name, ctx())
+            spent[0] += time.perf_counter() - t0
+
+        return run
 
     return {
         "getattr": getattr_,
@@ -108,7 +113,8 @@ def cases(o, d: int, inos: list[int]) -> dict:
         "lookup-missing": lookup_missing,
         "open+release": open_release,
         "open+read+release": open_read_release,
-        "unlink": unlink,
+        "unlink": unlink(1000),
+        "unlink-empty": unlink(0),
     }, spent
 
 

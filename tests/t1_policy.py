@@ -153,11 +153,6 @@ def test_owner_bits_allow_ignores_group_and_other():
 # -- names and file types ---------------------------------------------------------
 
 
-def test_name_length_limit():
-    assert not policy.name_too_long(b"n" * 255)
-    assert policy.name_too_long(b"n" * 256)
-
-
 def test_reserved_root_names():
     assert policy.RESERVED_ROOT_NAMES == {b"team", b".memfs"}
 

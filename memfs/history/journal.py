@@ -31,18 +31,19 @@ COMPACT_AT = 4 << 20  # bytes of journal before it is rewritten with only what s
 
 
 @functools.lru_cache(maxsize=1024)
-def _head(scope: str, user: str) -> str:
+def _head(scope: Scope, user: str) -> str:
     """The JSON of a line's first two fields (a scope has few writers): json.dumps of the
-    whole line was most of a journal write, i.e. of an rm's history cost (measured)."""
-    return json.dumps([scope, user])[:-1]
+    whole line was most of a journal write, i.e. of an rm's history cost (measured). Keyed
+    by the scope itself: scopes are interned, so a hit hashes no string."""
+    return json.dumps([str(scope), user])[:-1]
 
 
 def _line(scope: Scope, k: Kept) -> bytes:
     # The rest is JSON as json.dumps writes it: hex, an int, a file name of the spool's
     # own making (ASCII, no quote), ints and a float's repr.
-    spool = os.path.basename(k.spool)
+    spool = k.spool.rpartition("/")[2]
     tail = f', "{k.path.hex()}", {k.mode}, "{spool}", {k.offset}, {k.size}, {k.when!r}]\n'
-    return (_head(str(scope), k.user) + tail).encode()
+    return (_head(scope, k.user) + tail).encode()
 
 
 class Journal:

@@ -246,17 +246,15 @@ class History:
     def remove_kept(self, scope: Scope, path: bytes, user: str) -> os.stat_result:
         """rm of a file (after room()): a file whose content is not yet committed is moved
         into the spool instead of unlinked (one rename: no copy, no second link); the next
-        batch commits it, then its removal. Returns what the name was, as Store.unlink."""
-        kept = lambda st: _versionable(st) and self.is_pending(scope, path)  # noqa: E731
-        # An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
-        # files costs an unlink each, as without history). The spool name is made only for
-        # a file that moves (a Path per rm was ~9% of unlink's time, measured).
-        st, spool = self.store.move_out(
-            scope, path, lambda st: self._spool_name() if kept(st) and st.st_size > 0 else None
-        )
-        if spool is not None:
+        batch commits it, then its removal. Returns what the name was, as Store.unlink.
+        An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
+        files costs an unlink each, as without history)."""
+        pending = self.is_pending(scope, path)  # checked again: a wait for a sync came between
+        spool = self._spool_name() if pending else None  # a number unused if nothing moves
+        st, moved = self.store.move_out(scope, path, spool, MAX_VERSION_BYTES)
+        if moved and spool is not None:
             self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
-        elif st.st_size == 0 and kept(st):
+        elif pending and st.st_size == 0 and stat.S_ISREG(st.st_mode):
             self._spooled_one(scope, path, user, st, "", 0, 0)
         return st
 
