@@ -122,7 +122,8 @@ def unlink_created():
     for name in created: os.unlink(name)
 def create_1k():  # an entry's worth: history moves its uncommitted content into its spool on rm
     for name in created:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.write(fd, b"y" * 1000); os.close(fd)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b"y" * 1000); os.close(fd)
 for _ in range(opt.get("probe_reps", 1) if K else 0):
     timed("p_lookup", lookup, K)
     timed("p_lookup_neg", lookup_neg, K)

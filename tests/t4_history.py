@@ -508,6 +508,24 @@ def test_rm_after_a_flood_keeps_the_content_and_never_waits_for_the_commit(make_
     assert got == ["changed", "kept"], got
 
 
+def test_rm_of_a_file_too_big_to_version_unlinks_it_and_keeps_its_neighbour(make_mount):
+    # A file past history's version cap (64 MiB), not yet committed: rm unlinks it (its
+    # blocks are freed) instead of moving it into the spool, while a small file removed
+    # by the same rm is kept as a version.
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\nlimits: {max_file_bytes: 80M}\n")
+    m.sh(ALICE, "head -c 67108865 /dev/zero > big.md; printf small > small.md")
+    m.sh(ALICE, "rm big.md small.md")
+    assert "big.md" not in m.sh(ALICE, "ls").stdout.split()
+    spooled = [p.stat().st_size for p in layout.spool_dir(m.data).iterdir() if p.suffix != ".journal"]
+    assert all(size < 1 << 20 for size in spooled), spooled  # the 64 MiB went nowhere
+    held = sum(p.lstat().st_blocks * 512 for p in m.data.rglob("*") if p.is_file())
+    assert held < 16 << 20, held  # nothing under DATA/ holds its blocks (history, index, spool)
+    assert [
+        m.sh(ALICE, f"cat .memfs/history/small.md/{n}").stdout for n in versions(m, ALICE, "small.md")
+    ] == ["small"]
+    assert m.sh(ALICE, "ls .memfs/history/big.md 2>&1", check=False).returncode != 0
+
+
 def test_an_empty_file_removed_before_its_batch_still_has_its_version(make_mount):
     # rm of an empty file not yet committed records the version without moving the file
     # into the spool (its content is known); the version must still reach history.
