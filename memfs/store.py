@@ -8,6 +8,7 @@ remote's tree, a name memfs composed). Nothing here knows FUSE.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import threading
@@ -41,8 +42,9 @@ MAX_ROOT_FDS = 256
 MAX_FOLDER_FDS = 256
 
 
-def _lstat(name: bytes, dir_fd: int) -> os.stat_result:
-    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+# A partial, not a def: called as call(name, dir_fd=fd) by Store._at with no Python frame
+# of its own (a stat is most requests' one disk call).
+_lstat = functools.partial(os.stat, follow_symlinks=False)
 
 
 def _lstat_in(name: bytes, dir_fd: int) -> tuple[os.stat_result, os.stat_result | None]:
