@@ -9,7 +9,10 @@ Bare. Each case runs on 100 files in a folder, best of 3 alternated runs, micros
 file: getattr; lookup of an existing and of a missing name; open + release (read only);
 open, a 4 KiB read and release; and unlink of a closed 1 KB file the kernel has forgotten
 (with history on, its content not yet committed moves into history's spool), and of an
-empty one (history records it, nothing moves).
+empty one (history records it, nothing moves). With --calls it counts instead the Python
+and C function calls the handlers make per file (sys.setprofile): through a mount each
+Python call costs ~0.7-1 us (scripts/bench's probes), so this shows where a request's
+time above the floor goes, without the noise of timing.
 """
 
 from __future__ import annotations
@@ -118,7 +121,52 @@ def cases(o, d: int, inos: list[int]) -> dict:
     }, spent
 
 
-async def main(reps: int, history: bool) -> None:
+# The handlers each case's timed part calls: what --calls counts.
+HANDLERS = {
+    "getattr": ("getattr",),
+    "lookup": ("lookup",),
+    "lookup-missing": ("lookup",),
+    "open+release": ("open", "release"),
+    "open+read+release": ("open", "read", "release"),
+    "unlink": ("unlink",),
+    "unlink-empty": ("unlink",),
+}
+
+
+async def count_calls(o, run, handlers: tuple[str, ...]) -> tuple[float, float]:
+    """(Python calls, C calls) per file made inside the handlers while `run` runs: through
+    a mount each costs about as much as its share of the request's time above the floor
+    (scripts/bench's probes), so this is where that time goes, without the noise."""
+    calls = [0, 0]
+
+    def prof(frame, event, arg) -> None:
+        if event == "call":
+            calls[0] += 1
+        elif event == "c_call" and arg is not sys.setprofile:  # the counter's own switch-off
+            calls[1] += 1
+
+    def counted(fn):
+        async def call(*args):
+            sys.setprofile(prof)
+            try:
+                return await fn(*args)
+            finally:
+                sys.setprofile(None)
+
+        return call
+
+    saved = {h: getattr(o, h) for h in handlers}
+    for h, fn in saved.items():
+        setattr(o, h, counted(fn))
+    try:
+        await run()
+    finally:
+        for h in handlers:
+            delattr(o, h)  # the class's method again
+    return calls[0] / N, calls[1] / N
+
+
+async def main(reps: int, history: bool, calls: bool = False) -> None:
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-handlers-", dir="/var/tmp"))
     data = base / "data"
     Store.init_layout(data)
@@ -135,6 +183,17 @@ async def main(reps: int, history: bool) -> None:
             mine, mine_spent = cases(ops, *(await setup(ops)))
             floor, floor_spent = cases(bare, *(await setup(bare)))
             on = "on" if history else "off"
+            if calls:
+                print(f"Python calls / C calls per file inside the handlers (history {on})")
+                print(f"{'case':18} {'memfs':>12} {'bare':>12}")
+                for name, handlers in HANDLERS.items():
+                    got = []
+                    for cs in (mine, floor):
+                        await cs[name]()  # warm: nodes known, caches filled
+                        got.append(await count_calls(ops if cs is mine else bare, cs[name], handlers))
+                    (mp, mc), (bp, bc) = got
+                    print(f"{name:18} {mp:5.1f} / {mc:4.1f} {bp:5.1f} / {bc:4.1f}")
+                return
             print(f"us per file, best of 3 alternated runs of {reps} x {N} (history {on})")
             print(f"{'case':18} {'memfs':>8} {'bare':>8} {'above':>8}")
             for name in mine:
@@ -158,5 +217,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=30, help="passes over the 100 files per timed run")
     ap.add_argument("--no-history", action="store_true")
+    ap.add_argument("--calls", action="store_true", help="count the calls each handler makes instead")
     args = ap.parse_args()
-    trio.run(main, args.reps, not args.no_history)
+    trio.run(main, args.reps, not args.no_history, args.calls)
