@@ -150,9 +150,12 @@ class NicedProcess:
     callers' requests need (history's hashing, compression and commits). `run` takes a
     module-level function and picklable arguments. A worker that dies (killed, out of
     memory) is replaced on the next call; the call that was running raises, and its
-    caller puts the work back. Recycled every RECYCLE calls, and after a call that left
+    caller puts the work back. Recycled after RECYCLE calls, and after a call that left
     it above max_rss, so what libgit2 and malloc keep in it (caches, arenas) cannot grow
-    for the mount's life."""
+    for the mount's life. The calls are counted here, not by the pool's
+    max_tasks_per_child: in Python 3.11 a pool whose worker ended at that limit with calls
+    queued could be left with no worker, and every later call waited forever (CPython
+    gh-115634; a 100k-entry mount's unmount hung on its last history commit)."""
 
     RECYCLE = 2000
 
@@ -179,6 +182,7 @@ class NicedProcess:
         self._relay: logging.handlers.QueueListener | None = None
         self._niced: set[int] = set()  # worker pids niced from here
         self._inflight = 0  # calls handed to the pool and not yet returned
+        self._served = 0  # calls the pool's worker has returned (RECYCLE)
         self._last_call = time.monotonic()  # when a call last returned
         self._lock = threading.Lock()
         _ALL.add(self)
@@ -199,8 +203,8 @@ class NicedProcess:
                 mp_context=ctx,
                 initializer=_start_niced,
                 initargs=(self._initializer, self._args, self._logs, level, parent, self.name),
-                max_tasks_per_child=self.RECYCLE,
             )
+            self._served = 0
         return self._pool
 
     def _submit(self, fn: Callable[..., T], *args) -> concurrent.futures.Future:
@@ -252,8 +256,9 @@ class NicedProcess:
     def _done(self) -> None:
         with self._lock:
             self._inflight -= 1
+            self._served += 1
             self._last_call = time.monotonic()
-        self._recycle_if_big()
+        self._recycle_if_due()
 
     def stop_if_idle(self, seconds: float) -> bool:
         """End the worker if no call has come for `seconds`: what it holds (a model,
@@ -268,27 +273,40 @@ class NicedProcess:
         pool.shutdown(wait=False)
         return True
 
-    def _recycle_if_big(self) -> None:
-        """A worker past max_rss ends when no call is left in it (two workers never work
-        on one repository at once); the next call starts a fresh one. One read of /proc
-        per call: calls are batches, seconds apart."""
-        cap = self.max_rss
-        if cap is None:
-            return
+    def _recycle_if_due(self) -> None:
+        """A worker that has served RECYCLE calls, or is past max_rss, ends when no call is
+        left in it (two workers never work on one repository at once); the next call
+        starts a fresh one. One read of /proc per call: calls are batches, seconds apart."""
         with self._lock:
             pool = self._pool
-            if self._inflight:  # another call is queued or running there: it checks after
+            if pool is None or self._inflight:  # another call is queued or running there: it checks after
                 return
-            pids = self._pids()
-            # The resident set first (one short read): what a worker holds of its own is
-            # never more, and reading that (smaps_rollup, ~1 ms: the kernel walks every
-            # mapping) here, on the loop, after every call cost the callers' requests.
-            big = [(pid, own) for pid in pids if _resident(pid) > cap and (own := _own_memory(pid)) > cap]
-            if pool is None or not big:
+            why = self._worn_out()
+            if why is None:
                 return
             self._pool = None
-        log.info("%s: worker at %d MiB, past %d MiB: recycled", self.name, big[0][1] >> 20, cap >> 20)
+        log.log(
+            logging.DEBUG if why.startswith("served") else logging.INFO,
+            "%s: worker %s: recycled",
+            self.name,
+            why,
+        )
         pool.shutdown(wait=False)
+
+    def _worn_out(self) -> str | None:
+        """Why the worker should end now, or None."""
+        if self._served >= self.RECYCLE:
+            return f"served {self._served} calls"
+        cap = self.max_rss
+        if cap is None:
+            return None
+        # The resident set first (one short read): what a worker holds of its own is never
+        # more, and reading that (smaps_rollup, ~1 ms: the kernel walks every mapping)
+        # here, on the loop, after every call cost the callers' requests.
+        for pid in self._pids():
+            if _resident(pid) > cap and (own := _own_memory(pid)) > cap:
+                return f"at {own >> 20} MiB, past {cap >> 20} MiB"
+        return None
 
     @contextlib.contextmanager
     def boosted(self) -> Iterator[None]:

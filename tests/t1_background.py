@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import multiprocessing.context
 import os
@@ -53,6 +54,31 @@ def test_a_worker_past_its_memory_cap_is_replaced_after_its_call() -> None:
 
 def _pid() -> int:
     return os.getpid()
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_calls_past_the_recycle_count_all_finish_in_fresh_workers() -> None:
+    """After RECYCLE calls the worker is replaced, once the calls in it are done. With
+    calls queued when it ended, Python 3.11's own recycling (max_tasks_per_child) left the
+    pool with no worker and every later call waiting forever (CPython gh-115634): a
+    100k-entry mount's unmount hung on its last history commit."""
+    worker = NicedProcess(_ready, (), "memfs-test")
+    worker.RECYCLE = 3
+    pids: list[int] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as threads:  # as the index's threads call
+            for _burst in range(10):  # 4 at once: the 3rd ends a worker while the 4th waits
+                calls = [threads.submit(worker.call, _pid_after, 0.02) for _ in range(4)]
+                pids += [c.result(timeout=60) for c in calls]
+        assert len(set(pids)) == 10, pids  # a fresh worker for every burst
+        assert os.getpid() not in pids
+        assert worker.call(_pid) not in (pids[-1], os.getpid())  # and the next call is served
+    finally:
+        worker.close()
 
 
 def test_an_idle_worker_ends_and_the_next_call_starts_another() -> None:
