@@ -40,7 +40,7 @@ from .config import Limits
 from .control import Control, FleetView
 from .dir_ops import DirOps
 from .file_ops import FileOps
-from .guard import guarded
+from .guard import MISSING, guarded
 from .handles import DirHandle, FileHandle, OpenFiles
 from .history import History
 from .history.view import HistoryView
@@ -284,7 +284,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         folder, st = self.store.lstat_in(scope, path)
         self._dir_allows(folder, Access.READ)
         if st is None:
-            raise FUSEError(errno.ENOENT)
+            return MISSING  # ENOENT, without raising it through the guard
         return self._entry_of(scope, path, st, CACHE_TIMEOUT, view)
 
     @guarded

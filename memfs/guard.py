@@ -11,7 +11,7 @@ import os
 import time
 from typing import Protocol
 
-from pyfuse3 import FUSEError
+from pyfuse3 import EntryAttributes, FUSEError
 
 log = logging.getLogger("memfs.fs")
 
@@ -30,6 +30,14 @@ _QUIET = {
     errno.EDQUOT,
 }
 
+
+# A lookup's answer for no such name: node 0, cached for no time. The kernel treats it
+# exactly as ENOENT (a negative dentry invalidated at once: fs/fuse/dir.c, fuse_lookup),
+# without an exception raised through the handler and this guard (a missing name is the
+# lookup before every create). Counted as ENOENT.
+MISSING = EntryAttributes()
+MISSING.st_ino = 0
+MISSING.entry_timeout = MISSING.attr_timeout = 0
 
 _TRACE = [False]  # set by enable_trace(): one debug line per handler call
 
@@ -68,7 +76,10 @@ def guarded(fn):
         try:
             if _FAULT_NAME is not None and _FAULT_NAME in args:
                 raise RuntimeError("injected fault (MEMFS_FAULT_NAME)")
-            return await fn(self, *args)
+            answer = await fn(self, *args)
+            if answer is MISSING:
+                code = errno.ENOENT
+            return answer
         except FUSEError as e:
             code = e.errno
             if code not in _QUIET and log.isEnabledFor(logging.INFO):

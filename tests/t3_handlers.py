@@ -83,9 +83,14 @@ def ops(make_ops) -> Operations:
 
 
 async def errno_of(coro) -> int:
-    with pytest.raises(FUSEError) as exc:
-        await coro
-    return exc.value.errno
+    """The errno a call answers; a lookup's node 0 (guard.MISSING) is the kernel's ENOENT."""
+    try:
+        answer = await coro
+    except FUSEError as e:
+        return e.errno
+    assert isinstance(answer, EntryAttributes) and answer.st_ino == 0, answer
+    assert answer.entry_timeout == 0, "a negative entry the kernel would keep"
+    return errno.ENOENT
 
 
 async def create(ops, uid, name, parent=ROOT_INODE, mode=0o644):
