@@ -2,7 +2,8 @@
 
 No policy lives here. The rules that shape this file (measured kernel behaviour):
 - The root (inode 1) is per caller: its names, listing and attributes are answered
-  with timeouts 0, and a missing name is ENOENT, never a cached negative entry.
+  with timeouts 0, and a missing name is never a cached negative entry (ENOENT, or node
+  0 cached for no time: the same to the kernel).
 - Every other inode belongs to one (scope, path), so its attributes and page cache
   may be kept; every call that carries a ctx still checks the caller.
 - read/write/readdir carry no caller: the decision is made at open/create/opendir
@@ -268,8 +269,10 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 return self.entry(p.team_scope, b"", 0)
             if name in (b".", b".."):
                 return self._root_attrs(p, ctx)
-            self.reached(home(p))
-            return self.entry(home(p), name, 0)
+            scope = home(p)
+            self.reached(scope)
+            st = self.store.find(scope, name)
+            return MISSING if st is None else self._entry_of(scope, name, st, 0)
         parent = self._dir_node(parent_inode, p, Access.READ)
         scope, path, view = parent.scope, parent.path, parent.view
         if name in (b".", b"..") or (view and not path and name == policy.CONTROL_NAME):

@@ -55,6 +55,13 @@ def _lstat_in(name: bytes, dir_fd: int) -> tuple[os.stat_result, os.stat_result 
         return folder, None
 
 
+def _lstat_or_none(name: bytes, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
 def _unlink(name: bytes, dir_fd: int) -> os.stat_result:
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     os.unlink(name, dir_fd=dir_fd)
@@ -347,6 +354,11 @@ class Store:
 
     def lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
         return self._at(scope, rel, _lstat)
+
+    def find(self, scope: Scope, rel: bytes) -> os.stat_result | None:
+        """lstat, or None when there is no such name (a lookup's common answer, without an
+        exception through its callers)."""
+        return self._at(scope, rel, _lstat_or_none)
 
     def folder_lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
         """lstat of a folder; by its kept fd when it is kept (an fstat: no name to look up)."""

@@ -348,7 +348,7 @@ async def test_an_internal_error_is_eio_and_the_next_call_works(ops, monkeypatch
     def boom(*args):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(ops.store, "lstat", boom)
+    monkeypatch.setattr(ops.store, "find", boom)
     assert await errno_of(ops.lookup(ROOT_INODE, b"a.md", ctx(ALICE))) == errno.EIO
     monkeypatch.undo()
     assert (await ops.lookup(ROOT_INODE, b"a.md", ctx(ALICE))).st_size == 1
@@ -360,7 +360,7 @@ async def test_a_backing_os_error_keeps_its_errno(ops, monkeypatch, checklogs):
     def denied(*args):
         raise PermissionError(errno.EACCES, "denied")
 
-    monkeypatch.setattr(ops.store, "lstat", denied)
+    monkeypatch.setattr(ops.store, "find", denied)
     assert await errno_of(ops.lookup(ROOT_INODE, b"a.md", ctx(ALICE))) == errno.EACCES
 
 
