@@ -168,8 +168,14 @@ class Committer:
         for scope, path in extra:
             self.touch(scope, path)
         await self.ready.wait()  # the start-up reconcile goes first
+        targets = self._targets(scopes)
+        if targets:  # nothing queued (most searches): no worker to lift
+            with self.writer.boosted():
+                await self._apply(targets, limit)
+
+    async def _apply(self, targets: list[Scope], limit: int | None) -> None:
         failed = {}
-        for scope in self._targets(scopes):
+        for scope in targets:
             async with self.applying(scope):  # taken under the lock: a scope's changes stay in order
                 ops = self._take(scope, limit)
                 if not ops:

@@ -10,7 +10,6 @@ just wrote.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import shutil
 from collections.abc import Callable, Iterable
@@ -121,11 +120,8 @@ class Index:
         limit: int | None = None,
     ) -> None:
         """Make queued changes (and `extra` paths) visible to searches: those of `scopes`
-        only if given (a caller waits for its own scopes, not for everyone's backlog).
-        The embed worker runs at normal niceness meanwhile: a batch's vectors come before
-        it is visible, and the committer's own batches leave it on idle cores."""
-        with self.embed_worker.boosted() if self.embed_worker is not None else contextlib.nullcontext():
-            await self.committer.flush(extra, scopes, limit)
+        only if given (a caller waits for its own scopes, not for everyone's backlog)."""
+        await self.committer.flush(extra, scopes, limit)
 
     # -- reconcile, backfill, rebuild ---------------------------------------------
     async def reconcile(self) -> dict:

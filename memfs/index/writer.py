@@ -8,6 +8,7 @@ that fails is rolled back and reported, for the committer to retry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -67,6 +68,12 @@ class Writer:
     def forgive(self, scope: Scope) -> None:
         """Start counting the scope's failures afresh (its changes were given up on)."""
         self._failures.pop(scope, None)
+
+    def boosted(self) -> contextlib.AbstractContextManager:
+        """The embed worker at normal niceness while a caller waits on a batch: its vectors
+        come before the batch is visible, and the committer's own batches leave it on idle
+        cores (NicedProcess.boosted)."""
+        return self.embed_worker.boosted() if self.embed_worker is not None else contextlib.nullcontext()
 
     def apply(self, batch: dict[Scope, list[Op]], embed: bool = True) -> dict[Scope, str]:
         """Apply each scope's changes (in this thread); {scope: error} for those that failed."""
