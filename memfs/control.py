@@ -34,8 +34,7 @@ from .numbers import (
     OWN_BASE,
     QUERY_BASE,
     Counter,
-    Handle,
-    handle_kind,
+    is_control_handle,
     is_control_inode,
 )
 from .policy import Kind, Principal, Scope, home, readable_scopes
@@ -225,8 +224,7 @@ class Control:
         """The errno for changing something here: history is a read-only tree."""
         return errno.EROFS if HistoryView.owns(ino) else errno.EACCES
 
-    def owns_handle(self, fh: int) -> bool:
-        return handle_kind(fh) is Handle.CONTROL
+    owns_handle = staticmethod(is_control_handle)
 
     def _attrs(self, ino: int, mode: int, size: int = 0) -> EntryAttributes:
         a = EntryAttributes()

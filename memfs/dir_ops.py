@@ -196,8 +196,7 @@ class DirOps(FsBase):
                 if team is not None:
                     yield policy.TEAM_NAME, None
         else:
-            node = self._node(inode)
-            self._require(p, node, Access.READ)
+            node = self._allowed(inode, p, Access.READ)
             if node.unlinked:
                 raise FUSEError(errno.ENOENT)
             st = self.store.lstat(node.scope, node.path)

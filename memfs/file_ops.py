@@ -58,9 +58,8 @@ class FileOps(FsBase):
                 raise
             self._control_uids[info.fh] = ctx.uid
             return info
-        node = self._node(inode)
         reading, writing = policy.open_wants(flags)
-        self._require(p, node, Access.WRITE if writing else Access.READ)
+        node = self._allowed(inode, p, Access.WRITE if writing else Access.READ)
         # The kernel opens by the node its cached name gave; a sync (or an admin) may have
         # removed or replaced that file since. ESTALE, not ENOENT: the kernel looks the
         # name up again and retries, so open(O_CREAT) creates the file as natively,

@@ -297,8 +297,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             return self._root_attrs(p, ctx)
         if self.control.owns(inode):
             return self.control.getattr(inode, p)
-        node = self._node(inode)
-        self._require(p, node, Access.READ)
+        node = self._allowed(inode, p, Access.READ)
         return self._attrs(node, self._stat(node))
 
     @guarded
@@ -315,8 +314,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             raise FUSEError(errno.EROFS if self.control.refusal(inode) == errno.EROFS else errno.EPERM)
         if inode == ROOT_INODE:
             return self._setattr_root(p, attr, fields, ctx)
-        node = self._node(inode)
-        self._require(p, node, Access.WRITE)
+        node = self._allowed(inode, p, Access.WRITE)
         await self._settle(node.scope)
         handle = self._files.get(fh) if fh is not None else None
         target = self._change_target(node, handle)

@@ -122,10 +122,16 @@ class FsBase:
             raise FUSEError(errno.ESTALE)
         return node
 
-    def _require(self, p: Principal, node: Node, need: Access) -> None:
+    def _allowed(self, ino: int, p: Principal, need: Access) -> Node:
+        """The node of `ino` if the caller may use it as `need` (else ESTALE, EACCES or
+        EROFS): _node and the scope's check in one call, as most requests begin."""
+        node = self.inodes.get(ino)
+        if node is None:
+            raise FUSEError(errno.ESTALE)
         have = policy.access(p, node.scope, node.view)
         if have < need:
             raise FUSEError(policy.denied_errno(have))
+        return node
 
     def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
         """(scope, path, is_root) of a directory inode the caller may use as `need`."""
@@ -138,10 +144,7 @@ class FsBase:
     def _dir_node(self, ino: int, p: Principal, need: Access) -> Node:
         """The node of a directory inode the caller may use as `need` in its scope; the
         directory's own bits are checked by `_dir_allows` on its stat."""
-        node = self.inodes.get(ino)  # _node's lookup, one call fewer on every name's request
-        if node is None:
-            raise FUSEError(errno.ESTALE)
-        self._require(p, node, need)
+        node = self._allowed(ino, p, need)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
         return node
