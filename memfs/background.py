@@ -209,16 +209,25 @@ class NicedProcess:
 
     def _submit(self, fn: Callable[..., T], *args) -> concurrent.futures.Future:
         with self._lock:  # index threads call at once: one pool, made once
-            try:
-                fut = self._executor().submit(fn, *args)
-            except (concurrent.futures.BrokenExecutor, OSError, EOFError):
-                # Broken, or it cannot start a worker: a pool of the seed's fork server
-                # once the seed is gone (ECHILD, or EOF on its socket) never can again, so
-                # a new pool is made (spawned now, prefork.context) and the call retried.
-                broken, self._pool = self._pool, None
-                if broken is not None:
-                    broken.shutdown(wait=False, cancel_futures=True)
-                fut = self._executor().submit(fn, *args)
+            for attempt in range(3):
+                try:
+                    fut = self._executor().submit(fn, *args)
+                    break
+                except (concurrent.futures.BrokenExecutor, OSError, EOFError) as e:
+                    # Broken (its worker died), or it cannot start a worker: a pool of the
+                    # seed's fork server once the seed is gone (ECHILD, EOF or a refused
+                    # connection on its socket) never can again, so a new pool is made and
+                    # the call retried. A seed that could not start one is given up on
+                    # (spawned from now on, prefork.context): a killed seed's socket refuses
+                    # before the seed is seen to exit, and a retry in between failed with
+                    # ECONNREFUSED (t4_privilege, once in a suite run).
+                    broken, self._pool = self._pool, None
+                    if broken is not None:
+                        broken.shutdown(wait=False, cancel_futures=True)
+                    if attempt == 2:
+                        raise
+                    if not isinstance(e, concurrent.futures.BrokenExecutor):
+                        prefork.give_up_seed(e)
             # A new worker is niced from here at once: its own initializer runs only after
             # its imports (a second of start-up at the callers' priority otherwise).
             for pid in self._pids():

@@ -109,6 +109,16 @@ def stop() -> None:
         os.unlink(forkserver._forkserver._forkserver_address)  # type: ignore[attr-defined]
 
 
+def give_up_seed(error: BaseException) -> None:
+    """A worker could not be started from the seed (its socket refused or closed): it is
+    going or gone, whatever waitid says yet (a process's sockets close before it is seen
+    to exit). Workers are spawned from now on."""
+    global _seed
+    if _seed is not None:
+        log.warning("the worker seed (pid %d) is gone (%s): workers are spawned from now on", _seed, error)
+        _seed = None
+
+
 def _alive(pid: int) -> bool:
     """Without reaping it (multiprocessing's own checks may still wait for it)."""
     try:

@@ -157,3 +157,34 @@ def test_a_pool_that_can_start_no_worker_is_replaced(monkeypatch) -> None:
         assert made == ["dead", "fresh"]
     finally:
         worker.close()
+
+
+class _Refused(multiprocessing.context.SpawnProcess):
+    def start(self) -> None:
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+
+class _RefusingSeed(multiprocessing.context.SpawnContext):
+    """A killed seed's fork server: its socket refuses before the seed is seen to exit."""
+
+    Process = _Refused
+
+
+def test_a_seed_that_refuses_is_given_up_on_before_it_is_seen_to_exit(monkeypatch, checklogs) -> None:
+    """While waitid still says the killed seed lives, a new pool of its fork server gets
+    ECONNREFUSED: the call must not fail with it (an index commit did, once, in a suite run
+    of t4_privilege), the seed is given up on and the worker spawned."""
+    checklogs.expect(r"the worker seed \(pid \d+\) is gone \(\[Errno 111\]", 1)
+    real = prefork.context
+    monkeypatch.setattr(prefork, "_seed", 2**22 + 1)  # a pid waitid would still call alive
+
+    def context():
+        return (_RefusingSeed(), prefork._seed) if prefork._seed is not None else real()
+
+    monkeypatch.setattr(prefork, "context", context)
+    worker = NicedProcess(_ready, (), "memfs-test")
+    try:
+        assert worker.call(_pid) != os.getpid()
+        assert prefork._seed is None  # spawned from now on
+    finally:
+        worker.close()
