@@ -8,6 +8,7 @@ that fails is rolled back and reported, for the committer to retry.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -185,7 +186,13 @@ class Writer:
         # daemon loading the model for small batches held ~70 MiB more for the mount's life
         # (measured); the worker ends when idle (background.stop_idle_workers).
         if self.embed_worker is not None:
-            vecs = self.embed_worker.call(embed_in_worker, texts)
+            try:
+                vecs = self.embed_worker.call(embed_in_worker, texts)
+            except concurrent.futures.BrokenExecutor:
+                # Its worker died with the batch in it (killed, out of memory, its seed
+                # killed): making vectors changes nothing, so once more, in a new worker,
+                # rather than failing the whole commit (t4_privilege's seed kill, in CI).
+                vecs = self.embed_worker.call(embed_in_worker, texts)
         else:
             vecs = self.embedder.embed(texts)
         return [Row(key, e.type, tuple(e.tags), v) for (key, e), v in zip(parsed, vecs, strict=True)]
