@@ -290,22 +290,19 @@ class NicedProcess:
             pool = self._pool
             if pool is None or self._inflight:  # another call is queued or running there: it checks after
                 return
-            why = self._worn_out()
-            if why is None:
+            worn = self._worn_out()
+            if worn is None:
                 return
             self._pool = None
-        log.log(
-            logging.DEBUG if why.startswith("served") else logging.INFO,
-            "%s: worker %s: recycled",
-            self.name,
-            why,
-        )
+        level, why = worn
+        log.log(level, "%s: worker %s: recycled", self.name, why)
         pool.shutdown(wait=False)
 
-    def _worn_out(self) -> str | None:
-        """Why the worker should end now, or None."""
+    def _worn_out(self) -> tuple[int, str] | None:
+        """(log level, why) the worker should end now, or None: its RECYCLE calls are
+        routine (debug), a worker past its memory cap is news (info)."""
         if self._served >= self.RECYCLE:
-            return f"served {self._served} calls"
+            return logging.DEBUG, f"served {self._served} calls"
         cap = self.max_rss
         if cap is None:
             return None
@@ -314,7 +311,7 @@ class NicedProcess:
         # here, on the loop, after every call cost the callers' requests.
         for pid in self._pids():
             if _resident(pid) > cap and (own := _own_memory(pid)) > cap:
-                return f"at {own >> 20} MiB, past {cap >> 20} MiB"
+                return logging.INFO, f"at {own >> 20} MiB, past {cap >> 20} MiB"
         return None
 
     @contextlib.contextmanager

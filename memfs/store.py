@@ -50,26 +50,26 @@ _lstat = functools.partial(os.stat, follow_symlinks=False)
 def _lstat_in(name: bytes, dir_fd: int) -> tuple[os.stat_result, os.stat_result | None]:
     folder = os.fstat(dir_fd)
     try:
-        return folder, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return folder, _lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return folder, None
 
 
 def _lstat_or_none(name: bytes, dir_fd: int) -> os.stat_result | None:
     try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return _lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
 
 
 def _unlink(name: bytes, dir_fd: int) -> os.stat_result:
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    st = _lstat(name, dir_fd=dir_fd)
     os.unlink(name, dir_fd=dir_fd)
     return st
 
 
 def _move_out(name: bytes, dst: str | None, max_bytes: int, dir_fd: int) -> tuple[os.stat_result, bool]:
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    st = _lstat(name, dir_fd=dir_fd)
     if dst is not None and 0 < st.st_size <= max_bytes and stat.S_ISREG(st.st_mode):
         os.rename(name, dst, src_dir_fd=dir_fd)
         return st, True

@@ -126,15 +126,17 @@ def test_a_waiting_caller_lifts_an_idle_worker_and_the_last_one_puts_it_back() -
         worker.close()
 
 
-class _NoStart(multiprocessing.context.SpawnProcess):
-    def start(self) -> None:
-        raise OSError(errno.ECHILD, "the worker seed is gone")
+def _seed_that_fails(error: OSError) -> multiprocessing.context.SpawnContext:
+    """A fork server's context whose seed cannot start a worker: each start raises `error`."""
 
+    class Failing(multiprocessing.context.SpawnProcess):
+        def start(self) -> None:
+            raise error
 
-class _DeadSeed(multiprocessing.context.SpawnContext):
-    """A fork server whose seed died: the pool made with it can start no worker."""
+    class Seed(multiprocessing.context.SpawnContext):
+        Process = Failing
 
-    Process = _NoStart
+    return Seed()
 
 
 def test_a_pool_that_can_start_no_worker_is_replaced(monkeypatch) -> None:
@@ -146,7 +148,7 @@ def test_a_pool_that_can_start_no_worker_is_replaced(monkeypatch) -> None:
     def context():
         if not made:
             made.append("dead")
-            return _DeadSeed(), os.getpid()
+            return _seed_that_fails(OSError(errno.ECHILD, "the worker seed is gone")), os.getpid()
         made.append("fresh")
         return real()
 
@@ -159,17 +161,6 @@ def test_a_pool_that_can_start_no_worker_is_replaced(monkeypatch) -> None:
         worker.close()
 
 
-class _Refused(multiprocessing.context.SpawnProcess):
-    def start(self) -> None:
-        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
-
-
-class _RefusingSeed(multiprocessing.context.SpawnContext):
-    """A killed seed's fork server: its socket refuses before the seed is seen to exit."""
-
-    Process = _Refused
-
-
 def test_a_seed_that_refuses_is_given_up_on_before_it_is_seen_to_exit(monkeypatch, checklogs) -> None:
     """While waitid still says the killed seed lives, a new pool of its fork server gets
     ECONNREFUSED: the call must not fail with it (an index commit did, once, in a suite run
@@ -178,8 +169,10 @@ def test_a_seed_that_refuses_is_given_up_on_before_it_is_seen_to_exit(monkeypatc
     real = prefork.context
     monkeypatch.setattr(prefork, "_seed", 2**22 + 1)  # a pid waitid would still call alive
 
-    def context():
-        return (_RefusingSeed(), prefork._seed) if prefork._seed is not None else real()
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+    def context():  # a killed seed's fork server: its socket refuses before it is seen to exit
+        return (_seed_that_fails(refused), prefork._seed) if prefork._seed is not None else real()
 
     monkeypatch.setattr(prefork, "context", context)
     worker = NicedProcess(_ready, (), "memfs-test")
