@@ -80,7 +80,7 @@ class DirOps(FsBase):
 
     @guarded
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
-        p = self._principal(ctx)
+        p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
         keeper = await self._about_to_remove(scope, path)
         await self._settle(scope)  # no await after it: a sync round sees the file or not at all
@@ -176,7 +176,7 @@ class DirOps(FsBase):
 
     @guarded
     async def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
-        p = self._principal(ctx)
+        p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         view = False
         if self.control.owns(inode):
             start = await self.control.opendir(inode, p)

@@ -24,7 +24,8 @@ from .fs_base import FsBase
 from .guard import guarded
 from .handles import FileHandle
 from .inodes import Node, entry_timeout
-from .policy import Access
+from .numbers import CONTROL_HANDLE_BASE
+from .policy import Access, Principal
 
 
 class FileOps(FsBase):
@@ -48,18 +49,15 @@ class FileOps(FsBase):
 
     @guarded
     async def open(self, inode: InodeT, flags: FlagT, ctx: RequestContext) -> FileInfo:
-        p = self._principal(ctx)
-        if self.control.owns(inode):
-            self.opens.take(ctx.uid, control=True)
-            try:
-                info = await self.control.open(inode, flags, p)
-            except BaseException:
-                self.opens.give(ctx.uid, control=True)
-                raise
-            self._control_uids[info.fh] = ctx.uid
-            return info
+        p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
+        node = self.inodes.get(inode)
+        if node is None:  # .memfs/ is never in the table (numbers.py's ranges)
+            if self.control.owns(inode):
+                return await self._open_control(inode, flags, p, ctx.uid)
+            raise FUSEError(errno.ESTALE)
         reading, writing = policy.open_wants(flags)
-        node = self._allowed(inode, p, Access.WRITE if writing else Access.READ)
+        if node.scope is not p.private or node.view:  # as _allowed, without its frame
+            self._check_access(node, p, Access.WRITE if writing else Access.READ)
         # The kernel opens by the node its cached name gave; a sync (or an admin) may have
         # removed or replaced that file since. ESTALE, not ENOENT: the kernel looks the
         # name up again and retries, so open(O_CREAT) creates the file as natively,
@@ -72,6 +70,16 @@ class FileOps(FsBase):
             return await self._open_to_write(node, flags, ctx.uid, reading)
         except FileNotFoundError:
             raise FUSEError(errno.ESTALE) from None
+
+    async def _open_control(self, inode: int, flags: int, p: Principal, uid: int) -> FileInfo:
+        self.opens.take(uid, control=True)
+        try:
+            info = await self.control.open(inode, flags, p)
+        except BaseException:
+            self.opens.give(uid, control=True)
+            raise
+        self._control_uids[info.fh] = uid
+        return info
 
     async def _open_to_write(self, node: Node, flags: int, uid: int, reading: bool) -> FileInfo:
         st = self._openable(node, reading, True)
@@ -122,7 +130,7 @@ class FileOps(FsBase):
     async def create(
         self, parent_inode: InodeT, name: FileNameT, mode: ModeT, flags: FlagT, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
-        p = self._principal(ctx)
+        p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
         await self._settle(scope)
@@ -144,7 +152,9 @@ class FileOps(FsBase):
 
     @guarded
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
-        if self.control.owns_handle(fh):
+        # A control handle is one at or above CONTROL_HANDLE_BASE (numbers.py): compared
+        # here, not through a call, on every read and release.
+        if fh >= CONTROL_HANDLE_BASE:
             return await self.control.read(fh, off, size)
         return os.pread(self._files[fh].fd, size, off)
 
@@ -195,7 +205,7 @@ class FileOps(FsBase):
 
     @guarded
     async def release(self, fh: FileHandleT) -> None:
-        if self.control.owns_handle(fh):
+        if fh >= CONTROL_HANDLE_BASE:
             self.opens.give(self._control_uids.pop(fh, -1), control=True)
             self.control.release(fh)
             return

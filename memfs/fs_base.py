@@ -110,6 +110,9 @@ class FsBase:
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
+        """The caller, refused (EACCES) when its uid maps to no memory user. The hottest
+        handlers first try `self.ids.mapped.get((ctx.uid, ctx.gid))`, a dict lookup with
+        no Python frame, and call this only when it misses."""
         p = self.ids.known.get((ctx.uid, ctx.gid)) or self.ids.principal(ctx.uid, ctx.gid)
         if p.user is None:
             log.info("uid %d is not mapped to a memory user (unknown_uids: deny)", ctx.uid)
@@ -128,10 +131,17 @@ class FsBase:
         node = self.inodes.get(ino)
         if node is None:
             raise FUSEError(errno.ESTALE)
+        if node.scope is not p.private or node.view:  # the caller's own files: all allowed
+            self._check_access(node, p, need)
+        return node
+
+    @staticmethod
+    def _check_access(node: Node, p: Principal, need: Access) -> None:
+        """EACCES or EROFS unless the caller may use the node as `need`: asked only for a
+        node outside the caller's private scope (scopes are interned: `is` compares them)."""
         have = policy.access(p, node.scope, node.view)
         if have < need:
             raise FUSEError(policy.denied_errno(have))
-        return node
 
     def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
         """(scope, path, is_root) of a directory inode the caller may use as `need`."""
@@ -163,8 +173,12 @@ class FsBase:
         a.generation = 0
         a.entry_timeout = min(timeout, VIEW_TIMEOUT) if node.view else timeout
         a.attr_timeout = VIEW_TIMEOUT if node.view else CACHE_TIMEOUT
-        a.st_uid, a.st_gid, has_group = self._owner(node, st)
-        a.st_mode = policy.shown_mode(node.scope.kind, st.st_mode, has_group)
+        scope = node.scope
+        if scope.kind is Kind.TEAM:
+            a.st_uid, a.st_gid, has_group = self._owner(node, st)
+        else:  # a private scope shows its user (a dict lookup once shown_owner has run)
+            a.st_uid, a.st_gid, has_group = self.ids.owners.get(scope) or self.ids.shown_owner(scope)
+        a.st_mode = policy.shown_mode(scope.kind, st.st_mode, has_group)
         a.st_nlink = st.st_nlink
         a.st_rdev = 0
         a.st_size = st.st_size

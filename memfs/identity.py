@@ -50,7 +50,11 @@ class Identities:
         # (uid, gid) -> its principal, made once: fs_base._principal reads it on every
         # request before calling principal() (one call fewer a request)
         self.known: dict[tuple[int, int], Principal] = {}
-        self._owners: dict[Scope, tuple[int, int, bool]] = {}
+        # the same for callers mapped to a memory user only: a handler that finds its
+        # caller here needs no further check (fs_base's callers, one dict lookup)
+        self.mapped: dict[tuple[int, int], Principal] = {}
+        # scope -> shown_owner(scope), filled by it: read directly per request (fs_base._attrs)
+        self.owners: dict[Scope, tuple[int, int, bool]] = {}
         self._uids: dict[str, int] = {}
         self.teams = {t.name: self._team(t) for t in config.teams.values()}
         member_of: dict[str, list[str]] = {}
@@ -172,7 +176,7 @@ class Identities:
         """(uid, gid, team_has_group) shown as owner of a scope's files: the user for a
         private scope; root and the team's Unix group (if any) for a team (its folder, and
         files with no recorded creator: fs_base._owner)."""
-        owner = self._owners.get(scope)
+        owner = self.owners.get(scope)
         if owner is None:
             if scope.kind is Kind.PRIVATE:
                 owner = (*self.uid_gid(scope.name), True)
@@ -180,7 +184,7 @@ class Identities:
                 team = self.teams.get(scope.name)
                 gid = team.gid if team is not None else None
                 owner = (0, gid or 0, gid is not None)
-            self._owners[scope] = owner
+            self.owners[scope] = owner
         return owner
 
     def name_of(self, uid: int) -> str:
@@ -195,4 +199,6 @@ class Identities:
             readable = frozenset(self._readable.get(user, ())) if user else frozenset()
             p = Principal(uid=uid, gid=gid, user=user, team=team, readable=readable)
             self.known[(uid, gid)] = p
+            if user is not None:
+                self.mapped[(uid, gid)] = p
         return p

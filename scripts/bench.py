@@ -124,11 +124,6 @@ def create_1k():  # an entry's worth: history moves its uncommitted content into
     for name in created:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, b"y" * 1000); os.close(fd)
-if K and opt.get("unlink_committed"):  # once (scripts/bench --probes): the files are gone after
-    committed = ["o%03d" % i for i in range(K)]
-    untimed("p_unlink_committed_setup", lambda: write_all(committed))
-    time.sleep(4.5)  # history's batch (2 s) has committed them
-    timed("p_unlink_committed", lambda: [os.unlink(name) for name in committed], K)
 for _ in range(opt.get("probe_reps", 1) if K else 0):
     timed("p_lookup", lookup, K)
     timed("p_lookup_neg", lookup_neg, K)

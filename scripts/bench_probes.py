@@ -1,34 +1,111 @@
-"""Per-request cost of two memfs checkouts against the bare floor, through real mounts.
+"""Per-request cost of two memfs checkouts against the bare floor, through real mounts,
+measured as the daemons' own CPU time.
 
 An A/B for work on the request path: memfs from checkout A, memfs from checkout B (each
 with the default config: history on, the embedder on) and scripts/passthrough.py are
-mounted side by side; each round runs scripts/bench's probe loops (its worker, with
-`only_probes`: one kind of request per loop) as the benchmark uid on all three, in an
-order that alternates between rounds, plus, once per round, unlink of files committed
-seconds before. Prints the median over the rounds of each probe's microseconds per
-iteration above the floor. Only the probes: `scripts/bench --baseline` runs the whole
-workload. Usage (as root): scripts/bench --probes CHECKOUT_A CHECKOUT_B [--rounds N].
+mounted side by side. For each kind of request, each round runs one loop of it per mount
+as the benchmark uid, in an order that alternates between rounds, and reads the serving
+daemon's CPU clock (every thread, clock_gettime of its process CPU clock) around the loop.
+
+Why CPU time: a loop of one request keeps its daemon busy for the whole loop (the next
+request is queued before the daemon is done with the last), so the daemon's CPU per
+request is the request's cost, and a daemon's CPU clock does not count what the caller,
+the kernel's scheduler or another guest of this machine took meanwhile: medians of it
+hold still to ~1 us where wall-clock medians of the same loops moved by 5-20 us between
+runs. Long loops (thousands of requests) rather than best-of-a-few short ones, for the
+same reason. The wall time per iteration is printed beside it.
+
+Prints, per request kind, the median over the rounds of (daemon CPU per request minus
+the floor's in the same round) for A and B, and the floor's own. Usage (as root):
+scripts/bench --probes CHECKOUT_A CHECKOUT_B [--rounds N] [--only KIND ...].
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import bench  # scripts/ is on sys.path: this script's own folder
 
 UID = 1001
 
+# The caller's loops: one kind of request each (as scripts/bench's probes), run after a
+# set-up the daemon's clock does not see; prints its wall us per iteration.
+LOOP = r"""
+import ctypes, os, sys, time
+os.chdir(sys.argv[1]); n = int(sys.argv[2]); kind = sys.argv[3]; tag = sys.argv[4]
+names = [b"p%03d" % i for i in range(100)]
+for nm in names:
+    if not os.path.exists(nm):
+        with open(nm, "wb") as f: f.write(b"x" * 1000)
+libc = ctypes.CDLL(None, use_errno=True); buf = ctypes.create_string_buffer(256)
+fresh = [b"%s_%d" % (tag.encode(), i) for i in range(n)]
+if kind.startswith("unlink"):  # files written just before: history has not committed them
+    body = b"y" * 1000 if kind == "unlink1k" else b""
+    for nm in fresh:
+        fd = os.open(nm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if body: os.write(fd, body)
+        os.close(fd)
+fds = [os.open(names[i % 100], os.O_RDONLY) for i in range(n)] if kind == "read" else []
+print("ready", flush=True); sys.stdin.readline()
+t = time.perf_counter()
+if kind == "getattr":  # statx(AT_STATX_FORCE_SYNC): one GETATTR however fresh the cache
+    for i in range(n):
+        if libc.statx(-100, names[i % 100], 0x2000, 0x7FF, buf) != 0: raise SystemExit("statx")
+elif kind == "lookup-":  # a missing name: one LOOKUP
+    for i in range(n):
+        try: os.stat(b"n%05d" % i)
+        except FileNotFoundError: pass
+elif kind == "lookup":  # O_CREAT|O_EXCL on a cached name: one revalidating LOOKUP, EEXIST
+    for i in range(n):
+        try: os.close(os.open(names[i % 100], os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        except FileExistsError: pass
+        else: raise SystemExit("lookup: the name did not exist")
+elif kind == "open+release":
+    for i in range(n): os.close(os.open(names[i % 100], os.O_RDONLY))
+elif kind == "read":  # the cached page dropped first: one READ each
+    for fd in fds:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.pread(fd, 4096, 0)
+elif kind == "create":  # LOOKUP (missing), CREATE, RELEASE
+    for nm in fresh: os.close(os.open(nm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+elif kind.startswith("unlink"):
+    for nm in fresh: os.unlink(nm)
+print((time.perf_counter() - t) / max(n, 1) * 1e6, flush=True)
+for fd in fds: os.close(fd)
+"""
 
-def mount_memfs(checkout: Path, mnt: Path, base: Path, label: str, cleanup: contextlib.ExitStack) -> None:
-    env = dict(os.environ, PYTHONPATH=str(checkout), MEMFS_RUN_DIR=str(base / f"run-{label}"))
+# kind -> requests per loop: enough for ~0.5 s of a busy daemon. read keeps its fds open
+# (under the caller's 1024), create and unlink make that many files per round.
+KINDS = {
+    "getattr": 8000,
+    "lookup": 6000,
+    "lookup-": 6000,
+    "open+release": 4000,
+    "read": 800,
+    "create": 2000,
+    "unlink": 2000,
+    "unlink1k": 2000,
+}
+
+
+def cpu_ns(pid: int) -> int:
+    """The CPU time of every thread of process `pid` so far (its process CPU clock)."""
+    return time.clock_gettime_ns(((~pid) << 3) | 2)
+
+
+def mount_memfs(checkout: Path, mnt: Path, base: Path, label: str, cleanup: contextlib.ExitStack) -> int:
+    """memfs from `checkout` on `mnt` with the default config; returns the daemon's pid."""
+    run_dir = base / f"run-{label}"
+    env = dict(os.environ, PYTHONPATH=str(checkout), MEMFS_RUN_DIR=str(run_dir))
     cfg = base / f"config-{label}.yaml"
     cfg.write_text("")
     memfs = [sys.executable, "-m", "memfs"]
@@ -36,14 +113,40 @@ def mount_memfs(checkout: Path, mnt: Path, base: Path, label: str, cleanup: cont
     cleanup.callback(subprocess.run, [*memfs, "umount", str(mnt)], capture_output=True, env=env, cwd=base)
     argv = [*memfs, "mount", str(mnt), "--data", str(base / f"data-{label}"), "--config", str(cfg)]
     subprocess.run(argv, check=True, capture_output=True, env=env, cwd=base)
+    key = hashlib.sha1(os.fsencode(mnt)).hexdigest()[:16]  # memfs.mount.pidfile's name
+    return int((run_dir / f"{key}.pid").read_text().split()[0])
+
+
+def run_loop(pid: int, d: Path, kind: str, n: int, tag: str) -> tuple[float, float]:
+    """(daemon CPU us per request, the caller's wall us per iteration) of one loop."""
+    cmd = bench.as_uid(UID, "/usr/bin/python3", "-c", LOOP, str(d), str(n), kind, tag)
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{kind} loop in {d} did not start")
+            before = cpu_ns(pid)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            wall = float(proc.stdout.readline())
+            used = cpu_ns(pid) - before
+            proc.stdin.close()
+            if proc.wait(timeout=120) != 0:
+                raise RuntimeError(f"{kind} loop in {d} failed")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return used / n / 1000, wall
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", type=Path, help="checkout A (its memfs/ is measured)")
     ap.add_argument("b", type=Path, help="checkout B")
-    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--only", nargs="+", choices=list(KINDS), help="these kinds of request only")
     args = ap.parse_args()
+    kinds = args.only or list(KINDS)
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-probes-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     mnts = {label: base / label for label in ("A", "B", "bare")}
@@ -52,28 +155,40 @@ def main() -> int:
         d.mkdir()
         os.chmod(d, 0o755)
     os.chown(src, UID, UID)
-    got: dict[str, list[dict[str, float]]] = {label: [] for label in mnts}
+    cpu: dict[str, dict[str, list[float]]] = {k: {label: [] for label in mnts} for k in kinds}
+    wall: dict[str, dict[str, list[float]]] = {k: {label: [] for label in mnts} for k in kinds}
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, base, ignore_errors=True)
-        for label, checkout in (("A", args.a), ("B", args.b)):
-            mount_memfs(checkout.resolve(), mnts[label], base, label, cleanup)
+        pids = {
+            label: mount_memfs(ck.resolve(), mnts[label], base, label, cleanup)
+            for label, ck in (("A", args.a), ("B", args.b))
+        }
         bare = bench.mount_bare(src, mnts["bare"], subprocess.DEVNULL)
         cleanup.callback(bench.umount_bare, mnts["bare"], bare)
-        opt = {"only_probes": True, "probe_files": bench.PROBE_FILES, "probe_reps": 5}
-        opt["unlink_committed"] = True
+        pids["bare"] = bare.pid
+        for mnt in mnts.values():
+            subprocess.run(bench.as_uid(UID, "mkdir", str(mnt / "w")), check=True)
         for r in range(args.rounds):
-            order = list(mnts) if r % 2 == 0 else list(mnts)[::-1]
-            for label in order:
-                d = mnts[label] / f"r{r}"
-                subprocess.run(bench.as_uid(UID, "mkdir", str(d)), check=True)
-                got[label].append(bench.run_worker(UID, bench.PROBE_FILES, d, opt))
+            for kind in kinds:
+                order = list(mnts) if r % 2 == 0 else list(mnts)[::-1]
+                for label in order:
+                    c, w = run_loop(pids[label], mnts[label] / "w", kind, KINDS[kind], f"r{r}{kind}")
+                    cpu[kind][label].append(c)
+                    wall[kind][label].append(w)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    print(f"us per iteration above the bare floor, median of {args.rounds} alternated rounds")
-    print(f"(scripts/bench's probes: p_openclose is an open and a release)\nA: {args.a}\nB: {args.b}\n")
-    print(f"{'probe':20} {'A':>8} {'B':>8} {'bare':>8}")
-    for probe in got["bare"][0]:
-        med = {label: statistics.median(x[probe] for x in runs) for label, runs in got.items()}
-        print(f"{probe:20} {med['A'] - med['bare']:8.1f} {med['B'] - med['bare']:8.1f} {med['bare']:8.1f}")
+    print(f"daemon CPU us per request, median of {args.rounds} alternated rounds of one loop each")
+    print("A, B: memfs minus the floor in the same round (lowest..highest beside it); bare: the floor")
+    print(f"A: {args.a}\nB: {args.b}\n")
+    print(f"{'request':14} {'A':>20} {'B':>20} {'bare':>7}   wall us/iteration A / B / bare")
+    for kind in kinds:
+        row = [f"{kind:14}"]
+        for label in ("A", "B"):
+            d = [x - y for x, y in zip(cpu[kind][label], cpu[kind]["bare"], strict=True)]
+            row.append(f"{statistics.median(d):7.1f} ({min(d):5.1f}..{max(d):5.1f})")
+        row.append(f"{statistics.median(cpu[kind]['bare']):7.1f}")
+        w = [statistics.median(wall[kind][label]) for label in mnts]
+        row.append("   " + " / ".join(f"{x:.1f}" for x in w))
+        print(" ".join(row))
     return 0
 
 
