@@ -83,18 +83,23 @@ class DirOps(FsBase):
         p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
         keeper = await self._about_to_remove(scope, path)
-        await self._settle(scope)  # no await after it: a sync round sees the file or not at all
+        if self._held:  # no await after it: a sync round sees the file or not at all
+            await self._settle(scope)
         if keeper is not None and self.history is not None:  # its content moves into the spool
             st = self.history.remove_kept(scope, path, keeper)
         else:
             st = self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)
-        self.changes.removed(scope, path, user_of(p))
+        assert p.user is not None  # policy.user_of, without its frame: _principal let p through
+        self.changes.removed(scope, path, p.user)
 
     def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
         """A name was removed (unlink, rmdir, renamed over): give its quota back. A file
         still open keeps its bytes charged until its last close."""
-        still_open = any(n.open_fds for n in nodes)
+        still_open = False
+        for n in nodes:  # most often none (the kernel forgot the file) or one
+            if n.open_fds:
+                still_open = True
         self.quotas.add(scope, 0 if still_open or stat.S_ISDIR(st.st_mode) else -st.st_size, -1)
         if stat.S_ISDIR(st.st_mode):  # held as a cwd or open: fstat still answers, as natively
             for n in nodes:

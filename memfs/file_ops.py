@@ -27,6 +27,10 @@ from .inodes import Node, entry_timeout
 from .numbers import CONTROL_HANDLE_BASE
 from .policy import Access, Principal
 
+# A regular file its owner may read: the common open, judged in one comparison.
+_KIND_AND_READ = stat.S_IFMT(0o177777) | stat.S_IRUSR
+_READABLE_FILE = stat.S_IFREG | stat.S_IRUSR
+
 
 class FileOps(FsBase):
     """The state and helpers it uses: fs_base.FsBase (set up by fs.Operations)."""
@@ -40,7 +44,7 @@ class FileOps(FsBase):
         dirty = bool(flags & os.O_TRUNC)
         handle = FileHandle(node, fd, uid, writable, bool(flags & os.O_APPEND), dirty=dirty)
         self._files[fd] = handle
-        self.inodes.opened(node, fd)
+        node.open_fds.add(fd)  # InodeTable.opened, without its frame: every open
         sig = (st.st_mtime_ns, st.st_size)
         # Keep the kernel's page cache only if nothing changed the file behind its back.
         keep = node.sig == sig
@@ -119,7 +123,9 @@ class FileOps(FsBase):
             self._openable(node, True, False)  # the errno the checks give comes first, as before
             raise
         try:
-            st = self._openable(node, True, False, os.fstat(fd))
+            st = os.fstat(fd)
+            if st.st_mode & _KIND_AND_READ != _READABLE_FILE:  # else _openable has nothing to say
+                self._openable(node, True, False, st)
             self.opens.take(uid)
         except BaseException:
             os.close(fd)
@@ -133,7 +139,8 @@ class FileOps(FsBase):
         p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
         await self.quotas.need(scope, files=1)
-        await self._settle(scope)
+        if self._held:
+            await self._settle(scope)
         self.opens.take(ctx.uid)
         try:
             fd, made = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
@@ -142,10 +149,10 @@ class FileOps(FsBase):
             raise
         if made:
             self.quotas.add(scope, files=1)
-            owners.record_creator(fd, policy.user_of(p))
+            assert p.user is not None  # policy.user_of, without its frame: _principal let p through
+            owners.record_creator(fd, p.user)
         st = os.fstat(fd)
-        node = self.inodes.node_for(scope, path, backing_ino=st.st_ino)
-        self.inodes.remember(node)
+        node = self.inodes.looked_up(scope, path, False, st.st_ino)
         info = self._open_handle(node, fd, flags, ctx.uid, st)
         self._files[fd].dirty = True
         return info, self._attrs(node, st, entry_timeout(parent_inode))

@@ -54,7 +54,7 @@ from .own_numbers import OwnNumbers
 from .policy import Access, Principal, Scope, home
 from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
-from .store import Store, child_path
+from .store import Store
 from .sync import Sync
 
 log = logging.getLogger(__name__)
@@ -257,23 +257,19 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         if len(name) > policy.NAME_MAX:
             raise FUSEError(errno.ENAMETOOLONG)
         p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
-        if self.control.owns(parent_inode):
-            return await self.control.lookup(parent_inode, name, p)
-        if parent_inode == ROOT_INODE:
-            if name == policy.CONTROL_NAME:
-                return self.control.root_attrs(p)
-            if name == policy.TEAM_NAME:
-                if p.team_scope is None:
-                    raise FUSEError(errno.ENOENT)
-                self.reached(p.team_scope)
-                return self.entry(p.team_scope, b"", 0)
-            if name in (b".", b".."):
-                return self._root_attrs(p, ctx)
-            scope = home(p)
-            self.reached(scope)
-            st = self.store.find(scope, name)
-            return MISSING if st is None else self._entry_of(scope, name, st, 0)
-        parent = self._dir_node(parent_inode, p, Access.READ)
+        parent = self.inodes.get(parent_inode)
+        if parent is None:  # the root or .memfs/: never in the table (numbers.py's ranges)
+            if parent_inode == ROOT_INODE:
+                return self._lookup_root(name, p, ctx)
+            if self.control.owns(parent_inode):
+                return await self.control.lookup(parent_inode, name, p)
+            raise FUSEError(errno.ESTALE)
+        # A name in a folder, the commonest lookup (every path walk below the root): the
+        # folder's scope and that it is still there, checked without a helper's frame.
+        if parent.scope is not p.private or parent.view:
+            self._check_access(parent, p, Access.READ)
+        if parent.unlinked:
+            raise FUSEError(errno.ENOENT)
         scope, path, view = parent.scope, parent.path, parent.view
         if name in (b".", b"..") or (view and not path and name == policy.CONTROL_NAME):
             self._dir_allows(self.store.lstat(scope, path), Access.READ)
@@ -283,12 +279,28 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
                 raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..'
             return await self.control.grant_ctl(scope, p)  # the owner's history, read-only
         # The folder's bits and the name, read in one walk (Store.lstat_in).
-        path = child_path(path, name)
+        path = path + b"/" + name if path else name  # store.child_path, inline
         folder, st = self.store.lstat_in(scope, path)
         self._dir_allows(folder, Access.READ)
         if st is None:
             return MISSING  # ENOENT, without raising it through the guard
         return self._entry_of(scope, path, st, CACHE_TIMEOUT, view)
+
+    def _lookup_root(self, name: bytes, p: Principal, ctx: RequestContext) -> EntryAttributes:
+        """A name in the caller's root: its own private scope, team/ or .memfs/."""
+        if name == policy.CONTROL_NAME:
+            return self.control.root_attrs(p)
+        if name == policy.TEAM_NAME:
+            if p.team_scope is None:
+                raise FUSEError(errno.ENOENT)
+            self.reached(p.team_scope)
+            return self.entry(p.team_scope, b"", 0)
+        if name in (b".", b".."):
+            return self._root_attrs(p, ctx)
+        scope = home(p)
+        self.reached(scope)
+        st = self.store.find(scope, name)
+        return MISSING if st is None else self._entry_of(scope, name, st, 0)
 
     @guarded
     async def getattr(self, inode: InodeT, ctx: RequestContext) -> EntryAttributes:

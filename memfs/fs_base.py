@@ -18,7 +18,6 @@ from . import owners, policy
 from .inodes import CACHE_TIMEOUT, VIEW_TIMEOUT, Node, removed_stat
 from .numbers import ROOT_INODE
 from .policy import Access, Kind, Principal, Scope, home
-from .store import child_path
 
 if TYPE_CHECKING:
     from .changes import Changes
@@ -72,7 +71,8 @@ class FsBase:
 
     # -- index and history ------------------------------------------------------------
     def _user(self, uid: int) -> str:
-        return self.ids.name_of(uid)
+        p = self.ids.mapped.get((uid, uid))  # name_of's answer for a mapped uid, in one lookup
+        return p.user if p is not None and p.user is not None else self.ids.name_of(uid)
 
     def _changed(self, node: Node, uid: int) -> None:
         """A file's content changed (closed after writing, fsynced, truncated)."""
@@ -103,8 +103,8 @@ class FsBase:
         """rm is about to remove a file: who its uncommitted content is kept as (history
         moves the file into its spool: History.remove_kept), or None when an unlink loses
         nothing."""
-        if self.history is None:
-            return None
+        if self.history is None or not self.history.is_pending(scope, path):
+            return None  # nothing uncommitted (room() would say so too, after a frame more)
         user = self._writer(self.history, scope, path)
         return user if await self.history.room(scope, path) else None
 
@@ -142,22 +142,6 @@ class FsBase:
         have = policy.access(p, node.scope, node.view)
         if have < need:
             raise FUSEError(policy.denied_errno(have))
-
-    def _dir(self, ino: int, p: Principal, need: Access) -> tuple[Scope, bytes, bool]:
-        """(scope, path, is_root) of a directory inode the caller may use as `need`."""
-        if ino == ROOT_INODE:
-            return home(p), b"", True
-        node = self._dir_node(ino, p, need)
-        self._dir_allows(self.store.folder_lstat(node.scope, node.path), need)
-        return node.scope, node.path, False
-
-    def _dir_node(self, ino: int, p: Principal, need: Access) -> Node:
-        """The node of a directory inode the caller may use as `need` in its scope; the
-        directory's own bits are checked by `_dir_allows` on its stat."""
-        node = self._allowed(ino, p, need)
-        if node.unlinked:
-            raise FUSEError(errno.ENOENT)
-        return node
 
     @staticmethod
     def _dir_allows(st: os.stat_result, need: Access) -> None:
@@ -248,9 +232,7 @@ class FsBase:
     ) -> EntryAttributes:
         if policy.refused_file_type(st.st_mode):
             raise FUSEError(errno.ENOENT)  # an admin's symlink or fifo in DATA/ is not served
-        node = self.inodes.node_for(scope, path, view, st.st_ino)
-        self.inodes.remember(node)
-        return self._attrs(node, st, timeout)
+        return self._attrs(self.inodes.looked_up(scope, path, view, st.st_ino), st, timeout)
 
     def _root_special(self, p: Principal, name: bytes) -> bool:
         """Does this reserved root name exist for this caller?"""
@@ -260,9 +242,21 @@ class FsBase:
         """(scope, path) of `name` in directory `parent`, for a call that changes it."""
         if len(name) > policy.NAME_MAX:
             raise FUSEError(errno.ENAMETOOLONG)
-        if self.control.owns(parent):
-            raise FUSEError(self.control.refusal(parent))
-        scope, path, is_root = self._dir(parent, p, Access.WRITE)
-        if is_root and name in policy.RESERVED_ROOT_NAMES:
-            raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
-        return scope, child_path(path, name)
+        node = self.inodes.get(parent)
+        if node is None:  # the root or .memfs/: never in the table (numbers.py's ranges)
+            if self.control.owns(parent):
+                raise FUSEError(self.control.refusal(parent))
+            if parent != ROOT_INODE:
+                raise FUSEError(errno.ESTALE)
+            if name in policy.RESERVED_ROOT_NAMES:
+                raise FUSEError(policy.reserved_name_errno(self._root_special(p, name), creating))
+            return home(p), name
+        # A folder the caller may change: its scope, still there, its own bits (every
+        # create, rm and mkdir, so checked here without a helper's frame).
+        if node.scope is not p.private or node.view:
+            self._check_access(node, p, Access.WRITE)
+        if node.unlinked:
+            raise FUSEError(errno.ENOENT)
+        self._dir_allows(self.store.folder_lstat(node.scope, node.path), Access.WRITE)
+        path = node.path
+        return node.scope, path + b"/" + name if path else name  # store.child_path, inline

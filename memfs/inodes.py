@@ -99,6 +99,12 @@ class InodeTable:
         self._own.give(key, ino)
         return ino
 
+    def looked_up(self, scope: Scope, path: bytes, view: bool, backing_ino: int) -> Node:
+        """node_for, then remember once: what a lookup or a create hands the kernel."""
+        node = self.node_for(scope, path, view, backing_ino)
+        node.nlookup += 1
+        return node
+
     def remember(self, node: Node, count: int = 1) -> None:
         """The kernel got a reference to this node (lookup, create, readdirplus)."""
         node.nlookup += count
@@ -110,12 +116,10 @@ class InodeTable:
         node.nlookup -= count
         self._maybe_drop(node)
 
-    def opened(self, node: Node, fd: int) -> None:
-        node.open_fds.add(fd)
-
     def closed(self, node: Node, fd: int) -> None:
         node.open_fds.discard(fd)
-        self._maybe_drop(node)
+        if node.nlookup <= 0 and not node.open_fds:  # _maybe_drop's test first: one frame fewer a close
+            self._maybe_drop(node)
 
     def drop_if_unused(self, node: Node) -> None:
         self._maybe_drop(node)

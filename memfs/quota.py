@@ -80,8 +80,13 @@ class Quotas:
 
     async def need(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
         """EDQUOT unless the scope has room for this much more."""
-        u, cap = await self.usage(scope), self.caps(scope)
-        if (files > 0 and u.files + files > cap.files) or (nbytes > 0 and u.bytes + nbytes > cap.bytes):
+        u = self._usage.get(scope) or await self.usage(scope)  # counted already, mostly
+        lim = self.limits  # caps(scope), without making a Usage per create
+        team = scope.kind is Kind.TEAM
+        if (files > 0 and u.files + files > (lim.team_files if team else lim.user_files)) or (
+            nbytes > 0 and u.bytes + nbytes > (lim.team_bytes if team else lim.user_bytes)
+        ):
+            cap = self.caps(scope)
             log.info(
                 "%s: quota reached (%d/%d bytes, %d/%d files)", scope, u.bytes, cap.bytes, u.files, cap.files
             )

@@ -62,6 +62,19 @@ def _lstat_or_none(name: bytes, dir_fd: int) -> os.stat_result | None:
         return None
 
 
+def _create(name: bytes, flags: int, mode: int, dir_fd: int) -> tuple[int, bool]:
+    while True:
+        try:
+            return os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd), True
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+        try:
+            return os.open(name, flags & ~os.O_CREAT, dir_fd=dir_fd), False
+        except FileNotFoundError:
+            continue  # removed again in between: create it after all
+
+
 def _unlink(name: bytes, dir_fd: int) -> os.stat_result:
     st = _lstat(name, dir_fd=dir_fd)
     os.unlink(name, dir_fd=dir_fd)
@@ -434,18 +447,7 @@ class Store:
         """(fd, whether this call made the file). The kernel sends create once a lookup
         found no such name, but another caller may make it in between: without O_EXCL that
         opens the file as open(2) would, and it is not a new file (no quota, no creator)."""
-        flags = (flags & ~_NOT_PASSED) | _NOFOLLOW
-        with _Where(self, scope, rel) as (where, name):
-            while True:
-                try:
-                    return os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=where), True
-                except FileExistsError:
-                    if flags & os.O_EXCL:
-                        raise
-                try:
-                    return os.open(name, flags & ~os.O_CREAT, dir_fd=where), False
-                except FileNotFoundError:
-                    continue  # removed again in between: create it after all
+        return self._at(_create, scope, rel, (flags & ~_NOT_PASSED) | _NOFOLLOW, mode)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):

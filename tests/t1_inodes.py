@@ -30,7 +30,7 @@ def test_unlinked_nodes_live_while_known_or_open():
     t = InodeTable()
     n = t.node_for(A, b"f")
     t.remember(n)
-    t.opened(n, 7)
+    n.open_fds.add(7)  # as FileOps._open_handle does
     t.unlinked(A, b"f")
     assert n.unlinked and t.get(n.ino) is n and t.find(A, b"f") is None
     t.forget(n.ino, 1)
