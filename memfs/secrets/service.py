@@ -19,7 +19,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +103,8 @@ class SecretGuard:
         """`background`: a niced worker process the background flag scans may share
         (history's); without it they use this guard's own scanner process."""
         self.policy = guard.Policy(conf=conf, remotes=remotes)
+        self.refuses: Callable[[Scope], bool] = self.policy.refuses
+        self.flags: Callable[[Scope], bool] = self.policy.flags
         self._scanner = Scanner(allow=conf.allow) if self.policy.on else None
         # started on the first big scan (most mounts never need it)
         self._allow = tuple(conf.allow)
@@ -128,11 +130,8 @@ class SecretGuard:
         self._lock = threading.Lock()  # quarantine folders: written from worker threads
 
     # -- what the handlers ask ------------------------------------------------------
-    def refuses(self, scope: Scope) -> bool:
-        return self.policy.refuses(scope)
-
-    def flags(self, scope: Scope) -> bool:
-        return self.policy.flags(scope)
+    # refuses(scope) and flags(scope) are the policy's own methods, bound in __init__: every
+    # write and every release of a written file asks, so without a frame of this class.
 
     def _limiter(self, uid: int) -> trio.CapacityLimiter:
         # A caller's scans queue behind its own, never in front of another caller's.
