@@ -43,6 +43,12 @@ class Quotas:
     def __init__(self, store: Store, limits: Limits):
         self.store = store
         self.limits = limits
+        # A scope's caps by its kind, made once (Limits is frozen): need() and write()
+        # read them per call. Shared: callers only read them.
+        self._caps = {
+            Kind.PRIVATE: Usage(limits.user_bytes, limits.user_files),
+            Kind.TEAM: Usage(limits.team_bytes, limits.team_files),
+        }
         self._usage: dict[Scope, Usage] = {}
         self._counting: dict[Scope, trio.Event] = {}
 
@@ -52,14 +58,7 @@ class Quotas:
             return count_tree(root, top)
 
     def caps(self, scope: Scope) -> Usage:
-        lim = self.limits
-        if scope.kind is Kind.TEAM:
-            return Usage(lim.team_bytes, lim.team_files)
-        return Usage(lim.user_bytes, lim.user_files)
-
-    def _bytes_cap(self, scope: Scope) -> int:
-        """caps(scope).bytes without making a Usage: write() asks on every call."""
-        return self.limits.team_bytes if scope.kind is Kind.TEAM else self.limits.user_bytes
+        return self._caps[scope.kind]
 
     async def usage(self, scope: Scope) -> Usage:
         """The scope's usage, counted off the loop on first need (one count at a time per scope)."""
@@ -81,12 +80,8 @@ class Quotas:
     async def need(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
         """EDQUOT unless the scope has room for this much more."""
         u = self._usage.get(scope) or await self.usage(scope)  # counted already, mostly
-        lim = self.limits  # caps(scope), without making a Usage per create
-        team = scope.kind is Kind.TEAM
-        if (files > 0 and u.files + files > (lim.team_files if team else lim.user_files)) or (
-            nbytes > 0 and u.bytes + nbytes > (lim.team_bytes if team else lim.user_bytes)
-        ):
-            cap = self.caps(scope)
+        cap = self._caps[scope.kind]
+        if (files > 0 and u.files + files > cap.files) or (nbytes > 0 and u.bytes + nbytes > cap.bytes):
             log.info(
                 "%s: quota reached (%d/%d bytes, %d/%d files)", scope, u.bytes, cap.bytes, u.files, cap.files
             )
@@ -95,7 +90,8 @@ class Quotas:
     def room(self, scope: Scope) -> int:
         """Bytes the scope may still grow by (its usage is known: it was needed at open)."""
         u = self._usage.get(scope)
-        return self._bytes_cap(scope) - u.bytes if u is not None else self._bytes_cap(scope)
+        cap = self._caps[scope.kind].bytes
+        return cap - u.bytes if u is not None else cap
 
     def known(self) -> dict[Scope, Usage]:
         """The usage of every scope counted so far (never counts): for metrics."""
