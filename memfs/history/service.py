@@ -32,7 +32,6 @@ from ..policy import Scope
 from ..store import Store
 from . import committer, journal
 from .committer import (
-    KEEP_MIN_COST,
     MAX_VERSION_BYTES,
     RECONCILE_AUTHOR,
     SKIP,
@@ -251,10 +250,7 @@ class History:
         An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
         files costs an unlink each, as without history)."""
         pending = self.is_pending(scope, path)  # checked again: a wait for a sync came between
-        spool = None
-        if pending:  # _spool_name, inline (a number unused if nothing moves)
-            self._spooled += 1
-            spool = f"{self._spool_prefix}{self._spooled}"
+        spool = self._spool_name() if pending else None  # a number unused if nothing moves
         st, moved = self.store.move_out(scope, path, spool, MAX_VERSION_BYTES)
         if moved and spool is not None:
             self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
@@ -288,7 +284,7 @@ class History:
         k = Kept(user, path, mode, spool, offset, n, time.time())
         self._kept.setdefault(scope, []).append(k)
         self.journal.record(scope, k)
-        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + max(n, KEEP_MIN_COST)  # k.cost
+        total = self._kept_bytes[scope] = self._kept_bytes.get(scope, 0) + k.cost
         if total > KEEP_HURRY:
             self._hurry.set()
 
