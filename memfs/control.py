@@ -34,7 +34,6 @@ from .numbers import (
     OWN_BASE,
     QUERY_BASE,
     Counter,
-    is_control_handle,
     is_control_inode,
 )
 from .policy import Kind, Principal, Scope, home, readable_scopes
@@ -223,8 +222,6 @@ class Control:
     def refusal(self, ino: int) -> int:
         """The errno for changing something here: history is a read-only tree."""
         return errno.EROFS if HistoryView.owns(ino) else errno.EACCES
-
-    owns_handle = staticmethod(is_control_handle)
 
     def _attrs(self, ino: int, mode: int, size: int = 0) -> EntryAttributes:
         a = EntryAttributes()

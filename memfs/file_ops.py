@@ -160,14 +160,14 @@ class FileOps(FsBase):
     @guarded
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
         # A control handle is one at or above CONTROL_HANDLE_BASE (numbers.py): compared
-        # here, not through a call, on every read and release.
+        # here, not through a call, on every read, write, fsync and release.
         if fh >= CONTROL_HANDLE_BASE:
             return await self.control.read(fh, off, size)
         return os.pread(self._files[fh].fd, size, off)
 
     @guarded
     async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
-        if self.control.owns_handle(fh):
+        if fh >= CONTROL_HANDLE_BASE:
             return self.control.write(fh, off, buf)
         h = self._files[fh]
         if not h.writable:
@@ -204,7 +204,7 @@ class FileOps(FsBase):
     @guarded
     async def fsync(self, fh: FileHandleT, datasync: bool) -> None:
         h = self._files.get(fh)
-        if h is None or self.control.owns_handle(fh):
+        if h is None or fh >= CONTROL_HANDLE_BASE:
             return
         await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, h.fd)
         if h.dirty:

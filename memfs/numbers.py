@@ -45,11 +45,6 @@ class Handle(enum.Enum):
     CONTROL = "ch"
 
 
-def is_control_handle(fh: int) -> bool:
-    """A handle of a .memfs/ file (asked on every release: one comparison, one call)."""
-    return fh >= CONTROL_HANDLE_BASE
-
-
 def handle_kind(fh: int) -> Handle:
     if fh >= CONTROL_HANDLE_BASE:
         return Handle.CONTROL
