@@ -377,6 +377,47 @@ def test_a_renamed_file_is_kept_before_its_new_name_is_overwritten(make_mount, d
     assert "v1" in versions, versions
 
 
+def test_a_rename_of_committed_content_moves_nothing_into_the_spool(make_mount):
+    """A file or folder renamed after history committed it, then removed or overwritten in
+    the same batch (an editor's backup rename, mv then rm): its content is in history
+    already, so the rm unlinks it as without history and nothing is copied; the new name's
+    history still starts with that version (the committer records the move first). What
+    a rename carried that was not yet committed is kept, as before."""
+    m = make_mount(CONFIG + "history: {batch_seconds: 3600}\n")  # commits only when history is read
+    spool = layout.spool_dir(m.data)
+
+    def spooled() -> list[str]:
+        return sorted(p.name for p in spool.iterdir() if p.suffix != ".journal" or p.stat().st_size)
+
+    def contents(path: str) -> list[str]:
+        shown = [m.sh(ALICE, f"cat '.memfs/history/{path}/{v}'").stdout for v in versions(m, ALICE, path)]
+        return sorted(shown)
+
+    m.sh(ALICE, "printf v1 > a.md; mkdir d; printf w1 > d/x.md; echo z > d/z.md")
+    m.sh(ALICE, "ls .memfs/history >/dev/null")  # committed
+    m.sh(ALICE, "mv a.md b.md; mv b.md c.md; rm c.md; mv d e; printf w2 > e/x.md; rm e/z.md")
+    assert spooled() == []
+    m.sh(ALICE, "printf v3 > f.md; mv f.md g.md; mkdir h; printf y3 > h/y.md; mv h i; rm g.md i/y.md")
+    assert spooled() != []  # uncommitted content renamed, then removed: kept
+    assert contents("a.md") == contents("b.md") == contents("c.md") == ["v1"]
+    assert contents("d/x.md") == ["w1"] and contents("e/x.md") == ["w1", "w2"]
+    assert contents("e/z.md") == ["z\n"]
+    assert contents("g.md") == ["v3"] and contents("i/y.md") == ["y3"]
+    rests = {(x["op"], x["rest"]) for x in log_lines(m, ALICE)}
+    assert {("R", "a.md -> b.md"), ("R", "b.md -> c.md"), ("R", "d -> e"), ("D", "c.md")} <= rests, rests
+    # in the order it happened: the move first, then what was written over it
+    m.sh(ALICE, "printf x1 > x.md; ls .memfs/history >/dev/null; mv x.md y.md; printf y1 > y.md")
+    m.sh(ALICE, "printf y2 > y.md")
+    m.sh(ALICE, "ls .memfs/history >/dev/null")
+    git = ["git", "--git-dir", str(layout.history_dir(m.data, Scope(Kind.PRIVATE, "alice")))]
+
+    def git_out(*args: str) -> str:
+        return subprocess.run([*git, *args], capture_output=True, text=True, check=True).stdout
+
+    revs = git_out("log", "--reverse", "--format=%H", "--", "y.md").split()
+    assert [git_out("show", f"{r}:y.md") for r in revs] == ["x1", "y1", "y2"]
+
+
 def test_history_is_bounded_by_the_scopes_quota_by_default(make_mount):
     """No history.max_bytes: a user's versions are pruned past that user's own quota, so
     rewrites cannot store more than the quota in history (the newest version stays)."""

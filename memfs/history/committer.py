@@ -28,7 +28,7 @@ from ..policy import Kind, Scope
 from ..store import Store, walk_tree
 from . import purge as purging
 from .catalog import PURGED_BLOB, PURGED_TEXT, Catalog, Version, rename_lines
-from .gitrepo import BLOB, EXEC, TRACKING, FastImport, Repo, Who, blob_id
+from .gitrepo import BLOB, EXEC, TRACKING, Change, FastImport, Repo, Who, blob_id
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class Kept:
     offset: int
     size: int
     when: float
+    # Not a content but a rename of committed content (the daemon kept no copy): `path`
+    # takes the version `moved_from` holds at this point of the stream, which loses it.
+    moved_from: bytes | None = None
 
     @property
     def cost(self) -> int:
@@ -131,11 +134,29 @@ class Committer:
         with self._open(scope) as (repo, cat):
             cat.catch_up(repo)
             head: dict[bytes, tuple[bytes, int] | None] = {}
-            group: dict[bytes, tuple[int, bytes]] = {}
+            group: dict[bytes, Change] = {}
             purged = _purged(repo, scope)
             prev: Kept | None = None
+            renames: list[tuple[bytes, bytes]] = []
             with repo.fast_import() as fi:
+
+                def flush(last: Kept) -> None:
+                    self._commit_group(fi, group, last.user, int(last.when), renames[:MAX_RENAME_LINES])
+                    renames.clear()
+
                 for k in kept:
+                    if k.moved_from is not None:
+                        pairs = _moved(cat, head, k.moved_from, k.path)
+                        if not pairs:
+                            continue
+                        if group and prev is not None and (k.user != prev.user or _touches(group, pairs)):
+                            flush(prev)
+                        for a, b, was in pairs:
+                            group[a], group[b] = None, (was[1], was[0])
+                            head[a], head[b] = None, was
+                        renames.append((k.moved_from, k.path))
+                        prev = k
+                        continue
                     try:
                         data = b""  # an empty file is kept without a spool file
                         if k.spool:
@@ -151,12 +172,12 @@ class Committer:
                     if head[k.path] == (oid, k.mode):
                         continue  # committed already
                     if group and prev is not None and (k.path in group or k.user != prev.user):
-                        self._commit_group(fi, group, prev.user, int(prev.when))
+                        flush(prev)
                     group[k.path] = (k.mode, fi.blob(data, oid))
                     head[k.path] = (oid, k.mode)
                     prev = k
                 if group and prev is not None:
-                    self._commit_group(fi, group, prev.user, int(prev.when))
+                    flush(prev)
             cat.catch_up(repo)
             for spool in spools:
                 with contextlib.suppress(FileNotFoundError):
@@ -417,6 +438,30 @@ def spool_file(path: Path, fd: int, size: int) -> int:
         return spool_copy(fd, size, out, 0)
     finally:
         os.close(out)
+
+
+def _moved(cat: Catalog, head: dict, src: bytes, dst: bytes) -> list[tuple[bytes, bytes, tuple[bytes, int]]]:
+    """(old path, new path, (blob, mode)) of what a rename of committed content moves: a
+    file, or what history holds below a folder; `head` is what paths hold at this point of
+    the kept stream, before the catalog learns of it."""
+    if src not in head:
+        head[src] = cat.current_of(src)
+    if head[src] is not None:
+        below = [src]
+    else:
+        under = src + b"/"
+        known = {p for p in head if p.startswith(under)}  # this stream's changes below it
+        below = sorted({p for p in cat.current_under(src) if p not in head} | known)
+    pairs = []
+    for p in below:
+        was = head[p] if p in head else cat.current_of(p)
+        if was is not None:
+            pairs.append((p, dst + p[len(src) :], was))
+    return pairs
+
+
+def _touches(group: dict, pairs: list) -> bool:
+    return any(a in group or b in group for a, b, _ in pairs)
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:
