@@ -82,11 +82,18 @@ class DirOps(FsBase):
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
-        keeper = await self._about_to_remove(scope, path)
+        h, keeper, waited = self.history, None, False
+        if h is not None and h.is_pending(scope, path):  # content history has not committed
+            keeper = self._writer(h, scope, path)  # it moves into the spool, as this writer's
+            if h.crowded(scope):  # wait for the committer, or give up (commits failing)
+                waited = True
+                if not await h.room(scope, path):
+                    keeper = None
         if self._held:  # no await after it: a sync round sees the file or not at all
+            waited = True
             await self._settle(scope)
-        if keeper is not None and self.history is not None:  # its content moves into the spool
-            st = self.history.remove_kept(scope, path, keeper)
+        if keeper is not None and h is not None:
+            st = h.remove_kept(scope, path, keeper, waited)
         else:
             st = self.store.unlink(scope, path)
         self._gone(scope, self.inodes.unlinked(scope, path), st)

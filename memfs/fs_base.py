@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("memfs.fs")  # the handlers' logger: these lines are theirs
 
 Invalidation = tuple[str, int, bool | bytes]
+# A folder whose owner may pass and change it (u+wx): one mask test in _target, every create
+# and rm; anything else goes through _dir_allows for its errno.
+_FOLDER_WX_MASK = stat.S_IFMT(0o177777) | stat.S_IWUSR | stat.S_IXUSR
+_FOLDER_WX = stat.S_IFDIR | stat.S_IWUSR | stat.S_IXUSR
 
 
 class FsBase:
@@ -98,15 +102,6 @@ class FsBase:
                 self.changes.written(scope, path, user)
                 return user
         return history.last_writer(scope, path)
-
-    async def _about_to_remove(self, scope: Scope, path: bytes) -> str | None:
-        """rm is about to remove a file: who its uncommitted content is kept as (history
-        moves the file into its spool: History.remove_kept), or None when an unlink loses
-        nothing."""
-        if self.history is None or not self.history.is_pending(scope, path):
-            return None  # nothing uncommitted (room() would say so too, after a frame more)
-        user = self._writer(self.history, scope, path)
-        return user if await self.history.room(scope, path) else None
 
     # -- helpers: who, where, attributes ---------------------------------------
     def _principal(self, ctx: RequestContext) -> Principal:
@@ -257,6 +252,8 @@ class FsBase:
             self._check_access(node, p, Access.WRITE)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
-        self._dir_allows(self.store.folder_lstat(node.scope, node.path), Access.WRITE)
+        st = self.store.folder_lstat(node.scope, node.path)
+        if st.st_mode & _FOLDER_WX_MASK != _FOLDER_WX:  # not a folder its owner may change
+            self._dir_allows(st, Access.WRITE)
         path = node.path
         return node.scope, path + b"/" + name if path else name  # store.child_path, inline

@@ -173,7 +173,10 @@ class History:
             self._dir_moves.pop(scope, None)
             return
         events.append(ev)
-        self._mark(scope, [ev], carried)
+        if ev.new_path is None and not ev.is_dir:  # a write or rm: _mark's work, inline
+            self._paths.setdefault(scope, {})[ev.path] = ev.user
+        else:
+            self._mark(scope, [ev], carried)
 
     def _mark(self, scope: Scope, events: list[Event], carried: bool = True) -> None:
         """Note what pending events touch, for is_pending. A rename's new name counts when
@@ -262,13 +265,18 @@ class History:
                 return False
         return True
 
-    def remove_kept(self, scope: Scope, path: bytes, user: str) -> os.stat_result:
-        """rm of a file (after room()): a file whose content is not yet committed is moved
-        into the spool instead of unlinked (one rename: no copy, no second link); the next
-        batch commits it, then its removal. Returns what the name was, as Store.unlink.
+    def crowded(self, scope: Scope) -> bool:
+        """Is the scope's spool past KEEP_MAX (room() would wait for the committer)?"""
+        return self._kept_bytes.get(scope, 0) > KEEP_MAX
+
+    def remove_kept(self, scope: Scope, path: bytes, user: str, waited: bool = True) -> os.stat_result:
+        """rm of a file whose content is pending (is_pending, then room() if crowded): it is
+        moved into the spool instead of unlinked (one rename: no copy, no second link); the
+        next batch commits it, then its removal. Returns what the name was, as Store.unlink.
         An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
-        files costs an unlink each, as without history)."""
-        pending = self.is_pending(scope, path)  # checked again: a wait for a sync came between
+        files costs an unlink each, as without history). `waited`: the caller awaited
+        since it asked is_pending (a batch may have committed it meanwhile)."""
+        pending = self.is_pending(scope, path) if waited else True
         spool = self._spool_name() if pending else None  # a number unused if nothing moves
         st, moved = self.store.move_out(scope, path, spool, MAX_VERSION_BYTES)
         if moved and spool is not None:

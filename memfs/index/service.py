@@ -65,6 +65,11 @@ class Index:
         self._ready = trio.Event()  # set once the start-up reconcile is done
         limiter = trio.CapacityLimiter(4)  # worker threads applying changes
         self.committer = Committer(self.writer, self._ready, limiter)
+        # The calls every write, rm and rename makes, bound straight to the committer: one
+        # Python frame each, not two (Standby, which never runs this, keeps its methods).
+        self.touch = self.committer.touch  # type: ignore[method-assign]
+        self.remove = self.committer.remove  # type: ignore[method-assign]
+        self.moved = self.committer.moved  # type: ignore[method-assign]
         self.reconciler = Reconciler(
             data, self.committer, self.writer, self.manifest, self.shards, self.vectors, embedder
         )
