@@ -226,7 +226,7 @@ class FileOps(FsBase):
                     h.node.sig = (st.st_mtime_ns, st.st_size)
                     self._changed(h.node, h.uid)
                     if self.secrets is not None and self.secrets.flags(h.node.scope):
-                        p = self.ids.principal(h.uid, h.uid)
+                        p = self.ids.mapped.get((h.uid, h.uid)) or self.ids.principal(h.uid, h.uid)
                         self.secrets.closed(p, h.node.scope, h.node.path, st.st_size)
                 if last_of_unlinked:
                     self.quotas.add(h.node.scope, -st.st_size)  # its blocks are freed only now

@@ -22,6 +22,10 @@ class Kind(enum.Enum):
     PRIVATE = "private"
     TEAM = "team"
 
+    # Members are singletons compared by identity: hash them as objects too (C), not by
+    # Enum's Python __hash__ of their name (a frame on every quota check of a write).
+    __hash__ = object.__hash__
+
 
 class Scope:
     """A private or team scope. One object per (kind, name) alive: scopes key the store's

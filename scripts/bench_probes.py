@@ -49,12 +49,15 @@ for nm in names:
         with open(nm, "wb") as f: f.write(b"x" * 1000)
 libc = ctypes.CDLL(None, use_errno=True); buf = ctypes.create_string_buffer(256)
 fresh = [b"%s_%d" % (tag.encode(), i) for i in range(n)]
-if kind.startswith("unlink"):  # files written just before: history has not committed them
-    body = b"y" * 1000 if kind == "unlink1k" else b""
+if kind.startswith(("unlink", "mv")):  # files written just before: history has not committed them
+    body = b"" if kind == "unlink" else b"y" * 1000
     for nm in fresh:
         fd = os.open(nm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         if body: os.write(fd, body)
         os.close(fd)
+    if kind in ("unlink-old", "mv+unlink"):  # ... unless it is read: that commits what is pending
+        try: os.listdir(b"../.memfs/history")
+        except OSError: pass  # the floor has no history
 fds = [os.open(names[i % 100], os.O_RDONLY) for i in range(n)] if kind == "read" else []
 print("ready", flush=True); sys.stdin.readline()
 t = time.perf_counter()
@@ -79,12 +82,16 @@ elif kind == "create":  # LOOKUP (missing), CREATE, RELEASE
     for nm in fresh: os.close(os.open(nm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 elif kind.startswith("unlink"):
     for nm in fresh: os.unlink(nm)
+elif kind == "mv+unlink":  # an editor's backup: the old file renamed, then removed
+    for nm in fresh: os.rename(nm, nm + b"~"); os.unlink(nm + b"~")
 print((time.perf_counter() - t) / max(n, 1) * 1e6, flush=True)
 for fd in fds: os.close(fd)
 """
 
 # kind -> requests per loop: enough for ~0.5 s of a busy daemon. read keeps its fds open
-# (under the caller's 1024), create and unlink make that many files per round.
+# (under the caller's 1024), create and unlink make that many files per round. unlink and
+# unlink1k remove files history has not committed (rm moves them into its spool),
+# unlink-old 1 KB files it has; mv+unlink counts a RENAME and an UNLINK per iteration.
 KINDS = {
     "getattr": 8000,
     "lookup": 6000,
@@ -94,6 +101,8 @@ KINDS = {
     "create": 2000,
     "unlink": 2000,
     "unlink1k": 2000,
+    "unlink-old": 2000,
+    "mv+unlink": 2000,
 }
 
 

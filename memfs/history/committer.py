@@ -139,45 +139,25 @@ class Committer:
             prev: Kept | None = None
             renames: list[tuple[bytes, bytes]] = []
             with repo.fast_import() as fi:
-
-                def flush(last: Kept) -> None:
-                    self._commit_group(fi, group, last.user, int(last.when), renames[:MAX_RENAME_LINES])
-                    renames.clear()
-
                 for k in kept:
+                    got = _kept_change(cat, fi, head, purged, k)
+                    if got is None:
+                        continue  # committed already, or by an earlier try that failed later
+                    changes, now = got
+                    if (
+                        group
+                        and prev is not None
+                        and (k.user != prev.user or any(p in group for p in changes))
+                    ):
+                        self._commit_group(fi, group, prev.user, int(prev.when), renames[:MAX_RENAME_LINES])
+                        renames.clear()
+                    group.update(changes)
+                    head.update(now)
                     if k.moved_from is not None:
-                        pairs = _moved(cat, head, k.moved_from, k.path)
-                        if not pairs:
-                            continue
-                        if group and prev is not None and (k.user != prev.user or _touches(group, pairs)):
-                            flush(prev)
-                        for a, b, was in pairs:
-                            group[a], group[b] = None, (was[1], was[0])
-                            head[a], head[b] = None, was
                         renames.append((k.moved_from, k.path))
-                        prev = k
-                        continue
-                    try:
-                        data = b""  # an empty file is kept without a spool file
-                        if k.spool:
-                            with open(k.spool, "rb") as f:
-                                data = os.pread(f.fileno(), k.size, k.offset)
-                    except FileNotFoundError:
-                        continue  # committed by an earlier try that failed later
-                    oid = blob_id(data)
-                    if oid in purged:  # never again: the placeholder stands for it
-                        data, oid = PURGED_TEXT, PURGED_BLOB
-                    if k.path not in head:
-                        head[k.path] = cat.current_of(k.path)
-                    if head[k.path] == (oid, k.mode):
-                        continue  # committed already
-                    if group and prev is not None and (k.path in group or k.user != prev.user):
-                        flush(prev)
-                    group[k.path] = (k.mode, fi.blob(data, oid))
-                    head[k.path] = (oid, k.mode)
                     prev = k
                 if group and prev is not None:
-                    flush(prev)
+                    self._commit_group(fi, group, prev.user, int(prev.when), renames[:MAX_RENAME_LINES])
             cat.catch_up(repo)
             for spool in spools:
                 with contextlib.suppress(FileNotFoundError):
@@ -460,8 +440,32 @@ def _moved(cat: Catalog, head: dict, src: bytes, dst: bytes) -> list[tuple[bytes
     return pairs
 
 
-def _touches(group: dict, pairs: list) -> bool:
-    return any(a in group or b in group for a, b, _ in pairs)
+def _kept_change(cat: Catalog, fi: FastImport, head: dict, purged: set, k: Kept) -> tuple[dict, dict] | None:
+    """What committing kept version `k` changes ({path: Change}) and what those paths then
+    hold ({path: (blob, mode) or None}), as of `head`; None if nothing (it equals what
+    history holds, or its spool file went with an earlier try that failed later)."""
+    if k.moved_from is not None:
+        pairs = _moved(cat, head, k.moved_from, k.path)
+        if not pairs:
+            return None
+        changes: dict[bytes, Change] = {a: None for a, _, _ in pairs}
+        changes.update({b: (was[1], was[0]) for _, b, was in pairs})
+        return changes, {p: (c[1], c[0]) if c is not None else None for p, c in changes.items()}
+    try:
+        data = b""  # an empty file is kept without a spool file
+        if k.spool:
+            with open(k.spool, "rb") as f:
+                data = os.pread(f.fileno(), k.size, k.offset)
+    except FileNotFoundError:
+        return None
+    oid = blob_id(data)
+    if oid in purged:  # never again: the placeholder stands for it
+        data, oid = PURGED_TEXT, PURGED_BLOB
+    if k.path not in head:
+        head[k.path] = cat.current_of(k.path)
+    if head[k.path] == (oid, k.mode):
+        return None
+    return {k.path: (k.mode, fi.blob(data, oid))}, {k.path: (oid, k.mode)}
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:
