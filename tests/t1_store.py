@@ -3,38 +3,31 @@
 from __future__ import annotations
 
 import errno
-import gc
 import os
+
+from conftest import fds_under as open_fds
 
 from memfs import store as store_mod
 from memfs.policy import Kind, Scope
 from memfs.store import Store
 
 
-def open_fds() -> int:
-    # Garbage an earlier test in this worker left in a reference cycle may hold a file; a
-    # collection that runs between two counts would close it and move the count (CI saw
-    # 14 against 18). Collected first, the counts move with this test's fds only.
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_scope_fds_are_bounded_and_never_closed_in_use(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "MAX_ROOT_FDS", 8)
     Store.init_layout(tmp_path)
     st = Store(tmp_path, 1 << 20)
-    before = open_fds()
+    before = open_fds(tmp_path)
     first = Scope(Kind.PRIVATE, "u0")
     with st.at(first) as held:
         for i in range(1, 50):
             scope = Scope(Kind.PRIVATE, f"u{i}")
             os.close(st.create(scope, b"f.md", os.O_WRONLY, 0o600)[0])
             assert st.lstat(scope, b"f.md").st_size == 0
-        assert open_fds() - before <= 9  # 8 idle ones and the one in use
+        assert open_fds(tmp_path) - before <= 9  # 8 idle ones and the one in use
         os.stat(".", dir_fd=held)  # still the folder it was: not closed under us
         assert os.path.samefile(f"/proc/self/fd/{held}", tmp_path / "private" / "u0")
     st.close()
-    assert open_fds() == before
+    assert open_fds(tmp_path) == before
 
 
 def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch):
@@ -48,12 +41,12 @@ def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch
     alice, team = Scope(Kind.PRIVATE, "alice"), Scope(Kind.TEAM, "eng")
     st.lstat(alice, b"")
     st.lstat(team, b"")
-    before = open_fds()
+    before = open_fds(tmp_path)
     for i in range(40):
         st.mkdir(alice, b"d%02d" % i, 0o700)
         os.close(st.create(alice, b"d%02d/f.md" % i, os.O_WRONLY, 0o600)[0])
         assert st.lstat(alice, b"d%02d/f.md" % i).st_size == 0
-    assert open_fds() - before <= 8 + 16  # the cap, and a batch not yet evicted
+    assert open_fds(tmp_path) - before <= 8 + 16  # the cap, and a batch not yet evicted
     with st.place(alice, b"d00/f.md") as (held, name):
         for i in range(40):  # churn the kept folders while one is in use
             st.lstat(alice, b"d%02d/f.md" % i)
@@ -89,7 +82,7 @@ def test_kept_folder_fds_are_bounded_and_follow_every_move(tmp_path, monkeypatch
     st.rename(team, b"z/b/t.tmp", team, b"z/b/t.md")
     assert st.lstat(team, b"z/b/t.md") and _errno(lambda: st.lstat(team, b"z/b/t.tmp")) == errno.ENOENT
     st.close()
-    assert open_fds() == before - 2  # the two scope roots went too
+    assert open_fds(tmp_path) == before - 2  # the two scope roots went too
 
 
 def test_a_move_forgets_only_the_folders_at_and_below_it(tmp_path):
@@ -137,9 +130,9 @@ def test_a_store_that_keeps_no_folders_holds_no_fds(tmp_path):
     st = Store(tmp_path, 1 << 20)
     alice = Scope(Kind.PRIVATE, "alice")
     st.mkdir(alice, b"a", 0o700)
-    before = open_fds()
+    before = open_fds(tmp_path)
     os.close(st.create(alice, b"a/f.md", os.O_WRONLY, 0o600)[0])
-    assert st.lstat(alice, b"a/f.md").st_size == 0 and open_fds() == before
+    assert st.lstat(alice, b"a/f.md").st_size == 0 and open_fds(tmp_path) == before
     os.rename(tmp_path / "private" / "alice" / "a", tmp_path / "private" / "alice" / "b")
     assert _errno(lambda: st.lstat(alice, b"a/f.md")) == errno.ENOENT  # renamed behind it
     st.close()

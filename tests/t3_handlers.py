@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import stat
 from types import SimpleNamespace
 
 import pyfuse3
 import pytest
+from conftest import fds_under
 from pyfuse3 import EntryAttributes, FUSEError
 
 from memfs.config import parse
@@ -434,18 +434,16 @@ async def test_chmod_keeps_owner_bits_only(ops, data):
     assert stat.S_IMODE((data / "private" / "alice" / "run.sh").stat().st_mode) == 0o700
 
 
-async def test_open_to_read_is_refused_by_the_owner_bits_and_keeps_no_fd(ops):
+async def test_open_to_read_is_refused_by_the_owner_bits_and_keeps_no_fd(ops, data):
     # An open to read is made first and judged by the fstat of what it opened: when
     # refused, nothing of it is kept (no fd, no handle, no count against the caller).
     ino = await make_file(ops, ALICE, b"w.md", b"secret")
     mode = EntryAttributes()
     mode.st_mode = stat.S_IFREG | 0o200
     await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))
-    gc.collect()  # no earlier garbage's file closed between the two counts (t1_store's open_fds)
-    fds = len(os.listdir("/proc/self/fd"))
+    fds = fds_under(data)
     assert await errno_of(ops.open(ino, os.O_RDONLY, ctx(ALICE))) == errno.EACCES
-    gc.collect()
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert fds_under(data) == fds
     assert not ops._files and ops.opens.held(ALICE) == (0, 0)
     mode.st_mode = stat.S_IFREG | 0o600
     await ops.setattr(ino, mode, fields("mode"), None, ctx(ALICE))

@@ -60,6 +60,7 @@ WORKER_MAX_RSS = 128 << 20
 # running alongside a fast writer); past KEEP_MAX, the writer waits for it.
 KEEP_HURRY = 8 << 20
 KEEP_MAX = 64 << 20
+CARRIES_SCAN = 2000  # pending paths a folder rename looks through (~0.1 ms) for what it carries
 KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger one in a thread
 
 
@@ -151,15 +152,18 @@ class History:
         (a file written a batch or more ago): then an rm or a rewrite under the new name
         loses nothing, history holds the content under the old one, and it is unlinked as
         without history, not moved into the spool (measured: a rename costs ~2x an unlink
-        on ext4). A folder carries it when anything below it is pending: O(pending paths),
-        once per folder rename."""
+        on ext4). A folder carries it when anything below it is pending; past
+        CARRIES_SCAN pending paths it is assumed to (as before: every path then counts as
+        pending until the batch), so a storm of folder renames costs O(1) each."""
         if self.is_pending(scope, path):
             return True
         if not is_dir:
             return False
+        paths, flying = self._paths.get(scope, {}), self._inflight.get(scope, ({}, False))[0]
+        if len(paths) + len(flying) > CARRIES_SCAN:
+            return True
         under = path + b"/"
-        flying = self._inflight.get(scope, ({}, False))[0]
-        return any(p.startswith(under) for q in (self._paths.get(scope, {}), flying) for p in q)
+        return any(p.startswith(under) for q in (paths, flying) for p in q)
 
     def _add(self, scope: Scope, ev: Event, carried: bool = True) -> None:
         self._since.setdefault(scope, time.time())  # the oldest change not yet committed
