@@ -491,7 +491,7 @@ def fds_under(root: Path) -> int:
     """This process's fds open on something under `root` (a test's data folder): what a
     Store or the handlers hold there. Counting every fd of the process moved with what
     other code in the worker closed meanwhile (garbage an earlier test left, a thread's):
-    14 against 18, and 26 against 28, in CI."""
+    14 against 18 in CI, 26 against 28 in a local run of the suite."""
     prefix = f"{root.resolve()}/"
     n = 0
     for fd in os.listdir("/proc/self/fd"):
