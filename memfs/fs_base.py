@@ -39,6 +39,9 @@ Invalidation = tuple[str, int, bool | bytes]
 # and rm; anything else goes through _dir_allows for its errno.
 _FOLDER_WX_MASK = stat.S_IFMT(0o177777) | stat.S_IWUSR | stat.S_IXUSR
 _FOLDER_WX = stat.S_IFDIR | stat.S_IWUSR | stat.S_IXUSR
+# ... and one its owner may pass (u+x): the same test in every lookup below the root.
+FOLDER_X_MASK = stat.S_IFMT(0o177777) | stat.S_IXUSR
+FOLDER_X = stat.S_IFDIR | stat.S_IXUSR
 
 
 class FsBase:

@@ -434,6 +434,34 @@ async def test_chmod_keeps_owner_bits_only(ops, data):
     assert stat.S_IMODE((data / "private" / "alice" / "run.sh").stat().st_mode) == 0o700
 
 
+async def test_a_folders_owner_bits_gate_lookups_and_changes_in_it(ops):
+    """A folder without u+x cannot be passed (lookup EACCES), one without u+w cannot be
+    changed (create, rm EACCES), as natively; with the bits back every call goes through."""
+    d = (await ops.mkdir(ROOT_INODE, b"d", stat.S_IFDIR | 0o700, ctx(ALICE))).st_ino
+    await make_file(ops, ALICE, b"f.md", b"x", parent=d)
+
+    async def refused(call) -> int:
+        try:
+            await call
+        except FUSEError as e:
+            return e.errno
+        return 0
+
+    mode = EntryAttributes()
+    for bits, passing, changing in ((0o600, errno.EACCES, errno.EACCES), (0o500, 0, errno.EACCES)):
+        mode.st_mode = stat.S_IFDIR | bits
+        await ops.setattr(d, mode, fields("mode"), None, ctx(ALICE))
+        assert await refused(ops.lookup(d, b"f.md", ctx(ALICE))) == passing, oct(bits)
+        made = ops.create(d, b"g.md", stat.S_IFREG | 0o600, CREATE_FLAGS, ctx(ALICE))
+        assert await refused(made) == changing, oct(bits)
+        assert await refused(ops.unlink(d, b"f.md", ctx(ALICE))) == changing, oct(bits)
+    mode.st_mode = stat.S_IFDIR | 0o700
+    await ops.setattr(d, mode, fields("mode"), None, ctx(ALICE))
+    assert (await ops.lookup(d, b"f.md", ctx(ALICE))).st_ino
+    await ops.unlink(d, b"f.md", ctx(ALICE))
+    assert await errno_of(ops.lookup(d, b"f.md", ctx(ALICE))) == errno.ENOENT
+
+
 async def test_open_to_read_is_refused_by_the_owner_bits_and_keeps_no_fd(ops, data):
     # An open to read is made first and judged by the fstat of what it opened: when
     # refused, nothing of it is kept (no fd, no handle, no count against the caller).
