@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from ..policy import Scope
-from .schema import is_entry
+from .schema import ENTRY_SUFFIX
 from .writer import Op, Writer
 
 log = logging.getLogger("memfs.index")
@@ -58,12 +58,13 @@ class Committer:
         self._since.setdefault(scope, time.time())
         self._wake.set()
 
+    # touch and remove run on every close after a write and every rm: is_entry inline
     def touch(self, scope: Scope, path: bytes) -> None:
-        if is_entry(path):
+        if path.endswith(ENTRY_SUFFIX):
             self._queue(scope, path, "index")
 
     def remove(self, scope: Scope, path: bytes) -> None:
-        if is_entry(path):
+        if path.endswith(ENTRY_SUFFIX):
             self._queue(scope, path, "delete")
 
     def moved(self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool) -> None:

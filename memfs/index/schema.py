@@ -50,8 +50,11 @@ def stem_analyzer() -> tantivy.TextAnalyzer:
     )
 
 
+ENTRY_SUFFIX = b".md"  # what makes a file an entry; hot paths test it inline
+
+
 def is_entry(path: bytes) -> bool:
-    return path.endswith(b".md")
+    return path.endswith(ENTRY_SUFFIX)
 
 
 def path_text(path: bytes) -> str:
