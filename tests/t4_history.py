@@ -416,6 +416,14 @@ def test_a_rename_of_committed_content_moves_nothing_into_the_spool(make_mount):
 
     revs = git_out("log", "--reverse", "--format=%H", "--", "y.md").split()
     assert [git_out("show", f"{r}:y.md") for r in revs] == ["x1", "y1", "y2"]
+    # past FOLDER_MOVES moves of committed folders in one batch (each costs the committer a
+    # pass over the folder), later ones count as carrying: rm keeps a copy again
+    m.sh(ALICE, "mkdir q0; printf q1 > q0/x.md; ls .memfs/history >/dev/null")
+    m.sh(ALICE, "for i in $(seq 16); do mv q$((i - 1)) q$i; done")
+    assert spooled() == []
+    m.sh(ALICE, "mv q16 q17; rm q17/x.md")
+    assert spooled() != []
+    assert contents("q17/x.md") == ["q1"] and contents("q0/x.md") == ["q1"]
     # past CARRIES_SCAN pending paths a folder rename is not searched (a storm of them
     # would cost O(pending) each on the loop): it is assumed to carry, and rm keeps a copy
     m.sh(ALICE, "mkdir k; printf k1 > k/x.md; ls .memfs/history >/dev/null")

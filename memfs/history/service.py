@@ -61,6 +61,7 @@ WORKER_MAX_RSS = 128 << 20
 KEEP_HURRY = 8 << 20
 KEEP_MAX = 64 << 20
 CARRIES_SCAN = 2000  # pending paths a folder rename looks through (~0.1 ms) for what it carries
+FOLDER_MOVES = 16  # moves of committed folders one batch records as moves; later ones carry
 KEEP_ON_LOOP = 128 << 10  # a smaller file is copied on the loop (µs); a bigger one in a thread
 
 
@@ -92,6 +93,7 @@ class History:
         self._inflight: dict[Scope, tuple[dict[bytes, str], bool]] = {}
         # scopes with a pending folder move (any path may be in it): who moved it
         self._dir_moves: dict[Scope, str] = {}
+        self._folder_moves: dict[Scope, int] = {}  # moves of committed folders in the batch
         self._rescan: set[Scope] = set()
         self._kept: dict[Scope, list[Kept]] = {}
         self._kept_bytes: dict[Scope, int] = {}
@@ -143,6 +145,8 @@ class History:
             self._add(src, Event(user, src_path, dst_path, is_dir), carried)
             if not carried:  # the new name's history starts with the old one's version
                 self._queue_kept(src, Kept(user, dst_path, BLOB, "", 0, 0, time.time(), src_path))
+                if is_dir:
+                    self._folder_moves[src] = self._folder_moves.get(src, 0) + 1
         else:  # another repository: gone here, new there
             self._add(src, Event(user, src_path, None, is_dir))
             self._add(dst, Event(user, dst_path, None, is_dir))
@@ -153,12 +157,16 @@ class History:
         loses nothing, history holds the content under the old one, and it is unlinked as
         without history, not moved into the spool (measured: a rename costs ~2x an unlink
         on ext4). A folder carries it when anything below it is pending; past
-        CARRIES_SCAN pending paths it is assumed to (as before: every path then counts as
-        pending until the batch), so a storm of folder renames costs O(1) each."""
+        CARRIES_SCAN pending paths, or FOLDER_MOVES moves of folders in one batch (each
+        costs the committer a pass over what history holds below it), it is assumed to
+        (as before: every path then counts as pending until the batch), so a storm of
+        folder renames costs O(1) each on the loop and in the committer."""
         if self.is_pending(scope, path):
             return True
         if not is_dir:
             return False
+        if self._folder_moves.get(scope, 0) >= FOLDER_MOVES:
+            return True
         paths, flying = self._paths.get(scope, {}), self._inflight.get(scope, ({}, False))[0]
         if len(paths) + len(flying) > CARRIES_SCAN:
             return True
@@ -408,6 +416,7 @@ class History:
         self._close_segment(scope)  # later versions go to a new one
         paths = self._paths.pop(scope, {})
         moved_by = self._dir_moves.pop(scope, None)
+        self._folder_moves.pop(scope, None)
         rescan = scope in self._rescan
         self._rescan.discard(scope)
         if not events and not rescan and not kept:
