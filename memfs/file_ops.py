@@ -59,8 +59,7 @@ class FileOps(FsBase):
             if self.control.owns(inode):
                 return await self._open_control(inode, flags, p, ctx.uid)
             raise FUSEError(errno.ESTALE)
-        # policy.open_wants, without its frame: O_TRUNC changes the file even read-only
-        writing = flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        reading, writing = policy.open_wants(flags)
         if node.scope is not p.private or node.view:  # as _allowed, without its frame
             self._check_access(node, p, Access.WRITE if writing else Access.READ)
         # The kernel opens by the node its cached name gave; a sync (or an admin) may have
@@ -72,7 +71,7 @@ class FileOps(FsBase):
         try:
             if not writing:  # most opens: no await, no coroutine of their own
                 return self._open_to_read(node, flags, ctx.uid)
-            return await self._open_to_write(node, flags, ctx.uid, policy.open_wants(flags)[0])
+            return await self._open_to_write(node, flags, ctx.uid, reading)
         except FileNotFoundError:
             raise FUSEError(errno.ESTALE) from None
 

@@ -41,7 +41,6 @@ from .config import Limits
 from .control import Control, FleetView
 from .dir_ops import DirOps
 from .file_ops import FileOps
-from .fs_base import FOLDER_X, FOLDER_X_MASK
 from .guard import MISSING, guarded
 from .handles import DirHandle, FileHandle, OpenFiles
 from .history import History
@@ -282,7 +281,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         # The folder's bits and the name, read in one walk (Store.lstat_in).
         path = path + b"/" + name if path else name  # store.child_path, inline
         folder, st = self.store.lstat_in(scope, path)
-        if folder.st_mode & FOLDER_X_MASK != FOLDER_X:  # not a folder its owner may pass
+        if folder.st_mode & policy.PASSABLE_FOLDER_MASK != policy.PASSABLE_FOLDER:
             self._dir_allows(folder, Access.READ)
         if st is None:
             return MISSING  # ENOENT, without raising it through the guard

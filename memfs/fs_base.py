@@ -35,13 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("memfs.fs")  # the handlers' logger: these lines are theirs
 
 Invalidation = tuple[str, int, bool | bytes]
-# A folder whose owner may pass and change it (u+wx): one mask test in _target, every create
-# and rm; anything else goes through _dir_allows for its errno.
-_FOLDER_WX_MASK = stat.S_IFMT(0o177777) | stat.S_IWUSR | stat.S_IXUSR
-_FOLDER_WX = stat.S_IFDIR | stat.S_IWUSR | stat.S_IXUSR
-# ... and one its owner may pass (u+x): the same test in every lookup below the root.
-FOLDER_X_MASK = stat.S_IFMT(0o177777) | stat.S_IXUSR
-FOLDER_X = stat.S_IFDIR | stat.S_IXUSR
 
 
 class FsBase:
@@ -256,7 +249,7 @@ class FsBase:
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
         st = self.store.folder_lstat(node.scope, node.path)
-        if st.st_mode & _FOLDER_WX_MASK != _FOLDER_WX:  # not a folder its owner may change
+        if st.st_mode & policy.CHANGEABLE_FOLDER_MASK != policy.CHANGEABLE_FOLDER:
             self._dir_allows(st, Access.WRITE)
         path = node.path
         return node.scope, path + b"/" + name if path else name  # store.child_path, inline

@@ -158,6 +158,7 @@ def denied_errno(have: Access) -> int:
     return errno.EACCES if have == Access.NONE else errno.EROFS
 
 
+@functools.lru_cache(maxsize=4096)  # every open asks; few distinct flags: a hit is C
 def open_wants(flags: int) -> tuple[bool, bool]:
     """(reads, writes) of an open: O_TRUNC changes the file even when opened read-only."""
     acc = flags & os.O_ACCMODE
@@ -227,6 +228,15 @@ def shown_mode(kind: Kind, backing_mode: int, team_has_group: bool = True) -> in
 def stored_mode(mode: int) -> int:
     """Keep the owner bits a caller asked for (u+x survives); group/other come from the scope."""
     return mode & 0o700
+
+
+# owner_bits_allow's yes for a folder, as one mask test of its st_mode (every lookup below
+# the root, every create and rm): a folder its owner may pass (u+x), and pass and change
+# (u+wx). Anything else goes through the full check (fs_base._dir_allows) for its errno.
+PASSABLE_FOLDER_MASK = stat.S_IFMT(0o177777) | stat.S_IXUSR
+PASSABLE_FOLDER = stat.S_IFDIR | stat.S_IXUSR
+CHANGEABLE_FOLDER_MASK = PASSABLE_FOLDER_MASK | stat.S_IWUSR
+CHANGEABLE_FOLDER = PASSABLE_FOLDER | stat.S_IWUSR
 
 
 def owner_bits_allow(mode: int, want_read: bool, want_write: bool, want_exec: bool = False) -> bool:

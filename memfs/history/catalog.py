@@ -332,9 +332,11 @@ class Catalog:
         row = self.db.execute("SELECT blob, mode FROM current WHERE path=?", (path,)).fetchone()
         return (row[0], row[1]) if row else None
 
-    def current_under(self, folder: bytes) -> list[bytes]:
+    def current_under(self, folder: bytes) -> dict[bytes, tuple[bytes, int]]:
+        """What the branch holds below a folder: path -> (blob, mode), as current_of."""
         lo, hi = folder + b"/", folder + b"0"  # '0' follows '/': every path below the folder
-        return [r[0] for r in self.db.execute("SELECT path FROM current WHERE path>=? AND path<?", (lo, hi))]
+        rows = self.db.execute("SELECT path, blob, mode FROM current WHERE path>=? AND path<?", (lo, hi))
+        return {path: (blob, mode) for path, blob, mode in rows}
 
     def set_current(self, entries: dict[bytes, tuple[int, bytes] | None]) -> None:
         """What the branch holds for these paths, (mode, raw oid) or None, after a sync."""

@@ -427,17 +427,12 @@ def _moved(cat: Catalog, head: dict, src: bytes, dst: bytes) -> list[tuple[bytes
     if src not in head:
         head[src] = cat.current_of(src)
     if head[src] is not None:
-        below = [src]
-    else:
+        held = {src: head[src]}
+    else:  # the branch's files below it, as this stream left them
         under = src + b"/"
-        known = {p for p in head if p.startswith(under)}  # this stream's changes below it
-        below = sorted({p for p in cat.current_under(src) if p not in head} | known)
-    pairs = []
-    for p in below:
-        was = head[p] if p in head else cat.current_of(p)
-        if was is not None:
-            pairs.append((p, dst + p[len(src) :], was))
-    return pairs
+        held = cat.current_under(src)
+        held.update((p, was) for p, was in head.items() if p.startswith(under))
+    return [(p, dst + p[len(src) :], was) for p, was in sorted(held.items()) if was is not None]
 
 
 def _kept_change(cat: Catalog, fi: FastImport, head: dict, purged: set, k: Kept) -> tuple[dict, dict] | None:
@@ -448,9 +443,11 @@ def _kept_change(cat: Catalog, fi: FastImport, head: dict, purged: set, k: Kept)
         pairs = _moved(cat, head, k.moved_from, k.path)
         if not pairs:
             return None
-        changes: dict[bytes, Change] = {a: None for a, _, _ in pairs}
-        changes.update({b: (was[1], was[0]) for _, b, was in pairs})
-        return changes, {p: (c[1], c[0]) if c is not None else None for p, c in changes.items()}
+        changes: dict[bytes, Change] = dict.fromkeys((a for a, _, _ in pairs), None)
+        now: dict[bytes, tuple[bytes, int] | None] = dict.fromkeys(changes, None)
+        for _, b, (blob, mode) in pairs:
+            changes[b], now[b] = (mode, blob), (blob, mode)
+        return changes, now
     try:
         data = b""  # an empty file is kept without a spool file
         if k.spool:
