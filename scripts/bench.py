@@ -285,6 +285,14 @@ def run_worker(uid: int, n: int, d: Path, opt: dict) -> dict[str, float]:
     return json.loads(out.stdout)
 
 
+def mount_bindfs(src: Path, mnt: Path, uid: int) -> None:
+    """bindfs as admins use it today: a root-owned directory re-owned to the user."""
+    sh(
+        "bindfs", "-o", "allow_other", f"--force-user={uid}", f"--force-group={uid}",
+        "--create-for-user=0", "--create-for-group=0", str(src), str(mnt),
+    )  # fmt: skip
+
+
 def mount_bare(src: Path, mnt: Path, stderr, debug: bool = False) -> subprocess.Popen:
     """scripts/passthrough.py over src, as root, in the foreground; returns once mounted."""
     cmd = [sys.executable, str(REPO / "scripts" / "passthrough.py"), str(src), str(mnt)]
@@ -568,19 +576,8 @@ def main() -> int:
                 mount_v = ["mount", str(variant_mnt[v]), "--data", str(v_data), "--config", str(v_cfg)]
                 cleanup.callback(memfs_umount, variant_mnt[v])
                 sh(*memfs, *mount_v, env=env, cwd=base)
-            # bindfs as admins use it today: a root-owned directory re-owned to the user.
             cleanup.callback(subprocess.run, ["fusermount3", "-uz", str(bind_mnt)], capture_output=True)
-            sh(
-                "bindfs",
-                "-o",
-                "allow_other",
-                f"--force-user={uid}",
-                f"--force-group={uid}",
-                "--create-for-user=0",
-                "--create-for-group=0",
-                str(bind_src),
-                str(bind_mnt),
-            )
+            mount_bindfs(bind_src, bind_mnt, uid)
             bare_err = cleanup.enter_context(open(base / "bare.err", "wb"))
             bare = mount_bare(bare_src, bare_mnt, bare_err)
             cleanup.callback(umount_bare, bare_mnt, bare)

@@ -9,10 +9,13 @@ Bare. Each case runs on 100 files in a folder, best of 3 alternated runs, micros
 file: getattr; lookup of an existing and of a missing name; open + release (read only);
 open, a 4 KiB read and release; and unlink of a closed 1 KB file the kernel has forgotten
 (with history on, its content not yet committed moves into history's spool), and of an
-empty one (history records it, nothing moves). With --calls it counts instead the Python
-and C function calls the handlers make per file (sys.setprofile): through a mount each
-Python call costs ~0.7-1 us (scripts/bench's probes), so this shows where a request's
-time above the floor goes, without the noise of timing.
+empty one (history records it, nothing moves); create + release of an empty file, and create
++ a 1 KB write + release (each timed alone, the files removed after, untimed). With --ram-disk
+the data sits on an ext4 image in /dev/shm (scripts/bench_paired.py's ram_disk). With --calls
+it counts instead the Python and C function calls the handlers make per file
+(sys.setprofile): through a mount each Python call costs ~0.7-1 us (scripts/bench's
+probes), so this shows where a request's time above the floor goes, without the noise of
+timing.
 """
 
 from __future__ import annotations
@@ -110,6 +113,22 @@ def cases(o, d: int, inos: list[int]) -> dict:
 
         return run
 
+    def create(size: int):
+        async def run():
+            made[0] += 1
+            names = [b"c%d_%03d" % (made[0], i) for i in range(N)]
+            t0 = time.perf_counter()
+            for name in names:
+                info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
+                if size:
+                    await o.write(info.fh, 0, b"y" * size)
+                await o.release(info.fh)
+            spent[0] += time.perf_counter() - t0
+            for name in names:  # untimed: the folder stays the same size from run to run
+                await o.unlink(d, name, ctx())
+
+        return run
+
     return {
         "getattr": getattr_,
         "lookup": lookup,
@@ -118,6 +137,8 @@ def cases(o, d: int, inos: list[int]) -> dict:
         "open+read+release": open_read_release,
         "unlink": unlink(1000),
         "unlink-empty": unlink(0),
+        "create+release": create(0),
+        "create+write+release": create(1000),
     }, spent
 
 
@@ -130,6 +151,8 @@ HANDLERS = {
     "open+read+release": ("open", "read", "release"),
     "unlink": ("unlink",),
     "unlink-empty": ("unlink",),
+    "create+release": ("create", "release"),
+    "create+write+release": ("create", "write", "release"),
 }
 
 
@@ -166,8 +189,8 @@ async def count_calls(o, run, handlers: tuple[str, ...]) -> tuple[float, float]:
     return calls[0] / N, calls[1] / N
 
 
-async def main(reps: int, history: bool, calls: bool = False) -> None:
-    base = Path(tempfile.mkdtemp(prefix="memfs-bench-handlers-", dir="/var/tmp"))
+async def main(reps: int, history: bool, calls: bool = False, where: Path = Path("/var/tmp")) -> None:
+    base = Path(tempfile.mkdtemp(prefix="memfs-bench-handlers-", dir=where))
     data = base / "data"
     Store.init_layout(data)
     conf: dict = {"users": {"alice": {"uid": UID}}}
@@ -218,5 +241,14 @@ if __name__ == "__main__":
     ap.add_argument("--reps", type=int, default=30, help="passes over the 100 files per timed run")
     ap.add_argument("--no-history", action="store_true")
     ap.add_argument("--calls", action="store_true", help="count the calls each handler makes instead")
+    ap.add_argument("--ram-disk", action="store_true", help="on an ext4 image in /dev/shm (bench_paired.py)")
     args = ap.parse_args()
-    trio.run(main, args.reps, not args.no_history, args.calls)
+    with contextlib.ExitStack() as stack:
+        where = Path("/var/tmp")
+        if args.ram_disk:
+            import bench_paired  # noqa: PLC0415 (only here: it needs root and a loop device)
+
+            holder = Path(tempfile.mkdtemp(prefix="memfs-bench-handlers-disk-", dir=where))
+            stack.callback(shutil.rmtree, holder, ignore_errors=True)
+            where = bench_paired.ram_disk(holder, stack)
+        trio.run(main, args.reps, not args.no_history, args.calls, where)

@@ -125,12 +125,14 @@ def quiet(pids: list[int], limit: float = 20.0) -> None:
         last = now
 
 
-def mount_memfs(checkout: Path, mnt: Path, base: Path, label: str, cleanup: contextlib.ExitStack) -> int:
-    """memfs from `checkout` on `mnt` with the default config; returns the daemon's pid."""
+def mount_memfs(
+    checkout: Path, mnt: Path, base: Path, label: str, cleanup: contextlib.ExitStack, config: str = ""
+) -> int:
+    """memfs from `checkout` on `mnt` with the default config (or `config`); returns the daemon's pid."""
     run_dir = base / f"run-{label}"
     env = dict(os.environ, PYTHONPATH=str(checkout), MEMFS_RUN_DIR=str(run_dir))
     cfg = base / f"config-{label}.yaml"
-    cfg.write_text("")
+    cfg.write_text(config)
     memfs = [sys.executable, "-m", "memfs"]
     cleanup.callback(subprocess.run, ["fusermount3", "-uz", str(mnt)], capture_output=True)
     cleanup.callback(subprocess.run, [*memfs, "umount", str(mnt)], capture_output=True, env=env, cwd=base)
