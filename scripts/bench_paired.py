@@ -154,6 +154,14 @@ def unlink_1k(lab, part):  # a 1 KB file written just before (untimed): not comm
         os.write(fd, b"y" * 1000); os.close(fd)
     c0 = cpu(lab); t0 = time.perf_counter(); unlink_fresh(lab, part)
     return time.perf_counter() - t0, cpu(lab) - c0
+def unlink_old(lab, part):  # ... and one history has committed: reading .memfs/history commits
+    for i in part:
+        fd = os.open(fresh[i], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd[lab])
+        os.write(fd, b"y" * 1000); os.close(fd)
+    try: os.listdir(os.path.join(os.path.dirname(targets[lab]), ".memfs", "history"))
+    except OSError: pass  # the others have no history
+    c0 = cpu(lab); t0 = time.perf_counter(); unlink_fresh(lab, part)
+    return time.perf_counter() - t0, cpu(lab) - c0
 paired("p_getattr", getattr_, pchunks, size)
 paired("p_lookup", lookup, pchunks, size)
 paired("p_lookup_neg", lookup_neg, pchunks, size)
@@ -161,15 +169,16 @@ paired("p_openclose", openclose, pchunks, size)
 paired("p_read", read1, pchunks, size)
 paired("p_create", create_empty, pchunks, size)
 paired("p_unlink", unlink_fresh, pchunks, size)
-# unlink1k times only the unlinks: its chunks' creates are set-up
-phase("p_unlink1k")
-got = out.setdefault("p_unlink1k", {lab: [] for lab in labels})
-used = out.setdefault("p_unlink1k:cpu", {lab: [] for lab in labels})
-for c, part in enumerate(pchunks):
-    k = c % len(labels)
-    for lab in labels[k:] + labels[:k]:
-        wall, spent = unlink_1k(lab, part)
-        got[lab].append(wall * 1e6 / len(part)); used[lab].append(spent / 1e3 / len(part))
+# these time only the unlinks: their chunks' creates (and commits) are set-up
+for name, fn in (("p_unlink1k", unlink_1k), ("p_unlink_old", unlink_old)):
+    phase(name)
+    got = out.setdefault(name, {lab: [] for lab in labels})
+    used = out.setdefault(name + ":cpu", {lab: [] for lab in labels})
+    for c, part in enumerate(pchunks):
+        k = c % len(labels)
+        for lab in labels[k:] + labels[:k]:
+            wall, spent = fn(lab, part)
+            got[lab].append(wall * 1e6 / len(part)); used[lab].append(spent / 1e3 / len(part))
 print("result", json.dumps(out), flush=True)
 """
 
@@ -185,6 +194,7 @@ PROBES = [
     ("create+close", "p_create", "O_CREAT|O_EXCL + close: LOOKUP, CREATE, RELEASE"),
     ("unlink", "p_unlink", "unlink of an empty file just made: UNLINK"),
     ("unlink1k", "p_unlink1k", "unlink of a 1 KB file just written: UNLINK"),
+    ("unlink-old", "p_unlink_old", "unlink of a 1 KB file history has committed: UNLINK"),
 ]
 
 
@@ -254,20 +264,20 @@ def report(res: dict[str, dict[str, list[float]]], args) -> None:
     print(f"\nmemfs ({conf}) against bindfs, bare pyfuse3 and native, on {disk}; {cells};")
     print("per op: median us per file over the chunk cycles; memfs/X: median over the cycles of memfs's")
     print("chunk over X's chunk in the same cycle [interquartile range]; above bare: memfs - bare,")
-    print("us per file\n")
+    print("us per file; bare/bindfs: the floor's own ratio, what no pyfuse3 filesystem gets under\n")
     labels = [k for k in (*LABELS, "off") if k in res["create"]]
     if "off" in labels:
         print(f"off: memfs with {OFF!r} (its background work off); memfs/off in the last column")
     if args.burst:
         print(f"{', '.join(BURST)}: right after the creates, not waiting for quiet cores")
     head = f"{'op':<8}" + "".join(f" {k:>8}" for k in labels)
-    head += f" {'memfs/bindfs':>22} {'memfs/bare':>20} {'above bare':>22}"
+    head += f" {'memfs/bindfs':>22} {'bare/bindfs':>11} {'memfs/bare':>20} {'above bare':>22}"
     print(head + (f" {'memfs/off':>20}" if "off" in labels else "") + "  target")
     for op in WORKLOAD:
         r = res[op]
         line = f"{op:<8}" + "".join(f" {statistics.median(r[k]):8.1f}" for k in labels)
         m, lo, hi = cycle_stat(r["memfs"], r["bindfs"], ratio)
-        line += f" {m:6.2f} [{lo:5.2f}..{hi:5.2f}]"
+        line += f" {m:6.2f} [{lo:5.2f}..{hi:5.2f}] {cycle_stat(r['bare'], r['bindfs'], ratio)[0]:11.2f}"
         m2, lo2, hi2 = cycle_stat(r["memfs"], r["bare"], ratio)
         line += f" {m2:5.2f} [{lo2:5.2f}..{hi2:5.2f}]"
         m3, lo3, hi3 = cycle_stat(r["memfs"], r["bare"], minus)
