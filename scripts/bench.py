@@ -52,6 +52,19 @@ from quiet import wait_quiet  # scripts/ is on sys.path: this script's own folde
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The workload's n entries (1-2 KB of frontmatter and words, the same every run) and their
+# names: part of the callers here and in scripts/bench_paired.py (needs n and random).
+ENTRIES = r"""
+rnd = random.Random(1)
+WORDS = ["alpha", "beta", "gamma", "delta", "memory", "note"]
+def body(i):
+    words = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(150, 300)))
+    head = "---\nname: e%d\ndescription: entry %d\ntype: project\n---\n" % (i, i)
+    return (head + words).encode()[: rnd.randint(1024, 2048)]
+bodies = [body(i) for i in range(n)]
+names = ["e%05d.md" % i for i in range(n)]
+"""
+
 # Runs as the benchmark uid, with the system python, in the target directory.
 WORKER = r"""
 import ctypes, json, os, random, subprocess, sys, time
@@ -63,14 +76,10 @@ def mark(key, units):
         print("phase", key, units, ",".join(map(str, kids)) or "-", flush=True); sys.stdin.readline()
     kids.clear()
 os.chdir(d)
-rnd = random.Random(1)
-WORDS = ["alpha", "beta", "gamma", "delta", "memory", "note"]
-def body(i):
-    words = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(150, 300)))
-    head = "---\nname: e%d\ndescription: entry %d\ntype: project\n---\n" % (i, i)
-    return (head + words).encode()[: rnd.randint(1024, 2048)]
-bodies = [body(i) for i in range(n)]
-names = ["e%05d.md" % i for i in range(n)]
+"""
+WORKER += (
+    ENTRIES
+    + r"""
 t = {}
 def timed(key, fn, units=n):  # us per unit = ms per 1000 units; a probe repeated keeps its best
     t0 = time.perf_counter(); fn(); us = (time.perf_counter() - t0) * 1000 * 1000 / units
@@ -196,6 +205,7 @@ def saveloop():
 timed("saveloop", saveloop, SAVE_ITERS)
 print(json.dumps(t))
 """
+)
 
 OPS = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "rename", "unlink"]
 OPS += ["rewrite", "saveloop"]  # history's cost: whole-file rewrites, an agent's save loop
