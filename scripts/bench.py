@@ -303,6 +303,22 @@ def mount_bindfs(src: Path, mnt: Path, uid: int) -> None:
     )  # fmt: skip
 
 
+def ram_disk(base: Path, cleanup: ExitStack) -> Path:
+    """A 4 GiB ext4 image in /dev/shm, loop-mounted on base/disk: files' metadata in RAM.
+    On this machine's root ext4 a create of a 1 KB file took 520-660 us against 20-25 us on
+    such an image (the host reclaims the guest's page cache, so inode tables are read back from
+    disk): every target pays it, and its spread hides what the filesystems themselves add."""
+    img, disk = Path("/dev/shm") / f"{base.name}.img", base / "disk"
+    disk.mkdir()
+    cleanup.callback(img.unlink, missing_ok=True)
+    sh("truncate", "-s", "4G", str(img))
+    sh("mkfs.ext4", "-q", "-F", str(img))
+    cleanup.callback(subprocess.run, ["umount", "-l", str(disk)], capture_output=True)
+    sh("mount", "-o", "loop", str(img), str(disk))
+    os.chmod(disk, 0o755)
+    return disk
+
+
 def mount_bare(src: Path, mnt: Path, stderr, debug: bool = False) -> subprocess.Popen:
     """scripts/passthrough.py over src, as root, in the foreground; returns once mounted."""
     cmd = [sys.executable, str(REPO / "scripts" / "passthrough.py"), str(src), str(mnt)]

@@ -11,7 +11,7 @@ open, a 4 KiB read and release; and unlink of a closed 1 KB file the kernel has 
 (with history on, its content not yet committed moves into history's spool), and of an
 empty one (history records it, nothing moves); create + release of an empty file, and create
 + a 1 KB write + release (each timed alone, the files removed after, untimed). With --ram-disk
-the data sits on an ext4 image in /dev/shm (scripts/bench_paired.py's ram_disk). With --calls
+the data sits on an ext4 image in /dev/shm (scripts/bench.py's ram_disk). With --calls
 it counts instead the Python and C function calls the handlers make per file
 (sys.setprofile): through a mount each Python call costs ~0.7-1 us (scripts/bench's
 probes), so this shows where a request's time above the floor goes, without the noise of
@@ -37,6 +37,7 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
+import bench  # noqa: E402
 import passthrough  # noqa: E402
 
 from memfs import config as config_mod  # noqa: E402
@@ -241,14 +242,12 @@ if __name__ == "__main__":
     ap.add_argument("--reps", type=int, default=30, help="passes over the 100 files per timed run")
     ap.add_argument("--no-history", action="store_true")
     ap.add_argument("--calls", action="store_true", help="count the calls each handler makes instead")
-    ap.add_argument("--ram-disk", action="store_true", help="on an ext4 image in /dev/shm (bench_paired.py)")
+    ap.add_argument("--ram-disk", action="store_true", help="on an ext4 image in /dev/shm (bench.ram_disk)")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
         where = Path("/var/tmp")
         if args.ram_disk:
-            import bench_paired  # noqa: PLC0415 (only here: it needs root and a loop device)
-
             holder = Path(tempfile.mkdtemp(prefix="memfs-bench-handlers-disk-", dir=where))
             stack.callback(shutil.rmtree, holder, ignore_errors=True)
-            where = bench_paired.ram_disk(holder, stack)
+            where = bench.ram_disk(holder, stack)
         trio.run(main, args.reps, not args.no_history, args.calls, where)

@@ -16,7 +16,7 @@ the index, the embedder, is not charged to the next phase's first chunks); withi
 memfs's background work runs and competes with every target's chunks alike. memfs runs with
 its defaults (history on, the embedder on). grep -r and ls -l run whole, once per target per
 cycle (after one untimed warm pass each). --ram-disk puts every target's files on an ext4
-image in /dev/shm (see ram_disk); --off adds memfs with history off and no embedder, and
+image in /dev/shm (bench.ram_disk); --off adds memfs with history off and no embedder, and
 --burst runs the first stat and read right after the creates, not waiting for quiet cores:
 with both, memfs/off there is what history's and the embedder's work after a burst costs the
 callers. Usage (as root): scripts/bench --paired [--rounds N] [--files N] [--chunk N]
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import operator
 import os
 import shutil
 import statistics
@@ -145,18 +146,13 @@ def create_empty(lab, part):  # LOOKUP (missing), CREATE, RELEASE
     for i in part: os.close(os.open(fresh[i], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd[lab]))
 def unlink_fresh(lab, part):  # one UNLINK (history keeps what it had not committed)
     for i in part: os.unlink(fresh[i], dir_fd=pfd[lab])
-def unlink_1k(lab, part):  # a 1 KB file written just before (untimed): not committed yet
+def unlink_1k(lab, part, committed=False):  # 1 KB files written just before (untimed) ...
     for i in part:
         fd = os.open(fresh[i], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd[lab])
         os.write(fd, b"y" * 1000); os.close(fd)
-    c0 = cpu(lab); t0 = time.perf_counter(); unlink_fresh(lab, part)
-    return time.perf_counter() - t0, cpu(lab) - c0
-def unlink_old(lab, part):  # ... and one history has committed: reading .memfs/history commits
-    for i in part:
-        fd = os.open(fresh[i], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd[lab])
-        os.write(fd, b"y" * 1000); os.close(fd)
-    try: os.listdir(os.path.join(os.path.dirname(targets[lab]), ".memfs", "history"))
-    except OSError: pass  # the others have no history
+    if committed:  # ... that history has committed: reading .memfs/history commits them
+        try: os.listdir(os.path.join(os.path.dirname(targets[lab]), ".memfs", "history"))
+        except OSError: pass  # the others have no history
     c0 = cpu(lab); t0 = time.perf_counter(); unlink_fresh(lab, part)
     return time.perf_counter() - t0, cpu(lab) - c0
 paired("p_getattr", getattr_, pchunks, size)
@@ -167,13 +163,13 @@ paired("p_read", read1, pchunks, size)
 paired("p_create", create_empty, pchunks, size)
 paired("p_unlink", unlink_fresh, pchunks, size)
 paired("p_unlink1k", unlink_1k, pchunks, size)  # these two time only their unlinks
-paired("p_unlink_old", unlink_old, pchunks, size)
+paired("p_unlink_old", lambda lab, part: unlink_1k(lab, part, committed=True), pchunks, size)
 print("result", json.dumps(out), flush=True)
 """
 )
 
 WORKLOAD = ["create", "stat1", "stat2", "read1", "read2", "grep_r", "ls_l", "rename", "unlink"]
-# The issue's targets against bindfs, same run: op -> (most memfs/bindfs may be, how)
+# Issue 22's targets against bindfs, same run: op -> the most memfs/bindfs may be
 TARGETS = {"create": 1.2, "read2": 1.2, "ls_l": 1.0, "unlink": 2.5, "grep_r": 1.0}
 PROBES = [
     ("getattr", "p_getattr", "statx(AT_STATX_FORCE_SYNC): GETATTR"),
@@ -186,22 +182,6 @@ PROBES = [
     ("unlink1k", "p_unlink1k", "unlink of a 1 KB file just written: UNLINK"),
     ("unlink-old", "p_unlink_old", "unlink of a 1 KB file history has committed: UNLINK"),
 ]
-
-
-def ram_disk(base: Path, cleanup: contextlib.ExitStack) -> Path:
-    """A 4 GiB ext4 image in /dev/shm, loop-mounted on base/disk: files' metadata in RAM.
-    On this machine's root ext4 a create of a 1 KB file took 520-660 us against 20-25 us on
-    such an image (the host reclaims the guest's page cache, so inode tables are read back from
-    disk): every target pays it, and its spread hides what the filesystems themselves add."""
-    img, disk = Path("/dev/shm") / f"{base.name}.img", base / "disk"
-    disk.mkdir()
-    cleanup.callback(img.unlink, missing_ok=True)
-    bench.sh("truncate", "-s", "4G", str(img))
-    bench.sh("mkfs.ext4", "-q", "-F", str(img))
-    cleanup.callback(subprocess.run, ["umount", "-l", str(disk)], capture_output=True)
-    bench.sh("mount", "-o", "loop", str(img), str(disk))
-    os.chmod(disk, 0o755)
-    return disk
 
 
 def drive(
@@ -242,12 +222,7 @@ def cycle_stat(a: list[float], b: list[float], how) -> tuple[float, float, float
 
 
 def report(res: dict[str, dict[str, list[float]]], args) -> None:
-    def ratio(x: float, y: float) -> float:
-        return x / y
-
-    def minus(x: float, y: float) -> float:
-        return x - y
-
+    ratio, minus = operator.truediv, operator.sub
     cells = f"{args.rounds} round(s) of {args.files} files in chunks of {args.chunk}"
     conf = f"config {args.config!r}" if args.config else "defaults: history on, embedder on"
     disk = "an ext4 image in /dev/shm" if args.ram_disk else "this machine's disk"
@@ -319,7 +294,7 @@ def main() -> int:
     res: dict[str, dict[str, list[float]]] = {}
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, base, ignore_errors=True)
-        disk = ram_disk(base, cleanup) if args.ram_disk else base
+        disk = bench.ram_disk(base, cleanup) if args.ram_disk else base
         labels = (*LABELS, "off") if args.off else LABELS
         mnts = {label: base / label for label in labels}
         mnts["native"] = disk / "native"
