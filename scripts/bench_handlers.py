@@ -95,18 +95,28 @@ def cases(o, d: int, inos: list[int]) -> dict:
             await o.read(info.fh, 0, 4096)
             await o.release(info.fh)
 
+    async def make(names: list[bytes], size: int) -> list[int]:
+        """Create, write `size` bytes (if any) and release each name; their inode numbers."""
+        inos = []
+        for name in names:
+            info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
+            if size:
+                await o.write(info.fh, 0, b"y" * size)
+            await o.release(info.fh)
+            inos.append(at.st_ino)
+        return inos
+
+    async def forget(inos: list[int]) -> None:
+        """What the kernel sends once it drops the files' inodes (through a mount)."""
+        forgot = o.forget([(ino, 1) for ino in inos])
+        if forgot is not None:
+            await forgot
+
     def unlink(size: int):
         async def run():
             made[0] += 1
             names = [b"u%d_%03d" % (made[0], i) for i in range(N)]
-            for name in names:
-                info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
-                if size:
-                    await o.write(info.fh, 0, b"y" * size)
-                await o.release(info.fh)
-                forgot = o.forget([(at.st_ino, 1)])
-                if forgot is not None:
-                    await forgot
+            await forget(await make(names, size))
             t0 = time.perf_counter()
             for name in names:
                 await o.unlink(d, name, ctx())
@@ -118,23 +128,15 @@ def cases(o, d: int, inos: list[int]) -> dict:
         async def run():
             made[0] += 1
             names = [b"c%d_%03d" % (made[0], i) for i in range(N)]
-            inos = []
             t0 = time.perf_counter()
-            for name in names:
-                info, at = await o.create(d, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT, ctx())
-                if size:
-                    await o.write(info.fh, 0, b"y" * size)
-                await o.release(info.fh)
-                inos.append(at.st_ino)
+            inos = await make(names, size)
             spent[0] += time.perf_counter() - t0
             for name in names:  # untimed: the folder stays the same size from run to run
                 await o.unlink(d, name, ctx())
             # ... and the kernel forgets the removed files, as through a mount: the next run's
             # creates reuse their backing inode numbers, which a node still held would make
             # memfs number on its own (own_numbers.py), as no real create loop does.
-            forgot = o.forget([(ino, 1) for ino in inos])
-            if forgot is not None:
-                await forgot
+            await forget(inos)
 
         return run
 
