@@ -88,7 +88,7 @@ def build(cfg: config_mod.Config, ids: Identities, data: Path, mountpoint: Path,
         index = _open_index(data, store, cfg, embedder, worker)
         stack.callback(index.close)
     history = view = sync = None
-    files = OpenFiles(ids.name_of)
+    files = OpenFiles()
     synced = remotes(cfg)
     pushes = Pushes(synced) if synced and cfg.history.enabled else None
     if cfg.history.enabled:

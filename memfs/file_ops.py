@@ -36,13 +36,16 @@ class FileOps(FsBase):
     """The state and helpers it uses: fs_base.FsBase (set up by fs.Operations)."""
 
     # -- files ----------------------------------------------------------------
-    def _open_handle(self, node: Node, fd: int, flags: int, uid: int, st: os.stat_result) -> FileInfo:
-        """Keep the handle; `st` is the fstat of `fd`, taken once by the caller."""
+    def _open_handle(
+        self, node: Node, fd: int, flags: int, uid: int, user: str, st: os.stat_result
+    ) -> FileInfo:
+        """Keep the handle; `user` is the caller's memory user, `st` the fstat of `fd`, taken
+        once by the caller."""
         acc = flags & os.O_ACCMODE
         writable = acc != os.O_RDONLY
         # An O_TRUNC open changed the file even if nothing is written after it.
         dirty = bool(flags & os.O_TRUNC)
-        handle = FileHandle(node, fd, uid, writable, bool(flags & os.O_APPEND), dirty=dirty)
+        handle = FileHandle(node, fd, uid, user, writable, bool(flags & os.O_APPEND), dirty=dirty)
         self._files[fd] = handle
         node.open_fds.add(fd)  # InodeTable.opened, without its frame: every open
         sig = (st.st_mtime_ns, st.st_size)
@@ -69,9 +72,10 @@ class FileOps(FsBase):
         if node.unlinked:
             raise FUSEError(errno.ESTALE)
         try:
+            assert p.user is not None  # _principal let p through
             if not writing:  # most opens: no await, no coroutine of their own
-                return self._open_to_read(node, flags, ctx.uid)
-            return await self._open_to_write(node, flags, ctx.uid, reading)
+                return self._open_to_read(node, flags, ctx.uid, p.user)
+            return await self._open_to_write(node, flags, ctx.uid, p.user, reading)
         except FileNotFoundError:
             raise FUSEError(errno.ESTALE) from None
 
@@ -85,7 +89,7 @@ class FileOps(FsBase):
         self._control_uids[info.fh] = uid
         return info
 
-    async def _open_to_write(self, node: Node, flags: int, uid: int, reading: bool) -> FileInfo:
+    async def _open_to_write(self, node: Node, flags: int, uid: int, user: str, reading: bool) -> FileInfo:
         st = self._openable(node, reading, True)
         await self.quotas.usage(node.scope)  # counted now, so write() can check it on the loop
         await self._preserve(node.scope, node.path)
@@ -100,7 +104,7 @@ class FileOps(FsBase):
             raise
         if flags & os.O_TRUNC:
             self.quotas.add(node.scope, -st.st_size)
-        return self._open_handle(node, fd, flags, uid, os.fstat(fd))
+        return self._open_handle(node, fd, flags, uid, user, os.fstat(fd))
 
     def _openable(
         self, node: Node, reading: bool, writing: bool, st: os.stat_result | None = None
@@ -114,7 +118,7 @@ class FileOps(FsBase):
             raise FUSEError(errno.EACCES)
         return st
 
-    def _open_to_read(self, node: Node, flags: int, uid: int) -> FileInfo:
+    def _open_to_read(self, node: Node, flags: int, uid: int, user: str) -> FileInfo:
         """An open that changes nothing (no write, no O_TRUNC) is made first and judged by
         the fstat of what it opened: one confined lookup of the path instead of two."""
         try:
@@ -130,7 +134,7 @@ class FileOps(FsBase):
         except BaseException:
             os.close(fd)
             raise
-        return self._open_handle(node, fd, flags, uid, st)
+        return self._open_handle(node, fd, flags, uid, user, st)
 
     @guarded
     async def create(
@@ -143,17 +147,17 @@ class FileOps(FsBase):
             await self._settle(scope)
         self.opens.take(ctx.uid)
         try:
-            fd, made = self.store.create(scope, path, flags, policy.stored_mode(mode & ~ctx.umask))
+            fd, made = self.store.create(scope, path, flags, mode & ~ctx.umask & policy.STORED_MODE_BITS)
         except BaseException:
             self.opens.give(ctx.uid)
             raise
+        assert p.user is not None  # policy.user_of, without its frame: _principal let p through
         if made:
             self.quotas.add(scope, files=1)
-            assert p.user is not None  # policy.user_of, without its frame: _principal let p through
             owners.record_creator(fd, p.user)
         st = os.fstat(fd)
         node = self.inodes.looked_up(scope, path, False, st.st_ino)
-        info = self._open_handle(node, fd, flags, ctx.uid, st)
+        info = self._open_handle(node, fd, flags, ctx.uid, p.user, st)
         self._files[fd].dirty = True
         return info, self._attrs(node, st, entry_timeout(parent_inode))
 
@@ -223,7 +227,8 @@ class FileOps(FsBase):
                 st = os.fstat(h.fd)
                 if h.dirty:
                     h.node.sig = (st.st_mtime_ns, st.st_size)
-                    self._changed(h.node, h.uid)
+                    if not h.node.unlinked:  # _changed, its writer known since open: no lookup
+                        self.changes.written(h.node.scope, h.node.path, h.user)
                     if self.secrets is not None and self.secrets.flags(h.node.scope):
                         p = self.ids.mapped.get((h.uid, h.uid)) or self.ids.principal(h.uid, h.uid)
                         self.secrets.closed(p, h.node.scope, h.node.path, st.st_size)

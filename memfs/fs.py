@@ -122,7 +122,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         self.quotas = quotas if quotas is not None else Quotas(store, limits)
         self.changes = Changes(index, history, self.quotas)
         self.opens = opens if opens is not None else OpenCounts(limits)
-        self._files = files if files is not None else OpenFiles(ids.name_of)
+        self._files = files if files is not None else OpenFiles()
         self._dirs: dict[int, DirHandle] = {}
         self._control_uids: dict[int, int] = {}  # control file handle -> the uid holding it
         self._next_dh = Counter(DIR_HANDLE_BASE, CONTROL_HANDLE_BASE)

@@ -94,9 +94,8 @@ class FsBase:
         for fd in node.open_fds if node is not None else ():
             h = self._files.get(fd)
             if h is not None and h.dirty:
-                user = self._user(h.uid)
-                self.changes.written(scope, path, user)
-                return user
+                self.changes.written(scope, path, h.user)
+                return h.user
         return history.last_writer(scope, path)
 
     # -- helpers: who, where, attributes ---------------------------------------

@@ -23,6 +23,7 @@ class FileHandle:
     node: Node
     fd: int
     uid: int
+    user: str  # the memory user who opened it: the writer history is told of at release
     writable: bool
     append: bool
     dirty: bool = False
@@ -33,17 +34,13 @@ class OpenFiles(dict[int, FileHandle]):
     """Every open file handle by number (its fd). Also what the others ask about files
     being written: history and sync (open_dirty, busy) and the index (dirty_paths)."""
 
-    def __init__(self, user_of: Callable[[int], str]):
-        super().__init__()
-        self.user_of = user_of
-
     def _dirty(self, scopes: list[Scope]):
         wanted = set(scopes)
         return (h for h in self.values() if h.dirty and not h.node.unlinked and h.node.scope in wanted)
 
     def open_dirty(self, scopes: list[Scope]) -> list[tuple[Scope, bytes, str]]:
         """(scope, path, writer) of files in these scopes with writes not yet closed."""
-        return [(h.node.scope, h.node.path, self.user_of(h.uid)) for h in self._dirty(scopes)]
+        return [(h.node.scope, h.node.path, h.user) for h in self._dirty(scopes)]
 
     def dirty_paths(self, scopes: list[Scope]) -> list[tuple[Scope, bytes]]:
         """Files in these scopes written through handles still open and changed since the

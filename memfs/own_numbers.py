@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .numbers import HISTORY_BASE, OWN_BASE
@@ -145,6 +146,9 @@ class OwnNumbers:
     def __init__(self, path: Path | None = None, legacy: Path | None = None, cap: int = MAX_OWN):
         self._by_key = load(path, legacy) if path is not None else {}
         self._key_of = {own: key for key, own in self._by_key.items()}
+        # key -> its own number, or None: asked for every new node, so the dict's own get
+        # (a C call, no Python frame). _by_key is never rebound.
+        self.get: Callable[[int], int | None] = self._by_key.get
         self._cap = cap
         self._path, self._legacy = path, legacy
         self._lines = len(self._by_key)
@@ -154,9 +158,6 @@ class OwnNumbers:
 
     def __len__(self) -> int:
         return len(self._by_key)
-
-    def get(self, key: int) -> int | None:
-        return self._by_key.get(key)
 
     def last(self) -> int | None:
         """The highest number handed out so far (new ones go above it)."""

@@ -225,9 +225,14 @@ def shown_mode(kind: Kind, backing_mode: int, team_has_group: bool = True) -> in
     return stat.S_IFMT(backing_mode) | perm
 
 
+# The mode bits a new file keeps of what its caller asked for: the owner's (u+x survives);
+# group/other come from the scope. A mask, not a function: every create applies it.
+STORED_MODE_BITS = 0o700
+
+
 def stored_mode(mode: int) -> int:
-    """Keep the owner bits a caller asked for (u+x survives); group/other come from the scope."""
-    return mode & 0o700
+    """The bits a file or folder keeps of `mode` (STORED_MODE_BITS)."""
+    return mode & STORED_MODE_BITS
 
 
 # owner_bits_allow's yes for a folder, as one mask test of its st_mode (every lookup below

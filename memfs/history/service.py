@@ -48,6 +48,9 @@ from .purge import Purged
 
 log = logging.getLogger(__name__)
 
+# Event(...) without the Python frame of a NamedTuple's __new__: (user, path, None, False).
+_new_event: Callable[[type[Event], tuple[str, bytes, None, bool]], Event] = tuple.__new__
+
 IMPORT_AUTHOR = "memfs-import"  # files an admin's `memfs import` wrote
 PRUNE_EVERY = 6 * 3600.0
 MAX_PAUSE = 60.0  # seconds between commit rounds at most, however slow the last round was
@@ -132,10 +135,15 @@ class History:
 
     # -- recording (on the loop, from handlers: cheap) ------------------------------
     def touch(self, scope: Scope, path: bytes, user: str) -> None:
-        self._add(scope, Event(user, path))
+        """A file written (or removed: the same event). Every close after a write and every
+        rm runs it: the event is made by tuple.__new__ (a NamedTuple's own __new__ is a
+        Python frame) and marked inline, where _add would take two frames more."""
+        events = self._events(scope)
+        if events is not None:
+            events.append(_new_event(Event, (user, path, None, False)))
+            self._paths.setdefault(scope, {})[path] = user  # _mark's work
 
-    def remove(self, scope: Scope, path: bytes, user: str) -> None:
-        self._add(scope, Event(user, path))
+    remove = touch
 
     def moved(
         self, src: Scope, src_path: bytes, dst: Scope, dst_path: bytes, is_dir: bool, user: str
@@ -174,21 +182,26 @@ class History:
         return any(p.startswith(under) for q in (paths, flying) for p in q)
 
     def _add(self, scope: Scope, ev: Event, carried: bool = True) -> None:
+        """A rename's events (a write's and an rm's take touch's path)."""
+        events = self._events(scope)
+        if events is not None:
+            events.append(ev)
+            self._mark(scope, [ev], carried)
+
+    def _events(self, scope: Scope) -> list[Event] | None:
+        """The scope's pending events to add to, the oldest change's time noted; None when
+        they are not listed: too many events, and one walk of the scope costs less."""
         self._since.setdefault(scope, time.time())  # the oldest change not yet committed
         if scope in self._rescan:
-            return
+            return None
         events = self._pending.setdefault(scope, [])
-        if len(events) >= self.conf.max_events:  # a flood: one walk of the scope costs less than the list
+        if len(events) >= self.conf.max_events:
             self._rescan.add(scope)
             self._pending.pop(scope)
             self._paths.pop(scope, None)
             self._dir_moves.pop(scope, None)
-            return
-        events.append(ev)
-        if ev.new_path is None and not ev.is_dir:  # a write or rm: _mark's work, inline
-            self._paths.setdefault(scope, {})[ev.path] = ev.user
-        else:
-            self._mark(scope, [ev], carried)
+            return None
+        return events
 
     def _mark(self, scope: Scope, events: list[Event], carried: bool = True) -> None:
         """Note what pending events touch, for is_pending. A rename's new name counts when
