@@ -319,9 +319,11 @@ def ram_disk(base: Path, cleanup: ExitStack) -> Path:
     return disk
 
 
-def mount_bare(src: Path, mnt: Path, stderr, debug: bool = False) -> subprocess.Popen:
-    """scripts/passthrough.py over src, as root, in the foreground; returns once mounted."""
-    cmd = [sys.executable, str(REPO / "scripts" / "passthrough.py"), str(src), str(mnt)]
+def mount_bare(src: Path, mnt: Path, stderr, debug: bool = False, prelude: str = "") -> subprocess.Popen:
+    """scripts/passthrough.py over src, as root, in the foreground; returns once mounted.
+    `prelude`: Python run first, given the script and its arguments (handler_clock.PRELUDE)."""
+    cmd = [sys.executable, *(["-c", prelude] if prelude else []), str(REPO / "scripts" / "passthrough.py")]
+    cmd += [str(src), str(mnt)]
     proc = subprocess.Popen(
         [*cmd, *(["--debug-fuse"] if debug else [])],
         stdin=subprocess.DEVNULL,
@@ -348,11 +350,15 @@ def umount_bare(mnt: Path, proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def mount_memfs_debug(argv: list[str], stderr, env: dict, cwd: Path) -> subprocess.Popen:
-    """memfs mount --foreground with libfuse's -o debug on stderr; returns once mounted."""
+def mount_memfs_foreground(
+    argv: list[str], stderr, env: dict, cwd: Path, prelude: tuple[str, ...]
+) -> subprocess.Popen:
+    """memfs mount --foreground, started as `python -c *prelude *argv` (FUSE_DEBUG_MEMFS:
+    libfuse's -o debug on stderr; handler_clock.PRELUDE, "-m", "memfs": its handlers timed);
+    returns once mounted."""
     r, w = os.pipe()
     proc = subprocess.Popen(
-        [sys.executable, "-c", FUSE_DEBUG_MEMFS, *argv, "--foreground", "--ready-fd", str(w)],
+        [sys.executable, "-c", *prelude, *argv, "--foreground", "--ready-fd", str(w)],
         pass_fds=(w,),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -367,7 +373,7 @@ def mount_memfs_debug(argv: list[str], stderr, env: dict, cwd: Path) -> subproce
     if line != "ok":
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"memfs with -o debug did not mount: {line or 'no answer'}")
+        raise RuntimeError(f"memfs in the foreground did not mount: {line or 'no answer'}")
     return proc
 
 
@@ -661,7 +667,7 @@ def main() -> int:
             argv = ["mount", str(count_mnt), "--data", str(base / "data-count"), "--config", str(cfg)]
             argv += ["--log-file", str(base / "memfs-count.log")]
             cleanup.callback(memfs_umount, count_mnt)  # before the daemon exists: a failed start too
-            daemon = mount_memfs_debug(argv, memfs_log, env, base)
+            daemon = mount_memfs_foreground(argv, memfs_log, env, base, (FUSE_DEBUG_MEMFS,))
             cleanup.callback(memfs_umount, count_mnt, daemon)
             bare_log = cleanup.enter_context(open(base / "bare-count.fuse", "wb"))
             bare_counted = mount_bare(bare_count_src, bare_count_mnt, bare_log, debug=True)

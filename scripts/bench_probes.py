@@ -16,8 +16,14 @@ runs. Long loops (thousands of requests) rather than best-of-a-few short ones, f
 same reason. The wall time per iteration is printed beside it.
 
 Prints, per request kind, the median over the rounds of (daemon CPU per request minus
-the floor's in the same round) for A and B, and the floor's own. Usage (as root):
-scripts/bench --probes CHECKOUT_A CHECKOUT_B [--rounds N] [--only KIND ...].
+the floor's in the same round) for A and B, and the floor's own. With --inside every daemon
+also times each request inside its handler (handler_clock.py): per loop and handler, the
+median request's time, memfs minus the floor, and the requests per iteration. What memfs's
+code adds to one request, apart from the round trip around it that every pyfuse3 filesystem
+pays, and steady where the CPU per loop moves by tens of us. --ram-disk puts the backing
+files on an ext4 image in /dev/shm (this machine's disk spread a create by hundreds of us).
+Usage (as root): scripts/bench --probes CHECKOUT_A CHECKOUT_B [--rounds N] [--only KIND ...]
+[--ram-disk] [--inside].
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from pathlib import Path
 
 import bench  # scripts/ is on sys.path: this script's own folder
+import handler_clock
 
 UID = 1001
 
@@ -126,42 +133,74 @@ def quiet(pids: list[int], limit: float = 20.0) -> None:
 
 
 def mount_memfs(
-    checkout: Path, mnt: Path, base: Path, label: str, cleanup: contextlib.ExitStack, config: str = ""
+    checkout: Path,
+    mnt: Path,
+    base: Path,
+    label: str,
+    cleanup: contextlib.ExitStack,
+    config: str = "",
+    clocked: bool = False,
 ) -> int:
-    """memfs from `checkout` on `mnt` with the default config (or `config`); returns the daemon's pid."""
+    """memfs from `checkout` on `mnt` with the default config (or `config`); returns the
+    daemon's pid. `clocked`: in the foreground, its handlers timed (handler_clock.PRELUDE)."""
     run_dir = base / f"run-{label}"
     env = dict(os.environ, PYTHONPATH=str(checkout), MEMFS_RUN_DIR=str(run_dir))
     cfg = base / f"config-{label}.yaml"
     cfg.write_text(config)
     memfs = [sys.executable, "-m", "memfs"]
+    daemons: list[subprocess.Popen] = []
+    cleanup.callback(reap, daemons)  # the last of the three (an ExitStack runs them last first)
     cleanup.callback(subprocess.run, ["fusermount3", "-uz", str(mnt)], capture_output=True)
     cleanup.callback(subprocess.run, [*memfs, "umount", str(mnt)], capture_output=True, env=env, cwd=base)
-    argv = [*memfs, "mount", str(mnt), "--data", str(base / f"data-{label}"), "--config", str(cfg)]
-    subprocess.run(argv, check=True, capture_output=True, env=env, cwd=base)
+    argv = ["mount", str(mnt), "--data", str(base / f"data-{label}"), "--config", str(cfg)]
+    if clocked:
+        prelude = (handler_clock.PRELUDE, "-m", "memfs")
+        daemons.append(bench.mount_memfs_foreground(argv, subprocess.DEVNULL, env, base, prelude))
+    else:
+        subprocess.run([*memfs, *argv], check=True, capture_output=True, env=env, cwd=base)
     key = hashlib.sha1(os.fsencode(mnt)).hexdigest()[:16]  # memfs.mount.pidfile's name
     return int((run_dir / f"{key}.pid").read_text().split()[0])
 
 
-def run_loop(pid: int, d: Path, kind: str, n: int, tag: str) -> tuple[float, float]:
-    """(daemon CPU us per request, the caller's wall us per iteration) of one loop."""
+def reap(daemons: list[subprocess.Popen]) -> None:
+    """Daemons started in the foreground, once unmounted: waited for, killed if they hang."""
+    for d in daemons:
+        try:
+            d.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            d.kill()
+            d.wait()
+
+
+def run_loop(
+    pid: int, d: Path, kind: str, n: int, tag: str, clock: Path | None = None
+) -> tuple[float, float, dict[str, list[int]]]:
+    """(daemon CPU us per request, the caller's wall us per iteration, and with `clock` (the
+    daemons' handler_clock folder) the ns each request of the loop spent in its handler) of
+    one loop."""
+    inside: dict[str, list[int]] = {}
     cmd = bench.as_uid(UID, "/usr/bin/python3", "-c", LOOP, str(d), str(n), kind, tag)
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{kind} loop in {d} did not start")
+            if clock is not None:
+                handler_clock.take(clock, pid)  # the set-up's requests: not counted
             before = cpu_ns(pid)
             proc.stdin.write("\n")
             proc.stdin.flush()
             wall = float(proc.stdout.readline())
             used = cpu_ns(pid) - before
+            if clock is not None:
+                inside = handler_clock.take(clock, pid)
             proc.stdin.close()
             if proc.wait(timeout=120) != 0:
                 raise RuntimeError(f"{kind} loop in {d} failed")
         finally:
             if proc.poll() is None:
                 proc.kill()
-    return used / n / 1000, wall
+    return used / n / 1000, wall, inside
 
 
 def main() -> int:
@@ -170,25 +209,44 @@ def main() -> int:
     ap.add_argument("b", type=Path, help="checkout B")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--only", nargs="+", choices=list(KINDS), help="these kinds of request only")
+    ap.add_argument(
+        "--ram-disk",
+        action="store_true",
+        help="the backing files on an ext4 image in /dev/shm (bench.ram_disk)",
+    )
+    ap.add_argument(
+        "--inside",
+        action="store_true",
+        help="also the time each request spends in its handler (handler_clock.py), per handler",
+    )
     args = ap.parse_args()
     kinds = args.only or list(KINDS)
     base = Path(tempfile.mkdtemp(prefix="memfs-bench-probes-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     mnts = {label: base / label for label in ("A", "B", "bare")}
-    src = base / "bare-src"
-    for d in (*mnts.values(), src):
-        d.mkdir()
-        os.chmod(d, 0o755)
-    os.chown(src, UID, UID)
     cpu: dict[str, dict[str, list[float]]] = {k: {label: [] for label in mnts} for k in kinds}
     wall: dict[str, dict[str, list[float]]] = {k: {label: [] for label in mnts} for k in kinds}
+    # kind -> label -> one {handler: ns of each request} per round
+    inside: dict[str, dict[str, list[dict[str, list[int]]]]] = {
+        k: {label: [] for label in mnts} for k in kinds
+    }
+    clock = handler_clock.folder(base) if args.inside else None
+    if clock is not None:
+        os.environ["HANDLER_CLOCK_DIR"] = str(clock)  # every daemon's, inherited
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, base, ignore_errors=True)
+        disk = bench.ram_disk(base, cleanup) if args.ram_disk else base  # the backing files
+        src = disk / "bare-src"
+        for d in (*mnts.values(), src):
+            d.mkdir()
+            os.chmod(d, 0o755)
+        os.chown(src, UID, UID)
         pids = {
-            label: mount_memfs(ck.resolve(), mnts[label], base, label, cleanup)
+            label: mount_memfs(ck.resolve(), mnts[label], disk, label, cleanup, clocked=args.inside)
             for label, ck in (("A", args.a), ("B", args.b))
         }
-        bare = bench.mount_bare(src, mnts["bare"], subprocess.DEVNULL)
+        prelude = handler_clock.PRELUDE if args.inside else ""
+        bare = bench.mount_bare(src, mnts["bare"], subprocess.DEVNULL, prelude=prelude)
         cleanup.callback(bench.umount_bare, mnts["bare"], bare)
         pids["bare"] = bare.pid
         for mnt in mnts.values():
@@ -198,9 +256,12 @@ def main() -> int:
                 order = list(mnts) if r % 2 == 0 else list(mnts)[::-1]
                 for label in order:
                     quiet(list(pids.values()))
-                    c, w = run_loop(pids[label], mnts[label] / "w", kind, KINDS[kind], f"r{r}{kind}")
+                    c, w, ns = run_loop(
+                        pids[label], mnts[label] / "w", kind, KINDS[kind], f"r{r}{kind}", clock
+                    )
                     cpu[kind][label].append(c)
                     wall[kind][label].append(w)
+                    inside[kind][label].append(ns)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"daemon CPU us per request, median of {args.rounds} alternated rounds of one loop each")
     print("A, B: memfs minus the floor in the same round (lowest..highest beside it); bare: the floor")
@@ -215,7 +276,40 @@ def main() -> int:
         w = [statistics.median(wall[kind][label]) for label in mnts]
         row.append("   " + " / ".join(f"{x:.1f}" for x in w))
         print(" ".join(row))
+    if args.inside:
+        report_inside(inside, args.rounds)
     return 0
+
+
+def report_inside(inside: dict[str, dict[str, list[dict[str, list[int]]]]], rounds: int) -> None:
+    """Per kind of loop and handler: the median time one request spent in the handler,
+    memfs A and B minus the floor's in the same round (median over the rounds, lowest..
+    highest beside it), the floor's own, and the requests of that handler per iteration."""
+    print(f"\ninside the handler: us per request, the median request of each loop; median of {rounds} rounds")
+    print(
+        f"{'loop':14} {'handler':9} {'A - bare':>22} {'B - bare':>22} {'bare':>7}",
+        "  requests/iteration A / B / bare",
+    )
+    for kind, by_label in inside.items():
+        n = KINDS[kind]
+        handlers = sorted({h for runs in by_label.values() for run in runs for h in run})
+        for h in handlers:
+            per = [
+                statistics.median(len(run.get(h, ())) for run in by_label[label]) / n for label in by_label
+            ]
+            if max(per) < 0.5:  # not the loop's own (the set-up's last release, a cwd's releasedir)
+                continue
+            med = {
+                label: [statistics.median(run[h]) / 1000 if run.get(h) else float("nan") for run in runs]
+                for label, runs in by_label.items()
+            }
+            row = [f"{kind:14} {h:9}"]
+            for label in ("A", "B"):
+                d = [x - y for x, y in zip(med[label], med["bare"], strict=True)]
+                row.append(f"{statistics.median(d):7.1f} ({min(d):6.1f}..{max(d):6.1f})")
+            row.append(f"{statistics.median(med['bare']):7.1f}")
+            row.append("   " + " / ".join(f"{x:.2f}" for x in per))
+            print(" ".join(row))
 
 
 if __name__ == "__main__":
