@@ -59,7 +59,8 @@ class DirOps(FsBase):
         await self.quotas.need(scope, files=1)
         await self._settle(scope)  # the last await: a sync cannot start before the change
         fd, _ = self.store.create(scope, path, os.O_WRONLY | os.O_EXCL, policy.stored_mode(mode))
-        owners.record_creator(fd, user_of(p))
+        if scope.kind is Kind.TEAM:  # as create: a private file's maker is its scope's user
+            owners.record_creator(fd, user_of(p))
         os.close(fd)
         self.quotas.add(scope, files=1)
         attrs = self.entry(scope, path, entry_timeout(parent_inode))
@@ -153,6 +154,9 @@ class DirOps(FsBase):
             carried = await self._tree_usage(src, src_path, st)
             await self.quotas.usage(src)
             await self.quotas.need(dst, carried.bytes, carried.files)
+            if is_dir and src.kind is Kind.PRIVATE and dst.kind is Kind.TEAM:
+                # its files arrive with their maker recorded (the folder itself: _promoted)
+                await trio.to_thread.run_sync(self.store.claim_owners, src, src_path, src.name)
         await self._preserve(dst, dst_path, removing=True)  # what a rename over it would destroy
         await self._settle(src, dst)
         # No await from here to the rename: no other handler runs in between.
@@ -175,8 +179,9 @@ class DirOps(FsBase):
             self._invalidate_name(ROOT_INODE, name_new)
 
     def _promoted(self, src: Scope, dst: Scope, dst_path: bytes, mover: str) -> None:
-        """A file or folder moved into a team keeps its recorded creator; one made before
-        memfs recorded them is its private scope's user's, as natively (else the mover's)."""
+        """A file or folder moved into a team keeps its recorded creator; one with none
+        (made in a private scope, where none is recorded, or before memfs recorded them)
+        is its private scope's user's, as natively (else the mover's)."""
         if dst.kind is Kind.TEAM and self.store.owner(dst, dst_path) is None:
             self.store.record_owner(dst, dst_path, src.name if src.kind is Kind.PRIVATE else mover)
 

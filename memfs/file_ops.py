@@ -25,7 +25,7 @@ from .guard import guarded
 from .handles import FileHandle
 from .inodes import Node, entry_timeout
 from .numbers import CONTROL_HANDLE_BASE
-from .policy import Access, Principal
+from .policy import Access, Kind, Principal
 
 # A regular file its owner may read: the common open, judged in one comparison.
 _KIND_AND_READ = stat.S_IFMT(0o177777) | stat.S_IRUSR
@@ -154,7 +154,8 @@ class FileOps(FsBase):
         assert p.user is not None  # policy.user_of, without its frame: _principal let p through
         if made:
             self.quotas.add(scope, files=1)
-            owners.record_creator(fd, p.user)
+            if scope.kind is Kind.TEAM:  # a private file's maker is its scope's user (owners.py)
+                owners.record_creator(fd, p.user)
         st = os.fstat(fd)
         node = self.inodes.looked_up(scope, path, False, st.st_ino)
         info = self._open_handle(node, fd, flags, ctx.uid, p.user, st)

@@ -415,6 +415,15 @@ class Store:
         except OSError as e:
             owners.unwritable(e)
 
+    def claim_owners(self, scope: Scope, top: bytes, user: str) -> None:
+        """Record `user` as the creator of every file and folder below `top` that has none:
+        a private folder about to move into a team (its files recorded none, owners.py).
+        In a worker thread; what vanishes meanwhile is skipped."""
+        with self.at(scope) as root:
+            for rel, _st in walk_tree(root, top):
+                if self.owner(scope, rel) is None:
+                    self.record_owner(scope, rel, user)
+
     def open_dir(self, scope: Scope, rel: bytes) -> int:
         with _Where(self, scope, rel) as (where, name):  # one checked name in a kept folder
             return os.open(name, _DIR, dir_fd=where)

@@ -113,9 +113,19 @@ def test_team_files_owned_by_their_creator(tm):
     assert tm.run(ALICE, ["stat", "-c", "%u %a", "team/s.md"]).stdout.split() == [str(BOB), "777"]
     tm.restart()
     assert tm.run(ALICE, ["stat", "-c", "%u", *paths]).stdout.split() == [str(BOB)] * len(paths)
-    # a private file promoted to the team stays its maker's, made before or after
+    # a private file promoted to the team stays its maker's, made before or after; so does
+    # everything a private folder holds (private creates record no maker: the move does),
+    # and a team file that went through a private folder keeps its own maker
+    tm.sh(BOB, "echo b > team/b.md")
     tm.sh(ALICE, "echo p > p.md && mv p.md team/")
     assert tm.run(BOB, ["stat", "-c", "%u", "team/p.md"]).stdout.split() == [str(ALICE)]
+    tm.sh(ALICE, "mkdir -p pd/sub && echo a > pd/a.md && echo s > pd/sub/s.md && mv team/b.md pd/sub/")
+    tm.sh(ALICE, "mv pd team/")
+    moved = ["team/pd", "team/pd/a.md", "team/pd/sub", "team/pd/sub/s.md", "team/pd/sub/b.md"]
+    want = [str(ALICE)] * 4 + [str(BOB)]
+    assert tm.run(BOB, ["stat", "-c", "%u", *moved]).stdout.split() == want
+    tm.restart()
+    assert tm.run(BOB, ["stat", "-c", "%u", *moved]).stdout.split() == want
 
 
 def test_team_with_unix_group_shows_it(make_mount):
