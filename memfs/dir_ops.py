@@ -151,12 +151,13 @@ class DirOps(FsBase):
                 raise FUSEError(errno.EACCES)
         carried = None
         if src != dst:  # what moves to the other scope counts against its quota
-            carried = await self._tree_usage(src, src_path, st)
+            walks = self.control.limiter(p)  # a folder's walks: the caller's worker threads
+            carried = await self._tree_usage(src, src_path, st, walks)
             await self.quotas.usage(src)
             await self.quotas.need(dst, carried.bytes, carried.files)
             if is_dir and src.kind is Kind.PRIVATE and dst.kind is Kind.TEAM:
                 # its files arrive with their maker recorded (the folder itself: _promoted)
-                await trio.to_thread.run_sync(self.store.claim_owners, src, src_path, src.name)
+                await trio.to_thread.run_sync(self.store.claim_owners, src, src_path, src.name, limiter=walks)
         await self._preserve(dst, dst_path, removing=True)  # what a rename over it would destroy
         await self._settle(src, dst)
         # No await from here to the rename: no other handler runs in between.
@@ -185,10 +186,12 @@ class DirOps(FsBase):
         if dst.kind is Kind.TEAM and self.store.owner(dst, dst_path) is None:
             self.store.record_owner(dst, dst_path, src.name if src.kind is Kind.PRIVATE else mover)
 
-    async def _tree_usage(self, scope: Scope, path: bytes, st: os.stat_result) -> Usage:
+    async def _tree_usage(
+        self, scope: Scope, path: bytes, st: os.stat_result, limiter: trio.CapacityLimiter
+    ) -> Usage:
         if not stat.S_ISDIR(st.st_mode):
             return Usage(st.st_size, 1)
-        u = await trio.to_thread.run_sync(self.quotas.count, scope, path)
+        u = await trio.to_thread.run_sync(self.quotas.count, scope, path, limiter=limiter)
         return Usage(u.bytes, u.files + 1)
 
     @guarded
