@@ -27,7 +27,7 @@ from .guard import guarded
 from .handles import DirHandle
 from .inodes import CACHE_TIMEOUT, Node, entry_timeout, removed_stat
 from .numbers import ROOT_INODE
-from .policy import Access, Kind, Scope, home, user_of
+from .policy import Access, Kind, Principal, Scope, home, user_of
 from .quota import Usage
 from .store import child_path
 
@@ -150,14 +150,8 @@ class DirOps(FsBase):
             if await self.secrets.check_move(p, src, src_path, dst, dst_path):
                 raise FUSEError(errno.EACCES)
         carried = None
-        if src != dst:  # what moves to the other scope counts against its quota
-            walks = self.control.limiter(p)  # a folder's walks: the caller's worker threads
-            carried = await self._tree_usage(src, src_path, st, walks)
-            await self.quotas.usage(src)
-            await self.quotas.need(dst, carried.bytes, carried.files)
-            if is_dir and src.kind is Kind.PRIVATE and dst.kind is Kind.TEAM:
-                # its files arrive with their maker recorded (the folder itself: _promoted)
-                await trio.to_thread.run_sync(self.store.claim_owners, src, src_path, src.name, limiter=walks)
+        if src != dst:
+            carried = await self._to_scope(p, src, src_path, dst, st)
         await self._preserve(dst, dst_path, removing=True)  # what a rename over it would destroy
         await self._settle(src, dst)
         # No await from here to the rename: no other handler runs in between.
@@ -178,6 +172,21 @@ class DirOps(FsBase):
                 self._invalidate(node.ino)
         if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
             self._invalidate_name(ROOT_INODE, name_new)
+
+    async def _to_scope(
+        self, p: Principal, src: Scope, src_path: bytes, dst: Scope, st: os.stat_result
+    ) -> Usage:
+        """Before a move to another scope: what moves counts against that scope's quota (its
+        usage, returned), and a private folder going into a team has its files' maker
+        recorded, so they arrive with it (the folder itself: _promoted). A folder is walked
+        in the caller's own worker threads (control's per-caller limiter)."""
+        walks = self.control.limiter(p)
+        carried = await self._tree_usage(src, src_path, st, walks)
+        await self.quotas.usage(src)
+        await self.quotas.need(dst, carried.bytes, carried.files)
+        if stat.S_ISDIR(st.st_mode) and src.kind is Kind.PRIVATE and dst.kind is Kind.TEAM:
+            await trio.to_thread.run_sync(self.store.claim_owners, src, src_path, src.name, limiter=walks)
+        return carried
 
     def _promoted(self, src: Scope, dst: Scope, dst_path: bytes, mover: str) -> None:
         """A file or folder moved into a team keeps its recorded creator; one with none
