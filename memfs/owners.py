@@ -8,8 +8,8 @@ disk; private files always show their scope's user. Reading it costs one getxatt
 µs measured here on ext4), paid once per file and mount: the shown owner is cached on the node.
 
 A file created in a private scope records none: its maker is that scope's user, the owner
-it shows. Recording it there cost every create an xattr and a utime, ~9 µs of the create
-request's ~19 above the bare floor (scripts/bench --probes --inside). A private file or
+it shows. Recording it there cost every create an xattr and a utime: 9-11 µs of the
+create request's 26-31 above the bare floor's (scripts/bench --probes --inside). A private file or
 folder moving into a team gets it then (dir_ops._promoted, Store.claim_owners for what a
 folder holds). Folders, sync arrivals and imports record it in any scope, as before.
 """
