@@ -242,17 +242,24 @@ class DirOps(FsBase):
             def start():
                 yield b".", here
                 yield b"..", up
-                yield from self.store.iterdir(scope, path)
+                if not node.unlinked and node.scope == scope:  # where it is now (DirHandle.where)
+                    yield from self.store.iterdir(scope, node.path)
 
         self.opens.take(ctx.uid)
         fh = self._next_dh()
         # The caller was checked here; readdir carries no ctx and trusts this handle.
-        self._dirs[fh] = DirHandle(ctx.uid, scope, path, start, is_root, view, p.team_scope)
+        d = DirHandle(ctx.uid, scope, path, start, is_root, view, p.team_scope)
+        if not is_root and scope is not None:
+            d.node = node
+        self._dirs[fh] = d
         return fh
 
     @guarded
     async def readdir(self, fh: FileHandleT, start_id: int, token: ReaddirToken) -> None:
         d = self._dirs[fh]
+        now = d.where()
+        if now is None:
+            return  # removed (or moved out of the scope) since: nothing to list, as natively
         d.seek(start_id)
         while (item := d.next()) is not None:
             name, st = item
@@ -264,7 +271,7 @@ class DirOps(FsBase):
             if d.is_root and name == policy.TEAM_NAME:
                 scope, path = d.team_scope, b""
             else:
-                scope, path = d.scope, child_path(d.path, name)
+                scope, path = now[0], child_path(now[1], name)
             # control listings yield only EntryAttributes; the team's name only with a team
             assert scope is not None
             if st is None:
@@ -290,9 +297,10 @@ class DirOps(FsBase):
     @guarded
     async def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
         d = self._dirs.get(fh)
-        if d is None or d.scope is None:
+        now = d.where() if d is not None else None
+        if now is None or now[0] is None:  # gone (fsync of a removed folder succeeds), or control
             return
-        fd = self.store.open_dir(d.scope, d.path)
+        fd = self.store.open_dir(now[0], now[1])
         try:
             await trio.to_thread.run_sync(os.fsync, fd)
         finally:

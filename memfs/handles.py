@@ -74,6 +74,19 @@ class DirHandle:
     entries: Iterator[Listed] | None = None  # the current iterator
     pos: int = 0  # offset of the next entry it yields
     back: Listed | None = None  # an entry the kernel had no room for, to send again
+    node: Node | None = None  # the folder listed (None: the root, a control listing)
+
+    def where(self) -> tuple[Scope | None, bytes] | None:
+        """Where the listed folder is now. A folder's handle follows its renames within its
+        scope, as a directory fd does (listing what sits at the old name would show
+        another folder); None once the folder is removed, or moved to another scope: the
+        caller was checked for this one only, so nothing more is listed there."""
+        node = self.node
+        if node is None:
+            return self.scope, self.path
+        if node.unlinked or node.scope != self.scope:
+            return None
+        return node.scope, node.path
 
     def close(self) -> None:
         close = getattr(self.entries, "close", None)

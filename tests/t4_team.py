@@ -358,3 +358,64 @@ def test_access_matrix(tm, relation):
     if relation not in ("own_private", "own_team"):
         after = snapshot(tm.data / "private" / "alice"), snapshot(tm.data / "teams")
         assert after == before, f"{relation} changed the owner's files"
+
+
+def test_an_open_folder_follows_renames_but_not_into_private_memory(tm):
+    """A folder held open follows its renames inside the team, as a directory fd does
+    (not the folder now at its old name); once a teammate moves it into their private
+    memory, the holder lists nothing of it (the handle was checked for the team only),
+    and fsync on it still succeeds (natively, both listings would show the folder)."""
+    tm.sh(BOB, "mkdir -p team/open && echo a > team/open/a.md")
+    holder = f"""
+import ctypes, errno, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(65536)
+def names(fd):  # getdents64 itself: no fstat first, as os.listdir's fdopendir does
+    os.lseek(fd, 0, os.SEEK_SET)
+    out = []
+    while (n := libc.syscall(217, fd, buf, len(buf))) > 0:
+        pos = 0
+        while pos < n:
+            reclen = struct.unpack_from("H", buf.raw, pos + 16)[0]
+            out.append(buf.raw[pos + 19 : pos + reclen].split(b"\\0")[0].decode())
+            pos += reclen
+    if n < 0:
+        return errno.errorcode[ctypes.get_errno()]
+    return sorted(x for x in out if x not in (".", ".."))
+fd = os.open({str(tm.mnt / "team" / "open")!r}, os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(2):
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(names(fd), flush=True)
+os.fsync(fd)
+print("synced", flush=True)
+"""
+    with subprocess.Popen(
+        ["python3", "-c", holder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        user=ALICE,
+        group=ALICE,
+        extra_groups=[],
+    ) as p:
+        assert p.stdin is not None and p.stdout is not None
+        try:
+            assert p.stdout.readline() == "ready\n"
+            tm.sh(BOB, "mv team/open team/moved && mkdir team/open && echo o > team/open/other.md")
+            p.stdin.write("\n")
+            p.stdin.flush()
+            assert p.stdout.readline() == "['a.md']\n"
+            assert p.stdout.readline() == "ready\n"
+            tm.sh(BOB, "echo s > team/moved/secret-name.md && mv team/moved mine")
+            p.stdin.write("\n")
+            p.stdin.flush()
+            assert p.stdout.readline() == "[]\n"
+            assert p.stdout.readline() == "synced\n"
+            assert p.wait(timeout=TIMEOUT) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert tm.run(BOB, ["ls", "mine"]).stdout.split() == ["a.md", "secret-name.md"]

@@ -999,6 +999,25 @@ def fsync_file_and_dir():
 
 
 @case()
+def open_dir_follows_its_renames():
+    """A directory's fd is the directory, not its name: it lists and fsyncs what moved,
+    lists nothing once removed, and fsync on it still succeeds (t5_model, seed 33)."""
+    make("a/ a/x")
+    dfd = os.open("a", O_RDONLY | O_DIRECTORY)
+    try:
+        os.rename("a", "b")
+        os.mkdir("a")  # another folder at the old name: not the one held open
+        put("a/other")
+        r = {"moved": sorted(os.listdir(dfd)), "fsync moved": attempt(os.fsync, dfd)}
+        os.unlink("b/x")
+        os.rmdir("b")
+        r.update({"removed": sorted(os.listdir(dfd)), "fsync removed": attempt(os.fsync, dfd)})
+    finally:
+        os.close(dfd)
+    return {"result": "ok", **r}
+
+
+@case()
 def mmap_shared_write():
     put("f", b"abcdefgh")
     fd = os.open("f", O_RDWR)
