@@ -140,6 +140,18 @@ def test_edits_renames_and_removals_follow(tm):
     assert hit_paths(search(tm, ALICE, "okapi")) == []
 
 
+def test_a_folder_moved_over_one_whose_entry_was_just_removed(tm):
+    """An rm queued before a folder rename brings a new file to that path must not drop
+    the new file from the index (t5_model, seed 120: mv d1 d2 over an emptied d2, one
+    batch). Also read back after the batch, and by doctor's check at unmount."""
+    tm.sh(ALICE, "mkdir -p mv1 mv2 && echo 'old gecko' > mv2/c.md && echo 'new axolotl' > mv1/c.md")
+    assert hit_paths(search(tm, ALICE, "gecko")) == ["mv2/c.md"]  # both indexed
+    tm.sh(ALICE, "rm mv2/c.md && mv -T mv1 mv2")
+    assert hit_paths(search(tm, ALICE, "axolotl")) == ["mv2/c.md"]
+    assert hit_paths(search(tm, ALICE, "gecko")) == []
+    tm.sh(ALICE, "rm -r mv2")
+
+
 def test_filters(tm):
     write(tm, ALICE, "p1.md", entry("P1", "shared word lemur", "project", tags=("zoo",)))
     tm.sh(ALICE, "mkdir notes")

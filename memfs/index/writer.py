@@ -33,7 +33,8 @@ from .vectors import Row, Vectors
 log = logging.getLogger("memfs.index")
 
 
-# One queued change of a scope: ("index" | "delete" | "delete_tree" | "index_tree", path)
+# One queued change of a scope: ("index" | "delete" | "delete_tree" | "index_tree", path).
+# A file's "index" and "delete" are applied alike, as the file is on disk then (_sort_ops).
 Op = tuple[str, bytes]
 
 # The line that closes a frontmatter, as python-frontmatter's splitter reads it.
@@ -131,8 +132,11 @@ class Writer:
     def _sort_ops(
         self, scope: Scope, shard: Shard, w, ops: list[Op], rows: Batch
     ) -> tuple[dict[bytes, str], set[bytes]]:
-        """Delete the folders the ops delete (now); the files left to write, each with its
-        latest change, and the folders deleted."""
+        """Delete the folders the ops delete (now); the files left to write, and the
+        folders deleted. Every file is written as it is on disk now, whatever was queued
+        for it ("index" of a file gone drops it): an rm queued before a folder rename put
+        a new file at that path must not drop the new one (the rm and the rename arrive in
+        that order, but the rename's folder ops come first in a batch)."""
         files: dict[bytes, str] = {}
         trees_deleted: set[bytes] = set()
         for what, path in ops:
@@ -146,12 +150,11 @@ class Writer:
                 continue
             changed = [path]
             if what == "index_tree":
-                what = "index"
                 with self.store.at(scope) as root:
                     changed = [rel for rel, _st in walk_entries(root, path, [])]
             for rel in changed:
                 files.pop(rel, None)
-                files[rel] = what
+                files[rel] = "index"
         return files, trees_deleted
 
     def _write_files(
