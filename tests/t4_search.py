@@ -149,7 +149,12 @@ def test_a_folder_moved_over_one_whose_entry_was_just_removed(tm):
     tm.sh(ALICE, "rm mv2/c.md && mv -T mv1 mv2")
     assert hit_paths(search(tm, ALICE, "axolotl")) == ["mv2/c.md"]
     assert hit_paths(search(tm, ALICE, "gecko")) == []
-    tm.sh(ALICE, "rm -r mv2")
+    # the rm's file is looked for on disk: a path through what is a file now is gone, quietly
+    tm.sh(ALICE, "mkdir nd && echo 'x tapir' > nd/c.md")
+    assert hit_paths(search(tm, ALICE, "tapir")) == ["nd/c.md"]
+    tm.sh(ALICE, "rm -r nd && echo file > nd")
+    assert hit_paths(search(tm, ALICE, "tapir")) == []
+    tm.sh(ALICE, "rm -r mv2 nd")
 
 
 def test_filters(tm):

@@ -239,7 +239,7 @@ class Writer:
     def _read(self, scope: Scope, path: bytes) -> tuple[os.stat_result, bytes] | None:
         try:
             fd = self.store.open(scope, path, os.O_RDONLY | os.O_NONBLOCK)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # gone (a folder on its way: a file now)
             return None
         except OSError as e:
             log.warning("cannot open %s/%s: %s; skipped", scope, quote_path(path), e)
