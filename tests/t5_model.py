@@ -380,6 +380,10 @@ class Model:
         self.state: dict[str, str] = {}  # what exists for the uid of the step being generated
         self.ops: list[tuple] = []  # every step run, as (uid, op, rels, extra, slot)
         self.handles: dict[int, list[int]] = {uid: [] for uid in UIDS}  # open slots per uid
+        # (uid, slot) of handles whose file has been in another uid's private tree since it
+        # was opened: a removed file's path (readlink) follows its folder's later moves, so
+        # where it is now cannot tell that memfs last saw it out of the holder's reach
+        self.strays: set[tuple[int, int]] = set()
         self.counts: dict[str, int] = {}
         self.outcomes: dict[str, int] = {}
         native.mkdir(mode=0o755)
@@ -590,7 +594,7 @@ class Model:
         )
         self.history.append(desc)
         hm, hn = f"m{uid}-{slot}", f"n{uid}-{slot}"
-        if slot is not None and op != "hopen" and self.foreign(uid, hn):
+        if slot is not None and op != "hopen" and ((uid, slot) in self.strays or self.foreign(uid, hn)):
             self.drop_foreign_handle(uid, slot)
             return
         if slot is not None:
@@ -639,8 +643,11 @@ class Model:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if op == "hopen" and m[0] == "ok" and slot not in self.handles[uid]:
             self.handles[uid].append(slot)
+            self.strays.discard((uid, slot))
         if op == "hclose" and slot in self.handles[uid]:
             self.handles[uid].remove(slot)
+        if op.startswith("rename") and m[0] == "ok":
+            self.note_strays()
         for i, r in enumerate(touched):
             pm = self.normalize_probe(uid, r, out[2 + 2 * i], True)
             pn = self.normalize_probe(uid, r, out[3 + 2 * i], False)
@@ -704,6 +711,13 @@ class Model:
         owner = rel.split("/", 1)[0]
         return owner.isdigit() and int(owner) != uid
 
+    def note_strays(self) -> None:
+        """After a rename: every open handle whose file is now in another uid's private tree."""
+        for uid, slots in self.handles.items():
+            for slot in slots:
+                if self.foreign(uid, f"n{uid}-{slot}"):
+                    self.strays.add((uid, slot))
+
     def drop_foreign_handle(self, uid: int, slot: int) -> None:
         """A handle whose file a teammate moved into their private folder. As designed, the
         decision made at open stays in the handle for read/write (no caller on those calls),
@@ -727,6 +741,7 @@ class Model:
             self.compare(f"content through foreign handle {slot}", pm[1][1], pn[1][1])
         self.compare(f"close of foreign handle {slot}", cm, cn)
         self.handles[uid].remove(slot)
+        self.strays.discard((uid, slot))
 
     def full_check(self) -> None:
         """Every uid's whole tree (and the team's) on both sides; carol has no team."""
@@ -857,6 +872,25 @@ DEMOTED_WHILE_OPEN = [
     (ALICE, "hwrite", [], [44, "<1001:4>", False], 0),
     (ALICE, "listdir", ["team"], [], None),
 ]
+
+
+# Seed 425, minimized: bob's handle on a team file alice moved into her private folder and
+# removed there; then she moved the folder into the team. The removed file's native path
+# (readlink) now reads team/d2/c.md, while memfs last saw it in alice's private memory.
+REMOVED_WHILE_PRIVATE = [
+    (ALICE, "create", ["team/a.md"], ["excl", "<1001:0>"], None),
+    (BOB, "hopen", ["team/a.md"], ["trunc"], 0),
+    (ALICE, "mkdir", ["d2"], [], None),
+    (ALICE, "rename", ["team/a.md", "d2/c.md"], [], None),
+    (ALICE, "unlink", ["d2/c.md"], [], None),
+    (ALICE, "rename", ["d2", "team/d2"], [], None),
+    (BOB, "hfsync", [], [], 0),
+]
+
+
+def test_handle_on_a_file_removed_while_private(make_mount, base_dir):
+    model = run_model(make_mount, base_dir, 0, 0, REMOVED_WHILE_PRIVATE)
+    assert model.counts.get("hdrop") == 1 and model.handles[BOB] == []
 
 
 def test_handle_on_a_file_a_teammate_made_private(make_mount, base_dir):
