@@ -242,8 +242,8 @@ class DirOps(FsBase):
             def start():
                 yield b".", here
                 yield b"..", up
-                if not node.unlinked and node.scope == scope:  # where it is now (DirHandle.where)
-                    yield from self.store.iterdir(scope, node.path)
+                # where the folder is now: readdir asked DirHandle.where, with no await since
+                yield from self.store.iterdir(scope, node.path)
 
         self.opens.take(ctx.uid)
         fh = self._next_dh()

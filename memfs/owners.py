@@ -69,12 +69,8 @@ def unreadable(e: OSError) -> None:
 def record_creator(fd: int, user: str) -> None:
     """Record the creator of a new team file. Setting the attribute moves the file's ctime,
     so its times are then set to now together: a new file shows atime = mtime = ctime, as
-    natively. Every team create runs it: record_fd's work is written out here, two Python
-    calls fewer."""
-    try:
-        os.setxattr(fd, ATTR, user.encode())
-    except OSError as e:
-        unwritable(e)
+    natively."""
+    record_fd(fd, user)
     os.utime(fd)
 
 

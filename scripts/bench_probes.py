@@ -270,8 +270,7 @@ def main() -> int:
     for kind in kinds:
         row = [f"{kind:14}"]
         for label in ("A", "B"):
-            d = [x - y for x, y in zip(cpu[kind][label], cpu[kind]["bare"], strict=True)]
-            row.append(f"{statistics.median(d):7.1f} ({min(d):5.1f}..{max(d):5.1f})")
+            row.append(above_floor(cpu[kind][label], cpu[kind]["bare"], 5))
         row.append(f"{statistics.median(cpu[kind]['bare']):7.1f}")
         w = [statistics.median(wall[kind][label]) for label in mnts]
         row.append("   " + " / ".join(f"{x:.1f}" for x in w))
@@ -279,6 +278,12 @@ def main() -> int:
     if args.inside:
         report_inside(inside, args.rounds)
     return 0
+
+
+def above_floor(xs: list[float], floor: list[float], width: int) -> str:
+    """Round by round, a memfs minus the floor: the median, the lowest..highest beside it."""
+    d = [x - y for x, y in zip(xs, floor, strict=True)]
+    return f"{statistics.median(d):7.1f} ({min(d):{width}.1f}..{max(d):{width}.1f})"
 
 
 def report_inside(inside: dict[str, dict[str, list[dict[str, list[int]]]]], rounds: int) -> None:
@@ -305,8 +310,7 @@ def report_inside(inside: dict[str, dict[str, list[dict[str, list[int]]]]], roun
             }
             row = [f"{kind:14} {h:9}"]
             for label in ("A", "B"):
-                d = [x - y for x, y in zip(med[label], med["bare"], strict=True)]
-                row.append(f"{statistics.median(d):7.1f} ({min(d):6.1f}..{max(d):6.1f})")
+                row.append(above_floor(med[label], med["bare"], 6))
             row.append(f"{statistics.median(med['bare']):7.1f}")
             row.append("   " + " / ".join(f"{x:.2f}" for x in per))
             print(" ".join(row))

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ALICE, BOB, CAROL, DAVE, TIMEOUT
+from conftest import ALICE, BOB, CAROL, DAVE, SYS_PYTHON, TIMEOUT
 from t4_isolation import run_switcher
 
 TEAM_CONFIG = """
@@ -391,7 +391,7 @@ os.fsync(fd)
 print("synced", flush=True)
 """
     with subprocess.Popen(
-        ["python3", "-c", holder],
+        [SYS_PYTHON, "-c", holder],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -131,13 +131,13 @@ class Writer:
 
     def _sort_ops(
         self, scope: Scope, shard: Shard, w, ops: list[Op], rows: Batch
-    ) -> tuple[dict[bytes, str], set[bytes]]:
+    ) -> tuple[dict[bytes, None], set[bytes]]:
         """Delete the folders the ops delete (now); the files left to write, and the
         folders deleted. Every file is written as it is on disk now, whatever was queued
         for it ("index" of a file gone drops it): an rm queued before a folder rename put
         a new file at that path must not drop the new one (the rm and the rename arrive in
         that order, but the rename's folder ops come first in a batch)."""
-        files: dict[bytes, str] = {}
+        files: dict[bytes, None] = {}  # in the order of their last change
         trees_deleted: set[bytes] = set()
         for what, path in ops:
             if what == "delete_tree":
@@ -154,27 +154,27 @@ class Writer:
                     changed = [rel for rel, _st in walk_entries(root, path, [])]
             for rel in changed:
                 files.pop(rel, None)
-                files[rel] = "index"
+                files[rel] = None
         return files, trees_deleted
 
     def _write_files(
-        self, scope: Scope, shard: Shard, w, files: dict[bytes, str], rows: Batch
+        self, scope: Scope, shard: Shard, w, files: dict[bytes, None], rows: Batch
     ) -> list[tuple[str, entry_mod.Entry]]:
-        """Each file's old document out, its new one in; the entries parsed."""
+        """Each file's old document out, its new one in (none if it is gone); the entries
+        parsed."""
         shard.deletes += len(files)
         parsed: list[tuple[str, entry_mod.Entry]] = []
-        for path, what in files.items():
+        for path in files:
             key = doc_key(scope, path)
             w.delete_documents_by_term("key", key)
             rows.drop_vector(key)
             row = None
-            if what == "index":
-                try:
-                    row, e = self._add(w, scope, path, key)
-                    if row is not None:
-                        parsed.append((key, e))
-                except Exception:  # one odd file must not keep the others out of the index
-                    log.exception("cannot index %s/%s; skipped", scope, quote_path(path))
+            try:
+                row, e = self._add(w, scope, path, key)
+                if row is not None:
+                    parsed.append((key, e))
+            except Exception:  # one odd file must not keep the others out of the index
+                log.exception("cannot index %s/%s; skipped", scope, quote_path(path))
             if row is None:
                 rows.drop(key)
             else:

@@ -180,9 +180,7 @@ class SecretGuard:
         lock files, the 100k empty files of t5_hostile)."""
         if not size:
             self._pending.pop((scope, path), None)
-            flagged = self._flagged.get(p.user or "")  # _clear's work: every close of an empty file
-            if flagged:
-                flagged.pop((scope, path), None)
+            self._clear(self._flagged, p, scope, path)
             return
         if len(self._pending) < MAX_PENDING or (scope, path) in self._pending:
             self._pending[(scope, path)] = p
