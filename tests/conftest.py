@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -103,6 +104,11 @@ class Mount:
     # -- lifecycle ------------------------------------------------------------
     def start(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
         """`memfs mount` as root; with check=False a refused mount is returned, not failed."""
+        if self.connection_gone():
+            # A killed daemon's mount answers ENOTCONN as soon as its /dev/fuse fd is closed,
+            # while the process may still be exiting: wait until it is gone, as the new
+            # daemon's check will see it (it decided the expectation below too early: t5_crash).
+            wait_for(lambda: all(daemon_gone(pid) for pid in self.daemons), "the dead daemon to exit")
         if any(daemon_gone(pid) for pid in self.daemons):
             # a daemon this test killed left its mount: the new one clears it, and says so
             self.expect_log("clearing a dead mount")
@@ -144,6 +150,14 @@ class Mount:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def connection_gone(self) -> bool:
+        """The mountpoint is a FUSE mount whose daemon's end is closed (ENOTCONN)."""
+        try:
+            os.stat(self.mnt)
+        except OSError as e:
+            return e.errno == errno.ENOTCONN
+        return False
 
     def expect_log(self, pattern: str, count: int | None = None) -> None:
         """A warning or error this test provokes on purpose (like S3QL's assert_logs):
