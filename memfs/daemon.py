@@ -305,6 +305,10 @@ async def run(
             stack.push_async_callback(parts.history.close)
         if parts.exporter is not None:
             parts.exporter.start()
+        # Bookkeeping after replies (after_reply.py), from the first request on; stopped,
+        # i.e. run, before the index and history flush (the exit stack is LIFO).
+        parts.ops.after.start()
+        stack.callback(parts.ops.after.stop)
         mounted()
         report("ok")
         async with trio.open_nursery() as nursery:

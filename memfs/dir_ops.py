@@ -83,23 +83,34 @@ class DirOps(FsBase):
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=False)
-        h, keeper, waited = self.history, None, False
+        h, keep, waited = self.history, False, False
         if h is not None and h.is_pending(scope, path):  # content history has not committed
-            keeper = self._writer(h, scope, path)  # it moves into the spool, as this writer's
+            keep = True  # it moves into the spool
             if h.crowded(scope):  # wait for the committer, or give up (commits failing)
                 waited = True
-                if not await h.room(scope, path):
-                    keeper = None
+                keep = await h.room(scope, path)
         if self._held:  # no await after it: a sync round sees the file or not at all
             waited = True
             await self._settle(scope)
-        if keeper is not None and h is not None:
-            st = h.remove_kept(scope, path, keeper, waited)
-        else:
-            st = self.store.unlink(scope, path)
-        self._gone(scope, self.inodes.unlinked(scope, path), st)
+        spool = h.remove_kept(scope, path, waited) if keep and h is not None else None
+        st = self.store.unlink(scope, path) if spool is None else None
         assert p.user is not None  # policy.user_of, without its frame: _principal let p through
-        self.changes.removed(scope, path, p.user)
+        # The name is gone and its version kept: the caller may have its answer now.
+        self.after.later(self._unlinked, scope, path, st, p.user, spool)
+
+    def _unlinked(
+        self, scope: Scope, path: bytes, st: os.stat_result | None, user: str, spool: str | None
+    ) -> None:
+        """After an rm's reply (after_reply.py): history records the version it moved into
+        its spool, as its writer's, and the node table, the quota and the change feed hear
+        that the name went. Nothing ran since the rm: its node and handles are as they were."""
+        h = self.history
+        if spool is not None and h is not None:
+            st = h.removed(scope, path, self._writer(h, scope, path), spool)
+        if st is None:
+            return  # a folder, put back (History.removed): nothing was removed
+        self._gone(scope, self.inodes.unlinked(scope, path), st)
+        self.changes.removed(scope, path, user)
 
     def _gone(self, scope: Scope, nodes: list[Node], st: os.stat_result) -> None:
         """A name was removed (unlink, rmdir, renamed over): give its quota back. A file

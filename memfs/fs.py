@@ -36,6 +36,7 @@ from pyfuse3 import (
 
 from . import context as ctx_mod
 from . import logline, policy
+from .after_reply import AfterReply
 from .changes import Changes
 from .config import Limits
 from .control import Control, FleetView
@@ -121,6 +122,7 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
         limits = limits or Limits(max_file_bytes=store.max_file_bytes)
         self.quotas = quotas if quotas is not None else Quotas(store, limits)
         self.changes = Changes(index, history, self.quotas)
+        self.after = AfterReply()  # the daemon starts it; built bare, work runs at once
         self.opens = opens if opens is not None else OpenCounts(limits)
         self._files = files if files is not None else OpenFiles()
         self._dirs: dict[int, DirHandle] = {}

@@ -20,6 +20,7 @@ from .numbers import ROOT_INODE
 from .policy import Access, Kind, Principal, Scope, home
 
 if TYPE_CHECKING:
+    from .after_reply import AfterReply
     from .changes import Changes
     from .control import Control
     from .handles import DirHandle, OpenFiles
@@ -48,6 +49,7 @@ class FsBase:
     control: Control
     quotas: Quotas
     changes: Changes
+    after: AfterReply  # bookkeeping that waits for the reply (after_reply.py)
     opens: OpenCounts
     secrets: SecretGuard | None  # None: no secret guard (tests that build Operations bare)
     _held: dict[Scope, trio.Event]  # scopes a sync is writing into

@@ -81,13 +81,8 @@ def _unlink(name: bytes, dir_fd: int) -> os.stat_result:
     return st
 
 
-def _move_out(name: bytes, dst: str | None, max_bytes: int, dir_fd: int) -> tuple[os.stat_result, bool]:
-    st = _lstat(name, dir_fd=dir_fd)
-    if dst is not None and 0 < st.st_size <= max_bytes and stat.S_ISREG(st.st_mode):
-        os.rename(name, dst, src_dir_fd=dir_fd)
-        return st, True
-    os.unlink(name, dir_fd=dir_fd)
-    return st, False
+def _move_out(name: bytes, dst: str, dir_fd: int) -> None:
+    os.rename(name, dst, src_dir_fd=dir_fd)
 
 
 def child_path(path: bytes, name: bytes) -> bytes:
@@ -219,10 +214,9 @@ class Store:
         # the quota), read in the same walk: one fstatat beside the unlinkat, not a second
         # confined lookup
         self.unlink = functools.partial(self._at, _unlink)
-        # move_out(scope, rel, dst, max_bytes) -> (stat, moved): remove a file the way
-        # unlink does, except that a regular file of 1 to `max_bytes` bytes is renamed to
-        # `dst` (a path of memfs's own outside every scope: history's spool) when one is
-        # given: one renameat in place of a link then an unlink
+        # move_out(scope, rel, dst): rename a scope's file to `dst`, a path of memfs's own
+        # outside every scope (history's spool), in place of unlinking it: one renameat, no
+        # stat (what it was is read from `dst` after the caller's reply: dir_ops._unlinked)
         self.move_out = functools.partial(self._at, _move_out)
 
     # -- layout ---------------------------------------------------------------
@@ -461,6 +455,12 @@ class Store:
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):
             os.mkdir(name, mode, dir_fd=where)
+
+    def move_in(self, src: str, scope: Scope, rel: bytes) -> None:
+        """Rename `src`, a path of memfs's own outside every scope, back to a scope's `rel`
+        (a name move_out took, still free)."""
+        with self.place(scope, rel) as (where, name):
+            os.rename(src, name, dst_dir_fd=where)
 
     def link_out(self, scope: Scope, rel: bytes, dst: str) -> None:
         """A hard link to a scope's file at `dst`, a path of memfs's own outside every scope

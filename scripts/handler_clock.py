@@ -30,6 +30,8 @@ HANDLERS = ("lookup", "getattr", "setattr", "access", "create", "open", "read", 
             "releasedir", "statfs", "getxattr", "listxattr")
 spent = {}
 
+last = [""]
+
 def clocked(name, fn):
     clock = time.perf_counter_ns
     async def call(*args):
@@ -38,6 +40,18 @@ def clocked(name, fn):
             return await fn(*args)
         finally:
             spent.setdefault(name, []).append(clock() - t)
+            last[0] = name
+    return call
+
+def clocked_after(drain):
+    # memfs's bookkeeping after a reply (memfs/after_reply.py), counted as "<handler>+after"
+    clock = time.perf_counter_ns
+    def call():
+        t = clock()
+        try:
+            return drain()
+        finally:
+            spent.setdefault(last[0] + "+after", []).append(clock() - t)
     return call
 
 init = pyfuse3.init
@@ -47,6 +61,9 @@ def clocked_init(ops, mountpoint, options):
         fn = getattr(ops, name, None)
         if fn is not None:
             setattr(ops, name, clocked(name, fn))
+    after = getattr(ops, "after", None)
+    if after is not None:
+        after.drain = clocked_after(after.drain)
     return init(ops, mountpoint, options)
 
 pyfuse3.init = clocked_init

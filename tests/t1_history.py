@@ -203,7 +203,8 @@ def test_prune_keeps_what_the_base_holds(repo, tmp_path):
 )
 def test_a_journal_line_is_the_json_of_its_fields(scope_name, user, path, when):
     """The journal writes its lines without json.dumps (the scope and user part is cached):
-    whatever the names, a line reads back as json.dumps of the same fields would."""
+    whatever the names, a line reads back as json.dumps of the same fields would (the
+    time in whole seconds: all a commit keeps of it)."""
     import json
     import os
 
@@ -212,7 +213,7 @@ def test_a_journal_line_is_the_json_of_its_fields(scope_name, user, path, when):
 
     scope = Scope(Kind.TEAM, scope_name)
     k = Kept(user, path, BLOB, "/d/state/kept/12.34-5", 7, 9, when)
-    want = [str(scope), user, path.hex(), BLOB, os.path.basename(k.spool), 7, 9, when]
+    want = [str(scope), user, path.hex(), BLOB, os.path.basename(k.spool), 7, 9, int(when)]
     assert json.loads(journal._line(scope, k)) == want
 
 
@@ -272,3 +273,47 @@ def test_a_repository_that_does_not_open_for_another_reason_is_not_moved(tmp_pat
     with pytest.raises(pygit2.GitError):
         Repo(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.git"]
+
+
+def test_what_an_rm_moved_into_the_spool_is_read_after_the_reply(tmp_path, checklogs):
+    """rm of content history has not committed renames the name into history's spool
+    before its reply and reads what it moved only after it (History.remove_kept, then
+    removed). A file becomes a version, an empty one too; a folder that replaced the file
+    behind the kernel's back (a sync round between the kernel's lookup and the rm) must not
+    stay in the spool: it goes back where it was, whole, and nothing counts as removed."""
+    import os
+
+    from memfs.config import HistoryConf
+    from memfs.history import History
+    from memfs.store import Store
+
+    data = tmp_path / "data"
+    Store.init_layout(data)
+    store = Store(data, 1 << 20)
+    h = History(data=data, store=store, conf=HistoryConf())
+    alice = Scope(Kind.PRIVATE, "alice")
+    for name, body in ((b"f.md", b"content"), (b"e.md", b"")):
+        fd, _ = store.create(alice, name, os.O_WRONLY, 0o600)
+        os.write(fd, body)
+        os.close(fd)
+    store.mkdir(alice, b"d", 0o700)
+    fd, _ = store.create(alice, b"d/inside.md", os.O_WRONLY, 0o600)
+    os.write(fd, b"kept")
+    os.close(fd)
+
+    checklogs.expect("rm of d found a folder there: put back", 1)
+    got = {}
+    for name in (b"f.md", b"e.md", b"d"):
+        spool = h.remove_kept(alice, name, waited=False)
+        assert spool is not None and store.find(alice, name) is None  # gone before the reply
+        got[name] = h.removed(alice, name, "alice", spool)
+    assert got[b"f.md"].st_size == 7 and got[b"e.md"].st_size == 0
+    assert got[b"d"] is None  # put back: nothing was removed
+    with open(data / "private" / "alice" / "d" / "inside.md", "rb") as f:
+        assert f.read() == b"kept"
+    kept = {k.path: k for k in h._kept[alice]}
+    assert set(kept) == {b"f.md", b"e.md"}
+    with open(kept[b"f.md"].spool, "rb") as f:
+        assert f.read() == b"content"
+    assert kept[b"e.md"].size == 0
+    assert not [p for p in os.listdir(h.spool) if os.path.isdir(h.spool / p)]

@@ -584,8 +584,8 @@ def test_rm_of_a_file_too_big_to_version_unlinks_it_and_keeps_its_neighbour(make
 
 
 def test_an_empty_file_removed_before_its_batch_still_has_its_version(make_mount):
-    # rm of an empty file not yet committed records the version without moving the file
-    # into the spool (its content is known); the version must still reach history.
+    # rm of an empty file not yet committed moves it into the spool like any other (what
+    # it was is read after the reply); its version, empty, must still reach history.
     m = make_mount(CONFIG + "history: {batch_seconds: 30}\n")
     m.sh(ALICE, ": > empty.md; printf x > full.md; rm empty.md full.md")
     assert [

@@ -40,9 +40,10 @@ def _head(scope: Scope, user: str) -> str:
 
 def _line(scope: Scope, k: Kept) -> bytes:
     # The rest is JSON as json.dumps writes it: hex, an int, a file name of the spool's
-    # own making (ASCII, no quote), ints and a float's repr.
+    # own making (ASCII, no quote) and ints; `when` in whole seconds, all a commit keeps
+    # of it (a float's repr was a third of the line's cost).
     spool = k.spool.rpartition("/")[2]
-    tail = f', "{k.path.hex()}", {k.mode}, "{spool}", {k.offset}, {k.size}, {k.when!r}]\n'
+    tail = f', "{k.path.hex()}", {k.mode}, "{spool}", {k.offset}, {k.size}, {int(k.when)}]\n'
     return (_head(scope, k.user) + tail).encode()
 
 

@@ -294,20 +294,36 @@ class History:
         """Is the scope's spool past KEEP_MAX (room() would wait for the committer)?"""
         return self._kept_bytes.get(scope, 0) > KEEP_MAX
 
-    def remove_kept(self, scope: Scope, path: bytes, user: str, waited: bool = True) -> os.stat_result:
+    def remove_kept(self, scope: Scope, path: bytes, waited: bool = True) -> str | None:
         """rm of a file whose content is pending (is_pending, then room() if crowded): it is
-        moved into the spool instead of unlinked (one rename: no copy, no second link); the
-        next batch commits it, then its removal. Returns what the name was, as Store.unlink.
-        An empty file's content is known: it is recorded, not moved (rm -r of fresh empty
-        files costs an unlink each, as without history). `waited`: the caller awaited
-        since it asked is_pending (a batch may have committed it meanwhile)."""
-        pending = self.is_pending(scope, path) if waited else True
-        spool = self._spool_name() if pending else None  # a number unused if nothing moves
-        st, moved = self.store.move_out(scope, path, spool, MAX_VERSION_BYTES)
-        if moved and spool is not None:
+        moved into the spool instead of unlinked (one rename: no copy, no second link, no
+        stat); the next batch commits it, then its removal. Returns the spool file, for
+        `removed` once the caller has its answer, or None when the caller awaited since it
+        asked is_pending (`waited`) and a batch committed the content meanwhile: the
+        caller unlinks it as any other file."""
+        if waited and not self.is_pending(scope, path):
+            return None
+        spool = self._spool_name()
+        self.store.move_out(scope, path, spool)
+        return spool
+
+    def removed(self, scope: Scope, path: bytes, user: str, spool: str) -> os.stat_result | None:
+        """After the reply to an rm that remove_kept moved into `spool`: what the name was,
+        recorded as `user`'s version when it is one (an empty file too: its spool file goes
+        with the commit, in the committer's thread, not here on the loop). A file too big
+        to version, or one that is not a regular file, just goes. A folder (one that
+        replaced the file behind the kernel's back, a sync round between its lookup and the
+        rm: nothing else ran since the rename) is put back where it was, and None
+        returned: nothing was removed."""
+        st = os.lstat(spool)
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_VERSION_BYTES:
             self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
-        elif pending and st.st_size == 0 and stat.S_ISREG(st.st_mode):
-            self._spooled_one(scope, path, user, st, "", 0, 0)
+        elif stat.S_ISDIR(st.st_mode):
+            log.warning("%s: rm of %s found a folder there: put back", scope, quote_path(path))
+            self.store.move_in(spool, scope, path)
+            return None
+        else:
+            os.unlink(spool)
         return st
 
     def _keep_by_link(self, scope: Scope, path: bytes, user: str) -> None:
