@@ -154,10 +154,14 @@ class FileOps(FsBase):
         assert p.user is not None  # policy.user_of, without its frame: _principal let p through
         if made:
             self.quotas.add(scope, files=1)
-            if scope.kind is Kind.TEAM:  # a private file's maker is its scope's user (owners.py)
-                owners.record_creator(fd, p.user)
-        st = os.fstat(fd)
+        recorded = False
+        if made and scope.kind is Kind.TEAM:  # a private file's maker is its scope's user (owners.py)
+            st, recorded = owners.record_creator(fd, p.user)
+        else:
+            st = os.fstat(fd)
         node = self.inodes.looked_up(scope, path, False, st.st_ino)
+        if recorded:  # the owner it shows is known: not read back (fs_base._owner)
+            node.creator = (st.st_ino, self.ids.uid_of(p.user))
         info = self._open_handle(node, fd, flags, ctx.uid, p.user, st)
         self._files[fd].dirty = True
         return info, self._attrs(node, st, entry_timeout(parent_inode))

@@ -44,6 +44,16 @@ import bench  # scripts/ is on sys.path: this script's own folder
 import handler_clock
 
 UID = 1001
+# The memfs mounts' config: the defaults, and the benchmark uid in a team, for create-team
+# (a team file records its creator: owners.py). The floor's TEAM_DIR is a plain folder.
+TEAM_CONFIG = "users: {bench: {uid: 1001}}\nteams: {bench: {members: [bench]}}\n"
+TEAM_DIR = "team/w"
+
+
+def loop_dir(kind: str) -> str:
+    """Where a loop of `kind` runs, below a mount: create-team's in the team's folder."""
+    return TEAM_DIR if kind == "create-team" else "w"
+
 
 # The caller's loops: one kind of request each (as scripts/bench's probes), run after a
 # set-up the daemon's clock does not see; prints its wall us per iteration.
@@ -85,7 +95,7 @@ elif kind == "open+release":
 elif kind == "read":  # the cached page dropped first: one READ each
     for fd in fds:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.pread(fd, 4096, 0)
-elif kind == "create":  # LOOKUP (missing), CREATE, RELEASE
+elif kind in ("create", "create-team"):  # LOOKUP (missing), CREATE, RELEASE
     for nm in fresh: os.close(os.open(nm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 elif kind.startswith("unlink"):
     for nm in fresh: os.unlink(nm)
@@ -98,7 +108,8 @@ for fd in fds: os.close(fd)
 # kind -> requests per loop: enough for ~0.5 s of a busy daemon. read keeps its fds open
 # (under the caller's 1024), create and unlink make that many files per round. unlink and
 # unlink1k remove files history has not committed (rm moves them into its spool),
-# unlink-old 1 KB files it has; mv+unlink counts a RENAME and an UNLINK per iteration.
+# unlink-old 1 KB files it has; mv+unlink counts a RENAME and an UNLINK per iteration;
+# create-team creates in a team folder (loop_dir).
 KINDS = {
     "getattr": 8000,
     "lookup": 6000,
@@ -106,6 +117,7 @@ KINDS = {
     "open+release": 4000,
     "read": 800,
     "create": 2000,
+    "create-team": 2000,
     "unlink": 2000,
     "unlink1k": 2000,
     "unlink-old": 2000,
@@ -242,7 +254,7 @@ def main() -> int:
             os.chmod(d, 0o755)
         os.chown(src, UID, UID)
         pids = {
-            label: mount_memfs(ck.resolve(), mnts[label], disk, label, cleanup, clocked=args.inside)
+            label: mount_memfs(ck.resolve(), mnts[label], disk, label, cleanup, TEAM_CONFIG, args.inside)
             for label, ck in (("A", args.a), ("B", args.b))
         }
         prelude = handler_clock.PRELUDE if args.inside else ""
@@ -250,14 +262,14 @@ def main() -> int:
         cleanup.callback(bench.umount_bare, mnts["bare"], bare)
         pids["bare"] = bare.pid
         for mnt in mnts.values():
-            subprocess.run(bench.as_uid(UID, "mkdir", str(mnt / "w")), check=True)
+            subprocess.run(bench.as_uid(UID, "mkdir", "-p", str(mnt / "w"), str(mnt / TEAM_DIR)), check=True)
         for r in range(args.rounds):
             for kind in kinds:
                 order = list(mnts) if r % 2 == 0 else list(mnts)[::-1]
                 for label in order:
                     quiet(list(pids.values()))
                     c, w, ns = run_loop(
-                        pids[label], mnts[label] / "w", kind, KINDS[kind], f"r{r}{kind}", clock
+                        pids[label], mnts[label] / loop_dir(kind), kind, KINDS[kind], f"r{r}{kind}", clock
                     )
                     cpu[kind][label].append(c)
                     wall[kind][label].append(w)
