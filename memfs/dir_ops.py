@@ -131,6 +131,10 @@ class DirOps(FsBase):
         await self._settle(scope)
         st = self.store.lstat(scope, path)
         self.store.rmdir(scope, path)
+        self.after.later(self._rmdired, scope, path, st)
+
+    def _rmdired(self, scope: Scope, path: bytes, st: os.stat_result) -> None:
+        """After an rmdir's reply: the node table and the quota hear of it."""
         self._gone(scope, self.inodes.unlinked(scope, path), st)
 
     @guarded
@@ -170,19 +174,38 @@ class DirOps(FsBase):
         # What it replaces (EEXIST with RENAME_NOREPLACE) is read in the rename's own walk.
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
         replaced = self.store.rename(src, src_path, dst, dst_path, noreplace=noreplace)
+        # The name has moved: the caller may have its answer now (after_reply.py).
+        self.after.later(
+            self._renamed, src, src_path, dst, dst_path, is_dir, over, replaced, carried, user_of(p)
+        )
+        if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
+            self._invalidate_name(ROOT_INODE, name_new)
+
+    def _renamed(
+        self,
+        src: Scope,
+        src_path: bytes,
+        dst: Scope,
+        dst_path: bytes,
+        is_dir: bool,
+        over: list[Node],
+        replaced: os.stat_result | None,
+        carried: Usage | None,
+        user: str,
+    ) -> None:
+        """After a rename's reply: the quotas, the node table and the change feed hear of it,
+        and what moved into another scope shows that scope's owner, group and mode."""
         if replaced is not None:
             self._gone(dst, over, replaced)
         if carried is not None:
             self.quotas.add(src, -carried.bytes, -carried.files)
             self.quotas.add(dst, carried.bytes, carried.files)
         moved = self.inodes.moved(src, src_path, dst, dst_path, is_dir)
-        self.changes.moved(src, src_path, dst, dst_path, is_dir, user_of(p))
+        self.changes.moved(src, src_path, dst, dst_path, is_dir, user)
         if src != dst:  # owner, group and mode shown follow the scope: drop the cached ones
-            self._promoted(src, dst, dst_path, user_of(p))
+            self._promoted(src, dst, dst_path, user)
             for node in moved:
                 self._invalidate(node.ino)
-        if parent_inode_new == ROOT_INODE and parent_inode_old != ROOT_INODE:
-            self._invalidate_name(ROOT_INODE, name_new)
 
     async def _to_scope(
         self, p: Principal, src: Scope, src_path: bytes, dst: Scope, st: os.stat_result
