@@ -316,14 +316,11 @@ class History:
         rm: nothing else ran since the rename) is put back where it was, and None
         returned: nothing was removed."""
         st = os.lstat(spool)
-        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_VERSION_BYTES:
-            self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
-        elif stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             log.warning("%s: rm of %s found a folder there: put back", scope, quote_path(path))
             self.store.move_in(spool, scope, path)
             return None
-        else:
-            os.unlink(spool)
+        self._adopt(scope, path, user, st, spool)
         return st
 
     def _keep_by_link(self, scope: Scope, path: bytes, user: str) -> None:
@@ -332,11 +329,15 @@ class History:
             self.store.link_out(scope, path, str(spool))
         except OSError:
             return  # gone already, a folder, or EMLINK: nothing to keep, or it cannot be
-        st = os.lstat(spool)
-        if not _versionable(st):
+        self._adopt(scope, path, user, os.lstat(spool), str(spool))
+
+    def _adopt(self, scope: Scope, path: bytes, user: str, st: os.stat_result, spool: str) -> None:
+        """A whole spool file (`st` its lstat) becomes `path`'s kept version, or goes when it
+        is none (too big to version, not a regular file)."""
+        if _versionable(st):
+            self._spooled_one(scope, path, user, st, spool, 0, st.st_size)
+        else:
             os.unlink(spool)
-            return
-        self._spooled_one(scope, path, user, st, str(spool), 0, st.st_size)
 
     def _spool_path(self) -> Path:
         return Path(self._spool_name())
