@@ -274,16 +274,16 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         scope, path, view = parent.scope, parent.path, parent.view
         if name in (b".", b"..") or (view and not path and name == policy.CONTROL_NAME):
-            self._dir_allows(self.store.lstat(scope, path), Access.READ)
+            self._dir_allows(self.store.lstat(scope, path).st_mode, Access.READ)
             if name == b".":
                 return self.entry(scope, path, CACHE_TIMEOUT, view)
             if name == b"..":
                 raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..'
             return await self.control.grant_ctl(scope, p)  # the owner's history, read-only
-        # The folder's bits and the name, read in one walk (Store.lstat_in).
+        # The folder's mode and the name, read in one walk (Store.lstat_in).
         path = path + b"/" + name if path else name  # store.child_path, inline
         folder, st = self.store.lstat_in(scope, path)
-        if folder.st_mode & policy.PASSABLE_FOLDER_MASK != policy.PASSABLE_FOLDER:
+        if folder & policy.PASSABLE_FOLDER_MASK != policy.PASSABLE_FOLDER:
             self._dir_allows(folder, Access.READ)
         if st is None:
             return MISSING  # ENOENT, without raising it through the guard

@@ -136,11 +136,11 @@ class FsBase:
             raise FUSEError(policy.denied_errno(have))
 
     @staticmethod
-    def _dir_allows(st: os.stat_result, need: Access) -> None:
+    def _dir_allows(mode: int, need: Access) -> None:
         # The directory's own owner bits apply as on any filesystem: x to pass, w to change.
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(mode):
             raise FUSEError(errno.ENOTDIR)
-        if not policy.owner_bits_allow(st.st_mode, False, need >= Access.WRITE, True):
+        if not policy.owner_bits_allow(mode, False, need >= Access.WRITE, True):
             raise FUSEError(errno.EACCES)
 
     def _attrs(self, node: Node, st: os.stat_result, timeout: float = CACHE_TIMEOUT) -> EntryAttributes:
@@ -249,8 +249,8 @@ class FsBase:
             self._check_access(node, p, Access.WRITE)
         if node.unlinked:
             raise FUSEError(errno.ENOENT)
-        st = self.store.folder_lstat(node.scope, node.path)
-        if st.st_mode & policy.CHANGEABLE_FOLDER_MASK != policy.CHANGEABLE_FOLDER:
-            self._dir_allows(st, Access.WRITE)
+        mode = self.store.folder_mode(node.scope, node.path)
+        if mode & policy.CHANGEABLE_FOLDER_MASK != policy.CHANGEABLE_FOLDER:
+            self._dir_allows(mode, Access.WRITE)
         path = node.path
         return node.scope, path + b"/" + name if path else name  # store.child_path, inline

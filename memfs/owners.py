@@ -70,8 +70,9 @@ def record_creator(fd: int, user: str) -> tuple[os.stat_result, bool]:
     """Record the creator of a new team file: its stat after, and whether it was recorded.
     Setting the attribute moves the file's ctime, so a new file would not show atime =
     mtime = ctime, as natively: the times are set to now together then, unless the ctime
-    stayed where the create put it (a utime saved: with the parent folder's times read
-    before each create, as memfs does, about half the creates on ext4, measured)."""
+    stayed where the create put it. It stays in nearly every create now that memfs reads
+    only the folder's mode before it (modestat.py): a utime in 19 of 4,000 team creates
+    through a mount, against 1,898 of 4,000 when the folder's whole stat was read."""
     recorded = record_fd(fd, user)
     st = os.fstat(fd)
     if st.st_ctime_ns != st.st_mtime_ns or st.st_atime_ns != st.st_mtime_ns:

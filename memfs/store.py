@@ -29,6 +29,7 @@ from .confine import (
     setxattr_at,
 )
 from .layout import KIND_OF_DIR, SCOPE_DIRS, TOP_DIRS
+from .modestat import mode_at
 from .policy import Scope
 
 # Never follow a symlink an admin may have left in DATA/: memfs does not create them.
@@ -47,8 +48,8 @@ MAX_FOLDER_FDS = 256
 _lstat = functools.partial(os.stat, follow_symlinks=False)
 
 
-def _lstat_in(name: bytes, dir_fd: int) -> tuple[os.stat_result, os.stat_result | None]:
-    folder = os.fstat(dir_fd)
+def _lstat_in(name: bytes, dir_fd: int) -> tuple[int, os.stat_result | None]:
+    folder = mode_at(b"", dir_fd)  # its mode only: its times unread (modestat.py)
     try:
         return folder, _lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -206,7 +207,7 @@ class Store:
         # find(scope, rel): lstat, or None when there is no such name (a lookup's common
         # answer, without an exception through its callers)
         self.find = functools.partial(self._at, _lstat_or_none)
-        # lstat_in(scope, rel): (the stat of the folder holding `rel`, `rel`'s own or None
+        # lstat_in(scope, rel): (the mode of the folder holding `rel`, `rel`'s own or None
         # when there is no such name), in one walk: a lookup checks the folder and finds
         # the name with one fd
         self.lstat_in = functools.partial(self._at, _lstat_in)
@@ -380,13 +381,14 @@ class Store:
         with _Where(self, scope, rel) as (where, name):
             return call(name, *args, dir_fd=where)
 
-    def folder_lstat(self, scope: Scope, rel: bytes) -> os.stat_result:
-        """lstat of a folder; by its kept fd when it is kept (an fstat: no name to look up)."""
+    def folder_mode(self, scope: Scope, rel: bytes) -> int:
+        """st_mode of a folder, by its kept fd when it is kept (no name to look up); its
+        times are not read (modestat.py: a create in it then keeps atime = mtime = ctime)."""
         with self._lock:
             entry = self._folders.get((scope, rel)) if rel else self._roots.get(scope)
             if entry is not None:
-                return os.fstat(entry[0])
-        return self._at(_lstat, scope, rel)
+                return mode_at(b"", entry[0])
+        return self._at(mode_at, scope, rel)
 
     def owner(self, scope: Scope, rel: bytes) -> str | None:
         """The creator recorded on a file or folder (owners.py); None when there is none."""
