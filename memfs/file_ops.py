@@ -23,8 +23,8 @@ from . import owners, policy
 from .fs_base import FsBase
 from .guard import guarded
 from .handles import FileHandle
-from .inodes import Node, entry_timeout
-from .numbers import CONTROL_HANDLE_BASE
+from .inodes import CACHE_TIMEOUT, Node
+from .numbers import CONTROL_HANDLE_BASE, ROOT_INODE
 from .policy import Access, Kind, Principal
 
 # A regular file its owner may read: the common open, judged in one comparison.
@@ -142,7 +142,8 @@ class FileOps(FsBase):
     ) -> tuple[FileInfo, EntryAttributes]:
         p = self.ids.mapped.get((ctx.uid, ctx.gid)) or self._principal(ctx)
         scope, path = self._target(p, parent_inode, name, creating=True)
-        await self.quotas.need(scope, files=1)
+        if not self.quotas.fits(scope, 0, 1):
+            await self.quotas.need(scope, files=1)
         if self._held:
             await self._settle(scope)
         self.opens.take(ctx.uid)
@@ -164,7 +165,8 @@ class FileOps(FsBase):
             node.creator = (st.st_ino, self.ids.uid_of(p.user))
         info = self._open_handle(node, fd, flags, ctx.uid, p.user, st)
         self._files[fd].dirty = True
-        return info, self._attrs(node, st, entry_timeout(parent_inode))
+        # inodes.entry_timeout, inline
+        return info, self._attrs(node, st, 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT)
 
     @guarded
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:

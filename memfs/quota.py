@@ -79,13 +79,23 @@ class Quotas:
 
     async def need(self, scope: Scope, nbytes: int = 0, files: int = 0) -> None:
         """EDQUOT unless the scope has room for this much more."""
-        u = self._usage.get(scope) or await self.usage(scope)  # counted already, mostly
+        if not self.fits(scope, nbytes, files):
+            await self.usage(scope)
+            self.fits(scope, nbytes, files)  # counted now: True, or EDQUOT
+
+    def fits(self, scope: Scope, nbytes: int = 0, files: int = 0) -> bool:
+        """need() without waiting: EDQUOT as need, or True; False when the scope's usage is
+        not counted yet (then await need). A create asks this first: no coroutine."""
+        u = self._usage.get(scope)
+        if u is None:
+            return False
         cap = self._caps[scope.kind]
         if (files > 0 and u.files + files > cap.files) or (nbytes > 0 and u.bytes + nbytes > cap.bytes):
             log.info(
                 "%s: quota reached (%d/%d bytes, %d/%d files)", scope, u.bytes, cap.bytes, u.files, cap.files
             )
             raise FUSEError(errno.EDQUOT)
+        return True
 
     def room(self, scope: Scope) -> int:
         """Bytes the scope may still grow by (its usage is known: it was needed at open)."""

@@ -64,6 +64,7 @@ def _lstat_or_none(name: bytes, dir_fd: int) -> os.stat_result | None:
 
 
 def _create(name: bytes, flags: int, mode: int, dir_fd: int) -> tuple[int, bool]:
+    flags = (flags & ~_NOT_PASSED) | _NOFOLLOW
     while True:
         try:
             return os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd), True
@@ -211,6 +212,12 @@ class Store:
         # when there is no such name), in one walk: a lookup checks the folder and finds
         # the name with one fd
         self.lstat_in = functools.partial(self._at, _lstat_in)
+        # create(scope, rel, flags, mode) -> (fd, whether this call made the file). The
+        # kernel sends create once a lookup found no such name, but another caller may
+        # make it in between: without O_EXCL that opens the file as open(2) would, and it
+        # is not a new file (no quota, no creator).
+        self.create: Callable[[Scope, bytes, int, int], tuple[int, bool]]
+        self.create = functools.partial(self._at, _create)
         # unlink(scope, rel): remove a file; returns what it was (its size goes back to
         # the quota), read in the same walk: one fstatat beside the unlinkat, not a second
         # confined lookup
@@ -447,12 +454,6 @@ class Store:
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
         flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
         return self._at(os.open, scope, rel, flags)
-
-    def create(self, scope: Scope, rel: bytes, flags: int, mode: int) -> tuple[int, bool]:
-        """(fd, whether this call made the file). The kernel sends create once a lookup
-        found no such name, but another caller may make it in between: without O_EXCL that
-        opens the file as open(2) would, and it is not a new file (no quota, no creator)."""
-        return self._at(_create, scope, rel, (flags & ~_NOT_PASSED) | _NOFOLLOW, mode)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):

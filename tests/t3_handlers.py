@@ -501,8 +501,8 @@ async def test_a_file_whose_backing_number_is_taken_is_served_normally(ops, monk
     # ext4 reuses a freed inode number at once; while the kernel still knows the old node
     # the new file gets a number of its own, which must not be taken for a control file
     # (it was: EISDIR on open, EPERM on chmod).
-    real = ops.inodes._number
-    monkeypatch.setattr(ops.inodes, "_number", lambda backing, view: real(None, view))
+    real = ops.inodes._made
+    monkeypatch.setattr(ops.inodes, "_made", lambda scope, path, view, backing: real(scope, path, view, None))
     fh, ino = await create(ops, ALICE, b"b.md")
     assert ino >= OWN_BASE and not ops.control.owns(ino)
     await ops.release(fh)
