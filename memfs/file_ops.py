@@ -26,10 +26,12 @@ from .handles import FileHandle
 from .inodes import CACHE_TIMEOUT, Node
 from .numbers import CONTROL_HANDLE_BASE, ROOT_INODE
 from .policy import Access, Kind, Principal
+from .store import OPEN_ADDS, OPEN_KEEPS
 
 # A regular file its owner may read: the common open, judged in one comparison.
 _KIND_AND_READ = stat.S_IFMT(0o177777) | stat.S_IRUSR
 _READABLE_FILE = stat.S_IFREG | stat.S_IRUSR
+_OPEN_KEEPS = OPEN_KEEPS & ~os.O_EXCL  # Store.open's flags, and no O_EXCL (an open makes nothing)
 
 
 class FileOps(FsBase):
@@ -122,7 +124,7 @@ class FileOps(FsBase):
         """An open that changes nothing (no write, no O_TRUNC) is made first and judged by
         the fstat of what it opened: one confined lookup of the path instead of two."""
         try:
-            fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
+            fd = self.store.open_as_given(node.scope, node.path, (flags & _OPEN_KEEPS) | OPEN_ADDS)
         except OSError:
             self._openable(node, True, False)  # the errno the checks give comes first, as before
             raise

@@ -52,7 +52,7 @@ from .inodes import CACHE_TIMEOUT, InodeTable, Node
 from .names import quote_path
 from .numbers import CONTROL_HANDLE_BASE, DIR_HANDLE_BASE, ROOT_INODE, Counter, Handle, handle_kind
 from .own_numbers import OwnNumbers
-from .policy import Access, Principal, Scope, home
+from .policy import Access, Kind, Principal, Scope, home
 from .quota import OpenCounts, Quotas
 from .secrets.service import SecretGuard
 from .store import Store
@@ -280,9 +280,11 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             if name == b"..":
                 raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..'
             return await self.control.grant_ctl(scope, p)  # the owner's history, read-only
-        # The folder's mode and the name, read in one walk (Store.lstat_in).
+        # The folder's mode and the name, read in one walk (Store.lstat_in; a team folder's
+        # without its times, store._lstat_in_team).
         path = path + b"/" + name if path else name  # store.child_path, inline
-        folder, st = self.store.lstat_in(scope, path)
+        in_folder = self.store.lstat_in_team if scope.kind is Kind.TEAM else self.store.lstat_in
+        folder, st = in_folder(scope, path)
         if folder & policy.PASSABLE_FOLDER_MASK != policy.PASSABLE_FOLDER:
             self._dir_allows(folder, Access.READ)
         if st is None:
