@@ -196,7 +196,7 @@ class Committer:
                 if oid in purged:  # a file still holding purged bytes (a host behind): never again
                     data, oid = PURGED_TEXT, PURGED_BLOB
                 if head != (oid, mode):
-                    by_user.setdefault(user, {})[path] = (mode, fi.blob(data, oid))
+                    by_user.setdefault(user, {})[path] = (mode, fi.blob(data, oid, path))
                 seen.append((path, oid, (st.st_size, st.st_mtime_ns, st.st_ino)))
             when = int(now)
             for user, changes in by_user.items():
@@ -462,7 +462,7 @@ def _kept_change(cat: Catalog, fi: FastImport, head: dict, purged: set, k: Kept)
         head[k.path] = cat.current_of(k.path)
     if head[k.path] == (oid, k.mode):
         return None
-    return {k.path: (k.mode, fi.blob(data, oid))}, {k.path: (oid, k.mode)}
+    return {k.path: (k.mode, fi.blob(data, oid, k.path))}, {k.path: (oid, k.mode)}
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:

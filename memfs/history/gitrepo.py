@@ -47,6 +47,8 @@ def use_home(home: str) -> None:
 
 SAMPLE = 64 << 10  # bytes of a large blob tried before choosing its compression
 LARGE = 64 << 10  # blobs from here on are hashed and compressed with the GIL released
+# Blobs FastImport holds to hand fast-import in path order (see FastImport.blob).
+SORT_BYTES = 8 << 20
 Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
 
 
@@ -371,11 +373,19 @@ class FastImport:
     15 minutes of fast-import at nice 10 behind a loaded machine's unmount, measured).
     Repo.commit rebuilds each touched folder once per commit from a dict. Without the git
     CLI, blobs go one by one through libgit2. The branch moves at close(), if nothing failed,
-    once the pack holding the blobs is complete."""
+    once the pack holding the blobs is complete.
+
+    fast-import stores each blob as a delta against the blob before it when that is
+    smaller. Versions of one file differ little, but a batch holds them in the order they
+    were kept, several files' interleaved: blobs are held (up to SORT_BYTES) and handed on
+    by path. An agent's save loop (4 files of 48 KiB, each rewritten, patched, cut; 1,200
+    versions): 0.65 -> 0.15 ms of fast-import's CPU a version, its pack 5.3 -> 0.68 MB."""
 
     def __init__(self, repo: Repo):
         self.repo = repo
         self.made = 0
+        self._held: list[tuple[bytes, int, bytes]] = []  # (key, arrival, data)
+        self._held_bytes = 0
         git = shutil.which("git")
         self._proc = None
         if git is not None:
@@ -396,15 +406,27 @@ class FastImport:
             self._proc.kill()
             self._proc.wait()
 
-    def blob(self, data: bytes, oid: bytes) -> bytes:
-        """Store a blob; its raw id, what commit() takes to name it."""
+    def blob(self, data: bytes, oid: bytes, key: bytes = b"") -> bytes:
+        """Store a blob; its raw id, what commit() takes to name it. `key` (its path):
+        blobs of one key reach fast-import one after another, each a delta of the last."""
         if self._proc is None or len(data) >= LARGE:
             return self.repo.blob(data, oid)  # a large one is compressed here, GIL released
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(b"blob\ndata %d\n" % len(data))
-        self._proc.stdin.write(data)
-        self._proc.stdin.write(b"\n")
+        self._held.append((key, len(self._held), data))
+        self._held_bytes += len(data)
+        if self._held_bytes >= SORT_BYTES:
+            self._hand_on()
         return oid
+
+    def _hand_on(self) -> None:
+        """The held blobs to fast-import, by key, in arrival order within a key."""
+        assert self._proc is not None and self._proc.stdin is not None
+        write = self._proc.stdin.write
+        for _key, _n, data in sorted(self._held, key=lambda held: held[:2]):
+            write(b"blob\ndata %d\n" % len(data))
+            write(data)
+            write(b"\n")
+        self._held.clear()
+        self._held_bytes = 0
 
     def commit(
         self, changes: dict[bytes, tuple[int, bytes] | None], author: Who, committer: Who, message: str
@@ -417,6 +439,7 @@ class FastImport:
         if self._proc is not None:
             assert self._proc.stdin is not None and self._proc.stderr is not None
             try:
+                self._hand_on()
                 self._proc.stdin.write(b"done\n")
                 self._proc.stdin.close()
             except BrokenPipeError:
