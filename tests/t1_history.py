@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memfs.history.catalog import Catalog, parse_renames, rename_lines
+from memfs.history.committer import Kept, in_waves
 from memfs.history.gitrepo import BLOB, Repo, blob_id
 from memfs.inodes import Node
 from memfs.logline import subject
@@ -116,6 +117,41 @@ def test_versions_kept_interleaved_are_packed_as_deltas_of_their_own_file(repo):
         ["git", "--git-dir", str(repo.path), "fsck", "--strict"], capture_output=True, text=True
     )
     assert fsck.returncode == 0, fsck.stderr + fsck.stdout
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob"]), st.sampled_from([b"a", b"b", b"c", b"d/e"]), st.booleans()
+        ),
+        max_size=40,
+    )
+)
+def test_kept_versions_are_committed_in_waves_that_keep_every_order_that_matters(items):
+    kept = [
+        Kept(user, path, BLOB, "", 0, 0, float(i), moved_from=b"d" if moved else None)
+        for i, (user, path, moved) in enumerate(items)
+    ]
+    out = in_waves(kept)
+    assert sorted(out, key=lambda k: k.when) == kept  # the same versions
+    at = {k.when: i for i, k in enumerate(out)}
+    for i, k in enumerate(kept):
+        for later in kept[i + 1 :]:
+            ordered = (
+                later.path == k.path  # a path's versions
+                or later.user != k.user  # another user's
+                or k.moved_from is not None  # a rename and what comes after it
+                or later.moved_from is not None
+            )
+            if ordered:
+                assert at[k.when] < at[later.when], (k, later)
+    # one user's versions of three files, three times each: three waves of three
+    saves = [
+        Kept("alice", p, BLOB, "", 0, 0, float(i * 3 + j))
+        for i, p in enumerate([b"x", b"y", b"z"])
+        for j in range(3)
+    ]
+    assert [k.path for k in in_waves(saves)] == [b"x", b"y", b"z"] * 3
 
 
 def test_deep_paths_need_no_recursion(repo):

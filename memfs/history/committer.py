@@ -137,9 +137,10 @@ class Committer:
             group: dict[bytes, Change] = {}
             purged = _purged(repo, scope)
             prev: Kept | None = None
+            when = 0.0  # the group's latest version's time
             renames: list[tuple[bytes, bytes]] = []
             with repo.fast_import() as fi:
-                for k in kept:
+                for k in in_waves(kept):
                     got = _kept_change(cat, fi, head, purged, k)
                     if got is None:
                         continue  # committed already, or by an earlier try that failed later
@@ -149,15 +150,15 @@ class Committer:
                         and prev is not None
                         and (k.user != prev.user or any(p in group for p in changes))
                     ):
-                        self._commit_group(fi, group, prev.user, int(prev.when), renames[:MAX_RENAME_LINES])
+                        self._commit_group(fi, group, prev.user, int(when), renames[:MAX_RENAME_LINES])
                         renames.clear()
                     group.update(changes)
                     head.update(now)
                     if k.moved_from is not None:
                         renames.append((k.moved_from, k.path))
-                    prev = k
+                    prev, when = k, max(when, k.when)
                 if group and prev is not None:
-                    self._commit_group(fi, group, prev.user, int(prev.when), renames[:MAX_RENAME_LINES])
+                    self._commit_group(fi, group, prev.user, int(when), renames[:MAX_RENAME_LINES])
             cat.catch_up(repo)
             for spool in spools:
                 with contextlib.suppress(FileNotFoundError):
@@ -433,6 +434,37 @@ def _moved(cat: Catalog, head: dict, src: bytes, dst: bytes) -> list[tuple[bytes
         held = cat.current_under(src)
         held.update((p, was) for p, was in head.items() if p.startswith(under))
     return [(p, dst + p[len(src) :], was) for p, was in sorted(held.items()) if was is not None]
+
+
+def in_waves(kept: list[Kept]) -> list[Kept]:
+    """The kept versions in the order they are committed: within a stretch of one user's
+    versions of content (a rename or another user's version ends it), each path's first
+    version, then each path's second, and so on. Every path's versions keep their order and
+    a commit holds one version of a path, so a stretch takes a commit per wave, not one each
+    time a path comes back: an agent saving 4 files 3 times each took 8-9 commits (each a
+    tree and a commit object, ~0.2-0.9 ms apiece to write on a busy disk) for 12 versions,
+    and takes 3."""
+    out: list[Kept] = []
+    stretch: list[Kept] = []
+
+    def end_stretch() -> None:
+        waves: list[list[Kept]] = []
+        seen: dict[bytes, int] = {}
+        for k in stretch:
+            n = seen[k.path] = seen.get(k.path, -1) + 1
+            if n == len(waves):
+                waves.append([])
+            waves[n].append(k)
+        for wave in waves:
+            out.extend(wave)
+        stretch.clear()
+
+    for k in kept:
+        if k.moved_from is not None or (stretch and k.user != stretch[-1].user):
+            end_stretch()
+        (out if k.moved_from is not None else stretch).append(k)
+    end_stretch()
+    return out
 
 
 def _kept_change(cat: Catalog, fi: FastImport, head: dict, purged: set, k: Kept) -> tuple[dict, dict] | None:
