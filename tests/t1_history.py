@@ -154,6 +154,18 @@ def test_kept_versions_are_committed_in_waves_that_keep_every_order_that_matters
     assert [k.path for k in in_waves(saves)] == [b"x", b"y", b"z"] * 3
 
 
+def test_a_flood_of_empty_versions_is_held_in_bounded_chunks(repo):
+    # Empty files hold no bytes, but each held blob costs a tuple and its path: a batch of
+    # 200k empty versions with 2 KB paths must not pile up in the committer's memory.
+    most = 0
+    with repo.fast_import() as fi:
+        for i in range(200_000):
+            fi.blob(b"", blob_id(b""), b"%06d/" % i + b"x" * 2000)
+            most = max(most, len(fi._held))
+    assert most < 5_000, most
+    assert repo.r[pygit2.Oid(raw=blob_id(b""))].data == b""
+
+
 def test_deep_paths_need_no_recursion(repo):
     deep = b"/".join([b"d"] * 3000) + b"/x.md"
     commit(repo, {deep: b"deep"})

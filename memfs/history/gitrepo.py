@@ -49,6 +49,7 @@ SAMPLE = 64 << 10  # bytes of a large blob tried before choosing its compression
 LARGE = 64 << 10  # blobs from here on are hashed and compressed with the GIL released
 # Blobs FastImport holds to hand fast-import in path order (see FastImport.blob).
 SORT_BYTES = 8 << 20
+HELD_COST = 128  # bytes counted per held blob besides its data and key
 Change = tuple[int, bytes] | None  # (mode, raw 20-byte oid) to store, None to remove
 
 
@@ -412,7 +413,9 @@ class FastImport:
         if self._proc is None or len(data) >= LARGE:
             return self.repo.blob(data, oid)  # a large one is compressed here, GIL released
         self._held.append((key, len(self._held), data))
-        self._held_bytes += len(data)
+        # What holding it costs, not only its bytes: a flood of empty versions (each one a
+        # tuple and a path of up to 4 KiB) is handed on in bounded chunks too.
+        self._held_bytes += len(data) + len(key) + HELD_COST
         if self._held_bytes >= SORT_BYTES:
             self._hand_on()
         return oid
