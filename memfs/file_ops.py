@@ -23,15 +23,13 @@ from . import owners, policy
 from .fs_base import FsBase
 from .guard import guarded
 from .handles import FileHandle
-from .inodes import CACHE_TIMEOUT, Node
-from .numbers import CONTROL_HANDLE_BASE, ROOT_INODE
+from .inodes import Node, entry_timeout
+from .numbers import CONTROL_HANDLE_BASE
 from .policy import Access, Kind, Principal
-from .store import OPEN_ADDS, OPEN_KEEPS
 
 # A regular file its owner may read: the common open, judged in one comparison.
 _KIND_AND_READ = stat.S_IFMT(0o177777) | stat.S_IRUSR
 _READABLE_FILE = stat.S_IFREG | stat.S_IRUSR
-_OPEN_KEEPS = OPEN_KEEPS & ~os.O_EXCL  # Store.open's flags, and no O_EXCL (an open makes nothing)
 
 
 class FileOps(FsBase):
@@ -124,7 +122,7 @@ class FileOps(FsBase):
         """An open that changes nothing (no write, no O_TRUNC) is made first and judged by
         the fstat of what it opened: one confined lookup of the path instead of two."""
         try:
-            fd = self.store.open_as_given(node.scope, node.path, (flags & _OPEN_KEEPS) | OPEN_ADDS)
+            fd = self.store.open(node.scope, node.path, flags & ~os.O_EXCL)
         except OSError:
             self._openable(node, True, False)  # the errno the checks give comes first, as before
             raise
@@ -167,8 +165,7 @@ class FileOps(FsBase):
             node.creator = (st.st_ino, self.ids.uid_of(p.user))
         info = self._open_handle(node, fd, flags, ctx.uid, p.user, st)
         self._files[fd].dirty = True
-        # inodes.entry_timeout, inline
-        return info, self._attrs(node, st, 0 if parent_inode == ROOT_INODE else CACHE_TIMEOUT)
+        return info, self._attrs(node, st, entry_timeout(parent_inode))
 
     @guarded
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:

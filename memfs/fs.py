@@ -280,11 +280,9 @@ class Operations(FileOps, DirOps, pyfuse3.Operations):
             if name == b"..":
                 raise FUSEError(errno.ENOENT)  # only NFS export asks; the kernel resolves '..'
             return await self.control.grant_ctl(scope, p)  # the owner's history, read-only
-        # The folder's mode and the name, read in one walk (Store.lstat_in; a team folder's
-        # without its times, store._lstat_in_team).
+        # The folder's mode and the name, read in one walk (Store.lstat_in).
         path = path + b"/" + name if path else name  # store.child_path, inline
-        in_folder = self.store.lstat_in_team if scope.kind is Kind.TEAM else self.store.lstat_in
-        folder, st = in_folder(scope, path)
+        folder, st = self.store.lstat_in(scope, path, scope.kind is Kind.TEAM)
         if folder & policy.PASSABLE_FOLDER_MASK != policy.PASSABLE_FOLDER:
             self._dir_allows(folder, Access.READ)
         if st is None:

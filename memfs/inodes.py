@@ -100,12 +100,8 @@ class InodeTable:
         return node
 
     def looked_up(self, scope: Scope, path: bytes, view: bool, backing_ino: int) -> Node:
-        """node_for, then remember once: what a lookup or a create hands the kernel (every
-        lookup and create: node_for's steps written out, one Python call fewer each)."""
-        keys = self._by_key.setdefault(scope, {})
-        node = keys.get((path, view))
-        if node is None:
-            node = keys[(path, view)] = self._made(scope, path, view, backing_ino)
+        """node_for, then remember once: what a lookup or a create hands the kernel."""
+        node = self.node_for(scope, path, view, backing_ino)
         node.nlookup += 1
         return node
 

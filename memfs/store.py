@@ -37,8 +37,6 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 # The kernel already bypasses its page cache for a caller's O_DIRECT, but hands memfs
 # unaligned buffers: a backing fd opened O_DIRECT would answer them with EINVAL.
 _NOT_PASSED = os.O_DIRECT
-# What Store.open makes of a caller's flags: it never creates, never follows a symlink.
-OPEN_KEEPS, OPEN_ADDS = ~(os.O_CREAT | _NOT_PASSED), _NOFOLLOW
 MAX_ROOT_FDS = 256
 # Folders below a scope's root kept open (O_PATH, opened by the confined lookup): a file's
 # stat or open is then one fstatat/openat of one checked name, not openat2 + fstat + close.
@@ -50,19 +48,11 @@ MAX_FOLDER_FDS = 256
 _lstat = functools.partial(os.stat, follow_symlinks=False)
 
 
-def _lstat_in(name: bytes, dir_fd: int) -> tuple[int, os.stat_result | None]:
-    folder = os.fstat(dir_fd).st_mode
-    try:
-        return folder, _lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return folder, None
-
-
-def _lstat_in_team(name: bytes, dir_fd: int) -> tuple[int, os.stat_result | None]:
-    """_lstat_in for a team's folder: its mode read without its times (modestat.py), so
-    that a create after this lookup leaves the new file's times equal. Through a mount
-    the statx (ctypes) costs ~2 us more than an fstat, so only where creates record a maker."""
-    folder = mode_at(b"", dir_fd)
+def _lstat_in(name: bytes, team: bool, dir_fd: int) -> tuple[int, os.stat_result | None]:
+    # A team's folder's mode is read without its times (modestat.py), so that a create
+    # after this lookup leaves the new file's times equal. Through a mount the statx
+    # (ctypes) costs ~2 us more than an fstat: only where creates record a maker.
+    folder = mode_at(b"", dir_fd) if team else os.fstat(dir_fd).st_mode
     try:
         return folder, _lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -221,18 +211,14 @@ class Store:
         # find(scope, rel): lstat, or None when there is no such name (a lookup's common
         # answer, without an exception through its callers)
         self.find = functools.partial(self._at, _lstat_or_none)
-        # lstat_in(scope, rel): (the mode of the folder holding `rel`, `rel`'s own or None
-        # when there is no such name), in one walk: a lookup checks the folder and finds
-        # the name with one fd
+        # lstat_in(scope, rel, team): (the mode of the folder holding `rel`, `rel`'s own or
+        # None when there is no such name), in one walk: a lookup checks the folder and
+        # finds the name with one fd; `team`: the scope is a team's (_lstat_in)
         self.lstat_in = functools.partial(self._at, _lstat_in)
-        self.lstat_in_team = functools.partial(self._at, _lstat_in_team)
         # create(scope, rel, flags, mode) -> (fd, whether this call made the file). The
         # kernel sends create once a lookup found no such name, but another caller may
         # make it in between: without O_EXCL that opens the file as open(2) would, and it
         # is not a new file (no quota, no creator).
-        # open_as_given(scope, rel, flags) -> fd: Store.open for flags already made as it
-        # makes them, `(flags & OPEN_KEEPS) | OPEN_ADDS` (a caller's open: one call fewer)
-        self.open_as_given = functools.partial(self._at, os.open)
         self.create: Callable[[Scope, bytes, int, int], tuple[int, bool]]
         self.create = functools.partial(self._at, _create)
         # unlink(scope, rel): remove a file; returns what it was (its size goes back to
@@ -396,16 +382,7 @@ class Store:
         in the first: one lock, no refcount, ~9 Python calls fewer than _Where (~3 us a
         request through a mount, measured). A call that blocks there (an open of a fifo
         an admin left) would block the loop it runs on anyway."""
-        # confine.bad_component's common case inline (every request passes here): no
-        # component starting with '.', no empty one, no NUL; anything else asks it.
-        if (
-            rel
-            and rel[0] not in (46, 47)
-            and rel[-1] != 47
-            and b"/." not in rel
-            and b"//" not in rel
-            and b"\0" not in rel
-        ) or bad_component(rel) is None:
+        if bad_component(rel) is None:
             folder, _, name = rel.rpartition(b"/")
             with self._lock:
                 entry = self._folders.get((scope, folder)) if folder else self._roots.get(scope)
@@ -416,7 +393,7 @@ class Store:
 
     def folder_mode(self, scope: Scope, rel: bytes) -> int:
         """st_mode of a folder, by its kept fd when it is kept (no name to look up). A
-        team's folder's times are not read (_lstat_in_team says why)."""
+        team's folder's times are not read (_lstat_in says why)."""
         team = scope.kind is Kind.TEAM
         with self._lock:
             entry = self._folders.get((scope, rel)) if rel else self._roots.get(scope)
@@ -479,7 +456,8 @@ class Store:
 
     # -- files ----------------------------------------------------------------
     def open(self, scope: Scope, rel: bytes, flags: int) -> int:
-        return self._at(os.open, scope, rel, (flags & OPEN_KEEPS) | OPEN_ADDS)
+        flags = (flags & ~(os.O_CREAT | _NOT_PASSED)) | _NOFOLLOW
+        return self._at(os.open, scope, rel, flags)
 
     def mkdir(self, scope: Scope, rel: bytes, mode: int) -> None:
         with self.place(scope, rel) as (where, name):
