@@ -49,6 +49,8 @@ def _ppid(pid: int) -> int | None:
 
 
 def owners(top) -> set[tuple[int, int]]:
+    """Owners of everything under a data dir. Walk it only once its daemon has ended: a
+    running one makes and renames temporaries (a history repo's `.new-*`) mid-walk."""
     found = {(os.lstat(top).st_uid, os.lstat(top).st_gid)}
     for dirpath, dirs, files in os.walk(top):
         for n in dirs + files:
@@ -114,13 +116,13 @@ def test_the_daemon_serves_without_root(mnt):
     )
     assert tried.stdout.strip() == "PermissionError", tried.stdout
     assert mnt.sh(BOB, "cat b.md").stdout == "his\n"  # and the daemon serves on
-    assert owners(mnt.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
     # the mount belongs to the daemon user: it unmounts itself on SIGTERM, without root
     os.kill(mnt.pid(), signal.SIGTERM)
     wait_for(lambda: f"unmounted {mnt.mnt}" in mnt.log(), "the daemon's shutdown line")
     assert not os.path.ismount(mnt.mnt)
     wait_for(lambda: not [w for w in workers if _ppid(w) is not None], "the seed and workers gone")
     assert not (mnt.data / "state" / "seed.sock").exists()  # the seed removed its socket
+    assert owners(mnt.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
 
 
 def test_workers_are_spawned_once_the_seed_is_gone(mnt):
@@ -177,6 +179,7 @@ def test_a_data_dir_written_by_a_root_daemon_is_handed_over(make_mount):
     assert m.sh(ALICE, "cat old.md").stdout == "written by the old root daemon\n"
     m.sh(ALICE, "echo more >> old.md; echo x > notes/new.md; rm notes/n.md")
     assert m.sh(ALICE, "cat old.md notes/new.md").stdout.endswith("more\nx\n")
+    m.stop()
     assert owners(m.data) == {(SERVICE.pw_uid, SERVICE.pw_gid)}
 
 
